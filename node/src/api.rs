@@ -1,0 +1,249 @@
+//! The HTTP client API (docs/node-api.md): submit, blocks, status, metrics
+//! and the raw fsync histogram.
+
+use crate::config::Bug;
+use crate::server::{gauges, Event, Origin, Shared, SubmitReply};
+use crate::tx::{Ack, SubmitRequest, TxError};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+/// Blocks returned by one `GET /blocks` at most.
+pub const BLOCKS_PAGE_MAX: u64 = 1000;
+/// Blocks returned when `limit` is not given.
+pub const BLOCKS_PAGE_DEFAULT: u64 = 100;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Node state.
+    pub shared: Arc<Shared>,
+    /// The raft loop's queue.
+    pub events: SyncSender<Event>,
+}
+
+/// The router of the client API.
+pub fn router(state: ApiState) -> Router {
+    let body_max = state.shared.config.args.absolute_max_bytes + (64 << 10);
+    Router::new()
+        .route("/submit", post(submit))
+        .route("/blocks", get(blocks))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/fsync", get(fsync))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see docs/node-api.md",
+                false,
+            )
+        })
+        .layer(DefaultBodyLimit::max(body_max))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: &str, retryable: bool) -> Response {
+    (
+        status,
+        Json(json!({"error": message, "retryable": retryable})),
+    )
+        .into_response()
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn submit(State(state): State<ApiState>, body: Bytes) -> Response {
+    let cfg = &state.shared.config;
+    let (tx, ack) = match SubmitRequest::parse(&body, cfg.args.absolute_max_bytes) {
+        Ok(parsed) => parsed,
+        Err(e @ TxError::TooLarge { .. }) => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string(), false)
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string(), false),
+    };
+    if cfg.has_bug(Bug::StaleRead) && tx.is_read_only() {
+        // The bug: answer from local state, skipping the log.
+        let results = state.shared.fsm.read().expect("fsm lock").kv.read(&tx.ops);
+        return Json(json!({"id": tx.id, "block": null, "position": null, "results": results}))
+            .into_response();
+    }
+    let timeout = Duration::from_millis(cfg.args.submit_timeout_ms);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (reply_tx, reply_rx) = oneshot::channel();
+    match state.events.try_send(Event::Submit {
+        tx,
+        ack,
+        origin: Origin::Local(reply_tx),
+    }) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "node overloaded; retry",
+                true,
+            )
+        }
+        Err(TrySendError::Disconnected(_)) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "node shutting down", true)
+        }
+    }
+    let reply = match tokio::time::timeout_at(deadline, reply_rx).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(_)) => {
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "answer lost (leader changed or forward dropped); outcome unknown",
+                false,
+            )
+        }
+        Err(_) => {
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timed out waiting for the transaction to commit; outcome unknown",
+                false,
+            )
+        }
+    };
+    match reply {
+        SubmitReply::Committed {
+            id,
+            block,
+            position,
+            results,
+        } => {
+            if ack == Ack::Committed && !wait_applied(&state, block, deadline).await {
+                return error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "committed on the leader but not yet applied here; outcome unknown",
+                    false,
+                );
+            }
+            Json(json!({"id": id, "block": block, "position": position, "results": results}))
+                .into_response()
+        }
+        SubmitReply::Accepted { id } => Json(json!({"id": id, "accepted": true})).into_response(),
+        SubmitReply::Refused {
+            status,
+            error: message,
+            retryable,
+        } => error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &message,
+            retryable,
+        ),
+    }
+}
+
+/// Waits until this node's ledger holds `block`.
+async fn wait_applied(state: &ApiState, block: u64, deadline: tokio::time::Instant) -> bool {
+    let mut height = state.shared.height.subscribe();
+    tokio::time::timeout_at(deadline, height.wait_for(|h| *h > block))
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
+fn query_u64(q: &HashMap<String, String>, name: &str, default: u64) -> Result<u64, Box<Response>> {
+    match q.get(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            Box::new(error(
+                StatusCode::BAD_REQUEST,
+                &format!("query parameter `{name}`: `{v}` is not a non-negative integer"),
+                false,
+            ))
+        }),
+    }
+}
+
+async fn blocks(
+    State(state): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let from = match query_u64(&q, "from", 0) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let limit = match query_u64(&q, "limit", BLOCKS_PAGE_DEFAULT) {
+        Ok(v) => v.min(BLOCKS_PAGE_MAX),
+        Err(r) => return *r,
+    };
+    let fsm = state.shared.fsm.read().expect("fsm lock");
+    let page = fsm.ledger.range(from, limit);
+    let body = serde_json::to_vec(&json!({"height": fsm.ledger.height(), "blocks": page}))
+        .expect("blocks encode");
+    drop(fsm);
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+async fn status(State(state): State<ApiState>) -> Json<Value> {
+    let mut s = state.shared.status.lock().expect("status lock").clone();
+    // The live height, so that a client that was just answered sees it.
+    s.height = *state.shared.height.borrow();
+    let bugs: Vec<&str> = state
+        .shared
+        .config
+        .args
+        .bug
+        .iter()
+        .map(|b| b.name())
+        .collect();
+    let mut v = serde_json::to_value(&s).expect("status encodes");
+    let extra = json!({
+        "wall_clock_ms": unix_ms(),
+        "monotonic_ms": state.shared.started.elapsed().as_millis() as u64,
+        "started_ms": state.shared.started_ms,
+        "restarts": state.shared.restarts,
+        "bugs": bugs,
+    });
+    v.as_object_mut()
+        .expect("an object")
+        .extend(extra.as_object().expect("an object").clone());
+    Json(v)
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let g = gauges(&state.shared.status.lock().expect("status lock"));
+    let text = state
+        .shared
+        .metrics
+        .lock()
+        .expect("metrics lock")
+        .prometheus(g);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn fsync(State(state): State<ApiState>) -> Json<Value> {
+    Json(
+        state
+            .shared
+            .metrics
+            .lock()
+            .expect("metrics lock")
+            .fsync_json(),
+    )
+}

@@ -1,0 +1,223 @@
+//! The node's configuration: flags parsed into plain data, then validated.
+
+use crate::cutter::BatchConfig;
+use clap::{Args, ValueEnum};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Test-only switches, each breaking the promise it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum Bug {
+    /// Answer read-only transactions from local state, skipping the log.
+    StaleRead,
+    /// Answer `committed` submits as soon as they are enqueued.
+    AckBeforeCommit,
+    /// Never fsync the write-ahead log.
+    NoFsync,
+    /// Do not persist term and vote (only the commit index).
+    ForgetVote,
+}
+
+impl Bug {
+    /// The flag value naming this bug.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::StaleRead => "stale-read",
+            Bug::AckBeforeCommit => "ack-before-commit",
+            Bug::NoFsync => "no-fsync",
+            Bug::ForgetVote => "forget-vote",
+        }
+    }
+}
+
+/// `ordeal-node run` flags (docs/node-api.md).
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// This node's raft id (1..=n).
+    #[arg(long)]
+    pub id: u64,
+    /// Every node's id and the address this node dials to reach it:
+    /// `1=127.0.0.1:7001,2=...`.
+    #[arg(long)]
+    pub peers: String,
+    /// Address to accept peer connections on.
+    #[arg(long)]
+    pub listen_peer: SocketAddr,
+    /// Address of the HTTP client API.
+    #[arg(long)]
+    pub listen_client: SocketAddr,
+    /// Where the write-ahead log and snapshot live.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Channel name (picks the node that campaigns first on a fresh cluster).
+    #[arg(long, default_value = "ordeal")]
+    pub channel: String,
+    /// Raft tick interval in ms (Fabric: 500).
+    #[arg(long, default_value_t = 100)]
+    pub tick_ms: u64,
+    /// Ticks without a leader before an election (Fabric: 10).
+    #[arg(long, default_value_t = 10)]
+    pub election_tick: usize,
+    /// Ticks between heartbeats (Fabric: 1).
+    #[arg(long, default_value_t = 1)]
+    pub heartbeat_tick: usize,
+    /// Disable pre-vote.
+    #[arg(long)]
+    pub no_pre_vote: bool,
+    /// Disable check-quorum.
+    #[arg(long)]
+    pub no_check_quorum: bool,
+    /// Block cutter: transactions per block at most.
+    #[arg(long, default_value_t = 500)]
+    pub max_message_count: usize,
+    /// Block cutter: preferred block size in bytes.
+    #[arg(long, default_value_t = 2 << 20)]
+    pub preferred_max_bytes: usize,
+    /// Largest transaction accepted, in bytes.
+    #[arg(long, default_value_t = 10 << 20)]
+    pub absolute_max_bytes: usize,
+    /// Block cutter: cut a non-empty batch after this many ms.
+    #[arg(long, default_value_t = 20)]
+    pub batch_timeout_ms: u64,
+    /// Blocks proposed but not yet applied, at most.
+    #[arg(long, default_value_t = 5)]
+    pub max_inflight_blocks: usize,
+    /// Snapshot after this many bytes of applied transactions.
+    #[arg(long, default_value_t = 20 << 20)]
+    pub snapshot_interval_bytes: u64,
+    /// How long a submit waits for its answer before a 504, in ms.
+    #[arg(long, default_value_t = 4000)]
+    pub submit_timeout_ms: u64,
+    /// Test-only bug switches (repeatable).
+    #[arg(long, value_enum)]
+    pub bug: Vec<Bug>,
+}
+
+/// A flag value that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("--{flag}: {problem}")]
+pub struct ConfigError {
+    /// The flag.
+    pub flag: &'static str,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The flags as given.
+    pub args: RunArgs,
+    /// id → address to dial.
+    pub peers: BTreeMap<u64, String>,
+    /// Block cutter rules.
+    pub batch: BatchConfig,
+}
+
+impl NodeConfig {
+    /// Validates flags.
+    pub fn from_args(args: RunArgs) -> Result<NodeConfig, ConfigError> {
+        let peers = parse_peers(&args.peers)?;
+        if !peers.contains_key(&args.id) {
+            return Err(ConfigError {
+                flag: "id",
+                problem: format!("{} is not in --peers", args.id),
+            });
+        }
+        let err = |flag, problem: &str| {
+            Err(ConfigError {
+                flag,
+                problem: problem.to_string(),
+            })
+        };
+        if args.tick_ms == 0 {
+            return err("tick-ms", "must be positive");
+        }
+        if args.heartbeat_tick == 0 || args.election_tick <= args.heartbeat_tick {
+            return err(
+                "election-tick",
+                "must exceed --heartbeat-tick, which must be positive",
+            );
+        }
+        if args.max_message_count == 0 || args.max_inflight_blocks == 0 {
+            return err(
+                "max-message-count",
+                "and --max-inflight-blocks must be positive",
+            );
+        }
+        if args.preferred_max_bytes > args.absolute_max_bytes {
+            return err(
+                "preferred-max-bytes",
+                "must not exceed --absolute-max-bytes",
+            );
+        }
+        let batch = BatchConfig {
+            max_message_count: args.max_message_count,
+            preferred_max_bytes: args.preferred_max_bytes,
+            batch_timeout: Duration::from_millis(args.batch_timeout_ms),
+        };
+        Ok(NodeConfig { args, peers, batch })
+    }
+
+    /// Whether a bug switch is on.
+    pub fn has_bug(&self, bug: Bug) -> bool {
+        self.args.bug.contains(&bug)
+    }
+
+    /// Half the election timeout: Fabric's slow-disk warning threshold.
+    pub fn fsync_warn_threshold(&self) -> Duration {
+        Duration::from_millis(self.args.tick_ms * self.args.election_tick as u64 / 2)
+    }
+}
+
+fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
+    let bad = |problem: String| ConfigError {
+        flag: "peers",
+        problem,
+    };
+    let mut peers = BTreeMap::new();
+    for item in text.split(',').filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| bad(format!("`{item}` is not id=address")))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("`{id}` is not a raft id")))?;
+        if id == 0 || addr.trim().is_empty() {
+            return Err(bad(format!(
+                "`{item}`: ids start at 1 and addresses are host:port"
+            )));
+        }
+        if peers.insert(id, addr.trim().to_string()).is_some() {
+            return Err(bad(format!("id {id} given twice")));
+        }
+    }
+    let n = peers.len() as u64;
+    if n == 0 || peers.keys().copied().ne(1..=n) {
+        return Err(bad("ids must be exactly 1..=n".to_string()));
+    }
+    Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_must_be_one_to_n() {
+        assert_eq!(parse_peers("1=a:1,2=b:2").unwrap().len(), 2);
+        assert!(parse_peers("1=a:1,3=b:2")
+            .unwrap_err()
+            .problem
+            .contains("1..=n"));
+        assert!(parse_peers("1=a:1,1=b:2")
+            .unwrap_err()
+            .problem
+            .contains("twice"));
+        assert!(parse_peers("x=a").unwrap_err().problem.contains("raft id"));
+        assert!(parse_peers("1").unwrap_err().problem.contains("id=address"));
+    }
+}

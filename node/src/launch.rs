@@ -1,0 +1,226 @@
+//! Starting a node: recover durable state, bind the ports, run the raft
+//! loop and the API until SIGTERM / SIGINT, then sync and stop.
+
+use crate::api::{self, ApiState};
+use crate::config::NodeConfig;
+use crate::fsm::StateMachine;
+use crate::metrics::Metrics;
+use crate::server::{Event, RaftLoop, Shared, StatusView};
+use crate::slog_bridge;
+use crate::storage::NodeStorage;
+use crate::transport::{self, Transport};
+use crate::wal::{self, Wal};
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{oneshot, watch};
+
+/// Events queued for the raft loop at most.
+pub const EVENT_QUEUE_MAX: usize = 65_536;
+/// The file counting how often the data directory was opened.
+const RESTARTS_FILE: &str = "restarts";
+
+/// Why a node could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The log or snapshot is unusable.
+    #[error(transparent)]
+    Storage(#[from] wal::WalError),
+    /// The snapshot's contents are unusable.
+    #[error("{path}: {source}")]
+    SnapshotData {
+        /// The snapshot file.
+        path: String,
+        /// What is wrong.
+        source: crate::fsm::SnapshotDataError,
+    },
+    /// Raft refused the recovered state.
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    /// A port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Another IO failure.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+fn count_restart(dir: &Path) -> Result<u64, LaunchError> {
+    let path = dir.join(RESTARTS_FILE);
+    let before = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let opened = before.map_or(0, |n| n + 1);
+    std::fs::write(&path, opened.to_string()).map_err(|source| LaunchError::Io {
+        what: format!("write {}", path.display()),
+        source,
+    })?;
+    Ok(opened)
+}
+
+/// Runs a node until it is told to stop.
+pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
+    let args = &config.args;
+    let dir = args.data_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|source| LaunchError::Io {
+        what: format!("create {}", dir.display()),
+        source,
+    })?;
+    let restarts = count_restart(&dir)?;
+    let snapshot = wal::load_snapshot(&dir)?;
+    let (wal, recovered) = Wal::open(&dir)?;
+    let fresh =
+        snapshot.is_none() && recovered.entries.is_empty() && recovered.hard_state.is_none();
+    let mut fsm = StateMachine::default();
+    let mut applied = 0;
+    if let Some(s) = &snapshot {
+        fsm = StateMachine::from_snapshot_data(&s.data).map_err(|source| {
+            LaunchError::SnapshotData {
+                path: dir.join(wal::SNAPSHOT_FILE).display().to_string(),
+                source,
+            }
+        })?;
+        applied = s.get_metadata().index;
+    }
+    let voters: Vec<u64> = config.peers.keys().copied().collect();
+    let storage = NodeStorage::recover(voters, snapshot, &recovered)?;
+    let raft_config = raft::Config {
+        id: args.id,
+        election_tick: args.election_tick,
+        heartbeat_tick: args.heartbeat_tick,
+        pre_vote: !args.no_pre_vote,
+        check_quorum: !args.no_check_quorum,
+        applied,
+        max_size_per_msg: 4 << 20,
+        max_inflight_msgs: 256,
+        ..Default::default()
+    };
+    raft_config.validate()?;
+    let raw = raft::RawNode::new(&raft_config, storage, &slog_bridge::logger())?;
+    tracing::info!(
+        id = args.id,
+        restarts,
+        fresh,
+        applied,
+        entries = recovered.entries.len(),
+        height = fsm.ledger.height(),
+        "recovered"
+    );
+
+    let peer_listener = tokio::net::TcpListener::bind(args.listen_peer)
+        .await
+        .map_err(|source| LaunchError::Bind {
+            addr: args.listen_peer,
+            source,
+        })?;
+    let client_listener = tokio::net::TcpListener::bind(args.listen_client)
+        .await
+        .map_err(|source| LaunchError::Bind {
+            addr: args.listen_client,
+            source,
+        })?;
+
+    let (height, _) = watch::channel(fsm.ledger.height());
+    let shared = Arc::new(Shared {
+        metrics: Mutex::new(Metrics::new(config.fsync_warn_threshold())),
+        status: Mutex::new(StatusView {
+            id: args.id,
+            role: "follower",
+            ..StatusView::default()
+        }),
+        fsm: RwLock::new(fsm),
+        height,
+        restarts,
+        started: Instant::now(),
+        started_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+        config: config.clone(),
+    });
+    let (events, events_rx) = mpsc::sync_channel::<Event>(EVENT_QUEUE_MAX);
+    let transport = Transport::start(args.id, &config.peers);
+    tokio::spawn(transport::serve(
+        peer_listener,
+        args.id,
+        config.peers.keys().copied().collect(),
+        events.clone(),
+    ));
+    let raft_loop = RaftLoop::new(
+        shared.clone(),
+        raw,
+        wal,
+        dir.clone(),
+        transport,
+        fresh,
+        applied,
+    );
+    let raft_thread = std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || raft_loop.run(events_rx))
+        .map_err(|source| LaunchError::Io {
+            what: "spawn raft thread".into(),
+            source,
+        })?;
+
+    spawn_waker(events.clone())?;
+    let app = api::router(ApiState {
+        shared: shared.clone(),
+        events: events.clone(),
+    });
+    tracing::info!(client = %args.listen_client, peer = %args.listen_peer, "serving");
+    let server = axum::serve(client_listener, app).with_graceful_shutdown(stop_signal());
+    let served = server.await;
+    let (done_tx, done_rx) = oneshot::channel();
+    let _ = events.try_send(Event::Shutdown(done_tx));
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), done_rx).await;
+    drop(events);
+    match raft_thread.join() {
+        Ok(result) => result?,
+        Err(_) => tracing::error!("raft thread panicked"),
+    }
+    served.map_err(|source| LaunchError::Io {
+        what: "client API".into(),
+        source,
+    })
+}
+
+/// How often the waker nudges the raft loop (well under the batch timeout).
+const WAKE_PERIOD: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Nudges the raft loop every [`WAKE_PERIOD`] with a relative sleep.
+fn spawn_waker(events: mpsc::SyncSender<Event>) -> Result<(), LaunchError> {
+    std::thread::Builder::new()
+        .name("waker".into())
+        .spawn(move || loop {
+            std::thread::sleep(WAKE_PERIOD);
+            if let Err(mpsc::TrySendError::Disconnected(_)) = events.try_send(Event::Wake) {
+                return;
+            }
+        })
+        .map(|_| ())
+        .map_err(|source| LaunchError::Io {
+            what: "spawn waker thread".into(),
+            source,
+        })
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}

@@ -1,0 +1,698 @@
+//! The raft loop: one thread owns the `RawNode`, the write-ahead log, the
+//! block cutter and the state machine. Everything else talks to it through
+//! a bounded event queue; it publishes what readers need in [`Shared`].
+//!
+//! Each turn: take events, tick, cut and propose blocks, then handle
+//! `Ready` in raft's order — send the leader's messages, install a
+//! snapshot, apply committed entries, persist entries and hard state with
+//! one fsync, only then send the messages that depend on them, advance.
+
+use crate::config::{Bug, NodeConfig};
+use crate::cutter::BlockCutter;
+use crate::fsm::{self, StateMachine};
+use crate::kv::OpResult;
+use crate::metrics::{Gauges, Metrics};
+use crate::storage::NodeStorage;
+use crate::transport::{Forward, ForwardReply, Frame, Transport};
+use crate::tx::{Ack, Tx};
+use crate::wal::{self, Wal};
+use raft::prelude::{Entry, EntryType, HardState, Message, Snapshot};
+use raft::{RawNode, StateRole};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// Events handled per turn at most, so ticks are never starved.
+const EVENTS_PER_TURN_MAX: usize = 20_000;
+/// Cut blocks waiting for an in-flight slot before submits are refused.
+const QUEUED_BLOCKS_MAX: usize = 1_000;
+/// Forwarded submits and waiters older than this are forgotten.
+const WAITER_AGE_MAX: Duration = Duration::from_secs(60);
+
+/// The answer to a submit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SubmitReply {
+    /// Ordered in `block` at `position`; applied where this was produced.
+    Committed {
+        /// The transaction id.
+        id: String,
+        /// Block number.
+        block: u64,
+        /// Index in the block.
+        position: u64,
+        /// One result per op.
+        results: Vec<OpResult>,
+    },
+    /// Enqueued by the leader.
+    Accepted {
+        /// The transaction id.
+        id: String,
+    },
+    /// Refused; `retryable` means it certainly was not ordered.
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Why.
+        error: String,
+        /// Whether it certainly was not ordered.
+        retryable: bool,
+    },
+}
+
+impl SubmitReply {
+    fn refused(status: u16, error: &str, retryable: bool) -> SubmitReply {
+        SubmitReply::Refused {
+            status,
+            error: error.to_string(),
+            retryable,
+        }
+    }
+}
+
+/// Where an answer goes.
+#[derive(Debug)]
+pub enum Origin {
+    /// A client of this node.
+    Local(oneshot::Sender<SubmitReply>),
+    /// A follower that forwarded it.
+    Peer {
+        /// The follower's raft id.
+        from: u64,
+        /// The follower's request id.
+        req_id: u64,
+    },
+}
+
+/// What the raft loop is asked to do.
+#[derive(Debug)]
+pub enum Event {
+    /// A raft message from a peer.
+    Peer(Message),
+    /// A transaction to order.
+    Submit {
+        /// The transaction.
+        tx: Tx,
+        /// When to answer.
+        ack: Ack,
+        /// Who to answer.
+        origin: Origin,
+    },
+    /// The leader's answer to a submit this node forwarded.
+    ForwardReply {
+        /// This node's request id.
+        req_id: u64,
+        /// The answer.
+        reply: SubmitReply,
+    },
+    /// Sync the log and stop; the sender is told when done.
+    Shutdown(oneshot::Sender<()>),
+    /// Nothing: the waker's periodic nudge, so that ticks and batch
+    /// timeouts are noticed without a timed wait.
+    Wake,
+}
+
+/// The node's state as readers see it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatusView {
+    /// Raft id.
+    pub id: u64,
+    /// `leader`, `follower`, `candidate` or `pre-candidate`.
+    pub role: &'static str,
+    /// Current term.
+    pub term: u64,
+    /// Known leader, 0 when none.
+    pub leader: u64,
+    /// Raft commit index.
+    pub commit_index: u64,
+    /// Raft applied index.
+    pub applied_index: u64,
+    /// Ledger height.
+    pub height: u64,
+    /// Voters the leader heard from recently.
+    pub active_nodes: u64,
+    /// Voters.
+    pub cluster_size: u64,
+}
+
+/// State shared between the raft loop and the API.
+pub struct Shared {
+    /// The configuration.
+    pub config: NodeConfig,
+    /// Status, refreshed every turn.
+    pub status: Mutex<StatusView>,
+    /// Ledger and registers.
+    pub fsm: RwLock<StateMachine>,
+    /// Metrics.
+    pub metrics: Mutex<Metrics>,
+    /// Ledger height, for waiting on local apply.
+    pub height: watch::Sender<u64>,
+    /// Times this data directory was opened before.
+    pub restarts: u64,
+    /// Process start (monotonic).
+    pub started: Instant,
+    /// Process start (wall clock, ms since the epoch).
+    pub started_ms: u64,
+}
+
+struct Waiter {
+    origin: Origin,
+    since: Instant,
+}
+
+/// The raft loop's state.
+pub struct RaftLoop {
+    shared: std::sync::Arc<Shared>,
+    raw: RawNode<NodeStorage>,
+    wal: Wal,
+    data_dir: PathBuf,
+    transport: Transport,
+    cutter: BlockCutter,
+    queued: VecDeque<Vec<Tx>>,
+    inflight: VecDeque<u64>,
+    waiters: HashMap<String, Vec<Waiter>>,
+    forwards: HashMap<u64, (oneshot::Sender<SubmitReply>, Instant)>,
+    next_req_id: u64,
+    role: StateRole,
+    leader: u64,
+    campaigner: bool,
+    ticks: u64,
+    next_tick: Instant,
+    applied_bytes: u64,
+    applied_index: u64,
+}
+
+/// The node that campaigns first on a fresh cluster (Fabric's rule):
+/// `uvarint(sha256(channel)[24..]) % n + 1`.
+pub fn first_campaigner(channel: &str, n: u64) -> u64 {
+    let digest = Sha256::digest(channel.as_bytes());
+    let mut value: u64 = 0;
+    for (i, byte) in digest[24..].iter().enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    value % n + 1
+}
+
+fn role_name(role: StateRole) -> &'static str {
+    match role {
+        StateRole::Leader => "leader",
+        StateRole::Follower => "follower",
+        StateRole::Candidate => "candidate",
+        StateRole::PreCandidate => "pre-candidate",
+    }
+}
+
+impl RaftLoop {
+    /// Builds the loop from recovered parts.
+    pub fn new(
+        shared: std::sync::Arc<Shared>,
+        raw: RawNode<NodeStorage>,
+        wal: Wal,
+        data_dir: PathBuf,
+        transport: Transport,
+        fresh: bool,
+        applied_index: u64,
+    ) -> RaftLoop {
+        let cfg = &shared.config;
+        let campaigner =
+            fresh && first_campaigner(&cfg.args.channel, cfg.peers.len() as u64) == cfg.args.id;
+        let cutter = BlockCutter::new(cfg.batch);
+        RaftLoop {
+            raw,
+            wal,
+            data_dir,
+            transport,
+            cutter,
+            queued: VecDeque::new(),
+            inflight: VecDeque::new(),
+            waiters: HashMap::new(),
+            forwards: HashMap::new(),
+            next_req_id: 0,
+            role: StateRole::Follower,
+            leader: 0,
+            campaigner,
+            ticks: 0,
+            next_tick: Instant::now(),
+            applied_bytes: 0,
+            applied_index,
+            shared,
+        }
+    }
+
+    fn tick_interval(&self) -> Duration {
+        Duration::from_millis(self.shared.config.args.tick_ms)
+    }
+
+    /// Runs until a shutdown event or a fatal storage error.
+    pub fn run(mut self, events: Receiver<Event>) -> Result<(), wal::WalError> {
+        loop {
+            // An untimed wait: timed waits take absolute deadlines from the
+            // monotonic clock, which libfaketime (the clock nemesis) fakes
+            // while the kernel does not. The waker thread's relative sleeps
+            // stay correct under it, and scale with its rate.
+            let mut batch = match events.recv() {
+                Ok(ev) => vec![ev],
+                Err(_) => return self.wal.sync(true),
+            };
+            while batch.len() < EVENTS_PER_TURN_MAX {
+                match events.try_recv() {
+                    Ok(ev) => batch.push(ev),
+                    Err(_) => break,
+                }
+            }
+            let mut shutdown = None;
+            for ev in batch {
+                match ev {
+                    Event::Shutdown(done) => shutdown = Some(done),
+                    other => self.handle(other),
+                }
+            }
+            self.turn()?;
+            if let Some(done) = shutdown {
+                self.wal.sync(true)?;
+                tracing::info!("write-ahead log synced, raft loop stopped");
+                let _ = done.send(());
+                return Ok(());
+            }
+        }
+    }
+
+    fn turn(&mut self) -> Result<(), wal::WalError> {
+        let now = Instant::now();
+        if now >= self.next_tick {
+            self.raw.tick();
+            self.ticks += 1;
+            self.next_tick = (self.next_tick + self.tick_interval()).max(now);
+            self.maybe_campaign();
+            self.expire_waiters(now);
+        }
+        if let Some(batch) = self.cutter.cut_if_due(now) {
+            self.queued.push_back(batch);
+        }
+        self.propose_queued();
+        self.on_ready()?;
+        self.publish_status();
+        Ok(())
+    }
+
+    fn maybe_campaign(&mut self) {
+        let every = 2 * self.shared.config.args.heartbeat_tick as u64;
+        if !self.campaigner || self.ticks % every != 0 {
+            return;
+        }
+        if self.raw.raft.leader_id != 0 {
+            self.campaigner = false;
+            return;
+        }
+        tracing::info!(
+            ticks = self.ticks,
+            "fresh cluster and no leader yet: campaigning (Fabric's first-campaigner rule)"
+        );
+        if let Err(e) = self.raw.campaign() {
+            tracing::warn!(error = %e, "campaign failed");
+        }
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Peer(msg) => {
+                if let Err(e) = self.raw.step(msg) {
+                    tracing::debug!(error = %e, "raft refused a peer message");
+                }
+            }
+            Event::Submit { tx, ack, origin } => self.submit(tx, ack, origin),
+            Event::ForwardReply { req_id, reply } => {
+                if let Some((sender, _)) = self.forwards.remove(&req_id) {
+                    let _ = sender.send(reply);
+                }
+            }
+            Event::Wake => {}
+            Event::Shutdown(_) => unreachable!("handled by run"),
+        }
+    }
+
+    fn reply(&self, origin: Origin, reply: SubmitReply) {
+        match origin {
+            Origin::Local(sender) => {
+                let _ = sender.send(reply);
+            }
+            Origin::Peer { from, req_id } => self
+                .transport
+                .send(from, Frame::ForwardReply(ForwardReply { req_id, reply })),
+        }
+    }
+
+    fn submit(&mut self, tx: Tx, ack: Ack, origin: Origin) {
+        self.shared
+            .metrics
+            .lock()
+            .expect("metrics lock")
+            .normal_proposals_received += 1;
+        if self.role == StateRole::Leader {
+            return self.order(tx, ack, origin);
+        }
+        let leader = self.raw.raft.leader_id;
+        match origin {
+            Origin::Local(sender) if leader != 0 && leader != self.shared.config.args.id => {
+                self.next_req_id += 1;
+                let req_id = self.next_req_id;
+                self.forwards.insert(req_id, (sender, Instant::now()));
+                self.transport
+                    .send(leader, Frame::Forward(Forward { req_id, tx, ack }));
+            }
+            origin => self.reply(
+                origin,
+                SubmitReply::refused(503, "no leader known; retry", true),
+            ),
+        }
+    }
+
+    /// On the leader: enqueue into the block cutter.
+    fn order(&mut self, tx: Tx, ack: Ack, origin: Origin) {
+        if self.queued.len() >= QUEUED_BLOCKS_MAX {
+            return self.reply(
+                origin,
+                SubmitReply::refused(
+                    503,
+                    "leader overloaded: too many blocks queued; retry",
+                    true,
+                ),
+            );
+        }
+        let id = tx.id.clone();
+        let early = ack == Ack::Accepted || self.shared.config.has_bug(Bug::AckBeforeCommit);
+        if early {
+            self.reply(origin, SubmitReply::Accepted { id: id.clone() });
+        } else {
+            self.waiters.entry(id).or_default().push(Waiter {
+                origin,
+                since: Instant::now(),
+            });
+        }
+        let cut = self.cutter.ordered(tx, Instant::now());
+        self.queued.extend(cut);
+    }
+
+    fn propose_queued(&mut self) {
+        let max = self.shared.config.args.max_inflight_blocks;
+        while self.role == StateRole::Leader && self.inflight.len() < max {
+            let Some(batch) = self.queued.pop_front() else {
+                return;
+            };
+            match self.raw.propose(Vec::new(), fsm::encode_batch(&batch)) {
+                Ok(()) => self.inflight.push_back(self.raw.raft.raft_log.last_index()),
+                Err(e) => {
+                    self.shared
+                        .metrics
+                        .lock()
+                        .expect("metrics lock")
+                        .proposal_failures += 1;
+                    tracing::warn!(error = %e, txs = batch.len(), "proposal failed");
+                    self.refuse_batch(&batch, "proposal failed before ordering; retry");
+                }
+            }
+        }
+    }
+
+    fn refuse_batch(&mut self, batch: &[Tx], why: &str) {
+        for tx in batch {
+            for w in self.waiters.remove(&tx.id).unwrap_or_default() {
+                self.reply(w.origin, SubmitReply::refused(503, why, true));
+            }
+        }
+    }
+
+    fn expire_waiters(&mut self, now: Instant) {
+        self.waiters.retain(|_, ws| {
+            ws.retain(|w| now.duration_since(w.since) < WAITER_AGE_MAX);
+            !ws.is_empty()
+        });
+        self.forwards.retain(|_, (sender, since)| {
+            !sender.is_closed() && now.duration_since(*since) < WAITER_AGE_MAX
+        });
+    }
+
+    fn on_role_change(&mut self, role: StateRole, leader: u64) {
+        if leader != self.leader && leader != 0 {
+            self.shared
+                .metrics
+                .lock()
+                .expect("metrics lock")
+                .leader_changes += 1;
+        }
+        if self.role == StateRole::Leader && role != StateRole::Leader {
+            // Fabric drops the pending batch on losing leadership: none of
+            // it was proposed, so it certainly was not ordered.
+            let mut dropped = self.cutter.cut();
+            dropped.extend(self.queued.drain(..).flatten());
+            tracing::warn!(
+                txs = dropped.len(),
+                new_leader = leader,
+                "lost leadership, dropping the pending batch"
+            );
+            self.refuse_batch(
+                &dropped,
+                "leadership lost before the transaction was ordered; retry",
+            );
+            self.inflight.clear();
+        }
+        if role != self.role || leader != self.leader {
+            tracing::info!(
+                role = role_name(role),
+                leader,
+                term = self.raw.raft.term,
+                "raft role"
+            );
+        }
+        self.role = role;
+        self.leader = leader;
+    }
+
+    fn on_ready(&mut self) -> Result<(), wal::WalError> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.raw.ready();
+        if let Some(ss) = rd.ss() {
+            let (role, leader) = (ss.raft_state, ss.leader_id);
+            self.on_role_change(role, leader);
+        }
+        self.send(rd.take_messages());
+        if !rd.snapshot().is_empty() {
+            self.install_snapshot(rd.snapshot().clone())?;
+        }
+        self.apply(rd.take_committed_entries());
+        self.persist(rd.entries(), rd.hs())?;
+        self.send(rd.take_persisted_messages());
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit);
+            let hs = self.raw.store().hard_state();
+            self.wal.set_hard_state(&self.hard_state_to_persist(&hs))?;
+        }
+        self.send(light.take_messages());
+        self.apply(light.take_committed_entries());
+        self.raw.advance_apply();
+        self.maybe_snapshot()
+    }
+
+    fn send(&self, msgs: Vec<Message>) {
+        for m in &msgs {
+            self.transport.send_raft(m);
+        }
+    }
+
+    fn hard_state_to_persist(&self, hs: &HardState) -> HardState {
+        let mut hs = hs.clone();
+        if self.shared.config.has_bug(Bug::ForgetVote) {
+            hs.term = 0;
+            hs.vote = 0;
+        }
+        hs
+    }
+
+    /// Writes entries and hard state, then one fsync (the `Ready` contract).
+    fn persist(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), wal::WalError> {
+        if entries.is_empty() && hs.is_none() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.wal.append_entries(entries)?;
+        if let Some(hs) = hs {
+            self.wal.set_hard_state(&self.hard_state_to_persist(hs))?;
+        }
+        self.wal.sync(!self.shared.config.has_bug(Bug::NoFsync))?;
+        let bytes = entries.iter().map(|e| e.data.len()).sum();
+        self.shared
+            .metrics
+            .lock()
+            .expect("metrics lock")
+            .record_persist(started.elapsed(), bytes);
+        if !entries.is_empty() {
+            self.raw
+                .mut_store()
+                .append(entries)
+                .expect("entries raft handed over append");
+        }
+        if let Some(hs) = hs {
+            self.raw.mut_store().set_hard_state(hs.clone());
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        for e in entries {
+            self.applied_index = e.index;
+            while self.inflight.front().is_some_and(|&i| i <= e.index) {
+                self.inflight.pop_front();
+            }
+            if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+                continue;
+            }
+            let txs = match fsm::decode_batch(&e.data) {
+                Ok(txs) => txs,
+                Err(err) => {
+                    tracing::error!(index = e.index, error = %err, "undecodable committed entry skipped");
+                    continue;
+                }
+            };
+            self.applied_bytes += e.data.len() as u64;
+            let applied = self.shared.fsm.write().expect("fsm lock").apply(txs);
+            for (position, (id, results)) in applied.results.into_iter().enumerate() {
+                for w in self.waiters.remove(&id).unwrap_or_default() {
+                    let reply = SubmitReply::Committed {
+                        id: id.clone(),
+                        block: applied.number,
+                        position: position as u64,
+                        results: results.clone(),
+                    };
+                    self.reply(w.origin, reply);
+                }
+            }
+            self.shared.height.send_replace(applied.number + 1);
+        }
+    }
+
+    fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), wal::WalError> {
+        let index = snapshot.get_metadata().index;
+        let restored = match StateMachine::from_snapshot_data(&snapshot.data) {
+            Ok(sm) => sm,
+            Err(e) => {
+                tracing::error!(index, error = %e, "leader sent an unusable snapshot; ignoring it");
+                return Ok(());
+            }
+        };
+        wal::save_snapshot(&self.data_dir, &snapshot)?;
+        self.raw
+            .mut_store()
+            .apply_snapshot(snapshot)
+            .expect("raft hands over snapshots newer than the log");
+        let height = restored.ledger.height();
+        *self.shared.fsm.write().expect("fsm lock") = restored;
+        self.shared.height.send_replace(height);
+        self.applied_index = index;
+        let hs = self.raw.store().hard_state();
+        self.wal.rewrite(&self.hard_state_to_persist(&hs), &[])?;
+        tracing::info!(index, height, "installed snapshot from the leader");
+        Ok(())
+    }
+
+    fn maybe_snapshot(&mut self) -> Result<(), wal::WalError> {
+        if self.applied_bytes < self.shared.config.args.snapshot_interval_bytes {
+            return Ok(());
+        }
+        self.applied_bytes = 0;
+        let index = self.applied_index;
+        let (data, height) = {
+            let fsm = self.shared.fsm.read().expect("fsm lock");
+            (fsm.to_snapshot_data(), fsm.ledger.height())
+        };
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = self.raw.store().term_of(index);
+        meta.set_conf_state(
+            self.raw
+                .store()
+                .conf_state()
+                .expect("memory storage never fails"),
+        );
+        wal::save_snapshot(&self.data_dir, &snap)?;
+        let tail = self
+            .raw
+            .mut_store()
+            .compact_to(snap)
+            .expect("compacting to the applied index");
+        let hs = self.raw.store().hard_state();
+        self.wal.rewrite(&self.hard_state_to_persist(&hs), &tail)?;
+        self.shared
+            .metrics
+            .lock()
+            .expect("metrics lock")
+            .snapshot_block_number = height.saturating_sub(1);
+        tracing::info!(
+            index,
+            block = height.saturating_sub(1),
+            tail = tail.len(),
+            "snapshot taken, log compacted"
+        );
+        Ok(())
+    }
+
+    fn publish_status(&mut self) {
+        let r = &self.raw.raft;
+        let active = if r.state == StateRole::Leader {
+            r.prs().iter().filter(|(_, p)| p.recent_active).count() as u64
+        } else {
+            0
+        };
+        let height = *self.shared.height.borrow();
+        let mut s = self.shared.status.lock().expect("status lock");
+        *s = StatusView {
+            id: self.shared.config.args.id,
+            role: role_name(r.state),
+            term: r.term,
+            leader: r.leader_id,
+            commit_index: r.raft_log.committed,
+            applied_index: self.applied_index,
+            height,
+            active_nodes: active,
+            cluster_size: self.shared.config.peers.len() as u64,
+        };
+    }
+}
+
+/// Gauges for the Prometheus page from a status view.
+pub fn gauges(s: &StatusView) -> Gauges {
+    Gauges {
+        is_leader: s.role == "leader",
+        committed_block_number: s.height.saturating_sub(1),
+        cluster_size: s.cluster_size,
+        active_nodes: s.active_nodes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_campaigner_is_stable_and_in_range() {
+        for n in 1..=7 {
+            let id = first_campaigner("ordeal", n);
+            assert!((1..=n).contains(&id));
+            assert_eq!(id, first_campaigner("ordeal", n));
+        }
+    }
+}

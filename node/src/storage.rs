@@ -1,0 +1,147 @@
+//! Raft's view of the log: an in-memory copy of the durable state (the
+//! write-ahead log and snapshot are the truth; this is rebuilt from them on
+//! start) plus the latest snapshot with its state-machine data.
+
+use crate::wal::Recovered;
+use raft::prelude::{ConfState, Entry, HardState, Snapshot};
+use raft::storage::{MemStorage, RaftState, Storage};
+use raft::GetEntriesContext;
+use std::sync::{Arc, RwLock};
+
+/// The storage handed to `RawNode`.
+#[derive(Clone)]
+pub struct NodeStorage {
+    mem: MemStorage,
+    snapshot: Arc<RwLock<Snapshot>>,
+}
+
+impl NodeStorage {
+    /// Rebuilds raft's state from the snapshot and the log's tail; a fresh
+    /// node starts with every id in `voters` as a voter.
+    pub fn recover(
+        voters: Vec<u64>,
+        snapshot: Option<Snapshot>,
+        recovered: &Recovered,
+    ) -> raft::Result<NodeStorage> {
+        let mem = MemStorage::new();
+        let mut snap_index = 0;
+        match &snapshot {
+            Some(s) => {
+                snap_index = s.get_metadata().index;
+                mem.wl().apply_snapshot(s.clone())?;
+            }
+            None => mem.initialize_with_conf_state(ConfState::from((voters, vec![]))),
+        }
+        let tail: Vec<Entry> = recovered
+            .entries
+            .iter()
+            .filter(|e| e.index > snap_index)
+            .cloned()
+            .collect();
+        if !tail.is_empty() {
+            mem.wl().append(&tail)?;
+        }
+        if let Some(hs) = &recovered.hard_state {
+            let mut hs = hs.clone();
+            let last = mem.rl().hard_state().commit.max(snap_index);
+            hs.commit = hs
+                .commit
+                .max(last)
+                .min(tail.last().map_or(snap_index, |e| e.index));
+            mem.wl().set_hardstate(hs);
+        }
+        Ok(NodeStorage {
+            mem,
+            snapshot: Arc::new(RwLock::new(snapshot.unwrap_or_default())),
+        })
+    }
+
+    /// Appends persisted entries.
+    pub fn append(&self, entries: &[Entry]) -> raft::Result<()> {
+        self.mem.wl().append(entries)
+    }
+
+    /// Records a persisted hard state.
+    pub fn set_hard_state(&self, hs: HardState) {
+        self.mem.wl().set_hardstate(hs);
+    }
+
+    /// Records a new commit index.
+    pub fn set_commit(&self, commit: u64) {
+        self.mem.wl().mut_hard_state().commit = commit;
+    }
+
+    /// The hard state raft last handed over.
+    pub fn hard_state(&self) -> HardState {
+        self.mem.rl().hard_state().clone()
+    }
+
+    /// Installs a snapshot received from the leader.
+    pub fn apply_snapshot(&self, snapshot: Snapshot) -> raft::Result<()> {
+        self.mem.wl().apply_snapshot(snapshot.clone())?;
+        *self.snapshot.write().expect("snapshot lock") = snapshot;
+        Ok(())
+    }
+
+    /// Records a snapshot this node took at its index and drops the
+    /// entries it covers; returns the entries left after it.
+    pub fn compact_to(&self, snapshot: Snapshot) -> raft::Result<Vec<Entry>> {
+        let index = snapshot.get_metadata().index;
+        *self.snapshot.write().expect("snapshot lock") = snapshot;
+        self.mem.wl().compact(index)?;
+        let last = self.mem.last_index()?;
+        if last <= index {
+            return Ok(Vec::new());
+        }
+        self.mem
+            .entries(index + 1, last + 1, None, GetEntriesContext::empty(false))
+    }
+
+    /// The term of the entry at `idx` (0 when compacted away).
+    pub fn term_of(&self, idx: u64) -> u64 {
+        self.mem.term(idx).unwrap_or(0)
+    }
+
+    /// The current voters, for snapshot metadata.
+    pub fn conf_state(&self) -> raft::Result<ConfState> {
+        Ok(self.mem.initial_state()?.conf_state)
+    }
+}
+
+impl Storage for NodeStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        self.mem.initial_state()
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        self.mem.entries(low, high, max_size, context)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.mem.term(idx)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        self.mem.first_index()
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        self.mem.last_index()
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let snapshot = self.snapshot.read().expect("snapshot lock").clone();
+        if snapshot.get_metadata().index < request_index || snapshot.get_metadata().index == 0 {
+            return Err(raft::Error::Store(
+                raft::StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        Ok(snapshot)
+    }
+}
