@@ -1,0 +1,256 @@
+//! `checker bench`: the linearizability checker on seeded generated
+//! histories, printing what it measured (ops/s, peak memory).
+
+use checker::history::{read_history, History};
+use checker::linearizable::{check_history, Budget, Model};
+use clap::Args;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// `checker bench` flags.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Seed of the generated histories.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Skip the 1,000,000-op kv history (it takes a while to generate).
+    #[arg(long)]
+    quick: bool,
+    /// Budget per history, seconds.
+    #[arg(long, default_value_t = 30)]
+    time_limit_s: u64,
+}
+
+/// A process's op in flight: key, f, argument, result, taken effect?
+type Pending = (u64, String, Value, Value, bool);
+
+/// A seeded linearizable history: `processes` clients over `keys` keys,
+/// `ops` operations, a fraction `info` of them crashing (their effect
+/// applied or not). `kv` = get/put/append, else read/write/cas.
+pub fn generate(
+    seed: u64,
+    processes: u64,
+    keys: u64,
+    ops: usize,
+    info: f64,
+    kv: bool,
+) -> Vec<Value> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut state: Vec<Value> = vec![if kv { json!("") } else { Value::Null }; keys as usize];
+    // Per process: (current pid, pending op: key, f, arg, result, effective?).
+    let mut pid: Vec<u64> = (0..processes).collect();
+    let mut pending: Vec<Option<Pending>> = vec![None; processes as usize];
+    let mut out = Vec::with_capacity(ops * 2);
+    let mut next = 0u64;
+    let mut started = 0usize;
+    let mut t = 0u64;
+    while started < ops || pending.iter().any(Option::is_some) {
+        t += rng.gen_range(1..1000);
+        let p = rng.gen_range(0..processes) as usize;
+        let Some((key, f, arg, _, effective)) = pending[p].clone() else {
+            if started >= ops {
+                continue;
+            }
+            started += 1;
+            let key = rng.gen_range(0..keys);
+            next += 1;
+            let (f, arg) = match (kv, rng.gen_range(0..3)) {
+                (true, 0) => ("get", Value::Null),
+                (true, 1) => ("put", json!(format!("{next},"))),
+                (true, _) => ("append", json!(format!("{next},"))),
+                (false, 0) => ("read", Value::Null),
+                (false, 1) => ("write", json!(next)),
+                (false, _) => ("cas", json!([state[key as usize].clone(), next])),
+            };
+            out.push(json!({"process": pid[p], "type": "invoke", "f": f, "key": key, "value": arg, "time": t}));
+            pending[p] = Some((key, f.to_string(), arg, Value::Null, false));
+            continue;
+        };
+        let k = key as usize;
+        if !effective {
+            let result = match f.as_str() {
+                "read" | "get" => state[k].clone(),
+                "write" | "put" => {
+                    state[k] = arg.clone();
+                    arg.clone()
+                }
+                "append" => {
+                    state[k] = json!(format!(
+                        "{}{}",
+                        state[k].as_str().unwrap_or(""),
+                        arg.as_str().unwrap_or("")
+                    ));
+                    arg.clone()
+                }
+                _ if state[k] == arg[0] => {
+                    state[k] = arg[1].clone();
+                    arg.clone()
+                }
+                _ => {
+                    out.push(json!({"process": pid[p], "type": "fail", "f": f, "key": key, "value": arg, "time": t}));
+                    pending[p] = None;
+                    continue;
+                }
+            };
+            pending[p] = Some((key, f, arg, result, true));
+            continue;
+        }
+        let result = pending[p].take().expect("pending").3;
+        if f != "read" && f != "get" && rng.gen_bool(info) {
+            out.push(json!({"process": pid[p], "type": "info", "f": f, "key": key, "value": arg, "time": t}));
+            pid[p] += processes;
+        } else {
+            out.push(json!({"process": pid[p], "type": "ok", "f": f, "key": key, "value": result, "time": t}));
+        }
+    }
+    out
+}
+
+/// Makes one late read return a value that was overwritten before it began.
+pub fn inject_stale_read(rows: &mut [Value]) -> bool {
+    let ok_write = |r: &Value| r["type"] == "ok" && r["f"] == "write";
+    let writes: Vec<usize> = (0..rows.len()).filter(|&i| ok_write(&rows[i])).collect();
+    if writes.len() < 3 {
+        return false;
+    }
+    let w1 = writes[writes.len() / 3];
+    let value = rows[w1]["value"].clone();
+    for i in (w1 + 1..rows.len()).rev() {
+        if rows[i]["type"] == "ok" && rows[i]["f"] == "read" && rows[i]["value"] != value {
+            rows[i]["value"] = value;
+            return true;
+        }
+    }
+    false
+}
+
+/// Writes the rows as a history file, so that measuring reads it the way
+/// the CLI does (streaming) with the generator's memory already freed.
+fn write_file(rows: &[Value]) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().expect("a temp file");
+    {
+        let mut w = std::io::BufWriter::new(file.as_file_mut());
+        for (i, r) in rows.iter().enumerate() {
+            let mut r = r.clone();
+            r["index"] = json!(i);
+            writeln!(w, "{r}").expect("writing the history");
+        }
+    }
+    file
+}
+
+/// Resets the kernel's peak-RSS counter (`VmHWM`), so each measurement
+/// reports its own peak.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn measure(name: &str, rows: Vec<Value>, model: Model, budget: Budget) -> Value {
+    let file = write_file(&rows);
+    drop(rows);
+    reset_peak_rss();
+    let started = Instant::now();
+    let history: History = read_history(std::io::BufReader::new(std::fs::File::open(file.path()).expect("reopen"))).expect("generated histories are well formed");
+    let parse_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let report = check_history(&history, model, budget);
+    let secs = started.elapsed().as_secs_f64();
+    let line = json!({"history": name, "ops": report.ops.len(), "valid": report.valid, "parse_s": parse_s, "check_s": secs,
+        "ops_per_s": report.ops.len() as f64 / secs.max(1e-9), "peak_rss_mb_parse_and_check": peak_rss_mb(),
+        "info_dropped": report.info_dropped, "info_kept": report.info_kept});
+    println!("{line}");
+    line
+}
+
+/// Runs the bench.
+pub fn run(args: BenchArgs) -> ExitCode {
+    let budget = Budget {
+        time_limit: Duration::from_secs(args.time_limit_s),
+        memory_bytes_max: 2 << 30,
+    };
+    let s = args.seed;
+    let mut single = generate(s, 10, 1, 10_000, 0.05, false);
+    measure(
+        "cas-register 10k ops, 10 processes, 5% info",
+        single.clone(),
+        Model::CasRegister,
+        budget,
+    );
+    inject_stale_read(&mut single);
+    measure(
+        "cas-register 10k ops, 5% info, one stale read",
+        single,
+        Model::CasRegister,
+        budget,
+    );
+    measure(
+        "cas-register 50k ops, 10 processes, 2% info",
+        generate(s + 1, 10, 1, 50_000, 0.02, false),
+        Model::CasRegister,
+        budget,
+    );
+    let adversarial = adversarial();
+    let short = Budget {
+        time_limit: Duration::from_secs(5),
+        ..budget
+    };
+    measure(
+        "adversarial: 40 concurrent observed info writes, stale reads (budget 5 s)",
+        adversarial,
+        Model::CasRegister,
+        short,
+    );
+    if !args.quick {
+        measure(
+            "kv 1000 keys, 1M ops, 10 processes",
+            generate(s + 2, 10, 1000, 1_000_000, 0.01, true),
+            Model::Kv,
+            budget,
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// Writes that never complete and reads that observe them in an order no
+/// linearization allows only after trying many orders.
+fn adversarial() -> Vec<Value> {
+    let mut rows = Vec::new();
+    let mut t = 0;
+    let n = 40u64;
+    for p in 0..n {
+        t += 1;
+        rows.push(json!({"process": p, "type": "invoke", "f": "write", "value": p, "time": t}));
+    }
+    for round in 0..3u64 {
+        for p in 0..n {
+            t += 1;
+            let r = 1000 + round * n + p;
+            let seen = if round == 2 && p == n - 1 {
+                0
+            } else {
+                (p * 7 + round) % n
+            };
+            rows.push(
+                json!({"process": r, "type": "invoke", "f": "read", "value": null, "time": t}),
+            );
+            rows.push(
+                json!({"process": r, "type": "ok", "f": "read", "value": seen, "time": t + 1}),
+            );
+            t += 1;
+        }
+    }
+    rows
+}

@@ -1,0 +1,347 @@
+//! The linearizability checker.
+//!
+//! Per key (P-compositionality, keys in parallel across cores): parse the
+//! key's ops into the model, drop `fail` ops, apply sound reductions to
+//! `info` ops, look for a cheap witness of a violation, then search.
+//!
+//! Reductions (each keeps the verdict unchanged):
+//! - an `info` read constrains nothing: whether it happened or not, no
+//!   state changes, and it need not be linearized — dropped;
+//! - an `info` write or cas whose written value no op observes (no read
+//!   returns it, no cas expects it) can be taken never to have happened:
+//!   if a linearization places it, nothing between it and the next write
+//!   observes its value, so removing it leaves a linearization — dropped.
+
+mod model;
+mod picture;
+mod search;
+mod witness;
+
+pub use model::{Interner, Kv, KvInput, Register, RegisterInput, SeqModel};
+pub use search::Outcome;
+
+use crate::history::{EventType, History, Op};
+use crate::verdict::{Anomaly, CheckResult, Validity};
+use rayon::prelude::*;
+use search::{Limits, SearchOp};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::{Duration, Instant};
+
+/// Which sequential model to check against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    /// read / write.
+    Register,
+    /// read / write / cas.
+    CasRegister,
+    /// get / put / append on strings.
+    Kv,
+}
+
+impl FromStr for Model {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Model, String> {
+        match s {
+            "register" => Ok(Model::Register),
+            "cas-register" => Ok(Model::CasRegister),
+            "kv" => Ok(Model::Kv),
+            other => Err(format!(
+                "unknown model `{other}` (expected register, cas-register or kv)"
+            )),
+        }
+    }
+}
+
+/// What the checker may spend.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Wall time for the whole check.
+    pub time_limit: Duration,
+    /// Memory for memoisation over all keys, bytes.
+    pub memory_bytes_max: u64,
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        Budget {
+            time_limit: Duration::from_secs(60),
+            memory_bytes_max: 2 << 30,
+        }
+    }
+}
+
+/// One key's result.
+#[derive(Debug, Clone)]
+pub struct KeyReport {
+    /// The key (`None` for a single-object history).
+    pub key: Option<Value>,
+    /// Its verdict.
+    pub valid: Validity,
+    /// Ops of the key, before reductions.
+    pub ops: usize,
+    /// Ops the search considered, after reductions.
+    pub searched: usize,
+    /// For a violation: the longest linearizable prefix (history op ids).
+    pub prefix: Vec<usize>,
+    /// For a violation: the ops that could not follow the prefix.
+    pub stuck: Vec<usize>,
+    /// For a violation found without search: why it is one.
+    pub witness: Option<String>,
+    /// Why the key could not be checked (bad input).
+    pub error: Option<String>,
+}
+
+/// The verdict over all keys.
+#[derive(Debug, Clone)]
+pub struct LinearizabilityReport {
+    /// The worst key verdict.
+    pub valid: Validity,
+    /// Per-key results.
+    pub keys: Vec<KeyReport>,
+    /// Every op of the history (for pictures and examples).
+    pub ops: Vec<Op>,
+    /// Time spent judging.
+    pub check_ms: f64,
+    /// `info` ops dropped by reductions.
+    pub info_dropped: u64,
+    /// `info` ops kept for the search.
+    pub info_kept: u64,
+}
+
+fn key_text(key: &Option<Value>) -> String {
+    match key {
+        None => "(single object)".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Checks a history against a model within a budget.
+pub fn check_history(history: &History, model: Model, budget: Budget) -> LinearizabilityReport {
+    let started = Instant::now();
+    let ops = history.ops();
+    let mut by_key: BTreeMap<String, (Option<Value>, Vec<usize>)> = BTreeMap::new();
+    for op in ops.iter().filter(|o| o.outcome != EventType::Fail) {
+        by_key
+            .entry(op.key.as_ref().map(Value::to_string).unwrap_or_default())
+            .or_insert_with(|| (op.key.clone(), Vec::new()))
+            .1
+            .push(op.id);
+    }
+    let limits = Limits {
+        deadline: started + budget.time_limit,
+        memory_bytes_max: budget.memory_bytes_max,
+        memory_bytes: AtomicU64::new(0),
+        exhausted: AtomicBool::new(false),
+    };
+    let groups: Vec<(Option<Value>, Vec<usize>)> = by_key.into_values().collect();
+    let results: Vec<(KeyReport, u64, u64)> = groups
+        .par_iter()
+        .map(|(key, ids)| match model {
+            Model::Register => check_key(&Register { cas: false }, key, ids, &ops, &limits),
+            Model::CasRegister => check_key(&Register { cas: true }, key, ids, &ops, &limits),
+            Model::Kv => check_key(&Kv, key, ids, &ops, &limits),
+        })
+        .collect();
+    let info_dropped = results.iter().map(|r| r.1).sum();
+    let info_kept = results.iter().map(|r| r.2).sum();
+    let keys: Vec<KeyReport> = results.into_iter().map(|r| r.0).collect();
+    let valid = keys
+        .iter()
+        .map(|k| k.valid)
+        .min()
+        .unwrap_or(Validity::Valid);
+    LinearizabilityReport {
+        valid,
+        keys,
+        ops,
+        check_ms: started.elapsed().as_secs_f64() * 1e3,
+        info_dropped,
+        info_kept,
+    }
+}
+
+fn check_key<M: SeqModel>(
+    model: &M,
+    key: &Option<Value>,
+    ids: &[usize],
+    ops: &[Op],
+    limits: &Limits,
+) -> (KeyReport, u64, u64) {
+    let mut report = KeyReport {
+        key: key.clone(),
+        valid: Validity::Valid,
+        ops: ids.len(),
+        searched: 0,
+        prefix: vec![],
+        stuck: vec![],
+        witness: None,
+        error: None,
+    };
+    let mut interner = Interner::default();
+    let mut parsed: Vec<(usize, M::Input)> = Vec::with_capacity(ids.len());
+    for &id in ids {
+        match model.parse(&ops[id], &mut interner) {
+            Ok(Some(input)) => parsed.push((id, input)),
+            Ok(None) => {}
+            Err(e) => {
+                report.valid = Validity::Unknown;
+                report.error = Some(format!(
+                    "history line of event {}: {e}",
+                    ops[id].invoke_index
+                ));
+                return (report, 0, 0);
+            }
+        }
+    }
+    let (kept, dropped, info_kept) = reduce(model, parsed, ops);
+    report.searched = kept.len();
+    if let Some((why, involved)) = witness::find(model, &kept, ops, &interner) {
+        report.valid = Validity::Invalid;
+        report.witness = Some(why);
+        report.stuck = involved;
+        return (report, dropped, info_kept);
+    }
+    let search_ops: Vec<SearchOp<M::Input>> = kept
+        .iter()
+        .map(|(id, input)| SearchOp {
+            call: ops[*id].invoke_index,
+            ret: ops[*id].complete_time.and(ops[*id].complete_index),
+            input: input.clone(),
+        })
+        .collect();
+    match search::search(model, &search_ops, limits) {
+        Outcome::Linearizable => {}
+        Outcome::Unknown => report.valid = Validity::Unknown,
+        Outcome::Violation { prefix, stuck } => {
+            report.valid = Validity::Invalid;
+            report.prefix = prefix.into_iter().map(|i| kept[i].0).collect();
+            report.stuck = stuck.into_iter().map(|i| kept[i].0).collect();
+        }
+    }
+    (report, dropped, info_kept)
+}
+
+/// Applies the module's reductions; returns kept ops, `info` dropped and
+/// `info` kept.
+fn reduce<M: SeqModel>(
+    model: &M,
+    parsed: Vec<(usize, M::Input)>,
+    ops: &[Op],
+) -> (Vec<(usize, M::Input)>, u64, u64) {
+    let observed: HashSet<Option<u32>> = if model.supports_value_reductions() {
+        // Observations of every op that stays (an `info` read is dropped):
+        // keeping an op is always sound, dropping needs all observers.
+        parsed
+            .iter()
+            .filter(|(id, i)| ops[*id].outcome == EventType::Ok || !model.is_read(i))
+            .flat_map(|(_, i)| model.observes(i))
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    let mut dropped = 0;
+    let mut info_kept = 0;
+    let kept = parsed
+        .into_iter()
+        .filter(|(id, input)| {
+            if ops[*id].outcome == EventType::Ok {
+                return true;
+            }
+            let unobserved_write = model.supports_value_reductions()
+                && model.writes(input).is_some_and(|v| !observed.contains(&v));
+            if model.is_read(input) || unobserved_write {
+                dropped += 1;
+                false
+            } else {
+                info_kept += 1;
+                true
+            }
+        })
+        .collect();
+    (kept, dropped, info_kept)
+}
+
+fn op_json(op: &Op) -> Value {
+    json!({"process": op.process, "f": op.f, "key": op.key, "value": op.input, "result": op.output,
+           "type": format!("{:?}", op.outcome).to_lowercase(), "invoke_index": op.invoke_index, "complete_index": op.complete_index})
+}
+
+impl LinearizabilityReport {
+    /// The report as a `results.json` entry.
+    pub fn to_check_result(&self) -> CheckResult {
+        let mut anomaly = Anomaly::new("nonlinearizable");
+        let mut unchecked = Anomaly::new("unchecked-key");
+        for k in &self.keys {
+            if k.valid == Validity::Invalid {
+                anomaly.add(json!({
+                    "key": key_text(&k.key),
+                    "witness": k.witness,
+                    "linearizable_prefix_ops": k.prefix.len(),
+                    "prefix_tail": k.prefix.iter().rev().take(5).rev().map(|i| op_json(&self.ops[*i])).collect::<Vec<_>>(),
+                    "cannot_follow": k.stuck.iter().take(10).map(|i| op_json(&self.ops[*i])).collect::<Vec<_>>(),
+                }));
+            }
+            if let Some(e) = &k.error {
+                unchecked.add(json!({"key": key_text(&k.key), "error": e}));
+            }
+        }
+        let mut counts = BTreeMap::new();
+        counts.insert("keys".into(), self.keys.len() as u64);
+        counts.insert("ops".into(), self.ops.len() as u64);
+        counts.insert(
+            "ops-searched".into(),
+            self.keys.iter().map(|k| k.searched as u64).sum(),
+        );
+        counts.insert("info-dropped-by-reduction".into(), self.info_dropped);
+        counts.insert("info-kept".into(), self.info_kept);
+        counts.insert(
+            "keys-unknown".into(),
+            self.keys
+                .iter()
+                .filter(|k| k.valid == Validity::Unknown)
+                .count() as u64,
+        );
+        let note = (self.valid == Validity::Unknown).then(|| "the search exhausted its time or memory budget (or a key's ops were malformed) before deciding".to_string());
+        CheckResult {
+            checker: "linearizability".into(),
+            valid: self.valid,
+            check_ms: self.check_ms,
+            counts,
+            anomalies: vec![anomaly, unchecked],
+            artifacts: self.html_pictures().into_iter().map(|(n, _)| n).collect(),
+            note,
+        }
+    }
+
+    /// An HTML page per failing key (at most 10): file name and contents.
+    pub fn html_pictures(&self) -> Vec<(String, String)> {
+        self.keys
+            .iter()
+            .filter(|k| k.valid == Validity::Invalid)
+            .take(10)
+            .map(|k| {
+                let safe: String = key_text(&k.key)
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                (
+                    format!("linearizability-{safe}.html"),
+                    picture::render(k, &self.ops),
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

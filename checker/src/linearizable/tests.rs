@@ -1,0 +1,431 @@
+//! Hand-written histories with their expected verdicts, and property tests
+//! against a simulated linearizable register.
+
+use super::*;
+use crate::history::read_history;
+use proptest::prelude::*;
+
+/// Builds a history from `(process, type, f, value)` rows (key in the
+/// value's place for keyed rows is given by `keyed`).
+fn h(rows: &[(u64, &str, &str, Value)]) -> History {
+    keyed(
+        &rows
+            .iter()
+            .map(|(p, t, f, v)| (*p, *t, *f, v.clone(), None))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn keyed(rows: &[(u64, &str, &str, Value, Option<&str>)]) -> History {
+    let text: String = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (p, t, f, v, k))| {
+            let mut line =
+                json!({"index": i, "process": p, "type": t, "f": f, "value": v, "time": i * 10});
+            if let Some(k) = k {
+                line["key"] = json!(k);
+            }
+            line.to_string() + "\n"
+        })
+        .collect();
+    read_history(text.as_bytes()).unwrap()
+}
+
+fn verdict(history: &History, model: Model) -> Validity {
+    check_history(history, model, Budget::default()).valid
+}
+
+use Validity::{Invalid, Valid};
+
+#[test]
+fn a_table_of_classic_histories() {
+    let n = Value::Null;
+    let cases: Vec<(&str, Model, History, Validity)> = vec![
+        (
+            "write then read",
+            Model::CasRegister,
+            h(&[
+                (0, "invoke", "write", json!(1)),
+                (0, "ok", "write", json!(1)),
+                (1, "invoke", "read", n.clone()),
+                (1, "ok", "read", json!(1)),
+            ]),
+            Valid,
+        ),
+        (
+            "initial read is null",
+            Model::Register,
+            h(&[
+                (0, "invoke", "read", n.clone()),
+                (0, "ok", "read", n.clone()),
+            ]),
+            Valid,
+        ),
+        (
+            "read of a value never written",
+            Model::CasRegister,
+            h(&[
+                (0, "invoke", "read", n.clone()),
+                (0, "ok", "read", json!(7)),
+            ]),
+            Invalid,
+        ),
+        (
+            "stale read after a completed write",
+            Model::CasRegister,
+            h(&[
+                (0, "invoke", "write", json!(1)),
+                (0, "ok", "write", json!(1)),
+                (0, "invoke", "write", json!(2)),
+                (0, "ok", "write", json!(2)),
+                (1, "invoke", "read", n.clone()),
+                (1, "ok", "read", json!(1)),
+            ]),
+            Invalid,
+        ),
+        (
+            "concurrent writes: both orders must be tried (read 1)",
+            Model::CasRegister,
+            h(&[
+                (0, "invoke", "write", json!(1)),
+                (1, "invoke", "write", json!(2)),
+                (0, "ok", "write", json!(1)),
+                (1, "ok", "write", json!(2)),
+                (2, "invoke", "read", n.clone()),
+                (2, "ok", "read", json!(1)),
+            ]),
+            Valid,
+        ),
+        (
+            "concurrent writes: both orders must be tried (read 2)",
+            Model::CasRegister,
+            h(&[
+                (0, "invoke", "write", json!(1)),
+                (1, "invoke", "write", json!(2)),
+                (0, "ok", "write", json!(1)),
+                (1, "ok", "write", json!(2)),
+                (2, "invoke", "read", n.clone()),
+                (2, "ok", "read", json!(2)),
+            ]),
+            Valid,
+        ),
+        (
+            "an info write that appears late",
+            Model::CasRegister,
+            h(&[
+                (0, "invoke", "write", json!(1)),
+                (0, "info", "write", json!(1)),
+                (1, "invoke", "read", n.clone()),
+                (1, "ok", "read", n.clone()),
+                (2, "invoke", "write", json!(2)),
+                (2, "ok", "write", json!(2)),
+                (1, "invoke", "read", n.clone()),
+                (1, "ok", "read", json!(1)),
+            ]),
+            Valid,
+        ),
+        (
+            "an invoke with no completion counts as info",
+            Model::CasRegister,
+            h(&[
+                (0, "invoke", "write", json!(1)),
+                (1, "invoke", "read", n.clone()),
+                (1, "ok", "read", json!(1)),
+            ]),
+            Valid,
+        ),
+        (
+            "a read of a value written only after the read completed",
+            Model::CasRegister,
+            h(&[
+                (1, "invoke", "read", n.clone()),
+                (1, "ok", "read", json!(2)),
+                (0, "invoke", "write", json!(2)),
+                (0, "ok", "write", json!(2)),
+            ]),
+            Invalid,
+        ),
+        (
+            "cas that swaps",
+            Model::CasRegister,
+            h(&[
+                (0, "invoke", "write", json!(1)),
+                (0, "ok", "write", json!(1)),
+                (0, "invoke", "cas", json!([1, 2])),
+                (0, "ok", "cas", json!([1, 2])),
+                (1, "invoke", "read", n.clone()),
+                (1, "ok", "read", json!(2)),
+            ]),
+            Valid,
+        ),
+        (
+            "cas from a value not held",
+            Model::CasRegister,
+            h(&[
+                (0, "invoke", "write", json!(1)),
+                (0, "ok", "write", json!(1)),
+                (0, "invoke", "cas", json!([3, 4])),
+                (0, "ok", "cas", json!([3, 4])),
+            ]),
+            Invalid,
+        ),
+        (
+            "a failed op is dropped",
+            Model::CasRegister,
+            h(&[
+                (0, "invoke", "write", json!(1)),
+                (0, "fail", "write", json!(1)),
+                (1, "invoke", "read", n.clone()),
+                (1, "ok", "read", n.clone()),
+            ]),
+            Valid,
+        ),
+        (
+            "a failed write seen is a violation",
+            Model::CasRegister,
+            h(&[
+                (0, "invoke", "write", json!(1)),
+                (0, "fail", "write", json!(1)),
+                (1, "invoke", "read", n.clone()),
+                (1, "ok", "read", json!(1)),
+            ]),
+            Invalid,
+        ),
+        (
+            "kv appends in order",
+            Model::Kv,
+            h(&[
+                (0, "invoke", "append", json!("a")),
+                (0, "ok", "append", json!("a")),
+                (0, "invoke", "append", json!("b")),
+                (0, "ok", "append", json!("b")),
+                (1, "invoke", "get", n.clone()),
+                (1, "ok", "get", json!("ab")),
+            ]),
+            Valid,
+        ),
+        (
+            "kv appends out of order",
+            Model::Kv,
+            h(&[
+                (0, "invoke", "append", json!("a")),
+                (0, "ok", "append", json!("a")),
+                (0, "invoke", "append", json!("b")),
+                (0, "ok", "append", json!("b")),
+                (1, "invoke", "get", n.clone()),
+                (1, "ok", "get", json!("ba")),
+            ]),
+            Invalid,
+        ),
+        (
+            "kv put replaces",
+            Model::Kv,
+            h(&[
+                (0, "invoke", "put", json!("x")),
+                (0, "ok", "put", json!("x")),
+                (1, "invoke", "get", n.clone()),
+                (1, "ok", "get", json!("x")),
+            ]),
+            Valid,
+        ),
+    ];
+    for (name, model, history, expected) in cases {
+        assert_eq!(verdict(&history, model), expected, "{name}");
+    }
+}
+
+#[test]
+fn keys_are_checked_independently_and_the_failing_one_is_named() {
+    let n = Value::Null;
+    let history = keyed(&[
+        (0, "invoke", "write", json!(1), Some("x")),
+        (0, "ok", "write", json!(1), Some("x")),
+        (1, "invoke", "read", n.clone(), Some("y")),
+        (1, "ok", "read", json!(1), Some("y")),
+        (2, "invoke", "read", n.clone(), Some("x")),
+        (2, "ok", "read", json!(1), Some("x")),
+    ]);
+    let report = check_history(&history, Model::CasRegister, Budget::default());
+    assert_eq!(report.valid, Invalid);
+    let bad: Vec<_> = report
+        .keys
+        .iter()
+        .filter(|k| k.valid == Invalid)
+        .map(|k| k.key.clone())
+        .collect();
+    assert_eq!(bad, vec![Some(json!("y"))]);
+    let result = report.to_check_result();
+    assert_eq!(result.anomalies[0].count, 1);
+    let pictures = report.html_pictures();
+    assert_eq!(pictures[0].0, "linearizability-y.html");
+    assert!(pictures[0].1.contains("<svg") && pictures[0].1.contains("Not linearizable"));
+}
+
+#[test]
+fn a_search_violation_reports_its_prefix_and_the_ops_that_cannot_follow() {
+    let n = Value::Null;
+    let history = h(&[
+        (0, "invoke", "write", json!(1)),
+        (0, "ok", "write", json!(1)),
+        (1, "invoke", "read", n.clone()),
+        (2, "invoke", "write", json!(2)),
+        (1, "ok", "read", json!(3)),
+        (2, "ok", "write", json!(2)),
+        (3, "invoke", "write", json!(3)),
+        (3, "ok", "write", json!(3)),
+    ]);
+    let report = check_history(&history, Model::CasRegister, Budget::default());
+    assert_eq!(report.valid, Invalid);
+    let k = &report.keys[0];
+    assert!(k.witness.is_none(), "needs the search: {:?}", k.witness);
+    assert!(!k.prefix.is_empty() && k.stuck.contains(&1), "{k:?}");
+}
+
+#[test]
+fn an_exhausted_budget_is_unknown_never_a_guess() {
+    // Many concurrent info writes that reads observe: the search must try
+    // their orders; a zero budget stops it at once.
+    let mut rows = Vec::new();
+    for p in 0..30u64 {
+        rows.push((p, "invoke", "write", json!(p)));
+    }
+    for p in 0..30u64 {
+        rows.push((100 + p, "invoke", "read", Value::Null));
+        rows.push((100 + p, "ok", "read", json!(p)));
+    }
+    let history = h(&rows);
+    let budget = Budget {
+        time_limit: Duration::ZERO,
+        memory_bytes_max: 0,
+    };
+    let report = check_history(&history, Model::CasRegister, budget);
+    assert_eq!(report.valid, Validity::Unknown);
+}
+
+/// A simulated linearizable register: processes invoke, take effect and
+/// complete in random interleavings; some crash (`info`), their effect
+/// applied or not.
+fn simulate(choices: &[(u8, u8)], processes: u64) -> Vec<(u64, String, String, Value)> {
+    #[derive(Clone, PartialEq)]
+    enum Phase {
+        Idle,
+        Invoked,
+        Effective,
+    }
+    let mut phase = vec![Phase::Idle; processes as usize];
+    let mut op: Vec<(String, Value)> = vec![(String::new(), Value::Null); processes as usize];
+    let mut pid: Vec<u64> = (0..processes).collect();
+    let mut state = Value::Null;
+    let mut next_value = 1;
+    let mut out = Vec::new();
+    for (who, what) in choices {
+        let p = (*who as u64 % processes) as usize;
+        match phase[p] {
+            Phase::Idle => {
+                let (f, v) = match what % 3 {
+                    0 => ("read".to_string(), Value::Null),
+                    1 => {
+                        next_value += 1;
+                        ("write".to_string(), json!(next_value))
+                    }
+                    _ => {
+                        next_value += 1;
+                        ("cas".to_string(), json!([state.clone(), next_value]))
+                    }
+                };
+                out.push((pid[p], "invoke".into(), f.clone(), v.clone()));
+                op[p] = (f, v);
+                phase[p] = Phase::Invoked;
+            }
+            Phase::Invoked => {
+                let (f, v) = op[p].clone();
+                let result = match f.as_str() {
+                    "read" => state.clone(),
+                    "write" => {
+                        state = v.clone();
+                        v
+                    }
+                    _ if state == v[0] => {
+                        state = v[1].clone();
+                        v
+                    }
+                    _ => {
+                        // A cas that did not swap is recorded as `fail`.
+                        out.push((pid[p], "fail".into(), f, v));
+                        phase[p] = Phase::Idle;
+                        continue;
+                    }
+                };
+                if *what % 7 == 0 && f != "read" {
+                    // Crash after taking effect.
+                    out.push((pid[p], "info".into(), f, op[p].1.clone()));
+                    pid[p] += processes;
+                    phase[p] = Phase::Idle;
+                } else {
+                    op[p].1 = result;
+                    phase[p] = Phase::Effective;
+                }
+            }
+            Phase::Effective => {
+                let (f, v) = op[p].clone();
+                out.push((pid[p], "ok".into(), f, v));
+                phase[p] = Phase::Idle;
+            }
+        }
+    }
+    out
+}
+
+fn history_of(rows: &[(u64, String, String, Value)]) -> History {
+    let text: String = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (p, t, f, v))| {
+            json!({"process": p, "type": t, "f": f, "value": v, "time": i}).to_string() + "\n"
+        })
+        .collect();
+    read_history(text.as_bytes()).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn simulated_linearizable_registers_are_judged_valid(choices in prop::collection::vec((any::<u8>(), any::<u8>()), 10..300), processes in 1u64..6) {
+        let rows = simulate(&choices, processes);
+        let history = history_of(&rows);
+        prop_assert_eq!(verdict(&history, Model::CasRegister), Valid);
+    }
+
+    #[test]
+    fn an_injected_stale_read_is_judged_invalid(choices in prop::collection::vec((any::<u8>(), any::<u8>()), 10..300), processes in 1u64..6) {
+        let mut rows = simulate(&choices, processes);
+        // Sequential writes w1 < w2 < read: make the read return w1's value.
+        let ok_writes: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].1 == "ok" && rows[i].2 == "write").collect();
+        let mut triple = None;
+        'search: for r in 0..rows.len() {
+            if rows[r].1 != "ok" || rows[r].2 != "read" {
+                continue;
+            }
+            for &w2 in ok_writes.iter().filter(|&&w2| w2 < invoke_of(&rows, r)) {
+                if let Some(&w1) = ok_writes.iter().find(|&&w1| w1 < invoke_of(&rows, w2) && rows[w1].3 != rows[r].3) {
+                    triple = Some((w1, r));
+                    break 'search;
+                }
+            }
+        }
+        prop_assume!(triple.is_some());
+        let (w1, r) = triple.unwrap();
+        rows[r].3 = rows[w1].3.clone();
+        let history = history_of(&rows);
+        prop_assert_eq!(verdict(&history, Model::CasRegister), Invalid);
+    }
+}
+
+fn invoke_of(rows: &[(u64, String, String, Value)], completion: usize) -> usize {
+    (0..completion)
+        .rev()
+        .find(|&i| rows[i].0 == rows[completion].0 && rows[i].1 == "invoke")
+        .unwrap()
+}

@@ -1,0 +1,180 @@
+//! `checker`: judge histories from ordeal or any tool that writes the
+//! history format (`shared/spec/history.md`).
+//!
+//! Exit codes: 0 all valid, 1 any invalid, 2 any unknown (none invalid),
+//! 3 bad input.
+
+use anyhow::Context;
+use checker::history::{read_history, History};
+use checker::linearizable::{Budget, Model};
+use checker::verdict::{CheckResult, Validity};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+mod bench;
+
+/// Linearizability and ordering checkers for ordeal histories.
+#[derive(Debug, Parser)]
+#[command(name = "checker", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check that each history is linearizable under a model.
+    Linearizable {
+        /// register, cas-register or kv.
+        #[arg(long, default_value = "cas-register")]
+        model: String,
+        /// Give up (verdict unknown) after this many seconds per file.
+        #[arg(long, default_value_t = 60)]
+        time_limit_s: u64,
+        /// Give up (verdict unknown) when memoisation needs more than this.
+        #[arg(long, default_value_t = 2048)]
+        memory_mb: u64,
+        /// One JSON object per file instead of text.
+        #[arg(long)]
+        json: bool,
+        /// History files (`-` = stdin).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Check ordering-workload histories (agreement, loss, order, ...).
+    Ordering {
+        /// One JSON object per file instead of text.
+        #[arg(long)]
+        json: bool,
+        /// History files (`-` = stdin).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Measure the linearizability checker on seeded generated histories.
+    Bench(bench::BenchArgs),
+}
+
+/// A checker applied to each file.
+type Judge = Box<dyn Fn(&History) -> CheckResult>;
+
+fn read(path: &Path) -> anyhow::Result<History> {
+    if path == Path::new("-") {
+        return read_history(std::io::stdin().lock()).context("<stdin>");
+    }
+    let file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    read_history(BufReader::with_capacity(1 << 20, file))
+        .with_context(|| path.display().to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (json_out, files, judge): (bool, Vec<PathBuf>, Judge) = match cli.command {
+        Command::Bench(args) => return bench::run(args),
+        Command::Ordering { json, files } => {
+            (json, files, Box::new(checker::ordering::check_history))
+        }
+        Command::Linearizable {
+            model,
+            time_limit_s,
+            memory_mb,
+            json,
+            files,
+        } => {
+            let model: Model = match model.parse() {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("checker: --model: {e}");
+                    return ExitCode::from(3);
+                }
+            };
+            let budget = Budget {
+                time_limit: Duration::from_secs(time_limit_s),
+                memory_bytes_max: memory_mb << 20,
+            };
+            (
+                json,
+                files,
+                Box::new(move |h: &History| {
+                    checker::linearizable::check_history(h, model, budget).to_check_result()
+                }),
+            )
+        }
+    };
+    let mut worst = 0u8;
+    for file in files {
+        let parse_started = Instant::now();
+        let history = match read(&file) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("checker: {e:#}");
+                worst = worse(worst, 3);
+                continue;
+            }
+        };
+        let parse_ms = parse_started.elapsed().as_secs_f64() * 1e3;
+        let result = judge(&history);
+        let code = match result.valid {
+            Validity::Valid => 0,
+            Validity::Unknown => 2,
+            Validity::Invalid => 1,
+        };
+        worst = worse(worst, code);
+        if json_out {
+            println!(
+                "{}",
+                json!({"file": file, "valid": result.valid, "anomalies": result.anomalies, "counts": result.counts, "parse_ms": parse_ms, "check_ms": result.check_ms, "note": result.note})
+            );
+        } else {
+            print_human(&file, &result, parse_ms);
+        }
+    }
+    ExitCode::from(worst)
+}
+
+/// Combines exit codes: bad input (3) over invalid (1) over unknown (2)
+/// over valid (0).
+fn worse(a: u8, b: u8) -> u8 {
+    let rank = |c: u8| match c {
+        3 => 3,
+        1 => 2,
+        2 => 1,
+        _ => 0,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+fn print_human(file: &Path, r: &CheckResult, parse_ms: f64) {
+    let verdict = match r.valid {
+        Validity::Valid => "valid",
+        Validity::Invalid => "INVALID",
+        Validity::Unknown => "unknown",
+    };
+    println!(
+        "{}: {} ({} checker; parse {parse_ms:.1} ms, check {:.1} ms)",
+        file.display(),
+        verdict,
+        r.checker,
+        r.check_ms
+    );
+    for (k, v) in &r.counts {
+        println!("  {k}: {v}");
+    }
+    for a in r.anomalies.iter().filter(|a| a.count > 0) {
+        println!("  anomaly {} ×{}", a.kind, a.count);
+        for e in &a.examples {
+            println!("    {e}");
+        }
+    }
+    if let Some(note) = &r.note {
+        println!("  note: {note}");
+    }
+}
