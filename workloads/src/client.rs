@@ -1,0 +1,302 @@
+//! The client of `ordeal-node` (docs/node-api.md): one HTTP client shared by
+//! every worker, each request sent to the node the invocation names.
+
+use crate::{Completion, Invocation, Outcome};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Default bound on one request; a request that takes longer is `info`.
+pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+/// Blocks per page when reading a whole chain (the node's maximum).
+pub const BLOCKS_PAGE_MAX: u64 = 1000;
+/// Pages read at most for one whole chain (a bound, not an expectation).
+pub const CHAIN_PAGES_MAX: u64 = 10_000;
+
+/// When the node answers a submit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// After the block holding the transaction is committed and applied.
+    Committed,
+    /// As soon as the leader enqueued it (weaker; loses data on failover).
+    Accepted,
+}
+
+impl Ack {
+    fn as_str(self) -> &'static str {
+        match self {
+            Ack::Committed => "committed",
+            Ack::Accepted => "accepted",
+        }
+    }
+}
+
+/// Talks to the nodes of one `ordeal-node` cluster.
+#[derive(Debug)]
+pub struct OrdealClient {
+    http: reqwest::Client,
+    nodes: Vec<(String, String)>,
+    ack: Ack,
+    id_prefix: String,
+    next_id: AtomicU64,
+}
+
+impl OrdealClient {
+    /// A client for `nodes` (name, base URL) with a bounded request time.
+    /// `id_prefix` makes the ids of register transactions unique per run.
+    pub fn new(
+        nodes: Vec<(String, String)>,
+        ack: Ack,
+        request_timeout: Duration,
+        id_prefix: &str,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(request_timeout)
+            .connect_timeout(Duration::from_secs(1))
+            .pool_max_idle_per_host(64)
+            .build()?;
+        Ok(Self {
+            http,
+            nodes,
+            ack,
+            id_prefix: id_prefix.to_string(),
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    /// The node names, in order.
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    fn node(&self, index: usize) -> &(String, String) {
+        &self.nodes[index % self.nodes.len()]
+    }
+
+    /// Carries out one invocation against the node it names.
+    pub async fn invoke(&self, inv: &Invocation) -> Completion {
+        let (name, url) = self.node(inv.node_index);
+        let outcome = match inv.f.as_str() {
+            "submit" => self.submit(url, &inv.value).await,
+            "deliver" => self.deliver_recent(url, &inv.value).await,
+            "read" | "write" | "cas" => self.register_op(url, inv).await,
+            other => Outcome::Fail(format!("unknown operation {other}")),
+        };
+        Completion {
+            outcome,
+            node: name.clone(),
+        }
+    }
+
+    async fn submit(&self, url: &str, id: &Value) -> Outcome {
+        let body = json!({"id": id, "payload": format!("payload-{}", id.as_str().unwrap_or("")), "ack": self.ack.as_str()});
+        match self.post(url, &body).await {
+            Ok(_) => Outcome::Ok(id.clone()),
+            Err(outcome) => outcome,
+        }
+    }
+
+    async fn register_op(&self, url: &str, inv: &Invocation) -> Outcome {
+        let key = inv.key.clone().unwrap_or_default();
+        let op = match inv.f.as_str() {
+            "read" => json!({"op": "read", "key": key}),
+            "write" => json!({"op": "write", "key": key, "value": inv.value}),
+            _ => json!({"op": "cas", "key": key, "old": inv.value[0], "new": inv.value[1]}),
+        };
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}-r{n}", self.id_prefix);
+        let body = json!({"id": id, "payload": "", "ack": "committed", "ops": [op]});
+        let answer = match self.post(url, &body).await {
+            Ok(answer) => answer,
+            // A read changes nothing, so an unknown read is a failed one.
+            Err(Outcome::Info(e)) if inv.f == "read" => return Outcome::Fail(e),
+            Err(outcome) => return outcome,
+        };
+        let Some(result) = answer.get("results").and_then(|r| r.get(0)) else {
+            return Outcome::Info(format!("answer without results: {answer}"));
+        };
+        let swapped = result.get("ok").and_then(Value::as_bool).unwrap_or(false);
+        match inv.f.as_str() {
+            "read" => Outcome::Ok(result.get("value").cloned().unwrap_or(Value::Null)),
+            "write" if swapped => Outcome::Ok(inv.value.clone()),
+            "cas" if swapped => Outcome::Ok(inv.value.clone()),
+            "cas" => Outcome::Fail(format!("cas did not swap: current {}", result["value"])),
+            _ => Outcome::Info(format!("write answered {result}")),
+        }
+    }
+
+    /// POSTs a submit and sorts the answer into ok / fail / info.
+    async fn post(&self, url: &str, body: &Value) -> Result<Value, Outcome> {
+        let response = self
+            .http
+            .post(format!("{url}/submit"))
+            .json(body)
+            .send()
+            .await
+            .map_err(classify_send_error)?;
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.map_err(|e| {
+            if status == 200 {
+                Outcome::Info(format!("unreadable answer: {e}"))
+            } else {
+                Outcome::Info(format!("http {status}, unreadable body: {e}"))
+            }
+        })?;
+        classify_status(status, answer)
+    }
+
+    async fn blocks(&self, url: &str, from: u64, limit: u64) -> Result<Value, String> {
+        let response = self
+            .http
+            .get(format!("{url}/blocks?from={from}&limit={limit}"))
+            .send()
+            .await
+            .map_err(|e| format!("get blocks: {e}"))?;
+        let status = response.status().as_u16();
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| format!("blocks body: {e}"))?;
+        if status != 200 {
+            return Err(format!("http {status}: {body}"));
+        }
+        Ok(body)
+    }
+
+    async fn deliver_recent(&self, url: &str, arg: &Value) -> Outcome {
+        let recent = arg.get("recent").and_then(Value::as_u64).unwrap_or(20);
+        let head = match self.blocks(url, 0, 1).await {
+            Ok(head) => head,
+            Err(e) => return Outcome::Fail(e),
+        };
+        let height = head.get("height").and_then(Value::as_u64).unwrap_or(0);
+        let from = height.saturating_sub(recent);
+        match self.blocks(url, from, recent).await {
+            Ok(page) => Outcome::Ok(json!({"from": from, "blocks": page["blocks"]})),
+            Err(e) => Outcome::Fail(e),
+        }
+    }
+
+    /// Reads a node's whole chain from block 0 (the final reads): `Ok` with
+    /// `{"from": 0, "blocks": [...]}`, or `Fail` when the node cannot be
+    /// read (a read has no effect, so it is never `info`).
+    pub async fn deliver_chain(&self, node_index: usize) -> Outcome {
+        let (_, url) = self.node(node_index);
+        let mut blocks: Vec<Value> = Vec::new();
+        for _ in 0..CHAIN_PAGES_MAX {
+            let page = match self.blocks(url, blocks.len() as u64, BLOCKS_PAGE_MAX).await {
+                Ok(page) => page,
+                Err(e) => return Outcome::Fail(e),
+            };
+            let height = page.get("height").and_then(Value::as_u64).unwrap_or(0);
+            let got = page
+                .get("blocks")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let empty = got.is_empty();
+            blocks.extend(got);
+            if blocks.len() as u64 >= height || empty {
+                return Outcome::Ok(json!({"from": 0, "blocks": blocks}));
+            }
+        }
+        Outcome::Fail(format!("chain longer than {CHAIN_PAGES_MAX} pages"))
+    }
+
+    /// GETs a JSON document (`/status`, `/fsync`) from a node.
+    pub async fn get_json(&self, node_index: usize, path: &str) -> Result<Value, String> {
+        let (name, url) = self.node(node_index);
+        let response = self
+            .http
+            .get(format!("{url}{path}"))
+            .send()
+            .await
+            .map_err(|e| format!("{name} {path}: {e}"))?;
+        response
+            .json()
+            .await
+            .map_err(|e| format!("{name} {path}: {e}"))
+    }
+
+    /// GETs a text document (`/metrics`) from a node.
+    pub async fn get_text(&self, node_index: usize, path: &str) -> Result<String, String> {
+        let (name, url) = self.node(node_index);
+        let response = self
+            .http
+            .get(format!("{url}{path}"))
+            .send()
+            .await
+            .map_err(|e| format!("{name} {path}: {e}"))?;
+        response
+            .text()
+            .await
+            .map_err(|e| format!("{name} {path}: {e}"))
+    }
+}
+
+/// A request that never reached the node is a definite failure; one that
+/// may have reached it is unknown.
+fn classify_send_error(e: reqwest::Error) -> Outcome {
+    if e.is_connect() {
+        Outcome::Fail(format!("connect: {e}"))
+    } else if e.is_timeout() {
+        Outcome::Info("timeout".to_string())
+    } else {
+        Outcome::Info(format!("request: {e}"))
+    }
+}
+
+/// Sorts an HTTP answer per docs/node-api.md: 4xx and a retryable 503 are
+/// definite refusals; 504, 500 and anything unexpected are unknown.
+fn classify_status(status: u16, answer: Value) -> Result<Value, Outcome> {
+    let error = answer
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let retryable = answer
+        .get("retryable")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    match status {
+        200 => Ok(answer),
+        400..=499 => Err(Outcome::Fail(format!("http {status}: {error}"))),
+        503 if retryable => Err(Outcome::Fail(format!("http 503: {error}"))),
+        _ => Err(Outcome::Info(format!("http {status}: {error}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_sorted_into_ok_fail_info() {
+        let body = |retryable| json!({"error": "no leader", "retryable": retryable});
+        assert!(classify_status(200, json!({})).is_ok());
+        assert!(matches!(
+            classify_status(400, body(false)),
+            Err(Outcome::Fail(_))
+        ));
+        assert!(matches!(
+            classify_status(413, body(false)),
+            Err(Outcome::Fail(_))
+        ));
+        assert!(matches!(
+            classify_status(503, body(true)),
+            Err(Outcome::Fail(_))
+        ));
+        assert!(matches!(
+            classify_status(503, body(false)),
+            Err(Outcome::Info(_))
+        ));
+        assert!(matches!(
+            classify_status(504, body(false)),
+            Err(Outcome::Info(_))
+        ));
+        assert!(matches!(
+            classify_status(500, body(false)),
+            Err(Outcome::Info(_))
+        ));
+    }
+}

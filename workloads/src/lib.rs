@@ -1,0 +1,66 @@
+//! Workloads: seeded operation generators and the clients that carry their
+//! operations to a system under test.
+//!
+//! A generator is pure: it hands out the next [`Invocation`] from its seeded
+//! random stream and never sleeps, reads a clock or does IO; the harness owns
+//! time and workers. A client turns an invocation into requests against one
+//! node and reports a [`Completion`]: `ok`, `fail` (certainly no effect) or
+//! `info` (unknown).
+//!
+//! ```
+//! use workloads::{Generator, OrderingGenerator};
+//! let mut generator = OrderingGenerator::new(42, 3);
+//! let first = generator.next_invocation().unwrap();
+//! assert!(first.f == "submit" || first.f == "deliver");
+//! ```
+#![deny(missing_docs)]
+
+mod client;
+mod ordering;
+mod register;
+
+pub use client::{Ack, OrdealClient, REQUEST_TIMEOUT_DEFAULT};
+pub use ordering::OrderingGenerator;
+pub use register::{RegisterGenerator, KEY_OPS_MAX};
+
+use serde_json::Value;
+
+/// One operation the generator asks for, before it is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    /// The operation (`submit`, `deliver`, `read`, `write`, `cas`).
+    pub f: String,
+    /// The object it acts on, when the workload has several.
+    pub key: Option<String>,
+    /// The argument, as recorded on `invoke` (history.md).
+    pub value: Value,
+    /// Index of the node (0-based) the client should send it to.
+    pub node_index: usize,
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// It took effect exactly once; the value recorded on `ok`.
+    Ok(Value),
+    /// It certainly did not take effect; why.
+    Fail(String),
+    /// Unknown whether it took effect; why.
+    Info(String),
+}
+
+/// The result of carrying out one invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The value to record on the completion when it differs from the
+    /// invocation's (for `fail`/`info`, the invocation's value is kept).
+    pub node: String,
+}
+
+/// A seeded, pure source of operations.
+pub trait Generator: Send {
+    /// The next operation, or `None` when the generator is exhausted.
+    fn next_invocation(&mut self) -> Option<Invocation>;
+}
