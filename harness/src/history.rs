@@ -1,0 +1,206 @@
+//! The recorder: every operation and nemesis event, appended to
+//! `history.jsonl` as it happens (`shared/spec/history.md`).
+//!
+//! Time is read and the line written under one lock, so that the file's
+//! order is the order of the timestamps: an invoke is recorded before the
+//! request leaves, a completion after the answer arrived, so every op's
+//! window in the history contains its real one. The buffer is flushed by
+//! [`Recorder::flush`] (the harness calls it every 100 ms), so a killed
+//! harness still leaves a readable history up to its last flush.
+
+use serde_json::{json, Map, Value};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Who an event belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Process {
+    /// A client worker's logical process.
+    Client(u64),
+    /// The nemesis.
+    Nemesis,
+}
+
+/// One event before it is timestamped.
+#[derive(Debug, Clone)]
+pub struct Record<'a> {
+    /// Who.
+    pub process: Process,
+    /// `invoke`, `ok`, `fail` or `info`.
+    pub kind: &'a str,
+    /// The operation.
+    pub f: &'a str,
+    /// The object, when keyed.
+    pub key: Option<&'a str>,
+    /// Argument or result.
+    pub value: &'a Value,
+    /// The node the client talked to.
+    pub node: Option<&'a str>,
+    /// Why, on `fail` / `info`.
+    pub error: Option<&'a str>,
+}
+
+struct Sink {
+    index: u64,
+    writer: BufWriter<File>,
+    failed: Option<std::io::Error>,
+}
+
+/// Appends events to a history file; cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    sink: Arc<Mutex<Sink>>,
+    origin: Instant,
+    busy_ns: Arc<AtomicU64>,
+}
+
+impl Recorder {
+    /// Creates `path` and starts the clock of the history.
+    pub fn create(path: &Path) -> anyhow::Result<Recorder> {
+        let file =
+            File::create(path).map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?;
+        Ok(Recorder {
+            sink: Arc::new(Mutex::new(Sink {
+                index: 0,
+                writer: BufWriter::with_capacity(1 << 20, file),
+                failed: None,
+            })),
+            origin: Instant::now(),
+            busy_ns: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The history's time of an instant, ns.
+    pub fn time_of(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_nanos() as u64
+    }
+
+    /// Records one event; returns its time (ns since the test began).
+    pub fn record(&self, r: &Record) -> u64 {
+        let entered = Instant::now();
+        let mut line = Map::new();
+        let mut sink = self.sink.lock().expect("recorder lock");
+        let time = self.time_of(Instant::now());
+        line.insert("index".into(), json!(sink.index));
+        line.insert(
+            "process".into(),
+            match r.process {
+                Process::Client(p) => json!(p),
+                Process::Nemesis => json!("nemesis"),
+            },
+        );
+        line.insert("type".into(), json!(r.kind));
+        line.insert("f".into(), json!(r.f));
+        if let Some(k) = r.key {
+            line.insert("key".into(), json!(k));
+        }
+        line.insert("value".into(), r.value.clone());
+        line.insert("time".into(), json!(time));
+        if let Some(n) = r.node {
+            line.insert("node".into(), json!(n));
+        }
+        if let Some(e) = r.error {
+            line.insert("error".into(), json!(e));
+        }
+        sink.index += 1;
+        let mut text = serde_json::to_vec(&Value::Object(line)).expect("json encodes");
+        text.push(b'\n');
+        if let Err(e) = sink.writer.write_all(&text) {
+            sink.failed.get_or_insert(e);
+        }
+        drop(sink);
+        self.busy_ns
+            .fetch_add(entered.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        time
+    }
+
+    /// Records a nemesis event (`info`, process `nemesis`).
+    pub fn nemesis(&self, f: &str, value: Value) -> u64 {
+        self.record(&Record {
+            process: Process::Nemesis,
+            kind: "info",
+            f,
+            key: None,
+            value: &value,
+            node: None,
+            error: None,
+        })
+    }
+
+    /// Writes buffered events to the file; reports the first write error.
+    pub fn flush(&self) -> anyhow::Result<()> {
+        let mut sink = self.sink.lock().expect("recorder lock");
+        if let Err(e) = sink.writer.flush() {
+            sink.failed.get_or_insert(e);
+        }
+        match sink.failed.take() {
+            Some(e) => Err(anyhow::anyhow!("writing the history: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Events recorded so far.
+    pub fn len(&self) -> u64 {
+        self.sink.lock().expect("recorder lock").index
+    }
+
+    /// CPU-bound time spent recording (serialising and buffering).
+    pub fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_indexed_timed_in_order_and_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl");
+        let r = Recorder::create(&path).unwrap();
+        let threads: Vec<_> = (0..4u64)
+            .map(|p| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    for i in 0..200 {
+                        let v = json!(i);
+                        r.record(&Record {
+                            process: Process::Client(p),
+                            kind: "invoke",
+                            f: "write",
+                            key: Some("k"),
+                            value: &v,
+                            node: Some("n1"),
+                            error: None,
+                        });
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        r.nemesis("kill", json!({"phase": "start", "targets": ["n1"]}));
+        r.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 801);
+        let mut last = 0;
+        for (i, l) in lines.iter().enumerate() {
+            assert_eq!(l["index"], i as u64);
+            let t = l["time"].as_u64().unwrap();
+            assert!(t >= last, "time goes backwards at line {i}");
+            last = t;
+        }
+        assert_eq!(lines[800]["process"], "nemesis");
+        assert!(lines[0].get("error").is_none());
+    }
+}

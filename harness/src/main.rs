@@ -1,0 +1,235 @@
+//! `harness`: ordeal's main command. Runs a test (start a real cluster,
+//! drive a workload under faults, record the history, judge it), re-judges
+//! a stored run, cleans up after a killed harness, or measures itself.
+
+mod binary;
+mod cli;
+mod grudge;
+mod history;
+mod judge;
+mod nemesis;
+mod plan;
+mod probe;
+mod progress;
+mod run;
+mod runtime;
+mod soak;
+mod store;
+mod workers;
+
+use anyhow::Context;
+use clap::Parser;
+use cli::{Cli, Command, TestArgs};
+use plan::Plan;
+use run::RuntimeSlot;
+use runtime::Runtime;
+use serde_json::Value;
+use std::process::ExitCode;
+
+/// Raft tick the harness gives nodes, ms.
+pub const NODE_TICK_MS: u64 = 100;
+/// Election timeout in ticks the harness gives nodes.
+pub const NODE_ELECTION_TICK: u64 = 10;
+
+/// Exit codes (README): valid, invalid, unknown, the harness failed.
+const EXIT_VALID: u8 = 0;
+const EXIT_INVALID: u8 = 1;
+const EXIT_UNKNOWN: u8 = 2;
+const EXIT_HARNESS_FAILED: u8 = 3;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,harness=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("harness: error: starting tokio: {e}");
+            return ExitCode::from(EXIT_HARNESS_FAILED);
+        }
+    };
+    let slot: RuntimeSlot = Default::default();
+    let code = runtime.block_on(async {
+        tokio::select! {
+            r = dispatch(cli, &slot) => r,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("harness: interrupted; tearing down the cluster");
+                let rt = slot.lock().expect("slot lock").take();
+                if let Some(rt) = rt {
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(20), async { rt.lock().await.teardown().await }).await;
+                }
+                Ok(130)
+            }
+        }
+    });
+    match code {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("harness: error: {e:#}");
+            ExitCode::from(EXIT_HARNESS_FAILED)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
+    match cli.command {
+        None => run_tests(&cli.test, slot).await,
+        Some(Command::Check { dir }) => {
+            let workload = judge::stored_workload(&dir)?;
+            let results = judge::judge(&dir, workload)?;
+            run::report(&dir);
+            print_verdict(&results);
+            Ok(exit_code(&results))
+        }
+        Some(Command::Clean { store }) => {
+            let mut cleaned = runtime::process::clean_leftovers(&store.join(".work"))?;
+            if runtime::docker::daemon_answers() {
+                cleaned.extend(runtime::docker::clean_leftovers().await?);
+            }
+            for c in &cleaned {
+                println!("removed {c}");
+            }
+            println!("clean: {} leftovers removed", cleaned.len());
+            Ok(EXIT_VALID)
+        }
+        Some(Command::Bench { test }) => bench(&test, slot).await,
+        Some(Command::Soak {
+            duration_s,
+            keep_valid,
+            max_runs,
+            test,
+        }) => {
+            let binary = binary::node_binary(test.node_binary.as_deref(), "release")?;
+            soak::soak(
+                &test,
+                std::time::Duration::from_secs(duration_s),
+                keep_valid,
+                max_runs.unwrap_or(usize::MAX),
+                &binary,
+                slot,
+            )
+            .await
+        }
+    }
+}
+
+fn validity(results: &checker::verdict::Results) -> Value {
+    serde_json::to_value(results.valid).unwrap_or(Value::Null)
+}
+
+pub(crate) fn exit_code(results: &checker::verdict::Results) -> u8 {
+    match validity(results) {
+        Value::Bool(true) => EXIT_VALID,
+        Value::Bool(false) => EXIT_INVALID,
+        _ => EXIT_UNKNOWN,
+    }
+}
+
+fn print_verdict(results: &checker::verdict::Results) {
+    println!(
+        "{:<16} {:<8} {:>10}  anomalies",
+        "checker", "valid", "check_ms"
+    );
+    for r in &results.results {
+        let v = serde_json::to_value(r.valid).unwrap_or(Value::Null);
+        let anomalies: Vec<String> = r
+            .anomalies
+            .iter()
+            .filter(|a| a.count > 0)
+            .map(|a| format!("{} ×{}", a.kind, a.count))
+            .collect();
+        println!(
+            "{:<16} {:<8} {:>10.1}  {}",
+            r.checker,
+            v.to_string(),
+            r.check_ms,
+            if anomalies.is_empty() {
+                "none".into()
+            } else {
+                anomalies.join(", ")
+            }
+        );
+    }
+}
+
+pub(crate) fn plan_of(args: &TestArgs) -> anyhow::Result<Plan> {
+    let docker = args.runtime != "process" && runtime::docker::daemon_answers();
+    Plan::from_args(args, docker)
+}
+
+async fn run_tests(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
+    let mut worst = EXIT_VALID;
+    let mut args = args.clone();
+    for attempt in 0..args.test_count.max(1) {
+        if attempt > 0 {
+            args.seed = None;
+        }
+        let plan = plan_of(&args)?;
+        let binary = binary::node_binary(plan.node_binary.as_deref(), "release")?;
+        let outcome = run::run_test(&plan, &binary, slot).await?;
+        let (ok, fail, info) = outcome.counts;
+        println!(
+            "\n{} seed {}: {} ops (ok {ok}, fail {fail}, info {info}) in {:.0} s",
+            plan.name,
+            plan.seed,
+            ok + fail + info,
+            outcome.workload_s
+        );
+        print_verdict(&outcome.results);
+        println!("store: {}", outcome.dir.display());
+        let code = exit_code(&outcome.results);
+        if code != EXIT_VALID {
+            println!("rerun: {}", plan.rerun_command());
+        }
+        worst = worst.max(code);
+        if code == EXIT_INVALID {
+            break;
+        }
+    }
+    Ok(worst)
+}
+
+/// CPU seconds this process has used (user + system).
+fn cpu_s() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or(&stat);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    Ok(ticks / 100.0)
+}
+
+async fn bench(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
+    let mut args = args.clone();
+    args.nemesis = "none".into();
+    let plan = plan_of(&args)?;
+    let binary = binary::node_binary(plan.node_binary.as_deref(), "release")?;
+    let cpu_before = cpu_s()?;
+    let outcome = run::run_test(&plan, &binary, slot).await?;
+    let cpu = cpu_s()? - cpu_before;
+    let (ok, fail, info) = outcome.counts;
+    let ops = ok + fail + info;
+    let line = serde_json::json!({
+        "ops": ops, "events": outcome.events, "workload_s": outcome.workload_s,
+        "ops_per_s_recorded": ops as f64 / outcome.workload_s,
+        "harness_cpu_s": cpu, "recorder_cpu_s": outcome.recorder_busy.as_secs_f64(),
+        "recorder_share_of_harness_cpu": outcome.recorder_busy.as_secs_f64() / cpu.max(1e-9),
+        "concurrency": plan.concurrency, "rate": plan.rate,
+    });
+    println!("{line}");
+    Ok(exit_code(&outcome.results))
+}

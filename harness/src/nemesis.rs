@@ -1,0 +1,274 @@
+//! The nemesis: a seeded schedule of faults, each recorded in the history
+//! when it starts and when it ends, and all healed at the end.
+//!
+//! Each cycle: wait half an interval, inject one fault chosen from the
+//! plan's set, hold it for an interval, heal it.
+
+use crate::grudge;
+use crate::history::Recorder;
+use crate::plan::Fault;
+use crate::probe::Probe;
+use crate::runtime::{AnyRuntime, ClockSetting, Runtime};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Mutex};
+use tokio::task::JoinHandle;
+
+/// Salt that separates the nemesis's random stream from the generator's.
+const NEMESIS_SEED_SALT: u64 = 0x006e_656d_6573_6973;
+/// Largest clock bump, seconds (the issue's ±60 s).
+const CLOCK_BUMP_S_MAX: i64 = 60;
+/// How long libfaketime may take to notice a new setting (it rereads its
+/// file once a second).
+const CLOCK_SETTLE: Duration = Duration::from_millis(1500);
+/// How close a node's reported offset must come to the injected one.
+const CLOCK_AGREEMENT_MS: i64 = 2_000;
+
+/// A fault in force, with what is needed to undo it.
+enum Active {
+    Kill(Vec<String>),
+    Pause(Vec<String>),
+    Partition(Vec<String>),
+    Clock(Vec<String>, Option<JoinHandle<()>>),
+}
+
+impl Active {
+    fn fault(&self) -> Fault {
+        match self {
+            Active::Kill(_) => Fault::Kill,
+            Active::Pause(_) => Fault::Pause,
+            Active::Partition(_) => Fault::Partition,
+            Active::Clock(..) => Fault::Clock,
+        }
+    }
+
+    fn targets(&self) -> &[String] {
+        match self {
+            Active::Kill(t) | Active::Pause(t) | Active::Partition(t) | Active::Clock(t, _) => t,
+        }
+    }
+}
+
+/// What the nemesis works with.
+pub struct Nemesis {
+    /// Faults to choose from.
+    pub faults: Vec<Fault>,
+    /// Node names.
+    pub nodes: Vec<String>,
+    /// The cluster.
+    pub runtime: Arc<Mutex<AnyRuntime>>,
+    /// Status queries (to find the leader, to observe clocks).
+    pub probe: Probe,
+    /// Where events go.
+    pub recorder: Recorder,
+    /// Fault duration and spacing.
+    pub interval: Duration,
+    /// The faults in force, for the progress bar.
+    pub active: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The seed.
+    pub seed: u64,
+}
+
+impl Nemesis {
+    /// Runs fault cycles until `stop` turns true, then heals what is in force.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+        if self.faults.is_empty() {
+            return Ok(());
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ NEMESIS_SEED_SALT);
+        loop {
+            if sleep_or_stop(&mut stop, self.interval / 2).await {
+                return Ok(());
+            }
+            let fault = *self.faults.choose(&mut rng).expect("faults is not empty");
+            let active = self.inject(fault, &mut rng).await?;
+            self.active.lock().expect("active lock").push(format!(
+                "{} {}",
+                fault.name(),
+                active.targets().join(",")
+            ));
+            let stopped = sleep_or_stop(&mut stop, self.interval).await;
+            self.heal(active).await?;
+            self.active.lock().expect("active lock").clear();
+            if stopped {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn pick_targets(&self, rng: &mut ChaCha8Rng) -> (Vec<String>, &'static str) {
+        if rng.gen_bool(0.5) {
+            if let Some(leader) = self.probe.leader().await {
+                return (vec![leader], "leader");
+            }
+        }
+        (
+            vec![self.nodes.choose(rng).expect("nodes").clone()],
+            "random",
+        )
+    }
+
+    async fn inject(&self, fault: Fault, rng: &mut ChaCha8Rng) -> anyhow::Result<Active> {
+        match fault {
+            Fault::Kill => {
+                let (targets, how) = self.pick_targets(rng).await;
+                self.recorder.nemesis(
+                    "kill",
+                    json!({"phase": "start", "targets": targets, "choice": how}),
+                );
+                for t in &targets {
+                    self.runtime.lock().await.kill(t).await?;
+                }
+                Ok(Active::Kill(targets))
+            }
+            Fault::Pause => {
+                let (targets, how) = self.pick_targets(rng).await;
+                self.recorder.nemesis(
+                    "pause",
+                    json!({"phase": "start", "targets": targets, "choice": how}),
+                );
+                for t in &targets {
+                    self.runtime.lock().await.pause(t).await?;
+                }
+                Ok(Active::Pause(targets))
+            }
+            Fault::Partition => self.partition(rng).await,
+            Fault::Clock => self.clock(rng).await,
+        }
+    }
+
+    async fn partition(&self, rng: &mut ChaCha8Rng) -> anyhow::Result<Active> {
+        let mut order = self.nodes.clone();
+        order.shuffle(rng);
+        let mut kinds = vec!["isolate-one", "isolate-leader", "halves"];
+        if self.nodes.len() >= 5 {
+            kinds.extend(["majorities-ring", "bridge"]);
+        }
+        let mut kind = *kinds.choose(rng).expect("kinds");
+        let g = match kind {
+            "isolate-leader" => match self.probe.leader().await {
+                Some(leader) => grudge::isolate(&leader, &self.nodes),
+                None => {
+                    kind = "isolate-one";
+                    grudge::isolate(&order[0], &self.nodes)
+                }
+            },
+            "isolate-one" => grudge::isolate(&order[0], &self.nodes),
+            "halves" => grudge::halves(&order),
+            "majorities-ring" => grudge::majorities_ring(&order),
+            _ => grudge::bridge(&order),
+        };
+        let targets: Vec<String> = grudge::targets(&g).into_iter().collect();
+        self.recorder.nemesis(
+            "partition",
+            json!({"phase": "start", "targets": targets, "grudge": g, "grudge_kind": kind}),
+        );
+        self.runtime.lock().await.partition(&g).await?;
+        Ok(Active::Partition(targets))
+    }
+
+    async fn clock(&self, rng: &mut ChaCha8Rng) -> anyhow::Result<Active> {
+        let target = self.nodes.choose(rng).expect("nodes").clone();
+        let mode = *["bump", "rate", "strobe"].choose(rng).expect("modes");
+        let setting = match mode {
+            "rate" => ClockSetting {
+                offset_s: 0.0,
+                rate: *[0.5, 2.0].choose(rng).expect("rates"),
+            },
+            _ => {
+                let magnitude = rng.gen_range(5..=CLOCK_BUMP_S_MAX);
+                ClockSetting {
+                    offset_s: if rng.gen_bool(0.5) {
+                        magnitude as f64
+                    } else {
+                        -(magnitude as f64)
+                    },
+                    rate: 1.0,
+                }
+            }
+        };
+        let faketime = crate::runtime::process::faketime_string(setting);
+        self.recorder.nemesis("clock", json!({"phase": "start", "targets": [target], "mode": mode, "faketime": faketime, "offset_ms": (setting.offset_s * 1e3) as i64, "rate": setting.rate}));
+        self.runtime
+            .lock()
+            .await
+            .set_clock(&target, setting)
+            .await?;
+        // libfaketime rereads its file about once a second: poll the node's
+        // reported clock until it shows the setting (bounded).
+        let injected_ms = (setting.offset_s * 1e3) as i64;
+        let started = std::time::Instant::now();
+        let mut observed = None;
+        while started.elapsed() < CLOCK_SETTLE * 3 {
+            tokio::time::sleep(CLOCK_SETTLE / 3).await;
+            observed = self.probe.clock_offset_ms(&target).await;
+            if observed.is_some_and(|o| (o - injected_ms).abs() < CLOCK_AGREEMENT_MS) {
+                break;
+            }
+        }
+        self.recorder.nemesis("clock", json!({"phase": "observed", "targets": [target], "offset_ms": (setting.offset_s * 1e3) as i64, "observed_offset_ms": observed}));
+        let strobe = (mode == "strobe").then(|| {
+            let runtime = self.runtime.clone();
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut on = false;
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let s = ClockSetting {
+                        offset_s: if on { setting.offset_s } else { 0.0 },
+                        rate: 1.0,
+                    };
+                    let _ = runtime.lock().await.set_clock(&target, s).await;
+                    on = !on;
+                }
+            })
+        });
+        Ok(Active::Clock(vec![target], strobe))
+    }
+
+    async fn heal(&self, active: Active) -> anyhow::Result<()> {
+        let f = active.fault().name();
+        let targets = active.targets().to_vec();
+        let mut rt = self.runtime.lock().await;
+        match active {
+            Active::Kill(t) => {
+                for n in &t {
+                    rt.restart(n).await?;
+                }
+            }
+            Active::Pause(t) => {
+                for n in &t {
+                    rt.resume(n).await?;
+                }
+            }
+            Active::Partition(_) => rt.heal().await?,
+            Active::Clock(t, strobe) => {
+                if let Some(s) = strobe {
+                    s.abort();
+                }
+                for n in &t {
+                    rt.reset_clock(n).await?;
+                }
+            }
+        }
+        drop(rt);
+        let value: Value = json!({"phase": "end", "targets": targets});
+        self.recorder.nemesis(f, value);
+        Ok(())
+    }
+}
+
+/// Sleeps; true when told to stop first.
+async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, period: Duration) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(period) => false,
+        _ = stop.wait_for(|s| *s) => true,
+    }
+}

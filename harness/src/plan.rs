@@ -1,0 +1,254 @@
+//! The test plan: command-line flags validated into plain data. The plan
+//! is the one place a test is put together (Jepsen's test map).
+
+use crate::cli::TestArgs;
+use anyhow::{bail, Context};
+use rand::RngCore;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+/// Nodes in a cluster at most (loopback addresses and grudges stay small).
+pub const NODES_MAX: usize = 9;
+
+/// The workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// Total-order broadcast, judged by the ordering checker.
+    Ordering,
+    /// Keyed cas-registers, judged by the linearizability checker.
+    Register,
+}
+
+/// A fault the nemesis can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fault {
+    /// SIGKILL and restart.
+    Kill,
+    /// SIGSTOP and SIGCONT.
+    Pause,
+    /// Network partitions by grudge.
+    Partition,
+    /// Clock bumps, strobes and rate changes through libfaketime.
+    Clock,
+}
+
+impl Fault {
+    /// The name used in flags and in history events.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill",
+            Fault::Pause => "pause",
+            Fault::Partition => "partition",
+            Fault::Clock => "clock",
+        }
+    }
+}
+
+/// Where nodes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Containers on a private Docker network.
+    Docker,
+    /// Local processes on loopback addresses.
+    Process,
+}
+
+/// A validated test.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// `<sut>-<workload>-<nemeses>`.
+    pub name: String,
+    /// The system under test.
+    pub sut: String,
+    /// The workload.
+    pub workload: Workload,
+    /// Faults, empty for none.
+    pub nemesis: Vec<Fault>,
+    /// Where nodes run (resolved from `auto`).
+    pub runtime: RuntimeKind,
+    /// Node names.
+    pub nodes: Vec<String>,
+    /// The seed of generators and nemesis schedule.
+    pub seed: u64,
+    /// Seconds of workload.
+    pub time_limit_s: u64,
+    /// Target ops/s over all workers (0 = unlimited).
+    pub rate: f64,
+    /// Concurrent workers.
+    pub concurrency: usize,
+    /// `committed` or `accepted`.
+    pub ack: String,
+    /// Node bug switches.
+    pub bugs: Vec<String>,
+    /// Seconds a fault lasts and between faults.
+    pub nemesis_interval_s: u64,
+    /// Seconds allowed for recovery after the final heal.
+    pub recovery_s: u64,
+    /// Client request timeout, ms.
+    pub request_timeout_ms: u64,
+    /// Raft election timeout the nodes run with, ms.
+    pub election_timeout_ms: u64,
+    /// The command line, to rerun the test.
+    pub command_line: String,
+    /// The store root.
+    #[serde(skip)]
+    pub store: PathBuf,
+    /// The node binary.
+    #[serde(skip)]
+    pub node_binary: Option<PathBuf>,
+}
+
+const BUGS: [&str; 4] = ["stale-read", "ack-before-commit", "no-fsync", "forget-vote"];
+
+/// Parses `none|kill|pause|partition|clock|all` or a comma list.
+pub fn parse_nemesis(text: &str) -> anyhow::Result<Vec<Fault>> {
+    let mut set = BTreeSet::new();
+    for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        match word {
+            "none" => {}
+            "all" => set.extend([Fault::Kill, Fault::Pause, Fault::Partition, Fault::Clock]),
+            "kill" => _ = set.insert(Fault::Kill),
+            "pause" => _ = set.insert(Fault::Pause),
+            "partition" => _ = set.insert(Fault::Partition),
+            "clock" => _ = set.insert(Fault::Clock),
+            other => bail!("--nemesis: unknown fault `{other}` (expected none, kill, pause, partition, clock, all or a comma list)"),
+        }
+    }
+    Ok(set.into_iter().collect())
+}
+
+impl Plan {
+    /// Validates flags; `docker_answers` tells how `auto` resolves.
+    pub fn from_args(args: &TestArgs, docker_answers: bool) -> anyhow::Result<Plan> {
+        let workload = match args.workload.as_str() {
+            "ordering" => Workload::Ordering,
+            "register" => Workload::Register,
+            other => {
+                bail!("--workload: unknown workload `{other}` (expected ordering or register)")
+            }
+        };
+        let nemesis = parse_nemesis(&args.nemesis)?;
+        if args.nodes == 0 || args.nodes > NODES_MAX {
+            bail!("--nodes: {} is out of range 1..={NODES_MAX}", args.nodes);
+        }
+        let runtime = match args.runtime.as_str() {
+            "auto" if docker_answers => RuntimeKind::Docker,
+            "auto" | "process" => RuntimeKind::Process,
+            "docker" => RuntimeKind::Docker,
+            other => {
+                bail!("--runtime: unknown runtime `{other}` (expected auto, docker or process)")
+            }
+        };
+        if !matches!(args.ack.as_str(), "committed" | "accepted") {
+            bail!("--ack: `{}` is neither committed nor accepted", args.ack);
+        }
+        for bug in &args.bugs {
+            if !BUGS.contains(&bug.as_str()) {
+                bail!(
+                    "--bug: unknown bug `{bug}` (expected one of {})",
+                    BUGS.join(", ")
+                );
+            }
+        }
+        if args.concurrency == 0 || args.rate < 0.0 || !args.rate.is_finite() {
+            bail!("--concurrency must be positive and --rate finite and not negative");
+        }
+        if args.time_limit_s == 0 || args.nemesis_interval_s == 0 {
+            bail!("--time-limit-s and --nemesis-interval-s must be positive");
+        }
+        let seed = args
+            .seed
+            .unwrap_or_else(|| rand::thread_rng().next_u64() >> 12);
+        let nemesis_name = if nemesis.is_empty() {
+            "none".to_string()
+        } else {
+            nemesis
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join("+")
+        };
+        let wl = match workload {
+            Workload::Ordering => "ordering",
+            Workload::Register => "register",
+        };
+        Ok::<Plan, anyhow::Error>(Plan {
+            name: format!("ordeal-{wl}-{nemesis_name}"),
+            sut: "ordeal".into(),
+            workload,
+            nemesis,
+            runtime,
+            nodes: (1..=args.nodes).map(|i| format!("n{i}")).collect(),
+            seed,
+            time_limit_s: args.time_limit_s,
+            rate: args.rate,
+            concurrency: args.concurrency,
+            ack: args.ack.clone(),
+            bugs: args.bugs.clone(),
+            nemesis_interval_s: args.nemesis_interval_s,
+            recovery_s: args.recovery_s,
+            request_timeout_ms: args.request_timeout_ms,
+            election_timeout_ms: crate::NODE_TICK_MS * crate::NODE_ELECTION_TICK,
+            command_line: String::new(),
+            store: args.store.clone(),
+            node_binary: args.node_binary.clone(),
+        })
+        .map(|mut p| {
+            p.command_line = p.rerun_command();
+            p
+        })
+        .context("validating the test")
+    }
+
+    /// The command that reruns this test with its seed.
+    pub fn rerun_command(&self) -> String {
+        let nemesis = if self.nemesis.is_empty() {
+            "none".to_string()
+        } else {
+            self.nemesis
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let wl = match self.workload {
+            Workload::Ordering => "ordering",
+            Workload::Register => "register",
+        };
+        let rt = match self.runtime {
+            RuntimeKind::Docker => "docker",
+            RuntimeKind::Process => "process",
+        };
+        let mut cmd = format!(
+            "cargo run -p harness -- --workload {wl} --nemesis {nemesis} --nodes {} --time-limit-s {} --rate {} --concurrency {} --runtime {rt} --ack {} --seed {} --nemesis-interval-s {} --recovery-s {}",
+            self.nodes.len(), self.time_limit_s, self.rate, self.concurrency, self.ack, self.seed, self.nemesis_interval_s, self.recovery_s
+        );
+        for bug in &self.bugs {
+            cmd.push_str(&format!(" --bug {bug}"));
+        }
+        cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nemesis_lists_parse_and_bad_words_are_named() {
+        assert_eq!(parse_nemesis("none").unwrap(), vec![]);
+        assert_eq!(
+            parse_nemesis("partition,kill").unwrap(),
+            vec![Fault::Kill, Fault::Partition]
+        );
+        assert_eq!(parse_nemesis("all").unwrap().len(), 4);
+        assert!(parse_nemesis("kil")
+            .unwrap_err()
+            .to_string()
+            .contains("`kil`"));
+    }
+}

@@ -1,0 +1,334 @@
+//! One test from start to verdict: start the cluster, drive the workload
+//! while the nemesis injects faults, heal, final reads, collect, judge,
+//! report. Everything it starts is torn down on every path out.
+
+use crate::history::{Process, Record, Recorder};
+use crate::judge;
+use crate::nemesis::Nemesis;
+use crate::plan::{Plan, RuntimeKind, Workload};
+use crate::probe::Probe;
+use crate::runtime::process::{ProcessOptions, ProcessRuntime, FAKETIME_LIB_DEFAULT};
+use crate::runtime::{AnyRuntime, ClusterSpec, Runtime, Sut};
+use crate::store::RunDir;
+use crate::workers::{Counters, Workers};
+use anyhow::{bail, Context};
+use checker::verdict::Results;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Mutex};
+use workloads::{Ack, Generator, OrdealClient, OrderingGenerator, Outcome, RegisterGenerator};
+
+/// How long a fresh cluster may take to elect its first leader.
+const FIRST_LEADER_WAIT_MAX: Duration = Duration::from_secs(30);
+/// How often the history buffer reaches the disk.
+const HISTORY_FLUSH_PERIOD: Duration = Duration::from_millis(100);
+
+/// The runtime of the test in progress, for cleanup on Ctrl-C.
+pub type RuntimeSlot = Arc<std::sync::Mutex<Option<Arc<Mutex<AnyRuntime>>>>>;
+
+/// What a finished run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The run's store directory.
+    pub dir: PathBuf,
+    /// The verdicts.
+    pub results: Results,
+    /// Ops completed (ok, fail, info).
+    pub counts: (u64, u64, u64),
+    /// Events recorded.
+    pub events: u64,
+    /// Seconds the workload ran.
+    pub workload_s: f64,
+    /// Time spent inside the recorder.
+    pub recorder_busy: Duration,
+}
+
+/// The node flags every node gets (fast timeouts for tests).
+pub fn node_args(plan: &Plan) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--tick-ms",
+        &crate::NODE_TICK_MS.to_string(),
+        "--election-tick",
+        &crate::NODE_ELECTION_TICK.to_string(),
+        "--heartbeat-tick",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for bug in &plan.bugs {
+        args.push("--bug".into());
+        args.push(bug.clone());
+    }
+    args
+}
+
+fn build_runtime(plan: &Plan, binary: &Path, label: &str) -> anyhow::Result<AnyRuntime> {
+    let spec = ClusterSpec {
+        sut: Sut::Ordeal,
+        nodes: plan.nodes.len(),
+        binary: binary.to_path_buf(),
+        node_args: node_args(plan),
+        // Absolute: Docker bind-mounts the clock directory from it.
+        work_dir: std::path::absolute(&plan.store).unwrap_or_else(|_| plan.store.clone()).join(".work").join(label),
+        run_label: label.to_string(),
+    };
+    match plan.runtime {
+        RuntimeKind::Process => {
+            let lib = PathBuf::from(FAKETIME_LIB_DEFAULT);
+            let options = ProcessOptions {
+                faketime_lib: lib.is_file().then_some(lib),
+            };
+            Ok(AnyRuntime::Process(ProcessRuntime::new(spec, options)))
+        }
+        RuntimeKind::Docker => crate::runtime::docker::build(spec),
+    }
+}
+
+/// Runs one test.
+pub async fn run_test(
+    plan: &Plan,
+    binary: &Path,
+    slot: &RuntimeSlot,
+) -> anyhow::Result<RunOutcome> {
+    let run_dir = RunDir::create(plan)?;
+    eprintln!(
+        "ordeal: test {} seed {} runtime {:?} → {}",
+        plan.name,
+        plan.seed,
+        plan.runtime,
+        run_dir.path.display()
+    );
+    let label = format!("ordeal-{}-{}", std::process::id(), plan.seed);
+    if plan.nemesis.contains(&crate::plan::Fault::Clock)
+        && plan.runtime == RuntimeKind::Process
+        && !Path::new(FAKETIME_LIB_DEFAULT).is_file()
+    {
+        bail!("--nemesis clock needs libfaketime ({FAKETIME_LIB_DEFAULT}): apt-get install libfaketime");
+    }
+    let runtime = Arc::new(Mutex::new(build_runtime(plan, binary, &label)?));
+    *slot.lock().expect("slot lock") = Some(runtime.clone());
+    let result = drive(plan, &run_dir, runtime.clone()).await;
+    let teardown = runtime.lock().await.teardown().await;
+    *slot.lock().expect("slot lock") = None;
+    let (counts, events, workload_s, busy) = result?;
+    teardown.context("tearing down the cluster")?;
+    let results = judge::judge(&run_dir.path, plan.workload)?;
+    report(&run_dir.path);
+    run_dir.mark_latest()?;
+    Ok(RunOutcome {
+        dir: run_dir.path,
+        results,
+        counts,
+        events,
+        workload_s,
+        recorder_busy: busy,
+    })
+}
+
+/// Renders the run's report (plots and index.html), warning (not failing)
+/// when it cannot.
+pub fn report(dir: &Path) {
+    match reports::render(dir) {
+        Ok(_) => eprintln!("report: {}", dir.join("index.html").display()),
+        Err(e) => tracing::warn!(error = %e, dir = %dir.display(), "could not render the report"),
+    }
+}
+
+type Driven = ((u64, u64, u64), u64, f64, Duration);
+
+async fn drive(
+    plan: &Plan,
+    run_dir: &RunDir,
+    runtime: Arc<Mutex<AnyRuntime>>,
+) -> anyhow::Result<Driven> {
+    runtime
+        .lock()
+        .await
+        .start()
+        .await
+        .context("starting the cluster")?;
+    let nodes: Vec<(String, String)> = {
+        let rt = runtime.lock().await;
+        rt.nodes()
+            .into_iter()
+            .map(|n| (n.clone(), rt.client_url(&n)))
+            .collect()
+    };
+    let probe = Probe::new(nodes.clone())?;
+    if !probe
+        .wait_recovered(Instant::now() + FIRST_LEADER_WAIT_MAX)
+        .await
+    {
+        bail!("the cluster did not elect a leader within {FIRST_LEADER_WAIT_MAX:?}; see the node logs under {}", plan.store.join(".work").display());
+    }
+    let recorder = Recorder::create(&run_dir.history())?;
+    let flusher = {
+        let r = recorder.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HISTORY_FLUSH_PERIOD).await;
+                if let Err(e) = r.flush() {
+                    tracing::error!(error = %e, "history flush failed");
+                }
+            }
+        })
+    };
+    let ack = if plan.ack == "accepted" {
+        Ack::Accepted
+    } else {
+        Ack::Committed
+    };
+    let client = Arc::new(OrdealClient::new(
+        nodes.clone(),
+        ack,
+        Duration::from_millis(plan.request_timeout_ms),
+        &format!("s{}", plan.seed),
+    )?);
+    let generator: Box<dyn Generator> = match plan.workload {
+        Workload::Ordering => Box::new(OrderingGenerator::new(plan.seed, nodes.len())),
+        Workload::Register => Box::new(RegisterGenerator::new(plan.seed, nodes.len())),
+    };
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(plan.time_limit_s);
+    let workers = Arc::new(Workers {
+        generator: std::sync::Mutex::new(generator),
+        client: client.clone(),
+        recorder: recorder.clone(),
+        nodes: plan.nodes.clone(),
+        deadline,
+        rate: plan.rate,
+        started,
+        slot: AtomicU64::new(0),
+        concurrency: plan.concurrency as u64,
+        counters: Counters::default(),
+    });
+    let handles: Vec<_> = (0..plan.concurrency as u64)
+        .map(|w| tokio::spawn(workers.clone().run(w)))
+        .collect();
+    let active = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let nemesis = Nemesis {
+        faults: plan.nemesis.clone(),
+        nodes: plan.nodes.clone(),
+        runtime: runtime.clone(),
+        probe: probe.clone(),
+        recorder: recorder.clone(),
+        interval: Duration::from_secs(plan.nemesis_interval_s),
+        active: active.clone(),
+        seed: plan.seed,
+    };
+    let nemesis_task = tokio::spawn(nemesis.run(stop_rx));
+    let progress = crate::progress::show(workers.clone(), active, deadline);
+    for h in handles {
+        h.await.context("a worker panicked")?;
+    }
+    let workload_s = started.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    let nemesis_result = nemesis_task.await.context("the nemesis panicked")?;
+    progress.finish_and_clear();
+    nemesis_result.context("the nemesis failed")?;
+    heal_all(&runtime, plan).await?;
+    let recovered = probe
+        .wait_recovered(Instant::now() + Duration::from_secs(plan.recovery_s))
+        .await;
+    if !recovered {
+        tracing::warn!(
+            recovery_s = plan.recovery_s,
+            "cluster did not fully recover before the final reads"
+        );
+    }
+    if plan.workload == Workload::Ordering {
+        final_reads(&client, &recorder, &plan.nodes).await;
+    }
+    collect(&runtime, &probe, run_dir, &plan.nodes).await?;
+    flusher.abort();
+    recorder.flush()?;
+    Ok((
+        workers.counters.get(),
+        recorder.len(),
+        workload_s,
+        recorder.busy(),
+    ))
+}
+
+/// Undoes every fault, whatever the nemesis left.
+async fn heal_all(runtime: &Arc<Mutex<AnyRuntime>>, plan: &Plan) -> anyhow::Result<()> {
+    let mut rt = runtime.lock().await;
+    rt.heal().await?;
+    for n in &plan.nodes {
+        rt.resume(n).await?;
+        rt.restart(n).await?;
+        if plan.nemesis.contains(&crate::plan::Fault::Clock) {
+            rt.reset_clock(n).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads every node's whole chain, recorded as final `deliver` ops.
+async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[String]) {
+    for (i, node) in nodes.iter().enumerate() {
+        let process = Process::Client(1_000_000 + i as u64);
+        let arg = json!({"from": 0, "final": true});
+        recorder.record(&Record {
+            process,
+            kind: "invoke",
+            f: "deliver",
+            key: None,
+            value: &arg,
+            node: Some(node),
+            error: None,
+        });
+        match client.deliver_chain(i).await {
+            Outcome::Ok(mut v) => {
+                v["final"] = Value::Bool(true);
+                recorder.record(&Record {
+                    process,
+                    kind: "ok",
+                    f: "deliver",
+                    key: None,
+                    value: &v,
+                    node: Some(node),
+                    error: None,
+                });
+            }
+            Outcome::Fail(e) | Outcome::Info(e) => {
+                recorder.record(&Record {
+                    process,
+                    kind: "fail",
+                    f: "deliver",
+                    key: None,
+                    value: &arg,
+                    node: Some(node),
+                    error: Some(&e),
+                });
+            }
+        }
+    }
+}
+
+/// Each node's metrics and log into the store.
+async fn collect(
+    runtime: &Arc<Mutex<AnyRuntime>>,
+    probe: &Probe,
+    run_dir: &RunDir,
+    nodes: &[String],
+) -> anyhow::Result<()> {
+    for n in nodes {
+        let dir = run_dir.node_dir(n)?;
+        crate::store::write_json(&dir.join("metrics.json"), &probe.metrics(n).await)?;
+        if let Err(e) = runtime
+            .lock()
+            .await
+            .collect_log(n, &dir.join("node.log"))
+            .await
+        {
+            tracing::warn!(node = %n, error = %e, "could not collect the node log");
+        }
+    }
+    Ok(())
+}

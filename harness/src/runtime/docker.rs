@@ -1,0 +1,457 @@
+//! The Docker runtime: each node a container of the locally built image
+//! (`image.rs`) on a dedicated bridge network, started with testcontainers;
+//! kill, restart, pause and resume through the engine API (bollard);
+//! partitions as nftables rules inside each container's own network
+//! namespace, applied with `docker exec` (the containers hold
+//! `CAP_NET_ADMIN`, so a user who can use Docker needs no root); clocks
+//! through libfaketime reading a file bind-mounted from the host.
+//!
+//! Everything is labelled `ordeal=1` and `ordeal.run=<label>`, and the
+//! network is named `ordeal-<label>`, so that `harness clean` finds what a
+//! killed harness left behind.
+
+use super::image::{ensure_image, FAKETIME_LIB};
+use super::process::faketime_string;
+use super::{AnyRuntime, ClockSetting, ClusterSpec, Grudge, Runtime};
+use anyhow::{bail, Context};
+use futures_util::StreamExt;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use testcontainers::bollard::container::{
+    KillContainerOptions, ListContainersOptions, LogOutput, LogsOptions, RemoveContainerOptions,
+};
+use testcontainers::bollard::network::{CreateNetworkOptions, ListNetworksOptions};
+use testcontainers::bollard::Docker;
+use testcontainers::core::{CmdWaitFor, ExecCommand, Mount, WaitFor};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+/// Peer port inside every container.
+const PEER_PORT: u16 = 7001;
+/// Client port inside every container.
+const CLIENT_PORT: u16 = 8001;
+/// Label on everything this runtime creates.
+pub const LABEL: &str = "ordeal";
+/// The nftables table holding partition rules.
+const NFT_TABLE: &str = "ordeal_partition";
+
+/// Nodes as containers.
+pub struct DockerRuntime {
+    spec: ClusterSpec,
+    docker: Docker,
+    network: String,
+    containers: BTreeMap<String, ContainerAsync<GenericImage>>,
+    ips: BTreeMap<String, IpAddr>,
+    partitioned: BTreeSet<String>,
+    torn_down: bool,
+}
+
+impl std::fmt::Debug for DockerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerRuntime")
+            .field("network", &self.network)
+            .field("ips", &self.ips)
+            .finish()
+    }
+}
+
+/// Builds the Docker runtime for a spec.
+pub fn build(spec: ClusterSpec) -> anyhow::Result<AnyRuntime> {
+    let docker =
+        Docker::connect_with_local_defaults().context("connecting to the Docker daemon")?;
+    let network = format!("ordeal-{}", spec.run_label);
+    Ok(AnyRuntime::Docker(Box::new(DockerRuntime {
+        spec,
+        docker,
+        network,
+        containers: BTreeMap::new(),
+        ips: BTreeMap::new(),
+        partitioned: BTreeSet::new(),
+        torn_down: false,
+    })))
+}
+
+/// Whether a Docker daemon answers on its socket.
+pub fn daemon_answers() -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect("/var/run/docker.sock") else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    if s.write_all(b"GET /_ping HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.ends_with("OK")
+}
+
+fn clock_dir(spec: &ClusterSpec, node: &str) -> PathBuf {
+    spec.work_dir.join(node).join("clock")
+}
+
+impl DockerRuntime {
+    fn container(&self, node: &str) -> anyhow::Result<&ContainerAsync<GenericImage>> {
+        self.containers
+            .get(node)
+            .with_context(|| format!("no container for node {node}"))
+    }
+
+    fn container_name(&self, node: &str) -> String {
+        format!("ordeal-{}-{node}", self.spec.run_label)
+    }
+
+    async fn create_network(&self) -> anyhow::Result<()> {
+        let labels = HashMap::from([
+            (LABEL.to_string(), "1".to_string()),
+            ("ordeal.run".to_string(), self.spec.run_label.clone()),
+        ]);
+        let options = CreateNetworkOptions {
+            name: self.network.clone(),
+            driver: "bridge".to_string(),
+            check_duplicate: true,
+            labels,
+            ..Default::default()
+        };
+        self.docker
+            .create_network(options)
+            .await
+            .with_context(|| format!("creating the Docker network {}", self.network))?;
+        Ok(())
+    }
+
+    async fn start_node(&mut self, i: usize, image: &str) -> anyhow::Result<()> {
+        let node = format!("n{i}");
+        let peers: Vec<String> = (1..=self.spec.nodes)
+            .map(|j| format!("{j}={}:{PEER_PORT}", self.container_name(&format!("n{j}"))))
+            .collect();
+        let clock = clock_dir(&self.spec, &node);
+        std::fs::create_dir_all(&clock).with_context(|| format!("creating {}", clock.display()))?;
+        std::fs::write(clock.join("faketime"), "+0 x1\n")?;
+        let (name, tag) = image.split_once(':').expect("image is name:tag");
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--id".into(),
+            i.to_string(),
+            "--peers".into(),
+            peers.join(","),
+        ];
+        args.extend([
+            "--listen-peer".into(),
+            format!("0.0.0.0:{PEER_PORT}"),
+            "--listen-client".into(),
+            format!("0.0.0.0:{CLIENT_PORT}"),
+            "--data-dir".into(),
+            "/data".into(),
+        ]);
+        args.extend(self.spec.node_args.iter().cloned());
+        let request = GenericImage::new(name, tag)
+            .with_wait_for(WaitFor::Nothing)
+            .with_cmd(args)
+            .with_network(self.network.clone())
+            .with_container_name(self.container_name(&node))
+            .with_label(LABEL, "1")
+            .with_label("ordeal.run", self.spec.run_label.clone())
+            .with_cap_add("NET_ADMIN")
+            .with_env_var("LD_PRELOAD", FAKETIME_LIB)
+            .with_env_var("FAKETIME_TIMESTAMP_FILE", "/clock/faketime")
+            .with_env_var("FAKETIME_CACHE_DURATION", "1")
+            .with_env_var("RUST_LOG", "info,raft=warn")
+            .with_mount(Mount::bind_mount(
+                clock.to_string_lossy().to_string(),
+                "/clock",
+            ));
+        let container = request
+            .start()
+            .await
+            .with_context(|| format!("starting the container of {node}"))?;
+        let ip = container
+            .get_bridge_ip_address()
+            .await
+            .with_context(|| format!("the address of {node}"))?;
+        tracing::info!(node, %ip, id = container.id(), "container started");
+        self.ips.insert(node.clone(), ip);
+        self.containers.insert(node, container);
+        Ok(())
+    }
+
+    async fn exec(&self, node: &str, cmd: Vec<String>) -> anyhow::Result<()> {
+        let c = self.container(node)?;
+        // The ready condition makes a non-zero exit an error.
+        c.exec(ExecCommand::new(cmd.clone()).with_cmd_ready_condition(CmdWaitFor::exit_code(0)))
+            .await
+            .with_context(|| format!("docker exec {} in {node}", cmd.join(" ")))?;
+        Ok(())
+    }
+}
+
+impl Runtime for DockerRuntime {
+    async fn start(&mut self) -> anyhow::Result<()> {
+        let binary = self.spec.binary.clone();
+        let image = tokio::task::spawn_blocking(move || ensure_image(&binary)).await??;
+        self.create_network().await?;
+        for i in 1..=self.spec.nodes {
+            self.start_node(i, &image).await?;
+        }
+        Ok(())
+    }
+
+    fn nodes(&self) -> Vec<String> {
+        (1..=self.spec.nodes).map(|i| format!("n{i}")).collect()
+    }
+
+    fn client_url(&self, node: &str) -> String {
+        match self.ips.get(node) {
+            Some(ip) => format!("http://{ip}:{CLIENT_PORT}"),
+            None => format!("http://invalid-node-{node}"),
+        }
+    }
+
+    async fn kill(&mut self, node: &str) -> anyhow::Result<()> {
+        let id = self.container(node)?.id().to_string();
+        self.docker
+            .kill_container(&id, Some(KillContainerOptions { signal: "SIGKILL" }))
+            .await
+            .with_context(|| format!("killing {node}"))?;
+        tracing::info!(node, "container killed");
+        Ok(())
+    }
+
+    async fn restart(&mut self, node: &str) -> anyhow::Result<()> {
+        let id = self.container(node)?.id().to_string();
+        let running = self
+            .docker
+            .inspect_container(&id, None)
+            .await?
+            .state
+            .and_then(|s| s.running)
+            .unwrap_or(false);
+        if running {
+            return Ok(());
+        }
+        self.docker
+            .start_container::<String>(&id, None)
+            .await
+            .with_context(|| format!("restarting {node}"))?;
+        let ip = self.container(node)?.get_bridge_ip_address().await?;
+        self.ips.insert(node.to_string(), ip);
+        Ok(())
+    }
+
+    async fn pause(&mut self, node: &str) -> anyhow::Result<()> {
+        let id = self.container(node)?.id().to_string();
+        self.docker
+            .pause_container(&id)
+            .await
+            .with_context(|| format!("pausing {node}"))
+    }
+
+    async fn resume(&mut self, node: &str) -> anyhow::Result<()> {
+        let id = self.container(node)?.id().to_string();
+        let paused = self
+            .docker
+            .inspect_container(&id, None)
+            .await?
+            .state
+            .and_then(|s| s.paused)
+            .unwrap_or(false);
+        if paused {
+            self.docker
+                .unpause_container(&id)
+                .await
+                .with_context(|| format!("resuming {node}"))?;
+        }
+        Ok(())
+    }
+
+    async fn partition(&mut self, grudge: &Grudge) -> anyhow::Result<()> {
+        self.heal().await?;
+        for (node, dropped) in grudge.iter().filter(|(_, d)| !d.is_empty()) {
+            let ips: Vec<String> = dropped
+                .iter()
+                .filter_map(|d| self.ips.get(d))
+                .map(|ip| ip.to_string())
+                .collect();
+            if ips.is_empty() {
+                continue;
+            }
+            let set = ips.join(", ");
+            let script = format!(
+                "add table inet {NFT_TABLE}; add chain inet {NFT_TABLE} input {{ type filter hook input priority -10; policy accept; }}; add chain inet {NFT_TABLE} output {{ type filter hook output priority -10; policy accept; }}; add rule inet {NFT_TABLE} input ip saddr {{ {set} }} drop; add rule inet {NFT_TABLE} output ip daddr {{ {set} }} drop"
+            );
+            self.exec(node, vec!["/usr/sbin/nft".into(), script])
+                .await?;
+            self.partitioned.insert(node.clone());
+        }
+        Ok(())
+    }
+
+    async fn heal(&mut self) -> anyhow::Result<()> {
+        for node in std::mem::take(&mut self.partitioned) {
+            if let Err(e) = self
+                .exec(
+                    &node,
+                    vec![
+                        "/usr/sbin/nft".into(),
+                        format!("delete table inet {NFT_TABLE}"),
+                    ],
+                )
+                .await
+            {
+                // A node killed and restarted since lost its rules with its
+                // namespace; anything else is worth knowing.
+                tracing::warn!(node, error = %e, "could not remove partition rules");
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_clock(&mut self, node: &str, setting: ClockSetting) -> anyhow::Result<()> {
+        let dir = clock_dir(&self.spec, node);
+        let tmp = dir.join("faketime.tmp");
+        std::fs::write(&tmp, format!("{}\n", faketime_string(setting)))?;
+        std::fs::rename(&tmp, dir.join("faketime")).context("replacing the clock file")
+    }
+
+    async fn reset_clock(&mut self, node: &str) -> anyhow::Result<()> {
+        self.set_clock(
+            node,
+            ClockSetting {
+                offset_s: 0.0,
+                rate: 1.0,
+            },
+        )
+        .await
+    }
+
+    async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
+        let id = self.container(node)?.id().to_string();
+        let mut logs = self.docker.logs::<String>(
+            &id,
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        );
+        let mut bytes = Vec::new();
+        while let Some(chunk) = logs.next().await {
+            match chunk.with_context(|| format!("reading the log of {node}"))? {
+                LogOutput::StdOut { message }
+                | LogOutput::StdErr { message }
+                | LogOutput::Console { message } => bytes.extend_from_slice(&message),
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(dest, bytes).with_context(|| format!("writing {}", dest.display()))
+    }
+
+    async fn teardown(&mut self) -> anyhow::Result<()> {
+        if self.torn_down {
+            return Ok(());
+        }
+        self.torn_down = true;
+        for (node, c) in std::mem::take(&mut self.containers) {
+            let id = c.id().to_string();
+            let _ = self.docker.unpause_container(&id).await;
+            if let Err(e) = c.rm().await {
+                tracing::warn!(node, error = %e, "could not remove the container");
+            }
+        }
+        if let Err(e) = self.docker.remove_network(&self.network).await {
+            tracing::warn!(network = %self.network, error = %e, "could not remove the network");
+        }
+        if self.spec.work_dir.exists() {
+            std::fs::remove_dir_all(&self.spec.work_dir)
+                .with_context(|| format!("removing {}", self.spec.work_dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DockerRuntime {
+    fn drop(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        // Last resort when teardown could not run (a panic): the CLI, since
+        // Drop cannot wait on the engine API.
+        for c in self.containers.values() {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", "-v", c.id()])
+                .output();
+        }
+        let _ = std::process::Command::new("docker")
+            .args(["network", "rm", &self.network])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.spec.work_dir);
+    }
+}
+
+/// Removes every container and network labelled by ordeal (what a killed
+/// harness left behind). Returns what was removed.
+pub async fn clean_leftovers() -> anyhow::Result<Vec<String>> {
+    let docker =
+        Docker::connect_with_local_defaults().context("connecting to the Docker daemon")?;
+    let mut removed = Vec::new();
+    let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL}=1")])]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: filters.clone(),
+            ..Default::default()
+        }))
+        .await
+        .context("listing containers")?;
+    for c in containers {
+        let run = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("ordeal.run"))
+            .cloned()
+            .unwrap_or_default();
+        if super::owner_alive(&run) {
+            continue;
+        }
+        let id = c.id.unwrap_or_default();
+        let _ = docker.unpause_container(&id).await;
+        docker
+            .remove_container(
+                &id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .with_context(|| format!("removing container {id}"))?;
+        removed.push(format!(
+            "container {}",
+            c.names.unwrap_or_default().join(",")
+        ));
+    }
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions { filters }))
+        .await
+        .context("listing networks")?;
+    for n in networks {
+        let name = n.name.unwrap_or_default();
+        if super::owner_alive(name.strip_prefix("ordeal-").unwrap_or("")) {
+            continue;
+        }
+        docker
+            .remove_network(&name)
+            .await
+            .with_context(|| format!("removing network {name}"))?;
+        removed.push(format!("network {name}"));
+    }
+    if removed.is_empty() && !daemon_answers() {
+        bail!("the Docker daemon does not answer");
+    }
+    Ok(removed)
+}

@@ -1,0 +1,177 @@
+//! Runtimes: where and how the nodes of a cluster run, and the faults that
+//! can be done to them. One runtime per place nodes can live: `docker`
+//! (containers on a private Docker network, via testcontainers) and
+//! `process` (local processes on distinct loopback addresses).
+//!
+//! Fault verbs come in pairs whose docs name each other: kill / restart,
+//! pause / resume, partition / heal, set_clock / reset_clock.
+
+pub mod docker;
+pub mod image;
+pub mod process;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Which system runs on the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sut {
+    /// Our own `ordeal-node`.
+    Ordeal,
+    /// Debian's etcd (the third-party system under test).
+    Etcd,
+}
+
+/// Everything a runtime needs to start a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// The system under test.
+    pub sut: Sut,
+    /// Number of nodes; node names are `n1..=nN`, raft ids `1..=N`.
+    pub nodes: usize,
+    /// The `ordeal-node` (or `etcd`) binary on the host.
+    pub binary: PathBuf,
+    /// Extra arguments given to every node (tick settings, `--bug ...`).
+    pub node_args: Vec<String>,
+    /// A directory the runtime owns for this run (data dirs, logs, clock
+    /// files); removed by `teardown` unless the caller keeps it.
+    pub work_dir: PathBuf,
+    /// Label value put on everything the runtime creates, so that
+    /// `harness clean` can find what a killed harness left behind.
+    pub run_label: String,
+}
+
+/// Who drops whose traffic: `grudge[a]` is the set of nodes whose packets
+/// node `a` drops (Jepsen's grudge). Symmetric cuts list both directions.
+pub type Grudge = BTreeMap<String, BTreeSet<String>>;
+
+/// A libfaketime setting: `offset_s` added to the wall clock, `rate` the
+/// speed of the node's clocks (1.0 = real time).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClockSetting {
+    /// Seconds added to the real clock (may be negative).
+    pub offset_s: f64,
+    /// Speed of all clocks of the process (1.0 = normal).
+    pub rate: f64,
+}
+
+/// The operations every runtime offers. Implemented by
+/// [`docker::DockerRuntime`] and [`process::ProcessRuntime`]; the harness
+/// dispatches over them through [`AnyRuntime`].
+#[allow(async_fn_in_trait)]
+pub trait Runtime {
+    /// Starts every node of the spec and returns when all processes run
+    /// (not when a leader is elected).
+    async fn start(&mut self) -> anyhow::Result<()>;
+    /// Node names, `n1..=nN`.
+    fn nodes(&self) -> Vec<String>;
+    /// Base URL of a node's client API, e.g. `http://172.18.0.2:8001`,
+    /// reachable from the harness process.
+    fn client_url(&self, node: &str) -> String;
+    /// SIGKILLs the node's process; its data directory is kept. Undone by
+    /// [`Runtime::restart`].
+    async fn kill(&mut self, node: &str) -> anyhow::Result<()>;
+    /// Starts a killed node again on its data directory. Undoes
+    /// [`Runtime::kill`].
+    async fn restart(&mut self, node: &str) -> anyhow::Result<()>;
+    /// Freezes the node's process (SIGSTOP / docker pause). Undone by
+    /// [`Runtime::resume`].
+    async fn pause(&mut self, node: &str) -> anyhow::Result<()>;
+    /// Thaws a paused node. Undoes [`Runtime::pause`].
+    async fn resume(&mut self, node: &str) -> anyhow::Result<()>;
+    /// Drops packets between nodes as the grudge says, replacing any earlier
+    /// partition. Undone by [`Runtime::heal`].
+    async fn partition(&mut self, grudge: &Grudge) -> anyhow::Result<()>;
+    /// Removes every partition. Undoes [`Runtime::partition`].
+    async fn heal(&mut self) -> anyhow::Result<()>;
+    /// Changes the node's clock through libfaketime. Undone by
+    /// [`Runtime::reset_clock`].
+    async fn set_clock(&mut self, node: &str, setting: ClockSetting) -> anyhow::Result<()>;
+    /// Puts the node's clock back to real time. Undoes [`Runtime::set_clock`].
+    async fn reset_clock(&mut self, node: &str) -> anyhow::Result<()>;
+    /// Copies the node's log (all restarts) to `dest`.
+    async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()>;
+    /// Stops and removes everything the runtime created. Idempotent; also
+    /// run from Drop as a last resort.
+    async fn teardown(&mut self) -> anyhow::Result<()>;
+}
+
+/// Whether the harness that made `label` (`ordeal-<pid>-<seed>`) still
+/// runs, so that `clean` never takes a live run's cluster.
+pub fn owner_alive(label: &str) -> bool {
+    let Some(pid) = label
+        .strip_prefix("ordeal-")
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&cmdline)
+        .split('\0')
+        .next()
+        .is_some_and(|program| program.ends_with("harness"))
+}
+
+/// Every runtime the harness can drive, dispatching the [`Runtime`] verbs to
+/// the one chosen at startup (`async fn` in traits is not object safe, so an
+/// enum stands in for `dyn Runtime`).
+#[derive(Debug)]
+pub enum AnyRuntime {
+    /// Local processes with fault proxies.
+    Process(process::ProcessRuntime),
+    /// Containers on a Docker network.
+    Docker(Box<docker::DockerRuntime>),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $rt:ident => $body:expr) => {
+        match $self {
+            AnyRuntime::Process($rt) => $body,
+            AnyRuntime::Docker($rt) => $body,
+        }
+    };
+}
+
+impl Runtime for AnyRuntime {
+    async fn start(&mut self) -> anyhow::Result<()> {
+        dispatch!(self, rt => rt.start().await)
+    }
+    fn nodes(&self) -> Vec<String> {
+        dispatch!(self, rt => rt.nodes())
+    }
+    fn client_url(&self, node: &str) -> String {
+        dispatch!(self, rt => rt.client_url(node))
+    }
+    async fn kill(&mut self, node: &str) -> anyhow::Result<()> {
+        dispatch!(self, rt => rt.kill(node).await)
+    }
+    async fn restart(&mut self, node: &str) -> anyhow::Result<()> {
+        dispatch!(self, rt => rt.restart(node).await)
+    }
+    async fn pause(&mut self, node: &str) -> anyhow::Result<()> {
+        dispatch!(self, rt => rt.pause(node).await)
+    }
+    async fn resume(&mut self, node: &str) -> anyhow::Result<()> {
+        dispatch!(self, rt => rt.resume(node).await)
+    }
+    async fn partition(&mut self, grudge: &Grudge) -> anyhow::Result<()> {
+        dispatch!(self, rt => rt.partition(grudge).await)
+    }
+    async fn heal(&mut self) -> anyhow::Result<()> {
+        dispatch!(self, rt => rt.heal().await)
+    }
+    async fn set_clock(&mut self, node: &str, setting: ClockSetting) -> anyhow::Result<()> {
+        dispatch!(self, rt => rt.set_clock(node, setting).await)
+    }
+    async fn reset_clock(&mut self, node: &str) -> anyhow::Result<()> {
+        dispatch!(self, rt => rt.reset_clock(node).await)
+    }
+    async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
+        dispatch!(self, rt => rt.collect_log(node, dest).await)
+    }
+    async fn teardown(&mut self) -> anyhow::Result<()> {
+        dispatch!(self, rt => rt.teardown().await)
+    }
+}

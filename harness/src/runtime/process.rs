@@ -1,0 +1,524 @@
+//! Process runtime: every node is a local process on its own loopback
+//! address (`127.0.0.1`, `127.0.0.2`, …) with its own data directory, and
+//! every peer link goes through a fault proxy inside the harness.
+//!
+//! Node `i` dials peer `j` at the proxy `(i, j)`, which forwards to `j`'s
+//! real peer port. A partition makes the proxies of the cut links close
+//! their connections and refuse new ones; heal lets traffic through again.
+//! Raft traffic is TCP, and a TCP connection whose one direction drops every
+//! packet stalls in both (acks never return), so a link is cut as a whole
+//! when either of its directions is in the grudge.
+//!
+//! Every process gets `PR_SET_PDEATHSIG = SIGKILL`, is killed on Drop, and
+//! is listed in a pid file under the work directory so that `harness clean`
+//! can kill what a SIGKILLed harness left behind.
+
+use super::{ClockSetting, ClusterSpec, Grudge, Runtime, Sut};
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill as send_signal, Signal};
+use nix::unistd::Pid;
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Name of the pid file inside the work directory.
+pub const PID_FILE_NAME: &str = "pids";
+/// Where Debian's `libfaketime` package puts the preload library.
+pub const FAKETIME_LIB_DEFAULT: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// Options of the process runtime that the common [`ClusterSpec`] does not
+/// carry.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessOptions {
+    /// The libfaketime preload library; `None` runs nodes on the real clock
+    /// (then [`Runtime::set_clock`] fails).
+    pub faketime_lib: Option<PathBuf>,
+}
+
+/// The addresses of one node.
+#[derive(Debug, Clone)]
+struct NodeAddrs {
+    ip: Ipv4Addr,
+    peer_port: u16,
+    client_port: u16,
+}
+
+/// One node's process and files.
+#[derive(Debug)]
+struct NodeProc {
+    name: String,
+    id: usize,
+    addrs: NodeAddrs,
+    dir: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+    /// `--peers` argument: ids mapped to the proxies this node dials.
+    peers_arg: String,
+}
+
+/// One fault proxy: node `from` dials node `to` through it.
+#[derive(Debug)]
+struct Proxy {
+    from: String,
+    to: String,
+    blocked: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Nodes as local processes with a fault proxy on every peer link.
+#[derive(Debug)]
+pub struct ProcessRuntime {
+    spec: ClusterSpec,
+    options: ProcessOptions,
+    nodes: Vec<NodeProc>,
+    proxies: Vec<Proxy>,
+    torn_down: bool,
+}
+
+impl ProcessRuntime {
+    /// A runtime for the spec; nothing is started until [`Runtime::start`].
+    pub fn new(spec: ClusterSpec, options: ProcessOptions) -> Self {
+        Self {
+            spec,
+            options,
+            nodes: Vec::new(),
+            proxies: Vec::new(),
+            torn_down: false,
+        }
+    }
+
+    fn find(&self, node: &str) -> anyhow::Result<&NodeProc> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == node)
+            .with_context(|| format!("no node named {node}"))
+    }
+
+    fn find_mut(&mut self, node: &str) -> anyhow::Result<&mut NodeProc> {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == node)
+            .with_context(|| format!("no node named {node}"))
+    }
+
+    fn node_command(&self, node: &NodeProc) -> anyhow::Result<Command> {
+        if self.spec.sut != Sut::Ordeal {
+            bail!(
+                "the process runtime runs only ordeal-node (asked for {:?})",
+                self.spec.sut
+            );
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.join("node.log"))
+            .with_context(|| format!("opening the log of {}", node.name))?;
+        let mut cmd = Command::new(&self.spec.binary);
+        cmd.arg("run")
+            .arg("--id")
+            .arg(node.id.to_string())
+            .arg("--peers")
+            .arg(&node.peers_arg)
+            .arg("--listen-peer")
+            .arg(format!("{}:{}", node.addrs.ip, node.addrs.peer_port))
+            .arg("--listen-client")
+            .arg(format!("{}:{}", node.addrs.ip, node.addrs.client_port))
+            .arg("--data-dir")
+            .arg(node.dir.join("data"))
+            .args(&self.spec.node_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("cloning a log handle")?)
+            .stderr(log);
+        if let Some(lib) = &self.options.faketime_lib {
+            cmd.env("LD_PRELOAD", lib)
+                .env("FAKETIME_TIMESTAMP_FILE", clock_file(&node.dir))
+                // Reread once a second. Not FAKETIME_XRESET: measured here,
+                // it stops libfaketime from rereading the file at all.
+                .env("FAKETIME_CACHE_DURATION", "1");
+        }
+        // SAFETY: the closure only calls prctl, which is async-signal-safe,
+        // and allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
+        Ok(cmd)
+    }
+
+    fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
+        let mut cmd = self.node_command(&self.nodes[index])?;
+        let node = &mut self.nodes[index];
+        let child = cmd.spawn().with_context(|| {
+            format!("starting {} from {}", node.name, self.spec.binary.display())
+        })?;
+        tracing::info!(node = %node.name, pid = child.id(), "node started");
+        node.child = Some(child);
+        node.paused = false;
+        self.write_pid_file()
+    }
+
+    fn write_pid_file(&self) -> anyhow::Result<()> {
+        let mut text = String::new();
+        for node in &self.nodes {
+            if let Some(child) = &node.child {
+                text.push_str(&format!("{} {}\n", child.id(), node.name));
+            }
+        }
+        let path = self.spec.work_dir.join(PID_FILE_NAME);
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
+    fn signal(&self, node: &str, signal: Signal) -> anyhow::Result<()> {
+        let proc = self.find(node)?;
+        let child = proc
+            .child
+            .as_ref()
+            .with_context(|| format!("{node} is not running"))?;
+        send_signal(Pid::from_raw(child.id() as i32), signal)
+            .with_context(|| format!("sending {signal} to {node}"))
+    }
+
+    fn kill_all_now(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        for proxy in &self.proxies {
+            proxy.task.abort();
+        }
+    }
+}
+
+fn clock_file(dir: &Path) -> PathBuf {
+    dir.join("faketime")
+}
+
+/// The libfaketime setting string: an offset first, always (`"+0 x2"`, not
+/// `"x2"`, see NOTES.md).
+pub fn faketime_string(setting: ClockSetting) -> String {
+    let offset = if setting.offset_s.fract() == 0.0 {
+        format!("{:+}", setting.offset_s as i64)
+    } else {
+        format!("{:+.3}", setting.offset_s)
+    };
+    if setting.rate == 1.0 {
+        format!("{offset} x1")
+    } else {
+        format!("{offset} x{}", setting.rate)
+    }
+}
+
+fn free_port(ip: Ipv4Addr) -> anyhow::Result<u16> {
+    let listener = StdTcpListener::bind((ip, 0)).with_context(|| format!("binding {ip}:0"))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Forwards every accepted connection to `target` until `blocked` turns
+/// true; while blocked, new connections are closed at once.
+async fn run_proxy(listener: TcpListener, target: SocketAddr, blocked: watch::Receiver<bool>) {
+    loop {
+        let Ok((inbound, _)) = listener.accept().await else {
+            continue;
+        };
+        if *blocked.borrow() {
+            drop(inbound);
+            continue;
+        }
+        let mut blocked = blocked.clone();
+        tokio::spawn(async move {
+            let Ok(Ok(mut outbound)) = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                TcpStream::connect(target),
+            )
+            .await
+            else {
+                return;
+            };
+            let mut inbound = inbound;
+            let _ = inbound.set_nodelay(true);
+            let _ = outbound.set_nodelay(true);
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                _ = blocked.wait_for(|b| *b) => {}
+            }
+        });
+    }
+}
+
+impl Runtime for ProcessRuntime {
+    async fn start(&mut self) -> anyhow::Result<()> {
+        let n = self.spec.nodes;
+        tracing::info!(label = %self.spec.run_label, nodes = n, "starting a cluster of local processes");
+        fs::create_dir_all(&self.spec.work_dir)
+            .with_context(|| format!("creating {}", self.spec.work_dir.display()))?;
+        let mut addrs = Vec::new();
+        for i in 1..=n {
+            let ip = Ipv4Addr::new(127, 0, 0, i as u8);
+            addrs.push(NodeAddrs {
+                ip,
+                peer_port: free_port(ip)?,
+                client_port: free_port(ip)?,
+            });
+        }
+        let mut dial: BTreeMap<(usize, usize), SocketAddr> = BTreeMap::new();
+        for from in 1..=n {
+            for to in 1..=n {
+                if from == to {
+                    continue;
+                }
+                let listener = TcpListener::bind((addrs[from - 1].ip, 0))
+                    .await
+                    .with_context(|| format!("binding the proxy n{from}->n{to}"))?;
+                dial.insert((from, to), listener.local_addr()?);
+                let target = SocketAddr::from((addrs[to - 1].ip, addrs[to - 1].peer_port));
+                let (tx, rx) = watch::channel(false);
+                let task = tokio::spawn(run_proxy(listener, target, rx));
+                self.proxies.push(Proxy {
+                    from: format!("n{from}"),
+                    to: format!("n{to}"),
+                    blocked: tx,
+                    task,
+                });
+            }
+        }
+        for i in 1..=n {
+            let peers: Vec<String> = (1..=n)
+                .map(|j| {
+                    let addr = if i == j {
+                        SocketAddr::from((addrs[j - 1].ip, addrs[j - 1].peer_port))
+                    } else {
+                        dial[&(i, j)]
+                    };
+                    format!("{j}={addr}")
+                })
+                .collect();
+            let dir = self.spec.work_dir.join(format!("n{i}"));
+            fs::create_dir_all(dir.join("data"))
+                .with_context(|| format!("creating {}", dir.display()))?;
+            fs::write(clock_file(&dir), "+0 x1\n").context("writing the clock file")?;
+            self.nodes.push(NodeProc {
+                name: format!("n{i}"),
+                id: i,
+                addrs: addrs[i - 1].clone(),
+                dir,
+                child: None,
+                paused: false,
+                peers_arg: peers.join(","),
+            });
+        }
+        for index in 0..n {
+            self.spawn(index)?;
+        }
+        Ok(())
+    }
+
+    fn nodes(&self) -> Vec<String> {
+        (1..=self.spec.nodes).map(|i| format!("n{i}")).collect()
+    }
+
+    fn client_url(&self, node: &str) -> String {
+        match self.find(node) {
+            Ok(n) => format!("http://{}:{}", n.addrs.ip, n.addrs.client_port),
+            Err(_) => format!("http://invalid-node-{node}"),
+        }
+    }
+
+    async fn kill(&mut self, node: &str) -> anyhow::Result<()> {
+        let proc = self.find_mut(node)?;
+        let Some(mut child) = proc.child.take() else {
+            return Ok(());
+        };
+        child.kill().with_context(|| format!("killing {node}"))?;
+        child.wait().with_context(|| format!("reaping {node}"))?;
+        proc.paused = false;
+        tracing::info!(node, "node killed");
+        self.write_pid_file()
+    }
+
+    async fn restart(&mut self, node: &str) -> anyhow::Result<()> {
+        let index = self
+            .nodes
+            .iter()
+            .position(|n| n.name == node)
+            .context("no such node")?;
+        if self.nodes[index].child.is_some() {
+            return Ok(());
+        }
+        self.spawn(index)
+    }
+
+    async fn pause(&mut self, node: &str) -> anyhow::Result<()> {
+        self.signal(node, Signal::SIGSTOP)?;
+        self.find_mut(node)?.paused = true;
+        Ok(())
+    }
+
+    async fn resume(&mut self, node: &str) -> anyhow::Result<()> {
+        if self.find(node)?.child.is_none() {
+            return Ok(());
+        }
+        self.signal(node, Signal::SIGCONT)?;
+        self.find_mut(node)?.paused = false;
+        Ok(())
+    }
+
+    async fn partition(&mut self, grudge: &Grudge) -> anyhow::Result<()> {
+        let cut = |a: &str, b: &str| grudge.get(a).is_some_and(|s| s.contains(b));
+        for proxy in &self.proxies {
+            let blocked = cut(&proxy.to, &proxy.from) || cut(&proxy.from, &proxy.to);
+            proxy.blocked.send_replace(blocked);
+        }
+        Ok(())
+    }
+
+    async fn heal(&mut self) -> anyhow::Result<()> {
+        for proxy in &self.proxies {
+            proxy.blocked.send_replace(false);
+        }
+        Ok(())
+    }
+
+    async fn set_clock(&mut self, node: &str, setting: ClockSetting) -> anyhow::Result<()> {
+        if self.options.faketime_lib.is_none() {
+            bail!("clock faults need libfaketime (apt-get install libfaketime)");
+        }
+        let dir = self.find(node)?.dir.clone();
+        write_atomically(
+            &clock_file(&dir),
+            &format!("{}\n", faketime_string(setting)),
+        )
+    }
+
+    async fn reset_clock(&mut self, node: &str) -> anyhow::Result<()> {
+        let dir = self.find(node)?.dir.clone();
+        write_atomically(&clock_file(&dir), "+0 x1\n")
+    }
+
+    async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
+        let src = self.find(node)?.dir.join("node.log");
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        fs::copy(&src, dest)
+            .with_context(|| format!("copying {} to {}", src.display(), dest.display()))?;
+        Ok(())
+    }
+
+    async fn teardown(&mut self) -> anyhow::Result<()> {
+        if self.torn_down {
+            return Ok(());
+        }
+        for node in &self.nodes {
+            if node.paused {
+                if let Some(child) = &node.child {
+                    let _ = send_signal(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+                }
+            }
+        }
+        self.kill_all_now();
+        self.torn_down = true;
+        if self.spec.work_dir.exists() {
+            fs::remove_dir_all(&self.spec.work_dir)
+                .with_context(|| format!("removing {}", self.spec.work_dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+impl Drop for ProcessRuntime {
+    fn drop(&mut self) {
+        self.kill_all_now();
+        if !self.torn_down && self.spec.work_dir.exists() {
+            let _ = fs::remove_dir_all(&self.spec.work_dir);
+        }
+    }
+}
+
+/// Kills every process listed in the pid files of work directories under
+/// `root` (one per run, left behind by a killed harness) and removes the
+/// directories. A pid is only killed when its command line names the
+/// work directory, so a recycled pid is never hit. Returns what was killed.
+pub fn clean_leftovers(root: &Path) -> anyhow::Result<Vec<String>> {
+    let mut cleaned = Vec::new();
+    let Ok(entries) = fs::read_dir(root) else {
+        return Ok(cleaned);
+    };
+    for entry in entries {
+        let dir = entry
+            .with_context(|| format!("listing {}", root.display()))?
+            .path();
+        if dir
+            .file_name()
+            .is_some_and(|n| super::owner_alive(&n.to_string_lossy()))
+        {
+            continue;
+        }
+        let pids = fs::read_to_string(dir.join(PID_FILE_NAME)).unwrap_or_default();
+        for line in pids.lines() {
+            let Some(pid) = line
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(&*dir.to_string_lossy()) {
+                let _ = send_signal(Pid::from_raw(pid), Signal::SIGKILL);
+                cleaned.push(format!("process {pid} ({})", line));
+            }
+        }
+        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        cleaned.push(format!("directory {}", dir.display()));
+    }
+    Ok(cleaned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faketime_strings_always_carry_an_offset() {
+        assert_eq!(
+            faketime_string(ClockSetting {
+                offset_s: 0.0,
+                rate: 2.0
+            }),
+            "+0 x2"
+        );
+        assert_eq!(
+            faketime_string(ClockSetting {
+                offset_s: -37.0,
+                rate: 1.0
+            }),
+            "-37 x1"
+        );
+        assert_eq!(
+            faketime_string(ClockSetting {
+                offset_s: 12.5,
+                rate: 0.5
+            }),
+            "+12.500 x0.5"
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! Soak runs: tests back to back, rotating workload × nemesis with fresh
+//! seeds, keeping the evidence of every run that was not valid.
+
+use crate::cli::TestArgs;
+use crate::run::{run_test, RuntimeSlot};
+use anyhow::Context;
+use rand::{RngCore, SeedableRng};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The rotation: every workload under every fault, then the mix.
+const ROTATION: [(&str, &str); 10] = [
+    ("ordering", "partition"),
+    ("register", "partition"),
+    ("ordering", "kill"),
+    ("register", "kill"),
+    ("ordering", "pause"),
+    ("register", "pause"),
+    ("ordering", "clock"),
+    ("register", "clock"),
+    ("ordering", "all"),
+    ("register", "all"),
+];
+
+/// p99 latency (ms) of completed client ops in a history file.
+fn p99_ms(history: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(history).ok()?;
+    let mut open: HashMap<String, u64> = HashMap::new();
+    let mut latencies: Vec<u64> = Vec::new();
+    for line in text.lines() {
+        let Ok(e) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if e["process"] == "nemesis" {
+            continue;
+        }
+        let (p, t) = (e["process"].to_string(), e["time"].as_u64().unwrap_or(0));
+        if e["type"] == "invoke" {
+            open.insert(p, t);
+        } else if let Some(start) = open.remove(&p) {
+            latencies.push(t.saturating_sub(start));
+        }
+    }
+    latencies.sort_unstable();
+    let i = (latencies.len() as f64 * 0.99).ceil() as usize;
+    latencies
+        .get(i.saturating_sub(1))
+        .map(|ns| *ns as f64 / 1e6)
+}
+
+fn anomalies(results: &checker::verdict::Results) -> String {
+    let found: Vec<String> = results
+        .results
+        .iter()
+        .flat_map(|r| r.anomalies.iter())
+        .filter(|a| a.count > 0)
+        .map(|a| format!("{}×{}", a.kind, a.count))
+        .collect();
+    if found.is_empty() {
+        "-".into()
+    } else {
+        found.join(" ")
+    }
+}
+
+/// Runs the soak; exit code 1 when any run was invalid.
+pub async fn soak(
+    args: &TestArgs,
+    duration: Duration,
+    keep_valid: usize,
+    max_runs: usize,
+    binary: &Path,
+    slot: &RuntimeSlot,
+) -> anyhow::Result<u8> {
+    let master = args
+        .seed
+        .unwrap_or_else(|| rand::thread_rng().next_u64() >> 12);
+    eprintln!("soak: master seed {master}, {} s", duration.as_secs());
+    let mut seeds = rand_chacha::ChaCha8Rng::seed_from_u64(master);
+    let started = Instant::now();
+    let mut rows: Vec<Value> = Vec::new();
+    let mut kept_valid: Vec<PathBuf> = Vec::new();
+    let mut worst = 0u8;
+    let mut turn = 0usize;
+    while started.elapsed() < duration && turn < max_runs {
+        let (workload, nemesis) = ROTATION[turn % ROTATION.len()];
+        turn += 1;
+        let mut test = args.clone();
+        test.workload = workload.into();
+        test.nemesis = nemesis.into();
+        test.seed = Some(seeds.next_u64() >> 12);
+        test.test_count = 1;
+        let plan = crate::plan_of(&test)?;
+        let outcome = run_test(&plan, binary, slot)
+            .await
+            .with_context(|| format!("soak test {} seed {}", plan.name, plan.seed))?;
+        let code = crate::exit_code(&outcome.results);
+        worst = if code == 1 || worst == 1 {
+            1
+        } else {
+            worst.max(code)
+        };
+        let (ok, fail, info) = outcome.counts;
+        let verdict = serde_json::to_value(outcome.results.valid)?;
+        let row = json!({"test": plan.name, "seed": plan.seed, "ops": ok + fail + info, "ok": ok, "fail": fail, "info": info,
+            "verdict": verdict, "anomalies": anomalies(&outcome.results), "p99_ms": p99_ms(&outcome.dir.join("history.jsonl")),
+            "store": outcome.dir, "rerun": if code == 0 { Value::Null } else { json!(plan.rerun_command()) }});
+        if code == 0 {
+            kept_valid.push(outcome.dir.clone());
+            if kept_valid.len() > keep_valid {
+                let old = kept_valid.remove(0);
+                std::fs::remove_dir_all(&old)
+                    .with_context(|| format!("removing {}", old.display()))?;
+            }
+        } else {
+            println!(
+                "soak: {} seed {} was {verdict}; rerun with:\n  {}",
+                plan.name,
+                plan.seed,
+                plan.rerun_command()
+            );
+        }
+        rows.push(row);
+    }
+    print_table(&rows);
+    let path = args.store.join("soak-summary.json");
+    crate::store::write_json(
+        &path,
+        &json!({"master_seed": master, "duration_s": started.elapsed().as_secs(), "runs": rows}),
+    )?;
+    println!("summary: {}", path.display());
+    Ok(worst)
+}
+
+fn print_table(rows: &[Value]) {
+    println!(
+        "\n{:<34} {:>18} {:>7} {:>8} {:>9}  anomalies",
+        "test", "seed", "ops", "verdict", "p99_ms"
+    );
+    for r in rows {
+        let p99 = r["p99_ms"]
+            .as_f64()
+            .map_or("-".to_string(), |v| format!("{v:.1}"));
+        println!(
+            "{:<34} {:>18} {:>7} {:>8} {:>9}  {}",
+            r["test"].as_str().unwrap_or(""),
+            r["seed"],
+            r["ops"],
+            r["verdict"].to_string(),
+            p99,
+            r["anomalies"].as_str().unwrap_or("")
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! Client workers: each takes the next op from the shared seeded generator,
+//! records its invoke, carries it out through the workload's client and
+//! records the completion. A process whose op ended in `info` is retired
+//! and the worker continues under a fresh process number.
+
+use crate::history::{Process, Record, Recorder};
+use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use workloads::{Completion, Generator, Invocation, OrdealClient, Outcome};
+
+/// Counts for the progress bar.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Completed `ok`.
+    pub ok: AtomicU64,
+    /// Completed `fail`.
+    pub fail: AtomicU64,
+    /// Completed `info`.
+    pub info: AtomicU64,
+}
+
+impl Counters {
+    /// (ok, fail, info).
+    pub fn get(&self) -> (u64, u64, u64) {
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.fail.load(Ordering::Relaxed),
+            self.info.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// What every worker shares.
+pub struct Workers {
+    /// The op source.
+    pub generator: Mutex<Box<dyn Generator>>,
+    /// The client.
+    pub client: Arc<OrdealClient>,
+    /// The history.
+    pub recorder: Recorder,
+    /// Node names by index.
+    pub nodes: Vec<String>,
+    /// Stop issuing ops at this instant.
+    pub deadline: Instant,
+    /// Target ops/s over all workers; 0 = as fast as answers come.
+    pub rate: f64,
+    /// When the run began (pacing origin).
+    pub started: Instant,
+    /// Next pacing slot.
+    pub slot: AtomicU64,
+    /// Number of workers (process numbers advance by this).
+    pub concurrency: u64,
+    /// Outcome counts.
+    pub counters: Counters,
+}
+
+impl Workers {
+    /// Runs worker `w` until the deadline.
+    pub async fn run(self: Arc<Self>, w: u64) {
+        let mut process = w;
+        while Instant::now() < self.deadline {
+            if self.rate > 0.0 {
+                let k = self.slot.fetch_add(1, Ordering::Relaxed);
+                let due = self.started + Duration::from_secs_f64(k as f64 / self.rate);
+                if due >= self.deadline {
+                    return;
+                }
+                tokio::time::sleep_until(due.into()).await;
+            }
+            let Some(inv) = self
+                .generator
+                .lock()
+                .expect("generator lock")
+                .next_invocation()
+            else {
+                return;
+            };
+            if self.perform(process, &inv).await {
+                process += self.concurrency;
+            }
+        }
+    }
+
+    /// Records and performs one op; true when it ended in `info`.
+    async fn perform(&self, process: u64, inv: &Invocation) -> bool {
+        let node = self.nodes[inv.node_index % self.nodes.len()].clone();
+        let p = Process::Client(process);
+        self.recorder.record(&Record {
+            process: p,
+            kind: "invoke",
+            f: &inv.f,
+            key: inv.key.as_deref(),
+            value: &inv.value,
+            node: Some(&node),
+            error: None,
+        });
+        let Completion { outcome, .. } = self.client.invoke(inv).await;
+        let (kind, value, error): (&str, Value, Option<String>) = match outcome {
+            Outcome::Ok(v) => {
+                self.counters.ok.fetch_add(1, Ordering::Relaxed);
+                ("ok", v, None)
+            }
+            Outcome::Fail(e) => {
+                self.counters.fail.fetch_add(1, Ordering::Relaxed);
+                ("fail", inv.value.clone(), Some(e))
+            }
+            Outcome::Info(e) => {
+                self.counters.info.fetch_add(1, Ordering::Relaxed);
+                ("info", inv.value.clone(), Some(e))
+            }
+        };
+        self.recorder.record(&Record {
+            process: p,
+            kind,
+            f: &inv.f,
+            key: inv.key.as_deref(),
+            value: &value,
+            node: Some(&node),
+            error: error.as_deref(),
+        });
+        kind == "info"
+    }
+}
