@@ -1,0 +1,260 @@
+//! What the model explores: bounds on servers, terms, client values and crashes, the network's
+//! guarantees, and which Raft rule (if any) is deliberately broken.
+
+use crate::log::LOG_MAX;
+use serde::Serialize;
+use std::fmt;
+use std::str::FromStr;
+
+/// The most servers a model can have.
+pub const SERVERS_MAX: usize = 5;
+/// The highest term the model can reach; terms are stored in a `u8` and elections as a `u16` mask.
+pub const TERM_MAX: u8 = 15;
+
+/// Errors in bounds, network or bug names given by the user.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BoundsError {
+    /// The server count is outside what the state can hold.
+    #[error("--servers must be between 1 and {SERVERS_MAX}, got {0}")]
+    Servers(u8),
+    /// The term bound is zero or too large.
+    #[error("--max-term must be between 1 and {TERM_MAX}, got {0}")]
+    MaxTerm(u8),
+    /// More client values than a log can hold.
+    #[error("--max-log must be at most {LOG_MAX}, got {0}")]
+    MaxLog(u8),
+    /// An unknown network name.
+    #[error("unknown network {0:?}: expected lossy, ordered or duplicating")]
+    Network(String),
+    /// An unknown bug name.
+    #[error(
+        "unknown bug {0:?}: expected vote-any-log, commit-old-term, forget-vote or no-truncate"
+    )]
+    Bug(String),
+}
+
+/// What the network may do to messages in flight.
+///
+/// In every mode a message identical to one already in flight (on the same channel) is
+/// coalesced with it: the sender could resend it anyway, and this keeps the state finite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Network {
+    /// Messages are delivered at most once, in any order, or never (loss).
+    Lossy,
+    /// Each (sender, receiver) channel is FIFO; the head of a channel may be dropped.
+    Ordered,
+    /// Messages stay in flight after delivery: delivered any number of times, in any order.
+    Duplicating,
+}
+
+impl FromStr for Network {
+    type Err = BoundsError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "lossy" => Ok(Network::Lossy),
+            "ordered" => Ok(Network::Ordered),
+            "duplicating" => Ok(Network::Duplicating),
+            other => Err(BoundsError::Network(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Network::Lossy => "lossy",
+            Network::Ordered => "ordered",
+            Network::Duplicating => "duplicating",
+        })
+    }
+}
+
+/// A deliberately broken Raft rule, so the checker can show it finds the resulting violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bug {
+    /// Grant votes without the §5.4.1 check that the candidate's log is at least as up-to-date.
+    VoteAnyLog,
+    /// Advance the commit index by counting replicas of entries from earlier terms (Figure 8).
+    CommitOldTerm,
+    /// Lose votedFor in a crash, so a restarted server can vote twice in one term.
+    ForgetVote,
+    /// Append entries without deleting conflicting ones (Figure 2, AppendEntries step 3).
+    NoTruncate,
+}
+
+impl Bug {
+    /// Every bug switch, in the order the CLI documents them.
+    pub const ALL: [Bug; 4] = [
+        Bug::VoteAnyLog,
+        Bug::CommitOldTerm,
+        Bug::ForgetVote,
+        Bug::NoTruncate,
+    ];
+
+    /// The property this bug is expected to break first (on a shortest path).
+    pub fn expected_violation(self) -> &'static str {
+        match self {
+            Bug::VoteAnyLog | Bug::CommitOldTerm => crate::properties::LEADER_COMPLETENESS,
+            Bug::ForgetVote => crate::properties::ELECTION_SAFETY,
+            Bug::NoTruncate => crate::properties::STATE_MACHINE_SAFETY,
+        }
+    }
+
+    /// The smallest bounds under which the violation is reachable: commit-old-term needs the
+    /// Figure 8 history (four terms, two values), no-truncate needs two competing values and
+    /// forget-vote needs a crash.
+    pub fn minimum_bounds(self) -> Bounds {
+        let base = Bounds {
+            servers: 3,
+            max_term: 1,
+            max_log: 1,
+            max_crashes: 0,
+            network: Network::Lossy,
+        };
+        match self {
+            Bug::VoteAnyLog => Bounds {
+                max_term: 2,
+                ..base
+            },
+            Bug::CommitOldTerm => Bounds {
+                max_term: 4,
+                max_log: 2,
+                ..base
+            },
+            Bug::ForgetVote => Bounds {
+                max_crashes: 1,
+                ..base
+            },
+            Bug::NoTruncate => Bounds {
+                max_term: 2,
+                max_log: 2,
+                ..base
+            },
+        }
+    }
+}
+
+impl FromStr for Bug {
+    type Err = BoundsError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Bug::ALL
+            .into_iter()
+            .find(|bug| bug.to_string() == s)
+            .ok_or_else(|| BoundsError::Bug(s.to_string()))
+    }
+}
+
+impl fmt::Display for Bug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Bug::VoteAnyLog => "vote-any-log",
+            Bug::CommitOldTerm => "commit-old-term",
+            Bug::ForgetVote => "forget-vote",
+            Bug::NoTruncate => "no-truncate",
+        })
+    }
+}
+
+/// The size of the explored world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Bounds {
+    /// Number of servers.
+    pub servers: u8,
+    /// No server's term exceeds this (election timeouts stop there).
+    pub max_term: u8,
+    /// Total client values accepted by leaders over the whole run.
+    pub max_log: u8,
+    /// Total crash-and-restart events over the whole run.
+    pub max_crashes: u8,
+    /// What the network may do to messages.
+    pub network: Network,
+}
+
+impl Default for Bounds {
+    /// The default bounds of `model check`: 1.35 M states, about 11 s in a release build and
+    /// a minute in a debug one on a 2-core machine; two client values, so logs can conflict.
+    fn default() -> Self {
+        Bounds {
+            servers: 3,
+            max_term: 2,
+            max_log: 2,
+            max_crashes: 1,
+            network: Network::Lossy,
+        }
+    }
+}
+
+impl Bounds {
+    /// Checks the bounds against what the state representation can hold.
+    pub fn validate(self) -> Result<Self, BoundsError> {
+        if self.servers == 0 || self.servers as usize > SERVERS_MAX {
+            return Err(BoundsError::Servers(self.servers));
+        }
+        if self.max_term == 0 || self.max_term > TERM_MAX {
+            return Err(BoundsError::MaxTerm(self.max_term));
+        }
+        if self.max_log as usize > LOG_MAX {
+            return Err(BoundsError::MaxLog(self.max_log));
+        }
+        Ok(self)
+    }
+
+    /// The default bounds of `model check`, or with a bug the smallest under which it shows.
+    pub fn for_bug(bug: Option<Bug>) -> Bounds {
+        bug.map_or(Bounds::default(), Bug::minimum_bounds)
+    }
+
+    /// The number of servers that form a majority.
+    pub fn majority(self) -> u8 {
+        self.servers / 2 + 1
+    }
+}
+
+impl fmt::Display for Bounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "--servers {} --max-term {} --max-log {} --max-crashes {} --network {}",
+            self.servers, self.max_term, self.max_log, self.max_crashes, self.network
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_bad_names_are_errors() {
+        for bug in Bug::ALL {
+            assert_eq!(bug.to_string().parse::<Bug>(), Ok(bug));
+        }
+        assert_eq!("ordered".parse::<Network>(), Ok(Network::Ordered));
+        assert!(matches!("x".parse::<Bug>(), Err(BoundsError::Bug(_))));
+        assert!(matches!(
+            "tcp".parse::<Network>(),
+            Err(BoundsError::Network(_))
+        ));
+    }
+
+    #[test]
+    fn validation_rejects_what_the_state_cannot_hold() {
+        let ok = Bounds::default();
+        assert_eq!(ok.validate(), Ok(ok));
+        assert_eq!(
+            Bounds { servers: 6, ..ok }.validate(),
+            Err(BoundsError::Servers(6))
+        );
+        assert_eq!(
+            Bounds { max_term: 0, ..ok }.validate(),
+            Err(BoundsError::MaxTerm(0))
+        );
+        assert_eq!(
+            Bounds { max_log: 7, ..ok }.validate(),
+            Err(BoundsError::MaxLog(7))
+        );
+        assert_eq!(Bounds { servers: 5, ..ok }.majority(), 3);
+    }
+}

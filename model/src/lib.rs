@@ -1,0 +1,30 @@
+//! A [stateright] model of Raft's leader election and log replication, checked against the
+//! safety properties of the Raft paper (Figure 3), with switches that break one rule each.
+//!
+//! ```
+//! use model::{Bounds, RaftModel, properties};
+//! use stateright::{Checker, Model};
+//!
+//! let bounds = Bounds { servers: 3, max_term: 1, max_log: 0, max_crashes: 0, ..Bounds::default() };
+//! let checker = RaftModel::new(bounds).checker().spawn_bfs().join();
+//! assert!(checker.discovery(properties::ELECTION_SAFETY).is_none());
+//! assert!(checker.discovery(properties::LEADER_ELECTED).is_some());
+//! ```
+#![deny(missing_docs)]
+
+mod bounds;
+mod check;
+mod log;
+mod network;
+pub mod properties;
+mod raft;
+mod state;
+mod symmetry;
+mod trace;
+
+pub use bounds::{Bounds, BoundsError, Bug, Network, SERVERS_MAX, TERM_MAX};
+pub use check::{check, CheckOptions, CheckReport, PropertyReport, Strategy, Verdict};
+pub use log::{Entry, Log, LOG_MAX};
+pub use raft::{Action, RaftModel};
+pub use state::{Body, History, Message, Role, Server, ServerId, State};
+pub use trace::{describe_action, describe_path, describe_state, describe_state_in_full};

@@ -1,0 +1,206 @@
+//! `model`: check the Raft model exhaustively, or browse it in stateright's Explorer.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use model::{check, Bounds, Bug, CheckOptions, CheckReport, Network, RaftModel, Strategy, Verdict};
+use stateright::Model;
+use std::net::{SocketAddr, TcpListener};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "model",
+    about = "A stateright model of Raft election and log matching"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Search the state space and report every property; exit 1 on a violation or a
+    /// sometimes-property without an example.
+    Check(CheckArgs),
+    /// Serve stateright's Explorer to walk through the model in a browser.
+    Explore(ExploreArgs),
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Number of servers [default: 3].
+    #[arg(long)]
+    servers: Option<u8>,
+    /// Highest term any server reaches [default: 2; with --bug, the least the bug needs].
+    #[arg(long)]
+    max_term: Option<u8>,
+    /// Client values accepted over the run [default: 2; with --bug, the least it needs].
+    #[arg(long)]
+    max_log: Option<u8>,
+    /// Crash-and-restart events over the run [default: 1; with --bug, the least it needs].
+    #[arg(long)]
+    max_crashes: Option<u8>,
+    /// lossy, ordered or duplicating [default: lossy].
+    #[arg(long)]
+    network: Option<String>,
+    /// Break one rule: vote-any-log, commit-old-term, forget-vote or no-truncate.
+    #[arg(long)]
+    bug: Option<String>,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Depth-first search instead of breadth-first.
+    #[arg(long, conflicts_with = "simulation")]
+    dfs: bool,
+    /// Random walks instead of an exhaustive search (needs --seed).
+    #[arg(long, requires = "seed")]
+    simulation: bool,
+    /// Seed for --simulation; printed with the results.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Checker threads; with more than one, BFS paths may not be shortest.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Stop the search after this many seconds (verdicts then become unknown)
+    /// [default: none; 10 for --simulation].
+    #[arg(long)]
+    time_limit_s: Option<u64>,
+    /// Explore every renaming of servers separately (no symmetry reduction).
+    #[arg(long)]
+    no_symmetry: bool,
+    /// Stop at the first violation (undecided verdicts become unknown).
+    #[arg(long)]
+    first_violation: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ExploreArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Address to serve Explorer on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    addr: String,
+}
+
+impl ModelArgs {
+    /// Flags into a validated model; unset bounds default, raised to what `--bug` needs.
+    fn plan(&self) -> Result<RaftModel> {
+        let bug: Option<Bug> = self.bug.as_deref().map(str::parse).transpose()?;
+        let network: Option<Network> = self.network.as_deref().map(str::parse).transpose()?;
+        let base = Bounds::for_bug(bug);
+        let bounds = Bounds {
+            servers: self.servers.unwrap_or(base.servers),
+            max_term: self.max_term.unwrap_or(base.max_term),
+            max_log: self.max_log.unwrap_or(base.max_log),
+            max_crashes: self.max_crashes.unwrap_or(base.max_crashes),
+            network: network.unwrap_or(base.network),
+        }
+        .validate()?;
+        Ok(RaftModel::new(bounds).with_bug(bug))
+    }
+}
+
+fn main() -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Check(args) => run_check(&args),
+        Command::Explore(args) => run_explore(&args),
+    }
+}
+
+fn run_check(args: &CheckArgs) -> Result<ExitCode> {
+    let model = args.model.plan()?.with_canonicalize(!args.no_symmetry);
+    let strategy = match (args.dfs, args.simulation, args.seed) {
+        (true, _, _) => Strategy::Dfs,
+        (false, true, Some(seed)) => Strategy::Simulation { seed },
+        (false, true, None) => bail!("--simulation needs --seed"),
+        (false, false, _) => Strategy::Bfs,
+    };
+    let simulation_default = matches!(strategy, Strategy::Simulation { .. }).then_some(10);
+    let time_limit = args
+        .time_limit_s
+        .or(simulation_default)
+        .map(Duration::from_secs);
+    tracing::info!(bounds = %model.bounds, bug = ?model.bug, ?strategy, "checking");
+    let options = CheckOptions {
+        threads: args.threads,
+        time_limit,
+        first_violation: args.first_violation,
+    };
+    let report = check(model, strategy, options);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_report(report: &CheckReport) {
+    let bug = report.bug.map_or("none".to_string(), |b| b.to_string());
+    println!(
+        "bounds: {}  bug: {bug}  strategy: {:?}  symmetry: {}",
+        report.bounds, report.strategy, report.symmetry
+    );
+    let sampled = matches!(report.strategy, Strategy::Simulation { .. });
+    for property in &report.properties {
+        let verdict = match property.verdict {
+            Verdict::Holds => "holds",
+            Verdict::Violated => "VIOLATED",
+            Verdict::ExampleFound => "example found",
+            Verdict::NoExample => "NO EXAMPLE",
+            Verdict::Unknown if sampled => "not violated in the sampled runs",
+            Verdict::Unknown => "unknown (search incomplete)",
+        };
+        println!(
+            "{:<9} {:<28} {verdict}",
+            property.expectation, property.name
+        );
+        if property.verdict == Verdict::Violated {
+            for line in &property.path {
+                println!("    {line}");
+            }
+        }
+    }
+    let memory = report
+        .peak_memory_mb
+        .map_or("?".to_string(), |mb| format!("{mb:.0} MB"));
+    println!(
+        "states generated: {}  unique states: {}  max depth: {}  seconds: {:.2}  states/s: {:.0}  peak memory: {memory}  complete: {}",
+        report.states_generated, report.unique_states, report.max_depth, report.seconds, report.states_per_second, report.complete
+    );
+    println!("verdict: {}", if report.passed() { "pass" } else { "FAIL" });
+}
+
+fn run_explore(args: &ExploreArgs) -> Result<ExitCode> {
+    // Explorer shows servers under stable names, so no renaming here.
+    let model = args.model.plan()?.with_canonicalize(false);
+    let addr: SocketAddr = args
+        .addr
+        .parse()
+        .with_context(|| format!("--addr {:?} is not host:port", args.addr))?;
+    // stateright panics when it cannot bind; check first for a clear error.
+    drop(TcpListener::bind(addr).with_context(|| format!("cannot listen on --addr {addr}"))?);
+    println!(
+        "Explorer for {} (bug: {:?}) on http://{addr}/",
+        model.bounds, model.bug
+    );
+    let _checker = model.checker().serve(addr);
+    loop {
+        std::thread::park();
+    }
+}

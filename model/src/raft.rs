@@ -1,0 +1,694 @@
+//! The Raft model: its actions and how each changes the state (Raft paper Figure 2).
+
+use crate::bounds::{Bounds, Bug, Network};
+use crate::log::{Entry, Log};
+use crate::network;
+use crate::properties::PROPERTY_COUNT;
+use crate::state::{Body, Message, Role, Server, ServerId, State};
+use crate::symmetry;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A step of the system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// A follower or candidate's election timer fires: it starts an election in the next term.
+    Timeout(ServerId),
+    /// A client hands a fresh value to a leader, which appends it to its log.
+    ClientRequest(ServerId),
+    /// A leader sends AppendEntries (entries from `nextIndex`, or a heartbeat) to a follower.
+    AppendEntries {
+        /// The sender.
+        leader: ServerId,
+        /// The receiver.
+        follower: ServerId,
+    },
+    /// A server crashes and restarts: volatile state lost, persistent state kept.
+    Restart(ServerId),
+    /// The network delivers a message.
+    Deliver(Message),
+    /// The network loses a message (offered on ordered networks, where a stuck channel head
+    /// would otherwise block the rest; elsewhere a message may simply never be delivered).
+    Drop(Message),
+}
+
+/// A model of Raft's leader election and log replication under the given bounds.
+#[derive(Clone, Debug)]
+pub struct RaftModel {
+    /// The size of the explored world.
+    pub bounds: Bounds,
+    /// The rule deliberately broken, if any.
+    pub bug: Option<Bug>,
+    /// Rename servers into a canonical order after every step (symmetry reduction that works
+    /// with every search strategy, including breadth-first search).
+    pub canonicalize: bool,
+    /// Once set, no new state is within the boundary, so a running search drains and ends:
+    /// stateright 0.31's BFS checks its own timeout only when threads trade work.
+    stop: Arc<AtomicBool>,
+    /// Per property, whether this search has already reported a discovery (see
+    /// [`crate::properties::all`]); `None` reports every discovery (for Explorer).
+    discovered: Option<Arc<[AtomicBool; PROPERTY_COUNT]>>,
+}
+
+impl RaftModel {
+    /// A model of correct Raft with symmetry reduction on.
+    pub fn new(bounds: Bounds) -> Self {
+        RaftModel {
+            bounds,
+            bug: None,
+            canonicalize: true,
+            stop: Arc::default(),
+            discovered: None,
+        }
+    }
+
+    /// The same model with a rule broken.
+    pub fn with_bug(self, bug: Option<Bug>) -> Self {
+        RaftModel { bug, ..self }
+    }
+
+    /// The same model with symmetry reduction switched on or off.
+    pub fn with_canonicalize(self, canonicalize: bool) -> Self {
+        RaftModel {
+            canonicalize,
+            ..self
+        }
+    }
+
+    /// A copy for one search: fresh stop flag, and each property's discovery reported once.
+    pub fn for_search(&self) -> Self {
+        RaftModel {
+            stop: Arc::default(),
+            discovered: Some(Arc::default()),
+            ..self.clone()
+        }
+    }
+
+    /// Passes `found` through the first time it is true for property `index` in this search,
+    /// and hides it afterwards.
+    pub fn first_discovery(&self, index: usize, found: bool) -> bool {
+        match &self.discovered {
+            Some(discovered) if found => !discovered[index].swap(true, Ordering::Relaxed),
+            _ => found,
+        }
+    }
+
+    /// Asks any search over this model (or its clones) to stop taking new states.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`RaftModel::stop`] was called.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn has_bug(&self, bug: Bug) -> bool {
+        self.bug == Some(bug)
+    }
+
+    fn ids(&self) -> std::ops::Range<ServerId> {
+        0..self.bounds.servers
+    }
+
+    /// The actions enabled in `state`, in a deterministic order.
+    pub fn enabled(&self, state: &State, actions: &mut Vec<Action>) {
+        for id in self.ids() {
+            let server = &state.servers[id as usize];
+            if server.role != Role::Leader && server.term < self.bounds.max_term {
+                actions.push(Action::Timeout(id));
+            }
+            if server.role == Role::Leader {
+                if state.values < self.bounds.max_log {
+                    actions.push(Action::ClientRequest(id));
+                }
+                // Nothing to replicate and no commit to announce: a heartbeat would only make
+                // same-term candidates step down, which no safety property depends on.
+                let idle = |f: ServerId| {
+                    server.match_index[f as usize] >= server.log.len() && server.commit_index == 0
+                };
+                for follower in self.ids().filter(|&f| f != id && !idle(f)) {
+                    actions.push(Action::AppendEntries {
+                        leader: id,
+                        follower,
+                    });
+                }
+            }
+            if state.crashes < self.bounds.max_crashes {
+                actions.push(Action::Restart(id));
+            }
+        }
+        let mode = self.bounds.network;
+        for position in network::deliverable(&state.network, mode) {
+            actions.push(Action::Deliver(state.network[position]));
+            if mode == Network::Ordered {
+                actions.push(Action::Drop(state.network[position]));
+            }
+        }
+    }
+
+    /// The state after `action`, or `None` when the action changes nothing. The result is
+    /// neither canonicalized nor checked against history (see [`RaftModel::step`]).
+    pub fn apply(&self, state: &State, action: Action) -> Option<State> {
+        let mut next = state.clone();
+        let changed = match action {
+            Action::Timeout(id) => {
+                self.timeout(&mut next, id);
+                true
+            }
+            Action::ClientRequest(id) => {
+                next.values += 1;
+                let server = &mut next.servers[id as usize];
+                let value = next.values;
+                server.log.push(Entry {
+                    term: server.term,
+                    value,
+                });
+                // A single server is its own majority.
+                self.advance_commit(server, id);
+                true
+            }
+            Action::AppendEntries { leader, follower } => {
+                self.send_append_entries(&mut next, leader, follower)
+            }
+            Action::Restart(id) => {
+                let before = next.servers[id as usize];
+                next.servers[id as usize].restart(self.has_bug(Bug::ForgetVote));
+                next.crashes += 1;
+                next.servers[id as usize] != before
+            }
+            Action::Deliver(message) => self.deliver(&mut next, message),
+            Action::Drop(message) => {
+                let position = next.network.iter().position(|m| *m == message)?;
+                network::remove(&mut next.network, self.bounds.network, position, true);
+                true
+            }
+        };
+        changed.then_some(next)
+    }
+
+    /// The state after `action` including history bookkeeping and (when on) canonicalization.
+    pub fn step(&self, state: &State, action: Action) -> Option<State> {
+        let mut next = self.apply(state, action)?;
+        self.record_history(state, &mut next);
+        collect_garbage(&mut next, self.has_bug(Bug::NoTruncate));
+        if self.canonicalize {
+            symmetry::canonicalize(&mut next, self.bounds);
+        }
+        Some(next)
+    }
+
+    /// Updates the history variables from what changed between `before` and `after`.
+    fn record_history(&self, before: &State, after: &mut State) {
+        for id in self.ids().map(usize::from) {
+            let (old, new) = (&before.servers[id], after.servers[id]);
+            let still_leading =
+                old.role == Role::Leader && new.role == Role::Leader && old.term == new.term;
+            if still_leading && !old.log.is_prefix_of(&new.log) {
+                after.history.leader_log_rewritten = true;
+            }
+            after.history.observe_commit(&new);
+        }
+    }
+
+    fn send(&self, state: &mut State, message: Message) -> bool {
+        network::send(&mut state.network, self.bounds.network, message)
+    }
+
+    fn timeout(&self, state: &mut State, id: ServerId) {
+        let server = &mut state.servers[id as usize];
+        *server = Server {
+            term: server.term + 1,
+            voted_for: Some(id),
+            log: server.log,
+            role: Role::Candidate,
+            commit_index: server.commit_index,
+            votes: 1 << id,
+            ..Server::default()
+        };
+        let (term, log) = (server.term, server.log);
+        for to in self.ids().filter(|&to| to != id) {
+            let body = Body::RequestVote {
+                last_log_index: log.len(),
+                last_log_term: log.last_term(),
+            };
+            self.send(
+                state,
+                Message {
+                    from: id,
+                    to,
+                    term,
+                    body,
+                },
+            );
+        }
+        self.count_votes(state, id);
+    }
+
+    fn count_votes(&self, state: &mut State, id: ServerId) {
+        let server = &mut state.servers[id as usize];
+        if server.votes.count_ones() < u32::from(self.bounds.majority()) {
+            return;
+        }
+        server.role = Role::Leader;
+        server.votes = 0;
+        let next_index = server.log.len() + 1;
+        for peer in self.ids().map(usize::from) {
+            server.next_index[peer] = next_index;
+            server.match_index[peer] = 0;
+        }
+        state.history.observe_election(server.term);
+    }
+
+    fn send_append_entries(&self, state: &mut State, leader: ServerId, to: ServerId) -> bool {
+        let server = &state.servers[leader as usize];
+        let prev_log_index = server.next_index[to as usize] - 1;
+        let body = Body::AppendEntries {
+            prev_log_index,
+            prev_log_term: server.log.term_at(prev_log_index),
+            entries: server.log.suffix(prev_log_index),
+            leader_commit: server.commit_index,
+        };
+        let term = server.term;
+        self.send(
+            state,
+            Message {
+                from: leader,
+                to,
+                term,
+                body,
+            },
+        )
+    }
+
+    fn deliver(&self, state: &mut State, message: Message) -> bool {
+        let Some(position) = state.network.iter().position(|m| *m == message) else {
+            return false;
+        };
+        network::remove(&mut state.network, self.bounds.network, position, false);
+        let server = &mut state.servers[message.to as usize];
+        if message.term > server.term {
+            // Figure 2, all servers: a higher term makes any server a follower in that term.
+            *server = Server {
+                term: message.term,
+                voted_for: None,
+                log: server.log,
+                commit_index: server.commit_index,
+                ..Server::default()
+            };
+        }
+        match message.body {
+            Body::RequestVote {
+                last_log_index,
+                last_log_term,
+            } => self.handle_request_vote(state, message, last_log_index, last_log_term),
+            Body::RequestVoteResponse { granted } => {
+                let server = &mut state.servers[message.to as usize];
+                if granted && message.term == server.term && server.role == Role::Candidate {
+                    server.votes |= 1 << message.from;
+                    self.count_votes(state, message.to);
+                }
+            }
+            Body::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => {
+                let request = AppendRequest {
+                    prev_log_index,
+                    prev_log_term,
+                    entries,
+                    leader_commit,
+                };
+                self.handle_append_entries(state, message, request)
+            }
+            Body::AppendEntriesResponse {
+                success,
+                match_index,
+            } => self.handle_append_response(state, message, success, match_index),
+        }
+        true
+    }
+
+    fn handle_request_vote(&self, state: &mut State, request: Message, index: u8, term: u8) {
+        let voter = &mut state.servers[request.to as usize];
+        let up_to_date = self.has_bug(Bug::VoteAnyLog) || voter.log.is_behind_or_equal(term, index);
+        let free = !matches!(voter.voted_for, Some(v) if v != request.from);
+        let granted = request.term == voter.term && free && up_to_date;
+        if !granted {
+            // A refusal changes nothing at the candidate, and a stale request's answer would
+            // only make a stale candidate step down: neither is sent (see `collect_garbage`).
+            return;
+        }
+        voter.voted_for = Some(request.from);
+        let reply = Message {
+            from: request.to,
+            to: request.from,
+            term: voter.term,
+            body: Body::RequestVoteResponse { granted },
+        };
+        self.send(state, reply);
+    }
+
+    fn handle_append_entries(&self, state: &mut State, message: Message, request: AppendRequest) {
+        let no_truncate = self.has_bug(Bug::NoTruncate);
+        let follower = &mut state.servers[message.to as usize];
+        let (success, match_index) = if message.term < follower.term {
+            // A stale leader's request is ignored (see `collect_garbage`).
+            return;
+        } else {
+            if follower.role != Role::Follower {
+                // Same term: another server won this term's election.
+                *follower = Server {
+                    role: Role::Follower,
+                    votes: 0,
+                    next_index: Default::default(),
+                    match_index: Default::default(),
+                    ..*follower
+                };
+            }
+            accept_entries(follower, &request, no_truncate)
+        };
+        let reply = Message {
+            from: message.to,
+            to: message.from,
+            term: follower.term,
+            body: Body::AppendEntriesResponse {
+                success,
+                match_index,
+            },
+        };
+        self.send(state, reply);
+    }
+
+    fn handle_append_response(
+        &self,
+        state: &mut State,
+        message: Message,
+        success: bool,
+        index: u8,
+    ) {
+        let leader = &mut state.servers[message.to as usize];
+        if message.term != leader.term || leader.role != Role::Leader {
+            return;
+        }
+        let peer = message.from as usize;
+        if success {
+            leader.match_index[peer] = leader.match_index[peer].max(index);
+            leader.next_index[peer] = leader.next_index[peer].max(leader.match_index[peer] + 1);
+            self.advance_commit(leader, message.to);
+        } else {
+            let back = leader.next_index[peer].saturating_sub(1);
+            leader.next_index[peer] = back.max(leader.match_index[peer] + 1);
+        }
+    }
+
+    /// Figure 2, rules for leaders: commit the highest index replicated on a majority whose
+    /// entry is from the current term (§5.4.2); `--bug commit-old-term` drops the term test.
+    fn advance_commit(&self, leader: &mut Server, id: ServerId) {
+        let any_term = self.has_bug(Bug::CommitOldTerm);
+        for index in (leader.commit_index + 1..=leader.log.len()).rev() {
+            if !any_term && leader.log.term_at(index) != leader.term {
+                continue;
+            }
+            let replicas = self
+                .ids()
+                .filter(|&peer| peer == id || leader.match_index[peer as usize] >= index)
+                .count();
+            if replicas >= usize::from(self.bounds.majority()) {
+                leader.commit_index = index;
+                return;
+            }
+        }
+    }
+}
+
+/// Removes messages whose delivery can change nothing, now or later: terms only grow, a server
+/// is candidate or leader at most once per term, a leader's match index only grows and its
+/// next index never drops below match + 1, and a follower's log changes within a term only
+/// by that term's leader.
+///
+/// This relies on two choices above: stale requests (lower term) are ignored rather than
+/// answered with the newer term, and refused votes are not answered. Both answers could only
+/// make an outdated candidate or leader step down, which a newer-term request also does; no
+/// safety property depends on it. Without the collection, every subset of useless messages
+/// would be a distinct state.
+fn collect_garbage(state: &mut State, no_truncate: bool) {
+    let servers = state.servers;
+    state.network.retain(|message| {
+        let receiver = &servers[message.to as usize];
+        if message.term != receiver.term {
+            return message.term > receiver.term;
+        }
+        match message.body {
+            Body::RequestVote { .. } => true,
+            Body::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => {
+                let request = AppendRequest {
+                    prev_log_index,
+                    prev_log_term,
+                    entries,
+                    leader_commit,
+                };
+                append_is_live(&servers, message, &request, no_truncate)
+            }
+            Body::RequestVoteResponse { .. } => {
+                receiver.role == Role::Candidate && receiver.votes & (1 << message.from) == 0
+            }
+            Body::AppendEntriesResponse {
+                success,
+                match_index,
+            } => response_is_live(receiver, message.from, success, match_index, message.term),
+        }
+    });
+}
+
+/// Whether an AppendEntriesResponse could still change its receiver.
+fn response_is_live(leader: &Server, from: ServerId, success: bool, index: u8, term: u8) -> bool {
+    let peer = from as usize;
+    leader.role == Role::Leader
+        && leader.term == term
+        && if success {
+            index > leader.match_index[peer]
+        } else {
+            leader.next_index[peer] > leader.match_index[peer] + 1
+        }
+}
+
+/// Whether a current-term AppendEntries could still change its receiver or, through the
+/// reply, its sender.
+fn append_is_live(
+    servers: &[Server],
+    message: &Message,
+    request: &AppendRequest,
+    no_truncate: bool,
+) -> bool {
+    let receiver = servers[message.to as usize];
+    if receiver.role != Role::Follower {
+        return true;
+    }
+    let mut after = receiver;
+    let (success, index) = accept_entries(&mut after, request, no_truncate);
+    let leader = &servers[message.from as usize];
+    after != receiver || response_is_live(leader, message.to, success, index, message.term)
+}
+
+/// The fields of an AppendEntries request.
+struct AppendRequest {
+    prev_log_index: u8,
+    prev_log_term: u8,
+    entries: Log,
+    leader_commit: u8,
+}
+
+/// Figure 2, AppendEntries receiver steps 2–5; returns (success, match index).
+fn accept_entries(follower: &mut Server, request: &AppendRequest, no_truncate: bool) -> (bool, u8) {
+    let prev = request.prev_log_index;
+    if prev > 0 && follower.log.term_at(prev) != request.prev_log_term {
+        return (false, 0);
+    }
+    for (offset, entry) in request.entries.entries().iter().enumerate() {
+        let index = prev + 1 + offset as u8;
+        match follower.log.get(index) {
+            Some(existing) if existing.term == entry.term => {}
+            Some(_) if no_truncate => {}
+            Some(_) => {
+                follower.log.truncate(index - 1);
+                follower.log.push(*entry);
+            }
+            None => follower.log.push(*entry),
+        }
+    }
+    let last_new = prev + request.entries.len();
+    if request.leader_commit > follower.commit_index {
+        let commit = request.leader_commit.min(last_new);
+        follower.commit_index = follower.commit_index.max(commit);
+    }
+    (true, last_new)
+}
+
+impl stateright::Model for RaftModel {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        vec![State::initial()]
+    }
+
+    fn actions(&self, state: &State, actions: &mut Vec<Action>) {
+        self.enabled(state, actions);
+    }
+
+    fn next_state(&self, state: &State, action: Action) -> Option<State> {
+        self.step(state, action)
+    }
+
+    fn within_boundary(&self, _: &State) -> bool {
+        !self.stopped()
+    }
+
+    fn format_action(&self, action: &Action) -> String {
+        crate::trace::describe_action(action)
+    }
+
+    fn format_step(&self, state: &State, action: Action) -> Option<String> {
+        self.step(state, action)
+            .map(|next| crate::trace::describe_state_in_full(self, &next))
+    }
+
+    fn properties(&self) -> Vec<stateright::Property<Self>> {
+        crate::properties::all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(bug: Option<Bug>) -> RaftModel {
+        let bounds = Bounds {
+            max_term: 4,
+            max_log: 2,
+            ..Bounds::default()
+        };
+        RaftModel::new(bounds).with_bug(bug)
+    }
+
+    /// Figure 8 (c), with three servers: s0 leads term 3 with an entry from term 1 that s2
+    /// also holds, so it is on a majority.
+    fn figure_8_leader() -> Server {
+        let mut leader = Server {
+            term: 3,
+            role: Role::Leader,
+            voted_for: Some(0),
+            ..Server::default()
+        };
+        leader.log.push(Entry { term: 1, value: 1 });
+        leader.match_index[2] = 1;
+        leader
+    }
+
+    #[test]
+    fn commit_counts_replicas_only_of_current_term_entries() {
+        // §5.4.2: an entry from an earlier term is not committed by counting replicas.
+        let mut leader = figure_8_leader();
+        model(None).advance_commit(&mut leader, 0);
+        assert_eq!(leader.commit_index, 0);
+        model(Some(Bug::CommitOldTerm)).advance_commit(&mut leader, 0);
+        assert_eq!(leader.commit_index, 1);
+        // Once an entry of its own term is on a majority, the earlier ones commit with it.
+        let mut leader = figure_8_leader();
+        leader.log.push(Entry { term: 3, value: 2 });
+        leader.match_index[2] = 2;
+        model(None).advance_commit(&mut leader, 0);
+        assert_eq!(leader.commit_index, 2);
+    }
+
+    fn append(prev: (u8, u8), entries: &[Entry], commit: u8) -> AppendRequest {
+        let mut log = Log::default();
+        entries.iter().for_each(|e| log.push(*e));
+        AppendRequest {
+            prev_log_index: prev.0,
+            prev_log_term: prev.1,
+            entries: log,
+            leader_commit: commit,
+        }
+    }
+
+    #[test]
+    fn append_entries_truncates_only_on_conflict() {
+        let old = Entry { term: 1, value: 1 };
+        let new = Entry { term: 2, value: 2 };
+        let mut follower = Server::default();
+        follower.log.push(old);
+        // Figure 2 step 3: a conflicting entry and all that follow it are deleted.
+        let mut truncating = follower;
+        assert_eq!(
+            accept_entries(&mut truncating, &append((0, 0), &[new], 1), false),
+            (true, 1)
+        );
+        assert_eq!(truncating.log.entries(), &[new]);
+        assert_eq!(truncating.commit_index, 1);
+        // The no-truncate bug keeps the conflicting entry but still reports success.
+        let mut keeping = follower;
+        assert_eq!(
+            accept_entries(&mut keeping, &append((0, 0), &[new], 1), true),
+            (true, 1)
+        );
+        assert_eq!(keeping.log.entries(), &[old]);
+        // Step 2: a missing or mismatching previous entry fails the consistency check.
+        assert_eq!(
+            accept_entries(&mut follower, &append((1, 2), &[], 0), false),
+            (false, 0)
+        );
+        assert_eq!(
+            accept_entries(&mut follower, &append((2, 1), &[], 0), false),
+            (false, 0)
+        );
+        // A stale, shorter request does not truncate matching entries.
+        assert_eq!(
+            accept_entries(&mut follower, &append((0, 0), &[], 0), false),
+            (true, 0)
+        );
+        assert_eq!(follower.log.len(), 1);
+    }
+
+    #[test]
+    fn votes_need_an_up_to_date_log_and_one_per_term() {
+        let model = model(None).with_canonicalize(false);
+        let mut state = State::initial();
+        state.servers[1].log.push(Entry { term: 1, value: 1 });
+        model.timeout(&mut state, 0);
+        let request = |to| state.network.iter().copied().find(|m| m.to == to).unwrap();
+        let (to_1, to_2) = (request(1), request(2));
+        // §5.4.1: s1's log is more up-to-date than the candidate's; it refuses (silently).
+        let after = model.step(&state, Action::Deliver(to_1)).unwrap();
+        assert_eq!(after.servers[1].voted_for, None);
+        // s2 grants, and the candidate wins on the reply.
+        let after = model
+            .clone()
+            .with_canonicalize(false)
+            .step(&state, Action::Deliver(to_2))
+            .unwrap();
+        assert_eq!(after.servers[2].voted_for, Some(0));
+        let reply = *after.network.iter().find(|m| m.to == 0).unwrap();
+        let won = model
+            .clone()
+            .with_canonicalize(false)
+            .step(&after, Action::Deliver(reply))
+            .unwrap();
+        assert_eq!(won.servers[0].role, Role::Leader);
+        assert_eq!(won.history.elected, 1 << 1);
+        // With vote-any-log, s1 grants too.
+        let buggy = RaftModel::new(model.bounds)
+            .with_bug(Some(Bug::VoteAnyLog))
+            .with_canonicalize(false);
+        let after = buggy.step(&state, Action::Deliver(to_1)).unwrap();
+        assert_eq!(after.servers[1].voted_for, Some(0));
+    }
+}

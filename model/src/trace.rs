@@ -1,0 +1,146 @@
+//! Readable traces: one line per step, in the server names of the initial state.
+
+use crate::raft::{Action, RaftModel};
+use crate::state::{Body, Message, Role, Server, State};
+use crate::symmetry::{self, Permutation, IDENTITY};
+use stateright::Path;
+use std::fmt::Write;
+
+fn describe_message(message: &Message) -> String {
+    let term = message.term;
+    match message.body {
+        Body::RequestVote {
+            last_log_index,
+            last_log_term,
+        } => format!("RequestVote(term {term}, last entry {last_log_index}@{last_log_term})"),
+        Body::RequestVoteResponse { granted } => {
+            let verdict = if granted { "granted" } else { "refused" };
+            format!("RequestVoteResponse(term {term}, {verdict})")
+        }
+        Body::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+        } => format!(
+            "AppendEntries(term {term}, prev {prev_log_index}@{prev_log_term}, entries {entries}, commit {leader_commit})"
+        ),
+        Body::AppendEntriesResponse {
+            success,
+            match_index,
+        } => {
+            let verdict = if success { "success" } else { "failure" };
+            format!("AppendEntriesResponse(term {term}, {verdict}, match {match_index})")
+        }
+    }
+}
+
+/// One action in words, e.g. `s1 times out`.
+pub fn describe_action(action: &Action) -> String {
+    match action {
+        Action::Timeout(id) => format!("s{id} times out and starts an election"),
+        Action::ClientRequest(id) => format!("a client hands leader s{id} a value"),
+        Action::AppendEntries { leader, follower } => {
+            format!("leader s{leader} sends AppendEntries to s{follower}")
+        }
+        Action::Restart(id) => format!("s{id} crashes and restarts"),
+        Action::Deliver(m) => format!(
+            "s{} receives {} from s{}",
+            m.to,
+            describe_message(m),
+            m.from
+        ),
+        Action::Drop(m) => format!(
+            "the network drops {} from s{} to s{}",
+            describe_message(m),
+            m.from,
+            m.to
+        ),
+    }
+}
+
+fn describe_server(id: usize, server: &Server) -> String {
+    let role = match server.role {
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::Leader => "LEADER",
+    };
+    let vote = server
+        .voted_for
+        .map_or("-".to_string(), |v| format!("s{v}"));
+    format!(
+        "s{id} {role} term {} vote {vote} log {} commit {}",
+        server.term, server.log, server.commit_index
+    )
+}
+
+/// The servers and the number of messages in flight, on one line.
+pub fn describe_state(model: &RaftModel, state: &State) -> String {
+    let mut line = String::new();
+    for (id, server) in state.active(model.bounds.servers).iter().enumerate() {
+        let _ = write!(line, "{} | ", describe_server(id, server));
+    }
+    let _ = write!(line, "{} in flight", state.network.len());
+    line
+}
+
+/// Servers, messages in flight and history, one per line (for Explorer).
+pub fn describe_state_in_full(model: &RaftModel, state: &State) -> String {
+    let mut text = String::new();
+    let count = model.bounds.servers as usize;
+    for (id, server) in state.active(model.bounds.servers).iter().enumerate() {
+        let _ = write!(text, "{}", describe_server(id, server));
+        if server.role == Role::Leader {
+            let next = &server.next_index[..count];
+            let matched = &server.match_index[..count];
+            let _ = write!(text, " nextIndex {next:?} matchIndex {matched:?}");
+        }
+        let _ = writeln!(text);
+    }
+    let _ = writeln!(text, "in flight:");
+    for m in &state.network {
+        let _ = writeln!(text, "  s{} -> s{}: {}", m.from, m.to, describe_message(m));
+    }
+    let history = &state.history;
+    let _ = writeln!(
+        text,
+        "committed {} (in terms {:?}), crashes {}, client values {}",
+        history.committed,
+        &history.committed_in_term[..history.committed.len() as usize],
+        state.crashes,
+        state.values
+    );
+    text
+}
+
+/// One line per step of `path`: the action, then the resulting state.
+///
+/// When the model canonicalizes, the checker's states are renamed at every step; this replays
+/// the renamings and undoes them, so a server keeps one name through the whole trace.
+pub fn describe_path(model: &RaftModel, path: &Path<State, Action>) -> Vec<String> {
+    let plain = model.clone().with_canonicalize(false);
+    let steps = path.clone().into_vec();
+    // `renaming` maps trace names to the checker's names for the current state.
+    let mut renaming: Permutation = IDENTITY;
+    let mut lines = Vec::new();
+    for (state, action) in steps {
+        let Some(action) = action else { break };
+        let original = symmetry::rename_action(&action, &symmetry::invert(&renaming));
+        let Some(next) = plain.step(&state, action) else {
+            continue;
+        };
+        // `next` is the checker's state before its renaming, in the current checker names.
+        let shown = symmetry::rename_state(&next, &symmetry::invert(&renaming), model.bounds);
+        if model.canonicalize {
+            let step = symmetry::canonical_permutation(&next, model.bounds);
+            renaming = symmetry::compose(&renaming, &step);
+        }
+        lines.push(format!(
+            "{}. {}  =>  {}",
+            lines.len() + 1,
+            describe_action(&original),
+            describe_state(model, &shown)
+        ));
+    }
+    lines
+}
