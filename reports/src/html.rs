@@ -1,0 +1,173 @@
+//! `index.html`: one self-contained page per run (images by relative name,
+//! no network, no external CSS or JS).
+
+use crate::Summary;
+use serde_json::Value;
+use std::fmt::Write as _;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn verdict_word(v: &Value) -> (&'static str, &'static str) {
+    match v {
+        Value::Bool(true) => ("valid", "#1e8c3c"),
+        Value::Bool(false) => ("INVALID", "#c81e1e"),
+        Value::String(s) if s == "unknown" => ("unknown", "#777"),
+        _ => ("not judged", "#777"),
+    }
+}
+
+fn checkers(results: Option<&Value>) -> String {
+    let Some(results) = results else {
+        return "<p>No <code>results.json</code>: this run was not judged (run <code>harness check DIR</code>).</p>".into();
+    };
+    let mut out = String::from("<table><tr><th>checker</th><th>verdict</th><th>check ms</th><th>counts</th><th>anomalies</th><th>pictures</th></tr>");
+    for r in results["results"].as_array().into_iter().flatten() {
+        let (word, colour) = verdict_word(&r["valid"]);
+        let counts: Vec<String> = r["counts"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        let mut anomalies = String::new();
+        for a in r["anomalies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["count"].as_u64().unwrap_or(0) > 0)
+        {
+            let examples: Vec<String> = a["examples"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| format!("<li><code>{}</code></li>", esc(&e.to_string())))
+                .collect();
+            let _ = write!(
+                anomalies,
+                "<details><summary>{} ×{}</summary><ul>{}</ul></details>",
+                esc(a["kind"].as_str().unwrap_or("?")),
+                a["count"],
+                examples.join("")
+            );
+        }
+        if anomalies.is_empty() {
+            anomalies = "none".into();
+        }
+        let pictures: Vec<String> = r["artifacts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|a| format!("<a href=\"{0}\">{0}</a>", esc(a)))
+            .collect();
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td style=\"color:{colour};font-weight:bold\">{word}</td><td>{:.1}</td><td>{}</td><td>{anomalies}</td><td>{}</td></tr>",
+            esc(r["checker"].as_str().unwrap_or("?")),
+            r["check_ms"].as_f64().unwrap_or(0.0),
+            esc(&counts.join(", ")),
+            pictures.join("<br>")
+        );
+        if let Some(note) = r["note"].as_str() {
+            let _ = write!(out, "<tr><td colspan=6><em>{}</em></td></tr>", esc(note));
+        }
+    }
+    out + "</table>"
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("—".into(), |x| format!("{x:.2}"))
+}
+
+/// Renders the page.
+pub fn page(
+    s: &Summary,
+    test: Option<&Value>,
+    results: Option<&Value>,
+    nodes: &[String],
+) -> String {
+    let (word, colour) = verdict_word(&s.valid);
+    let mut params = String::from("<table>");
+    for (k, v) in test.and_then(Value::as_object).into_iter().flatten() {
+        let _ = write!(
+            params,
+            "<tr><th>{}</th><td><code>{}</code></td></tr>",
+            esc(k),
+            esc(&v.to_string())
+        );
+    }
+    if test.is_none() {
+        params.push_str("<tr><td>no test.json</td></tr>");
+    }
+    params.push_str("</table>");
+    let mut latency = String::from("<table><tr><th>operation</th><th>count</th><th>ok</th><th>fail</th><th>info</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>");
+    for k in &s.kinds {
+        let q = &k.latency_ms;
+        let _ = write!(latency, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>", esc(&k.f), k.count, k.ok, k.fail, k.info, q.p50, q.p90, q.p99, q.p999, q.max);
+    }
+    latency.push_str("</table>");
+    let mut faults = String::from("<table><tr><th>fault</th><th>kind</th><th>targets</th><th>start s</th><th>end s</th><th>start → first failed op, s</th><th>heal → first ok op, s</th></tr>");
+    for f in &s.faults {
+        let _ = write!(faults, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>", esc(&f.fault), esc(&f.label), esc(&f.targets.join(", ")), f.start_s, f.end_s, opt(f.first_failure_after_s), opt(f.first_ok_after_heal_s));
+    }
+    if s.faults.is_empty() {
+        faults.push_str("<tr><td colspan=7>no faults were injected</td></tr>");
+    }
+    faults.push_str("</table>");
+    let mut fsync = String::from("<table><tr><th>node</th><th>persists</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>threshold ms</th><th>over threshold</th><th>leader changes (whole run)</th><th>log</th></tr>");
+    for n in &s.fsync {
+        if n.available {
+            let _ = write!(fsync, "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.0}</td><td>{}</td><td>{}</td><td><a href=\"nodes/{0}/node.log\">node.log</a></td></tr>", esc(&n.node), n.count, n.p50_ms, n.p99_ms, n.max_ms, n.threshold_ms, n.over_threshold, n.leader_changes.map_or("—".into(), |c| c.to_string()));
+        } else {
+            let _ = write!(fsync, "<tr><td>{0}</td><td colspan=7>the node did not answer at the end of the run</td><td><a href=\"nodes/{0}/node.log\">node.log</a></td></tr>", esc(&n.node));
+        }
+    }
+    fsync.push_str("</table>");
+    let logs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("<a href=\"nodes/{0}/node.log\">{0}</a>", esc(n)))
+        .collect();
+    let name = test
+        .and_then(|t| t["name"].as_str())
+        .unwrap_or("ordeal run");
+    let seed = test
+        .map(|t| t["seed"].to_string())
+        .unwrap_or_else(|| "?".into());
+    format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>{name} — {word}</title>
+<style>body{{font-family:sans-serif;margin:1.5em 2em;color:#222}}table{{border-collapse:collapse;margin:.5em 0 1.5em}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left;vertical-align:top}}img{{max-width:100%;border:1px solid #ddd;margin:.5em 0}}.verdict{{font-size:28px;font-weight:bold;color:{colour}}}code{{font-size:12px}}</style></head>
+<body><h1>{name}</h1><p class="verdict">{word}</p>
+<p>seed {seed} · {ops} operations in {dur:.1} s ({rate:.0} ops/s) · <a href="history.jsonl">history.jsonl</a> · <a href="results.json">results.json</a> · <a href="test.json">test.json</a> · <a href="summary.json">summary.json</a>{skipped}</p>
+<h2>Verdicts</h2>{checkers}
+<h2>Latency</h2><img src="latency-raw.png" alt="latency of every operation"><img src="latency-quantiles.png" alt="latency quantiles per window">{latency}
+<h2>Throughput</h2><img src="rate.png" alt="throughput per window">
+<h2>Faults and recovery</h2>{faults}
+<h2>Disk: persist (write + fsync) durations</h2><img src="fsync.png" alt="fsync durations">{fsync}
+<h2>Test</h2>{params}<p>Node logs: {logs}</p>
+<script>
+window.addEventListener('load', function () {{
+  var imgs = Array.prototype.slice.call(document.images);
+  var broken = imgs.filter(function (i) {{ return !(i.complete && i.naturalWidth > 0); }});
+  document.body.setAttribute('data-images', imgs.length > 0 && broken.length === 0 ? 'ok' : 'broken:' + broken.map(function (i) {{ return i.getAttribute('src'); }}).join(','));
+}});
+</script></body></html>
+"#,
+        name = esc(name),
+        seed = esc(&seed),
+        ops = s.ops,
+        dur = s.duration_s,
+        rate = s.ops_per_s,
+        skipped = if s.skipped_lines > 0 {
+            format!(" · {} history lines could not be used", s.skipped_lines)
+        } else {
+            String::new()
+        },
+        checkers = checkers(results),
+        logs = logs.join(" · "),
+    )
+}

@@ -1,0 +1,240 @@
+//! Reading a run directory leniently: a report must be drawn even from a
+//! history the checker rejects or a run cut short.
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::Path;
+
+/// One completed client operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpRecord {
+    /// The operation (`submit`, `read`, …).
+    pub f: String,
+    /// `ok`, `fail` or `info`.
+    pub outcome: Outcome,
+    /// Invoke time, seconds since the test began.
+    pub invoke_s: f64,
+    /// Completion time minus invoke time, ms (`info`: until it was given up).
+    pub latency_ms: f64,
+}
+
+/// How an op ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Took effect.
+    Ok,
+    /// Did not.
+    Fail,
+    /// Unknown.
+    Info,
+}
+
+impl Outcome {
+    /// The history's word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Fail => "fail",
+            Outcome::Info => "info",
+        }
+    }
+}
+
+/// A fault window from the nemesis's start and end events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultWindow {
+    /// `kill`, `pause`, `partition`, `clock`.
+    pub fault: String,
+    /// Nodes it touched.
+    pub targets: Vec<String>,
+    /// Seconds since the test began.
+    pub start_s: f64,
+    /// Seconds since the test began (the history's end if never closed).
+    pub end_s: f64,
+    /// A short label (grudge kind or clock mode when known).
+    pub label: String,
+}
+
+/// What a history holds for reports.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Completed client ops, in completion order.
+    pub ops: Vec<OpRecord>,
+    /// Fault windows, in start order.
+    pub windows: Vec<FaultWindow>,
+    /// Lines that could not be used.
+    pub skipped_lines: u64,
+    /// Time of the last event, s.
+    pub end_s: f64,
+}
+
+/// Reads `history.jsonl` line by line.
+pub fn history(path: &Path) -> std::io::Result<Loaded> {
+    let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let mut out = Loaded::default();
+    let mut open_ops: HashMap<String, (f64, String)> = HashMap::new();
+    let mut open_windows: HashMap<String, FaultWindow> = HashMap::new();
+    for line in reader.lines() {
+        let line = line?;
+        let Ok(e) = serde_json::from_str::<Value>(&line) else {
+            out.skipped_lines += 1;
+            continue;
+        };
+        let (Some(kind), Some(time)) = (e["type"].as_str(), e["time"].as_u64()) else {
+            out.skipped_lines += 1;
+            continue;
+        };
+        let t = time as f64 / 1e9;
+        out.end_s = out.end_s.max(t);
+        let f = e["f"].as_str().unwrap_or("?").to_string();
+        if e["process"] == "nemesis" {
+            nemesis_event(&e, f, t, &mut open_windows, &mut out.windows);
+            continue;
+        }
+        let process = e["process"].to_string();
+        let outcome = match kind {
+            "invoke" => {
+                open_ops.insert(process, (t, f));
+                continue;
+            }
+            "ok" => Outcome::Ok,
+            "fail" => Outcome::Fail,
+            "info" => Outcome::Info,
+            _ => {
+                out.skipped_lines += 1;
+                continue;
+            }
+        };
+        match open_ops.remove(&process) {
+            Some((start, f)) => out.ops.push(OpRecord {
+                f,
+                outcome,
+                invoke_s: start,
+                latency_ms: (t - start) * 1e3,
+            }),
+            None => out.skipped_lines += 1,
+        }
+    }
+    for (_, mut w) in open_windows {
+        w.end_s = out.end_s;
+        out.windows.push(w);
+    }
+    out.windows.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    Ok(out)
+}
+
+fn nemesis_event(
+    e: &Value,
+    f: String,
+    t: f64,
+    open: &mut HashMap<String, FaultWindow>,
+    done: &mut Vec<FaultWindow>,
+) {
+    let v = &e["value"];
+    match v["phase"].as_str() {
+        Some("start") => {
+            let targets = v["targets"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let label = v["grudge_kind"]
+                .as_str()
+                .or(v["mode"].as_str())
+                .or(v["choice"].as_str())
+                .unwrap_or("")
+                .to_string();
+            open.insert(
+                f.clone(),
+                FaultWindow {
+                    fault: f,
+                    targets,
+                    start_s: t,
+                    end_s: t,
+                    label,
+                },
+            );
+        }
+        Some("end") => {
+            if let Some(mut w) = open.remove(&f) {
+                w.end_s = t;
+                done.push(w);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A JSON file, or `None` when absent or unreadable.
+pub fn json(path: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// `nodes/<name>/metrics.json` of every node, by name.
+pub fn node_metrics(run_dir: &Path) -> Vec<(String, Value)> {
+    let mut out: Vec<(String, Value)> = std::fs::read_dir(run_dir.join("nodes"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().to_string(),
+                        json(&e.path().join("metrics.json")).unwrap_or(Value::Null),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_and_windows_are_paired_and_bad_lines_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        let text = [
+            r#"{"process":0,"type":"invoke","f":"read","time":1000000000}"#,
+            r#"{"process":"nemesis","type":"info","f":"kill","time":1500000000,"value":{"phase":"start","targets":["n1"]}}"#,
+            r#"{"process":0,"type":"ok","f":"read","time":1250000000}"#,
+            "garbage",
+            r#"{"process":"nemesis","type":"info","f":"kill","time":3000000000,"value":{"phase":"end","targets":["n1"]}}"#,
+            r#"{"process":1,"type":"invoke","f":"write","time":3100000000}"#,
+            r#"{"process":1,"type":"info","f":"write","time":4100000000}"#,
+        ]
+        .join("\n");
+        std::fs::write(&path, text).unwrap();
+        let l = history(&path).unwrap();
+        assert_eq!(l.ops.len(), 2);
+        assert_eq!(
+            l.ops[0],
+            OpRecord {
+                f: "read".into(),
+                outcome: Outcome::Ok,
+                invoke_s: 1.0,
+                latency_ms: 250.0
+            }
+        );
+        assert_eq!(l.ops[1].outcome, Outcome::Info);
+        assert_eq!(
+            l.windows,
+            vec![FaultWindow {
+                fault: "kill".into(),
+                targets: vec!["n1".into()],
+                start_s: 1.5,
+                end_s: 3.0,
+                label: String::new()
+            }]
+        );
+        assert_eq!(l.skipped_lines, 1);
+    }
+}

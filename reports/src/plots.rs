@@ -1,0 +1,490 @@
+//! The PNG plots, drawn with plotters' bitmap backend and the font shipped
+//! in `assets/` (no system fonts needed). Points are thinned for drawing
+//! only; every figure in a table comes from all the data.
+
+use crate::load::{FaultWindow, Loaded, Outcome};
+use crate::stats::{Buckets, NodeFsync};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+/// Pixel size of every plot.
+pub const SIZE: (u32, u32) = (1200, 600);
+/// Points drawn per outcome at most on the raw latency plot.
+const POINTS_PER_OUTCOME_MAX: usize = 30_000;
+const FONT: &str = "sans-serif";
+
+/// A plot that could not be drawn.
+#[derive(Debug, thiserror::Error)]
+#[error("drawing {file}: {problem}")]
+pub struct PlotError {
+    /// The file.
+    pub file: String,
+    /// What went wrong.
+    pub problem: String,
+}
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");
+        plotters::style::register_font(FONT, FontStyle::Normal, bytes)
+            .map_err(|_| ())
+            .expect("the shipped font is valid");
+    });
+}
+
+fn err(file: &Path) -> impl Fn(String) -> PlotError + '_ {
+    move |problem| PlotError {
+        file: file.display().to_string(),
+        problem,
+    }
+}
+
+fn color(outcome: Outcome) -> RGBColor {
+    match outcome {
+        Outcome::Ok => RGBColor(30, 140, 60),
+        Outcome::Fail => RGBColor(220, 120, 0),
+        Outcome::Info => RGBColor(200, 30, 30),
+    }
+}
+
+const FAULT_SHADE: RGBColor = RGBColor(120, 120, 200);
+
+type Chart<'a, Y> =
+    ChartContext<'a, BitMapBackend<'a>, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>;
+
+fn shade_faults<Y: Ranged<ValueType = f64>>(
+    chart: &mut Chart<'_, Y>,
+    windows: &[FaultWindow],
+    y: (f64, f64),
+) -> Result<(), String> {
+    chart
+        .draw_series(windows.iter().map(|w| {
+            Rectangle::new(
+                [(w.start_s, y.0), (w.end_s, y.1)],
+                FAULT_SHADE.mix(0.15).filled(),
+            )
+        }))
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(windows.iter().map(|w| {
+            let text = if w.label.is_empty() {
+                format!("{} {}", w.fault, w.targets.join(","))
+            } else {
+                format!("{} ({})", w.fault, w.label)
+            };
+            Text::new(
+                text,
+                (w.start_s, y.1),
+                (FONT, 13).into_font().color(&RGBColor(60, 60, 140)),
+            )
+        }))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn root(path: &Path) -> Result<DrawingArea<BitMapBackend<'_>, Shift>, String> {
+    register_font();
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    Ok(root)
+}
+
+fn latency_range(loaded: &Loaded) -> (f64, f64) {
+    let max = loaded.ops.iter().map(|o| o.latency_ms).fold(1.0, f64::max);
+    (0.05, max * 2.0)
+}
+
+/// `latency-raw.png`: every op's latency against time.
+pub fn latency_raw(path: &Path, loaded: &Loaded) -> Result<(), PlotError> {
+    draw_latency_raw(path, loaded).map_err(err(path))
+}
+
+fn draw_latency_raw(path: &Path, loaded: &Loaded) -> Result<(), String> {
+    let root = root(path)?;
+    let (lo, hi) = latency_range(loaded);
+    let end = loaded.end_s.max(1.0);
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Latency of every operation (shaded: faults)", (FONT, 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..end, (lo..hi).log_scale())
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("time since the test began (s)")
+        .y_desc("latency (ms, log scale)")
+        .label_style((FONT, 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    shade_faults(&mut chart, &loaded.windows, (lo, hi))?;
+    let kinds: Vec<&str> = {
+        let mut k: Vec<&str> = loaded.ops.iter().map(|o| o.f.as_str()).collect();
+        k.sort_unstable();
+        k.dedup();
+        k
+    };
+    for outcome in [Outcome::Ok, Outcome::Fail, Outcome::Info] {
+        for (ki, kind) in kinds.iter().enumerate() {
+            let pts: Vec<(f64, f64)> = loaded
+                .ops
+                .iter()
+                .filter(|o| o.outcome == outcome && o.f == *kind)
+                .map(|o| (o.invoke_s, o.latency_ms.max(lo)))
+                .collect();
+            if pts.is_empty() {
+                continue;
+            }
+            let stride = pts
+                .len()
+                .div_ceil(POINTS_PER_OUTCOME_MAX / kinds.len().max(1))
+                .max(1);
+            let c = color(outcome);
+            let label = format!("{kind} {}", outcome.name());
+            let series = pts.into_iter().step_by(stride);
+            let drawn = if ki == 0 {
+                chart
+                    .draw_series(series.map(|p| Circle::new(p, 2, c.filled())))
+                    .map_err(|e| e.to_string())?
+            } else {
+                chart
+                    .draw_series(series.map(|p| TriangleMarker::new(p, 3, c.filled())))
+                    .map_err(|e| e.to_string())?
+            };
+            if ki == 0 {
+                drawn
+                    .label(label)
+                    .legend(move |(x, y)| Circle::new((x, y), 4, c.filled()));
+            } else {
+                drawn
+                    .label(label)
+                    .legend(move |(x, y)| TriangleMarker::new((x, y), 4, c.filled()));
+            }
+        }
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+const QUANTILE_COLORS: [(f64, &str, RGBColor); 4] = [
+    (0.5, "p50", RGBColor(40, 90, 200)),
+    (0.95, "p95", RGBColor(30, 150, 80)),
+    (0.99, "p99", RGBColor(230, 130, 0)),
+    (1.0, "max", RGBColor(200, 30, 30)),
+];
+
+/// `latency-quantiles.png`: p50 / p95 / p99 / max per time bucket per kind.
+pub fn latency_quantiles(path: &Path, loaded: &Loaded, buckets: &Buckets) -> Result<(), PlotError> {
+    draw_quantiles(path, loaded, buckets).map_err(err(path))
+}
+
+fn draw_quantiles(path: &Path, loaded: &Loaded, buckets: &Buckets) -> Result<(), String> {
+    let root = root(path)?;
+    let (lo, hi) = latency_range(loaded);
+    let end = loaded.end_s.max(1.0);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "Latency quantiles of ok operations per {:.0} s window",
+                buckets.width_s
+            ),
+            (FONT, 22),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..end, (lo..hi).log_scale())
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("time since the test began (s)")
+        .y_desc("latency (ms, log scale)")
+        .label_style((FONT, 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    shade_faults(&mut chart, &loaded.windows, (lo, hi))?;
+    let kinds: std::collections::BTreeSet<&String> =
+        buckets.cells.iter().flat_map(|c| c.keys()).collect();
+    for (ki, kind) in kinds.iter().enumerate() {
+        for (q, name, c) in QUANTILE_COLORS {
+            let pts: Vec<(f64, f64)> = buckets
+                .cells
+                .iter()
+                .enumerate()
+                .filter_map(|(i, cell)| {
+                    cell.get(*kind)
+                        .filter(|(_, h)| !h.is_empty())
+                        .map(|(_, h)| {
+                            (
+                                (i as f64 + 0.5) * buckets.width_s,
+                                (h.value_at_quantile(q) as f64 / 1e3).max(lo),
+                            )
+                        })
+                })
+                .collect();
+            let style = ShapeStyle::from(&c).stroke_width(if ki == 0 { 2 } else { 1 });
+            chart
+                .draw_series(LineSeries::new(pts.clone(), style))
+                .map_err(|e| e.to_string())?
+                .label(format!("{kind} {name}"))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+            if ki > 0 {
+                chart
+                    .draw_series(
+                        pts.into_iter()
+                            .map(|p| TriangleMarker::new(p, 3, c.filled())),
+                    )
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// `rate.png`: throughput per window by kind and outcome.
+pub fn rate(path: &Path, loaded: &Loaded, buckets: &Buckets) -> Result<(), PlotError> {
+    draw_rate(path, loaded, buckets).map_err(err(path))
+}
+
+fn draw_rate(path: &Path, loaded: &Loaded, buckets: &Buckets) -> Result<(), String> {
+    let root = root(path)?;
+    let end = loaded.end_s.max(1.0);
+    let max = buckets
+        .cells
+        .iter()
+        .flat_map(|c| c.values())
+        .flat_map(|(n, _)| n.iter())
+        .copied()
+        .max()
+        .unwrap_or(1) as f64
+        / buckets.width_s;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "Throughput per {:.0} s window, by operation and outcome",
+                buckets.width_s
+            ),
+            (FONT, 22),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..end, 0.0..max * 1.15 + 1.0)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("time since the test began (s)")
+        .y_desc("operations per second")
+        .label_style((FONT, 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    shade_faults(&mut chart, &loaded.windows, (0.0, max * 1.15 + 1.0))?;
+    let kinds: std::collections::BTreeSet<&String> =
+        buckets.cells.iter().flat_map(|c| c.keys()).collect();
+    for (ki, kind) in kinds.iter().enumerate() {
+        for (slot, outcome) in [Outcome::Ok, Outcome::Fail, Outcome::Info]
+            .into_iter()
+            .enumerate()
+        {
+            let pts: Vec<(f64, f64)> = buckets
+                .cells
+                .iter()
+                .enumerate()
+                .map(|(i, cell)| {
+                    (
+                        (i as f64 + 0.5) * buckets.width_s,
+                        cell.get(*kind).map_or(0, |(n, _)| n[slot]) as f64 / buckets.width_s,
+                    )
+                })
+                .collect();
+            if pts.iter().all(|p| p.1 == 0.0) {
+                continue;
+            }
+            let c = color(outcome);
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                .map_err(|e| e.to_string())?
+                .label(format!("{kind} {}", outcome.name()))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+            if ki > 0 {
+                chart
+                    .draw_series(
+                        pts.into_iter()
+                            .map(|p| TriangleMarker::new(p, 3, c.filled())),
+                    )
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// `fsync.png`: each node's persist durations — distribution (left) and
+/// over time (right) — with the slow-disk threshold.
+pub fn fsync(path: &Path, nodes: &[NodeFsync]) -> Result<(), PlotError> {
+    draw_fsync(path, nodes).map_err(err(path))
+}
+
+fn draw_fsync(path: &Path, nodes: &[NodeFsync]) -> Result<(), String> {
+    let root = root(path)?;
+    let over: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            if n.available {
+                format!("{} {}", n.node, n.over_threshold)
+            } else {
+                format!("{} unreachable", n.node)
+            }
+        })
+        .collect();
+    let root = root
+        .titled(
+            &format!(
+                "Persist (write + fsync) durations — over threshold: {}",
+                over.join(", ")
+            ),
+            (FONT, 20),
+        )
+        .map_err(|e| e.to_string())?;
+    let (left, right) = root.split_horizontally(SIZE.0 / 2);
+    let threshold = nodes.iter().map(|n| n.threshold_ms).fold(0.0, f64::max);
+    let max = nodes
+        .iter()
+        .map(|n| n.max_ms)
+        .fold(threshold, f64::max)
+        .max(1.0)
+        * 2.0;
+    let lo = 0.01;
+    let mut cdf = ChartBuilder::on(&left)
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .caption("Distribution (all persists)", (FONT, 16))
+        .build_cartesian_2d((lo..max).log_scale(), 0.0..1.0)
+        .map_err(|e| e.to_string())?;
+    cdf.configure_mesh()
+        .x_desc("duration (ms, log scale)")
+        .y_desc("fraction of persists ≤ x")
+        .label_style((FONT, 12))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let mut series = ChartBuilder::on(&right)
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .caption("Over time (recent persists)", (FONT, 16))
+        .build_cartesian_2d(
+            0.0..nodes
+                .iter()
+                .flat_map(|n| n.samples.iter().map(|s| s.0))
+                .fold(1.0, f64::max),
+            (lo..max).log_scale(),
+        )
+        .map_err(|e| e.to_string())?;
+    series
+        .configure_mesh()
+        .x_desc("time since the test began (s)")
+        .y_desc("duration (ms, log scale)")
+        .label_style((FONT, 12))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (i, n) in nodes.iter().enumerate() {
+        let c = Palette99::pick(i).to_rgba();
+        if let Some(h) = &n.histogram {
+            let pts: Vec<(f64, f64)> = h
+                .iter_recorded()
+                .map(|v| {
+                    (
+                        (v.value_iterated_to() as f64 / 1e3).max(lo),
+                        v.percentile() / 100.0,
+                    )
+                })
+                .collect();
+            cdf.draw_series(LineSeries::new(pts, c.stroke_width(2)))
+                .map_err(|e| e.to_string())?
+                .label(n.node.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+        }
+        let stride = n.samples.len().div_ceil(5_000).max(1);
+        series
+            .draw_series(
+                n.samples
+                    .iter()
+                    .step_by(stride)
+                    .map(|s| Circle::new((s.0, s.1.max(lo)), 2, c.filled())),
+            )
+            .map_err(|e| e.to_string())?
+            .label(n.node.clone())
+            .legend(move |(x, y)| Circle::new((x, y), 4, c.filled()));
+    }
+    if threshold > 0.0 {
+        let red = RGBColor(200, 0, 0);
+        cdf.draw_series(LineSeries::new(
+            vec![(threshold, 0.0), (threshold, 1.0)],
+            red.stroke_width(2),
+        ))
+        .map_err(|e| e.to_string())?
+        .label(format!("threshold {threshold:.0} ms"))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], red.stroke_width(2)));
+        let x_end = series.x_range().end;
+        series
+            .draw_series(LineSeries::new(
+                vec![(0.0, threshold), (x_end, threshold)],
+                red.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?;
+    }
+    if nodes.iter().all(|n| !n.available) {
+        left.draw(&Text::new(
+            "no node answered at the end of the run",
+            (40, 80),
+            (FONT, 18),
+        ))
+        .map_err(|e| e.to_string())?;
+    }
+    cdf.configure_series_labels()
+        .label_font((FONT, 12))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    series
+        .configure_series_labels()
+        .label_font((FONT, 12))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}

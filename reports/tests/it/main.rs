@@ -1,0 +1,118 @@
+//! End-to-end tests of the report of a run directory: files, sizes, the
+//! figures, and the page in a real headless browser.
+
+use std::path::Path;
+use std::process::Command;
+
+fn rendered() -> (tempfile::TempDir, reports::Summary) {
+    let dir = tempfile::tempdir().unwrap();
+    reports::synthetic::write_run(dir.path(), 20_000, 60.0).unwrap();
+    let summary = reports::render(dir.path()).unwrap();
+    (dir, summary)
+}
+
+#[test]
+fn every_plot_exists_and_decodes_at_the_expected_size() {
+    let (dir, _) = rendered();
+    for name in [
+        "latency-raw.png",
+        "latency-quantiles.png",
+        "rate.png",
+        "fsync.png",
+    ] {
+        let file =
+            std::fs::File::open(dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let decoder = png::Decoder::new(std::io::BufReader::new(file));
+        let reader = decoder
+            .read_info()
+            .unwrap_or_else(|e| panic!("{name} does not decode: {e}"));
+        let info = reader.info();
+        assert_eq!((info.width, info.height), reports::plots::SIZE, "{name}");
+    }
+}
+
+#[test]
+fn the_summary_has_the_figures_of_the_run() {
+    let (dir, s) = rendered();
+    assert_eq!(s.ops, 20_000);
+    assert_eq!(s.kinds.len(), 2);
+    assert_eq!(s.faults.len(), 1);
+    let fault = &s.faults[0];
+    assert!((fault.start_s - 18.0).abs() < 0.01 && (fault.end_s - 30.0).abs() < 0.01);
+    let first_failure = fault.first_failure_after_s.unwrap();
+    assert!((0.0..1.0).contains(&first_failure), "{first_failure}");
+    assert!(fault.first_ok_after_heal_s.unwrap() < 1.0);
+    assert!(!s.fsync[2].available && s.fsync[0].count == 2000);
+    assert_eq!(s.fsync[0].leader_changes, Some(2));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["ops"], 20_000);
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(
+        html.contains("did not answer")
+            && html.contains("linearizability")
+            && html.contains("nodes/n1/node.log")
+    );
+}
+
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+}
+
+#[test]
+fn the_page_loads_in_a_headless_browser_with_every_image() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var("ORDEAL_REQUIRE_DOCKER").as_deref() != Ok("1"),
+            "chromium is required in CI (apt-get install chromium)"
+        );
+        eprintln!("SKIPPED: no chromium to load index.html in (apt-get install chromium)");
+        return;
+    };
+    let (dir, _) = rendered();
+    let page = dir.path().join("index.html");
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--allow-file-access-from-files",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("data-images=\"ok\""),
+        "every image has a natural width:\n{}\n{}",
+        &dom[..dom.len().min(600)],
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And the check can fail: a page whose image is missing is reported.
+    std::fs::remove_file(dir.path().join("rate.png")).unwrap();
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", Path::new(&page).display()))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("broken:rate.png"));
+}
