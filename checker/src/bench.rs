@@ -163,7 +163,10 @@ fn measure(name: &str, rows: Vec<Value>, model: Model, budget: Budget) -> Value 
     drop(rows);
     reset_peak_rss();
     let started = Instant::now();
-    let history: History = read_history(std::io::BufReader::new(std::fs::File::open(file.path()).expect("reopen"))).expect("generated histories are well formed");
+    let history: History = read_history(std::io::BufReader::new(
+        std::fs::File::open(file.path()).expect("reopen"),
+    ))
+    .expect("generated histories are well formed");
     let parse_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let report = check_history(&history, model, budget);

@@ -52,6 +52,10 @@ pub enum Command {
         /// Stop after this many runs even if time remains.
         #[arg(long)]
         max_runs: Option<usize>,
+        /// Systems under test to rotate through: a comma list of ordeal and
+        /// etcd, or auto (ordeal, plus etcd when `etcd` is on PATH).
+        #[arg(long, default_value = "auto")]
+        suts: String,
         /// Flags of every test (its --workload, --nemesis and --seed are
         /// replaced by the rotation; --time-limit-s is per test).
         #[command(flatten)]
@@ -62,6 +66,14 @@ pub enum Command {
 /// The flags of one test, as typed.
 #[derive(Debug, Clone, Args)]
 pub struct TestArgs {
+    /// The system under test: ordeal (our ordering node) or etcd (the
+    /// host's etcd 3.4, Debian's etcd-server; register workload only).
+    #[arg(long, default_value = "ordeal")]
+    pub sut: String,
+    /// How etcd serves reads: linearizable (through the leader) or
+    /// serializable (from the member's local state; may be stale).
+    #[arg(long, default_value = "linearizable")]
+    pub read_mode: String,
     /// The workload: ordering (total-order broadcast) or register
     /// (keyed cas-registers, checked for linearizability).
     #[arg(long, default_value = "ordering")]
@@ -119,4 +131,7 @@ pub struct TestArgs {
     /// `cargo build --release -p node`, or found next to the harness).
     #[arg(long, env = "ORDEAL_NODE_BIN")]
     pub node_binary: Option<PathBuf>,
+    /// The etcd binary for `--sut etcd` (default: `etcd` on PATH).
+    #[arg(long, env = "ORDEAL_ETCD_BIN")]
+    pub etcd_binary: Option<PathBuf>,
 }

@@ -105,15 +105,24 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             duration_s,
             keep_valid,
             max_runs,
+            suts,
             test,
         }) => {
-            let binary = binary::node_binary(test.node_binary.as_deref(), "release")?;
+            let suts: Vec<String> = if suts == "auto" {
+                let mut list = vec!["ordeal".to_string()];
+                if binary::etcd_binary(test.etcd_binary.as_deref()).is_ok() {
+                    list.push("etcd".into());
+                }
+                list
+            } else {
+                suts.split(',').map(|s| s.trim().to_string()).collect()
+            };
             soak::soak(
                 &test,
                 std::time::Duration::from_secs(duration_s),
                 keep_valid,
                 max_runs.unwrap_or(usize::MAX),
-                &binary,
+                &suts,
                 slot,
             )
             .await
@@ -173,7 +182,7 @@ async fn run_tests(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             args.seed = None;
         }
         let plan = plan_of(&args)?;
-        let binary = binary::node_binary(plan.node_binary.as_deref(), "release")?;
+        let binary = binary::sut_binary(&plan)?;
         let outcome = run::run_test(&plan, &binary, slot).await?;
         let (ok, fail, info) = outcome.counts;
         println!(
@@ -217,7 +226,7 @@ async fn bench(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
     let mut args = args.clone();
     args.nemesis = "none".into();
     let plan = plan_of(&args)?;
-    let binary = binary::node_binary(plan.node_binary.as_deref(), "release")?;
+    let binary = binary::sut_binary(&plan)?;
     let cpu_before = cpu_s()?;
     let outcome = run::run_test(&plan, &binary, slot).await?;
     let cpu = cpu_s()? - cpu_before;

@@ -62,8 +62,10 @@ pub enum RuntimeKind {
 pub struct Plan {
     /// `<sut>-<workload>-<nemeses>`.
     pub name: String,
-    /// The system under test.
+    /// The system under test: `ordeal` or `etcd`.
     pub sut: String,
+    /// etcd's read consistency: `linearizable` or `serializable`.
+    pub read_mode: String,
     /// The workload.
     pub workload: Workload,
     /// Faults, empty for none.
@@ -100,6 +102,9 @@ pub struct Plan {
     /// The node binary.
     #[serde(skip)]
     pub node_binary: Option<PathBuf>,
+    /// The etcd binary.
+    #[serde(skip)]
+    pub etcd_binary: Option<PathBuf>,
 }
 
 const BUGS: [&str; 4] = ["stale-read", "ack-before-commit", "no-fsync", "forget-vote"];
@@ -131,7 +136,36 @@ impl Plan {
                 bail!("--workload: unknown workload `{other}` (expected ordering or register)")
             }
         };
-        let nemesis = parse_nemesis(&args.nemesis)?;
+        let mut nemesis = parse_nemesis(&args.nemesis)?;
+        match args.sut.as_str() {
+            "ordeal" => {
+                if args.read_mode != "linearizable" {
+                    bail!("--read-mode: `{}` applies to --sut etcd only (ordeal-node serves every read through raft)", args.read_mode);
+                }
+            }
+            "etcd" => {
+                if workload != Workload::Register {
+                    bail!("--sut etcd: only the register workload runs on etcd (it is not an ordering service)");
+                }
+                if !matches!(args.read_mode.as_str(), "linearizable" | "serializable") {
+                    bail!(
+                        "--read-mode: `{}` is neither linearizable nor serializable",
+                        args.read_mode
+                    );
+                }
+                if !args.bugs.is_empty() {
+                    bail!("--bug: bug switches exist in ordeal-node only, not in etcd");
+                }
+                if nemesis.contains(&Fault::Clock) {
+                    if args.nemesis.split(',').any(|w| w.trim() == "clock") {
+                        bail!("--nemesis clock: etcd is a Go program, which reads the clock through the vDSO and so never sees libfaketime; clock faults need --sut ordeal");
+                    }
+                    // `all` on etcd: every fault that can reach it.
+                    nemesis.retain(|f| *f != Fault::Clock);
+                }
+            }
+            other => bail!("--sut: unknown system `{other}` (expected ordeal or etcd)"),
+        }
         if args.nodes == 0 || args.nodes > NODES_MAX {
             bail!("--nodes: {} is out of range 1..={NODES_MAX}", args.nodes);
         }
@@ -177,8 +211,9 @@ impl Plan {
             Workload::Register => "register",
         };
         Ok::<Plan, anyhow::Error>(Plan {
-            name: format!("ordeal-{wl}-{nemesis_name}"),
-            sut: "ordeal".into(),
+            name: format!("{}-{wl}-{nemesis_name}", args.sut),
+            sut: args.sut.clone(),
+            read_mode: args.read_mode.clone(),
             workload,
             nemesis,
             runtime,
@@ -192,10 +227,15 @@ impl Plan {
             nemesis_interval_s: args.nemesis_interval_s,
             recovery_s: args.recovery_s,
             request_timeout_ms: args.request_timeout_ms,
-            election_timeout_ms: crate::NODE_TICK_MS * crate::NODE_ELECTION_TICK,
+            election_timeout_ms: if args.sut == "etcd" {
+                crate::run::ETCD_ELECTION_MS
+            } else {
+                crate::NODE_TICK_MS * crate::NODE_ELECTION_TICK
+            },
             command_line: String::new(),
             store: args.store.clone(),
             node_binary: args.node_binary.clone(),
+            etcd_binary: args.etcd_binary.clone(),
         })
         .map(|mut p| {
             p.command_line = p.rerun_command();
@@ -223,8 +263,13 @@ impl Plan {
             RuntimeKind::Docker => "docker",
             RuntimeKind::Process => "process",
         };
+        let sut = if self.sut == "etcd" {
+            format!("--sut etcd --read-mode {} ", self.read_mode)
+        } else {
+            String::new()
+        };
         let mut cmd = format!(
-            "cargo run -p harness -- --workload {wl} --nemesis {nemesis} --nodes {} --time-limit-s {} --rate {} --concurrency {} --runtime {rt} --ack {} --seed {} --nemesis-interval-s {} --recovery-s {}",
+            "cargo run -p harness -- {sut}--workload {wl} --nemesis {nemesis} --nodes {} --time-limit-s {} --rate {} --concurrency {} --runtime {rt} --ack {} --seed {} --nemesis-interval-s {} --recovery-s {}",
             self.nodes.len(), self.time_limit_s, self.rate, self.concurrency, self.ack, self.seed, self.nemesis_interval_s, self.recovery_s
         );
         for bug in &self.bugs {

@@ -19,7 +19,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Mutex};
-use workloads::{Ack, Generator, OrdealClient, OrderingGenerator, Outcome, RegisterGenerator};
+use workloads::{
+    Ack, EtcdClient, Generator, OrdealClient, OrderingGenerator, Outcome, ReadMode,
+    RegisterGenerator, SutClient,
+};
 
 /// How long a fresh cluster may take to elect its first leader.
 const FIRST_LEADER_WAIT_MAX: Duration = Duration::from_secs(30);
@@ -46,8 +49,21 @@ pub struct RunOutcome {
     pub recorder_busy: Duration,
 }
 
-/// The node flags every node gets (fast timeouts for tests).
+/// etcd's heartbeat interval, ms (its default).
+pub const ETCD_HEARTBEAT_MS: u64 = 100;
+/// etcd's election timeout, ms (its default).
+pub const ETCD_ELECTION_MS: u64 = 1000;
+
+/// The flags every node gets (fast timeouts for tests).
 pub fn node_args(plan: &Plan) -> Vec<String> {
+    if plan.sut == "etcd" {
+        return vec![
+            "--heartbeat-interval".into(),
+            ETCD_HEARTBEAT_MS.to_string(),
+            "--election-timeout".into(),
+            ETCD_ELECTION_MS.to_string(),
+        ];
+    }
     let mut args: Vec<String> = [
         "--tick-ms",
         &crate::NODE_TICK_MS.to_string(),
@@ -68,12 +84,19 @@ pub fn node_args(plan: &Plan) -> Vec<String> {
 
 fn build_runtime(plan: &Plan, binary: &Path, label: &str) -> anyhow::Result<AnyRuntime> {
     let spec = ClusterSpec {
-        sut: Sut::Ordeal,
+        sut: if plan.sut == "etcd" {
+            Sut::Etcd
+        } else {
+            Sut::Ordeal
+        },
         nodes: plan.nodes.len(),
         binary: binary.to_path_buf(),
         node_args: node_args(plan),
         // Absolute: Docker bind-mounts the clock directory from it.
-        work_dir: std::path::absolute(&plan.store).unwrap_or_else(|_| plan.store.clone()).join(".work").join(label),
+        work_dir: std::path::absolute(&plan.store)
+            .unwrap_or_else(|_| plan.store.clone())
+            .join(".work")
+            .join(label),
         run_label: label.to_string(),
     };
     match plan.runtime {
@@ -158,7 +181,7 @@ async fn drive(
             .map(|n| (n.clone(), rt.client_url(&n)))
             .collect()
     };
-    let probe = Probe::new(nodes.clone())?;
+    let probe = Probe::new(nodes.clone(), plan.sut == "etcd")?;
     if !probe
         .wait_recovered(Instant::now() + FIRST_LEADER_WAIT_MAX)
         .await
@@ -182,12 +205,18 @@ async fn drive(
     } else {
         Ack::Committed
     };
-    let client = Arc::new(OrdealClient::new(
-        nodes.clone(),
-        ack,
-        Duration::from_millis(plan.request_timeout_ms),
-        &format!("s{}", plan.seed),
-    )?);
+    let timeout = Duration::from_millis(plan.request_timeout_ms);
+    let client = Arc::new(if plan.sut == "etcd" {
+        let mode = ReadMode::parse(&plan.read_mode).context("the plan's read mode")?;
+        SutClient::Etcd(EtcdClient::new(nodes.clone(), mode, timeout)?)
+    } else {
+        SutClient::Ordeal(OrdealClient::new(
+            nodes.clone(),
+            ack,
+            timeout,
+            &format!("s{}", plan.seed),
+        )?)
+    });
     let generator: Box<dyn Generator> = match plan.workload {
         Workload::Ordering => Box::new(OrderingGenerator::new(plan.seed, nodes.len())),
         Workload::Register => Box::new(RegisterGenerator::new(plan.seed, nodes.len())),
@@ -241,8 +270,8 @@ async fn drive(
             "cluster did not fully recover before the final reads"
         );
     }
-    if plan.workload == Workload::Ordering {
-        final_reads(&client, &recorder, &plan.nodes).await;
+    if let (Workload::Ordering, SutClient::Ordeal(client)) = (plan.workload, &*client) {
+        final_reads(client, &recorder, &plan.nodes).await;
     }
     collect(&runtime, &probe, run_dir, &plan.nodes).await?;
     flusher.abort();

@@ -1,5 +1,6 @@
-//! Soak runs: tests back to back, rotating workload × nemesis with fresh
-//! seeds, keeping the evidence of every run that was not valid.
+//! Soak runs: tests back to back, rotating system under test × workload ×
+//! nemesis with fresh seeds, keeping the evidence of every run that was not
+//! valid.
 
 use crate::cli::TestArgs;
 use crate::run::{run_test, RuntimeSlot};
@@ -8,10 +9,11 @@ use rand::{RngCore, SeedableRng};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
 use std::time::{Duration, Instant};
 
-/// The rotation: every workload under every fault, then the mix.
-const ROTATION: [(&str, &str); 10] = [
+/// ordeal's rotation: every workload under every fault, then the mix.
+const ORDEAL_ROTATION: [(&str, &str); 10] = [
     ("ordering", "partition"),
     ("register", "partition"),
     ("ordering", "kill"),
@@ -23,6 +25,41 @@ const ROTATION: [(&str, &str); 10] = [
     ("ordering", "all"),
     ("register", "all"),
 ];
+
+/// etcd's rotation: the register workload under every fault that reaches
+/// a Go program (libfaketime does not, see the plan).
+const ETCD_ROTATION: [(&str, &str); 4] = [
+    ("register", "partition"),
+    ("register", "kill"),
+    ("register", "pause"),
+    ("register", "all"),
+];
+
+/// The soak's turns, (sut, workload, nemesis), the systems interleaved so
+/// that a short soak already sees each of them.
+pub fn rotation(suts: &[String]) -> Vec<(String, &'static str, &'static str)> {
+    let lists: Vec<(&String, &[(&str, &str)])> = suts
+        .iter()
+        .map(|s| {
+            let list: &[(&str, &str)] = if s == "etcd" {
+                &ETCD_ROTATION
+            } else {
+                &ORDEAL_ROTATION
+            };
+            (s, list)
+        })
+        .collect();
+    let longest = lists.iter().map(|(_, l)| l.len()).max().unwrap_or(0);
+    let mut turns = Vec::new();
+    for i in 0..longest {
+        for (sut, list) in &lists {
+            if let Some((w, n)) = list.get(i) {
+                turns.push(((*sut).clone(), *w, *n));
+            }
+        }
+    }
+    turns
+}
 
 /// p99 latency (ms) of completed client ops in a history file.
 fn p99_ms(history: &Path) -> Option<f64> {
@@ -71,13 +108,21 @@ pub async fn soak(
     duration: Duration,
     keep_valid: usize,
     max_runs: usize,
-    binary: &Path,
+    suts: &[String],
     slot: &RuntimeSlot,
 ) -> anyhow::Result<u8> {
+    let turns = rotation(suts);
+    if turns.is_empty() {
+        anyhow::bail!("--suts: no system under test to soak");
+    }
     let master = args
         .seed
         .unwrap_or_else(|| rand::thread_rng().next_u64() >> 12);
-    eprintln!("soak: master seed {master}, {} s", duration.as_secs());
+    eprintln!(
+        "soak: master seed {master}, {} s, systems {}",
+        duration.as_secs(),
+        suts.join(",")
+    );
     let mut seeds = rand_chacha::ChaCha8Rng::seed_from_u64(master);
     let started = Instant::now();
     let mut rows: Vec<Value> = Vec::new();
@@ -85,15 +130,17 @@ pub async fn soak(
     let mut worst = 0u8;
     let mut turn = 0usize;
     while started.elapsed() < duration && turn < max_runs {
-        let (workload, nemesis) = ROTATION[turn % ROTATION.len()];
+        let (sut, workload, nemesis) = turns[turn % turns.len()].clone();
         turn += 1;
         let mut test = args.clone();
+        test.sut = sut;
         test.workload = workload.into();
         test.nemesis = nemesis.into();
         test.seed = Some(seeds.next_u64() >> 12);
         test.test_count = 1;
         let plan = crate::plan_of(&test)?;
-        let outcome = run_test(&plan, binary, slot)
+        let binary = crate::binary::sut_binary(&plan)?;
+        let outcome = run_test(&plan, &binary, slot)
             .await
             .with_context(|| format!("soak test {} seed {}", plan.name, plan.seed))?;
         let code = crate::exit_code(&outcome.results);
@@ -136,7 +183,7 @@ pub async fn soak(
 
 fn print_table(rows: &[Value]) {
     println!(
-        "\n{:<34} {:>18} {:>7} {:>8} {:>9}  anomalies",
+        "\n{:<36} {:>18} {:>7} {:>8} {:>9}  anomalies",
         "test", "seed", "ops", "verdict", "p99_ms"
     );
     for r in rows {
@@ -144,7 +191,7 @@ fn print_table(rows: &[Value]) {
             .as_f64()
             .map_or("-".to_string(), |v| format!("{v:.1}"));
         println!(
-            "{:<34} {:>18} {:>7} {:>8} {:>9}  {}",
+            "{:<36} {:>18} {:>7} {:>8} {:>9}  {}",
             r["test"].as_str().unwrap_or(""),
             r["seed"],
             r["ops"],
@@ -152,5 +199,22 @@ fn print_table(rows: &[Value]) {
             p99,
             r["anomalies"].as_str().unwrap_or("")
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rotation_interleaves_systems_and_never_clocks_etcd() {
+        let turns = rotation(&["ordeal".into(), "etcd".into()]);
+        assert_eq!(turns.len(), 14);
+        assert_eq!(turns[0].0, "ordeal");
+        assert_eq!(turns[1].0, "etcd");
+        assert!(turns
+            .iter()
+            .all(|(s, w, n)| s != "etcd" || (*w == "register" && *n != "clock")));
+        assert!(rotation(&[]).is_empty());
     }
 }

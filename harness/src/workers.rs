@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use workloads::{Completion, Generator, Invocation, OrdealClient, Outcome};
+use workloads::{Completion, Generator, Invocation, Outcome, SutClient};
 
 /// Counts for the progress bar.
 #[derive(Debug, Default)]
@@ -37,7 +37,7 @@ pub struct Workers {
     /// The op source.
     pub generator: Mutex<Box<dyn Generator>>,
     /// The client.
-    pub client: Arc<OrdealClient>,
+    pub client: Arc<SutClient>,
     /// The history.
     pub recorder: Recorder,
     /// Node names by index.

@@ -221,7 +221,13 @@ pub fn fsync(nodes: &[(String, Value)], started_unix_ms: Option<f64>) -> Vec<Nod
                 .as_str()
                 .and_then(|text| {
                     text.lines()
-                        .find_map(|l| l.strip_prefix("consensus_etcdraft_leader_changes "))
+                        // ordeal-node's (Fabric's) name, or etcd's.
+                        .find_map(|l| {
+                            l.strip_prefix("consensus_etcdraft_leader_changes ")
+                                .or_else(|| {
+                                    l.strip_prefix("etcd_server_leader_changes_seen_total ")
+                                })
+                        })
                         .and_then(|v| v.trim().parse::<f64>().ok())
                 })
                 .map(|v| v as u64);

@@ -50,11 +50,7 @@ impl OrdealClient {
         request_timeout: Duration,
         id_prefix: &str,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .connect_timeout(Duration::from_secs(1))
-            .pool_max_idle_per_host(64)
-            .build()?;
+        let http = crate::http_client(request_timeout)?;
         Ok(Self {
             http,
             nodes,

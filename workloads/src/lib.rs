@@ -16,10 +16,12 @@
 #![deny(missing_docs)]
 
 mod client;
+mod etcd;
 mod ordering;
 mod register;
 
 pub use client::{Ack, OrdealClient, REQUEST_TIMEOUT_DEFAULT};
+pub use etcd::{EtcdClient, ReadMode};
 pub use ordering::OrderingGenerator;
 pub use register::{RegisterGenerator, KEY_OPS_MAX};
 
@@ -63,4 +65,36 @@ pub struct Completion {
 pub trait Generator: Send {
     /// The next operation, or `None` when the generator is exhausted.
     fn next_invocation(&mut self) -> Option<Invocation>;
+}
+
+/// The HTTP client every workload client uses: bounded requests, a short
+/// connect timeout (a refused connection is a definite `fail`), and enough
+/// idle connections for every worker.
+pub(crate) fn http_client(
+    request_timeout: std::time::Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(request_timeout)
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .pool_max_idle_per_host(64)
+        .build()
+}
+
+/// The client of whichever system is under test.
+#[derive(Debug)]
+pub enum SutClient {
+    /// `ordeal-node` (every workload).
+    Ordeal(OrdealClient),
+    /// etcd (the register workload).
+    Etcd(EtcdClient),
+}
+
+impl SutClient {
+    /// Carries out one invocation against the node it names.
+    pub async fn invoke(&self, inv: &Invocation) -> Completion {
+        match self {
+            SutClient::Ordeal(c) => c.invoke(inv).await,
+            SutClient::Etcd(c) => c.invoke(inv).await,
+        }
+    }
 }

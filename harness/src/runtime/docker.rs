@@ -10,9 +10,9 @@
 //! network is named `ordeal-<label>`, so that `harness clean` finds what a
 //! killed harness left behind.
 
-use super::image::{ensure_image, FAKETIME_LIB};
+use super::image::{ensure_image, ETCD_IMAGE_NAME, FAKETIME_LIB, IMAGE_NAME};
 use super::process::faketime_string;
-use super::{AnyRuntime, ClockSetting, ClusterSpec, Grudge, Runtime};
+use super::{AnyRuntime, ClockSetting, ClusterSpec, Grudge, Runtime, Sut};
 use anyhow::{bail, Context};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -121,47 +121,94 @@ impl DockerRuntime {
         Ok(())
     }
 
+    /// The command line of node `i`: peers are named by container name,
+    /// which Docker's DNS resolves on the run's network.
+    fn node_args(&self, i: usize) -> Vec<String> {
+        let node = format!("n{i}");
+        let mut args: Vec<String> = if self.spec.sut == Sut::Etcd {
+            let cluster: Vec<String> = (1..=self.spec.nodes)
+                .map(|j| {
+                    let n = format!("n{j}");
+                    format!("{n}=http://{}:{PEER_PORT}", self.container_name(&n))
+                })
+                .collect();
+            let host = self.container_name(&node);
+            [
+                "--name",
+                &node,
+                "--data-dir",
+                "/data",
+                "--listen-peer-urls",
+                &format!("http://0.0.0.0:{PEER_PORT}"),
+                "--initial-advertise-peer-urls",
+                &format!("http://{host}:{PEER_PORT}"),
+                "--listen-client-urls",
+                &format!("http://0.0.0.0:{CLIENT_PORT}"),
+                "--advertise-client-urls",
+                &format!("http://{host}:{CLIENT_PORT}"),
+                "--initial-cluster",
+                &cluster.join(","),
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                &self.spec.run_label,
+                "--logger",
+                "zap",
+                "--log-outputs",
+                "stderr",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        } else {
+            let peers: Vec<String> = (1..=self.spec.nodes)
+                .map(|j| format!("{j}={}:{PEER_PORT}", self.container_name(&format!("n{j}"))))
+                .collect();
+            vec![
+                "run".into(),
+                "--id".into(),
+                i.to_string(),
+                "--peers".into(),
+                peers.join(","),
+                "--listen-peer".into(),
+                format!("0.0.0.0:{PEER_PORT}"),
+                "--listen-client".into(),
+                format!("0.0.0.0:{CLIENT_PORT}"),
+                "--data-dir".into(),
+                "/data".into(),
+            ]
+        };
+        args.extend(self.spec.node_args.iter().cloned());
+        args
+    }
+
     async fn start_node(&mut self, i: usize, image: &str) -> anyhow::Result<()> {
         let node = format!("n{i}");
-        let peers: Vec<String> = (1..=self.spec.nodes)
-            .map(|j| format!("{j}={}:{PEER_PORT}", self.container_name(&format!("n{j}"))))
-            .collect();
         let clock = clock_dir(&self.spec, &node);
         std::fs::create_dir_all(&clock).with_context(|| format!("creating {}", clock.display()))?;
         std::fs::write(clock.join("faketime"), "+0 x1\n")?;
         let (name, tag) = image.split_once(':').expect("image is name:tag");
-        let mut args: Vec<String> = vec![
-            "run".into(),
-            "--id".into(),
-            i.to_string(),
-            "--peers".into(),
-            peers.join(","),
-        ];
-        args.extend([
-            "--listen-peer".into(),
-            format!("0.0.0.0:{PEER_PORT}"),
-            "--listen-client".into(),
-            format!("0.0.0.0:{CLIENT_PORT}"),
-            "--data-dir".into(),
-            "/data".into(),
-        ]);
-        args.extend(self.spec.node_args.iter().cloned());
         let request = GenericImage::new(name, tag)
             .with_wait_for(WaitFor::Nothing)
-            .with_cmd(args)
+            .with_cmd(self.node_args(i))
             .with_network(self.network.clone())
             .with_container_name(self.container_name(&node))
             .with_label(LABEL, "1")
             .with_label("ordeal.run", self.spec.run_label.clone())
             .with_cap_add("NET_ADMIN")
-            .with_env_var("LD_PRELOAD", FAKETIME_LIB)
-            .with_env_var("FAKETIME_TIMESTAMP_FILE", "/clock/faketime")
-            .with_env_var("FAKETIME_CACHE_DURATION", "1")
-            .with_env_var("RUST_LOG", "info,raft=warn")
             .with_mount(Mount::bind_mount(
                 clock.to_string_lossy().to_string(),
                 "/clock",
             ));
+        let request = if self.spec.sut == Sut::Etcd {
+            request
+        } else {
+            request
+                .with_env_var("LD_PRELOAD", FAKETIME_LIB)
+                .with_env_var("FAKETIME_TIMESTAMP_FILE", "/clock/faketime")
+                .with_env_var("FAKETIME_CACHE_DURATION", "1")
+                .with_env_var("RUST_LOG", "info,raft=warn")
+        };
         let container = request
             .start()
             .await
@@ -189,7 +236,12 @@ impl DockerRuntime {
 impl Runtime for DockerRuntime {
     async fn start(&mut self) -> anyhow::Result<()> {
         let binary = self.spec.binary.clone();
-        let image = tokio::task::spawn_blocking(move || ensure_image(&binary)).await??;
+        let (name, entrypoint) = match self.spec.sut {
+            Sut::Ordeal => (IMAGE_NAME, "/ordeal-node"),
+            Sut::Etcd => (ETCD_IMAGE_NAME, "/etcd"),
+        };
+        let image =
+            tokio::task::spawn_blocking(move || ensure_image(&binary, name, entrypoint)).await??;
         self.create_network().await?;
         for i in 1..=self.spec.nodes {
             self.start_node(i, &image).await?;
@@ -308,6 +360,9 @@ impl Runtime for DockerRuntime {
     }
 
     async fn set_clock(&mut self, node: &str, setting: ClockSetting) -> anyhow::Result<()> {
+        if self.spec.sut == Sut::Etcd {
+            bail!("clock faults cannot reach etcd: Go reads the clock through the vDSO, past libfaketime");
+        }
         let dir = clock_dir(&self.spec, node);
         let tmp = dir.join("faketime.tmp");
         std::fs::write(&tmp, format!("{}\n", faketime_string(setting)))?;

@@ -11,8 +11,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The image's repository name.
+/// The image's repository name for ordeal-node.
 pub const IMAGE_NAME: &str = "ordeal-node";
+/// The image's repository name for etcd.
+pub const ETCD_IMAGE_NAME: &str = "ordeal-etcd";
 /// Where Debian puts libfaketime; copied to the same path in the image.
 pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 /// The nftables command, for partitions inside containers.
@@ -49,9 +51,9 @@ fn libraries(binary: &Path) -> anyhow::Result<BTreeSet<PathBuf>> {
 }
 
 /// Every host file the image holds, with its path inside the image.
-fn contents(binary: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+fn contents(binary: &Path, entrypoint: &str) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
     let mut files: Vec<(PathBuf, PathBuf)> =
-        vec![(binary.to_path_buf(), PathBuf::from("/ordeal-node"))];
+        vec![(binary.to_path_buf(), PathBuf::from(entrypoint))];
     let mut libs = libraries(binary)?;
     for extra in [FAKETIME_LIB, NFT] {
         let p = Path::new(extra);
@@ -76,15 +78,17 @@ fn docker(args: &[&str]) -> anyhow::Result<std::process::Output> {
         .context("running the docker command-line client")
 }
 
-/// Builds the image if its tag is not present yet; returns `name:tag`.
-pub fn ensure_image(binary: &Path) -> anyhow::Result<String> {
-    let files = contents(binary)?;
+/// Builds the image of `binary` (run as `entrypoint`, an absolute path in
+/// the image, e.g. `/ordeal-node`) if its tag is not present yet; returns
+/// `name:tag`.
+pub fn ensure_image(binary: &Path, name: &str, entrypoint: &str) -> anyhow::Result<String> {
+    let files = contents(binary, entrypoint)?;
     let mut hash = Sha256::new();
     for (host, inside) in &files {
         hash.update(inside.to_string_lossy().as_bytes());
         hash.update(std::fs::read(host).with_context(|| format!("reading {}", host.display()))?);
     }
-    let tag = format!("{IMAGE_NAME}:{}", &hex::encode(hash.finalize())[..16]);
+    let tag = format!("{name}:{}", &hex::encode(hash.finalize())[..16]);
     if docker(&["image", "inspect", &tag])?.status.success() {
         return Ok(tag);
     }
@@ -105,7 +109,7 @@ pub fn ensure_image(binary: &Path) -> anyhow::Result<String> {
     std::fs::create_dir_all(ctx.path().join("rootfs/clock"))?;
     std::fs::write(
         ctx.path().join("Dockerfile"),
-        "FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/ordeal-node\"]\n",
+        format!("FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"{entrypoint}\"]\n"),
     )?;
     tracing::info!(%tag, files = files.len(), "building the node image FROM scratch");
     let out = docker(&[

@@ -2,9 +2,15 @@
 //! address (`127.0.0.1`, `127.0.0.2`, …) with its own data directory, and
 //! every peer link goes through a fault proxy inside the harness.
 //!
-//! Node `i` dials peer `j` at the proxy `(i, j)`, which forwards to `j`'s
-//! real peer port. A partition makes the proxies of the cut links close
-//! their connections and refuse new ones; heal lets traffic through again.
+//! ordeal-node: node `i` dials peer `j` at the proxy `(i, j)`, which
+//! forwards to `j`'s real peer port. etcd advertises one peer URL per
+//! member to everyone, so each member gets one inbound proxy instead, which
+//! tells the sender of a connection by the `X-PeerURLs` header that etcd's
+//! peer transport puts on every request (the sender's advertised URL, i.e.
+//! its own inbound proxy). A partition makes the proxies of the cut links
+//! close their connections and refuse new ones; heal lets traffic through
+//! again. An etcd connection whose sender cannot be told (no raft traffic
+//! lacks the header) is refused while its target has any grudge.
 //! Raft traffic is TCP, and a TCP connection whose one direction drops every
 //! packet stalls in both (acks never return), so a link is cut as a whole
 //! when either of its directions is in the grudge.
@@ -17,13 +23,15 @@ use super::{ClockSetting, ClusterSpec, Grudge, Runtime, Sut};
 use anyhow::{bail, Context};
 use nix::sys::signal::{kill as send_signal, Signal};
 use nix::unistd::Pid;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -59,17 +67,30 @@ struct NodeProc {
     dir: PathBuf,
     child: Option<Child>,
     paused: bool,
-    /// `--peers` argument: ids mapped to the proxies this node dials.
+    /// `--peers` argument: ids mapped to the proxies this node dials
+    /// (for etcd: `--initial-cluster`).
     peers_arg: String,
+    /// etcd: the URL other members dial (this node's inbound proxy).
+    advertised_peer_url: String,
 }
 
-/// One fault proxy: node `from` dials node `to` through it.
+/// One fault proxy: node `from` (or, for etcd, any node) dials node `to`
+/// through it.
 #[derive(Debug)]
 struct Proxy {
-    from: String,
     to: String,
-    blocked: watch::Sender<bool>,
+    /// The senders whose connections to `to` are cut.
+    blocked: watch::Sender<BTreeSet<String>>,
     task: JoinHandle<()>,
+}
+
+/// Who is on the other end of a proxied connection.
+#[derive(Debug, Clone)]
+enum Sender {
+    /// Known by construction (one proxy per link).
+    Fixed(String),
+    /// Told from the `X-PeerURLs` header: (advertised URL, node name).
+    Sniffed(Arc<Vec<(String, String)>>),
 }
 
 /// Nodes as local processes with a fault proxy on every peer link.
@@ -109,18 +130,40 @@ impl ProcessRuntime {
     }
 
     fn node_command(&self, node: &NodeProc) -> anyhow::Result<Command> {
-        if self.spec.sut != Sut::Ordeal {
-            bail!(
-                "the process runtime runs only ordeal-node (asked for {:?})",
-                self.spec.sut
-            );
-        }
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(node.dir.join("node.log"))
             .with_context(|| format!("opening the log of {}", node.name))?;
         let mut cmd = Command::new(&self.spec.binary);
+        if self.spec.sut == Sut::Etcd {
+            let (ip, peer, client) = (node.addrs.ip, node.addrs.peer_port, node.addrs.client_port);
+            cmd.arg("--name")
+                .arg(&node.name)
+                .arg("--data-dir")
+                .arg(node.dir.join("data"))
+                .arg("--listen-peer-urls")
+                .arg(format!("http://{ip}:{peer}"))
+                .arg("--initial-advertise-peer-urls")
+                .arg(&node.advertised_peer_url)
+                .arg("--listen-client-urls")
+                .arg(format!("http://{ip}:{client}"))
+                .arg("--advertise-client-urls")
+                .arg(format!("http://{ip}:{client}"))
+                .arg("--initial-cluster")
+                .arg(&node.peers_arg)
+                .arg("--initial-cluster-state")
+                .arg("new")
+                .arg("--initial-cluster-token")
+                .arg(&self.spec.run_label)
+                .args(["--logger", "zap", "--log-outputs", "stderr"])
+                .args(&self.spec.node_args)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().context("cloning a log handle")?)
+                .stderr(log);
+            set_pdeathsig(&mut cmd);
+            return Ok(cmd);
+        }
         cmd.arg("run")
             .arg("--id")
             .arg(node.id.to_string())
@@ -143,13 +186,7 @@ impl ProcessRuntime {
                 // it stops libfaketime from rereading the file at all.
                 .env("FAKETIME_CACHE_DURATION", "1");
         }
-        // SAFETY: the closure only calls prctl, which is async-signal-safe,
-        // and allocates nothing.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-            });
-        }
+        set_pdeathsig(&mut cmd);
         Ok(cmd)
     }
 
@@ -199,6 +236,17 @@ impl ProcessRuntime {
     }
 }
 
+/// The child dies with the harness (`PR_SET_PDEATHSIG = SIGKILL`).
+fn set_pdeathsig(cmd: &mut Command) {
+    // SAFETY: the closure only calls prctl, which is async-signal-safe,
+    // and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+}
+
 fn clock_file(dir: &Path) -> PathBuf {
     dir.join("faketime")
 }
@@ -223,19 +271,79 @@ fn free_port(ip: Ipv4Addr) -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Forwards every accepted connection to `target` until `blocked` turns
-/// true; while blocked, new connections are closed at once.
-async fn run_proxy(listener: TcpListener, target: SocketAddr, blocked: watch::Receiver<bool>) {
+/// Bytes of request head read at most to find `X-PeerURLs`.
+const SNIFF_BYTES_MAX: usize = 16 * 1024;
+/// Time allowed for the request head to arrive.
+const SNIFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads the head of the first HTTP request on `inbound` and names its
+/// sender from `X-PeerURLs`; returns the bytes read (to be forwarded).
+async fn sniff_sender(
+    inbound: &mut TcpStream,
+    senders: &[(String, String)],
+) -> (Option<String>, Vec<u8>) {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read_head = async {
+        while head.len() < SNIFF_BYTES_MAX && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match inbound.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(SNIFF_TIMEOUT, read_head).await;
+    (peer_urls_sender(&head, senders), head)
+}
+
+/// The node whose advertised URL the request head's `X-PeerURLs` lists.
+fn peer_urls_sender(head: &[u8], senders: &[(String, String)]) -> Option<String> {
+    let text = String::from_utf8_lossy(head);
+    let urls = text.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("x-peerurls")
+            .then(|| value.trim().to_string())
+    })?;
+    urls.split(',').find_map(|url| {
+        senders
+            .iter()
+            .find(|(advertised, _)| advertised == url.trim())
+            .map(|(_, name)| name.clone())
+    })
+}
+
+/// Whether the sender's connections are cut; an unknown sender is cut
+/// while any is.
+fn is_cut(sender: &Option<String>, blocked: &BTreeSet<String>) -> bool {
+    match sender {
+        Some(s) => blocked.contains(s),
+        None => !blocked.is_empty(),
+    }
+}
+
+/// Forwards every accepted connection to `target` until its sender is cut;
+/// while cut, new connections from it are closed at once.
+async fn run_proxy(
+    listener: TcpListener,
+    target: SocketAddr,
+    sender: Sender,
+    blocked: watch::Receiver<BTreeSet<String>>,
+) {
     loop {
-        let Ok((inbound, _)) = listener.accept().await else {
+        let Ok((mut inbound, _)) = listener.accept().await else {
             continue;
         };
-        if *blocked.borrow() {
-            drop(inbound);
-            continue;
-        }
         let mut blocked = blocked.clone();
+        let sender = sender.clone();
         tokio::spawn(async move {
+            let (from, head) = match sender {
+                Sender::Fixed(name) => (Some(name), Vec::new()),
+                Sender::Sniffed(senders) => sniff_sender(&mut inbound, &senders).await,
+            };
+            if is_cut(&from, &blocked.borrow()) {
+                return;
+            }
             let Ok(Ok(mut outbound)) = tokio::time::timeout(
                 std::time::Duration::from_secs(2),
                 TcpStream::connect(target),
@@ -244,12 +352,14 @@ async fn run_proxy(listener: TcpListener, target: SocketAddr, blocked: watch::Re
             else {
                 return;
             };
-            let mut inbound = inbound;
             let _ = inbound.set_nodelay(true);
             let _ = outbound.set_nodelay(true);
+            if outbound.write_all(&head).await.is_err() {
+                return;
+            }
             tokio::select! {
                 _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                _ = blocked.wait_for(|b| *b) => {}
+                _ = blocked.wait_for(|set| is_cut(&from, set)) => {}
             }
         });
     }
@@ -270,30 +380,72 @@ impl Runtime for ProcessRuntime {
                 client_port: free_port(ip)?,
             });
         }
+        let etcd = self.spec.sut == Sut::Etcd;
         let mut dial: BTreeMap<(usize, usize), SocketAddr> = BTreeMap::new();
-        for from in 1..=n {
+        let mut advertised: Vec<String> = Vec::new();
+        if etcd {
+            let mut listeners = Vec::new();
             for to in 1..=n {
-                if from == to {
-                    continue;
-                }
-                let listener = TcpListener::bind((addrs[from - 1].ip, 0))
+                let listener = TcpListener::bind((addrs[to - 1].ip, 0))
                     .await
-                    .with_context(|| format!("binding the proxy n{from}->n{to}"))?;
-                dial.insert((from, to), listener.local_addr()?);
-                let target = SocketAddr::from((addrs[to - 1].ip, addrs[to - 1].peer_port));
-                let (tx, rx) = watch::channel(false);
-                let task = tokio::spawn(run_proxy(listener, target, rx));
+                    .with_context(|| format!("binding the inbound proxy of n{to}"))?;
+                advertised.push(format!("http://{}", listener.local_addr()?));
+                listeners.push(listener);
+            }
+            let senders: Arc<Vec<(String, String)>> = Arc::new(
+                advertised
+                    .iter()
+                    .enumerate()
+                    .map(|(i, url)| (url.clone(), format!("n{}", i + 1)))
+                    .collect(),
+            );
+            for (i, listener) in listeners.into_iter().enumerate() {
+                let target = SocketAddr::from((addrs[i].ip, addrs[i].peer_port));
+                let (tx, rx) = watch::channel(BTreeSet::new());
+                let task = tokio::spawn(run_proxy(
+                    listener,
+                    target,
+                    Sender::Sniffed(senders.clone()),
+                    rx,
+                ));
                 self.proxies.push(Proxy {
-                    from: format!("n{from}"),
-                    to: format!("n{to}"),
+                    to: format!("n{}", i + 1),
                     blocked: tx,
                     task,
                 });
+            }
+        } else {
+            for from in 1..=n {
+                for to in 1..=n {
+                    if from == to {
+                        continue;
+                    }
+                    let listener = TcpListener::bind((addrs[from - 1].ip, 0))
+                        .await
+                        .with_context(|| format!("binding the proxy n{from}->n{to}"))?;
+                    dial.insert((from, to), listener.local_addr()?);
+                    let target = SocketAddr::from((addrs[to - 1].ip, addrs[to - 1].peer_port));
+                    let (tx, rx) = watch::channel(BTreeSet::new());
+                    let task = tokio::spawn(run_proxy(
+                        listener,
+                        target,
+                        Sender::Fixed(format!("n{from}")),
+                        rx,
+                    ));
+                    self.proxies.push(Proxy {
+                        to: format!("n{to}"),
+                        blocked: tx,
+                        task,
+                    });
+                }
             }
         }
         for i in 1..=n {
             let peers: Vec<String> = (1..=n)
                 .map(|j| {
+                    if etcd {
+                        return format!("n{j}={}", advertised[j - 1]);
+                    }
                     let addr = if i == j {
                         SocketAddr::from((addrs[j - 1].ip, addrs[j - 1].peer_port))
                     } else {
@@ -314,6 +466,7 @@ impl Runtime for ProcessRuntime {
                 child: None,
                 paused: false,
                 peers_arg: peers.join(","),
+                advertised_peer_url: advertised.get(i - 1).cloned().unwrap_or_default(),
             });
         }
         for index in 0..n {
@@ -375,7 +528,11 @@ impl Runtime for ProcessRuntime {
     async fn partition(&mut self, grudge: &Grudge) -> anyhow::Result<()> {
         let cut = |a: &str, b: &str| grudge.get(a).is_some_and(|s| s.contains(b));
         for proxy in &self.proxies {
-            let blocked = cut(&proxy.to, &proxy.from) || cut(&proxy.from, &proxy.to);
+            let blocked: BTreeSet<String> = self
+                .nodes()
+                .into_iter()
+                .filter(|from| cut(&proxy.to, from) || cut(from, &proxy.to))
+                .collect();
             proxy.blocked.send_replace(blocked);
         }
         Ok(())
@@ -383,12 +540,15 @@ impl Runtime for ProcessRuntime {
 
     async fn heal(&mut self) -> anyhow::Result<()> {
         for proxy in &self.proxies {
-            proxy.blocked.send_replace(false);
+            proxy.blocked.send_replace(BTreeSet::new());
         }
         Ok(())
     }
 
     async fn set_clock(&mut self, node: &str, setting: ClockSetting) -> anyhow::Result<()> {
+        if self.spec.sut == Sut::Etcd {
+            bail!("clock faults cannot reach etcd: Go reads the clock through the vDSO, past libfaketime");
+        }
         if self.options.faketime_lib.is_none() {
             bail!("clock faults need libfaketime (apt-get install libfaketime)");
         }
@@ -496,6 +656,25 @@ pub fn clean_leftovers(root: &Path) -> anyhow::Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn etcd_senders_are_told_by_their_peer_urls_header() {
+        let senders = vec![
+            ("http://127.0.0.1:4001".to_string(), "n1".to_string()),
+            ("http://127.0.0.2:4002".to_string(), "n2".to_string()),
+        ];
+        let head = b"GET /raft/stream/msgapp/8e9e05c52164694d HTTP/1.1\r\nHost: 127.0.0.1:4001\r\nX-Server-From: 91bc3c398fb3c146\r\nx-peerurls: http://127.0.0.2:4002\r\n\r\n";
+        assert_eq!(peer_urls_sender(head, &senders), Some("n2".into()));
+        let none = b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(peer_urls_sender(none, &senders), None);
+        let stranger = b"POST /raft HTTP/1.1\r\nX-PeerURLs: http://10.0.0.9:1\r\n\r\n";
+        assert_eq!(peer_urls_sender(stranger, &senders), None);
+        let cut: BTreeSet<String> = ["n2".to_string()].into();
+        assert!(is_cut(&Some("n2".into()), &cut));
+        assert!(!is_cut(&Some("n1".into()), &cut));
+        assert!(is_cut(&None, &cut));
+        assert!(!is_cut(&None, &BTreeSet::new()));
+    }
 
     #[test]
     fn faketime_strings_always_carry_an_offset() {

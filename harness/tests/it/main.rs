@@ -617,6 +617,9 @@ fn docker_leftovers_of_a_killed_harness_are_removed_by_clean() {
 
 #[test]
 fn a_short_soak_runs_two_tests_and_writes_its_summary() {
+    if !etcd_available("a_short_soak") {
+        return;
+    }
     let store = tempfile::tempdir().unwrap();
     let out = Command::new(HARNESS)
         .args([
@@ -639,6 +642,8 @@ fn a_short_soak_runs_two_tests_and_writes_its_summary() {
             "50",
             "--seed",
             "99",
+            "--suts",
+            "ordeal,etcd",
         ])
         .arg("--store")
         .arg(store.path())
@@ -660,12 +665,175 @@ fn a_short_soak_runs_two_tests_and_writes_its_summary() {
     let runs = summary["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0]["test"], "ordeal-ordering-partition");
-    assert_eq!(runs[1]["test"], "ordeal-register-partition");
+    // The rotation turns to the next system under test.
+    assert_eq!(runs[1]["test"], "etcd-register-partition");
     assert!(runs
         .iter()
         .all(|r| r["verdict"] == true && r["ops"].as_u64().unwrap() > 0));
-    assert!(stdout.contains("ordeal-register-partition") && stdout.contains("p99_ms"));
+    assert!(stdout.contains("etcd-register-partition") && stdout.contains("p99_ms"));
     // Only the most recent valid run's store is kept.
     assert!(!Path::new(runs[0]["store"].as_str().unwrap()).exists());
     assert!(Path::new(runs[1]["store"].as_str().unwrap()).exists());
+}
+
+/// Whether etcd tests can run; with `ORDEAL_REQUIRE_ETCD=1` (CI) a missing
+/// `etcd` is a failure, otherwise the test says loudly it skipped.
+fn etcd_available(test: &str) -> bool {
+    let found = Command::new("etcd")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("ORDEAL_REQUIRE_ETCD").as_deref() != Ok("1"),
+            "{test}: ORDEAL_REQUIRE_ETCD=1 but no etcd on PATH (apt-get install etcd-server)"
+        );
+        eprintln!("SKIPPED {test}: no etcd on PATH (apt-get install etcd-server)");
+    }
+    found
+}
+
+fn etcd_valid_under_faults(runtime: &str) {
+    let r = run(&[
+        "--sut",
+        "etcd",
+        "--runtime",
+        runtime,
+        "--workload",
+        "register",
+        "--nemesis",
+        "kill,pause,partition",
+        "--nemesis-interval-s",
+        "3",
+        "--time-limit-s",
+        "20",
+        "--seed",
+        "8",
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.explain());
+    for f in ["kill", "pause", "partition"] {
+        assert!(
+            !r.nemesis(f, "start").is_empty(),
+            "no {f} happened:\n{}",
+            r.explain()
+        );
+    }
+    let results = r.json("results.json");
+    assert_eq!(results["valid"], true);
+    let oks = r
+        .history()
+        .iter()
+        .filter(|e| e["type"] == "ok" && e["process"] != "nemesis")
+        .count();
+    assert!(oks > 200, "only {oks} ops succeeded:\n{}", r.explain());
+    // etcd's own logs are in the store, and its metrics in our shape.
+    let log = std::fs::read_to_string(r.dir.join("nodes/n1/node.log")).unwrap();
+    assert!(log.contains("etcd"), "n1's log: {log}");
+    let metrics = r.json("nodes/n1/metrics.json");
+    assert!(metrics["fsync"]["count"].as_u64().unwrap() > 0);
+    assert!(metrics["prometheus"]
+        .as_str()
+        .unwrap()
+        .contains("etcd_server_leader_changes_seen_total"));
+}
+
+#[test]
+fn etcd_with_linearizable_reads_is_valid_under_faults() {
+    if etcd_available("etcd_process") {
+        etcd_valid_under_faults("process");
+    }
+}
+
+#[test]
+fn docker_etcd_with_linearizable_reads_is_valid_under_faults() {
+    if etcd_available("docker_etcd") && docker_available("docker_etcd") {
+        etcd_valid_under_faults("docker");
+    }
+}
+
+#[test]
+fn etcd_serializable_reads_under_partition_are_caught_as_stale() {
+    if !etcd_available("etcd_serializable") {
+        return;
+    }
+    let r = run(&[
+        "--sut",
+        "etcd",
+        "--read-mode",
+        "serializable",
+        "--workload",
+        "register",
+        "--nemesis",
+        "partition",
+        "--time-limit-s",
+        "20",
+        "--rate",
+        "150",
+        "--seed",
+        "3075415358805677",
+    ]);
+    assert_eq!(r.code(), 1, "{}", r.explain());
+    let results = r.json("results.json");
+    assert_eq!(results["valid"], false);
+    let stdout = String::from_utf8_lossy(&r.output.stdout);
+    assert!(stdout.contains("nonlinearizable"), "{}", r.explain());
+    assert!(
+        stdout.contains("--read-mode serializable"),
+        "the rerun command: {stdout}"
+    );
+    // The failing key's picture is in the store.
+    let pictures = std::fs::read_dir(&r.dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("linearizability-")
+        })
+        .count();
+    assert!(
+        pictures > 0,
+        "no counterexample picture in {}",
+        r.dir.display()
+    );
+}
+
+#[test]
+fn etcd_flags_that_cannot_apply_are_refused_by_name() {
+    for (args, expected) in [
+        (
+            vec!["--sut", "etcd", "--workload", "ordering"],
+            "register workload",
+        ),
+        (
+            vec![
+                "--sut",
+                "etcd",
+                "--workload",
+                "register",
+                "--nemesis",
+                "clock",
+            ],
+            "vDSO",
+        ),
+        (
+            vec![
+                "--sut",
+                "etcd",
+                "--workload",
+                "register",
+                "--bug",
+                "stale-read",
+            ],
+            "--bug",
+        ),
+        (vec!["--read-mode", "serializable"], "--sut etcd"),
+        (vec!["--sut", "zookeeper"], "zookeeper"),
+    ] {
+        let out = Command::new(HARNESS).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
 }
