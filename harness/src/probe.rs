@@ -245,6 +245,11 @@ pub fn etcd_fsync(prometheus: &str, threshold_ms: f64) -> Option<Value> {
         "threshold_ms": threshold_ms,
         "over_threshold": count.saturating_sub(within),
         "estimated_from": format!("{NAME} (Prometheus bucket upper bounds)"),
+        "buckets": buckets
+            .iter()
+            .filter(|(b, _)| b.is_finite())
+            .map(|(b, c)| json!([b, c]))
+            .collect::<Vec<_>>(),
     }))
 }
 
@@ -268,6 +273,7 @@ etcd_disk_wal_fsync_duration_seconds_count 100\n";
         assert_eq!(f["p99_ms"], 512.0);
         assert_eq!(f["max_ms"], 1024.0);
         assert_eq!(f["over_threshold"], 1);
+        assert_eq!(f["buckets"][1], json!([2.0, 98]));
         assert!(etcd_fsync("no such metric 1\n", 500.0).is_none());
     }
 }

@@ -169,6 +169,14 @@ pub async fn soak(
                 plan.rerun_command()
             );
         }
+        println!(
+            "soak: run {turn} {} seed {}: {} ops, {verdict}, anomalies {}, {:.0} s elapsed",
+            plan.name,
+            plan.seed,
+            ok + fail + info,
+            row["anomalies"].as_str().unwrap_or("-"),
+            started.elapsed().as_secs_f64()
+        );
         rows.push(row);
     }
     print_table(&rows);

@@ -434,6 +434,22 @@ fn draw_fsync(path: &Path, nodes: &[NodeFsync]) -> Result<(), String> {
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
                 });
+        } else if !n.buckets.is_empty() && n.count > 0 {
+            // Bucket counts only bound each persist from above: a step CDF.
+            let mut pts = Vec::new();
+            let mut below = 0.0;
+            for &(bound, cumulative) in &n.buckets {
+                let fraction = cumulative as f64 / n.count as f64;
+                pts.push((bound.max(lo), below));
+                pts.push((bound.max(lo), fraction));
+                below = fraction;
+            }
+            cdf.draw_series(LineSeries::new(pts, c.stroke_width(2)))
+                .map_err(|e| e.to_string())?
+                .label(format!("{} (bucket bounds)", n.node))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
         }
         let stride = n.samples.len().div_ceil(5_000).max(1);
         series
@@ -461,6 +477,15 @@ fn draw_fsync(path: &Path, nodes: &[NodeFsync]) -> Result<(), String> {
             .draw_series(LineSeries::new(
                 vec![(0.0, threshold), (x_end, threshold)],
                 red.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?;
+    }
+    if nodes.iter().any(|n| n.available) && nodes.iter().all(|n| n.samples.is_empty()) {
+        right
+            .draw(&Text::new(
+                "no per-persist samples: the nodes expose counts only",
+                (60, 80),
+                (FONT, 14),
             ))
             .map_err(|e| e.to_string())?;
     }

@@ -116,6 +116,10 @@ pub struct NodeFsync {
     /// The full distribution, if the node sent it.
     #[serde(skip)]
     pub histogram: Option<Histogram<u64>>,
+    /// Cumulative bucket counts (upper bound ms, persists at or below),
+    /// when the node exposes buckets instead (etcd's Prometheus histogram).
+    #[serde(skip)]
+    pub buckets: Vec<(f64, u64)>,
 }
 
 /// Latency per op kind.
@@ -243,6 +247,14 @@ pub fn fsync(nodes: &[(String, Value)], started_unix_ms: Option<f64>) -> Vec<Nod
                 leader_changes,
                 samples,
                 histogram,
+                buckets: f["buckets"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|b| Some((b[0].as_f64()?, b[1].as_u64()?)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             }
         })
         .collect()
