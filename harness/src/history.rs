@@ -8,7 +8,9 @@
 //! [`Recorder::flush`] (the harness calls it every 100 ms), so a killed
 //! harness still leaves a readable history up to its last flush.
 
-use serde_json::{json, Map, Value};
+#[cfg(test)]
+use serde_json::json;
+use serde_json::Value;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -42,6 +44,32 @@ pub struct Record<'a> {
     pub node: Option<&'a str>,
     /// Why, on `fail` / `info`.
     pub error: Option<&'a str>,
+}
+
+/// One history line as written (field order as in history.md's examples).
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    index: u64,
+    process: LineProcess,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    f: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    value: &'a Value,
+    time: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+/// A client's number, or the string `"nemesis"`.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum LineProcess {
+    Client(u64),
+    Nemesis(&'static str),
 }
 
 struct Sink {
@@ -81,35 +109,29 @@ impl Recorder {
 
     /// Records one event; returns its time (ns since the test began).
     pub fn record(&self, r: &Record) -> u64 {
-        let entered = Instant::now();
-        let mut line = Map::new();
         let mut sink = self.sink.lock().expect("recorder lock");
-        let time = self.time_of(Instant::now());
-        line.insert("index".into(), json!(sink.index));
-        line.insert(
-            "process".into(),
-            match r.process {
-                Process::Client(p) => json!(p),
-                Process::Nemesis => json!("nemesis"),
+        let entered = Instant::now();
+        let time = self.time_of(entered);
+        let line = Line {
+            index: sink.index,
+            process: match r.process {
+                Process::Client(p) => LineProcess::Client(p),
+                Process::Nemesis => LineProcess::Nemesis("nemesis"),
             },
-        );
-        line.insert("type".into(), json!(r.kind));
-        line.insert("f".into(), json!(r.f));
-        if let Some(k) = r.key {
-            line.insert("key".into(), json!(k));
-        }
-        line.insert("value".into(), r.value.clone());
-        line.insert("time".into(), json!(time));
-        if let Some(n) = r.node {
-            line.insert("node".into(), json!(n));
-        }
-        if let Some(e) = r.error {
-            line.insert("error".into(), json!(e));
-        }
+            kind: r.kind,
+            f: r.f,
+            key: r.key,
+            value: r.value,
+            time,
+            node: r.node,
+            error: r.error,
+        };
         sink.index += 1;
-        let mut text = serde_json::to_vec(&Value::Object(line)).expect("json encodes");
-        text.push(b'\n');
-        if let Err(e) = sink.writer.write_all(&text) {
+        // Straight into the buffer: no intermediate map, copy or string.
+        let written = serde_json::to_writer(&mut sink.writer, &line)
+            .map_err(std::io::Error::from)
+            .and_then(|()| sink.writer.write_all(b"\n"));
+        if let Err(e) = written {
             sink.failed.get_or_insert(e);
         }
         drop(sink);

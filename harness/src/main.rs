@@ -17,7 +17,6 @@ mod soak;
 mod store;
 mod workers;
 
-use anyhow::Context;
 use clap::Parser;
 use cli::{Cli, Command, TestArgs};
 use plan::Plan;
@@ -206,36 +205,19 @@ async fn run_tests(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
     Ok(worst)
 }
 
-/// CPU seconds this process has used (user + system).
-fn cpu_s() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or(&stat);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|u| u.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    Ok(ticks / 100.0)
-}
-
 async fn bench(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
     let mut args = args.clone();
     args.nemesis = "none".into();
     let plan = plan_of(&args)?;
     let binary = binary::sut_binary(&plan)?;
-    let cpu_before = cpu_s()?;
     let outcome = run::run_test(&plan, &binary, slot).await?;
-    let cpu = cpu_s()? - cpu_before;
+    let cpu = outcome.workload_cpu_s;
     let (ok, fail, info) = outcome.counts;
     let ops = ok + fail + info;
     let line = serde_json::json!({
         "ops": ops, "events": outcome.events, "workload_s": outcome.workload_s,
         "ops_per_s_recorded": ops as f64 / outcome.workload_s,
-        "harness_cpu_s": cpu, "recorder_cpu_s": outcome.recorder_busy.as_secs_f64(),
+        "harness_cpu_s_during_workload": cpu, "recorder_cpu_s": outcome.recorder_busy.as_secs_f64(),
         "recorder_share_of_harness_cpu": outcome.recorder_busy.as_secs_f64() / cpu.max(1e-9),
         "concurrency": plan.concurrency, "rate": plan.rate,
     });

@@ -47,6 +47,8 @@ pub struct RunOutcome {
     pub workload_s: f64,
     /// Time spent inside the recorder.
     pub recorder_busy: Duration,
+    /// CPU seconds the harness process used while the workload ran.
+    pub workload_cpu_s: f64,
 }
 
 /// etcd's heartbeat interval, ms (its default).
@@ -137,7 +139,7 @@ pub async fn run_test(
     let result = drive(plan, &run_dir, runtime.clone()).await;
     let teardown = runtime.lock().await.teardown().await;
     *slot.lock().expect("slot lock") = None;
-    let (counts, events, workload_s, busy) = result?;
+    let (counts, events, workload_s, busy, workload_cpu_s) = result?;
     teardown.context("tearing down the cluster")?;
     let results = judge::judge(&run_dir.path, plan.workload)?;
     report(&run_dir.path);
@@ -149,6 +151,7 @@ pub async fn run_test(
         events,
         workload_s,
         recorder_busy: busy,
+        workload_cpu_s,
     })
 }
 
@@ -161,7 +164,21 @@ pub fn report(dir: &Path) {
     }
 }
 
-type Driven = ((u64, u64, u64), u64, f64, Duration);
+type Driven = ((u64, u64, u64), u64, f64, Duration, f64);
+
+/// CPU seconds this process has used (user + system), from /proc.
+pub fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or(&stat);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|t| t.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
 
 async fn drive(
     plan: &Plan,
@@ -221,6 +238,7 @@ async fn drive(
         Workload::Ordering => Box::new(OrderingGenerator::new(plan.seed, nodes.len())),
         Workload::Register => Box::new(RegisterGenerator::new(plan.seed, nodes.len())),
     };
+    let cpu_at_start = cpu_s();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(plan.time_limit_s);
     let workers = Arc::new(Workers {
@@ -256,6 +274,7 @@ async fn drive(
         h.await.context("a worker panicked")?;
     }
     let workload_s = started.elapsed().as_secs_f64();
+    let workload_cpu_s = cpu_s() - cpu_at_start;
     let _ = stop_tx.send(true);
     let nemesis_result = nemesis_task.await.context("the nemesis panicked")?;
     progress.finish_and_clear();
@@ -281,6 +300,7 @@ async fn drive(
         recorder.len(),
         workload_s,
         recorder.busy(),
+        workload_cpu_s,
     ))
 }
 

@@ -191,7 +191,7 @@ pub async fn soak(
 
 fn print_table(rows: &[Value]) {
     println!(
-        "\n{:<36} {:>18} {:>7} {:>8} {:>9}  anomalies",
+        "\n{:<44} {:>18} {:>7} {:>8} {:>9}  anomalies",
         "test", "seed", "ops", "verdict", "p99_ms"
     );
     for r in rows {
@@ -199,7 +199,7 @@ fn print_table(rows: &[Value]) {
             .as_f64()
             .map_or("-".to_string(), |v| format!("{v:.1}"));
         println!(
-            "{:<36} {:>18} {:>7} {:>8} {:>9}  {}",
+            "{:<44} {:>18} {:>7} {:>8} {:>9}  {}",
             r["test"].as_str().unwrap_or(""),
             r["seed"],
             r["ops"],
