@@ -174,7 +174,7 @@ pub struct Bounds {
 
 impl Default for Bounds {
     /// The default bounds of `model check`: the largest that finish exhaustively in under two
-    /// minutes (release build, 2-core machine): 8.0 M unique states in about 50 s and 1 GB.
+    /// minutes (release build, 2-core machine): 8.0 M unique states in about 60 s and 1 GB.
     /// Terms up to 3 give Figure 8's shape room (a leader, a rival, a third term); two client
     /// values let logs conflict.
     fn default() -> Self {
