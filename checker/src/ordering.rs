@@ -22,36 +22,38 @@ pub const KINDS: [&str; 8] = [
     "realtime-order",
 ];
 
-struct Tx {
-    id: String,
-    payload: String,
+/// A transaction as delivered, borrowed from the history.
+struct Tx<'a> {
+    id: &'a str,
+    payload: &'a str,
 }
 
-struct Block {
+/// A delivered block, borrowed from the history. `txs` is `None` for a
+/// header-only block (reads during the run record headers only).
+struct Block<'a> {
     number: u64,
-    previous_hash: String,
-    data_hash: String,
-    hash: String,
-    txs: Vec<Tx>,
+    previous_hash: &'a str,
+    data_hash: &'a str,
+    hash: &'a str,
+    txs: Option<Vec<Tx<'a>>>,
 }
 
-fn parse_block(v: &Value) -> Option<Block> {
-    let s = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_string);
-    let txs = v
-        .get("txs")?
-        .as_array()?
-        .iter()
-        .map(|t| {
-            Some(Tx {
-                id: t.get("id")?.as_str()?.to_string(),
-                payload: t
-                    .get("payload")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-            })
-        })
-        .collect::<Option<Vec<_>>>()?;
+fn parse_block(v: &Value) -> Option<Block<'_>> {
+    let s = |name: &str| v.get(name).and_then(Value::as_str);
+    let txs = match v.get("txs") {
+        None => None,
+        Some(txs) => Some(
+            txs.as_array()?
+                .iter()
+                .map(|t| {
+                    Some(Tx {
+                        id: t.get("id")?.as_str()?,
+                        payload: t.get("payload").and_then(Value::as_str).unwrap_or(""),
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?,
+        ),
+    };
     Some(Block {
         number: v.get("number")?.as_u64()?,
         previous_hash: s("previous_hash")?,
@@ -73,10 +75,10 @@ fn data_hash(txs: &[Tx]) -> String {
 }
 
 fn header_hash(b: &Block) -> Option<String> {
-    let prev = hex::decode(&b.previous_hash)
+    let prev = hex::decode(b.previous_hash)
         .ok()
         .filter(|p| p.len() == 32)?;
-    let data = hex::decode(&b.data_hash).ok().filter(|p| p.len() == 32)?;
+    let data = hex::decode(b.data_hash).ok().filter(|p| p.len() == 32)?;
     let mut h = Sha256::new();
     h.update(b.number.to_be_bytes());
     h.update(prev);
@@ -87,7 +89,7 @@ fn header_hash(b: &Block) -> Option<String> {
 struct Delivery<'a> {
     op: &'a Op,
     from: u64,
-    blocks: Vec<Block>,
+    blocks: Vec<Block<'a>>,
     is_final: bool,
 }
 
@@ -153,7 +155,16 @@ fn check_delivery(d: &Delivery, bad: &mut Anomalies) {
                 json!({"node": node, "expected": expected_number, "got": b.number}),
             );
         }
-        if data_hash(&b.txs) != b.data_hash || header_hash(b).as_deref() != Some(b.hash.as_str()) {
+        let data_matches = match &b.txs {
+            Some(txs) => data_hash(txs) == b.data_hash,
+            None if d.is_final => {
+                bad.add("broken-hash-chain", json!({"node": node, "block": b.number, "problem": "a final read's block carries no transactions"}));
+                true
+            }
+            // A header: its hash binds data_hash, compared across deliveries.
+            None => true,
+        };
+        if !data_matches || header_hash(b).as_deref() != Some(b.hash) {
             bad.add("broken-hash-chain", json!({"node": node, "block": b.number, "problem": "hash does not match the block's contents"}));
         }
         let linked = match (i, b.number) {
@@ -183,7 +194,7 @@ pub fn check_history(history: &History) -> CheckResult {
                 }
                 Some(_) => {}
                 None => {
-                    seen.insert(b.number, (&b.hash, d.op.node.as_ref()));
+                    seen.insert(b.number, (b.hash, d.op.node.as_ref()));
                 }
             }
         }
@@ -231,14 +242,14 @@ fn check_against_chain(
     let mut position: HashMap<&str, usize> = HashMap::new();
     let mut n = 0usize;
     for b in &reference.blocks {
-        for tx in &b.txs {
-            if let Some(first) = position.get(tx.id.as_str()) {
+        for tx in b.txs.iter().flatten() {
+            if let Some(first) = position.get(tx.id) {
                 bad.add(
                     "duplicate",
                     json!({"id": tx.id, "block": b.number, "first_position": first, "position": n}),
                 );
             } else {
-                position.insert(&tx.id, n);
+                position.insert(tx.id, n);
             }
             n += 1;
         }
@@ -321,24 +332,24 @@ mod tests {
     use crate::history::read_history;
 
     fn block(number: u64, prev: &str, ids: &[&str]) -> Value {
+        let payloads: Vec<String> = ids.iter().map(|i| format!("p{i}")).collect();
         let txs: Vec<Tx> = ids
             .iter()
-            .map(|i| Tx {
-                id: i.to_string(),
-                payload: format!("p{i}"),
-            })
+            .zip(&payloads)
+            .map(|(id, payload)| Tx { id, payload })
             .collect();
         let d = data_hash(&txs);
         let mut b = Block {
             number,
-            previous_hash: prev.to_string(),
-            data_hash: d,
-            hash: String::new(),
-            txs,
+            previous_hash: prev,
+            data_hash: &d,
+            hash: "",
+            txs: None,
         };
-        b.hash = header_hash(&b).unwrap();
+        let hash = header_hash(&b).unwrap();
+        b.hash = &hash;
         json!({"number": number, "previous_hash": b.previous_hash, "data_hash": b.data_hash, "hash": b.hash,
-               "txs": b.txs.iter().map(|t| json!({"id": t.id, "payload": t.payload})).collect::<Vec<_>>()})
+               "txs": txs.iter().map(|t| json!({"id": t.id, "payload": t.payload})).collect::<Vec<_>>()})
     }
 
     fn chain(batches: &[&[&str]]) -> Vec<Value> {
@@ -465,6 +476,72 @@ mod tests {
         ));
         assert_eq!(r.counts["info-found"], 1);
         assert_eq!(r.counts["info-not-found"], 1);
+    }
+
+    /// Strips the transactions from blocks, as `GET /blocks?headers=true` does.
+    fn headers(blocks: &[Value]) -> Vec<Value> {
+        blocks
+            .iter()
+            .map(|b| {
+                let mut h = b.clone();
+                h.as_object_mut().unwrap().remove("txs");
+                h
+            })
+            .collect()
+    }
+
+    /// `history` plus one read of headers during the run, before the final reads.
+    fn with_recent_read(base: &History, node: &str, from: u64, blocks: Vec<Value>) -> History {
+        let mut lines = vec![
+            json!({"process": 500, "type": "invoke", "f": "deliver", "value": {"recent": 20}, "time": 1, "node": node}),
+            json!({"process": 500, "type": "ok", "f": "deliver", "value": {"from": from, "blocks": blocks}, "time": 2, "node": node}),
+        ];
+        for op in base.ops() {
+            let final_read = op.f == "deliver";
+            let p = op.process;
+            lines.push(json!({"process": p, "type": "invoke", "f": op.f, "value": op.input, "time": op.invoke_time + 10, "node": op.node}));
+            let kind = match op.outcome {
+                EventType::Ok => "ok",
+                EventType::Fail => "fail",
+                _ => "info",
+            };
+            let value = if final_read { &op.output } else { &op.input };
+            lines.push(json!({"process": p, "type": kind, "f": op.f, "value": value, "time": op.complete_time.unwrap() + 10, "node": op.node}));
+        }
+        let text: String = lines.iter().map(|l| l.to_string() + "\n").collect();
+        read_history(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn header_only_reads_are_compared_with_the_final_chains() {
+        let ok = [(0, "a", "ok"), (1, "b", "ok")];
+        let good = chain(&[&["a"], &["b"]]);
+        let base = history(&ok, &[("n1", good.clone())]);
+        let agreeing = with_recent_read(&base, "n2", 1, headers(&good[1..]));
+        let r = check_history(&agreeing);
+        assert_eq!(r.valid, Validity::Valid, "{:?}", r.anomalies);
+
+        let other = chain(&[&["b"], &["a"]]);
+        let forked = with_recent_read(&base, "n2", 1, headers(&other[1..]));
+        assert_eq!(kinds(&check_history(&forked)), vec!["fork"]);
+
+        let mut forged = headers(&good[1..2]);
+        forged[0]["data_hash"] = json!("00".repeat(32));
+        let r = check_history(&with_recent_read(&base, "n2", 1, forged));
+        assert!(
+            kinds(&r).contains(&"broken-hash-chain"),
+            "{:?}",
+            r.anomalies
+        );
+
+        let stripped = history(&ok, &[("n1", headers(&good))]);
+        let r = check_history(&stripped);
+        assert!(
+            kinds(&r).contains(&"broken-hash-chain"),
+            "{:?}",
+            r.anomalies
+        );
+        assert_eq!(r.valid, Validity::Invalid);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! and the raw fsync histogram.
 
 use crate::config::Bug;
+use crate::ledger::BlockHeader;
 use crate::server::{gauges, Event, Origin, Shared, SubmitReply};
 use crate::tx::{Ack, SubmitRequest, TxError};
 use axum::body::Bytes;
@@ -181,10 +182,27 @@ async fn blocks(
         Ok(v) => v.min(BLOCKS_PAGE_MAX),
         Err(r) => return *r,
     };
+    let headers = match q.get("headers").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("query parameter `headers`: `{other}` is not `true` or `false`"),
+                false,
+            )
+        }
+    };
     let fsm = state.shared.fsm.read().expect("fsm lock");
     let page = fsm.ledger.range(from, limit);
-    let body = serde_json::to_vec(&json!({"height": fsm.ledger.height(), "blocks": page}))
-        .expect("blocks encode");
+    let height = fsm.ledger.height();
+    let body = if headers {
+        let page: Vec<BlockHeader> = page.iter().map(BlockHeader::of).collect();
+        serde_json::to_vec(&json!({"height": height, "blocks": page}))
+    } else {
+        serde_json::to_vec(&json!({"height": height, "blocks": page}))
+    }
+    .expect("blocks encode");
     drop(fsm);
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],

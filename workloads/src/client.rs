@@ -141,10 +141,19 @@ impl OrdealClient {
         classify_status(status, answer)
     }
 
-    async fn blocks(&self, url: &str, from: u64, limit: u64) -> Result<Value, String> {
+    /// One page of blocks; with `headers`, without their transactions.
+    async fn blocks(
+        &self,
+        url: &str,
+        from: u64,
+        limit: u64,
+        headers: bool,
+    ) -> Result<Value, String> {
         let response = self
             .http
-            .get(format!("{url}/blocks?from={from}&limit={limit}"))
+            .get(format!(
+                "{url}/blocks?from={from}&limit={limit}&headers={headers}"
+            ))
             .send()
             .await
             .map_err(|e| format!("get blocks: {e}"))?;
@@ -161,13 +170,15 @@ impl OrdealClient {
 
     async fn deliver_recent(&self, url: &str, arg: &Value) -> Outcome {
         let recent = arg.get("recent").and_then(Value::as_u64).unwrap_or(20);
-        let head = match self.blocks(url, 0, 1).await {
+        // Headers only: they are compared with the final chains, which carry
+        // the transactions (a header's hash binds them through data_hash).
+        let head = match self.blocks(url, 0, 1, true).await {
             Ok(head) => head,
             Err(e) => return Outcome::Fail(e),
         };
         let height = head.get("height").and_then(Value::as_u64).unwrap_or(0);
         let from = height.saturating_sub(recent);
-        match self.blocks(url, from, recent).await {
+        match self.blocks(url, from, recent, true).await {
             Ok(page) => Outcome::Ok(json!({"from": from, "blocks": page["blocks"]})),
             Err(e) => Outcome::Fail(e),
         }
@@ -180,7 +191,10 @@ impl OrdealClient {
         let (_, url) = self.node(node_index);
         let mut blocks: Vec<Value> = Vec::new();
         for _ in 0..CHAIN_PAGES_MAX {
-            let page = match self.blocks(url, blocks.len() as u64, BLOCKS_PAGE_MAX).await {
+            let page = match self
+                .blocks(url, blocks.len() as u64, BLOCKS_PAGE_MAX, false)
+                .await
+            {
                 Ok(page) => page,
                 Err(e) => return Outcome::Fail(e),
             };

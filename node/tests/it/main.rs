@@ -144,6 +144,22 @@ async fn acknowledged_transactions_survive_a_leader_kill() {
     assert_eq!(chains[0], chains[1], "nodes 1 and 2 disagree");
     assert_eq!(chains[0], chains[2], "nodes 1 and 3 disagree");
     Ledger::from_blocks(chains[0].clone()).expect("a valid hash chain");
+    let headers: Value = http
+        .get(format!("{}/blocks?from=0&limit=1000&headers=true", urls[1]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let headers = headers["blocks"].as_array().unwrap();
+    assert_eq!(headers.len(), chains[0].len().min(1000));
+    for (h, b) in headers.iter().zip(&chains[0]) {
+        assert!(h.get("txs").is_none(), "a header carries no transactions");
+        assert_eq!(h["number"], b.number);
+        assert_eq!(h["hash"], hex::encode(b.hash));
+        assert_eq!(h["data_hash"], hex::encode(b.data_hash));
+    }
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for tx in chains[0].iter().flat_map(|b| &b.txs) {
         *seen.entry(&tx.id).or_default() += 1;
@@ -306,6 +322,12 @@ async fn garbage_and_bad_requests_are_refused_without_harm() {
     assert_eq!(r.status().as_u16(), 400);
     let r = http
         .get(format!("{}/blocks?from=-1", cluster.url(0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r = http
+        .get(format!("{}/blocks?headers=maybe", cluster.url(0)))
         .send()
         .await
         .unwrap();
