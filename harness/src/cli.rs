@@ -35,7 +35,8 @@ pub enum Command {
     /// Measure the harness itself: a max-rate run with no faults that
     /// prints the ops/s recorded and the recorder thread's CPU share.
     Bench {
-        /// The test to measure (rate 0 = as fast as the cluster answers).
+        /// The test to measure (`--nemesis` and `--rate` are ignored: no
+        /// faults, as fast as the cluster answers).
         #[command(flatten)]
         test: Box<TestArgs>,
     },

@@ -207,7 +207,9 @@ async fn run_tests(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
 
 async fn bench(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
     let mut args = args.clone();
+    // At maximum rate with no faults: what the harness can record.
     args.nemesis = "none".into();
+    args.rate = 0.0;
     let plan = plan_of(&args)?;
     let binary = binary::sut_binary(&plan)?;
     let outcome = run::run_test(&plan, &binary, slot).await?;
