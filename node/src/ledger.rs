@@ -27,36 +27,6 @@ pub struct Block {
     pub txs: Vec<Tx>,
 }
 
-/// A block without its transactions, as `GET /blocks?headers=true` serves
-/// it: enough to compare blocks across nodes and to follow the hash chain
-/// (the header hash binds `data_hash`, which binds the transactions).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BlockHeader {
-    /// Position in the chain.
-    pub number: u64,
-    /// Header hash of block `number - 1`.
-    #[serde(with = "hex_hash")]
-    pub previous_hash: Hash,
-    /// Hash over the transactions.
-    #[serde(with = "hex_hash")]
-    pub data_hash: Hash,
-    /// Hash of this block's header.
-    #[serde(with = "hex_hash")]
-    pub hash: Hash,
-}
-
-impl BlockHeader {
-    /// `block`'s header.
-    pub fn of(block: &Block) -> Self {
-        BlockHeader {
-            number: block.number,
-            previous_hash: block.previous_hash,
-            data_hash: block.data_hash,
-            hash: block.hash,
-        }
-    }
-}
-
 mod hex_hash {
     use super::Hash;
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
