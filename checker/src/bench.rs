@@ -1,15 +1,12 @@
 //! `checker bench`: the linearizability checker on seeded generated
 //! histories, printing what it measured (ops/s, peak memory).
 
-use checker::history::{read_history, History};
-use checker::linearizable::{check_history, Budget, Model};
 use clap::Args;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 /// `checker bench` flags.
 #[derive(Debug, Args)]
@@ -143,85 +140,74 @@ fn write_file(rows: &[Value]) -> tempfile::NamedTempFile {
     file
 }
 
-/// Resets the kernel's peak-RSS counter (`VmHWM`), so each measurement
-/// reports its own peak.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-fn measure(name: &str, rows: Vec<Value>, model: Model, budget: Budget) -> Value {
+/// Checks the rows the way a user would: written to a file, judged by this
+/// binary's `linearizable --json` in a child process, so that the figures
+/// (parse and check time, peak memory) are the checker's own and not the
+/// generator's. Prints and returns one JSON line.
+fn measure(name: &str, rows: Vec<Value>, model: &str, time_limit_s: u64) -> Value {
     let file = write_file(&rows);
     drop(rows);
-    reset_peak_rss();
-    let started = Instant::now();
-    let history: History = read_history(std::io::BufReader::new(
-        std::fs::File::open(file.path()).expect("reopen"),
-    ))
-    .expect("generated histories are well formed");
-    let parse_s = started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    let report = check_history(&history, model, budget);
-    let secs = started.elapsed().as_secs_f64();
-    let line = json!({"history": name, "ops": report.ops.len(), "valid": report.valid, "parse_s": parse_s, "check_s": secs,
-        "ops_per_s": report.ops.len() as f64 / secs.max(1e-9), "peak_rss_mb_parse_and_check": peak_rss_mb(),
-        "info_dropped": report.info_dropped, "info_kept": report.info_kept});
+    let exe = std::env::current_exe().expect("the checker binary's path");
+    let output = std::process::Command::new(exe)
+        .args(["linearizable", "--json", "--model", model, "--time-limit-s"])
+        .arg(time_limit_s.to_string())
+        .arg(file.path())
+        .output()
+        .expect("running the checker");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let got: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "the checker printed no JSON line ({e}): {text} {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let counts = &got["counts"];
+    let ops = counts["ops"].as_u64().unwrap_or(0);
+    let check_s = got["check_ms"].as_f64().unwrap_or(f64::NAN) / 1e3;
+    let line = json!({"history": name, "ops": ops, "valid": got["valid"],
+        "parse_s": got["parse_ms"].as_f64().unwrap_or(f64::NAN) / 1e3, "check_s": check_s,
+        "ops_per_s": ops as f64 / check_s.max(1e-9), "peak_rss_mb": got["peak_rss_mb"],
+        "info_dropped": counts["info-dropped-by-reduction"], "info_kept": counts["info-kept"]});
     println!("{line}");
     line
 }
 
 /// Runs the bench.
 pub fn run(args: BenchArgs) -> ExitCode {
-    let budget = Budget {
-        time_limit: Duration::from_secs(args.time_limit_s),
-        memory_bytes_max: 2 << 30,
-    };
     let s = args.seed;
+    let limit = args.time_limit_s;
     let mut single = generate(s, 10, 1, 10_000, 0.05, false);
     measure(
         "cas-register 10k ops, 10 processes, 5% info",
         single.clone(),
-        Model::CasRegister,
-        budget,
+        "cas-register",
+        limit,
     );
     inject_stale_read(&mut single);
     measure(
         "cas-register 10k ops, 5% info, one stale read",
         single,
-        Model::CasRegister,
-        budget,
+        "cas-register",
+        limit,
     );
     measure(
         "cas-register 50k ops, 10 processes, 2% info",
         generate(s + 1, 10, 1, 50_000, 0.02, false),
-        Model::CasRegister,
-        budget,
+        "cas-register",
+        limit,
     );
-    let adversarial = adversarial();
-    let short = Budget {
-        time_limit: Duration::from_secs(5),
-        ..budget
-    };
     measure(
         "adversarial: 40 concurrent observed info writes, stale reads (budget 5 s)",
-        adversarial,
-        Model::CasRegister,
-        short,
+        adversarial(),
+        "cas-register",
+        5,
     );
     if !args.quick {
         measure(
             "kv 1000 keys, 1M ops, 10 processes",
             generate(s + 2, 10, 1000, 1_000_000, 0.01, true),
-            Model::Kv,
-            budget,
+            "kv",
+            limit,
         );
     }
     ExitCode::SUCCESS

@@ -127,13 +127,28 @@ fn main() -> ExitCode {
         if json_out {
             println!(
                 "{}",
-                json!({"file": file, "valid": result.valid, "anomalies": result.anomalies, "counts": result.counts, "parse_ms": parse_ms, "check_ms": result.check_ms, "note": result.note})
+                json!({"file": file, "valid": result.valid, "anomalies": result.anomalies, "counts": result.counts, "parse_ms": parse_ms, "check_ms": result.check_ms, "peak_rss_mb": peak_rss_mb(), "note": result.note})
             );
         } else {
             print_human(&file, &result, parse_ms);
         }
     }
     ExitCode::from(worst)
+}
+
+/// This process's peak resident memory so far, MB (`VmHWM`; `null` where
+/// /proc is missing).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
 /// Combines exit codes: bad input (3) over invalid (1) over unknown (2)
