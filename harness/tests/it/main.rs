@@ -3,6 +3,7 @@
 //! bug switches that must be caught; check, clean and Ctrl-C behaviour.
 
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -94,14 +95,26 @@ fn run(args: &[&str]) -> Run {
     r
 }
 
-/// Ops sent to `targets` that did not succeed between two history times.
+/// Ops sent to `targets`, invoked between two history times, that did not
+/// succeed (whenever they ended: one that timed out may end after the heal).
 fn failed_on(history: &[Value], targets: &[Value], from: u64, to: u64) -> usize {
-    history
-        .iter()
-        .filter(|e| e["type"] == "fail" || e["type"] == "info")
-        .filter(|e| e["process"] != "nemesis" && targets.contains(&e["node"]))
-        .filter(|e| (from..=to).contains(&e["time"].as_u64().unwrap()))
-        .count()
+    let mut invoked_at: HashMap<String, u64> = HashMap::new();
+    let mut count = 0;
+    for e in history.iter().filter(|e| e["process"] != "nemesis") {
+        let process = e["process"].to_string();
+        let time = e["time"].as_u64().unwrap();
+        if e["type"] == "invoke" {
+            invoked_at.insert(process, time);
+        } else if (e["type"] == "fail" || e["type"] == "info")
+            && targets.contains(&e["node"])
+            && invoked_at
+                .get(&process)
+                .is_some_and(|t| (from..=to).contains(t))
+        {
+            count += 1;
+        }
+    }
+    count
 }
 
 #[test]
