@@ -92,7 +92,8 @@ pub struct TestArgs {
     /// Target operations per second over all workers (0 = unlimited).
     #[arg(long, default_value_t = 200.0)]
     pub rate: f64,
-    /// Number of concurrent client workers.
+    /// Number of concurrent client workers (process p talks to node
+    /// p mod nodes, as in Jepsen; use at least as many as nodes).
     #[arg(long, default_value_t = 10)]
     pub concurrency: usize,
     /// Where the nodes run: auto (docker when a daemon answers, else

@@ -235,8 +235,8 @@ async fn drive(
         )?)
     });
     let generator: Box<dyn Generator> = match plan.workload {
-        Workload::Ordering => Box::new(OrderingGenerator::new(plan.seed, nodes.len())),
-        Workload::Register => Box::new(RegisterGenerator::new(plan.seed, nodes.len())),
+        Workload::Ordering => Box::new(OrderingGenerator::new(plan.seed)),
+        Workload::Register => Box::new(RegisterGenerator::new(plan.seed)),
     };
     let cpu_at_start = cpu_s();
     let started = Instant::now();

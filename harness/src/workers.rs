@@ -1,7 +1,10 @@
 //! Client workers: each takes the next op from the shared seeded generator,
 //! records its invoke, carries it out through the workload's client and
-//! records the completion. A process whose op ended in `info` is retired
-//! and the worker continues under a fresh process number.
+//! records the completion. As in Jepsen, process `p` talks to node
+//! `p mod n` only, so that during a partition the processes bound to the
+//! majority go on while those bound to the minority wait or fail. A process
+//! whose op ended in `info` is retired and the worker continues under a
+//! fresh process number (`p + concurrency`, usually another node).
 
 use crate::history::{Process, Record, Recorder};
 use serde_json::Value;
@@ -62,8 +65,7 @@ impl Workers {
         let mut process = w;
         while Instant::now() < self.deadline {
             if self.rate > 0.0 {
-                let k = self.slot.fetch_add(1, Ordering::Relaxed);
-                let due = self.started + Duration::from_secs_f64(k as f64 / self.rate);
+                let due = self.next_due();
                 if due >= self.deadline {
                     return;
                 }
@@ -83,9 +85,26 @@ impl Workers {
         }
     }
 
+    /// The instant of the next pacing slot. Slots missed while every worker
+    /// waited (a fault stalls them all) are skipped, not made up: catching
+    /// up would fire a burst of ops far above `--rate` at the heal.
+    fn next_due(&self) -> Instant {
+        let now_slot = (self.started.elapsed().as_secs_f64() * self.rate) as u64;
+        let k = self.slot.fetch_add(1, Ordering::Relaxed);
+        let k = if k < now_slot {
+            // Behind: move the shared counter to the present.
+            self.slot.fetch_max(now_slot + 1, Ordering::Relaxed);
+            now_slot
+        } else {
+            k
+        };
+        self.started + Duration::from_secs_f64(k as f64 / self.rate)
+    }
+
     /// Records and performs one op; true when it ended in `info`.
     async fn perform(&self, process: u64, inv: &Invocation) -> bool {
-        let node = self.nodes[inv.node_index % self.nodes.len()].clone();
+        let node_index = process as usize % self.nodes.len();
+        let node = self.nodes[node_index].clone();
         let p = Process::Client(process);
         self.recorder.record(&Record {
             process: p,
@@ -96,7 +115,7 @@ impl Workers {
             node: Some(&node),
             error: None,
         });
-        let Completion { outcome, .. } = self.client.invoke(inv).await;
+        let Completion { outcome, .. } = self.client.invoke(inv, node_index).await;
         let (kind, value, error): (&str, Value, Option<String>) = match outcome {
             Outcome::Ok(v) => {
                 self.counters.ok.fetch_add(1, Ordering::Relaxed);

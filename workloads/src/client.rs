@@ -69,9 +69,9 @@ impl OrdealClient {
         &self.nodes[index % self.nodes.len()]
     }
 
-    /// Carries out one invocation against the node it names.
-    pub async fn invoke(&self, inv: &Invocation) -> Completion {
-        let (name, url) = self.node(inv.node_index);
+    /// Carries out one invocation against node `node_index`.
+    pub async fn invoke(&self, inv: &Invocation, node_index: usize) -> Completion {
+        let (name, url) = self.node(node_index);
         let outcome = match inv.f.as_str() {
             "submit" => self.submit(url, &inv.value).await,
             "deliver" => self.deliver_recent(url, &inv.value).await,

@@ -74,9 +74,9 @@ impl EtcdClient {
         })
     }
 
-    /// Carries out one register invocation against the member it names.
-    pub async fn invoke(&self, inv: &Invocation) -> Completion {
-        let (name, url) = &self.nodes[inv.node_index % self.nodes.len()];
+    /// Carries out one register invocation against member `node_index`.
+    pub async fn invoke(&self, inv: &Invocation, node_index: usize) -> Completion {
+        let (name, url) = &self.nodes[node_index % self.nodes.len()];
         let key = b64(inv.key.as_deref().unwrap_or(""));
         let outcome = match inv.f.as_str() {
             "read" => self.read(url, &key).await,

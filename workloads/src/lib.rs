@@ -3,13 +3,13 @@
 //!
 //! A generator is pure: it hands out the next [`Invocation`] from its seeded
 //! random stream and never sleeps, reads a clock or does IO; the harness owns
-//! time and workers. A client turns an invocation into requests against one
-//! node and reports a [`Completion`]: `ok`, `fail` (certainly no effect) or
+//! time and workers, and binds each process to a node. A client turns an
+//! invocation into requests against that node and reports a [`Completion`]: `ok`, `fail` (certainly no effect) or
 //! `info` (unknown).
 //!
 //! ```
 //! use workloads::{Generator, OrderingGenerator};
-//! let mut generator = OrderingGenerator::new(42, 3);
+//! let mut generator = OrderingGenerator::new(42);
 //! let first = generator.next_invocation().unwrap();
 //! assert!(first.f == "submit" || first.f == "deliver");
 //! ```
@@ -36,8 +36,6 @@ pub struct Invocation {
     pub key: Option<String>,
     /// The argument, as recorded on `invoke` (history.md).
     pub value: Value,
-    /// Index of the node (0-based) the client should send it to.
-    pub node_index: usize,
 }
 
 /// How an operation ended.
@@ -90,11 +88,11 @@ pub enum SutClient {
 }
 
 impl SutClient {
-    /// Carries out one invocation against the node it names.
-    pub async fn invoke(&self, inv: &Invocation) -> Completion {
+    /// Carries out one invocation against node `node_index` (0-based).
+    pub async fn invoke(&self, inv: &Invocation, node_index: usize) -> Completion {
         match self {
-            SutClient::Ordeal(c) => c.invoke(inv).await,
-            SutClient::Etcd(c) => c.invoke(inv).await,
+            SutClient::Ordeal(c) => c.invoke(inv, node_index).await,
+            SutClient::Etcd(c) => c.invoke(inv, node_index).await,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Total-order broadcast: clients submit transactions with unique ids to
-//! random nodes, readers deliver recent blocks from random nodes, and at the
+//! Total-order broadcast: clients submit transactions with unique ids,
+//! readers deliver recent blocks (each process to its own node), and at the
 //! end of the run the harness reads every node's whole chain (the final
 //! `deliver` operations, see [`crate::OrdealClient::deliver_chain`]).
 
@@ -17,21 +17,15 @@ pub const DELIVER_RECENT_BLOCKS: u64 = 20;
 #[derive(Debug, Clone)]
 pub struct OrderingGenerator {
     rng: ChaCha8Rng,
-    nodes: usize,
     seed: u64,
     next_tx: u64,
 }
 
 impl OrderingGenerator {
-    /// A generator seeded with `seed`, spreading ops over `nodes` nodes.
-    ///
-    /// # Panics
-    /// When `nodes` is 0 (a programmer error: a plan always has nodes).
-    pub fn new(seed: u64, nodes: usize) -> Self {
-        assert!(nodes > 0, "an ordering workload needs nodes");
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
         Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
-            nodes,
             seed,
             next_tx: 0,
         }
@@ -40,13 +34,11 @@ impl OrderingGenerator {
 
 impl Generator for OrderingGenerator {
     fn next_invocation(&mut self) -> Option<Invocation> {
-        let node_index = self.rng.gen_range(0..self.nodes);
         if self.rng.gen_range(0..DELIVER_ONE_IN) == 0 {
             return Some(Invocation {
                 f: "deliver".to_string(),
                 key: None,
                 value: json!({"recent": DELIVER_RECENT_BLOCKS}),
-                node_index,
             });
         }
         // The seed in the id keeps ids unique across repeated tests that
@@ -57,7 +49,6 @@ impl Generator for OrderingGenerator {
             f: "submit".to_string(),
             key: None,
             value: Value::String(id),
-            node_index,
         })
     }
 }
@@ -69,7 +60,7 @@ mod tests {
 
     #[test]
     fn transaction_ids_are_unique_and_reads_are_mixed_in() {
-        let mut g = OrderingGenerator::new(3, 3);
+        let mut g = OrderingGenerator::new(3);
         let mut ids = HashSet::new();
         let mut delivers = 0;
         for _ in 0..2_000 {
@@ -85,8 +76,8 @@ mod tests {
 
     #[test]
     fn same_seed_same_ops() {
-        let mut a = OrderingGenerator::new(9, 5);
-        let mut b = OrderingGenerator::new(9, 5);
+        let mut a = OrderingGenerator::new(9);
+        let mut b = OrderingGenerator::new(9);
         for _ in 0..300 {
             assert_eq!(a.next_invocation(), b.next_invocation());
         }

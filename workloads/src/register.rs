@@ -24,21 +24,15 @@ struct KeyState {
 #[derive(Debug, Clone)]
 pub struct RegisterGenerator {
     rng: ChaCha8Rng,
-    nodes: usize,
     keys: Vec<KeyState>,
     next_key: u64,
 }
 
 impl RegisterGenerator {
-    /// A generator seeded with `seed`, spreading ops over `nodes` nodes.
-    ///
-    /// # Panics
-    /// When `nodes` is 0 (a programmer error: a plan always has nodes).
-    pub fn new(seed: u64, nodes: usize) -> Self {
-        assert!(nodes > 0, "a register workload needs nodes");
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
         let mut generator = Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
-            nodes,
             keys: Vec::new(),
             next_key: 0,
         };
@@ -66,7 +60,6 @@ impl Generator for RegisterGenerator {
         if self.keys[slot].ops >= KEY_OPS_MAX {
             self.keys[slot] = self.fresh_key();
         }
-        let node_index = self.rng.gen_range(0..self.nodes);
         let choice = self.rng.gen_range(0..4);
         let key = &mut self.keys[slot];
         key.ops += 1;
@@ -88,7 +81,6 @@ impl Generator for RegisterGenerator {
             f: f.to_string(),
             key: Some(key.name.clone()),
             value,
-            node_index,
         })
     }
 }
@@ -100,8 +92,8 @@ mod tests {
 
     #[test]
     fn same_seed_same_ops() {
-        let mut a = RegisterGenerator::new(7, 3);
-        let mut b = RegisterGenerator::new(7, 3);
+        let mut a = RegisterGenerator::new(7);
+        let mut b = RegisterGenerator::new(7);
         for _ in 0..500 {
             assert_eq!(a.next_invocation(), b.next_invocation());
         }
@@ -109,12 +101,11 @@ mod tests {
 
     #[test]
     fn written_values_are_unique_per_key_and_keys_retire() {
-        let mut g = RegisterGenerator::new(1, 5);
+        let mut g = RegisterGenerator::new(1);
         let mut written: HashMap<String, HashSet<i64>> = HashMap::new();
         let mut per_key: HashMap<String, u64> = HashMap::new();
         for _ in 0..5_000 {
             let op = g.next_invocation().unwrap();
-            assert!(op.node_index < 5);
             let key = op.key.clone().unwrap();
             *per_key.entry(key.clone()).or_default() += 1;
             let new = match op.f.as_str() {
