@@ -2,7 +2,9 @@
 //! when it starts and when it ends, and all healed at the end.
 //!
 //! Each cycle: wait half an interval, inject one fault chosen from the
-//! plan's set, hold it for an interval, heal it.
+//! plan's set, hold it for an interval, heal it. Faults are drawn in rounds,
+//! each kind once per round in a seeded order, so that a mix of k kinds has
+//! shown every one of them after k cycles.
 
 use crate::grudge;
 use crate::history::Recorder;
@@ -80,11 +82,18 @@ impl Nemesis {
             return Ok(());
         }
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ NEMESIS_SEED_SALT);
+        let mut round: Vec<Fault> = Vec::new();
         loop {
             if sleep_or_stop(&mut stop, self.interval / 2).await {
                 return Ok(());
             }
-            let fault = *self.faults.choose(&mut rng).expect("faults is not empty");
+            if round.is_empty() {
+                round.clone_from(&self.faults);
+            }
+            // Drawn as `choose` draws (a u32), so a single kind's schedule of
+            // targets is what it was before rounds.
+            let at = rng.gen_range(0..round.len() as u32) as usize;
+            let fault = round.swap_remove(at);
             let active = self.inject(fault, &mut rng).await?;
             self.active.lock().expect("active lock").push(format!(
                 "{} {}",
