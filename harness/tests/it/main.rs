@@ -303,11 +303,18 @@ fn clock_check(runtime: &str) {
 
 #[test]
 fn stale_reads_are_caught_and_the_same_run_without_the_bug_is_valid() {
+    // Each process talks to one node: 30 of them put about ten on the
+    // minority, enough to read there while the majority writes; 30 s give
+    // five partitions (caught 3 of 3 times with three runs at once).
     let bad = run(&[
         "--workload",
         "register",
         "--nemesis",
         "partition",
+        "--time-limit-s",
+        "30",
+        "--concurrency",
+        "30",
         "--seed",
         "21",
         "--bug",
@@ -336,6 +343,8 @@ fn stale_reads_are_caught_and_the_same_run_without_the_bug_is_valid() {
         "register",
         "--nemesis",
         "partition",
+        "--concurrency",
+        "30",
         "--seed",
         "21",
     ]);
@@ -782,6 +791,10 @@ fn etcd_serializable_reads_under_partition_are_caught_as_stale() {
         "20",
         "--rate",
         "150",
+        // Each process talks to one member: enough of them on the isolated
+        // member read while the majority writes (4 of 4 seeds caught it).
+        "--concurrency",
+        "30",
         "--seed",
         "3075415358805677",
     ]);
