@@ -215,17 +215,8 @@ impl OrdealClient {
 
     /// GETs a JSON document (`/status`, `/fsync`) from a node.
     pub async fn get_json(&self, node_index: usize, path: &str) -> Result<Value, String> {
-        let (name, url) = self.node(node_index);
-        let response = self
-            .http
-            .get(format!("{url}{path}"))
-            .send()
-            .await
-            .map_err(|e| format!("{name} {path}: {e}"))?;
-        response
-            .json()
-            .await
-            .map_err(|e| format!("{name} {path}: {e}"))
+        let text = self.get_text(node_index, path).await?;
+        serde_json::from_str(&text).map_err(|e| format!("{} {path}: {e}", self.node(node_index).0))
     }
 
     /// GETs a text document (`/metrics`) from a node.
