@@ -2,6 +2,9 @@
 //!
 //! - [`history`]: the history format, a validating streaming reader and the
 //!   pairing of events into operations.
+//! - [`edn`]: Jepsen's EDN histories, read into the same events.
+//! - [`validate`]: what each checker understands; a history it does not is
+//!   refused before it is judged.
 //! - [`linearizable`]: Wing & Gong / Lowe search with memoisation,
 //!   P-compositionality and sound reductions for `info` operations.
 //! - [`ordering`]: agreement, integrity, no loss, no duplication and
@@ -23,7 +26,9 @@
 //! reads a clock but the history's own (and its budget's deadline).
 #![deny(missing_docs)]
 
+pub mod edn;
 pub mod history;
 pub mod linearizable;
 pub mod ordering;
+pub mod validate;
 pub mod verdict;
