@@ -113,11 +113,16 @@ fn edn_err(line: u64, problem: impl Into<String>) -> HistoryError {
 
 /// The parser's error, its line counted from the form's start.
 fn parse_err(form_line: u64, e: &clojure_reader::error::Error) -> HistoryError {
+    if e.code == Code::UnexpectedEOF {
+        // The parser stops at the end of the file; the form's start is
+        // where the reader can look.
+        return edn_err(
+            form_line,
+            "the form that starts on this line is never closed (an unclosed `{`, `[`, `(` or string)",
+        );
+    }
     let line = form_line + e.line.map_or(0, |l| l.saturating_sub(1) as u64);
     let what = match &e.code {
-        Code::UnexpectedEOF => {
-            "the text ends inside a form (an unclosed `{`, `[`, `(` or string)".to_string()
-        }
         Code::UnmatchedDelimiter(c) => format!("unmatched `{c}`"),
         Code::HashMapDuplicateKey => "a map names the same key twice".to_string(),
         Code::SetDuplicateKey => "a set holds the same element twice".to_string(),
@@ -317,7 +322,7 @@ mod tests {
     #[test]
     fn malformed_edn_names_the_line() {
         let cases = [
-            ("{:process 0 :type :invoke :f :read :value nil :time 1}\n{:process 0 :type :ok", "line 2: not an EDN map: the text ends inside a form"),
+            ("{:process 0 :type :invoke :f :read :value nil :time 1}\n{:process 0 :type :ok", "line 2: not an EDN map: the form that starts on this line is never closed"),
             ("{:process 0 :type :invoke :f :read :value nil :time 1}\n[1 2]", "line 2: not an EDN map: expected a map"),
             ("[{:process 0 :type :invoke :f :read :value nil :time 1}\n", "line 2: not an EDN map: the vector of events has no closing `]`"),
             ("[{:process 0 :type :invoke :f :read :value nil :time 1}]\n{}", "line 2: not an EDN map: text after the vector"),
