@@ -11,6 +11,8 @@ use checker::validate::{validate, Vocabulary};
 use checker::verdict::{CheckResult, Validity};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -161,45 +163,62 @@ fn main() -> ExitCode {
         .map(|f| f.parse::<Format>().expect("clap allows only known formats"));
     let several = plan.inputs.files.len() > 1;
     let mut worst = 0u8;
+    let mut stdout = std::io::stdout().lock();
     for (n, file) in plan.inputs.files.iter().enumerate() {
-        let parse_started = Instant::now();
-        let history = match load(file, format, plan.vocabulary) {
-            Ok(h) => h,
-            Err(e) => {
-                report_refusal(file, &e, plan.inputs.json);
+        let picture_dir = plan.picture_dir.as_ref().map(|dir| {
+            if several {
+                dir.join(format!("{}-{}", n + 1, stem(file)))
+            } else {
+                dir.clone()
+            }
+        });
+        let (code, text) = check_file(&plan, format, file, picture_dir.as_deref());
+        worst = worse(worst, code);
+        if let Err(e) = stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            // A reader that went away (`checker … | head`) wants no more.
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("checker: writing the verdicts: {e}");
                 worst = worse(worst, 3);
-                continue;
             }
-        };
-        let parse_ms = parse_started.elapsed().as_secs_f64() * 1e3;
-        let judged = (plan.judge)(&history);
-        worst = worse(worst, exit_code(judged.result.valid));
-        let pictures = match &plan.picture_dir {
-            Some(dir) => {
-                let dir = if several {
-                    dir.join(format!("{}-{}", n + 1, stem(file)))
-                } else {
-                    dir.clone()
-                };
-                write_pictures(&dir, &judged.pictures).unwrap_or_else(|e| {
-                    eprintln!("checker: {}: {e}", file.display());
-                    worst = worse(worst, 3);
-                    Vec::new()
-                })
-            }
-            None => Vec::new(),
-        };
-        if plan.inputs.json {
-            let r = &judged.result;
-            println!(
-                "{}",
-                json!({"file": file, "valid": r.valid, "anomalies": r.anomalies, "counts": r.counts, "parse_ms": parse_ms, "check_ms": r.check_ms, "peak_rss_mb": peak_rss_mb(), "note": r.note, "pictures": pictures})
-            );
-        } else {
-            print_human(file, &judged.result, parse_ms, &pictures);
+            break;
         }
     }
     ExitCode::from(worst)
+}
+
+/// Judges one file: its exit code and what it prints on stdout.
+fn check_file(
+    plan: &Plan,
+    format: Option<Format>,
+    file: &Path,
+    picture_dir: Option<&Path>,
+) -> (u8, String) {
+    let parse_started = Instant::now();
+    let history = match load(file, format, plan.vocabulary) {
+        Ok(h) => h,
+        Err(e) => return (3, refusal(file, &e, plan.inputs.json)),
+    };
+    let parse_ms = parse_started.elapsed().as_secs_f64() * 1e3;
+    let judged = (plan.judge)(&history);
+    let mut code = exit_code(judged.result.valid);
+    let pictures = match picture_dir {
+        Some(dir) => write_pictures(dir, &judged.pictures).unwrap_or_else(|e| {
+            eprintln!("checker: {}: {e}", file.display());
+            code = worse(code, 3);
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    let r = &judged.result;
+    let text = if plan.inputs.json {
+        json!({"file": file, "valid": r.valid, "anomalies": r.anomalies, "counts": r.counts, "parse_ms": parse_ms, "check_ms": r.check_ms, "peak_rss_mb": peak_rss_mb(), "note": r.note, "pictures": pictures}).to_string() + "\n"
+    } else {
+        human(file, r, parse_ms, &pictures)
+    };
+    (code, text)
 }
 
 fn exit_code(valid: Validity) -> u8 {
@@ -210,15 +229,13 @@ fn exit_code(valid: Validity) -> u8 {
     }
 }
 
-/// Says why a file was refused: on stderr, or as its JSON line.
-fn report_refusal(file: &Path, e: &HistoryError, json_out: bool) {
+/// Says why a file was refused: its JSON line for stdout, or on stderr.
+fn refusal(file: &Path, e: &HistoryError, json_out: bool) -> String {
     if json_out {
-        println!(
-            "{}",
-            json!({"file": file, "error": e.to_string(), "line": e.line()})
-        );
+        json!({"file": file, "error": e.to_string(), "line": e.line()}).to_string() + "\n"
     } else {
         eprintln!("checker: {}: {e}", file.display());
+        String::new()
     }
 }
 
@@ -279,32 +296,34 @@ fn worse(a: u8, b: u8) -> u8 {
     }
 }
 
-fn print_human(file: &Path, r: &CheckResult, parse_ms: f64, pictures: &[PathBuf]) {
+/// The verdict as text for a person.
+fn human(file: &Path, r: &CheckResult, parse_ms: f64, pictures: &[PathBuf]) -> String {
     let verdict = match r.valid {
         Validity::Valid => "valid",
         Validity::Invalid => "INVALID",
         Validity::Unknown => "unknown",
     };
-    println!(
-        "{}: {} ({} checker; parse {parse_ms:.1} ms, check {:.1} ms)",
+    let mut out = format!(
+        "{}: {} ({} checker; parse {parse_ms:.1} ms, check {:.1} ms)\n",
         file.display(),
         verdict,
         r.checker,
         r.check_ms
     );
     for (k, v) in &r.counts {
-        println!("  {k}: {v}");
+        let _ = writeln!(out, "  {k}: {v}");
     }
     for a in r.anomalies.iter().filter(|a| a.count > 0) {
-        println!("  anomaly {} ×{}", a.kind, a.count);
+        let _ = writeln!(out, "  anomaly {} ×{}", a.kind, a.count);
         for e in &a.examples {
-            println!("    {e}");
+            let _ = writeln!(out, "    {e}");
         }
     }
     if let Some(note) = &r.note {
-        println!("  note: {note}");
+        let _ = writeln!(out, "  note: {note}");
     }
     for p in pictures {
-        println!("  picture: {}", p.display());
+        let _ = writeln!(out, "  picture: {}", p.display());
     }
+    out
 }

@@ -160,10 +160,17 @@ pub fn validate(history: &History, vocabulary: Vocabulary) -> Result<(), History
         };
         if let Some(expected) = wanted.mismatch(&e.value) {
             let kind = format!("{:?}", e.kind).to_lowercase();
+            // Jepsen's `independent` wraps every value as [key value].
+            let tuple = wanted == Shape::Null && e.value.as_array().is_some_and(|a| a.len() == 2);
+            let hint = if tuple {
+                "; a Jepsen `independent` tuple [key value]? give the key in the event's `key` field and the value alone"
+            } else {
+                ""
+            };
             return Err(field_err(
                 line,
                 "value",
-                format!("`{}` {kind} expects {expected}, got {}", e.f, e.value),
+                format!("`{}` {kind} expects {expected}, got {}{hint}", e.f, e.value),
             ));
         }
     }
@@ -217,6 +224,7 @@ mod tests {
             (r#"{"process":0,"type":"invoke","f":"cas","value":[1,2,3],"time":1}"#, cas, "line 1: field `value`: `cas` invoke expects a two-element array [expected, new], got [1,2,3]"),
             (r#"{"process":0,"type":"invoke","f":"cas","value":"[1,2]","time":1}"#, cas, "got \"[1,2]\""),
             (r#"{"process":0,"type":"invoke","f":"read","value":3,"time":1}"#, cas, "line 1: field `value`: `read` invoke expects null, got 3"),
+            (r#"{"process":0,"type":"invoke","f":"read","value":[3,null],"time":1}"#, cas, "`read` invoke expects null, got [3,null]; a Jepsen `independent` tuple"),
             ("{\"process\":0,\"type\":\"invoke\",\"f\":\"get\",\"time\":1}\n{\"process\":0,\"type\":\"ok\",\"f\":\"get\",\"value\":4,\"time\":2}", Vocabulary::Model(Model::Kv), "line 2: field `value`: `get` ok expects a string or null, got 4"),
             (r#"{"process":0,"type":"invoke","f":"submit","value":7,"time":1}"#, Vocabulary::Ordering, "line 1: field `value`: `submit` invoke expects a string, got 7"),
             (r#"{"process":"nemesis","type":"info","f":"kill","value":null,"time":1}"#, cas, "no operation of the cas-register model (read, write, cas)"),

@@ -446,3 +446,20 @@ fn picture_draws_each_failing_key() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale = file(dir.path(), "stale.jsonl", STALE);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_checker"))
+        .args(["linearizable", &stale, &stale, &stale])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the checker starts");
+    // Close the reading end, as `checker … | head -0` does.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("the checker ends");
+    assert!(!stderr(&out).contains("panicked"), "{out:?}");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
