@@ -124,6 +124,13 @@ fn parse_err(form_line: u64, e: &clojure_reader::error::Error) -> HistoryError {
     let line = form_line + e.line.map_or(0, |l| l.saturating_sub(1) as u64);
     let what = match &e.code {
         Code::UnmatchedDelimiter(c) => format!("unmatched `{c}`"),
+        Code::InvalidChar => "an invalid character".to_string(),
+        Code::InvalidEscape => "an invalid escape in a string".to_string(),
+        Code::InvalidKeyword => "an invalid keyword".to_string(),
+        Code::InvalidNumber | Code::InvalidRadix(_) => "an invalid number".to_string(),
+        Code::InvalidTag => {
+            "a tag the reader cannot read (`##Inf` and `##NaN` are among them)".to_string()
+        }
         Code::HashMapDuplicateKey => "a map names the same key twice".to_string(),
         Code::SetDuplicateKey => "a set holds the same element twice".to_string(),
         other => format!("{other:?}"),

@@ -1,6 +1,7 @@
-//! Histories (`shared/spec/history.md`): event types, a streaming JSON
-//! Lines reader that validates as it goes, and the pairing of invokes with
-//! their completions into operations.
+//! Histories (`docs/history.md`): event types, a streaming JSON Lines
+//! reader that validates as it goes (EDN is read by [`crate::edn`] into the
+//! same events), and the pairing of invokes with their completions into
+//! operations.
 
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
