@@ -234,7 +234,7 @@ fn refusal(file: &Path, e: &HistoryError, json_out: bool) -> String {
     if json_out {
         json!({"file": file, "error": e.to_string(), "line": e.line()}).to_string() + "\n"
     } else {
-        eprintln!("checker: {}: {e}", file.display());
+        eprintln!("checker: {}: {e}", shown(file));
         String::new()
     }
 }
@@ -243,6 +243,15 @@ fn stem(file: &Path) -> String {
     match file.file_stem().and_then(|s| s.to_str()) {
         Some(s) if file != Path::new("-") => s.to_string(),
         _ => "stdin".to_string(),
+    }
+}
+
+/// A file's name in messages (`-` is standard input).
+fn shown(file: &Path) -> String {
+    if file == Path::new("-") {
+        "<stdin>".to_string()
+    } else {
+        file.display().to_string()
     }
 }
 
@@ -324,6 +333,18 @@ fn human(file: &Path, r: &CheckResult, parse_ms: f64, pictures: &[PathBuf]) -> S
     }
     for p in pictures {
         let _ = writeln!(out, "  picture: {}", p.display());
+    }
+    let failing_keys = r
+        .anomalies
+        .iter()
+        .find(|a| a.kind == "nonlinearizable")
+        .map_or(0, |a| a.count);
+    if !pictures.is_empty() && failing_keys > pictures.len() as u64 {
+        let _ = writeln!(
+            out,
+            "  pictures drawn for the first {} of {failing_keys} failing keys",
+            pictures.len()
+        );
     }
     out
 }

@@ -445,6 +445,27 @@ fn picture_draws_each_failing_key() {
         String::from_utf8_lossy(&out.stdout).contains("picture: "),
         "{out:?}"
     );
+
+    // At most ten keys are drawn, and the text says so.
+    let twelve: String = (0..12).map(|k| keyed(&format!("k{k:02}"), 2, k)).collect();
+    let history = file(dir.path(), "twelve.jsonl", &twelve);
+    let capped = dir.path().join("capped");
+    let out = checker(
+        &[
+            "linearizable",
+            "--picture",
+            capped.to_str().unwrap(),
+            &history,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(html_files(&capped).len(), 10);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("pictures drawn for the first 10 of 12 failing keys"),
+        "{text}"
+    );
 }
 
 #[test]
