@@ -17,6 +17,9 @@
 //! {"process":1,"type":"invoke","f":"read","value":null,"time":3}
 //! {"process":1,"type":"ok","f":"read","value":1,"time":4}"#;
 //! let history = checker::history::read_history(text.as_bytes()).unwrap();
+//! // Refuse what the model does not define before judging.
+//! let cas = checker::validate::Vocabulary::Model(checker::linearizable::Model::CasRegister);
+//! checker::validate::validate(&history, cas).unwrap();
 //! let budget = checker::linearizable::Budget::default();
 //! let report = checker::linearizable::check_history(&history, checker::linearizable::Model::CasRegister, budget);
 //! assert_eq!(report.valid, checker::verdict::Validity::Valid);

@@ -217,7 +217,8 @@ fn json_prints_one_object_per_file_refused_files_included() {
 }
 
 /// Jepsen-style histories (as `history.edn` holds them) with the same
-/// events as JSON Lines: `(name, edn, jsonl, expected exit)`.
+/// events as JSON Lines, one map per line, one vector, and records:
+/// `(name, edn, jsonl, expected exit)`.
 fn jepsen_pairs() -> Vec<(&'static str, String, String, i32)> {
     // (process, type, f, value as EDN, value as JSON)
     let rows = |stale: bool| {
@@ -291,6 +292,12 @@ fn jepsen_pairs() -> Vec<(&'static str, String, String, i32)> {
             jsonl(stale),
             exit,
         ));
+        // Jepsen 0.3 prints its ops as records.
+        let records: Vec<String> = edn(stale)
+            .iter()
+            .map(|m| format!("#jepsen.history.Op{m}"))
+            .collect();
+        out.push((name, records.join("\n"), jsonl(stale), exit));
     }
     out
 }
