@@ -56,8 +56,8 @@ enum Command {
         /// Give up (verdict unknown) when memoisation needs more than this.
         #[arg(long, default_value_t = 2048)]
         memory_mb: u64,
-        /// Write `linearizability-<key>.html` into DIR for each failing key
-        /// (the first 10 keys); with several files, into DIR/<n>-<file stem>/.
+        /// Write `linearizability-<key>.html` into DIR for each failing key;
+        /// with several files, into DIR/<n>-<file stem>/.
         #[arg(long, value_name = "DIR")]
         picture: Option<PathBuf>,
         #[command(flatten)]
@@ -78,8 +78,8 @@ struct Judged {
     pictures: Vec<(String, String)>,
 }
 
-/// A checker applied to each file.
-type Judge = Box<dyn Fn(&History) -> Judged>;
+/// A checker applied to each file; `true` asks for the pictures.
+type Judge = Box<dyn Fn(&History, bool) -> Judged>;
 
 /// What to do with every file.
 struct Plan {
@@ -110,7 +110,7 @@ fn plan(command: Command) -> Result<Plan, String> {
         Command::Ordering { inputs } => Ok(Plan {
             inputs,
             vocabulary: Vocabulary::Ordering,
-            judge: Box::new(|h: &History| Judged {
+            judge: Box::new(|h: &History, _| Judged {
                 result: checker::ordering::check_history(h),
                 pictures: Vec::new(),
             }),
@@ -131,11 +131,15 @@ fn plan(command: Command) -> Result<Plan, String> {
             Ok(Plan {
                 inputs,
                 vocabulary: Vocabulary::Model(model),
-                judge: Box::new(move |h: &History| {
+                judge: Box::new(move |h: &History, draw: bool| {
                     let report = checker::linearizable::check_history(h, model, budget);
                     Judged {
                         result: report.to_check_result(),
-                        pictures: report.html_pictures(),
+                        pictures: if draw {
+                            report.every_picture().collect()
+                        } else {
+                            Vec::new()
+                        },
                     }
                 }),
                 picture_dir: picture,
@@ -202,7 +206,7 @@ fn check_file(
         Err(e) => return (3, refusal(file, &e, plan.inputs.json)),
     };
     let parse_ms = parse_started.elapsed().as_secs_f64() * 1e3;
-    let judged = (plan.judge)(&history);
+    let judged = (plan.judge)(&history, picture_dir.is_some());
     let mut code = exit_code(judged.result.valid);
     let pictures = match picture_dir {
         Some(dir) => write_pictures(dir, &judged.pictures).unwrap_or_else(|e| {
@@ -333,18 +337,6 @@ fn human(file: &Path, r: &CheckResult, parse_ms: f64, pictures: &[PathBuf]) -> S
     }
     for p in pictures {
         let _ = writeln!(out, "  picture: {}", p.display());
-    }
-    let failing_keys = r
-        .anomalies
-        .iter()
-        .find(|a| a.kind == "nonlinearizable")
-        .map_or(0, |a| a.count);
-    if !pictures.is_empty() && failing_keys > pictures.len() as u64 {
-        let _ = writeln!(
-            out,
-            "  pictures drawn for the first {} of {failing_keys} failing keys",
-            pictures.len()
-        );
     }
     out
 }

@@ -3,8 +3,9 @@
 //! `info`), the linearized prefix numbered in green, the ops that cannot
 //! follow it in red.
 
-use super::KeyReport;
+use super::{key_text, KeyReport, LinearizabilityReport};
 use crate::history::{EventType, Op};
+use crate::verdict::Validity;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
@@ -29,6 +30,33 @@ fn label(op: &Op) -> String {
             format!("{:?}", op.outcome).to_lowercase()
         ),
     }
+}
+
+impl LinearizabilityReport {
+    /// An HTML page for every failing key, in key order, rendered as the
+    /// iterator is advanced: file name (`linearizability-<key>.html`, the
+    /// key with characters other than ASCII letters, digits, `-` and `_`
+    /// as `_`) and contents.
+    pub fn every_picture(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.keys
+            .iter()
+            .filter(|k| k.valid == Validity::Invalid)
+            .map(|k| (file_name(k), render(k, &self.ops)))
+    }
+}
+
+fn file_name(k: &KeyReport) -> String {
+    let safe: String = key_text(&k.key)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("linearizability-{safe}.html")
 }
 
 /// What is drawn and where: the ops shown, their lanes and time span.
