@@ -21,7 +21,12 @@ mod bench;
 
 /// Linearizability and ordering checkers for ordeal histories.
 #[derive(Debug, Parser)]
-#[command(name = "checker", version, about)]
+#[command(
+    name = "checker",
+    version,
+    about,
+    after_help = "Exit codes: 0 every file valid; 1 any invalid; 2 any unknown (a time or memory budget ran out, or no final read for `ordering`), none invalid; 3 any file refused (a history that breaks docs/history.md, named by file, line and field) or unreadable."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
