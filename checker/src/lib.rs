@@ -2,6 +2,9 @@
 //!
 //! - [`history`]: the history format, a validating streaming reader and the
 //!   pairing of events into operations.
+//! - [`edn`]: Jepsen's EDN histories, read into the same events.
+//! - [`validate`]: what each checker understands; a history it does not is
+//!   refused before it is judged.
 //! - [`linearizable`]: Wing & Gong / Lowe search with memoisation,
 //!   P-compositionality and sound reductions for `info` operations.
 //! - [`ordering`]: agreement, integrity, no loss, no duplication and
@@ -14,6 +17,9 @@
 //! {"process":1,"type":"invoke","f":"read","value":null,"time":3}
 //! {"process":1,"type":"ok","f":"read","value":1,"time":4}"#;
 //! let history = checker::history::read_history(text.as_bytes()).unwrap();
+//! // Refuse what the model does not define before judging.
+//! let cas = checker::validate::Vocabulary::Model(checker::linearizable::Model::CasRegister);
+//! checker::validate::validate(&history, cas).unwrap();
 //! let budget = checker::linearizable::Budget::default();
 //! let report = checker::linearizable::check_history(&history, checker::linearizable::Model::CasRegister, budget);
 //! assert_eq!(report.valid, checker::verdict::Validity::Valid);
@@ -23,7 +29,9 @@
 //! reads a clock but the history's own (and its budget's deadline).
 #![deny(missing_docs)]
 
+pub mod edn;
 pub mod history;
 pub mod linearizable;
 pub mod ordering;
+pub mod validate;
 pub mod verdict;

@@ -1,16 +1,18 @@
 //! `checker`: judge histories from ordeal or any tool that writes the
-//! history format (`shared/spec/history.md`).
+//! history format (`docs/history.md`), in JSON Lines or Jepsen's EDN.
 //!
-//! Exit codes: 0 all valid, 1 any invalid, 2 any unknown (none invalid),
-//! 3 bad input.
+//! Exit codes: 0 all valid, 1 any invalid, 2 any unknown (a budget ran
+//! out; none invalid), 3 bad input (a history refused, or a file that
+//! cannot be read or written).
 
-use anyhow::Context;
-use checker::history::{read_history, History};
+use checker::history::{read_history_as, read_history_file, Format, History, HistoryError};
 use checker::linearizable::{Budget, Model};
+use checker::validate::{validate, Vocabulary};
 use checker::verdict::{CheckResult, Validity};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde_json::json;
-use std::io::BufReader;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -19,10 +21,31 @@ mod bench;
 
 /// Linearizability and ordering checkers for ordeal histories.
 #[derive(Debug, Parser)]
-#[command(name = "checker", version, about)]
+#[command(
+    name = "checker",
+    version,
+    about,
+    after_help = "Exit codes: 0 every file valid; 1 any invalid; 2 any unknown (a time or memory budget ran out, or no final read for `ordering`), none invalid; 3 any file refused (a history that breaks docs/history.md, named by file, line and field) or unreadable."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// The history files to judge and how to print verdicts.
+#[derive(Debug, Args)]
+struct Inputs {
+    /// One JSON object per file instead of text; a refused file gives
+    /// `{"file", "error", "line"}`.
+    #[arg(long)]
+    json: bool,
+    /// The files' format; default: by extension (`.edn` is EDN, anything
+    /// else and stdin JSON Lines). See docs/history.md.
+    #[arg(long, value_parser = ["jsonl", "edn"])]
+    format: Option<String>,
+    /// History files (`-` = stdin).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,102 +61,226 @@ enum Command {
         /// Give up (verdict unknown) when memoisation needs more than this.
         #[arg(long, default_value_t = 2048)]
         memory_mb: u64,
-        /// One JSON object per file instead of text.
-        #[arg(long)]
-        json: bool,
-        /// History files (`-` = stdin).
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
+        /// Write `linearizability-<key>.html` into DIR for each failing key;
+        /// with several files, into DIR/<n>-<file stem>/.
+        #[arg(long, value_name = "DIR")]
+        picture: Option<PathBuf>,
+        #[command(flatten)]
+        inputs: Inputs,
     },
     /// Check ordering-workload histories (agreement, loss, order, ...).
     Ordering {
-        /// One JSON object per file instead of text.
-        #[arg(long)]
-        json: bool,
-        /// History files (`-` = stdin).
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
+        #[command(flatten)]
+        inputs: Inputs,
     },
     /// Measure the linearizability checker on seeded generated histories.
     Bench(bench::BenchArgs),
 }
 
-/// A checker applied to each file.
-type Judge = Box<dyn Fn(&History) -> CheckResult>;
-
-fn read(path: &Path) -> anyhow::Result<History> {
-    if path == Path::new("-") {
-        return read_history(std::io::stdin().lock()).context("<stdin>");
-    }
-    let file =
-        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    read_history(BufReader::with_capacity(1 << 20, file))
-        .with_context(|| path.display().to_string())
+/// A verdict and the failure pictures (file name, HTML) that go with it.
+struct Judged {
+    result: CheckResult,
+    pictures: Vec<(String, String)>,
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let (json_out, files, judge): (bool, Vec<PathBuf>, Judge) = match cli.command {
-        Command::Bench(args) => return bench::run(args),
-        Command::Ordering { json, files } => {
-            (json, files, Box::new(checker::ordering::check_history))
-        }
+/// A checker applied to each file; `true` asks for the pictures.
+type Judge = Box<dyn Fn(&History, bool) -> Judged>;
+
+/// What to do with every file.
+struct Plan {
+    inputs: Inputs,
+    vocabulary: Vocabulary,
+    judge: Judge,
+    picture_dir: Option<PathBuf>,
+}
+
+/// Reads a history and checks it speaks the checker's vocabulary.
+fn load(
+    path: &Path,
+    format: Option<Format>,
+    vocabulary: Vocabulary,
+) -> Result<History, HistoryError> {
+    let history = if path == Path::new("-") {
+        read_history_as(std::io::stdin().lock(), format.unwrap_or(Format::Jsonl))?
+    } else {
+        read_history_file(path, format)?
+    };
+    validate(&history, vocabulary)?;
+    Ok(history)
+}
+
+fn plan(command: Command) -> Result<Plan, String> {
+    match command {
+        Command::Bench(_) => unreachable!("bench runs before planning"),
+        Command::Ordering { inputs } => Ok(Plan {
+            inputs,
+            vocabulary: Vocabulary::Ordering,
+            judge: Box::new(|h: &History, _| Judged {
+                result: checker::ordering::check_history(h),
+                pictures: Vec::new(),
+            }),
+            picture_dir: None,
+        }),
         Command::Linearizable {
             model,
             time_limit_s,
             memory_mb,
-            json,
-            files,
+            picture,
+            inputs,
         } => {
-            let model: Model = match model.parse() {
-                Ok(m) => m,
-                Err(e) => {
-                    eprintln!("checker: --model: {e}");
-                    return ExitCode::from(3);
-                }
-            };
+            let model: Model = model.parse().map_err(|e| format!("--model: {e}"))?;
             let budget = Budget {
                 time_limit: Duration::from_secs(time_limit_s),
                 memory_bytes_max: memory_mb << 20,
             };
-            (
-                json,
-                files,
-                Box::new(move |h: &History| {
-                    checker::linearizable::check_history(h, model, budget).to_check_result()
+            Ok(Plan {
+                inputs,
+                vocabulary: Vocabulary::Model(model),
+                judge: Box::new(move |h: &History, draw: bool| {
+                    let report = checker::linearizable::check_history(h, model, budget);
+                    Judged {
+                        result: report.to_check_result(),
+                        pictures: if draw {
+                            report.every_picture().collect()
+                        } else {
+                            Vec::new()
+                        },
+                    }
                 }),
-            )
+                picture_dir: picture,
+            })
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Bench(args) = cli.command {
+        return bench::run(args);
+    }
+    let plan = match plan(cli.command) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("checker: {e}");
+            return ExitCode::from(3);
         }
     };
+    let format = plan
+        .inputs
+        .format
+        .as_deref()
+        .map(|f| f.parse::<Format>().expect("clap allows only known formats"));
+    let several = plan.inputs.files.len() > 1;
     let mut worst = 0u8;
-    for file in files {
-        let parse_started = Instant::now();
-        let history = match read(&file) {
-            Ok(h) => h,
-            Err(e) => {
-                eprintln!("checker: {e:#}");
-                worst = worse(worst, 3);
-                continue;
+    let mut stdout = std::io::stdout().lock();
+    for (n, file) in plan.inputs.files.iter().enumerate() {
+        let picture_dir = plan.picture_dir.as_ref().map(|dir| {
+            if several {
+                dir.join(format!("{}-{}", n + 1, stem(file)))
+            } else {
+                dir.clone()
             }
-        };
-        let parse_ms = parse_started.elapsed().as_secs_f64() * 1e3;
-        let result = judge(&history);
-        let code = match result.valid {
-            Validity::Valid => 0,
-            Validity::Unknown => 2,
-            Validity::Invalid => 1,
-        };
+        });
+        let (code, text) = check_file(&plan, format, file, picture_dir.as_deref());
         worst = worse(worst, code);
-        if json_out {
-            println!(
-                "{}",
-                json!({"file": file, "valid": result.valid, "anomalies": result.anomalies, "counts": result.counts, "parse_ms": parse_ms, "check_ms": result.check_ms, "peak_rss_mb": peak_rss_mb(), "note": result.note})
-            );
-        } else {
-            print_human(&file, &result, parse_ms);
+        if let Err(e) = stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            // A reader that went away (`checker … | head`) wants no more.
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("checker: writing the verdicts: {e}");
+                worst = worse(worst, 3);
+            }
+            break;
         }
     }
     ExitCode::from(worst)
+}
+
+/// Judges one file: its exit code and what it prints on stdout.
+fn check_file(
+    plan: &Plan,
+    format: Option<Format>,
+    file: &Path,
+    picture_dir: Option<&Path>,
+) -> (u8, String) {
+    let parse_started = Instant::now();
+    let history = match load(file, format, plan.vocabulary) {
+        Ok(h) => h,
+        Err(e) => return (3, refusal(file, &e, plan.inputs.json)),
+    };
+    let parse_ms = parse_started.elapsed().as_secs_f64() * 1e3;
+    let judged = (plan.judge)(&history, picture_dir.is_some());
+    let mut code = exit_code(judged.result.valid);
+    let pictures = match picture_dir {
+        Some(dir) => write_pictures(dir, &judged.pictures).unwrap_or_else(|e| {
+            eprintln!("checker: {}: {e}", file.display());
+            code = worse(code, 3);
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    let r = &judged.result;
+    let text = if plan.inputs.json {
+        json!({"file": file, "valid": r.valid, "anomalies": r.anomalies, "counts": r.counts, "parse_ms": parse_ms, "check_ms": r.check_ms, "peak_rss_mb": peak_rss_mb(), "note": r.note, "pictures": pictures}).to_string() + "\n"
+    } else {
+        human(file, r, parse_ms, &pictures)
+    };
+    (code, text)
+}
+
+fn exit_code(valid: Validity) -> u8 {
+    match valid {
+        Validity::Valid => 0,
+        Validity::Unknown => 2,
+        Validity::Invalid => 1,
+    }
+}
+
+/// Says why a file was refused: its JSON line for stdout, or on stderr.
+fn refusal(file: &Path, e: &HistoryError, json_out: bool) -> String {
+    if json_out {
+        json!({"file": file, "error": e.to_string(), "line": e.line()}).to_string() + "\n"
+    } else {
+        eprintln!("checker: {}: {e}", shown(file));
+        String::new()
+    }
+}
+
+fn stem(file: &Path) -> String {
+    match file.file_stem().and_then(|s| s.to_str()) {
+        Some(s) if file != Path::new("-") => s.to_string(),
+        _ => "stdin".to_string(),
+    }
+}
+
+/// A file's name in messages (`-` is standard input).
+fn shown(file: &Path) -> String {
+    if file == Path::new("-") {
+        "<stdin>".to_string()
+    } else {
+        file.display().to_string()
+    }
+}
+
+/// Writes the pictures into `dir`; returns their paths.
+fn write_pictures(dir: &Path, pictures: &[(String, String)]) -> std::io::Result<Vec<PathBuf>> {
+    if pictures.is_empty() {
+        return Ok(Vec::new());
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))?;
+    pictures
+        .iter()
+        .map(|(name, html)| {
+            let path = dir.join(name);
+            std::fs::write(&path, html).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
+            })?;
+            Ok(path)
+        })
+        .collect()
 }
 
 /// This process's peak resident memory so far, MB (`VmHWM`; `null` where
@@ -167,29 +314,34 @@ fn worse(a: u8, b: u8) -> u8 {
     }
 }
 
-fn print_human(file: &Path, r: &CheckResult, parse_ms: f64) {
+/// The verdict as text for a person.
+fn human(file: &Path, r: &CheckResult, parse_ms: f64, pictures: &[PathBuf]) -> String {
     let verdict = match r.valid {
         Validity::Valid => "valid",
         Validity::Invalid => "INVALID",
         Validity::Unknown => "unknown",
     };
-    println!(
-        "{}: {} ({} checker; parse {parse_ms:.1} ms, check {:.1} ms)",
+    let mut out = format!(
+        "{}: {} ({} checker; parse {parse_ms:.1} ms, check {:.1} ms)\n",
         file.display(),
         verdict,
         r.checker,
         r.check_ms
     );
     for (k, v) in &r.counts {
-        println!("  {k}: {v}");
+        let _ = writeln!(out, "  {k}: {v}");
     }
     for a in r.anomalies.iter().filter(|a| a.count > 0) {
-        println!("  anomaly {} ×{}", a.kind, a.count);
+        let _ = writeln!(out, "  anomaly {} ×{}", a.kind, a.count);
         for e in &a.examples {
-            println!("    {e}");
+            let _ = writeln!(out, "    {e}");
         }
     }
     if let Some(note) = &r.note {
-        println!("  note: {note}");
+        let _ = writeln!(out, "  note: {note}");
     }
+    for p in pictures {
+        let _ = writeln!(out, "  picture: {}", p.display());
+    }
+    out
 }

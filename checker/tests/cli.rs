@@ -1,8 +1,11 @@
 //! The `checker` binary as a user runs it: exit codes, `--json` fields,
-//! clear errors on bad input, and `bench` printing what it measured.
+//! clear errors on bad input (every malformed history refused with exit 3,
+//! naming file, line and field), Jepsen's EDN read to the same verdicts as
+//! JSON Lines, failure pictures, and `bench` printing what it measured.
 
 use serde_json::Value;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn checker(args: &[&str], stdin: Option<&str>) -> Output {
@@ -86,4 +89,397 @@ fn bench_prints_one_measured_line_per_history() {
         assert!(l["peak_rss_mb"].as_f64().is_some_and(|m| m > 0.0), "{l}");
         assert!(l["check_s"].as_f64().is_some(), "{l}");
     }
+}
+
+/// Writes `text` to `dir/name` and returns the path as the checker is given it.
+fn file(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("writing a history");
+    path.display().to_string()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// One event of a JSON Lines history.
+fn ev(process: u64, kind: &str, f: &str, value: &str, time: u64) -> String {
+    format!(r#"{{"process":{process},"type":"{kind}","f":"{f}","value":{value},"time":{time}}}"#)
+}
+
+/// The histories the issue found judged instead of refused, each with the
+/// checker's arguments and the message it must give.
+fn malformed() -> Vec<(&'static str, Vec<&'static str>, String, &'static str)> {
+    let pair = |f1: &str, v1: &str, f2: &str, v2: &str| {
+        [ev(0, "invoke", f1, v1, 1), ev(0, "ok", f2, v2, 2)].join("\n")
+    };
+    let cas = |v: &str| pair("cas", v, "cas", v);
+    let lin = vec!["linearizable"];
+    vec![
+        ("append-under-cas", lin.clone(), pair("append", "\"x\"", "append", "\"x\""), "line 1: field `f`: `append` is not an operation of the cas-register model (read, write, cas); it is an operation of `checker linearizable --model kv`"),
+        ("misspelt-f", lin.clone(), [ev(0, "invoke", "write", "1", 1), ev(0, "ok", "write", "1", 2), ev(1, "invoke", "wrte", "2", 3), ev(1, "ok", "wrte", "2", 4)].join("\n"), "line 3: field `f`: `wrte` is not an operation of the cas-register model"),
+        ("ordering-under-cas", lin.clone(), pair("submit", "\"t1\"", "submit", "\"t1\""), "line 1: field `f`: `submit` is not an operation of the cas-register model (read, write, cas); it is an operation of `checker ordering`"),
+        ("register-under-ordering", vec!["ordering"], pair("write", "1", "write", "1"), "line 1: field `f`: `write` is not an operation of the ordering model (submit, deliver)"),
+        ("cas-number", lin.clone(), cas("5"), "line 1: field `value`: `cas` invoke expects a two-element array [expected, new], got 5"),
+        ("cas-string", lin.clone(), cas("\"[1,2]\""), "line 1: field `value`: `cas` invoke expects a two-element array [expected, new], got \"[1,2]\""),
+        ("cas-triple", lin.clone(), cas("[1,2,3]"), "line 1: field `value`: `cas` invoke expects a two-element array [expected, new], got [1,2,3]"),
+        ("kv-put-number", vec!["linearizable", "--model", "kv"], pair("put", "3", "put", "3"), "line 1: field `value`: `put` invoke expects a string, got 3"),
+        ("pair-f-differs", lin.clone(), pair("write", "1", "read", "1"), "line 2: field `f`: completion `read` does not match the pending invoke `write`"),
+        ("invokes-twice", lin.clone(), [ev(0, "invoke", "write", "1", 1), ev(0, "invoke", "write", "2", 2)].join("\n"), "line 2: field `process`: process 0 invokes again without completing its invoke on line 1"),
+        ("index-7-3-3-3", lin.clone(), [(7, "invoke", "write", "1"), (3, "ok", "write", "1"), (3, "invoke", "read", "null"), (3, "ok", "read", "1")].iter().enumerate().map(|(t, (i, k, f, v))| format!(r#"{{"index":{i},"process":0,"type":"{k}","f":"{f}","value":{v},"time":{t}}}"#)).collect::<Vec<_>>().join("\n"), "line 1: field `index`: 7 is not the event's position 0"),
+        ("empty", lin.clone(), String::new(), "the history is empty"),
+        ("blank-lines-only", vec!["ordering"], "\n\n".into(), "the history is empty"),
+        ("nemesis-only", lin.clone(), r#"{"process":"nemesis","type":"info","f":"kill","value":{"phase":"start"},"time":1}"#.into(), "no operation of the cas-register model (read, write, cas): the history holds only nemesis events"),
+        ("json-array", lin.clone(), format!("[{}]", ev(0, "invoke", "write", "1", 1)), "line 1: not a JSON object: this file looks like one JSON array"),
+        ("edn-in-jsonl", lin.clone(), "{:process 0, :type :invoke, :f :write, :value 1, :time 1}".into(), "line 1: not a JSON object: this looks like EDN (Jepsen's history format): name the file `.edn` or pass `--format edn`"),
+        ("torn-line", lin.clone(), format!("{}\n{{\"process\": 0, \"type\": \"ok\"", ev(0, "invoke", "write", "1", 1)), "line 2: not a JSON object: EOF while parsing an object at column 27"),
+    ]
+}
+
+#[test]
+fn every_malformed_history_is_refused_with_exit_3_naming_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, args, text, expected) in malformed() {
+        let path = file(dir.path(), &format!("{name}.jsonl"), &text);
+        let out = checker(&[args.as_slice(), &[path.as_str()]].concat(), None);
+        assert_eq!(out.status.code(), Some(3), "{name}: {out:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{path}: {expected}")),
+            "{name}\n  gave: {err}\n  want: {path}: {expected}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{name}: no verdict for a refused file: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn json_prints_one_object_per_file_refused_files_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        file(dir.path(), "valid.jsonl", VALID),
+        file(dir.path(), "stale.jsonl", STALE),
+        file(
+            dir.path(),
+            "cas.jsonl",
+            &format!(
+                "{}\n{}",
+                ev(0, "invoke", "write", "1", 1),
+                ev(0, "ok", "wrte", "1", 2)
+            ),
+        ),
+        dir.path().join("missing.jsonl").display().to_string(),
+    ];
+    let args: Vec<&str> = ["linearizable", "--json"]
+        .into_iter()
+        .chain(files.iter().map(String::as_str))
+        .collect();
+    let out = checker(&args, None);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "bad input is the worst exit: {out:?}"
+    );
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for (line, f) in lines.iter().zip(&files) {
+        assert_eq!(line["file"], f.as_str(), "{line}");
+    }
+    assert_eq!(
+        (&lines[0]["valid"], &lines[1]["valid"]),
+        (&Value::Bool(true), &Value::Bool(false))
+    );
+    assert_eq!(lines[2]["line"], 2);
+    assert!(
+        lines[2]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 2: field `f`"),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(lines[3]["line"], Value::Null);
+    assert!(
+        lines[3]["error"].as_str().unwrap().contains("No such file"),
+        "{}",
+        lines[3]
+    );
+    assert!(lines[2].get("valid").is_none() && lines[3].get("valid").is_none());
+}
+
+/// Jepsen-style histories (as `history.edn` holds them) with the same
+/// events as JSON Lines, one map per line, one vector, and records:
+/// `(name, edn, jsonl, expected exit)`.
+fn jepsen_pairs() -> Vec<(&'static str, String, String, i32)> {
+    // (process, type, f, value as EDN, value as JSON)
+    let rows = |stale: bool| {
+        vec![
+            (":nemesis", ":invoke", ":start", "nil", "null"),
+            ("0", ":invoke", ":write", "1", "1"),
+            (
+                ":nemesis",
+                ":info",
+                ":start",
+                "[:isolated {\"n1\" #{\"n2\" \"n3\"}}]",
+                "null",
+            ),
+            ("0", ":ok", ":write", "1", "1"),
+            ("1", ":invoke", ":cas", "[1 2]", "[1,2]"),
+            ("1", ":ok", ":cas", "[1 2]", "[1,2]"),
+            ("2", ":invoke", ":cas", "[7 8]", "[7,8]"),
+            ("2", ":fail", ":cas", "[7 8]", "[7,8]"),
+            ("3", ":invoke", ":write", "3", "3"),
+            ("3", ":info", ":write", "3", "3"),
+            ("0", ":invoke", ":read", "nil", "null"),
+            (
+                "0",
+                ":ok",
+                ":read",
+                if stale { "1" } else { "2" },
+                if stale { "1" } else { "2" },
+            ),
+            (":nemesis", ":invoke", ":stop", "nil", "null"),
+            (":nemesis", ":info", ":stop", ":network-healed", "null"),
+        ]
+    };
+    let edn = |stale: bool| -> Vec<String> {
+        rows(stale)
+            .iter()
+            .enumerate()
+            .map(|(i, (p, t, f, v, _))| {
+                format!(
+                    "{{:index {i}, :time {}, :type {t}, :process {p}, :f {f}, :value {v}}}",
+                    1000 * (i + 1)
+                )
+            })
+            .collect()
+    };
+    let jsonl = |stale: bool| -> String {
+        rows(stale)
+            .iter()
+            .enumerate()
+            .map(|(i, (p, t, f, _, v))| {
+                let p = if *p == ":nemesis" {
+                    "\"nemesis\"".to_string()
+                } else {
+                    p.to_string()
+                };
+                format!(
+                    r#"{{"index":{i},"time":{},"type":"{}","process":{p},"f":"{}","value":{v}}}"#,
+                    1000 * (i + 1),
+                    &t[1..],
+                    &f[1..]
+                ) + "\n"
+            })
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (stale, exit) in [(false, 0), (true, 1)] {
+        let name = if stale { "stale" } else { "valid" };
+        out.push((name, edn(stale).join("\n") + "\n", jsonl(stale), exit));
+        out.push((
+            name,
+            format!("[{}]\n", edn(stale).join("\n ")),
+            jsonl(stale),
+            exit,
+        ));
+        // Jepsen 0.3 prints its ops as records.
+        let records: Vec<String> = edn(stale)
+            .iter()
+            .map(|m| format!("#jepsen.history.Op{m}"))
+            .collect();
+        out.push((name, records.join("\n"), jsonl(stale), exit));
+    }
+    out
+}
+
+#[test]
+fn jepsen_edn_one_map_per_line_or_a_vector_gets_the_jsonl_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (name, edn, jsonl, exit)) in jepsen_pairs().into_iter().enumerate() {
+        let edn_path = file(dir.path(), &format!("{i}-{name}.edn"), &edn);
+        let jsonl_path = file(dir.path(), &format!("{i}-{name}.jsonl"), &jsonl);
+        let from_edn = checker(&["linearizable", "--json", &edn_path], None);
+        let from_jsonl = checker(&["linearizable", "--json", &jsonl_path], None);
+        assert_eq!(from_edn.status.code(), Some(exit), "{edn}\n{from_edn:?}");
+        assert_eq!(
+            from_jsonl.status.code(),
+            Some(exit),
+            "{jsonl}\n{from_jsonl:?}"
+        );
+        let (a, b) = (&json_lines(&from_edn)[0], &json_lines(&from_jsonl)[0]);
+        assert_eq!(
+            (&a["valid"], &a["counts"]),
+            (&b["valid"], &b["counts"]),
+            "{a}\n{b}"
+        );
+        // The same file through --format and stdin.
+        let piped = checker(&["linearizable", "--format", "edn", "-"], Some(&edn));
+        assert_eq!(piped.status.code(), Some(exit), "{piped:?}");
+    }
+}
+
+#[test]
+fn malformed_edn_is_refused_naming_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("torn", "{:process 0, :type :invoke, :f :write, :value 1, :time 1}\n{:process 0, :type :ok, :f :write,\n", "line 2: not an EDN map: the form that starts on this line is never closed"),
+        ("unknown-f", "[{:process 0, :type :invoke, :f :txn, :value [[:r 1 nil]], :time 1}\n {:process 0, :type :ok, :f :txn, :value [[:r 1 nil]], :time 2}]", "line 1: field `f`: `txn` is not an operation of the cas-register model"),
+        ("cas-shape", "{:process 0, :type :invoke, :f :write, :value 1, :time 1}\n{:process 0, :type :ok, :f :write, :value 1, :time 2}\n{:process 1, :type :invoke, :f :cas, :value 5, :time 3}", "line 3: field `value`: `cas` invoke expects a two-element array"),
+        ("index", "{:index 0, :process 0, :type :invoke, :f :read, :value nil, :time 1}\n{:index 0, :process 0, :type :ok, :f :read, :value nil, :time 2}", "line 2: field `index`: 0 is not the event's position 1"),
+        ("not-a-map", "{:process 0, :type :invoke, :f :read, :value nil, :time 1}\n:ok", "line 2: not an EDN map: expected a map"),
+        ("jsonl-named-edn", &format!("{}\n", ev(0, "invoke", "read", "null", 1)), "line 1: not an EDN map: this looks like JSON Lines"),
+        ("empty", "; nothing here\n", "the history is empty"),
+    ];
+    for (name, text, expected) in cases {
+        let path = file(dir.path(), &format!("{name}.edn"), text);
+        let out = checker(&["linearizable", &path], None);
+        assert_eq!(out.status.code(), Some(3), "{name}: {out:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{path}: {expected}")),
+            "{name}\n  gave: {err}\n  want: {expected}"
+        );
+    }
+}
+
+fn html_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = walk(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "html"))
+        .collect();
+    found.sort();
+    found
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            if e.path().is_dir() {
+                walk(&e.path())
+            } else {
+                vec![e.path()]
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn picture_draws_each_failing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyed = |key: &str, read: u64, t0: u64| {
+        [
+            ("invoke", "write", "1"),
+            ("ok", "write", "1"),
+            ("invoke", "read", "null"),
+            ("ok", "read", &read.to_string()),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (k, f, v))| {
+            format!(
+                r#"{{"process":{t0},"type":"{k}","f":"{f}","key":"{key}","value":{v},"time":{}}}"#,
+                t0 * 10 + i as u64
+            ) + "\n"
+        })
+        .collect::<String>()
+    };
+    // Keys x and z read a value never written; y is fine.
+    let text = keyed("x", 2, 0) + &keyed("y", 1, 1) + &keyed("z", 3, 2);
+    let history = file(dir.path(), "keys.jsonl", &text);
+    let pictures = dir.path().join("pictures");
+    let out = checker(
+        &[
+            "linearizable",
+            "--json",
+            "--picture",
+            pictures.to_str().unwrap(),
+            &history,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let drawn = html_files(&pictures);
+    assert_eq!(
+        drawn,
+        [
+            pictures.join("linearizability-x.html"),
+            pictures.join("linearizability-z.html")
+        ]
+    );
+    let page = std::fs::read_to_string(&drawn[0]).unwrap();
+    assert!(page.contains("<svg") && page.contains("read"), "{page}");
+    assert_eq!(
+        json_lines(&out)[0]["pictures"].as_array().map(Vec::len),
+        Some(2)
+    );
+
+    // A valid history draws nothing; several files draw into one folder each.
+    let valid = file(dir.path(), "valid.jsonl", VALID);
+    let stale = file(dir.path(), "stale.jsonl", STALE);
+    let many = dir.path().join("many");
+    let out = checker(
+        &[
+            "linearizable",
+            "--picture",
+            many.to_str().unwrap(),
+            &valid,
+            &stale,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        html_files(&many),
+        [many
+            .join("2-stale")
+            .join("linearizability-_single_object_.html")]
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("picture: "),
+        "{out:?}"
+    );
+
+    // Every failing key is drawn, not only the ten the harness keeps.
+    let twelve: String = (0..12).map(|k| keyed(&format!("k{k:02}"), 2, k)).collect();
+    let history = file(dir.path(), "twelve.jsonl", &twelve);
+    let all = dir.path().join("all");
+    let out = checker(
+        &["linearizable", "--picture", all.to_str().unwrap(), &history],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let drawn = html_files(&all);
+    assert_eq!(drawn.len(), 12, "{drawn:?}");
+    assert_eq!(drawn[11], all.join("linearizability-k11.html"));
+}
+
+#[test]
+fn a_reader_that_goes_away_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale = file(dir.path(), "stale.jsonl", STALE);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_checker"))
+        .args(["linearizable", &stale, &stale, &stale])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the checker starts");
+    // Close the reading end, as `checker … | head -0` does.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("the checker ends");
+    assert!(!stderr(&out).contains("panicked"), "{out:?}");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
 }

@@ -319,27 +319,7 @@ impl LinearizabilityReport {
 
     /// An HTML page per failing key (at most 10): file name and contents.
     pub fn html_pictures(&self) -> Vec<(String, String)> {
-        self.keys
-            .iter()
-            .filter(|k| k.valid == Validity::Invalid)
-            .take(10)
-            .map(|k| {
-                let safe: String = key_text(&k.key)
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect();
-                (
-                    format!("linearizability-{safe}.html"),
-                    picture::render(k, &self.ops),
-                )
-            })
-            .collect()
+        self.every_picture().take(10).collect()
     }
 }
 
