@@ -40,6 +40,7 @@ pub fn read_edn_history(text: &str) -> Result<History, HistoryError> {
     }
     let mut collector = Collector::default();
     let mut nemesis = JepsenNemesis::default();
+    let mut untimed = Untimed::default();
     loop {
         cursor.skip_blank();
         let line = cursor.line;
@@ -62,10 +63,43 @@ pub fn read_edn_history(text: &str) -> Result<History, HistoryError> {
         cursor.advance_to(rest);
         let mut obj = event_object(line, &form)?;
         nemesis.translate(&mut obj);
+        untimed.fill(line, &mut obj, collector.position())?;
         let event = event_from_object(line, &obj, collector.position())?;
         collector.push(line, event)?;
     }
     Ok(collector.finish())
+}
+
+/// Knossos's and older Jepsen histories carry no `:time`: their file order
+/// is their real-time order, so an event's position stands in for its time.
+/// A history must be all timed or all untimed: a mix would compare positions
+/// with nanoseconds.
+#[derive(Default)]
+struct Untimed {
+    /// Whether the first event had no `:time`; `None` before the first.
+    first_untimed: Option<bool>,
+}
+
+impl Untimed {
+    fn fill(
+        &mut self,
+        line: u64,
+        obj: &mut Map<String, Value>,
+        position: u64,
+    ) -> Result<(), HistoryError> {
+        let untimed = !obj.contains_key("time");
+        match self.first_untimed {
+            None => self.first_untimed = Some(untimed),
+            Some(first) if first != untimed => {
+                return Err(edn_err(line, "field `time`: some events carry `:time` and some do not; give every event a time, or none (file order is then the time order)"));
+            }
+            Some(_) => {}
+        }
+        if untimed {
+            obj.insert("time".to_string(), Value::from(position));
+        }
+        Ok(())
+    }
 }
 
 /// Where the reader is in the text, in bytes and lines.
@@ -274,6 +308,14 @@ mod tests {
     use crate::history::{EventType, Process};
 
     #[test]
+    fn knossos_histories_without_time_take_their_position_as_time() {
+        let text = "{:process 0, :type :invoke, :f :write, :value 1}\n{:process 0, :type :ok, :f :write, :value 1}\n";
+        let h = read_edn_history(text).unwrap();
+        let times: Vec<u64> = h.events.iter().map(|e| e.time).collect();
+        assert_eq!(times, vec![0, 1]);
+    }
+
+    #[test]
     fn one_map_per_line_and_a_vector_read_the_same() {
         let lines = "; a Jepsen history\n{:index 0, :type :invoke, :process 0, :f :cas, :value [nil 1], :time 10}\n\n{:index 1 :type :ok :process 0 :f :cas :value [nil 1] :time 20}\n";
         let vector = "[{:index 0, :type :invoke, :process 0, :f :cas, :value [nil 1], :time 10}\n {:index 1 :type :ok :process 0 :f :cas :value [nil 1] :time 20}]\n";
@@ -334,7 +376,7 @@ mod tests {
             ("[{:process 0 :type :invoke :f :read :value nil :time 1}\n", "line 2: not an EDN map: the vector of events has no closing `]`"),
             ("[{:process 0 :type :invoke :f :read :value nil :time 1}]\n{}", "line 2: not an EDN map: text after the vector"),
             ("{\"process\":0,\"type\":\"invoke\"}", "line 1: not an EDN map: this looks like JSON Lines"),
-            ("\n\n{:process 0 :type :invoke :f :read :value nil}", "line 3: field `time`"),
+            ("{:process 0 :type :invoke :f :read :value nil :time 1}\n\n{:process 0 :type :ok :f :read :value nil}", "line 3: not an EDN map: field `time`: some events"),
             ("{:process 0 :type :invoke :f :read :value nil :time 1}\n{:process 0 :type :ok :f :write :value 1 :time 2}", "line 2: field `f`"),
             ("{:index 3 :process 0 :type :invoke :f :read :value nil :time 1}", "line 1: field `index`"),
         ];
