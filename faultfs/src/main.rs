@@ -91,6 +91,40 @@ fn bind_control(path: &Path) -> Result<UnixListener> {
     UnixListener::bind(path).with_context(|| format!("bind control socket {}", path.display()))
 }
 
+/// Forks a watchdog that detaches `mountpoint` if this process dies without
+/// saying goodbye (SIGKILL): it waits on a pipe whose write end only this
+/// process holds. A clean exit writes one byte first, so that the watchdog
+/// leaves alone a later mount at the same place. Called before any thread
+/// starts; the child only makes async-signal-safe calls.
+fn fork_unmount_watchdog(mountpoint: &Path) -> Result<std::os::fd::OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let target = std::ffi::CString::new(mountpoint.canonicalize()?.as_os_str().as_bytes())?;
+    let (read_end, write_end) = nix::unistd::pipe().context("pipe")?;
+    // SAFETY: no other thread exists yet; the child calls only
+    // async-signal-safe functions and leaves with _exit.
+    match unsafe { nix::unistd::fork() }.context("fork")? {
+        nix::unistd::ForkResult::Child => unsafe {
+            use std::os::fd::AsRawFd;
+            libc::close(write_end.as_raw_fd());
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            let mut byte = 0u8;
+            let n = loop {
+                let n = libc::read(read_end.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
+                if n >= 0 || *libc::__errno_location() != libc::EINTR {
+                    break n;
+                }
+            };
+            if n == 0 {
+                libc::umount2(target.as_ptr(), libc::MNT_DETACH);
+            }
+            libc::_exit(0)
+        },
+        nix::unistd::ForkResult::Parent { .. } => Ok(write_end),
+    }
+}
+
 enum Stop {
     Signal(Signal),
     Unmounted,
@@ -98,13 +132,14 @@ enum Stop {
 
 fn mount_until_stopped(config: &faultfs::MountConfig, control: &Path) -> Result<()> {
     follow_parent()?;
+    if !config.mountpoint.is_dir() {
+        bail!("mountpoint {} is not a directory", config.mountpoint.display());
+    }
+    let watchdog = fork_unmount_watchdog(&config.mountpoint)?;
     // Block the stop signals before any thread starts, so that every thread
     // inherits the mask and only the waiter below receives them.
     let stop_signals = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]);
     stop_signals.thread_block().context("block signals")?;
-    if !config.mountpoint.is_dir() {
-        bail!("mountpoint {} is not a directory", config.mountpoint.display());
-    }
     let listener = bind_control(control)?;
     let mounted = faultfs::mount(config).with_context(|| format!("mount {} at {}", config.backing.display(), config.mountpoint.display()))?;
     let handler = mounted.handler();
@@ -128,5 +163,10 @@ fn mount_until_stopped(config: &faultfs::MountConfig, control: &Path) -> Result<
         Stop::Unmounted => tracing::warn!("unmounted from outside: stopping"),
     }
     let _ = std::fs::remove_file(control);
-    mounted.unmount(UNMOUNT_TIMEOUT).context("unmount")
+    let unmounted = mounted.unmount(UNMOUNT_TIMEOUT).context("unmount");
+    if unmounted.is_ok() {
+        // Goodbye: the watchdog exits without touching the mount point.
+        let _ = nix::unistd::write(&watchdog, b"x");
+    }
+    unmounted
 }

@@ -39,17 +39,10 @@ pub struct Mounted {
     mountpoint: PathBuf,
 }
 
-fn fusermount3_present() -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("fusermount3").is_file()))
-        .unwrap_or(false)
-}
-
-/// Mounts `config.backing` at `config.mountpoint`. With `fusermount3` on
-/// the PATH the mount is made through it with `auto_unmount`, so that the
-/// kernel mount goes away even when this process is SIGKILLed; without it
-/// the mount is made directly and a SIGKILL leaves it behind (see
-/// [`force_unmount`]).
+/// Mounts `config.backing` at `config.mountpoint` (directly through
+/// `/dev/fuse`: this needs root). A SIGKILL of this process leaves the
+/// mount behind: `faultfs mount` forks a watchdog that detaches it (see
+/// `docs/faultfs.md`); [`force_unmount`] does it by hand.
 pub fn mount(config: &MountConfig) -> io::Result<Mounted> {
     let backing = config.backing.canonicalize()?;
     let mountpoint = config.mountpoint.canonicalize()?;
@@ -61,12 +54,7 @@ pub fn mount(config: &MountConfig) -> io::Result<Mounted> {
     }
     let overlay = Overlay::open(&backing, config.pending_bytes_max)?;
     let fs = FaultFs::new(overlay, config.seed);
-    let mut options = vec![MountOption::FSName(format!("faultfs:{}", backing.display())), MountOption::Subtype("faultfs".into()), MountOption::DefaultPermissions];
-    if fusermount3_present() {
-        options.push(MountOption::AutoUnmount);
-    } else {
-        tracing::warn!("fusermount3 not found: mounting directly, a SIGKILLed faultfs would leave its mount behind");
-    }
+    let options = vec![MountOption::FSName(format!("faultfs:{}", backing.display())), MountOption::Subtype("faultfs".into()), MountOption::DefaultPermissions];
     let mut fuse_config = Config::default();
     fuse_config.mount_options = options;
     fuse_config.acl = SessionACL::All;
