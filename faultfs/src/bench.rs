@@ -30,13 +30,21 @@ pub struct BenchArgs {
 /// new file in `dir` whose creation was made durable first.
 fn measure(dir: &Path, name: &str, ops: u64) -> Result<f64> {
     let path = dir.join(name);
-    let mut file = OpenOptions::new().create(true).append(true).open(&path).with_context(|| format!("create {}", path.display()))?;
-    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("fsync {}", dir.display()))?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("create {}", path.display()))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("fsync {}", dir.display()))?;
     let block = vec![0xa5u8; BLOCK_BYTES];
     let start = Instant::now();
     for _ in 0..ops {
-        file.write_all(&block).with_context(|| format!("write {}", path.display()))?;
-        file.sync_data().with_context(|| format!("fdatasync {}", path.display()))?;
+        file.write_all(&block)
+            .with_context(|| format!("write {}", path.display()))?;
+        file.sync_data()
+            .with_context(|| format!("fdatasync {}", path.display()))?;
     }
     let elapsed = start.elapsed().max(Duration::from_micros(1));
     drop(file);
@@ -50,13 +58,24 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    anyhow::ensure!(args.ops > 0 && args.rounds > 0, "--ops and --rounds must be positive");
-    let scratch = tempfile::Builder::new().prefix("faultfs-bench-").tempdir_in(&args.dir).with_context(|| format!("scratch directory in {}", args.dir.display()))?;
+    anyhow::ensure!(
+        args.ops > 0 && args.rounds > 0,
+        "--ops and --rounds must be positive"
+    );
+    let scratch = tempfile::Builder::new()
+        .prefix("faultfs-bench-")
+        .tempdir_in(&args.dir)
+        .with_context(|| format!("scratch directory in {}", args.dir.display()))?;
     let backing = scratch.path().join("backing");
     let mountpoint = scratch.path().join("mnt");
     std::fs::create_dir(&backing)?;
     std::fs::create_dir(&mountpoint)?;
-    let config = faultfs::MountConfig { backing: backing.clone(), mountpoint: mountpoint.clone(), seed: 0, pending_bytes_max: faultfs::PENDING_BYTES_MAX_DEFAULT };
+    let config = faultfs::MountConfig {
+        backing: backing.clone(),
+        mountpoint: mountpoint.clone(),
+        seed: 0,
+        pending_bytes_max: faultfs::PENDING_BYTES_MAX_DEFAULT,
+    };
     let mounted = faultfs::mount(&config).context("mount faultfs")?;
     let (mut plain, mut fuse) = (Vec::new(), Vec::new());
     for round in 0..args.rounds {
@@ -68,9 +87,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             fuse.push(measure(&mountpoint, &name, args.ops)?);
             plain.push(measure(&backing, &name, args.ops)?);
         }
-        println!("round {round}: plain {:.0} ops/s, faultfs {:.0} ops/s", plain[round as usize], fuse[round as usize]);
+        println!(
+            "round {round}: plain {:.0} ops/s, faultfs {:.0} ops/s",
+            plain[round as usize], fuse[round as usize]
+        );
     }
-    mounted.unmount(Duration::from_secs(10)).context("unmount")?;
+    mounted
+        .unmount(Duration::from_secs(10))
+        .context("unmount")?;
     let (p, f) = (median(plain), median(fuse));
     println!("4 KiB write+fdatasync, {} ops x {} rounds, medians: plain {p:.0} ops/s, faultfs {f:.0} ops/s, ratio faultfs/plain {:.2}", args.ops, args.rounds, f / p);
     Ok(())

@@ -69,17 +69,26 @@ pub struct Client {
 impl Client {
     /// A client for the socket at `socket`.
     pub fn new(socket: impl Into<PathBuf>) -> Client {
-        Client { socket: socket.into() }
+        Client {
+            socket: socket.into(),
+        }
     }
 
     /// Sends one command; returns what followed `ok` (maybe empty).
     pub fn send(&self, command: &Command) -> Result<String, ClientError> {
         let line = command.line();
-        let io = |source| ClientError::Io { socket: self.socket.clone(), source };
+        let io = |source| ClientError::Io {
+            socket: self.socket.clone(),
+            source,
+        };
         let mut stream = UnixStream::connect(&self.socket).map_err(io)?;
         stream.set_read_timeout(Some(COMMAND_TIMEOUT)).map_err(io)?;
-        stream.set_write_timeout(Some(COMMAND_TIMEOUT)).map_err(io)?;
-        stream.write_all(format!("{line}\n").as_bytes()).map_err(io)?;
+        stream
+            .set_write_timeout(Some(COMMAND_TIMEOUT))
+            .map_err(io)?;
+        stream
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(io)?;
         let answer = read_line_bounded_answer(&mut BufReader::new(stream)).map_err(io)?;
         if answer == "ok" {
             return Ok(String::new());
@@ -88,8 +97,14 @@ impl Client {
             return Ok(rest.to_owned());
         }
         match answer.strip_prefix("error ") {
-            Some(reason) => Err(ClientError::Refused { command: line, reason: reason.to_owned() }),
-            None => Err(ClientError::BadAnswer { command: line, answer }),
+            Some(reason) => Err(ClientError::Refused {
+                command: line,
+                reason: reason.to_owned(),
+            }),
+            None => Err(ClientError::BadAnswer {
+                command: line,
+                answer,
+            }),
         }
     }
 
@@ -110,12 +125,19 @@ impl Client {
 
     /// `delay fsync MS JITTER_MS`.
     pub fn delay_fsync(&self, delay: Duration, jitter: Duration) -> Result<(), ClientError> {
-        self.send(&Command::DelayFsync { ms: delay.as_millis() as u64, jitter_ms: jitter.as_millis() as u64 }).map(drop)
+        self.send(&Command::DelayFsync {
+            ms: delay.as_millis() as u64,
+            jitter_ms: jitter.as_millis() as u64,
+        })
+        .map(drop)
     }
 
     /// `delay write MS`.
     pub fn delay_write(&self, delay: Duration) -> Result<(), ClientError> {
-        self.send(&Command::DelayWrite { ms: delay.as_millis() as u64 }).map(drop)
+        self.send(&Command::DelayWrite {
+            ms: delay.as_millis() as u64,
+        })
+        .map(drop)
     }
 
     /// `fail fsync ERROR [COUNT]`.
@@ -140,7 +162,10 @@ impl Client {
 
     fn json(&self, command: &Command) -> Result<serde_json::Value, ClientError> {
         let text = self.send(command)?;
-        serde_json::from_str(&text).map_err(|_| ClientError::BadAnswer { command: command.line(), answer: text })
+        serde_json::from_str(&text).map_err(|_| ClientError::BadAnswer {
+            command: command.line(),
+            answer: text,
+        })
     }
 }
 
@@ -149,10 +174,14 @@ fn read_line_bounded_answer<R: std::io::BufRead>(r: &mut R) -> std::io::Result<S
     let mut buf = Vec::new();
     std::io::Read::take(r, ANSWER_BYTES_MAX).read_until(b'\n', &mut buf)?;
     if buf.last() != Some(&b'\n') {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "answer cut short or too long"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "answer cut short or too long",
+        ));
     }
     buf.pop();
-    String::from_utf8(buf).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "answer is not UTF-8"))
+    String::from_utf8(buf)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "answer is not UTF-8"))
 }
 
 use std::io::BufRead as _;
@@ -173,23 +202,54 @@ pub struct FaultfsProcess {
 impl FaultfsProcess {
     /// Starts `binary mount …` and waits until the mount answers `ping`
     /// and shows in `/proc/mounts`. `log` receives its stderr.
-    pub fn start(binary: &Path, backing: &Path, mountpoint: &Path, control: &Path, seed: u64, log: Option<&Path>) -> Result<FaultfsProcess, ClientError> {
-        let fail = |reason: String| ClientError::Process { mountpoint: mountpoint.to_path_buf(), reason };
+    pub fn start(
+        binary: &Path,
+        backing: &Path,
+        mountpoint: &Path,
+        control: &Path,
+        seed: u64,
+        log: Option<&Path>,
+    ) -> Result<FaultfsProcess, ClientError> {
+        let fail = |reason: String| ClientError::Process {
+            mountpoint: mountpoint.to_path_buf(),
+            reason,
+        };
         let stderr = match log {
-            Some(p) => Stdio::from(std::fs::File::create(p).map_err(|e| fail(format!("log {}: {e}", p.display())))?),
+            Some(p) => Stdio::from(
+                std::fs::File::create(p).map_err(|e| fail(format!("log {}: {e}", p.display())))?,
+            ),
             None => Stdio::inherit(),
         };
         let mut command = std::process::Command::new(binary);
-        command.arg("mount").arg("--backing").arg(backing).arg("--mountpoint").arg(mountpoint).arg("--control").arg(control).arg("--seed").arg(seed.to_string());
-        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
+        command
+            .arg("mount")
+            .arg("--backing")
+            .arg(backing)
+            .arg("--mountpoint")
+            .arg(mountpoint)
+            .arg("--control")
+            .arg(control)
+            .arg("--seed")
+            .arg(seed.to_string());
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
         // SAFETY: prctl is async-signal-safe; nothing else runs in the child before exec.
         unsafe {
             command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from)
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                    .map_err(std::io::Error::from)
             });
         }
-        let child = command.spawn().map_err(|e| fail(format!("cannot start {}: {e}", binary.display())))?;
-        let mut process = FaultfsProcess { child: Some(child), mountpoint: mountpoint.to_path_buf(), client: Client::new(control) };
+        let child = command
+            .spawn()
+            .map_err(|e| fail(format!("cannot start {}: {e}", binary.display())))?;
+        let mut process = FaultfsProcess {
+            child: Some(child),
+            mountpoint: mountpoint.to_path_buf(),
+            client: Client::new(control),
+        };
         process.wait_ready().map_err(fail)?;
         Ok(process)
     }
@@ -197,7 +257,11 @@ impl FaultfsProcess {
     fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 return Err(format!("faultfs exited before mounting ({status})"));
             }
             if self.client.ping().is_ok() && is_mounted(&self.mountpoint).unwrap_or(false) {
@@ -227,8 +291,13 @@ impl FaultfsProcess {
     }
 
     fn stop_inner(&mut self) -> Result<(), ClientError> {
-        let Some(mut child) = self.child.take() else { return Ok(()) };
-        let fail = |reason: String| ClientError::Process { mountpoint: self.mountpoint.clone(), reason };
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let fail = |reason: String| ClientError::Process {
+            mountpoint: self.mountpoint.clone(),
+            reason,
+        };
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + STOP_TIMEOUT;
@@ -245,7 +314,8 @@ impl FaultfsProcess {
         }
         if wait_unmounted(&self.mountpoint, Duration::from_secs(2)).is_err() {
             force_unmount(&self.mountpoint).map_err(|e| fail(format!("detach: {e}")))?;
-            wait_unmounted(&self.mountpoint, Duration::from_secs(2)).map_err(|e| fail(e.to_string()))?;
+            wait_unmounted(&self.mountpoint, Duration::from_secs(2))
+                .map_err(|e| fail(e.to_string()))?;
             clean = false;
         }
         if clean {

@@ -122,10 +122,19 @@ pub enum ParseError {
     },
 }
 
-fn number(command: &'static str, what: &'static str, value: &str, max: u64) -> Result<u64, ParseError> {
+fn number(
+    command: &'static str,
+    what: &'static str,
+    value: &str,
+    max: u64,
+) -> Result<u64, ParseError> {
     match value.parse::<u64>() {
         Ok(n) if n <= max => Ok(n),
-        _ => Err(ParseError::Bad { command, what, value: value.to_owned() }),
+        _ => Err(ParseError::Bad {
+            command,
+            what,
+            value: value.to_owned(),
+        }),
     }
 }
 
@@ -142,27 +151,48 @@ impl Command {
             ["report"] => Ok(Command::Report),
             ["ping"] => Ok(Command::Ping),
             ["torn"] => Ok(Command::Torn { seed: None }),
-            ["torn", s] => Ok(Command::Torn { seed: Some(number("torn", "seed", s, u64::MAX)?) }),
-            ["delay", "fsync", ms] => Ok(Command::DelayFsync { ms: number("delay fsync", "MS", ms, DELAY_MS_MAX)?, jitter_ms: 0 }),
+            ["torn", s] => Ok(Command::Torn {
+                seed: Some(number("torn", "seed", s, u64::MAX)?),
+            }),
+            ["delay", "fsync", ms] => Ok(Command::DelayFsync {
+                ms: number("delay fsync", "MS", ms, DELAY_MS_MAX)?,
+                jitter_ms: 0,
+            }),
             ["delay", "fsync", ms, j] => Ok(Command::DelayFsync {
                 ms: number("delay fsync", "MS", ms, DELAY_MS_MAX)?,
                 jitter_ms: number("delay fsync", "JITTER_MS", j, DELAY_MS_MAX)?,
             }),
-            ["delay", "write", ms] => Ok(Command::DelayWrite { ms: number("delay write", "MS", ms, DELAY_MS_MAX)? }),
+            ["delay", "write", ms] => Ok(Command::DelayWrite {
+                ms: number("delay write", "MS", ms, DELAY_MS_MAX)?,
+            }),
             ["fail", "fsync", e, rest @ ..] if rest.len() <= 1 => {
                 let error = match *e {
                     "EIO" => FsyncError::Eio,
                     "ENOSPC" => FsyncError::Enospc,
-                    other => return Err(ParseError::Bad { command: "fail fsync", what: "error (EIO or ENOSPC)", value: other.to_owned() }),
+                    other => {
+                        return Err(ParseError::Bad {
+                            command: "fail fsync",
+                            what: "error (EIO or ENOSPC)",
+                            value: other.to_owned(),
+                        })
+                    }
                 };
-                let count = rest.first().map(|c| number("fail fsync", "COUNT", c, u64::from(u32::MAX))).transpose()?;
+                let count = rest
+                    .first()
+                    .map(|c| number("fail fsync", "COUNT", c, u64::from(u32::MAX)))
+                    .transpose()?;
                 Ok(Command::FailFsync { error, count })
             }
             ["torn", ..] => Err(arity("torn", "torn [SEED]")),
             ["delay", "fsync", ..] => Err(arity("delay fsync", "delay fsync MS [JITTER_MS]")),
             ["delay", "write", ..] => Err(arity("delay write", "delay write MS")),
             ["fail", "fsync", ..] => Err(arity("fail fsync", "fail fsync EIO|ENOSPC [COUNT]")),
-            [w, ..] if ["lose-unfsynced", "flush", "heal", "report", "ping"].contains(w) => Err(ParseError::Arity { command: "this command", expected: "no arguments" }),
+            [w, ..] if ["lose-unfsynced", "flush", "heal", "report", "ping"].contains(w) => {
+                Err(ParseError::Arity {
+                    command: "this command",
+                    expected: "no arguments",
+                })
+            }
             _ => Err(ParseError::Unknown(line.chars().take(64).collect())),
         }
     }
@@ -177,7 +207,10 @@ impl Command {
             Command::DelayFsync { ms, jitter_ms } => format!("delay fsync {ms} {jitter_ms}"),
             Command::DelayWrite { ms } => format!("delay write {ms}"),
             Command::FailFsync { error, count: None } => format!("fail fsync {}", error.name()),
-            Command::FailFsync { error, count: Some(c) } => format!("fail fsync {} {c}", error.name()),
+            Command::FailFsync {
+                error,
+                count: Some(c),
+            } => format!("fail fsync {} {c}", error.name()),
             Command::Heal => "heal".into(),
             Command::Report => "report".into(),
             Command::Ping => "ping".into(),
@@ -193,25 +226,36 @@ pub trait Handler: Send + Sync + 'static {
 
 /// Reads one line of at most [`LINE_BYTES_MAX`] bytes. `Ok(None)` at end of
 /// stream; `Err` (with the rest of the line skipped) when it is too long.
-pub fn read_line_bounded<R: BufRead>(reader: &mut R) -> std::io::Result<Option<Result<String, String>>> {
+pub fn read_line_bounded<R: BufRead>(
+    reader: &mut R,
+) -> std::io::Result<Option<Result<String, String>>> {
     let mut buf = Vec::new();
-    let n = reader.by_ref().take(LINE_BYTES_MAX as u64).read_until(b'\n', &mut buf)?;
+    let n = reader
+        .by_ref()
+        .take(LINE_BYTES_MAX as u64)
+        .read_until(b'\n', &mut buf)?;
     if n == 0 {
         return Ok(None);
     }
     if buf.last() != Some(&b'\n') {
         if n < LINE_BYTES_MAX {
             // End of stream without a newline: take the line as it is.
-            return Ok(Some(String::from_utf8(buf).map_err(|_| "command is not UTF-8".to_owned())));
+            return Ok(Some(
+                String::from_utf8(buf).map_err(|_| "command is not UTF-8".to_owned()),
+            ));
         }
         skip_line(reader)?;
-        return Ok(Some(Err(format!("line longer than {LINE_BYTES_MAX} bytes"))));
+        return Ok(Some(Err(format!(
+            "line longer than {LINE_BYTES_MAX} bytes"
+        ))));
     }
     buf.pop();
     if buf.last() == Some(&b'\r') {
         buf.pop();
     }
-    Ok(Some(String::from_utf8(buf).map_err(|_| "command is not UTF-8".to_owned())))
+    Ok(Some(
+        String::from_utf8(buf).map_err(|_| "command is not UTF-8".to_owned()),
+    ))
 }
 
 /// Consumes the rest of a line without keeping it.
@@ -245,16 +289,21 @@ pub fn serve(listener: UnixListener, handler: Arc<dyn Handler>) {
         };
         if live.fetch_add(1, Ordering::SeqCst) >= CONNECTIONS_MAX {
             live.fetch_sub(1, Ordering::SeqCst);
-            let _ = writeln!(stream, "error more than {CONNECTIONS_MAX} control connections");
+            let _ = writeln!(
+                stream,
+                "error more than {CONNECTIONS_MAX} control connections"
+            );
             continue;
         }
         let (handler, live) = (handler.clone(), live.clone());
-        let spawned = std::thread::Builder::new().name("faultfs-control".into()).spawn(move || {
-            if let Err(e) = connection(stream, handler.as_ref()) {
-                tracing::debug!(error = %e, "control connection ended");
-            }
-            live.fetch_sub(1, Ordering::SeqCst);
-        });
+        let spawned = std::thread::Builder::new()
+            .name("faultfs-control".into())
+            .spawn(move || {
+                if let Err(e) = connection(stream, handler.as_ref()) {
+                    tracing::debug!(error = %e, "control connection ended");
+                }
+                live.fetch_sub(1, Ordering::SeqCst);
+            });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start a control connection thread");
         }
@@ -294,11 +343,35 @@ mod tests {
             ("flush", Command::Flush),
             ("torn", Command::Torn { seed: None }),
             ("torn 42", Command::Torn { seed: Some(42) }),
-            ("delay fsync 100 0", Command::DelayFsync { ms: 100, jitter_ms: 0 }),
-            ("delay fsync 100 20", Command::DelayFsync { ms: 100, jitter_ms: 20 }),
+            (
+                "delay fsync 100 0",
+                Command::DelayFsync {
+                    ms: 100,
+                    jitter_ms: 0,
+                },
+            ),
+            (
+                "delay fsync 100 20",
+                Command::DelayFsync {
+                    ms: 100,
+                    jitter_ms: 20,
+                },
+            ),
             ("delay write 5", Command::DelayWrite { ms: 5 }),
-            ("fail fsync EIO", Command::FailFsync { error: FsyncError::Eio, count: None }),
-            ("fail fsync ENOSPC 3", Command::FailFsync { error: FsyncError::Enospc, count: Some(3) }),
+            (
+                "fail fsync EIO",
+                Command::FailFsync {
+                    error: FsyncError::Eio,
+                    count: None,
+                },
+            ),
+            (
+                "fail fsync ENOSPC 3",
+                Command::FailFsync {
+                    error: FsyncError::Enospc,
+                    count: Some(3),
+                },
+            ),
             ("heal", Command::Heal),
             ("report", Command::Report),
             ("ping", Command::Ping),
@@ -307,7 +380,13 @@ mod tests {
             assert_eq!(Command::parse(line), Ok(command.clone()), "{line}");
             assert_eq!(Command::parse(&command.line()), Ok(command), "{line}");
         }
-        assert_eq!(Command::parse("delay fsync 7"), Ok(Command::DelayFsync { ms: 7, jitter_ms: 0 }));
+        assert_eq!(
+            Command::parse("delay fsync 7"),
+            Ok(Command::DelayFsync {
+                ms: 7,
+                jitter_ms: 0
+            })
+        );
     }
 
     #[test]
@@ -315,16 +394,29 @@ mod tests {
         let table = [
             ("", "empty command"),
             ("explode", "unknown command \"explode\""),
-            ("delay fsync", "delay fsync: expected delay fsync MS [JITTER_MS]"),
+            (
+                "delay fsync",
+                "delay fsync: expected delay fsync MS [JITTER_MS]",
+            ),
             ("delay fsync -1", "delay fsync: bad MS \"-1\""),
             ("delay fsync 999999999", "delay fsync: bad MS \"999999999\""),
-            ("fail fsync EBADF", "fail fsync: bad error (EIO or ENOSPC) \"EBADF\""),
-            ("fail fsync EIO 1 2", "fail fsync: expected fail fsync EIO|ENOSPC [COUNT]"),
+            (
+                "fail fsync EBADF",
+                "fail fsync: bad error (EIO or ENOSPC) \"EBADF\"",
+            ),
+            (
+                "fail fsync EIO 1 2",
+                "fail fsync: expected fail fsync EIO|ENOSPC [COUNT]",
+            ),
             ("torn x", "torn: bad seed \"x\""),
             ("heal now", "this command: expected no arguments"),
         ];
         for (line, reason) in table {
-            assert_eq!(Command::parse(line).unwrap_err().to_string(), reason, "{line}");
+            assert_eq!(
+                Command::parse(line).unwrap_err().to_string(),
+                reason,
+                "{line}"
+            );
         }
     }
 

@@ -35,7 +35,12 @@ pub struct FaultsView {
 impl Faults {
     /// No faults; jitter drawn from `seed`.
     pub fn new(seed: u64) -> Faults {
-        Faults { fsync_delay: None, write_delay: None, fsync_error: None, rng: ChaCha8Rng::seed_from_u64(seed) }
+        Faults {
+            fsync_delay: None,
+            write_delay: None,
+            fsync_error: None,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
     }
 
     /// Sets `delay fsync`.
@@ -63,7 +68,11 @@ impl Faults {
     /// How long the next fsync waits.
     pub fn next_fsync_delay(&mut self) -> Option<Duration> {
         let (fixed, jitter) = self.fsync_delay?;
-        let extra = if jitter.is_zero() { 0 } else { self.rng.gen_range(0..=jitter.as_millis() as u64) };
+        let extra = if jitter.is_zero() {
+            0
+        } else {
+            self.rng.gen_range(0..=jitter.as_millis() as u64)
+        };
         Some(fixed + Duration::from_millis(extra))
     }
 
@@ -82,7 +91,11 @@ impl Faults {
                 None
             }
             Some(n) => {
-                self.fsync_error = if n == 1 { None } else { Some((error, Some(n - 1))) };
+                self.fsync_error = if n == 1 {
+                    None
+                } else {
+                    Some((error, Some(n - 1)))
+                };
                 Some(error.errno())
             }
         }

@@ -48,12 +48,25 @@ impl State {
         Ok(h)
     }
 
-    fn open(&mut self, ino: Ino, append: bool, entries: Vec<(OsString, Ino, Kind)>) -> Result<u64, Errno> {
+    fn open(
+        &mut self,
+        ino: Ino,
+        append: bool,
+        entries: Vec<(OsString, Ino, Kind)>,
+    ) -> Result<u64, Errno> {
         self.overlay.get_mut(ino)?.open += 1;
         let fh = self.next_fh;
         self.next_fh += 1;
         let generation = self.overlay.generation;
-        self.handles.insert(fh, Handle { ino, generation, append, entries });
+        self.handles.insert(
+            fh,
+            Handle {
+                ino,
+                generation,
+                append,
+                entries,
+            },
+        );
         Ok(fh)
     }
 
@@ -121,8 +134,15 @@ fn time(t: TimeOrNow) -> SystemTime {
 impl FaultFs {
     /// A filesystem over `overlay`, its jitter and `torn` seeds drawn from `seed`.
     pub fn new(overlay: Overlay, seed: u64) -> FaultFs {
-        let state = State { overlay, handles: HashMap::new(), next_fh: 1 };
-        FaultFs { state: Arc::new(Mutex::new(state)), faults: Arc::new(Mutex::new(Faults::new(seed))) }
+        let state = State {
+            overlay,
+            handles: HashMap::new(),
+            next_fh: 1,
+        };
+        FaultFs {
+            state: Arc::new(Mutex::new(state)),
+            faults: Arc::new(Mutex::new(Faults::new(seed))),
+        }
     }
 
     /// Waits as `delay fsync` says, then fails as `fail fsync` says.
@@ -137,9 +157,23 @@ impl FaultFs {
         }
     }
 
-    fn make(&self, req: &Request, parent: INodeNo, name: &OsStr, kind: Kind, mode: u32, umask: u32) -> Result<(Ino, FileAttr), Errno> {
+    fn make(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        kind: Kind,
+        mode: u32,
+        umask: u32,
+    ) -> Result<(Ino, FileAttr), Errno> {
         let now = SystemTime::now();
-        let meta = Meta { perm: (mode & !umask & 0o7777) as u16, uid: req.uid(), gid: req.gid(), mtime: now, ctime: now };
+        let meta = Meta {
+            perm: (mode & !umask & 0o7777) as u16,
+            uid: req.uid(),
+            gid: req.gid(),
+            mtime: now,
+            ctime: now,
+        };
         let mut s = lock(&self.state);
         let ino = s.overlay.create(parent.0, name, kind, meta)?;
         Ok((ino, s.entry(ino)?))
@@ -150,16 +184,30 @@ impl Handler for FaultFs {
     fn handle(&self, command: Command) -> Result<String, String> {
         let errno = |e: Errno| format!("errno {}", i32::from(e));
         match command {
-            Command::LoseUnfsynced => lock(&self.state).overlay.lose().map(|()| String::new()).map_err(errno),
-            Command::Flush => lock(&self.state).overlay.flush_all().map(|()| String::new()).map_err(errno),
+            Command::LoseUnfsynced => lock(&self.state)
+                .overlay
+                .lose()
+                .map(|()| String::new())
+                .map_err(errno),
+            Command::Flush => lock(&self.state)
+                .overlay
+                .flush_all()
+                .map(|()| String::new())
+                .map_err(errno),
             Command::Torn { seed } => {
                 let seed = seed.unwrap_or_else(|| lock(&self.faults).draw_seed());
                 let torn = lock(&self.state).overlay.torn(seed).map_err(errno)?;
                 serde_json::to_string(&torn).map_err(|e| e.to_string())
             }
-            Command::DelayFsync { ms, jitter_ms } => Ok(lock(&self.faults).delay_fsync(ms, jitter_ms)).map(|()| String::new()),
-            Command::DelayWrite { ms } => Ok(lock(&self.faults).delay_write(ms)).map(|()| String::new()),
-            Command::FailFsync { error, count } => Ok(lock(&self.faults).fail_fsync(error, count)).map(|()| String::new()),
+            Command::DelayFsync { ms, jitter_ms } => {
+                Ok(lock(&self.faults).delay_fsync(ms, jitter_ms)).map(|()| String::new())
+            }
+            Command::DelayWrite { ms } => {
+                Ok(lock(&self.faults).delay_write(ms)).map(|()| String::new())
+            }
+            Command::FailFsync { error, count } => {
+                Ok(lock(&self.faults).fail_fsync(error, count)).map(|()| String::new())
+            }
             Command::Heal => Ok(lock(&self.faults).heal()).map(|()| String::new()),
             Command::Report => {
                 let report = lock(&self.state).overlay.report();
@@ -180,7 +228,11 @@ impl Handler for FaultFs {
 impl Filesystem for FaultFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let mut s = lock(&self.state);
-        match s.overlay.lookup(parent.0, name).and_then(|ino| s.entry(ino)) {
+        match s
+            .overlay
+            .lookup(parent.0, name)
+            .and_then(|ino| s.entry(ino))
+        {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
             Err(e) => reply.error(e),
         }
@@ -234,7 +286,16 @@ impl Filesystem for FaultFs {
         }
     }
 
-    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, _rdev: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
         if mode & libc::S_IFMT != libc::S_IFREG {
             return reply.error(Errno::ENOTSUP);
         }
@@ -244,7 +305,15 @@ impl Filesystem for FaultFs {
         }
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
         match self.make(req, parent, name, Kind::Dir, mode, umask) {
             Ok((_, attr)) => reply.entry(&TTL, &attr, Generation(0)),
             Err(e) => reply.error(e),
@@ -265,12 +334,26 @@ impl Filesystem for FaultFs {
         }
     }
 
-    fn rename(&self, _req: &Request, parent: INodeNo, name: &OsStr, newparent: INodeNo, newname: &OsStr, flags: RenameFlags, reply: ReplyEmpty) {
-        if flags.contains(RenameFlags::RENAME_EXCHANGE) || flags.contains(RenameFlags::RENAME_WHITEOUT) {
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        if flags.contains(RenameFlags::RENAME_EXCHANGE)
+            || flags.contains(RenameFlags::RENAME_WHITEOUT)
+        {
             return reply.error(Errno::EINVAL);
         }
         let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        match lock(&self.state).overlay.rename((parent.0, name), (newparent.0, newname), noreplace) {
+        match lock(&self.state)
+            .overlay
+            .rename((parent.0, name), (newparent.0, newname), noreplace)
+        {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -289,38 +372,89 @@ impl Filesystem for FaultFs {
         }
     }
 
-    fn read(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, size: u32, _flags: OpenFlags, _lock: Option<LockOwner>, reply: ReplyData) {
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
         let mut s = lock(&self.state);
-        match s.handle(fh).map(|_| ()).and_then(|()| s.overlay.read(ino.0, offset, size)) {
+        match s
+            .handle(fh)
+            .map(|_| ())
+            .and_then(|()| s.overlay.read(ino.0, offset, size))
+        {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(e),
         }
     }
 
-    fn write(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, data: &[u8], _wf: WriteFlags, _flags: OpenFlags, _lock: Option<LockOwner>, reply: ReplyWrite) {
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _wf: WriteFlags,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
         let delay = lock(&self.faults).next_write_delay();
         if let Some(d) = delay {
             std::thread::sleep(d);
         }
         let mut s = lock(&self.state);
-        let done = s.handle(fh).map(|h| h.append).and_then(|append| s.overlay.write(ino.0, offset, data, append));
+        let done = s
+            .handle(fh)
+            .map(|h| h.append)
+            .and_then(|append| s.overlay.write(ino.0, offset, data, append));
         match done {
             Ok(_) => reply.written(data.len() as u32),
             Err(e) => reply.error(e),
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         // close() is not fsync: nothing becomes durable here.
         reply.ok();
     }
 
-    fn release(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, _lock: Option<LockOwner>, _flush: bool, reply: ReplyEmpty) {
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
         lock(&self.state).release(fh);
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         let done = self.before_fsync().and_then(|()| {
             let mut s = lock(&self.state);
             s.handle(fh)?;
@@ -334,23 +468,50 @@ impl Filesystem for FaultFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let mut s = lock(&self.state);
-        let done = s.overlay.children(ino.0).and_then(|entries| s.open(ino.0, false, entries));
+        let done = s
+            .overlay
+            .children(ino.0)
+            .and_then(|entries| s.open(ino.0, false, entries));
         match done {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(e),
         }
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let s = lock(&self.state);
         let h = match s.handle(fh) {
             Ok(h) => h,
             Err(e) => return reply.error(e),
         };
-        let parent = s.overlay.get(ino.0).ok().and_then(|o| o.visible.as_ref().map(|(p, _)| *p)).unwrap_or(ROOT);
-        let dots = [(OsString::from("."), ino.0, Kind::Dir), (OsString::from(".."), parent, Kind::Dir)];
-        for (i, (name, child, kind)) in dots.iter().chain(h.entries.iter()).enumerate().skip(offset as usize) {
-            let kind = if *kind == Kind::Dir { FileType::Directory } else { FileType::RegularFile };
+        let parent = s
+            .overlay
+            .get(ino.0)
+            .ok()
+            .and_then(|o| o.visible.as_ref().map(|(p, _)| *p))
+            .unwrap_or(ROOT);
+        let dots = [
+            (OsString::from("."), ino.0, Kind::Dir),
+            (OsString::from(".."), parent, Kind::Dir),
+        ];
+        for (i, (name, child, kind)) in dots
+            .iter()
+            .chain(h.entries.iter())
+            .enumerate()
+            .skip(offset as usize)
+        {
+            let kind = if *kind == Kind::Dir {
+                FileType::Directory
+            } else {
+                FileType::RegularFile
+            };
             if reply.add(INodeNo(*child), i as u64 + 1, kind, name) {
                 break;
             }
@@ -358,12 +519,26 @@ impl Filesystem for FaultFs {
         reply.ok();
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         lock(&self.state).release(fh);
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         let done = self.before_fsync().and_then(|()| {
             let mut s = lock(&self.state);
             s.handle(fh)?;
@@ -392,7 +567,14 @@ impl Filesystem for FaultFs {
         }
     }
 
-    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: fuser::ReplyXattr) {
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: fuser::ReplyXattr,
+    ) {
         // ENOSYS makes the kernel stop asking for the life of the mount.
         reply.error(Errno::ENOSYS);
     }
@@ -401,7 +583,16 @@ impl Filesystem for FaultFs {
         reply.error(Errno::ENOSYS);
     }
 
-    fn setxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _value: &[u8], _flags: i32, _position: u32, reply: ReplyEmpty) {
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
         reply.error(Errno::ENOSYS);
     }
 
@@ -409,13 +600,30 @@ impl Filesystem for FaultFs {
         reply.error(Errno::ENOSYS);
     }
 
-    fn create(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
-        let done = self.make(req, parent, name, Kind::File, mode, umask).and_then(|(ino, attr)| {
-            let fh = lock(&self.state).open(ino, flags & libc::O_APPEND != 0, Vec::new())?;
-            Ok((attr, fh))
-        });
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let done = self
+            .make(req, parent, name, Kind::File, mode, umask)
+            .and_then(|(ino, attr)| {
+                let fh = lock(&self.state).open(ino, flags & libc::O_APPEND != 0, Vec::new())?;
+                Ok((attr, fh))
+            });
         match done {
-            Ok((attr, fh)) => reply.created(&TTL, &attr, Generation(0), FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+            Ok((attr, fh)) => reply.created(
+                &TTL,
+                &attr,
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::FOPEN_DIRECT_IO,
+            ),
             Err(e) => reply.error(e),
         }
     }

@@ -32,8 +32,13 @@ mod fs;
 mod mount;
 pub mod overlay;
 
-pub use client::{Client, ClientError, FaultfsProcess, COMMAND_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT};
+pub use client::{
+    Client, ClientError, FaultfsProcess, COMMAND_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT,
+};
 pub use control::{Command, FsyncError};
 pub use faults::FaultsView;
 pub use fs::FaultFs;
-pub use mount::{faultfs_mounts, force_unmount, is_mounted, mount, wait_unmounted, MountConfig, Mounted, PENDING_BYTES_MAX_DEFAULT};
+pub use mount::{
+    faultfs_mounts, force_unmount, is_mounted, mount, wait_unmounted, MountConfig, Mounted,
+    PENDING_BYTES_MAX_DEFAULT,
+};

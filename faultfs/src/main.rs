@@ -16,7 +16,10 @@ use nix::sys::signal::{SigSet, Signal};
 const UNMOUNT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Parser)]
-#[command(name = "faultfs", about = "A FUSE filesystem that forgets what was never fsynced")]
+#[command(
+    name = "faultfs",
+    about = "A FUSE filesystem that forgets what was never fsynced"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -48,7 +51,9 @@ enum Cmd {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -63,8 +68,19 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Cmd::Mount { backing, mountpoint, control, seed, pending_bytes_max } => {
-            let config = faultfs::MountConfig { backing, mountpoint, seed, pending_bytes_max };
+        Cmd::Mount {
+            backing,
+            mountpoint,
+            control,
+            seed,
+            pending_bytes_max,
+        } => {
+            let config = faultfs::MountConfig {
+                backing,
+                mountpoint,
+                seed,
+                pending_bytes_max,
+            };
             mount_until_stopped(&config, &control)
         }
         Cmd::Bench(args) => bench::run(&args),
@@ -84,9 +100,13 @@ fn follow_parent() -> Result<()> {
 fn bind_control(path: &Path) -> Result<UnixListener> {
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
-            bail!("control socket {} is in use by another process", path.display());
+            bail!(
+                "control socket {} is in use by another process",
+                path.display()
+            );
         }
-        std::fs::remove_file(path).with_context(|| format!("remove stale control socket {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("remove stale control socket {}", path.display()))?;
     }
     UnixListener::bind(path).with_context(|| format!("bind control socket {}", path.display()))
 }
@@ -133,7 +153,10 @@ enum Stop {
 fn mount_until_stopped(config: &faultfs::MountConfig, control: &Path) -> Result<()> {
     follow_parent()?;
     if !config.mountpoint.is_dir() {
-        bail!("mountpoint {} is not a directory", config.mountpoint.display());
+        bail!(
+            "mountpoint {} is not a directory",
+            config.mountpoint.display()
+        );
     }
     let watchdog = fork_unmount_watchdog(&config.mountpoint)?;
     // Block the stop signals before any thread starts, so that every thread
@@ -141,16 +164,26 @@ fn mount_until_stopped(config: &faultfs::MountConfig, control: &Path) -> Result<
     let stop_signals = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]);
     stop_signals.thread_block().context("block signals")?;
     let listener = bind_control(control)?;
-    let mounted = faultfs::mount(config).with_context(|| format!("mount {} at {}", config.backing.display(), config.mountpoint.display()))?;
+    let mounted = faultfs::mount(config).with_context(|| {
+        format!(
+            "mount {} at {}",
+            config.backing.display(),
+            config.mountpoint.display()
+        )
+    })?;
     let handler = mounted.handler();
-    std::thread::Builder::new().name("faultfs-control".into()).spawn(move || faultfs::control::serve(listener, handler))?;
+    std::thread::Builder::new()
+        .name("faultfs-control".into())
+        .spawn(move || faultfs::control::serve(listener, handler))?;
     let (tx, rx) = mpsc::sync_channel::<Stop>(2);
     let signal_tx = tx.clone();
-    std::thread::Builder::new().name("faultfs-signals".into()).spawn(move || {
-        if let Ok(sig) = stop_signals.wait() {
-            let _ = signal_tx.send(Stop::Signal(sig));
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("faultfs-signals".into())
+        .spawn(move || {
+            if let Ok(sig) = stop_signals.wait() {
+                let _ = signal_tx.send(Stop::Signal(sig));
+            }
+        })?;
     let stop = loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(stop) => break stop,

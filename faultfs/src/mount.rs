@@ -49,12 +49,20 @@ pub fn mount(config: &MountConfig) -> io::Result<Mounted> {
     if mountpoint.starts_with(&backing) || backing.starts_with(&mountpoint) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("mountpoint {} and backing {} must not contain one another", mountpoint.display(), backing.display()),
+            format!(
+                "mountpoint {} and backing {} must not contain one another",
+                mountpoint.display(),
+                backing.display()
+            ),
         ));
     }
     let overlay = Overlay::open(&backing, config.pending_bytes_max)?;
     let fs = FaultFs::new(overlay, config.seed);
-    let options = vec![MountOption::FSName(format!("faultfs:{}", backing.display())), MountOption::Subtype("faultfs".into()), MountOption::DefaultPermissions];
+    let options = vec![
+        MountOption::FSName(format!("faultfs:{}", backing.display())),
+        MountOption::Subtype("faultfs".into()),
+        MountOption::DefaultPermissions,
+    ];
     let mut fuse_config = Config::default();
     fuse_config.mount_options = options;
     fuse_config.acl = SessionACL::All;
@@ -62,7 +70,11 @@ pub fn mount(config: &MountConfig) -> io::Result<Mounted> {
     fuse_config.clone_fd = true;
     let session = fuser::spawn_mount(fs.clone(), &mountpoint, &fuse_config)?;
     tracing::info!(backing = %backing.display(), mountpoint = %mountpoint.display(), seed = config.seed, "mounted");
-    Ok(Mounted { fs, session: Some(session), mountpoint })
+    Ok(Mounted {
+        fs,
+        session: Some(session),
+        mountpoint,
+    })
 }
 
 impl Mounted {
@@ -87,12 +99,19 @@ impl Mounted {
     }
 
     fn unmount_inner(&mut self, timeout: Duration) -> io::Result<()> {
-        let Some(session) = self.session.take() else { return Ok(()) };
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
         let (tx, rx) = mpsc::sync_channel(1);
         std::thread::spawn(move || {
             let _ = tx.send(session.umount_and_join());
         });
-        let outcome = rx.recv_timeout(timeout).map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the filesystem's threads did not end"))?;
+        let outcome = rx.recv_timeout(timeout).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the filesystem's threads did not end",
+            )
+        })?;
         wait_unmounted(&self.mountpoint, timeout)?;
         tracing::info!(mountpoint = %self.mountpoint.display(), "unmounted");
         outcome
@@ -112,7 +131,10 @@ pub fn wait_unmounted(path: &Path, timeout: Duration) -> io::Result<()> {
     let deadline = std::time::Instant::now() + timeout;
     while is_mounted(path)? {
         if std::time::Instant::now() >= deadline {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, format!("{} still mounted", path.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{} still mounted", path.display()),
+            ));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -125,7 +147,10 @@ fn unescape_mount_field(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u8::from_str_radix(d, 8).ok());
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| u8::from_str_radix(d, 8).ok());
         match (bytes[i], octal) {
             (b'\\', Some(b)) => {
                 out.push(b);
@@ -148,7 +173,8 @@ pub fn faultfs_mounts() -> io::Result<Vec<PathBuf>> {
         .filter_map(|l| {
             let mut f = l.split(' ');
             let (source, target, fstype) = (f.next()?, f.next()?, f.next()?);
-            (source.starts_with("faultfs") || fstype.ends_with(".faultfs")).then(|| PathBuf::from(unescape_mount_field(target)))
+            (source.starts_with("faultfs") || fstype.ends_with(".faultfs"))
+                .then(|| PathBuf::from(unescape_mount_field(target)))
         })
         .collect())
 }
@@ -157,7 +183,11 @@ pub fn faultfs_mounts() -> io::Result<Vec<PathBuf>> {
 pub fn is_mounted(path: &Path) -> io::Result<bool> {
     let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let text = std::fs::read_to_string("/proc/mounts")?;
-    Ok(text.lines().any(|l| l.split(' ').nth(1).is_some_and(|t| Path::new(&unescape_mount_field(t)) == path)))
+    Ok(text.lines().any(|l| {
+        l.split(' ')
+            .nth(1)
+            .is_some_and(|t| Path::new(&unescape_mount_field(t)) == path)
+    }))
 }
 
 /// Detaches a mount left behind (a faultfs killed without `fusermount3`).

@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use super::namespace::chosen_by_dir_fsync;
 use super::{
-    check_name, io_errno, DataOp, Ino, Kind, Meta, NsOp, Object, Overlay, NAMESPACE_OPS_MAX,
-    ROOT, STAGE_DIR,
+    check_name, io_errno, DataOp, Ino, Kind, Meta, NsOp, Object, Overlay, NAMESPACE_OPS_MAX, ROOT,
+    STAGE_DIR,
 };
 
 /// What `torn` kept.
@@ -45,7 +45,13 @@ fn model_error(what: &str) -> Errno {
 impl Overlay {
     /// Creates `name` in `parent` (visible at once, durable once `parent`
     /// is fsynced).
-    pub fn create(&mut self, parent: Ino, name: &OsStr, kind: Kind, meta: Meta) -> Result<Ino, Errno> {
+    pub fn create(
+        &mut self,
+        parent: Ino,
+        name: &OsStr,
+        kind: Kind,
+        meta: Meta,
+    ) -> Result<Ino, Errno> {
         check_name(parent, name)?;
         match self.lookup(parent, name) {
             Ok(_) => return Err(Errno::EEXIST),
@@ -56,13 +62,24 @@ impl Overlay {
         let mut obj = Object::new(kind, meta);
         obj.visible = Some((parent, name.to_owned()));
         self.objects.insert(ino, obj);
-        self.get_mut(parent)?.visible_children.insert(name.to_owned(), ino);
-        self.push_ns(NsOp::Create { parent, name: name.to_owned(), ino })?;
+        self.get_mut(parent)?
+            .visible_children
+            .insert(name.to_owned(), ino);
+        self.push_ns(NsOp::Create {
+            parent,
+            name: name.to_owned(),
+            ino,
+        })?;
         Ok(ino)
     }
 
     /// Renames (visible at once, durable once a directory involved is fsynced).
-    pub fn rename(&mut self, from: (Ino, &OsStr), to: (Ino, &OsStr), noreplace: bool) -> Result<(), Errno> {
+    pub fn rename(
+        &mut self,
+        from: (Ino, &OsStr),
+        to: (Ino, &OsStr),
+        noreplace: bool,
+    ) -> Result<(), Errno> {
         check_name(to.0, to.1)?;
         let src = self.lookup(from.0, from.1)?;
         if self.get(to.0)?.kind != Kind::Dir {
@@ -81,7 +98,9 @@ impl Overlay {
             match (src_kind, t.kind) {
                 (Kind::Dir, Kind::File) => return Err(Errno::ENOTDIR),
                 (Kind::File, Kind::Dir) => return Err(Errno::EISDIR),
-                (Kind::Dir, Kind::Dir) if !t.visible_children.is_empty() => return Err(Errno::ENOTEMPTY),
+                (Kind::Dir, Kind::Dir) if !t.visible_children.is_empty() => {
+                    return Err(Errno::ENOTEMPTY)
+                }
                 _ => {}
             }
         }
@@ -92,7 +111,9 @@ impl Overlay {
         if let Some(t) = target {
             self.get_mut(t)?.visible = None;
         }
-        self.get_mut(to.0)?.visible_children.insert(to.1.to_owned(), src);
+        self.get_mut(to.0)?
+            .visible_children
+            .insert(to.1.to_owned(), src);
         self.get_mut(src)?.visible = Some((to.0, to.1.to_owned()));
         self.push_ns(NsOp::Rename {
             from_parent: from.0,
@@ -127,12 +148,18 @@ impl Overlay {
         match (kind, obj.kind) {
             (Kind::File, Kind::Dir) => return Err(Errno::EISDIR),
             (Kind::Dir, Kind::File) => return Err(Errno::ENOTDIR),
-            (Kind::Dir, Kind::Dir) if !obj.visible_children.is_empty() => return Err(Errno::ENOTEMPTY),
+            (Kind::Dir, Kind::Dir) if !obj.visible_children.is_empty() => {
+                return Err(Errno::ENOTEMPTY)
+            }
             _ => {}
         }
         self.get_mut(parent)?.visible_children.remove(name);
         self.get_mut(ino)?.visible = None;
-        self.push_ns(NsOp::Remove { parent, name: name.to_owned(), ino })?;
+        self.push_ns(NsOp::Remove {
+            parent,
+            name: name.to_owned(),
+            ino,
+        })?;
         self.reclaim(ino);
         Ok(())
     }
@@ -141,7 +168,10 @@ impl Overlay {
         if self.namespace.len() >= NAMESPACE_OPS_MAX {
             // The oldest change alone is a prefix, so always a state the
             // process could have seen.
-            tracing::warn!(max = NAMESPACE_OPS_MAX, "pending namespace changes over their bound: writing the oldest back");
+            tracing::warn!(
+                max = NAMESPACE_OPS_MAX,
+                "pending namespace changes over their bound: writing the oldest back"
+            );
             let (_, oldest) = self.namespace.remove(0);
             self.commit_ns(&oldest)?;
         }
@@ -154,7 +184,8 @@ impl Overlay {
     /// fsyncs it: fdatasync when `datasync`, fsync otherwise.
     pub fn sync_file(&mut self, ino: Ino, sync: bool, datasync: bool) -> Result<(), Errno> {
         let ops = std::mem::take(&mut self.get_mut(ino)?.pending);
-        let needs_file = !ops.is_empty() || self.get(ino)?.content.is_some() || self.durable_path(ino).is_some();
+        let needs_file =
+            !ops.is_empty() || self.get(ino)?.content.is_some() || self.durable_path(ino).is_some();
         if !needs_file {
             return Ok(());
         }
@@ -175,7 +206,11 @@ impl Overlay {
             }
         }
         if sync {
-            let done = if datasync { file.sync_data() } else { file.sync_all() };
+            let done = if datasync {
+                file.sync_data()
+            } else {
+                file.sync_all()
+            };
             done.map_err(Errno::from)?;
         }
         self.pending_bytes -= ops.iter().map(|(_, op)| op.bytes()).sum::<u64>();
@@ -192,7 +227,12 @@ impl Overlay {
 
     /// Writes every file's pending data to the backing files, no fsync.
     pub fn flush_all(&mut self) -> Result<(), Errno> {
-        let inos: Vec<Ino> = self.objects.iter().filter(|(_, o)| !o.pending.is_empty()).map(|(i, _)| *i).collect();
+        let inos: Vec<Ino> = self
+            .objects
+            .iter()
+            .filter(|(_, o)| !o.pending.is_empty())
+            .map(|(i, _)| *i)
+            .collect();
         for ino in inos {
             self.sync_file(ino, false, false)?;
         }
@@ -232,7 +272,9 @@ impl Overlay {
         }
         for ino in touched {
             if let Some(path) = self.durable_path(ino) {
-                File::open(&path).and_then(|d| d.sync_all()).map_err(|e| io_errno("fsync directory", &path, e))?;
+                File::open(&path)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| io_errno("fsync directory", &path, e))?;
             }
         }
         Ok(())
@@ -243,23 +285,42 @@ impl Overlay {
     fn commit_ns(&mut self, op: &NsOp) -> Result<(), Errno> {
         match op {
             NsOp::Create { parent, name, ino } => self.commit_create(*parent, name, *ino),
-            NsOp::Rename { from_parent, from_name, to_parent, to_name, ino, .. } => {
-                let src_dir = self.durable_path(*from_parent).ok_or_else(|| model_error("rename from a directory with no durable name"))?;
-                let dst_dir = self.durable_path(*to_parent).ok_or_else(|| model_error("rename into a directory with no durable name"))?;
+            NsOp::Rename {
+                from_parent,
+                from_name,
+                to_parent,
+                to_name,
+                ino,
+                ..
+            } => {
+                let src_dir = self
+                    .durable_path(*from_parent)
+                    .ok_or_else(|| model_error("rename from a directory with no durable name"))?;
+                let dst_dir = self
+                    .durable_path(*to_parent)
+                    .ok_or_else(|| model_error("rename into a directory with no durable name"))?;
                 if self.get(*from_parent)?.durable_children.get(from_name) != Some(ino) {
-                    return Err(model_error("rename of an object not durable under its old name"));
+                    return Err(model_error(
+                        "rename of an object not durable under its old name",
+                    ));
                 }
                 self.displace(*to_parent, to_name, false)?;
                 let (src, dst) = (src_dir.join(from_name), dst_dir.join(to_name));
                 fs::rename(&src, &dst).map_err(|e| io_errno("rename", &src, e))?;
-                self.get_mut(*from_parent)?.durable_children.remove(from_name);
-                self.get_mut(*to_parent)?.durable_children.insert(to_name.clone(), *ino);
+                self.get_mut(*from_parent)?
+                    .durable_children
+                    .remove(from_name);
+                self.get_mut(*to_parent)?
+                    .durable_children
+                    .insert(to_name.clone(), *ino);
                 self.get_mut(*ino)?.durable = Some((*to_parent, to_name.clone()));
                 Ok(())
             }
             NsOp::Remove { parent, name, ino } => {
                 if self.get(*parent)?.durable_children.get(name) != Some(ino) {
-                    return Err(model_error("removal of an object not durable under its name"));
+                    return Err(model_error(
+                        "removal of an object not durable under its name",
+                    ));
                 }
                 self.displace(*parent, name, true)
             }
@@ -267,7 +328,9 @@ impl Overlay {
     }
 
     fn commit_create(&mut self, parent: Ino, name: &OsStr, ino: Ino) -> Result<(), Errno> {
-        let dir = self.durable_path(parent).ok_or_else(|| model_error("create in a directory with no durable name"))?;
+        let dir = self
+            .durable_path(parent)
+            .ok_or_else(|| model_error("create in a directory with no durable name"))?;
         self.displace(parent, name, true)?;
         let path = dir.join(name);
         let (kind, perm, staged) = {
@@ -277,32 +340,48 @@ impl Overlay {
         match kind {
             Kind::Dir => {
                 fs::create_dir(&path).map_err(|e| io_errno("mkdir", &path, e))?;
-                fs::set_permissions(&path, fs::Permissions::from_mode(perm)).map_err(|e| io_errno("chmod", &path, e))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(perm))
+                    .map_err(|e| io_errno("chmod", &path, e))?;
             }
             Kind::File if staged => {
                 let from = self.stage_path(ino);
                 fs::rename(&from, &path).map_err(|e| io_errno("rename from stage", &from, e))?;
             }
             Kind::File => {
-                let file = OpenOptions::new().read(true).write(true).create_new(true).mode(perm).open(&path).map_err(|e| io_errno("create", &path, e))?;
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(perm)
+                    .open(&path)
+                    .map_err(|e| io_errno("create", &path, e))?;
                 self.get_mut(ino)?.content = Some(file);
             }
         }
         let obj = self.get_mut(ino)?;
         obj.staged = false;
         obj.durable = Some((parent, name.to_owned()));
-        self.get_mut(parent)?.durable_children.insert(name.to_owned(), ino);
+        self.get_mut(parent)?
+            .durable_children
+            .insert(name.to_owned(), ino);
         Ok(())
     }
 
     /// Takes away the durable name `parent/name` (and, when
     /// `remove_physically`, the backing entry: a rename replaces it
     /// itself). A file still open keeps its bytes through an open descriptor.
-    fn displace(&mut self, parent: Ino, name: &OsStr, remove_physically: bool) -> Result<(), Errno> {
+    fn displace(
+        &mut self,
+        parent: Ino,
+        name: &OsStr,
+        remove_physically: bool,
+    ) -> Result<(), Errno> {
         let Some(x) = self.get(parent)?.durable_children.get(name).copied() else {
             return Ok(());
         };
-        let path = self.durable_path(x).ok_or_else(|| model_error("durable child with no path"))?;
+        let path = self
+            .durable_path(x)
+            .ok_or_else(|| model_error("durable child with no path"))?;
         let (kind, open) = (self.get(x)?.kind, self.get(x)?.open);
         if kind == Kind::File && open > 0 {
             self.content(x)?;
@@ -331,7 +410,13 @@ impl Overlay {
         let inos: Vec<Ino> = self.objects.keys().copied().collect();
         for ino in &inos {
             let path = self.durable_path(*ino);
-            let stat = path.as_ref().map(fs::symlink_metadata).transpose().map_err(|e| io_errno("stat", path.as_deref().unwrap_or(self.backing.as_path()), e))?;
+            let stat = path
+                .as_ref()
+                .map(fs::symlink_metadata)
+                .transpose()
+                .map_err(|e| {
+                    io_errno("stat", path.as_deref().unwrap_or(self.backing.as_path()), e)
+                })?;
             let obj = self.objects.get_mut(ino).expect("listed");
             obj.pending.clear();
             obj.content = None;
@@ -345,7 +430,9 @@ impl Overlay {
             }
         }
         let stage = self.backing.join(STAGE_DIR);
-        fs::remove_dir_all(&stage).and_then(|()| fs::create_dir(&stage)).map_err(|e| io_errno("empty the stage directory", &stage, e))?;
+        fs::remove_dir_all(&stage)
+            .and_then(|()| fs::create_dir(&stage))
+            .map_err(|e| io_errno("empty the stage directory", &stage, e))?;
         for ino in inos {
             self.reclaim(ino);
         }
@@ -356,9 +443,17 @@ impl Overlay {
     /// (the change at the cut, when a write, keeps a seeded prefix of its
     /// bytes), then loses the rest as [`Overlay::lose`] does.
     pub fn torn(&mut self, seed: u64) -> Result<Torn, Errno> {
-        let mut changes: Vec<(u64, Change)> = self.namespace.iter().map(|(s, op)| (*s, Change::Namespace(op.clone()))).collect();
+        let mut changes: Vec<(u64, Change)> = self
+            .namespace
+            .iter()
+            .map(|(s, op)| (*s, Change::Namespace(op.clone())))
+            .collect();
         for (ino, obj) in &self.objects {
-            changes.extend(obj.pending.iter().map(|(s, op)| (*s, Change::Data(*ino, op.clone()))));
+            changes.extend(
+                obj.pending
+                    .iter()
+                    .map(|(s, op)| (*s, Change::Data(*ino, op.clone()))),
+            );
         }
         changes.sort_by_key(|(s, _)| *s);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -375,7 +470,12 @@ impl Overlay {
             }
         }
         self.lose()?;
-        Ok(Torn { seed, kept, of: changes.len(), partial_bytes })
+        Ok(Torn {
+            seed,
+            kept,
+            of: changes.len(),
+            partial_bytes,
+        })
     }
 
     fn persist(&mut self, change: &Change) -> Result<(), Errno> {
@@ -399,8 +499,14 @@ impl Overlay {
     /// Drops `ino` when nothing can reach it any more: no name of either
     /// kind, no kernel lookup, no open handle, no pending namespace change.
     pub(crate) fn reclaim(&mut self, ino: Ino) {
-        let Some(o) = self.objects.get(&ino) else { return };
-        let reachable = ino == ROOT || o.visible.is_some() || o.durable.is_some() || o.lookups > 0 || o.open > 0;
+        let Some(o) = self.objects.get(&ino) else {
+            return;
+        };
+        let reachable = ino == ROOT
+            || o.visible.is_some()
+            || o.durable.is_some()
+            || o.lookups > 0
+            || o.open > 0;
         if reachable || self.namespace.iter().any(|(_, op)| op.involves(ino)) {
             return;
         }

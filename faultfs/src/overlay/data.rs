@@ -109,9 +109,15 @@ mod tests {
     #[test]
     fn later_writes_win_and_truncation_zeroes_what_follows() {
         let ops = [
-            DataOp::Write { offset: 2, data: b"abcd".to_vec() },
+            DataOp::Write {
+                offset: 2,
+                data: b"abcd".to_vec(),
+            },
             DataOp::Truncate { len: 4 },
-            DataOp::Write { offset: 5, data: b"Z".to_vec() },
+            DataOp::Write {
+                offset: 5,
+                data: b"Z".to_vec(),
+            },
         ];
         // base 0..8 = "01234567"; after: "01ab" then zero at 4, "Z" at 5.
         assert_eq!(view(&ops, b"01234567", 0, 6), b"01ab\0Z");
@@ -120,9 +126,14 @@ mod tests {
 
     #[test]
     fn a_torn_write_keeps_a_prefix() {
-        let op = DataOp::Write { offset: 7, data: b"hello".to_vec() };
+        let op = DataOp::Write {
+            offset: 7,
+            data: b"hello".to_vec(),
+        };
         match op.prefix(2).unwrap() {
-            DataOp::Write { offset, data } => assert_eq!((offset, data.as_slice()), (7, &b"he"[..])),
+            DataOp::Write { offset, data } => {
+                assert_eq!((offset, data.as_slice()), (7, &b"he"[..]))
+            }
             DataOp::Truncate { .. } => unreachable!(),
         }
         assert!(DataOp::Truncate { len: 1 }.prefix(1).is_none());

@@ -206,7 +206,9 @@ impl Overlay {
 
     /// Adds `dir`'s backing entries (recursively) as durable and visible.
     fn load_dir(&mut self, dir: Ino) -> std::io::Result<()> {
-        let path = self.durable_path(dir).expect("a loaded directory is durable");
+        let path = self
+            .durable_path(dir)
+            .expect("a loaded directory is durable");
         let mut entries: Vec<_> = fs::read_dir(&path)?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
@@ -359,7 +361,13 @@ impl Overlay {
     }
 
     /// Records a write; returns the offset used (`append` writes at the end).
-    pub fn write(&mut self, ino: Ino, offset: u64, data: &[u8], append: bool) -> Result<u64, Errno> {
+    pub fn write(
+        &mut self,
+        ino: Ino,
+        offset: u64,
+        data: &[u8],
+        append: bool,
+    ) -> Result<u64, Errno> {
         let seq = self.alloc_seq();
         let obj = self.get_mut(ino)?;
         if obj.kind != Kind::File {
@@ -369,7 +377,13 @@ impl Overlay {
         let end = offset.checked_add(data.len() as u64).ok_or(Errno::EFBIG)?;
         obj.size = obj.size.max(end);
         obj.meta.mtime = SystemTime::now();
-        obj.pending.push((seq, DataOp::Write { offset, data: data.to_vec() }));
+        obj.pending.push((
+            seq,
+            DataOp::Write {
+                offset,
+                data: data.to_vec(),
+            },
+        ));
         self.pending_bytes += data.len() as u64;
         if self.pending_bytes > self.pending_bytes_max {
             tracing::warn!(pending_bytes = self.pending_bytes, max = self.pending_bytes_max, "pending data over its bound: writing it back (not fsynced), as a page cache under pressure would");
@@ -393,7 +407,14 @@ impl Overlay {
 
     /// Changes permission bits, owner or times; applied to the backing
     /// file at once when it has one (attributes are not modelled as pending).
-    pub fn set_meta(&mut self, ino: Ino, perm: Option<u32>, uid: Option<u32>, gid: Option<u32>, mtime: Option<SystemTime>) -> Result<(), Errno> {
+    pub fn set_meta(
+        &mut self,
+        ino: Ino,
+        perm: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        mtime: Option<SystemTime>,
+    ) -> Result<(), Errno> {
         let path = self.durable_path(ino).or_else(|| {
             let o = self.objects.get(&ino)?;
             o.staged.then(|| self.stage_path(ino))
@@ -411,7 +432,8 @@ impl Overlay {
             fs::set_permissions(&path, fs::Permissions::from_mode(u32::from(meta.perm)))
                 .map_err(|e| io_errno("chmod", &path, e))?;
             if uid.is_some() || gid.is_some() {
-                std::os::unix::fs::chown(&path, uid, gid).map_err(|e| io_errno("chown", &path, e))?;
+                std::os::unix::fs::chown(&path, uid, gid)
+                    .map_err(|e| io_errno("chown", &path, e))?;
             }
         }
         Ok(())
@@ -432,7 +454,11 @@ impl Overlay {
             })
             .collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        let namespace = self.namespace.iter().map(|(_, op)| self.describe(op)).collect();
+        let namespace = self
+            .namespace
+            .iter()
+            .map(|(_, op)| self.describe(op))
+            .collect();
         Report {
             files,
             bytes_total: self.pending_bytes,
@@ -442,14 +468,26 @@ impl Overlay {
 
     fn describe(&self, op: &NsOp) -> String {
         let at = |dir: Ino, name: &OsStr| {
-            let d = self.visible_path(dir).unwrap_or_else(|| format!("(inode {dir})"));
+            let d = self
+                .visible_path(dir)
+                .unwrap_or_else(|| format!("(inode {dir})"));
             let sep = if d.ends_with('/') { "" } else { "/" };
             format!("{d}{sep}{}", name.to_string_lossy())
         };
         match op {
             NsOp::Create { parent, name, .. } => format!("create {}", at(*parent, name)),
-            NsOp::Rename { from_parent, from_name, to_parent, to_name, .. } => {
-                format!("rename {} {}", at(*from_parent, from_name), at(*to_parent, to_name))
+            NsOp::Rename {
+                from_parent,
+                from_name,
+                to_parent,
+                to_name,
+                ..
+            } => {
+                format!(
+                    "rename {} {}",
+                    at(*from_parent, from_name),
+                    at(*to_parent, to_name)
+                )
             }
             NsOp::Remove { parent, name, .. } => format!("remove {}", at(*parent, name)),
         }

@@ -71,6 +71,32 @@ impl NsOp {
         out
     }
 
+    /// The directory entries this change alters.
+    pub(crate) fn entries(&self) -> Vec<(Ino, &OsString)> {
+        match self {
+            NsOp::Create { parent, name, .. } | NsOp::Remove { parent, name, .. } => {
+                vec![(*parent, name)]
+            }
+            NsOp::Rename {
+                from_parent,
+                from_name,
+                to_parent,
+                to_name,
+                ..
+            } => {
+                vec![(*from_parent, from_name), (*to_parent, to_name)]
+            }
+        }
+    }
+
+    /// The objects this change creates, moves, replaces or removes.
+    pub(crate) fn objects(&self) -> Vec<Ino> {
+        match self {
+            NsOp::Create { ino, .. } | NsOp::Remove { ino, .. } => vec![*ino],
+            NsOp::Rename { ino, replaced, .. } => std::iter::once(*ino).chain(*replaced).collect(),
+        }
+    }
+
     /// Whether `ino` is one of the objects this change names.
     pub(crate) fn involves(&self, ino: Ino) -> bool {
         self.touches().contains(&ino)
@@ -78,21 +104,32 @@ impl NsOp {
 }
 
 /// Which of the pending changes (in issue order) an fsync of `dir` makes
-/// durable: every change to `dir`'s entries, and, so that the result is a
-/// state the process could have seen, every earlier change that shares a
-/// directory or an object with a change already chosen (a rename into
-/// `dir` pulls in the create of the file it moves, a create inside a new
-/// directory pulls in that directory's mkdir). Changes that involve
-/// nothing chosen stay pending. One backward pass suffices: when change `j`
-/// is reached, every later change has been decided.
+/// durable: every change to `dir`'s entries, and every earlier change one
+/// of those depends on, so that the durable result is a state the process
+/// could have seen. A change depends on an earlier one that alters the same
+/// entry, involves the same object, or creates, moves or removes a
+/// directory the other works in (a rename into `dir` pulls in the create of
+/// the file it moves; a create inside a new directory pulls in that
+/// directory's mkdir). Other changes, even in the same directories, stay
+/// pending. One backward pass suffices: when change `j` is reached, every
+/// later change has been decided.
 pub(crate) fn chosen_by_dir_fsync(pending: &[NsOp], dir: Ino) -> Vec<bool> {
     let mut chosen = vec![false; pending.len()];
-    let mut involved: HashSet<Ino> = HashSet::new();
+    let mut entries: HashSet<(Ino, &OsString)> = HashSet::new();
+    let mut objects: HashSet<Ino> = HashSet::new();
+    let mut parents: HashSet<Ino> = HashSet::new();
     for (i, op) in pending.iter().enumerate().rev() {
-        let touches = op.touches();
-        if op.parents().contains(&dir) || touches.iter().any(|t| involved.contains(t)) {
+        let depended_on = op.entries().iter().any(|e| entries.contains(e))
+            || op
+                .objects()
+                .iter()
+                .any(|o| objects.contains(o) || parents.contains(o))
+            || op.parents().iter().any(|p| objects.contains(p));
+        if op.parents().contains(&dir) || depended_on {
             chosen[i] = true;
-            involved.extend(touches);
+            entries.extend(op.entries());
+            objects.extend(op.objects());
+            parents.extend(op.parents());
         }
     }
     chosen
@@ -113,8 +150,8 @@ mod tests {
     #[test]
     fn a_directory_fsync_takes_its_own_changes_and_what_they_depend_on() {
         let ops = vec![
-            create(1, "a", 10),        // in the root
-            create(2, "x", 11),        // in directory 2, unrelated
+            create(1, "a", 10), // in the root
+            create(2, "x", 11), // in directory 2, unrelated
             NsOp::Rename {
                 from_parent: 1,
                 from_name: "a".into(),
@@ -129,9 +166,40 @@ mod tests {
         // root create only shares the root with chosen changes that come
         // before it, so it stays.
         assert_eq!(chosen_by_dir_fsync(&ops, 3), vec![true, false, true, false]);
-        assert_eq!(chosen_by_dir_fsync(&ops, 2), vec![false, true, false, false]);
+        assert_eq!(
+            chosen_by_dir_fsync(&ops, 2),
+            vec![false, true, false, false]
+        );
         assert_eq!(chosen_by_dir_fsync(&ops, 1), vec![true, false, true, true]);
         assert_eq!(chosen_by_dir_fsync(&ops, 9), vec![false; 4]);
+    }
+
+    #[test]
+    fn unrelated_changes_in_a_shared_directory_stay_pending() {
+        let ops = vec![
+            NsOp::Remove {
+                parent: 1,
+                name: "wal".into(),
+                ino: 4,
+            },
+            create(1, "sub", 5),
+            create(5, "f", 6),
+        ];
+        assert_eq!(chosen_by_dir_fsync(&ops, 5), vec![false, true, true]);
+        // Removing a directory depends on emptying it first.
+        let ops = vec![
+            NsOp::Remove {
+                parent: 5,
+                name: "f".into(),
+                ino: 6,
+            },
+            NsOp::Remove {
+                parent: 1,
+                name: "sub".into(),
+                ino: 5,
+            },
+        ];
+        assert_eq!(chosen_by_dir_fsync(&ops, 1), vec![true, true]);
     }
 
     #[test]

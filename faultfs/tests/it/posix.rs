@@ -1,0 +1,129 @@
+//! The file operations a node relies on work on the mount.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use crate::{fsync_dir, fuse_or_skip, read, Mount};
+
+#[test]
+fn handles_append_rename_over_dir_fsync_readdir_stat_truncate_and_unlink_of_an_open_file() {
+    if !fuse_or_skip(
+        "handles_append_rename_over_dir_fsync_readdir_stat_truncate_and_unlink_of_an_open_file",
+    ) {
+        return;
+    }
+    let mut m = Mount::start(4);
+    // O_APPEND from two handles: every write lands at the end.
+    let mut a = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(m.path("app"))
+        .unwrap();
+    let mut b = OpenOptions::new().append(true).open(m.path("app")).unwrap();
+    a.write_all(b"one,").unwrap();
+    b.write_all(b"two,").unwrap();
+    a.write_all(b"three").unwrap();
+    assert_eq!(read(&m.path("app")).unwrap(), b"one,two,three");
+
+    // Positioned writes past the end leave a zero-filled hole; stat agrees.
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(m.path("rw"))
+        .unwrap();
+    f.seek(SeekFrom::Start(4)).unwrap();
+    f.write_all(b"xy").unwrap();
+    assert_eq!(read(&m.path("rw")).unwrap(), b"\0\0\0\0xy");
+    assert_eq!(std::fs::metadata(m.path("rw")).unwrap().len(), 6);
+    // ftruncate shrinks and grows (zeros), truncate by path too.
+    f.set_len(5).unwrap();
+    f.set_len(7).unwrap();
+    assert_eq!(read(&m.path("rw")).unwrap(), b"\0\0\0\0x\0\0");
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.path("rw"))
+        .unwrap();
+    assert_eq!(std::fs::metadata(m.path("rw")).unwrap().len(), 0);
+
+    // Permissions are kept and enforced by the kernel (default_permissions).
+    std::fs::set_permissions(m.path("rw"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        std::fs::metadata(m.path("rw")).unwrap().mode() & 0o777,
+        0o600
+    );
+
+    // Rename over an existing file; fsync on a directory descriptor.
+    std::fs::write(m.path("target"), b"old").unwrap();
+    std::fs::write(m.path("source"), b"new").unwrap();
+    std::fs::rename(m.path("source"), m.path("target")).unwrap();
+    assert_eq!(read(&m.path("target")).unwrap(), b"new");
+    fsync_dir(&m.mnt());
+
+    // readdir lists what is visible, in a subdirectory too.
+    std::fs::create_dir(m.path("d")).unwrap();
+    std::fs::write(m.path("d/inner"), b"i").unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(m.mnt())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["app", "d", "rw", "target"]);
+    assert!(std::fs::metadata(m.path("d")).unwrap().is_dir());
+    assert_eq!(std::fs::read_dir(m.path("d")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::remove_dir(m.path("d")).unwrap_err().raw_os_error(),
+        Some(libc::ENOTEMPTY)
+    );
+
+    // Unlink of an open file: the handle still reads and writes it.
+    let mut open = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.path("target"))
+        .unwrap();
+    std::fs::remove_file(m.path("target")).unwrap();
+    assert!(read(&m.path("target")).is_none());
+    open.seek(SeekFrom::End(0)).unwrap();
+    open.write_all(b"+more").unwrap();
+    open.sync_all().unwrap();
+    fsync_dir(&m.mnt());
+    open.seek(SeekFrom::Start(0)).unwrap();
+    let mut back = String::new();
+    open.read_to_string(&mut back).unwrap();
+    assert_eq!(back, "new+more");
+    drop(open);
+    assert!(!m.backing().join("target").exists());
+    assert_eq!(
+        std::fs::read_dir(m.backing().join(".faultfs-stage"))
+            .unwrap()
+            .count(),
+        0,
+        "nothing staged once the unlinked file is closed"
+    );
+    drop((a, b, f));
+    let _ = File::open(m.mnt()).unwrap();
+    m.stop();
+}
+
+#[test]
+fn a_killed_faultfs_leaves_no_mount_behind() {
+    if !fuse_or_skip("a_killed_faultfs_leaves_no_mount_behind") {
+        return;
+    }
+    let mut m = Mount::start(5);
+    let pid = m.process.as_ref().unwrap().pid().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    faultfs::wait_unmounted(&m.mnt(), std::time::Duration::from_secs(5))
+        .expect("the watchdog detaches the mount of a SIGKILLed faultfs");
+    // stop() reaps the process and finds nothing mounted.
+    let _ = m.process.take().unwrap().stop();
+    assert!(!faultfs::is_mounted(&m.mnt()).unwrap());
+}
