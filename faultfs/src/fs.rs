@@ -200,15 +200,21 @@ impl Handler for FaultFs {
                 serde_json::to_string(&torn).map_err(|e| e.to_string())
             }
             Command::DelayFsync { ms, jitter_ms } => {
-                Ok(lock(&self.faults).delay_fsync(ms, jitter_ms)).map(|()| String::new())
+                lock(&self.faults).delay_fsync(ms, jitter_ms);
+                Ok(String::new())
             }
             Command::DelayWrite { ms } => {
-                Ok(lock(&self.faults).delay_write(ms)).map(|()| String::new())
+                lock(&self.faults).delay_write(ms);
+                Ok(String::new())
             }
             Command::FailFsync { error, count } => {
-                Ok(lock(&self.faults).fail_fsync(error, count)).map(|()| String::new())
+                lock(&self.faults).fail_fsync(error, count);
+                Ok(String::new())
             }
-            Command::Heal => Ok(lock(&self.faults).heal()).map(|()| String::new()),
+            Command::Heal => {
+                lock(&self.faults).heal();
+                Ok(String::new())
+            }
             Command::Report => {
                 let report = lock(&self.state).overlay.report();
                 let faults = lock(&self.faults).view();
@@ -554,11 +560,11 @@ impl Filesystem for FaultFs {
         let backing = lock(&self.state).overlay.backing.clone();
         match nix::sys::statvfs::statvfs(&backing) {
             Ok(v) => reply.statfs(
-                v.blocks() as u64,
-                v.blocks_free() as u64,
-                v.blocks_available() as u64,
-                v.files() as u64,
-                v.files_free() as u64,
+                v.blocks(),
+                v.blocks_free(),
+                v.blocks_available(),
+                v.files(),
+                v.files_free(),
                 v.block_size() as u32,
                 255,
                 v.fragment_size() as u32,
