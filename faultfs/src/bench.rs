@@ -66,10 +66,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .prefix("faultfs-bench-")
         .tempdir_in(&args.dir)
         .with_context(|| format!("scratch directory in {}", args.dir.display()))?;
+    // The plain side writes to a sibling of the backing directory (same
+    // disk), never under faultfs's backing directory behind its back.
+    let plain_dir = scratch.path().join("plain");
     let backing = scratch.path().join("backing");
     let mountpoint = scratch.path().join("mnt");
-    std::fs::create_dir(&backing)?;
-    std::fs::create_dir(&mountpoint)?;
+    for d in [&plain_dir, &backing, &mountpoint] {
+        std::fs::create_dir(d).with_context(|| format!("create {}", d.display()))?;
+    }
     let config = faultfs::MountConfig {
         backing: backing.clone(),
         mountpoint: mountpoint.clone(),
@@ -81,11 +85,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for round in 0..args.rounds {
         let name = format!("bench-{round}");
         if round % 2 == 0 {
-            plain.push(measure(&backing, &name, args.ops)?);
+            plain.push(measure(&plain_dir, &name, args.ops)?);
             fuse.push(measure(&mountpoint, &name, args.ops)?);
         } else {
             fuse.push(measure(&mountpoint, &name, args.ops)?);
-            plain.push(measure(&backing, &name, args.ops)?);
+            plain.push(measure(&plain_dir, &name, args.ops)?);
         }
         println!(
             "round {round}: plain {:.0} ops/s, faultfs {:.0} ops/s",

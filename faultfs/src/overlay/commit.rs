@@ -393,7 +393,14 @@ impl Overlay {
                 Kind::File => fs::remove_file(&path),
                 Kind::Dir => fs::remove_dir(&path),
             };
-            done.map_err(|e| io_errno("remove", &path, e))?;
+            match done {
+                // Someone removed it from the backing directory behind
+                // faultfs's back: the durable state already says gone.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::warn!(path = %path.display(), "backing entry already gone")
+                }
+                other => other.map_err(|e| io_errno("remove", &path, e))?,
+            }
         }
         self.get_mut(parent)?.durable_children.remove(name);
         self.get_mut(x)?.durable = None;
