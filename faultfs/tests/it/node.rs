@@ -298,9 +298,9 @@ fn acknowledged_transactions_survive_a_power_loss_of_every_node() {
     for (n, id) in acked.iter().enumerate() {
         cluster.submit(n % 3, id);
     }
-    for i in 0..3 {
+    for (i, m) in mounts.iter().enumerate() {
         cluster.kill(i);
-        mounts[i].client().lose_unfsynced().unwrap();
+        m.client().lose_unfsynced().unwrap();
     }
     for i in 0..3 {
         cluster.start(i);
