@@ -26,30 +26,85 @@ pub struct BenchArgs {
     rounds: u64,
 }
 
-/// Ops per second for `ops` 4 KiB appends each followed by fdatasync, to a
-/// new file in `dir` whose creation was made durable first.
-fn measure(dir: &Path, name: &str, ops: u64) -> Result<f64> {
-    let path = dir.join(name);
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("create {}", path.display()))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("fsync {}", dir.display()))?;
-    let block = vec![0xa5u8; BLOCK_BYTES];
-    let start = Instant::now();
-    for _ in 0..ops {
-        file.write_all(&block)
-            .with_context(|| format!("write {}", path.display()))?;
-        file.sync_data()
-            .with_context(|| format!("fdatasync {}", path.display()))?;
+/// Writes in a slice: the sides alternate every slice, so that both see
+/// the same load on a shared machine.
+const SLICE_OPS: u64 = 50;
+
+/// A file opened for 4 KiB appends, its creation made durable first.
+struct Side {
+    path: PathBuf,
+    file: File,
+    busy: Duration,
+    ops: u64,
+}
+
+impl Side {
+    fn open(dir: &Path, name: &str) -> Result<Side> {
+        let path = dir.join(name);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("create {}", path.display()))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("fsync {}", dir.display()))?;
+        Ok(Side {
+            path,
+            file,
+            busy: Duration::ZERO,
+            ops: 0,
+        })
     }
-    let elapsed = start.elapsed().max(Duration::from_micros(1));
-    drop(file);
-    std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
-    Ok(ops as f64 / elapsed.as_secs_f64())
+
+    /// `n` appends of 4 KiB, each followed by fdatasync.
+    fn run(&mut self, n: u64, block: &[u8]) -> Result<()> {
+        let start = Instant::now();
+        for _ in 0..n {
+            self.file
+                .write_all(block)
+                .with_context(|| format!("write {}", self.path.display()))?;
+            self.file
+                .sync_data()
+                .with_context(|| format!("fdatasync {}", self.path.display()))?;
+        }
+        self.busy += start.elapsed();
+        self.ops += n;
+        Ok(())
+    }
+
+    fn rate(&self) -> f64 {
+        self.ops as f64 / self.busy.max(Duration::from_micros(1)).as_secs_f64()
+    }
+
+    fn remove(self) -> Result<()> {
+        drop(self.file);
+        std::fs::remove_file(&self.path).with_context(|| format!("remove {}", self.path.display()))
+    }
+}
+
+/// One round: `ops` writes on each side, interleaved by slices; returns
+/// (plain, faultfs) ops per second.
+fn round(plain_dir: &Path, mountpoint: &Path, name: &str, ops: u64) -> Result<(f64, f64)> {
+    let block = vec![0xa5u8; BLOCK_BYTES];
+    let mut plain = Side::open(plain_dir, name)?;
+    let mut fuse = Side::open(mountpoint, name)?;
+    let mut slice = 0u64;
+    while plain.ops < ops {
+        let n = SLICE_OPS.min(ops - plain.ops);
+        let (first, second) = if slice % 2 == 0 {
+            (&mut plain, &mut fuse)
+        } else {
+            (&mut fuse, &mut plain)
+        };
+        first.run(n, &block)?;
+        second.run(n, &block)?;
+        slice += 1;
+    }
+    let rates = (plain.rate(), fuse.rate());
+    plain.remove()?;
+    fuse.remove()?;
+    Ok(rates)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -81,25 +136,27 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         pending_bytes_max: faultfs::PENDING_BYTES_MAX_DEFAULT,
     };
     let mounted = faultfs::mount(&config).context("mount faultfs")?;
-    let (mut plain, mut fuse) = (Vec::new(), Vec::new());
-    for round in 0..args.rounds {
-        let name = format!("bench-{round}");
-        if round % 2 == 0 {
-            plain.push(measure(&plain_dir, &name, args.ops)?);
-            fuse.push(measure(&mountpoint, &name, args.ops)?);
-        } else {
-            fuse.push(measure(&mountpoint, &name, args.ops)?);
-            plain.push(measure(&plain_dir, &name, args.ops)?);
-        }
+    let (mut plain, mut fuse, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..args.rounds {
+        let (p, f) = round(&plain_dir, &mountpoint, &format!("bench-{r}"), args.ops)?;
         println!(
-            "round {round}: plain {:.0} ops/s, faultfs {:.0} ops/s",
-            plain[round as usize], fuse[round as usize]
+            "round {r}: plain {p:.0} ops/s, faultfs {f:.0} ops/s, ratio {:.2}",
+            f / p
         );
+        plain.push(p);
+        fuse.push(f);
+        ratios.push(f / p);
     }
     mounted
         .unmount(Duration::from_secs(10))
         .context("unmount")?;
-    let (p, f) = (median(plain), median(fuse));
-    println!("4 KiB write+fdatasync, {} ops x {} rounds, medians: plain {p:.0} ops/s, faultfs {f:.0} ops/s, ratio faultfs/plain {:.2}", args.ops, args.rounds, f / p);
+    println!(
+        "4 KiB write+fdatasync, {} ops x {} rounds, sides alternating every {SLICE_OPS} ops; medians: plain {:.0} ops/s, faultfs {:.0} ops/s, ratio faultfs/plain {:.2} (median of per-round ratios)",
+        args.ops,
+        args.rounds,
+        median(plain),
+        median(fuse),
+        median(ratios)
+    );
     Ok(())
 }
