@@ -106,15 +106,25 @@ impl Mounted {
         std::thread::spawn(move || {
             let _ = tx.send(session.umount_and_join());
         });
-        let outcome = rx.recv_timeout(timeout).map_err(|_| {
-            io::Error::new(
+        let outcome = match rx.recv_timeout(timeout) {
+            Ok(outcome) => outcome,
+            Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the filesystem's threads did not end",
-            )
-        })?;
+            )),
+        };
+        if let Err(e) = &outcome {
+            // Busy (a process still has a file or its working directory
+            // there): detach it, so that no mount outlives faultfs; the
+            // kernel drops it once the last user lets go.
+            tracing::warn!(mountpoint = %self.mountpoint.display(), error = %e, "unmount failed: detaching");
+            if is_mounted(&self.mountpoint)? {
+                force_unmount(&self.mountpoint)?;
+            }
+        }
         wait_unmounted(&self.mountpoint, timeout)?;
         tracing::info!(mountpoint = %self.mountpoint.display(), "unmounted");
-        outcome
+        Ok(())
     }
 }
 

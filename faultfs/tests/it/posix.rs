@@ -127,3 +127,24 @@ fn a_killed_faultfs_leaves_no_mount_behind() {
     let _ = m.process.take().unwrap().stop();
     assert!(!faultfs::is_mounted(&m.mnt()).unwrap());
 }
+
+#[test]
+fn a_busy_mount_is_detached_on_stop() {
+    if !fuse_or_skip("a_busy_mount_is_detached_on_stop") {
+        return;
+    }
+    let mut m = Mount::start(9);
+    std::fs::write(m.path("held"), b"x").unwrap();
+    // A process with its working directory and a file open in the mount.
+    let mut holder = std::process::Command::new("sh")
+        .args(["-c", "exec 3<held; sleep 30"])
+        .current_dir(m.mnt())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let start = std::time::Instant::now();
+    m.stop();
+    assert!(start.elapsed() < std::time::Duration::from_secs(5), "stop took {:?}", start.elapsed());
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
