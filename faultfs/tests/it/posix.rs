@@ -148,3 +148,31 @@ fn a_busy_mount_is_detached_on_stop() {
     holder.kill().unwrap();
     holder.wait().unwrap();
 }
+
+#[test]
+fn faultfs_unmounts_when_its_parent_dies() {
+    if !fuse_or_skip("faultfs_unmounts_when_its_parent_dies") {
+        return;
+    }
+    let dir = tempfile::Builder::new().prefix("faultfs-it-").tempdir_in("/var/tmp").unwrap();
+    let (backing, mnt) = (dir.path().join("backing"), dir.path().join("mnt"));
+    std::fs::create_dir(&backing).unwrap();
+    std::fs::create_dir(&mnt).unwrap();
+    // The parent is a shell that starts faultfs in the background and waits.
+    let mut parent = std::process::Command::new("sh")
+        .args(["-c", "\"$0\" mount --backing \"$1\" --mountpoint \"$2\" --control \"$3\" 2>/dev/null & wait"])
+        .arg(crate::EXE)
+        .arg(&backing)
+        .arg(&mnt)
+        .arg(dir.path().join("control.sock"))
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !faultfs::is_mounted(&mnt).unwrap() {
+        assert!(std::time::Instant::now() < deadline, "never mounted");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    faultfs::wait_unmounted(&mnt, std::time::Duration::from_secs(5)).expect("faultfs unmounts when its parent dies");
+}
