@@ -144,7 +144,11 @@ fn a_busy_mount_is_detached_on_stop() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let start = std::time::Instant::now();
     m.stop();
-    assert!(start.elapsed() < std::time::Duration::from_secs(5), "stop took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "stop took {:?}",
+        start.elapsed()
+    );
     holder.kill().unwrap();
     holder.wait().unwrap();
 }
@@ -154,13 +158,19 @@ fn faultfs_unmounts_when_its_parent_dies() {
     if !fuse_or_skip("faultfs_unmounts_when_its_parent_dies") {
         return;
     }
-    let dir = tempfile::Builder::new().prefix("faultfs-it-").tempdir_in("/var/tmp").unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("faultfs-it-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
     let (backing, mnt) = (dir.path().join("backing"), dir.path().join("mnt"));
     std::fs::create_dir(&backing).unwrap();
     std::fs::create_dir(&mnt).unwrap();
     // The parent is a shell that starts faultfs in the background and waits.
     let mut parent = std::process::Command::new("sh")
-        .args(["-c", "\"$0\" mount --backing \"$1\" --mountpoint \"$2\" --control \"$3\" 2>/dev/null & wait"])
+        .args([
+            "-c",
+            "\"$0\" mount --backing \"$1\" --mountpoint \"$2\" --control \"$3\" 2>/dev/null & wait",
+        ])
         .arg(crate::EXE)
         .arg(&backing)
         .arg(&mnt)
@@ -174,5 +184,6 @@ fn faultfs_unmounts_when_its_parent_dies() {
     }
     parent.kill().unwrap();
     parent.wait().unwrap();
-    faultfs::wait_unmounted(&mnt, std::time::Duration::from_secs(5)).expect("faultfs unmounts when its parent dies");
+    faultfs::wait_unmounted(&mnt, std::time::Duration::from_secs(5))
+        .expect("faultfs unmounts when its parent dies");
 }
