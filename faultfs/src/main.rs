@@ -160,28 +160,49 @@ fn mount_until_stopped(config: &faultfs::MountConfig, control: &Path) -> Result<
     }
     let watchdog = fork_unmount_watchdog(&config.mountpoint)?;
     // Block the stop signals before any thread starts, so that every thread
-    // inherits the mask and only the waiter below receives them.
+    // inherits the mask and only the waiter receives them.
     let stop_signals = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]);
     stop_signals.thread_block().context("block signals")?;
-    let listener = bind_control(control)?;
-    let mounted = faultfs::mount(config).with_context(|| {
-        format!(
-            "mount {} at {}",
-            config.backing.display(),
-            config.mountpoint.display()
-        )
-    })?;
+    let mut mount_left_behind = false;
+    let outcome = (|| {
+        let listener = bind_control(control)?;
+        let mounted = faultfs::mount(config).with_context(|| {
+            format!(
+                "mount {} at {}",
+                config.backing.display(),
+                config.mountpoint.display()
+            )
+        })?;
+        let served = serve_until_stopped(&mounted, listener, stop_signals);
+        let _ = std::fs::remove_file(control);
+        let unmounted = mounted.unmount(UNMOUNT_TIMEOUT).context("unmount");
+        mount_left_behind = unmounted.is_err();
+        served.and(unmounted)
+    })();
+    if !mount_left_behind {
+        // Goodbye: the watchdog exits without touching the mount point,
+        // which may hold someone else's mount by now.
+        let _ = nix::unistd::write(&watchdog, b"x");
+    }
+    outcome
+}
+
+/// Serves control commands until a stop signal or an unmount from outside.
+fn serve_until_stopped(
+    mounted: &faultfs::Mounted,
+    listener: UnixListener,
+    stop_signals: SigSet,
+) -> Result<()> {
     let handler = mounted.handler();
     std::thread::Builder::new()
         .name("faultfs-control".into())
         .spawn(move || faultfs::control::serve(listener, handler))?;
-    let (tx, rx) = mpsc::sync_channel::<Stop>(2);
-    let signal_tx = tx.clone();
+    let (tx, rx) = mpsc::sync_channel::<Stop>(1);
     std::thread::Builder::new()
         .name("faultfs-signals".into())
         .spawn(move || {
             if let Ok(sig) = stop_signals.wait() {
-                let _ = signal_tx.send(Stop::Signal(sig));
+                let _ = tx.send(Stop::Signal(sig));
             }
         })?;
     let stop = loop {
@@ -195,11 +216,5 @@ fn mount_until_stopped(config: &faultfs::MountConfig, control: &Path) -> Result<
         Stop::Signal(sig) => tracing::info!(signal = %sig, "stopping"),
         Stop::Unmounted => tracing::warn!("unmounted from outside: stopping"),
     }
-    let _ = std::fs::remove_file(control);
-    let unmounted = mounted.unmount(UNMOUNT_TIMEOUT).context("unmount");
-    if unmounted.is_ok() {
-        // Goodbye: the watchdog exits without touching the mount point.
-        let _ = nix::unistd::write(&watchdog, b"x");
-    }
-    unmounted
+    Ok(())
 }

@@ -44,8 +44,19 @@ pub struct Mounted {
 /// mount behind: `faultfs mount` forks a watchdog that detaches it (see
 /// `docs/faultfs.md`); [`force_unmount`] does it by hand.
 pub fn mount(config: &MountConfig) -> io::Result<Mounted> {
-    let backing = config.backing.canonicalize()?;
-    let mountpoint = config.mountpoint.canonicalize()?;
+    let named = |what: &str, path: &Path| {
+        let what = what.to_owned();
+        let path = path.to_path_buf();
+        move |e: io::Error| io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+    };
+    let backing = config
+        .backing
+        .canonicalize()
+        .map_err(named("backing directory", &config.backing))?;
+    let mountpoint = config
+        .mountpoint
+        .canonicalize()
+        .map_err(named("mountpoint", &config.mountpoint))?;
     if mountpoint.starts_with(&backing) || backing.starts_with(&mountpoint) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use crate::{fsync_dir, fuse_or_skip, read, Mount};
+use crate::{fsync_dir, fuse_or_skip, read, write_durably, Mount};
 
 #[test]
 fn handles_append_rename_over_dir_fsync_readdir_stat_truncate_and_unlink_of_an_open_file() {
@@ -186,4 +186,34 @@ fn faultfs_unmounts_when_its_parent_dies() {
     parent.wait().unwrap();
     faultfs::wait_unmounted(&mnt, std::time::Duration::from_secs(5))
         .expect("faultfs unmounts when its parent dies");
+}
+
+#[test]
+fn a_restart_on_the_same_mount_point_is_left_alone() {
+    if !fuse_or_skip("a_restart_on_the_same_mount_point_is_left_alone") {
+        return;
+    }
+    let mut m = Mount::start(10);
+    assert!(faultfs::faultfs_mounts().unwrap().contains(&m.mnt()));
+    write_durably(&m.path("f"), b"kept", true);
+    m.stop();
+    // The first faultfs's watchdog must not detach the second mount.
+    let again = faultfs::FaultfsProcess::start(
+        std::path::Path::new(crate::EXE),
+        &m.backing(),
+        &m.mnt(),
+        &m.dir.path().join("control.sock"),
+        11,
+        Some(&m.dir.path().join("faultfs-again.log")),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(faultfs::is_mounted(&m.mnt()).unwrap());
+    assert_eq!(
+        read(&m.path("f")).unwrap(),
+        b"kept",
+        "a new mount starts from the durable image"
+    );
+    again.stop().unwrap();
+    assert!(!faultfs::is_mounted(&m.mnt()).unwrap());
 }
