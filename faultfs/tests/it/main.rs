@@ -5,6 +5,7 @@
 //! `ORDEAL_REQUIRE_FUSE=1` (CI) they fail instead.
 
 mod control;
+mod differential;
 mod durability;
 mod faults;
 mod node;
