@@ -174,6 +174,9 @@ impl Overlay {
             );
             let (_, oldest) = self.namespace.remove(0);
             self.commit_ns(&oldest)?;
+            for ino in oldest.touches() {
+                self.reclaim(ino);
+            }
         }
         let seq = self.alloc_seq();
         self.namespace.push((seq, op));
