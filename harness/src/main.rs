@@ -15,6 +15,7 @@ mod run;
 mod runtime;
 mod soak;
 mod store;
+mod sut;
 mod workers;
 
 use clap::Parser;
@@ -24,11 +25,7 @@ use run::RuntimeSlot;
 use runtime::Runtime;
 use serde_json::Value;
 use std::process::ExitCode;
-
-/// Raft tick the harness gives nodes, ms.
-pub const NODE_TICK_MS: u64 = 100;
-/// Election timeout in ticks the harness gives nodes.
-pub const NODE_ELECTION_TICK: u64 = 10;
+use sut::System;
 
 /// Exit codes (README): valid, invalid, unknown, the harness failed.
 const EXIT_VALID: u8 = 0;
@@ -108,11 +105,11 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             test,
         }) => {
             let suts: Vec<String> = if suts == "auto" {
-                let mut list = vec!["ordeal".to_string()];
-                if binary::etcd_binary(test.etcd_binary.as_deref()).is_ok() {
-                    list.push("etcd".into());
-                }
-                list
+                sut::Sut::all()
+                    .iter()
+                    .filter(|s| s.on_host(&test))
+                    .map(|s| s.name().to_string())
+                    .collect()
             } else {
                 suts.split(',').map(|s| s.trim().to_string()).collect()
             };
@@ -181,7 +178,7 @@ async fn run_tests(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             args.seed = None;
         }
         let plan = plan_of(&args)?;
-        let binary = binary::sut_binary(&plan)?;
+        let binary = plan.sut.binary(&plan)?;
         let outcome = run::run_test(&plan, &binary, slot).await?;
         let (ok, fail, info) = outcome.counts;
         println!(
@@ -211,7 +208,7 @@ async fn bench(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
     args.nemesis = "none".into();
     args.rate = 0.0;
     let plan = plan_of(&args)?;
-    let binary = binary::sut_binary(&plan)?;
+    let binary = plan.sut.binary(&plan)?;
     let outcome = run::run_test(&plan, &binary, slot).await?;
     let cpu = outcome.workload_cpu_s;
     let (ok, fail, info) = outcome.counts;

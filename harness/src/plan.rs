@@ -2,11 +2,13 @@
 //! is the one place a test is put together (Jepsen's test map).
 
 use crate::cli::TestArgs;
-use anyhow::{bail, Context};
+use crate::sut::{Sut, System};
+use anyhow::{anyhow, bail, Context};
 use rand::RngCore;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use workloads::{Ack, ReadMode};
 
 /// Nodes in a cluster at most (loopback addresses and grudges stay small).
 pub const NODES_MAX: usize = 9;
@@ -62,10 +64,10 @@ pub enum RuntimeKind {
 pub struct Plan {
     /// `<sut>-<workload>-<nemeses>`.
     pub name: String,
-    /// The system under test: `ordeal` or `etcd`.
-    pub sut: String,
-    /// etcd's read consistency: `linearizable` or `serializable`.
-    pub read_mode: String,
+    /// The system under test.
+    pub sut: Sut,
+    /// etcd's read consistency (ordeal-node: always linearizable).
+    pub read_mode: ReadMode,
     /// The workload.
     pub workload: Workload,
     /// Faults, empty for none.
@@ -82,8 +84,8 @@ pub struct Plan {
     pub rate: f64,
     /// Concurrent workers.
     pub concurrency: usize,
-    /// `committed` or `accepted`.
-    pub ack: String,
+    /// When a node acknowledges a submit.
+    pub ack: Ack,
     /// Node bug switches.
     pub bugs: Vec<String>,
     /// Seconds a fault lasts and between faults.
@@ -137,17 +139,19 @@ impl Plan {
             }
         };
         let mut nemesis = parse_nemesis(&args.nemesis)?;
-        match args.sut.as_str() {
-            "ordeal" => {
-                if args.read_mode != "linearizable" {
+        let sut: Sut = args.sut.parse().map_err(|e| anyhow!("--sut: {e}"))?;
+        let read_mode = ReadMode::parse(&args.read_mode);
+        match sut {
+            Sut::Ordeal => {
+                if read_mode != Some(ReadMode::Linearizable) {
                     bail!("--read-mode: `{}` applies to --sut etcd only (ordeal-node serves every read through raft)", args.read_mode);
                 }
             }
-            "etcd" => {
+            Sut::Etcd => {
                 if workload != Workload::Register {
                     bail!("--sut etcd: only the register workload runs on etcd (it is not an ordering service)");
                 }
-                if !matches!(args.read_mode.as_str(), "linearizable" | "serializable") {
+                if read_mode.is_none() {
                     bail!(
                         "--read-mode: `{}` is neither linearizable nor serializable",
                         args.read_mode
@@ -156,16 +160,22 @@ impl Plan {
                 if !args.bugs.is_empty() {
                     bail!("--bug: bug switches exist in ordeal-node only, not in etcd");
                 }
-                if nemesis.contains(&Fault::Clock) {
-                    if args.nemesis.split(',').any(|w| w.trim() == "clock") {
-                        bail!("--nemesis clock: etcd is a Go program, which reads the clock through the vDSO and so never sees libfaketime; clock faults need --sut ordeal");
-                    }
-                    // `all` on etcd: every fault that can reach it.
-                    nemesis.retain(|f| *f != Fault::Clock);
-                }
             }
-            other => bail!("--sut: unknown system `{other}` (expected ordeal or etcd)"),
         }
+        if let Some(why) = sut
+            .refuses(Fault::Clock)
+            .filter(|_| nemesis.contains(&Fault::Clock))
+        {
+            if args.nemesis.split(',').any(|w| w.trim() == "clock") {
+                bail!(
+                    "--nemesis clock: clock faults cannot reach {} ({why}); they need --sut ordeal",
+                    sut.name()
+                );
+            }
+            // `all`: every fault that can reach the system.
+            nemesis.retain(|f| *f != Fault::Clock);
+        }
+        let read_mode = read_mode.expect("checked for each system above");
         if args.nodes == 0 || args.nodes > NODES_MAX {
             bail!("--nodes: {} is out of range 1..={NODES_MAX}", args.nodes);
         }
@@ -177,9 +187,9 @@ impl Plan {
                 bail!("--runtime: unknown runtime `{other}` (expected auto, docker or process)")
             }
         };
-        if !matches!(args.ack.as_str(), "committed" | "accepted") {
+        let Some(ack) = Ack::parse(&args.ack) else {
             bail!("--ack: `{}` is neither committed nor accepted", args.ack);
-        }
+        };
         for bug in &args.bugs {
             if !BUGS.contains(&bug.as_str()) {
                 bail!(
@@ -211,9 +221,9 @@ impl Plan {
             Workload::Register => "register",
         };
         Ok::<Plan, anyhow::Error>(Plan {
-            name: format!("{}-{wl}-{nemesis_name}", args.sut),
-            sut: args.sut.clone(),
-            read_mode: args.read_mode.clone(),
+            name: format!("{}-{wl}-{nemesis_name}", sut.name()),
+            sut,
+            read_mode,
             workload,
             nemesis,
             runtime,
@@ -222,16 +232,12 @@ impl Plan {
             time_limit_s: args.time_limit_s,
             rate: args.rate,
             concurrency: args.concurrency,
-            ack: args.ack.clone(),
+            ack,
             bugs: args.bugs.clone(),
             nemesis_interval_s: args.nemesis_interval_s,
             recovery_s: args.recovery_s,
             request_timeout_ms: args.request_timeout_ms,
-            election_timeout_ms: if args.sut == "etcd" {
-                crate::run::ETCD_ELECTION_MS
-            } else {
-                crate::NODE_TICK_MS * crate::NODE_ELECTION_TICK
-            },
+            election_timeout_ms: sut.election_timeout_ms(),
             command_line: String::new(),
             store: args.store.clone(),
             node_binary: args.node_binary.clone(),
@@ -263,14 +269,13 @@ impl Plan {
             RuntimeKind::Docker => "docker",
             RuntimeKind::Process => "process",
         };
-        let sut = if self.sut == "etcd" {
-            format!("--sut etcd --read-mode {} ", self.read_mode)
-        } else {
-            String::new()
+        let sut = match self.sut {
+            Sut::Ordeal => String::new(),
+            Sut::Etcd => format!("--sut etcd --read-mode {} ", self.read_mode.as_str()),
         };
         let mut cmd = format!(
             "cargo run -p harness -- {sut}--workload {wl} --nemesis {nemesis} --nodes {} --time-limit-s {} --rate {} --concurrency {} --runtime {rt} --ack {} --seed {} --nemesis-interval-s {} --recovery-s {}",
-            self.nodes.len(), self.time_limit_s, self.rate, self.concurrency, self.ack, self.seed, self.nemesis_interval_s, self.recovery_s
+            self.nodes.len(), self.time_limit_s, self.rate, self.concurrency, self.ack.as_str(), self.seed, self.nemesis_interval_s, self.recovery_s
         );
         for bug in &self.bugs {
             cmd.push_str(&format!(" --bug {bug}"));

@@ -8,8 +8,9 @@ use crate::nemesis::Nemesis;
 use crate::plan::{Plan, RuntimeKind, Workload};
 use crate::probe::Probe;
 use crate::runtime::process::{ProcessOptions, ProcessRuntime, FAKETIME_LIB_DEFAULT};
-use crate::runtime::{AnyRuntime, ClusterSpec, Runtime, Sut};
+use crate::runtime::{AnyRuntime, ClusterSpec, Runtime};
 use crate::store::RunDir;
+use crate::sut::System;
 use crate::workers::{Counters, Workers};
 use anyhow::{bail, Context};
 use checker::verdict::Results;
@@ -20,8 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Mutex};
 use workloads::{
-    Ack, EtcdClient, Generator, OrdealClient, OrderingGenerator, Outcome, ReadMode,
-    RegisterGenerator, SutClient,
+    Generator, OrdealClient, OrderingGenerator, Outcome, RegisterGenerator, SutClient,
 };
 
 /// How long a fresh cluster may take to elect its first leader.
@@ -51,49 +51,12 @@ pub struct RunOutcome {
     pub workload_cpu_s: f64,
 }
 
-/// etcd's heartbeat interval, ms (its default).
-pub const ETCD_HEARTBEAT_MS: u64 = 100;
-/// etcd's election timeout, ms (its default).
-pub const ETCD_ELECTION_MS: u64 = 1000;
-
-/// The flags every node gets (fast timeouts for tests).
-pub fn node_args(plan: &Plan) -> Vec<String> {
-    if plan.sut == "etcd" {
-        return vec![
-            "--heartbeat-interval".into(),
-            ETCD_HEARTBEAT_MS.to_string(),
-            "--election-timeout".into(),
-            ETCD_ELECTION_MS.to_string(),
-        ];
-    }
-    let mut args: Vec<String> = [
-        "--tick-ms",
-        &crate::NODE_TICK_MS.to_string(),
-        "--election-tick",
-        &crate::NODE_ELECTION_TICK.to_string(),
-        "--heartbeat-tick",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for bug in &plan.bugs {
-        args.push("--bug".into());
-        args.push(bug.clone());
-    }
-    args
-}
-
 fn build_runtime(plan: &Plan, binary: &Path, label: &str) -> anyhow::Result<AnyRuntime> {
     let spec = ClusterSpec {
-        sut: if plan.sut == "etcd" {
-            Sut::Etcd
-        } else {
-            Sut::Ordeal
-        },
+        sut: plan.sut,
         nodes: plan.nodes.len(),
         binary: binary.to_path_buf(),
-        node_args: node_args(plan),
+        node_args: plan.sut.node_flags(plan),
         // Absolute: Docker bind-mounts the clock directory from it.
         work_dir: std::path::absolute(&plan.store)
             .unwrap_or_else(|_| plan.store.clone())
@@ -198,7 +161,7 @@ async fn drive(
             .map(|n| (n.clone(), rt.client_url(&n)))
             .collect()
     };
-    let probe = Probe::new(nodes.clone(), plan.sut == "etcd")?;
+    let probe = Probe::new(nodes.clone(), plan.sut)?;
     if !probe
         .wait_recovered(Instant::now() + FIRST_LEADER_WAIT_MAX)
         .await
@@ -217,23 +180,7 @@ async fn drive(
             }
         })
     };
-    let ack = if plan.ack == "accepted" {
-        Ack::Accepted
-    } else {
-        Ack::Committed
-    };
-    let timeout = Duration::from_millis(plan.request_timeout_ms);
-    let client = Arc::new(if plan.sut == "etcd" {
-        let mode = ReadMode::parse(&plan.read_mode).context("the plan's read mode")?;
-        SutClient::Etcd(EtcdClient::new(nodes.clone(), mode, timeout)?)
-    } else {
-        SutClient::Ordeal(OrdealClient::new(
-            nodes.clone(),
-            ack,
-            timeout,
-            &format!("s{}", plan.seed),
-        )?)
-    });
+    let client = Arc::new(plan.sut.client(plan, nodes.clone())?);
     let generator: Box<dyn Generator> = match plan.workload {
         Workload::Ordering => Box::new(OrderingGenerator::new(plan.seed)),
         Workload::Register => Box::new(RegisterGenerator::new(plan.seed)),

@@ -4,6 +4,7 @@
 
 use crate::cli::TestArgs;
 use crate::run::{run_test, RuntimeSlot};
+use crate::sut::{Sut, System};
 use anyhow::Context;
 use rand::{RngCore, SeedableRng};
 use serde_json::{json, Value};
@@ -12,39 +13,15 @@ use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant};
 
-/// ordeal's rotation: every workload under every fault, then the mix.
-const ORDEAL_ROTATION: [(&str, &str); 10] = [
-    ("ordering", "partition"),
-    ("register", "partition"),
-    ("ordering", "kill"),
-    ("register", "kill"),
-    ("ordering", "pause"),
-    ("register", "pause"),
-    ("ordering", "clock"),
-    ("register", "clock"),
-    ("ordering", "all"),
-    ("register", "all"),
-];
-
-/// etcd's rotation: the register workload under every fault that reaches
-/// a Go program (libfaketime does not, see the plan).
-const ETCD_ROTATION: [(&str, &str); 4] = [
-    ("register", "partition"),
-    ("register", "kill"),
-    ("register", "pause"),
-    ("register", "all"),
-];
-
 /// The soak's turns, (sut, workload, nemesis), the systems interleaved so
 /// that a short soak already sees each of them.
 pub fn rotation(suts: &[String]) -> Vec<(String, &'static str, &'static str)> {
     let lists: Vec<(&String, &[(&str, &str)])> = suts
         .iter()
         .map(|s| {
-            let list: &[(&str, &str)] = if s == "etcd" {
-                &ETCD_ROTATION
-            } else {
-                &ORDEAL_ROTATION
+            let list: &[(&str, &str)] = match s.parse::<Sut>() {
+                Ok(sut) => sut.rotation(),
+                Err(_) => &[],
             };
             (s, list)
         })
@@ -139,7 +116,7 @@ pub async fn soak(
         test.seed = Some(seeds.next_u64() >> 12);
         test.test_count = 1;
         let plan = crate::plan_of(&test)?;
-        let binary = crate::binary::sut_binary(&plan)?;
+        let binary = plan.sut.binary(&plan)?;
         let outcome = run_test(&plan, &binary, slot)
             .await
             .with_context(|| format!("soak test {} seed {}", plan.name, plan.seed))?;

@@ -14,7 +14,8 @@ pub const BLOCKS_PAGE_MAX: u64 = 1000;
 pub const CHAIN_PAGES_MAX: u64 = 10_000;
 
 /// When the node answers a submit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Ack {
     /// After the block holding the transaction is committed and applied.
     Committed,
@@ -23,7 +24,15 @@ pub enum Ack {
 }
 
 impl Ack {
-    fn as_str(self) -> &'static str {
+    /// Parses `committed` or `accepted`.
+    pub fn parse(text: &str) -> Option<Ack> {
+        [Ack::Committed, Ack::Accepted]
+            .into_iter()
+            .find(|a| a.as_str() == text)
+    }
+
+    /// The name in flags and requests.
+    pub fn as_str(self) -> &'static str {
         match self {
             Ack::Committed => "committed",
             Ack::Accepted => "accepted",

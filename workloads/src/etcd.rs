@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// How an etcd read is served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ReadMode {
     /// Through the leader's read index: linearizable.
     Linearizable,
@@ -26,10 +27,16 @@ pub enum ReadMode {
 impl ReadMode {
     /// Parses `linearizable` or `serializable`.
     pub fn parse(text: &str) -> Option<ReadMode> {
-        match text {
-            "linearizable" => Some(ReadMode::Linearizable),
-            "serializable" => Some(ReadMode::Serializable),
-            _ => None,
+        [ReadMode::Linearizable, ReadMode::Serializable]
+            .into_iter()
+            .find(|m| m.as_str() == text)
+    }
+
+    /// The name in flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadMode::Linearizable => "linearizable",
+            ReadMode::Serializable => "serializable",
         }
     }
 }

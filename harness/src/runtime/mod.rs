@@ -13,20 +13,13 @@ pub mod process;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Which system runs on the nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Sut {
-    /// Our own `ordeal-node`.
-    Ordeal,
-    /// Debian's etcd (the third-party system under test).
-    Etcd,
-}
+pub use crate::sut::Sut;
 
 /// Everything a runtime needs to start a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
-    /// The system under test.
+    /// The system under test: its command line, image and abilities. The
+    /// runtime asks it and never branches on which system it is.
     pub sut: Sut,
     /// Number of nodes; node names are `n1..=nN`, raft ids `1..=N`.
     pub nodes: usize,

@@ -19,7 +19,8 @@
 //! is listed in a pid file under the work directory so that `harness clean`
 //! can kill what a SIGKILLed harness left behind.
 
-use super::{ClockSetting, ClusterSpec, Grudge, Runtime, Sut};
+use super::{ClockSetting, ClusterSpec, Grudge, Runtime};
+use crate::sut::{Launch, PeerLinks, System};
 use anyhow::{bail, Context};
 use nix::sys::signal::{kill as send_signal, Signal};
 use nix::unistd::Pid;
@@ -67,14 +68,15 @@ struct NodeProc {
     dir: PathBuf,
     child: Option<Child>,
     paused: bool,
-    /// `--peers` argument: ids mapped to the proxies this node dials
-    /// (for etcd: `--initial-cluster`).
-    peers_arg: String,
-    /// etcd: the URL other members dial (this node's inbound proxy).
-    advertised_peer_url: String,
+    /// Every member's id and the address (a proxy) this node dials it at.
+    peers: Vec<(usize, String)>,
+    /// [`PeerLinks::Advertised`]: the address other members dial (this
+    /// node's inbound proxy), `host:port`.
+    advertised_peer: String,
 }
 
-/// One fault proxy: node `from` (or, for etcd, any node) dials node `to`
+/// One fault proxy: node `from` (or, with [`PeerLinks::Advertised`], any
+/// node) dials node `to`
 /// through it.
 #[derive(Debug)]
 struct Proxy {
@@ -136,50 +138,16 @@ impl ProcessRuntime {
             .open(node.dir.join("node.log"))
             .with_context(|| format!("opening the log of {}", node.name))?;
         let mut cmd = Command::new(&self.spec.binary);
-        if self.spec.sut == Sut::Etcd {
-            let (ip, peer, client) = (node.addrs.ip, node.addrs.peer_port, node.addrs.client_port);
-            cmd.arg("--name")
-                .arg(&node.name)
-                .arg("--data-dir")
-                .arg(node.dir.join("data"))
-                .arg("--listen-peer-urls")
-                .arg(format!("http://{ip}:{peer}"))
-                .arg("--initial-advertise-peer-urls")
-                .arg(&node.advertised_peer_url)
-                .arg("--listen-client-urls")
-                .arg(format!("http://{ip}:{client}"))
-                .arg("--advertise-client-urls")
-                .arg(format!("http://{ip}:{client}"))
-                .arg("--initial-cluster")
-                .arg(&node.peers_arg)
-                .arg("--initial-cluster-state")
-                .arg("new")
-                .arg("--initial-cluster-token")
-                .arg(&self.spec.run_label)
-                .args(["--logger", "zap", "--log-outputs", "stderr"])
-                .args(&self.spec.node_args)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().context("cloning a log handle")?)
-                .stderr(log);
-            set_pdeathsig(&mut cmd);
-            return Ok(cmd);
-        }
-        cmd.arg("run")
-            .arg("--id")
-            .arg(node.id.to_string())
-            .arg("--peers")
-            .arg(&node.peers_arg)
-            .arg("--listen-peer")
-            .arg(format!("{}:{}", node.addrs.ip, node.addrs.peer_port))
-            .arg("--listen-client")
-            .arg(format!("{}:{}", node.addrs.ip, node.addrs.client_port))
-            .arg("--data-dir")
-            .arg(node.dir.join("data"))
-            .args(&self.spec.node_args)
+        cmd.args(self.spec.sut.command(&self.launch(node)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("cloning a log handle")?)
             .stderr(log);
-        if let Some(lib) = &self.options.faketime_lib {
+        if let Some(lib) = self
+            .options
+            .faketime_lib
+            .as_ref()
+            .filter(|_| self.spec.sut.reads_faketime())
+        {
             cmd.env("LD_PRELOAD", lib)
                 .env("FAKETIME_TIMESTAMP_FILE", clock_file(&node.dir))
                 // Reread once a second. Not FAKETIME_XRESET: measured here,
@@ -188,6 +156,24 @@ impl ProcessRuntime {
         }
         set_pdeathsig(&mut cmd);
         Ok(cmd)
+    }
+
+    /// Where the node listens and whom it dials, for the system's command
+    /// line.
+    fn launch<'a>(&'a self, node: &'a NodeProc) -> Launch<'a> {
+        let (ip, peer, client) = (node.addrs.ip, node.addrs.peer_port, node.addrs.client_port);
+        Launch {
+            name: &node.name,
+            id: node.id,
+            data_dir: node.dir.join("data").to_string_lossy().into_owned(),
+            listen_peer: format!("{ip}:{peer}"),
+            advertise_peer: node.advertised_peer.clone(),
+            listen_client: format!("{ip}:{client}"),
+            advertise_client: format!("{ip}:{client}"),
+            peers: node.peers.clone(),
+            cluster_token: &self.spec.run_label,
+            flags: &self.spec.node_args,
+        }
     }
 
     fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
@@ -380,23 +366,23 @@ impl Runtime for ProcessRuntime {
                 client_port: free_port(ip)?,
             });
         }
-        let etcd = self.spec.sut == Sut::Etcd;
+        let advertised_links = self.spec.sut.peer_links() == PeerLinks::Advertised;
         let mut dial: BTreeMap<(usize, usize), SocketAddr> = BTreeMap::new();
         let mut advertised: Vec<String> = Vec::new();
-        if etcd {
+        if advertised_links {
             let mut listeners = Vec::new();
             for to in 1..=n {
                 let listener = TcpListener::bind((addrs[to - 1].ip, 0))
                     .await
                     .with_context(|| format!("binding the inbound proxy of n{to}"))?;
-                advertised.push(format!("http://{}", listener.local_addr()?));
+                advertised.push(listener.local_addr()?.to_string());
                 listeners.push(listener);
             }
             let senders: Arc<Vec<(String, String)>> = Arc::new(
                 advertised
                     .iter()
                     .enumerate()
-                    .map(|(i, url)| (url.clone(), format!("n{}", i + 1)))
+                    .map(|(i, addr)| (format!("http://{addr}"), format!("n{}", i + 1)))
                     .collect(),
             );
             for (i, listener) in listeners.into_iter().enumerate() {
@@ -441,17 +427,17 @@ impl Runtime for ProcessRuntime {
             }
         }
         for i in 1..=n {
-            let peers: Vec<String> = (1..=n)
+            let peers: Vec<(usize, String)> = (1..=n)
                 .map(|j| {
-                    if etcd {
-                        return format!("n{j}={}", advertised[j - 1]);
+                    if advertised_links {
+                        return (j, advertised[j - 1].clone());
                     }
                     let addr = if i == j {
                         SocketAddr::from((addrs[j - 1].ip, addrs[j - 1].peer_port))
                     } else {
                         dial[&(i, j)]
                     };
-                    format!("{j}={addr}")
+                    (j, addr.to_string())
                 })
                 .collect();
             let dir = self.spec.work_dir.join(format!("n{i}"));
@@ -465,8 +451,8 @@ impl Runtime for ProcessRuntime {
                 dir,
                 child: None,
                 paused: false,
-                peers_arg: peers.join(","),
-                advertised_peer_url: advertised.get(i - 1).cloned().unwrap_or_default(),
+                peers,
+                advertised_peer: advertised.get(i - 1).cloned().unwrap_or_default(),
             });
         }
         for index in 0..n {
@@ -546,8 +532,8 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn set_clock(&mut self, node: &str, setting: ClockSetting) -> anyhow::Result<()> {
-        if self.spec.sut == Sut::Etcd {
-            bail!("clock faults cannot reach etcd: Go reads the clock through the vDSO, past libfaketime");
+        if let Some(why) = self.spec.sut.refuses(crate::plan::Fault::Clock) {
+            bail!("clock faults cannot reach {}: {why}", self.spec.sut.name());
         }
         if self.options.faketime_lib.is_none() {
             bail!("clock faults need libfaketime (apt-get install libfaketime)");
