@@ -8,6 +8,7 @@
 //! [`Recorder::flush`] (the harness calls it every 100 ms), so a killed
 //! harness still leaves a readable history up to its last flush.
 
+use crate::plan::Fault;
 #[cfg(test)]
 use serde_json::json;
 use serde_json::Value;
@@ -27,13 +28,27 @@ pub enum Process {
     Nemesis,
 }
 
+/// What an event says of its op (the history's `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// The op began.
+    Invoke,
+    /// The op took effect.
+    Ok,
+    /// The op certainly did not take effect.
+    Fail,
+    /// The op may or may not have taken effect (and every nemesis event).
+    Info,
+}
+
 /// One event before it is timestamped.
 #[derive(Debug, Clone)]
 pub struct Record<'a> {
     /// Who.
     pub process: Process,
-    /// `invoke`, `ok`, `fail` or `info`.
-    pub kind: &'a str,
+    /// What the event says of its op.
+    pub kind: Kind,
     /// The operation.
     pub f: &'a str,
     /// The object, when keyed.
@@ -52,7 +67,7 @@ struct Line<'a> {
     index: u64,
     process: LineProcess,
     #[serde(rename = "type")]
-    kind: &'a str,
+    kind: Kind,
     f: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
@@ -140,12 +155,12 @@ impl Recorder {
         time
     }
 
-    /// Records a nemesis event (`info`, process `nemesis`).
-    pub fn nemesis(&self, f: &str, value: Value) -> u64 {
+    /// Records a nemesis event (`info`, process `nemesis`, `f` the fault).
+    pub fn nemesis(&self, fault: Fault, value: Value) -> u64 {
         self.record(&Record {
             process: Process::Nemesis,
-            kind: "info",
-            f,
+            kind: Kind::Info,
+            f: fault.name(),
             key: None,
             value: &value,
             node: None,
@@ -193,7 +208,7 @@ mod tests {
                         let v = json!(i);
                         r.record(&Record {
                             process: Process::Client(p),
-                            kind: "invoke",
+                            kind: Kind::Invoke,
                             f: "write",
                             key: Some("k"),
                             value: &v,
@@ -207,7 +222,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        r.nemesis("kill", json!({"phase": "start", "targets": ["n1"]}));
+        r.nemesis(Fault::Kill, json!({"phase": "start", "targets": ["n1"]}));
         r.flush().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<Value> = text

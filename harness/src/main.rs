@@ -4,6 +4,7 @@
 
 mod binary;
 mod cli;
+mod clock;
 mod grudge;
 mod history;
 mod judge;

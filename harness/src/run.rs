@@ -2,12 +2,13 @@
 //! while the nemesis injects faults, heal, final reads, collect, judge,
 //! report. Everything it starts is torn down on every path out.
 
-use crate::history::{Process, Record, Recorder};
+use crate::clock::FAKETIME_LIB;
+use crate::history::{Kind, Process, Record, Recorder};
 use crate::judge;
 use crate::nemesis::Nemesis;
 use crate::plan::{Plan, RuntimeKind, Workload};
 use crate::probe::Probe;
-use crate::runtime::process::{ProcessOptions, ProcessRuntime, FAKETIME_LIB_DEFAULT};
+use crate::runtime::process::{ProcessOptions, ProcessRuntime};
 use crate::runtime::{AnyRuntime, ClusterSpec, Runtime};
 use crate::store::RunDir;
 use crate::sut::System;
@@ -66,7 +67,7 @@ fn build_runtime(plan: &Plan, binary: &Path, label: &str) -> anyhow::Result<AnyR
     };
     match plan.runtime {
         RuntimeKind::Process => {
-            let lib = PathBuf::from(FAKETIME_LIB_DEFAULT);
+            let lib = PathBuf::from(FAKETIME_LIB);
             let options = ProcessOptions {
                 faketime_lib: lib.is_file().then_some(lib),
             };
@@ -93,9 +94,9 @@ pub async fn run_test(
     let label = format!("ordeal-{}-{}", std::process::id(), plan.seed);
     if plan.nemesis.contains(&crate::plan::Fault::Clock)
         && plan.runtime == RuntimeKind::Process
-        && !Path::new(FAKETIME_LIB_DEFAULT).is_file()
+        && !Path::new(FAKETIME_LIB).is_file()
     {
-        bail!("--nemesis clock needs libfaketime ({FAKETIME_LIB_DEFAULT}): apt-get install libfaketime");
+        bail!("--nemesis clock needs libfaketime ({FAKETIME_LIB}): apt-get install libfaketime");
     }
     let runtime = Arc::new(Mutex::new(build_runtime(plan, binary, &label)?));
     *slot.lock().expect("slot lock") = Some(runtime.clone());
@@ -272,7 +273,7 @@ async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[String
         let arg = json!({"from": 0, "final": true});
         recorder.record(&Record {
             process,
-            kind: "invoke",
+            kind: Kind::Invoke,
             f: "deliver",
             key: None,
             value: &arg,
@@ -284,7 +285,7 @@ async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[String
                 v["final"] = Value::Bool(true);
                 recorder.record(&Record {
                     process,
-                    kind: "ok",
+                    kind: Kind::Ok,
                     f: "deliver",
                     key: None,
                     value: &v,
@@ -295,7 +296,7 @@ async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[String
             Outcome::Fail(e) | Outcome::Info(e) => {
                 recorder.record(&Record {
                     process,
-                    kind: "fail",
+                    kind: Kind::Fail,
                     f: "deliver",
                     key: None,
                     value: &arg,

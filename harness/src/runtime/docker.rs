@@ -10,9 +10,9 @@
 //! network is named `ordeal-<label>`, so that `harness clean` finds what a
 //! killed harness left behind.
 
-use super::image::{ensure_image, FAKETIME_LIB};
-use super::process::faketime_string;
+use super::image::ensure_image;
 use super::{AnyRuntime, ClockSetting, ClusterSpec, Grudge, Runtime};
+use crate::clock::FAKETIME_LIB;
 use crate::sut::{Launch, System};
 use anyhow::{bail, Context};
 use futures_util::StreamExt;
@@ -334,19 +334,12 @@ impl Runtime for DockerRuntime {
         }
         let dir = clock_dir(&self.spec, node);
         let tmp = dir.join("faketime.tmp");
-        std::fs::write(&tmp, format!("{}\n", faketime_string(setting)))?;
+        std::fs::write(&tmp, format!("{}\n", setting.faketime()))?;
         std::fs::rename(&tmp, dir.join("faketime")).context("replacing the clock file")
     }
 
     async fn reset_clock(&mut self, node: &str) -> anyhow::Result<()> {
-        self.set_clock(
-            node,
-            ClockSetting {
-                offset_s: 0.0,
-                rate: 1.0,
-            },
-        )
-        .await
+        self.set_clock(node, ClockSetting::REAL).await
     }
 
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ pub mod process;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+pub use crate::clock::ClockSetting;
 pub use crate::sut::Sut;
 
 /// Everything a runtime needs to start a cluster.
@@ -38,16 +39,6 @@ pub struct ClusterSpec {
 /// Who drops whose traffic: `grudge[a]` is the set of nodes whose packets
 /// node `a` drops (Jepsen's grudge). Symmetric cuts list both directions.
 pub type Grudge = BTreeMap<String, BTreeSet<String>>;
-
-/// A libfaketime setting: `offset_s` added to the wall clock, `rate` the
-/// speed of the node's clocks (1.0 = real time).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ClockSetting {
-    /// Seconds added to the real clock (may be negative).
-    pub offset_s: f64,
-    /// Speed of all clocks of the process (1.0 = normal).
-    pub rate: f64,
-}
 
 /// The operations every runtime offers. Implemented by
 /// [`docker::DockerRuntime`] and [`process::ProcessRuntime`]; the harness

@@ -39,8 +39,6 @@ use tokio::task::JoinHandle;
 
 /// Name of the pid file inside the work directory.
 pub const PID_FILE_NAME: &str = "pids";
-/// Where Debian's `libfaketime` package puts the preload library.
-pub const FAKETIME_LIB_DEFAULT: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// Options of the process runtime that the common [`ClusterSpec`] does not
 /// carry.
@@ -235,21 +233,6 @@ fn set_pdeathsig(cmd: &mut Command) {
 
 fn clock_file(dir: &Path) -> PathBuf {
     dir.join("faketime")
-}
-
-/// The libfaketime setting string: an offset first, always (`"+0 x2"`, not
-/// `"x2"`, see NOTES.md).
-pub fn faketime_string(setting: ClockSetting) -> String {
-    let offset = if setting.offset_s.fract() == 0.0 {
-        format!("{:+}", setting.offset_s as i64)
-    } else {
-        format!("{:+.3}", setting.offset_s)
-    };
-    if setting.rate == 1.0 {
-        format!("{offset} x1")
-    } else {
-        format!("{offset} x{}", setting.rate)
-    }
 }
 
 fn free_port(ip: Ipv4Addr) -> anyhow::Result<u16> {
@@ -539,10 +522,7 @@ impl Runtime for ProcessRuntime {
             bail!("clock faults need libfaketime (apt-get install libfaketime)");
         }
         let dir = self.find(node)?.dir.clone();
-        write_atomically(
-            &clock_file(&dir),
-            &format!("{}\n", faketime_string(setting)),
-        )
+        write_atomically(&clock_file(&dir), &format!("{}\n", setting.faketime()))
     }
 
     async fn reset_clock(&mut self, node: &str) -> anyhow::Result<()> {
@@ -660,30 +640,5 @@ mod tests {
         assert!(!is_cut(&Some("n1".into()), &cut));
         assert!(is_cut(&None, &cut));
         assert!(!is_cut(&None, &BTreeSet::new()));
-    }
-
-    #[test]
-    fn faketime_strings_always_carry_an_offset() {
-        assert_eq!(
-            faketime_string(ClockSetting {
-                offset_s: 0.0,
-                rate: 2.0
-            }),
-            "+0 x2"
-        );
-        assert_eq!(
-            faketime_string(ClockSetting {
-                offset_s: -37.0,
-                rate: 1.0
-            }),
-            "-37 x1"
-        );
-        assert_eq!(
-            faketime_string(ClockSetting {
-                offset_s: 12.5,
-                rate: 0.5
-            }),
-            "+12.500 x0.5"
-        );
     }
 }
