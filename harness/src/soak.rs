@@ -6,6 +6,7 @@ use crate::cli::TestArgs;
 use crate::run::{run_test, RuntimeSlot};
 use crate::sut::{Sut, System};
 use anyhow::Context;
+use checker::verdict::Validity;
 use rand::{RngCore, SeedableRng};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -104,7 +105,7 @@ pub async fn soak(
     let started = Instant::now();
     let mut rows: Vec<Value> = Vec::new();
     let mut kept_valid: Vec<PathBuf> = Vec::new();
-    let mut worst = 0u8;
+    let mut worst = Validity::Valid;
     let mut turn = 0usize;
     while started.elapsed() < duration && turn < max_runs {
         let (sut, workload, nemesis) = turns[turn % turns.len()].clone();
@@ -120,12 +121,8 @@ pub async fn soak(
         let outcome = run_test(&plan, &binary, slot)
             .await
             .with_context(|| format!("soak test {} seed {}", plan.name, plan.seed))?;
-        let code = crate::exit_code(&outcome.results);
-        worst = if code == 1 || worst == 1 {
-            1
-        } else {
-            worst.max(code)
-        };
+        let code = crate::verdict::exit_code(outcome.results.valid);
+        worst = crate::verdict::worst(worst, outcome.results.valid);
         let (ok, fail, info) = outcome.counts;
         let verdict = serde_json::to_value(outcome.results.valid)?;
         let row = json!({"test": plan.name, "seed": plan.seed, "ops": ok + fail + info, "ok": ok, "fail": fail, "info": info,
@@ -163,7 +160,7 @@ pub async fn soak(
         &json!({"master_seed": master, "duration_s": started.elapsed().as_secs(), "runs": rows}),
     )?;
     println!("summary: {}", path.display());
-    Ok(worst)
+    Ok(crate::verdict::exit_code(worst))
 }
 
 fn print_table(rows: &[Value]) {
