@@ -123,11 +123,6 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
     }
 }
 
-pub(crate) fn plan_of(args: &TestArgs) -> anyhow::Result<Plan> {
-    let docker = args.runtime != "process" && runtime::docker::daemon_answers();
-    Plan::from_args(args, docker)
-}
-
 async fn run_tests(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
     let mut worst = Validity::Valid;
     let mut args = args.clone();
@@ -135,7 +130,7 @@ async fn run_tests(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
         if attempt > 0 {
             args.seed = None;
         }
-        let plan = plan_of(&args)?;
+        let plan = Plan::resolve(&args)?;
         let binary = plan.sut.binary(&plan)?;
         let outcome = run::run_test(&plan, &binary, slot).await?;
         let (ok, fail, info) = outcome.counts;
@@ -165,7 +160,7 @@ async fn bench(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
     // At maximum rate with no faults: what the harness can record.
     args.nemesis = "none".into();
     args.rate = 0.0;
-    let plan = plan_of(&args)?;
+    let plan = Plan::resolve(&args)?;
     let binary = plan.sut.binary(&plan)?;
     let outcome = run::run_test(&plan, &binary, slot).await?;
     let cpu = outcome.workload_cpu_s;

@@ -128,7 +128,78 @@ pub fn parse_nemesis(text: &str) -> anyhow::Result<Vec<Fault>> {
     Ok(set.into_iter().collect())
 }
 
+/// What the system under test allows: its read mode, workload, bug
+/// switches and faults (`all` loses the faults that cannot reach it).
+fn check_sut(
+    args: &TestArgs,
+    sut: Sut,
+    workload: Workload,
+    nemesis: &mut Vec<Fault>,
+) -> anyhow::Result<ReadMode> {
+    let read_mode = ReadMode::parse(&args.read_mode);
+    match sut {
+        Sut::Ordeal => {
+            if read_mode != Some(ReadMode::Linearizable) {
+                bail!("--read-mode: `{}` applies to --sut etcd only (ordeal-node serves every read through raft)", args.read_mode);
+            }
+        }
+        Sut::Etcd => {
+            if workload != Workload::Register {
+                bail!("--sut etcd: only the register workload runs on etcd (it is not an ordering service)");
+            }
+            if read_mode.is_none() {
+                bail!(
+                    "--read-mode: `{}` is neither linearizable nor serializable",
+                    args.read_mode
+                );
+            }
+            if !args.bugs.is_empty() {
+                bail!("--bug: bug switches exist in ordeal-node only, not in etcd");
+            }
+        }
+    }
+    if let Some(why) = sut
+        .refuses(Fault::Clock)
+        .filter(|_| nemesis.contains(&Fault::Clock))
+    {
+        if args.nemesis.split(',').any(|w| w.trim() == "clock") {
+            bail!(
+                "--nemesis clock: clock faults cannot reach {} ({why}); they need --sut ordeal",
+                sut.name()
+            );
+        }
+        // `all`: every fault that can reach the system.
+        nemesis.retain(|f| *f != Fault::Clock);
+    }
+    Ok(read_mode.expect("checked for each system above"))
+}
+
+/// Bug names, counts, rates and durations.
+fn check_numbers(args: &TestArgs) -> anyhow::Result<()> {
+    for bug in &args.bugs {
+        if !BUGS.contains(&bug.as_str()) {
+            bail!(
+                "--bug: unknown bug `{bug}` (expected one of {})",
+                BUGS.join(", ")
+            );
+        }
+    }
+    if args.concurrency == 0 || args.rate < 0.0 || !args.rate.is_finite() {
+        bail!("--concurrency must be positive and --rate finite and not negative");
+    }
+    if args.time_limit_s == 0 || args.nemesis_interval_s == 0 {
+        bail!("--time-limit-s and --nemesis-interval-s must be positive");
+    }
+    Ok(())
+}
+
 impl Plan {
+    /// Validates flags, resolving `--runtime auto` by asking Docker.
+    pub fn resolve(args: &TestArgs) -> anyhow::Result<Plan> {
+        let docker = args.runtime != "process" && crate::runtime::docker::daemon_answers();
+        Plan::from_args(args, docker)
+    }
+
     /// Validates flags; `docker_answers` tells how `auto` resolves.
     pub fn from_args(args: &TestArgs, docker_answers: bool) -> anyhow::Result<Plan> {
         let workload = match args.workload.as_str() {
@@ -140,42 +211,7 @@ impl Plan {
         };
         let mut nemesis = parse_nemesis(&args.nemesis)?;
         let sut: Sut = args.sut.parse().map_err(|e| anyhow!("--sut: {e}"))?;
-        let read_mode = ReadMode::parse(&args.read_mode);
-        match sut {
-            Sut::Ordeal => {
-                if read_mode != Some(ReadMode::Linearizable) {
-                    bail!("--read-mode: `{}` applies to --sut etcd only (ordeal-node serves every read through raft)", args.read_mode);
-                }
-            }
-            Sut::Etcd => {
-                if workload != Workload::Register {
-                    bail!("--sut etcd: only the register workload runs on etcd (it is not an ordering service)");
-                }
-                if read_mode.is_none() {
-                    bail!(
-                        "--read-mode: `{}` is neither linearizable nor serializable",
-                        args.read_mode
-                    );
-                }
-                if !args.bugs.is_empty() {
-                    bail!("--bug: bug switches exist in ordeal-node only, not in etcd");
-                }
-            }
-        }
-        if let Some(why) = sut
-            .refuses(Fault::Clock)
-            .filter(|_| nemesis.contains(&Fault::Clock))
-        {
-            if args.nemesis.split(',').any(|w| w.trim() == "clock") {
-                bail!(
-                    "--nemesis clock: clock faults cannot reach {} ({why}); they need --sut ordeal",
-                    sut.name()
-                );
-            }
-            // `all`: every fault that can reach the system.
-            nemesis.retain(|f| *f != Fault::Clock);
-        }
-        let read_mode = read_mode.expect("checked for each system above");
+        let read_mode = check_sut(args, sut, workload, &mut nemesis)?;
         if args.nodes == 0 || args.nodes > NODES_MAX {
             bail!("--nodes: {} is out of range 1..={NODES_MAX}", args.nodes);
         }
@@ -190,20 +226,7 @@ impl Plan {
         let Some(ack) = Ack::parse(&args.ack) else {
             bail!("--ack: `{}` is neither committed nor accepted", args.ack);
         };
-        for bug in &args.bugs {
-            if !BUGS.contains(&bug.as_str()) {
-                bail!(
-                    "--bug: unknown bug `{bug}` (expected one of {})",
-                    BUGS.join(", ")
-                );
-            }
-        }
-        if args.concurrency == 0 || args.rate < 0.0 || !args.rate.is_finite() {
-            bail!("--concurrency must be positive and --rate finite and not negative");
-        }
-        if args.time_limit_s == 0 || args.nemesis_interval_s == 0 {
-            bail!("--time-limit-s and --nemesis-interval-s must be positive");
-        }
+        check_numbers(args)?;
         let seed = args
             .seed
             .unwrap_or_else(|| rand::thread_rng().next_u64() >> 12);
@@ -277,6 +300,10 @@ impl Plan {
             "cargo run -p harness -- {sut}--workload {wl} --nemesis {nemesis} --nodes {} --time-limit-s {} --rate {} --concurrency {} --runtime {rt} --ack {} --seed {} --nemesis-interval-s {} --recovery-s {}",
             self.nodes.len(), self.time_limit_s, self.rate, self.concurrency, self.ack.as_str(), self.seed, self.nemesis_interval_s, self.recovery_s
         );
+        cmd.push_str(&format!(
+            " --request-timeout-ms {}",
+            self.request_timeout_ms
+        ));
         for bug in &self.bugs {
             cmd.push_str(&format!(" --bug {bug}"));
         }

@@ -116,7 +116,7 @@ pub async fn soak(
         test.nemesis = nemesis.into();
         test.seed = Some(seeds.next_u64() >> 12);
         test.test_count = 1;
-        let plan = crate::plan_of(&test)?;
+        let plan = crate::plan::Plan::resolve(&test)?;
         let binary = plan.sut.binary(&plan)?;
         let outcome = run_test(&plan, &binary, slot)
             .await
@@ -129,12 +129,7 @@ pub async fn soak(
             "verdict": verdict, "anomalies": anomalies(&outcome.results), "p99_ms": p99_ms(&outcome.dir.join("history.jsonl")),
             "store": outcome.dir, "rerun": if code == 0 { Value::Null } else { json!(plan.rerun_command()) }});
         if code == 0 {
-            kept_valid.push(outcome.dir.clone());
-            if kept_valid.len() > keep_valid {
-                let old = kept_valid.remove(0);
-                std::fs::remove_dir_all(&old)
-                    .with_context(|| format!("removing {}", old.display()))?;
-            }
+            keep_recent(&mut kept_valid, outcome.dir.clone(), keep_valid)?;
         } else {
             println!(
                 "soak: {} seed {} was {verdict}; rerun with:\n  {}",
@@ -161,6 +156,16 @@ pub async fn soak(
     )?;
     println!("summary: {}", path.display());
     Ok(crate::verdict::exit_code(worst))
+}
+
+/// Adds a valid run's store to `kept`, removing the oldest beyond `keep`.
+fn keep_recent(kept: &mut Vec<PathBuf>, dir: PathBuf, keep: usize) -> anyhow::Result<()> {
+    kept.push(dir);
+    if kept.len() > keep {
+        let old = kept.remove(0);
+        std::fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
+    }
+    Ok(())
 }
 
 fn print_table(rows: &[Value]) {

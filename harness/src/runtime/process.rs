@@ -24,7 +24,7 @@ use crate::sut::{Launch, PeerLinks, System};
 use anyhow::{bail, Context};
 use nix::sys::signal::{kill as send_signal, Signal};
 use nix::unistd::Pid;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
@@ -334,6 +334,72 @@ async fn run_proxy(
     }
 }
 
+impl ProcessRuntime {
+    /// [`PeerLinks::Advertised`]: one inbound proxy per node, which tells
+    /// senders by their `X-PeerURLs` header; returns each node's advertised
+    /// address (`host:port`).
+    async fn inbound_proxies(&mut self, addrs: &[NodeAddrs]) -> anyhow::Result<Vec<String>> {
+        let mut advertised: Vec<String> = Vec::new();
+        let mut listeners = Vec::new();
+        for (to, a) in (1..).zip(addrs) {
+            let listener = TcpListener::bind((a.ip, 0))
+                .await
+                .with_context(|| format!("binding the inbound proxy of n{to}"))?;
+            advertised.push(listener.local_addr()?.to_string());
+            listeners.push(listener);
+        }
+        let senders: Arc<Vec<(String, String)>> = Arc::new(
+            advertised
+                .iter()
+                .enumerate()
+                .map(|(i, addr)| (format!("http://{addr}"), format!("n{}", i + 1)))
+                .collect(),
+        );
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let target = SocketAddr::from((addrs[i].ip, addrs[i].peer_port));
+            let sender = Sender::Sniffed(senders.clone());
+            self.add_proxy(listener, target, sender, format!("n{}", i + 1));
+        }
+        Ok(advertised)
+    }
+
+    /// [`PeerLinks::PerPair`]: one proxy per ordered pair of nodes; returns
+    /// each node's peers, (id, address it dials), itself at its own port.
+    async fn pair_proxies(
+        &mut self,
+        addrs: &[NodeAddrs],
+    ) -> anyhow::Result<Vec<Vec<(usize, String)>>> {
+        let n = addrs.len();
+        let mut peers = vec![Vec::new(); n];
+        for from in 1..=n {
+            for to in 1..=n {
+                let target = SocketAddr::from((addrs[to - 1].ip, addrs[to - 1].peer_port));
+                if from == to {
+                    peers[from - 1].push((to, target.to_string()));
+                    continue;
+                }
+                let listener = TcpListener::bind((addrs[from - 1].ip, 0))
+                    .await
+                    .with_context(|| format!("binding the proxy n{from}->n{to}"))?;
+                peers[from - 1].push((to, listener.local_addr()?.to_string()));
+                let sender = Sender::Fixed(format!("n{from}"));
+                self.add_proxy(listener, target, sender, format!("n{to}"));
+            }
+        }
+        Ok(peers)
+    }
+
+    fn add_proxy(&mut self, listener: TcpListener, target: SocketAddr, sender: Sender, to: String) {
+        let (tx, rx) = watch::channel(BTreeSet::new());
+        let task = tokio::spawn(run_proxy(listener, target, sender, rx));
+        self.proxies.push(Proxy {
+            to,
+            blocked: tx,
+            task,
+        });
+    }
+}
+
 impl Runtime for ProcessRuntime {
     async fn start(&mut self) -> anyhow::Result<()> {
         let n = self.spec.nodes;
@@ -349,80 +415,15 @@ impl Runtime for ProcessRuntime {
                 client_port: free_port(ip)?,
             });
         }
-        let advertised_links = self.spec.sut.peer_links() == PeerLinks::Advertised;
-        let mut dial: BTreeMap<(usize, usize), SocketAddr> = BTreeMap::new();
-        let mut advertised: Vec<String> = Vec::new();
-        if advertised_links {
-            let mut listeners = Vec::new();
-            for to in 1..=n {
-                let listener = TcpListener::bind((addrs[to - 1].ip, 0))
-                    .await
-                    .with_context(|| format!("binding the inbound proxy of n{to}"))?;
-                advertised.push(listener.local_addr()?.to_string());
-                listeners.push(listener);
+        let (peers, advertised) = match self.spec.sut.peer_links() {
+            PeerLinks::Advertised => {
+                let advertised = self.inbound_proxies(&addrs).await?;
+                let all: Vec<(usize, String)> = (1..=n).zip(advertised.iter().cloned()).collect();
+                (vec![all; n], advertised)
             }
-            let senders: Arc<Vec<(String, String)>> = Arc::new(
-                advertised
-                    .iter()
-                    .enumerate()
-                    .map(|(i, addr)| (format!("http://{addr}"), format!("n{}", i + 1)))
-                    .collect(),
-            );
-            for (i, listener) in listeners.into_iter().enumerate() {
-                let target = SocketAddr::from((addrs[i].ip, addrs[i].peer_port));
-                let (tx, rx) = watch::channel(BTreeSet::new());
-                let task = tokio::spawn(run_proxy(
-                    listener,
-                    target,
-                    Sender::Sniffed(senders.clone()),
-                    rx,
-                ));
-                self.proxies.push(Proxy {
-                    to: format!("n{}", i + 1),
-                    blocked: tx,
-                    task,
-                });
-            }
-        } else {
-            for from in 1..=n {
-                for to in 1..=n {
-                    if from == to {
-                        continue;
-                    }
-                    let listener = TcpListener::bind((addrs[from - 1].ip, 0))
-                        .await
-                        .with_context(|| format!("binding the proxy n{from}->n{to}"))?;
-                    dial.insert((from, to), listener.local_addr()?);
-                    let target = SocketAddr::from((addrs[to - 1].ip, addrs[to - 1].peer_port));
-                    let (tx, rx) = watch::channel(BTreeSet::new());
-                    let task = tokio::spawn(run_proxy(
-                        listener,
-                        target,
-                        Sender::Fixed(format!("n{from}")),
-                        rx,
-                    ));
-                    self.proxies.push(Proxy {
-                        to: format!("n{to}"),
-                        blocked: tx,
-                        task,
-                    });
-                }
-            }
-        }
-        for i in 1..=n {
-            let peers: Vec<(usize, String)> = (1..=n)
-                .map(|j| {
-                    if advertised_links {
-                        return (j, advertised[j - 1].clone());
-                    }
-                    let addr = if i == j {
-                        SocketAddr::from((addrs[j - 1].ip, addrs[j - 1].peer_port))
-                    } else {
-                        dial[&(i, j)]
-                    };
-                    (j, addr.to_string())
-                })
-                .collect();
+            PeerLinks::PerPair => (self.pair_proxies(&addrs).await?, Vec::new()),
+        };
+        for (i, peers) in (1..=n).zip(peers) {
             let dir = self.spec.work_dir.join(format!("n{i}"));
             fs::create_dir_all(dir.join("data"))
                 .with_context(|| format!("creating {}", dir.display()))?;
