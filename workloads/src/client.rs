@@ -69,11 +69,6 @@ impl OrdealClient {
         })
     }
 
-    /// The node names, in order.
-    pub fn node_names(&self) -> Vec<String> {
-        self.nodes.iter().map(|(n, _)| n.clone()).collect()
-    }
-
     fn node(&self, index: usize) -> &(String, String) {
         &self.nodes[index % self.nodes.len()]
     }
@@ -220,27 +215,6 @@ impl OrdealClient {
             }
         }
         Outcome::Fail(format!("chain longer than {CHAIN_PAGES_MAX} pages"))
-    }
-
-    /// GETs a JSON document (`/status`, `/fsync`) from a node.
-    pub async fn get_json(&self, node_index: usize, path: &str) -> Result<Value, String> {
-        let text = self.get_text(node_index, path).await?;
-        serde_json::from_str(&text).map_err(|e| format!("{} {path}: {e}", self.node(node_index).0))
-    }
-
-    /// GETs a text document (`/metrics`) from a node.
-    pub async fn get_text(&self, node_index: usize, path: &str) -> Result<String, String> {
-        let (name, url) = self.node(node_index);
-        let response = self
-            .http
-            .get(format!("{url}{path}"))
-            .send()
-            .await
-            .map_err(|e| format!("{name} {path}: {e}"))?;
-        response
-            .text()
-            .await
-            .map_err(|e| format!("{name} {path}: {e}"))
     }
 }
 
