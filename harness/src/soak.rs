@@ -89,6 +89,11 @@ pub async fn soak(
     suts: &[String],
     slot: &RuntimeSlot,
 ) -> anyhow::Result<u8> {
+    if let Some(bad) = suts.iter().find(|s| s.parse::<Sut>().is_err()) {
+        anyhow::bail!(
+            "--suts: unknown system `{bad}` (expected a comma list of ordeal and etcd, or auto)"
+        );
+    }
     let turns = rotation(suts);
     if turns.is_empty() {
         anyhow::bail!("--suts: no system under test to soak");
