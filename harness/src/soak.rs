@@ -89,11 +89,7 @@ pub async fn soak(
     suts: &[String],
     slot: &RuntimeSlot,
 ) -> anyhow::Result<u8> {
-    if let Some(bad) = suts.iter().find(|s| s.parse::<Sut>().is_err()) {
-        anyhow::bail!(
-            "--suts: unknown system `{bad}` (expected a comma list of ordeal and etcd, or auto)"
-        );
-    }
+    check_suts(suts)?;
     let turns = rotation(suts);
     if turns.is_empty() {
         anyhow::bail!("--suts: no system under test to soak");
@@ -161,6 +157,16 @@ pub async fn soak(
     )?;
     println!("summary: {}", path.display());
     Ok(crate::verdict::exit_code(worst))
+}
+
+/// Refuses a name in `--suts` that is no system under test.
+fn check_suts(suts: &[String]) -> anyhow::Result<()> {
+    match suts.iter().find(|s| s.parse::<Sut>().is_err()) {
+        Some(bad) => anyhow::bail!(
+            "--suts: unknown system `{bad}` (expected a comma list of ordeal and etcd, or auto)"
+        ),
+        None => Ok(()),
+    }
 }
 
 /// Adds a valid run's store to `kept`, removing the oldest beyond `keep`.
