@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use workloads::Op;
 
 /// Who an event belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,25 @@ pub enum Kind {
     Info,
 }
 
+/// The history's `f`: a client's operation or a nemesis's fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum F {
+    /// A workload's operation.
+    Op(Op),
+    /// A fault, on the nemesis's events.
+    Fault(Fault),
+}
+
+impl F {
+    /// The name written in the history.
+    pub fn name(self) -> &'static str {
+        match self {
+            F::Op(op) => op.as_str(),
+            F::Fault(fault) => fault.name(),
+        }
+    }
+}
+
 /// One event before it is timestamped.
 #[derive(Debug, Clone)]
 pub struct Record<'a> {
@@ -49,8 +69,8 @@ pub struct Record<'a> {
     pub process: Process,
     /// What the event says of its op.
     pub kind: Kind,
-    /// The operation.
-    pub f: &'a str,
+    /// The operation or fault.
+    pub f: F,
     /// The object, when keyed.
     pub key: Option<&'a str>,
     /// Argument or result.
@@ -68,7 +88,7 @@ struct Line<'a> {
     process: LineProcess,
     #[serde(rename = "type")]
     kind: Kind,
-    f: &'a str,
+    f: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
     value: &'a Value,
@@ -134,7 +154,7 @@ impl Recorder {
                 Process::Nemesis => LineProcess::Nemesis("nemesis"),
             },
             kind: r.kind,
-            f: r.f,
+            f: r.f.name(),
             key: r.key,
             value: r.value,
             time,
@@ -160,7 +180,7 @@ impl Recorder {
         self.record(&Record {
             process: Process::Nemesis,
             kind: Kind::Info,
-            f: fault.name(),
+            f: F::Fault(fault),
             key: None,
             value: &value,
             node: None,
@@ -209,7 +229,7 @@ mod tests {
                         r.record(&Record {
                             process: Process::Client(p),
                             kind: Kind::Invoke,
-                            f: "write",
+                            f: F::Op(Op::Write),
                             key: Some("k"),
                             value: &v,
                             node: Some("n1"),

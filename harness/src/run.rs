@@ -3,7 +3,7 @@
 //! report. Everything it starts is torn down on every path out.
 
 use crate::clock::FAKETIME_LIB;
-use crate::history::{Kind, Process, Record, Recorder};
+use crate::history::{Kind, Process, Record, Recorder, F};
 use crate::judge;
 use crate::nemesis::Nemesis;
 use crate::plan::{Plan, RuntimeKind, Workload};
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Mutex};
 use workloads::{
-    Generator, OrdealClient, OrderingGenerator, Outcome, RegisterGenerator, SutClient,
+    Generator, Op, OrdealClient, OrderingGenerator, Outcome, RegisterGenerator, SutClient,
 };
 
 /// How long a fresh cluster may take to elect its first leader.
@@ -386,7 +386,7 @@ async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[String
         recorder.record(&Record {
             process,
             kind: Kind::Invoke,
-            f: "deliver",
+            f: F::Op(Op::Deliver),
             key: None,
             value: &arg,
             node: Some(node),
@@ -398,7 +398,7 @@ async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[String
                 recorder.record(&Record {
                     process,
                     kind: Kind::Ok,
-                    f: "deliver",
+                    f: F::Op(Op::Deliver),
                     key: None,
                     value: &v,
                     node: Some(node),
@@ -409,7 +409,7 @@ async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[String
                 recorder.record(&Record {
                     process,
                     kind: Kind::Fail,
-                    f: "deliver",
+                    f: F::Op(Op::Deliver),
                     key: None,
                     value: &arg,
                     node: Some(node),

@@ -6,7 +6,7 @@
 //! whose op ended in `info` is retired and the worker continues under a
 //! fresh process number (`p + concurrency`, usually another node).
 
-use crate::history::{Kind, Process, Record, Recorder};
+use crate::history::{Kind, Process, Record, Recorder, F};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -109,7 +109,7 @@ impl Workers {
         self.recorder.record(&Record {
             process: p,
             kind: Kind::Invoke,
-            f: &inv.f,
+            f: F::Op(inv.f),
             key: inv.key.as_deref(),
             value: &inv.value,
             node: Some(&node),
@@ -133,7 +133,7 @@ impl Workers {
         self.recorder.record(&Record {
             process: p,
             kind,
-            f: &inv.f,
+            f: F::Op(inv.f),
             key: inv.key.as_deref(),
             value: &value,
             node: Some(&node),

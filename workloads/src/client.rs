@@ -1,7 +1,7 @@
 //! The client of `ordeal-node` (docs/node-api.md): one HTTP client shared by
 //! every worker, each request sent to the node the invocation names.
 
-use crate::{Completion, Invocation, Outcome};
+use crate::{Completion, Invocation, Op, Outcome};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -76,11 +76,10 @@ impl OrdealClient {
     /// Carries out one invocation against node `node_index`.
     pub async fn invoke(&self, inv: &Invocation, node_index: usize) -> Completion {
         let (name, url) = self.node(node_index);
-        let outcome = match inv.f.as_str() {
-            "submit" => self.submit(url, &inv.value).await,
-            "deliver" => self.deliver_recent(url, &inv.value).await,
-            "read" | "write" | "cas" => self.register_op(url, inv).await,
-            other => Outcome::Fail(format!("unknown operation {other}")),
+        let outcome = match inv.f {
+            Op::Submit => self.submit(url, &inv.value).await,
+            Op::Deliver => self.deliver_recent(url, &inv.value).await,
+            Op::Read | Op::Write | Op::Cas => self.register_op(url, inv).await,
         };
         Completion {
             outcome,
@@ -98,10 +97,13 @@ impl OrdealClient {
 
     async fn register_op(&self, url: &str, inv: &Invocation) -> Outcome {
         let key = inv.key.clone().unwrap_or_default();
-        let op = match inv.f.as_str() {
-            "read" => json!({"op": "read", "key": key}),
-            "write" => json!({"op": "write", "key": key, "value": inv.value}),
-            _ => json!({"op": "cas", "key": key, "old": inv.value[0], "new": inv.value[1]}),
+        let op = match inv.f {
+            Op::Read => json!({"op": "read", "key": key}),
+            Op::Write => json!({"op": "write", "key": key, "value": inv.value}),
+            Op::Cas => json!({"op": "cas", "key": key, "old": inv.value[0], "new": inv.value[1]}),
+            Op::Submit | Op::Deliver => {
+                return Outcome::Fail(format!("{} is not a register operation", inv.f.as_str()))
+            }
         };
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}-r{n}", self.id_prefix);
@@ -109,19 +111,20 @@ impl OrdealClient {
         let answer = match self.post(url, &body).await {
             Ok(answer) => answer,
             // A read changes nothing, so an unknown read is a failed one.
-            Err(Outcome::Info(e)) if inv.f == "read" => return Outcome::Fail(e),
+            Err(Outcome::Info(e)) if inv.f == Op::Read => return Outcome::Fail(e),
             Err(outcome) => return outcome,
         };
         let Some(result) = answer.get("results").and_then(|r| r.get(0)) else {
             return Outcome::Info(format!("answer without results: {answer}"));
         };
         let swapped = result.get("ok").and_then(Value::as_bool).unwrap_or(false);
-        match inv.f.as_str() {
-            "read" => Outcome::Ok(result.get("value").cloned().unwrap_or(Value::Null)),
-            "write" if swapped => Outcome::Ok(inv.value.clone()),
-            "cas" if swapped => Outcome::Ok(inv.value.clone()),
-            "cas" => Outcome::Fail(format!("cas did not swap: current {}", result["value"])),
-            _ => Outcome::Info(format!("write answered {result}")),
+        match inv.f {
+            Op::Read => Outcome::Ok(result.get("value").cloned().unwrap_or(Value::Null)),
+            Op::Write | Op::Cas if swapped => Outcome::Ok(inv.value.clone()),
+            Op::Cas => Outcome::Fail(format!("cas did not swap: current {}", result["value"])),
+            Op::Write | Op::Submit | Op::Deliver => {
+                Outcome::Info(format!("write answered {result}"))
+            }
         }
     }
 
