@@ -52,29 +52,3 @@ pub fn node_binary(explicit: Option<&Path>, profile: &str) -> anyhow::Result<Pat
     }
     bail!("cannot find ordeal-node: pass --node-binary or set ORDEAL_NODE_BIN")
 }
-
-/// The etcd binary: `explicit` when given, else `etcd` on `PATH`.
-pub fn etcd_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(path) = explicit {
-        if !path.is_file() {
-            bail!("--etcd-binary {}: no such file", path.display());
-        }
-        return Ok(path.to_path_buf());
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("etcd"))
-        .find(|p| p.is_file())
-        .context(
-            "--sut etcd: no `etcd` on PATH (apt-get install etcd-server, or pass --etcd-binary)",
-        )
-}
-
-/// The binary of the plan's system under test.
-pub fn sut_binary(plan: &crate::plan::Plan) -> anyhow::Result<PathBuf> {
-    if plan.sut == "etcd" {
-        etcd_binary(plan.etcd_binary.as_deref())
-    } else {
-        node_binary(plan.node_binary.as_deref(), "release")
-    }
-}

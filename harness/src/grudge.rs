@@ -3,7 +3,41 @@
 //! enforces it.
 
 use crate::runtime::Grudge;
+use serde::Serialize;
 use std::collections::BTreeSet;
+
+/// The shapes of partition the nemesis draws from (named in the history's
+/// `grudge_kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrudgeKind {
+    /// One node, drawn at random, cut off from everyone else.
+    IsolateOne,
+    /// The leader cut off (a random node when there is none).
+    IsolateLeader,
+    /// [`halves`].
+    Halves,
+    /// [`majorities_ring`] (5 nodes or more).
+    MajoritiesRing,
+    /// [`bridge`] (5 nodes or more).
+    Bridge,
+}
+
+impl GrudgeKind {
+    /// The kinds that fit a cluster of `nodes`, in the order the nemesis
+    /// draws from (the order is part of the seeded schedule).
+    pub fn for_nodes(nodes: usize) -> Vec<GrudgeKind> {
+        let mut kinds = vec![
+            GrudgeKind::IsolateOne,
+            GrudgeKind::IsolateLeader,
+            GrudgeKind::Halves,
+        ];
+        if nodes >= 5 {
+            kinds.extend([GrudgeKind::MajoritiesRing, GrudgeKind::Bridge]);
+        }
+        kinds
+    }
+}
 
 fn cut(grudge: &mut Grudge, a: &[String], b: &[String]) {
     for x in a {

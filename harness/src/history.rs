@@ -8,6 +8,7 @@
 //! [`Recorder::flush`] (the harness calls it every 100 ms), so a killed
 //! harness still leaves a readable history up to its last flush.
 
+use crate::plan::Fault;
 #[cfg(test)]
 use serde_json::json;
 use serde_json::Value;
@@ -17,6 +18,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use workloads::Op;
 
 /// Who an event belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,15 +29,48 @@ pub enum Process {
     Nemesis,
 }
 
+/// What an event says of its op (the history's `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// The op began.
+    Invoke,
+    /// The op took effect.
+    Ok,
+    /// The op certainly did not take effect.
+    Fail,
+    /// The op may or may not have taken effect (and every nemesis event).
+    Info,
+}
+
+/// The history's `f`: a client's operation or a nemesis's fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum F {
+    /// A workload's operation.
+    Op(Op),
+    /// A fault, on the nemesis's events.
+    Fault(Fault),
+}
+
+impl F {
+    /// The name written in the history.
+    pub fn name(self) -> &'static str {
+        match self {
+            F::Op(op) => op.as_str(),
+            F::Fault(fault) => fault.name(),
+        }
+    }
+}
+
 /// One event before it is timestamped.
 #[derive(Debug, Clone)]
 pub struct Record<'a> {
     /// Who.
     pub process: Process,
-    /// `invoke`, `ok`, `fail` or `info`.
-    pub kind: &'a str,
-    /// The operation.
-    pub f: &'a str,
+    /// What the event says of its op.
+    pub kind: Kind,
+    /// The operation or fault.
+    pub f: F,
     /// The object, when keyed.
     pub key: Option<&'a str>,
     /// Argument or result.
@@ -52,8 +87,8 @@ struct Line<'a> {
     index: u64,
     process: LineProcess,
     #[serde(rename = "type")]
-    kind: &'a str,
-    f: &'a str,
+    kind: Kind,
+    f: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
     value: &'a Value,
@@ -119,7 +154,7 @@ impl Recorder {
                 Process::Nemesis => LineProcess::Nemesis("nemesis"),
             },
             kind: r.kind,
-            f: r.f,
+            f: r.f.name(),
             key: r.key,
             value: r.value,
             time,
@@ -140,12 +175,12 @@ impl Recorder {
         time
     }
 
-    /// Records a nemesis event (`info`, process `nemesis`).
-    pub fn nemesis(&self, f: &str, value: Value) -> u64 {
+    /// Records a nemesis event (`info`, process `nemesis`, `f` the fault).
+    pub fn nemesis(&self, fault: Fault, value: Value) -> u64 {
         self.record(&Record {
             process: Process::Nemesis,
-            kind: "info",
-            f,
+            kind: Kind::Info,
+            f: F::Fault(fault),
             key: None,
             value: &value,
             node: None,
@@ -193,8 +228,8 @@ mod tests {
                         let v = json!(i);
                         r.record(&Record {
                             process: Process::Client(p),
-                            kind: "invoke",
-                            f: "write",
+                            kind: Kind::Invoke,
+                            f: F::Op(Op::Write),
                             key: Some("k"),
                             value: &v,
                             node: Some("n1"),
@@ -207,7 +242,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        r.nemesis("kill", json!({"phase": "start", "targets": ["n1"]}));
+        r.nemesis(Fault::Kill, json!({"phase": "start", "targets": ["n1"]}));
         r.flush().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<Value> = text

@@ -4,6 +4,7 @@
 use crate::plan::Workload;
 use crate::store::write_json;
 use anyhow::Context;
+use checker::history::History;
 use checker::linearizable::{Budget, Model};
 use checker::verdict::{CheckResult, Results};
 use std::io::BufReader;
@@ -15,37 +16,58 @@ pub const CHECK_TIME_LIMIT: Duration = Duration::from_secs(120);
 /// The linearizability checker's memory cap.
 pub const CHECK_MEMORY_BYTES_MAX: u64 = 4 << 30;
 
-/// Checks `run_dir/history.jsonl` and writes `results.json`.
+/// One checker: reads the history (and, if it needs them, other files of
+/// the run directory, where it may also write its pictures).
+type Check = fn(&Path, &History) -> anyhow::Result<CheckResult>;
+
+/// The checkers that judge a workload. A new checker is one entry here.
+fn checks(workload: Workload) -> &'static [Check] {
+    match workload {
+        Workload::Ordering => &[ordering],
+        Workload::Register => &[linearizable],
+    }
+}
+
+/// Checks `run_dir/history.jsonl` with every checker of the workload and
+/// writes `results.json`.
 pub fn judge(run_dir: &Path, workload: Workload) -> anyhow::Result<Results> {
     let path = run_dir.join("history.jsonl");
     let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let history = checker::history::read_history(BufReader::new(file))
         .with_context(|| format!("reading {}", path.display()))?;
-    let results: Vec<CheckResult> = match workload {
-        Workload::Ordering => vec![checker::ordering::check_history(&history)],
-        Workload::Register => {
-            let budget = Budget {
-                time_limit: CHECK_TIME_LIMIT,
-                memory_bytes_max: CHECK_MEMORY_BYTES_MAX,
-            };
-            let report = checker::linearizable::check_history(&history, Model::CasRegister, budget);
-            let mut result = report.to_check_result();
-            for (name, html) in report.html_pictures() {
-                let out = run_dir.join(&name);
-                std::fs::write(&out, html).with_context(|| format!("writing {}", out.display()))?;
-                if !result.artifacts.contains(&name) {
-                    result.artifacts.push(name);
-                }
-            }
-            vec![result]
-        }
-    };
+    let results = checks(workload)
+        .iter()
+        .map(|check| check(run_dir, &history))
+        .collect::<anyhow::Result<Vec<CheckResult>>>()?;
     let results = Results::from_results(results);
     write_json(
         &run_dir.join("results.json"),
         &serde_json::to_value(&results)?,
     )?;
     Ok(results)
+}
+
+/// Total order broadcast's properties.
+fn ordering(_run_dir: &Path, history: &History) -> anyhow::Result<CheckResult> {
+    Ok(checker::ordering::check_history(history))
+}
+
+/// Linearizability of the cas-registers, with its pictures.
+fn linearizable(run_dir: &Path, history: &History) -> anyhow::Result<CheckResult> {
+    let budget = Budget {
+        time_limit: CHECK_TIME_LIMIT,
+        memory_bytes_max: CHECK_MEMORY_BYTES_MAX,
+    };
+    let report = checker::linearizable::check_history(history, Model::CasRegister, budget);
+    let mut result = report.to_check_result();
+    for (name, html) in report.html_pictures() {
+        let out = run_dir.join(&name);
+        std::fs::write(&out, html).with_context(|| format!("writing {}", out.display()))?;
+        if !result.artifacts.contains(&name) {
+            result.artifacts.push(name);
+        }
+    }
+    Ok(result)
 }
 
 /// The workload a stored run used, from its `test.json`.

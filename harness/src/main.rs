@@ -4,6 +4,7 @@
 
 mod binary;
 mod cli;
+mod clock;
 mod grudge;
 mod history;
 mod judge;
@@ -15,26 +16,19 @@ mod run;
 mod runtime;
 mod soak;
 mod store;
+mod sut;
+mod verdict;
 mod workers;
 
+use checker::verdict::Validity;
 use clap::Parser;
 use cli::{Cli, Command, TestArgs};
 use plan::Plan;
 use run::RuntimeSlot;
 use runtime::Runtime;
-use serde_json::Value;
 use std::process::ExitCode;
-
-/// Raft tick the harness gives nodes, ms.
-pub const NODE_TICK_MS: u64 = 100;
-/// Election timeout in ticks the harness gives nodes.
-pub const NODE_ELECTION_TICK: u64 = 10;
-
-/// Exit codes (README): valid, invalid, unknown, the harness failed.
-const EXIT_VALID: u8 = 0;
-const EXIT_INVALID: u8 = 1;
-const EXIT_UNKNOWN: u8 = 2;
-const EXIT_HARNESS_FAILED: u8 = 3;
+use sut::System;
+use verdict::{exit_code, EXIT_HARNESS_FAILED, EXIT_VALID};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -85,8 +79,8 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             let workload = judge::stored_workload(&dir)?;
             let results = judge::judge(&dir, workload)?;
             run::report(&dir);
-            print_verdict(&results);
-            Ok(exit_code(&results))
+            verdict::print(&results);
+            Ok(exit_code(results.valid))
         }
         Some(Command::Clean { store }) => {
             let mut cleaned = runtime::process::clean_leftovers(&store.join(".work"))?;
@@ -108,11 +102,11 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             test,
         }) => {
             let suts: Vec<String> = if suts == "auto" {
-                let mut list = vec!["ordeal".to_string()];
-                if binary::etcd_binary(test.etcd_binary.as_deref()).is_ok() {
-                    list.push("etcd".into());
-                }
-                list
+                sut::Sut::all()
+                    .iter()
+                    .filter(|s| s.on_host(&test))
+                    .map(|s| s.name().to_string())
+                    .collect()
             } else {
                 suts.split(',').map(|s| s.trim().to_string()).collect()
             };
@@ -129,59 +123,15 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
     }
 }
 
-fn validity(results: &checker::verdict::Results) -> Value {
-    serde_json::to_value(results.valid).unwrap_or(Value::Null)
-}
-
-pub(crate) fn exit_code(results: &checker::verdict::Results) -> u8 {
-    match validity(results) {
-        Value::Bool(true) => EXIT_VALID,
-        Value::Bool(false) => EXIT_INVALID,
-        _ => EXIT_UNKNOWN,
-    }
-}
-
-fn print_verdict(results: &checker::verdict::Results) {
-    println!(
-        "{:<16} {:<8} {:>10}  anomalies",
-        "checker", "valid", "check_ms"
-    );
-    for r in &results.results {
-        let v = serde_json::to_value(r.valid).unwrap_or(Value::Null);
-        let anomalies: Vec<String> = r
-            .anomalies
-            .iter()
-            .filter(|a| a.count > 0)
-            .map(|a| format!("{} ×{}", a.kind, a.count))
-            .collect();
-        println!(
-            "{:<16} {:<8} {:>10.1}  {}",
-            r.checker,
-            v.to_string(),
-            r.check_ms,
-            if anomalies.is_empty() {
-                "none".into()
-            } else {
-                anomalies.join(", ")
-            }
-        );
-    }
-}
-
-pub(crate) fn plan_of(args: &TestArgs) -> anyhow::Result<Plan> {
-    let docker = args.runtime != "process" && runtime::docker::daemon_answers();
-    Plan::from_args(args, docker)
-}
-
 async fn run_tests(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
-    let mut worst = EXIT_VALID;
+    let mut worst = Validity::Valid;
     let mut args = args.clone();
     for attempt in 0..args.test_count.max(1) {
         if attempt > 0 {
             args.seed = None;
         }
-        let plan = plan_of(&args)?;
-        let binary = binary::sut_binary(&plan)?;
+        let plan = Plan::resolve(&args)?;
+        let binary = plan.sut.binary(&plan)?;
         let outcome = run::run_test(&plan, &binary, slot).await?;
         let (ok, fail, info) = outcome.counts;
         println!(
@@ -191,18 +141,18 @@ async fn run_tests(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             ok + fail + info,
             outcome.workload_s
         );
-        print_verdict(&outcome.results);
+        verdict::print(&outcome.results);
         println!("store: {}", outcome.dir.display());
-        let code = exit_code(&outcome.results);
-        if code != EXIT_VALID {
+        let valid = outcome.results.valid;
+        if valid != Validity::Valid {
             println!("rerun: {}", plan.rerun_command());
         }
-        worst = worst.max(code);
-        if code == EXIT_INVALID {
+        worst = verdict::worst(worst, valid);
+        if valid == Validity::Invalid {
             break;
         }
     }
-    Ok(worst)
+    Ok(exit_code(worst))
 }
 
 async fn bench(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
@@ -210,8 +160,8 @@ async fn bench(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
     // At maximum rate with no faults: what the harness can record.
     args.nemesis = "none".into();
     args.rate = 0.0;
-    let plan = plan_of(&args)?;
-    let binary = binary::sut_binary(&plan)?;
+    let plan = Plan::resolve(&args)?;
+    let binary = plan.sut.binary(&plan)?;
     let outcome = run::run_test(&plan, &binary, slot).await?;
     let cpu = outcome.workload_cpu_s;
     let (ok, fail, info) = outcome.counts;
@@ -224,5 +174,5 @@ async fn bench(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
         "concurrency": plan.concurrency, "rate": plan.rate,
     });
     println!("{line}");
-    Ok(exit_code(&outcome.results))
+    Ok(exit_code(outcome.results.valid))
 }

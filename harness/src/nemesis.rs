@@ -6,11 +6,12 @@
 //! each kind once per round in a seeded order, so that a mix of k kinds has
 //! shown every one of them after k cycles.
 
-use crate::grudge;
+use crate::clock::{ClockMode, ClockSetting};
+use crate::grudge::{self, GrudgeKind};
 use crate::history::Recorder;
 use crate::plan::Fault;
 use crate::probe::Probe;
-use crate::runtime::{AnyRuntime, ClockSetting, Runtime};
+use crate::runtime::{AnyRuntime, Runtime};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -126,7 +127,7 @@ impl Nemesis {
             Fault::Kill => {
                 let (targets, how) = self.pick_targets(rng).await;
                 self.recorder.nemesis(
-                    "kill",
+                    Fault::Kill,
                     json!({"phase": "start", "targets": targets, "choice": how}),
                 );
                 for t in &targets {
@@ -137,7 +138,7 @@ impl Nemesis {
             Fault::Pause => {
                 let (targets, how) = self.pick_targets(rng).await;
                 self.recorder.nemesis(
-                    "pause",
+                    Fault::Pause,
                     json!({"phase": "start", "targets": targets, "choice": how}),
                 );
                 for t in &targets {
@@ -153,27 +154,24 @@ impl Nemesis {
     async fn partition(&self, rng: &mut ChaCha8Rng) -> anyhow::Result<Active> {
         let mut order = self.nodes.clone();
         order.shuffle(rng);
-        let mut kinds = vec!["isolate-one", "isolate-leader", "halves"];
-        if self.nodes.len() >= 5 {
-            kinds.extend(["majorities-ring", "bridge"]);
-        }
+        let kinds = GrudgeKind::for_nodes(self.nodes.len());
         let mut kind = *kinds.choose(rng).expect("kinds");
         let g = match kind {
-            "isolate-leader" => match self.probe.leader().await {
+            GrudgeKind::IsolateLeader => match self.probe.leader().await {
                 Some(leader) => grudge::isolate(&leader, &self.nodes),
                 None => {
-                    kind = "isolate-one";
+                    kind = GrudgeKind::IsolateOne;
                     grudge::isolate(&order[0], &self.nodes)
                 }
             },
-            "isolate-one" => grudge::isolate(&order[0], &self.nodes),
-            "halves" => grudge::halves(&order),
-            "majorities-ring" => grudge::majorities_ring(&order),
-            _ => grudge::bridge(&order),
+            GrudgeKind::IsolateOne => grudge::isolate(&order[0], &self.nodes),
+            GrudgeKind::Halves => grudge::halves(&order),
+            GrudgeKind::MajoritiesRing => grudge::majorities_ring(&order),
+            GrudgeKind::Bridge => grudge::bridge(&order),
         };
         let targets: Vec<String> = grudge::targets(&g).into_iter().collect();
         self.recorder.nemesis(
-            "partition",
+            Fault::Partition,
             json!({"phase": "start", "targets": targets, "grudge": g, "grudge_kind": kind}),
         );
         self.runtime.lock().await.partition(&g).await?;
@@ -182,13 +180,13 @@ impl Nemesis {
 
     async fn clock(&self, rng: &mut ChaCha8Rng) -> anyhow::Result<Active> {
         let target = self.nodes.choose(rng).expect("nodes").clone();
-        let mode = *["bump", "rate", "strobe"].choose(rng).expect("modes");
+        let mode = *ClockMode::ALL.choose(rng).expect("modes");
         let setting = match mode {
-            "rate" => ClockSetting {
+            ClockMode::Rate => ClockSetting {
                 offset_s: 0.0,
                 rate: *[0.5, 2.0].choose(rng).expect("rates"),
             },
-            _ => {
+            ClockMode::Bump | ClockMode::Strobe => {
                 let magnitude = rng.gen_range(5..=CLOCK_BUMP_S_MAX);
                 ClockSetting {
                     offset_s: if rng.gen_bool(0.5) {
@@ -200,8 +198,8 @@ impl Nemesis {
                 }
             }
         };
-        let faketime = crate::runtime::process::faketime_string(setting);
-        self.recorder.nemesis("clock", json!({"phase": "start", "targets": [target], "mode": mode, "faketime": faketime, "offset_ms": (setting.offset_s * 1e3) as i64, "rate": setting.rate}));
+        let faketime = setting.faketime();
+        self.recorder.nemesis(Fault::Clock, json!({"phase": "start", "targets": [target], "mode": mode, "faketime": faketime, "offset_ms": (setting.offset_s * 1e3) as i64, "rate": setting.rate}));
         self.runtime
             .lock()
             .await
@@ -219,8 +217,8 @@ impl Nemesis {
                 break;
             }
         }
-        self.recorder.nemesis("clock", json!({"phase": "observed", "targets": [target], "offset_ms": (setting.offset_s * 1e3) as i64, "observed_offset_ms": observed}));
-        let strobe = (mode == "strobe").then(|| {
+        self.recorder.nemesis(Fault::Clock, json!({"phase": "observed", "targets": [target], "offset_ms": (setting.offset_s * 1e3) as i64, "observed_offset_ms": observed}));
+        let strobe = (mode == ClockMode::Strobe).then(|| {
             let runtime = self.runtime.clone();
             let target = target.clone();
             tokio::spawn(async move {
@@ -240,7 +238,7 @@ impl Nemesis {
     }
 
     async fn heal(&self, active: Active) -> anyhow::Result<()> {
-        let f = active.fault().name();
+        let f = active.fault();
         let targets = active.targets().to_vec();
         let mut rt = self.runtime.lock().await;
         match active {

@@ -2,11 +2,13 @@
 //! is the one place a test is put together (Jepsen's test map).
 
 use crate::cli::TestArgs;
-use anyhow::{bail, Context};
+use crate::sut::{Sut, System};
+use anyhow::{anyhow, bail, Context};
 use rand::RngCore;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use workloads::{Ack, ReadMode};
 
 /// Nodes in a cluster at most (loopback addresses and grudges stay small).
 pub const NODES_MAX: usize = 9;
@@ -62,10 +64,10 @@ pub enum RuntimeKind {
 pub struct Plan {
     /// `<sut>-<workload>-<nemeses>`.
     pub name: String,
-    /// The system under test: `ordeal` or `etcd`.
-    pub sut: String,
-    /// etcd's read consistency: `linearizable` or `serializable`.
-    pub read_mode: String,
+    /// The system under test.
+    pub sut: Sut,
+    /// etcd's read consistency (ordeal-node: always linearizable).
+    pub read_mode: ReadMode,
     /// The workload.
     pub workload: Workload,
     /// Faults, empty for none.
@@ -82,8 +84,8 @@ pub struct Plan {
     pub rate: f64,
     /// Concurrent workers.
     pub concurrency: usize,
-    /// `committed` or `accepted`.
-    pub ack: String,
+    /// When a node acknowledges a submit.
+    pub ack: Ack,
     /// Node bug switches.
     pub bugs: Vec<String>,
     /// Seconds a fault lasts and between faults.
@@ -126,7 +128,78 @@ pub fn parse_nemesis(text: &str) -> anyhow::Result<Vec<Fault>> {
     Ok(set.into_iter().collect())
 }
 
+/// What the system under test allows: its read mode, workload, bug
+/// switches and faults (`all` loses the faults that cannot reach it).
+fn check_sut(
+    args: &TestArgs,
+    sut: Sut,
+    workload: Workload,
+    nemesis: &mut Vec<Fault>,
+) -> anyhow::Result<ReadMode> {
+    let read_mode = ReadMode::parse(&args.read_mode);
+    match sut {
+        Sut::Ordeal => {
+            if read_mode != Some(ReadMode::Linearizable) {
+                bail!("--read-mode: `{}` applies to --sut etcd only (ordeal-node serves every read through raft)", args.read_mode);
+            }
+        }
+        Sut::Etcd => {
+            if workload != Workload::Register {
+                bail!("--sut etcd: only the register workload runs on etcd (it is not an ordering service)");
+            }
+            if read_mode.is_none() {
+                bail!(
+                    "--read-mode: `{}` is neither linearizable nor serializable",
+                    args.read_mode
+                );
+            }
+            if !args.bugs.is_empty() {
+                bail!("--bug: bug switches exist in ordeal-node only, not in etcd");
+            }
+        }
+    }
+    if let Some(why) = sut
+        .refuses(Fault::Clock)
+        .filter(|_| nemesis.contains(&Fault::Clock))
+    {
+        if args.nemesis.split(',').any(|w| w.trim() == "clock") {
+            bail!(
+                "--nemesis clock: clock faults cannot reach {} ({why}); they need --sut ordeal",
+                sut.name()
+            );
+        }
+        // `all`: every fault that can reach the system.
+        nemesis.retain(|f| *f != Fault::Clock);
+    }
+    Ok(read_mode.expect("checked for each system above"))
+}
+
+/// Bug names, counts, rates and durations.
+fn check_numbers(args: &TestArgs) -> anyhow::Result<()> {
+    for bug in &args.bugs {
+        if !BUGS.contains(&bug.as_str()) {
+            bail!(
+                "--bug: unknown bug `{bug}` (expected one of {})",
+                BUGS.join(", ")
+            );
+        }
+    }
+    if args.concurrency == 0 || args.rate < 0.0 || !args.rate.is_finite() {
+        bail!("--concurrency must be positive and --rate finite and not negative");
+    }
+    if args.time_limit_s == 0 || args.nemesis_interval_s == 0 {
+        bail!("--time-limit-s and --nemesis-interval-s must be positive");
+    }
+    Ok(())
+}
+
 impl Plan {
+    /// Validates flags, resolving `--runtime auto` by asking Docker.
+    pub fn resolve(args: &TestArgs) -> anyhow::Result<Plan> {
+        let docker = args.runtime != "process" && crate::runtime::docker::daemon_answers();
+        Plan::from_args(args, docker)
+    }
+
     /// Validates flags; `docker_answers` tells how `auto` resolves.
     pub fn from_args(args: &TestArgs, docker_answers: bool) -> anyhow::Result<Plan> {
         let workload = match args.workload.as_str() {
@@ -137,35 +210,8 @@ impl Plan {
             }
         };
         let mut nemesis = parse_nemesis(&args.nemesis)?;
-        match args.sut.as_str() {
-            "ordeal" => {
-                if args.read_mode != "linearizable" {
-                    bail!("--read-mode: `{}` applies to --sut etcd only (ordeal-node serves every read through raft)", args.read_mode);
-                }
-            }
-            "etcd" => {
-                if workload != Workload::Register {
-                    bail!("--sut etcd: only the register workload runs on etcd (it is not an ordering service)");
-                }
-                if !matches!(args.read_mode.as_str(), "linearizable" | "serializable") {
-                    bail!(
-                        "--read-mode: `{}` is neither linearizable nor serializable",
-                        args.read_mode
-                    );
-                }
-                if !args.bugs.is_empty() {
-                    bail!("--bug: bug switches exist in ordeal-node only, not in etcd");
-                }
-                if nemesis.contains(&Fault::Clock) {
-                    if args.nemesis.split(',').any(|w| w.trim() == "clock") {
-                        bail!("--nemesis clock: etcd is a Go program, which reads the clock through the vDSO and so never sees libfaketime; clock faults need --sut ordeal");
-                    }
-                    // `all` on etcd: every fault that can reach it.
-                    nemesis.retain(|f| *f != Fault::Clock);
-                }
-            }
-            other => bail!("--sut: unknown system `{other}` (expected ordeal or etcd)"),
-        }
+        let sut: Sut = args.sut.parse().map_err(|e| anyhow!("--sut: {e}"))?;
+        let read_mode = check_sut(args, sut, workload, &mut nemesis)?;
         if args.nodes == 0 || args.nodes > NODES_MAX {
             bail!("--nodes: {} is out of range 1..={NODES_MAX}", args.nodes);
         }
@@ -177,23 +223,10 @@ impl Plan {
                 bail!("--runtime: unknown runtime `{other}` (expected auto, docker or process)")
             }
         };
-        if !matches!(args.ack.as_str(), "committed" | "accepted") {
+        let Some(ack) = Ack::parse(&args.ack) else {
             bail!("--ack: `{}` is neither committed nor accepted", args.ack);
-        }
-        for bug in &args.bugs {
-            if !BUGS.contains(&bug.as_str()) {
-                bail!(
-                    "--bug: unknown bug `{bug}` (expected one of {})",
-                    BUGS.join(", ")
-                );
-            }
-        }
-        if args.concurrency == 0 || args.rate < 0.0 || !args.rate.is_finite() {
-            bail!("--concurrency must be positive and --rate finite and not negative");
-        }
-        if args.time_limit_s == 0 || args.nemesis_interval_s == 0 {
-            bail!("--time-limit-s and --nemesis-interval-s must be positive");
-        }
+        };
+        check_numbers(args)?;
         let seed = args
             .seed
             .unwrap_or_else(|| rand::thread_rng().next_u64() >> 12);
@@ -211,9 +244,9 @@ impl Plan {
             Workload::Register => "register",
         };
         Ok::<Plan, anyhow::Error>(Plan {
-            name: format!("{}-{wl}-{nemesis_name}", args.sut),
-            sut: args.sut.clone(),
-            read_mode: args.read_mode.clone(),
+            name: format!("{}-{wl}-{nemesis_name}", sut.name()),
+            sut,
+            read_mode,
             workload,
             nemesis,
             runtime,
@@ -222,16 +255,12 @@ impl Plan {
             time_limit_s: args.time_limit_s,
             rate: args.rate,
             concurrency: args.concurrency,
-            ack: args.ack.clone(),
+            ack,
             bugs: args.bugs.clone(),
             nemesis_interval_s: args.nemesis_interval_s,
             recovery_s: args.recovery_s,
             request_timeout_ms: args.request_timeout_ms,
-            election_timeout_ms: if args.sut == "etcd" {
-                crate::run::ETCD_ELECTION_MS
-            } else {
-                crate::NODE_TICK_MS * crate::NODE_ELECTION_TICK
-            },
+            election_timeout_ms: sut.election_timeout_ms(),
             command_line: String::new(),
             store: args.store.clone(),
             node_binary: args.node_binary.clone(),
@@ -263,15 +292,18 @@ impl Plan {
             RuntimeKind::Docker => "docker",
             RuntimeKind::Process => "process",
         };
-        let sut = if self.sut == "etcd" {
-            format!("--sut etcd --read-mode {} ", self.read_mode)
-        } else {
-            String::new()
+        let sut = match self.sut {
+            Sut::Ordeal => String::new(),
+            Sut::Etcd => format!("--sut etcd --read-mode {} ", self.read_mode.as_str()),
         };
         let mut cmd = format!(
             "cargo run -p harness -- {sut}--workload {wl} --nemesis {nemesis} --nodes {} --time-limit-s {} --rate {} --concurrency {} --runtime {rt} --ack {} --seed {} --nemesis-interval-s {} --recovery-s {}",
-            self.nodes.len(), self.time_limit_s, self.rate, self.concurrency, self.ack, self.seed, self.nemesis_interval_s, self.recovery_s
+            self.nodes.len(), self.time_limit_s, self.rate, self.concurrency, self.ack.as_str(), self.seed, self.nemesis_interval_s, self.recovery_s
         );
+        cmd.push_str(&format!(
+            " --request-timeout-ms {}",
+            self.request_timeout_ms
+        ));
         for bug in &self.bugs {
             cmd.push_str(&format!(" --bug {bug}"));
         }

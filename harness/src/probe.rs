@@ -1,8 +1,9 @@
 //! Asking nodes about themselves: the leader, their clocks, whether they
-//! have recovered, and their metrics at the end of a run. ordeal-node
-//! answers `GET /status`; etcd answers its gateway's maintenance status,
-//! which is put into the same shape (`leader` as a node number, `height`).
+//! have recovered, and their metrics at the end of a run. Each system under
+//! test puts its status into ordeal-node's shape (`leader` as a node
+//! number, `height`; see [`crate::sut::System::status`]).
 
+use crate::sut::{Sut, System};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,9 +17,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Probe {
     http: reqwest::Client,
     nodes: Vec<(String, String)>,
-    /// etcd rather than ordeal-node.
-    etcd: bool,
-    /// etcd member id (decimal, as the gateway writes it) → node name.
+    /// The system the nodes run.
+    sut: Sut,
+    /// Member id → node name, for systems that name the leader by an id of
+    /// their own (etcd).
     members: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
@@ -31,65 +33,38 @@ fn unix_ms() -> i64 {
 
 impl Probe {
     /// A probe of `nodes` (name, base URL).
-    pub fn new(nodes: Vec<(String, String)>, etcd: bool) -> anyhow::Result<Probe> {
+    pub fn new(nodes: Vec<(String, String)>, sut: Sut) -> anyhow::Result<Probe> {
         let http = reqwest::Client::builder().timeout(PROBE_TIMEOUT).build()?;
         Ok(Probe {
             http,
             nodes,
-            etcd,
+            sut,
             members: Default::default(),
         })
     }
 
     /// `POST path` with an empty JSON body on a node (etcd's gateway).
-    async fn post_json(&self, node: &str, path: &str) -> Option<Value> {
+    pub async fn post_json(&self, node: &str, path: &str) -> Option<Value> {
         let url = self.url(node)?;
         answer_json(self.http.post(format!("{url}{path}")).json(&json!({}))).await
     }
 
-    /// The node name of an etcd member id, asking `node` for the member
-    /// list when the id is new.
-    async fn member_name(&self, node: &str, id: &str) -> Option<String> {
-        if let Some(name) = self.members.lock().expect("members lock").get(id) {
-            return Some(name.clone());
-        }
-        let list = self.post_json(node, "/v3/cluster/member/list").await?;
-        let mut members = self.members.lock().expect("members lock");
-        for m in list["members"].as_array()? {
-            if let (Some(id), Some(name)) = (m["ID"].as_str(), m["name"].as_str()) {
-                members.insert(id.to_string(), name.to_string());
-            }
-        }
-        members.get(id).cloned()
+    /// The node name a member id stands for, when learnt.
+    pub fn member(&self, id: &str) -> Option<String> {
+        self.members.lock().expect("members lock").get(id).cloned()
     }
 
-    /// A node's status in ordeal-node's shape: etcd's maintenance status
-    /// with `leader` as the node number and `height` its applied index.
+    /// Remembers the node name of a member id.
+    pub fn learn_member(&self, id: &str, name: &str) {
+        self.members
+            .lock()
+            .expect("members lock")
+            .insert(id.to_string(), name.to_string());
+    }
+
+    /// A node's status in ordeal-node's shape.
     async fn status(&self, node: &str) -> Option<Value> {
-        if !self.etcd {
-            return self.get_json(node, "/status").await;
-        }
-        let raw = self.post_json(node, "/v3/maintenance/status").await?;
-        let number = |v: &Value| {
-            v.as_str()
-                .and_then(|t| t.parse::<u64>().ok())
-                .or_else(|| v.as_u64())
-        };
-        let leader_id = raw["leader"].as_str().unwrap_or("0").to_string();
-        let leader = match leader_id.as_str() {
-            "0" => 0,
-            id => self
-                .member_name(node, id)
-                .await
-                .and_then(|name| name.trim_start_matches('n').parse::<u64>().ok())
-                .unwrap_or(0),
-        };
-        let height = number(&raw["raftAppliedIndex"])
-            .or_else(|| number(&raw["raftIndex"]))
-            .unwrap_or(0);
-        Some(
-            json!({"leader": leader, "height": height, "term": number(&raw["raftTerm"]), "etcd": raw}),
-        )
+        self.sut.status(self, node).await
     }
 
     fn url(&self, node: &str) -> Option<&str> {
@@ -176,13 +151,7 @@ impl Probe {
             },
             None => None,
         };
-        let fsync = if self.etcd {
-            prometheus
-                .as_deref()
-                .and_then(|text| etcd_fsync(text, crate::run::ETCD_ELECTION_MS as f64 / 2.0))
-        } else {
-            self.get_json(node, "/fsync").await
-        };
+        let fsync = self.sut.fsync(self, node, prometheus.as_deref()).await;
         json!({"status": status, "fsync": fsync, "prometheus": prometheus})
     }
 }
@@ -190,90 +159,4 @@ impl Probe {
 /// Sends a request and reads its answer as JSON; `None` when either fails.
 async fn answer_json(request: reqwest::RequestBuilder) -> Option<Value> {
     request.send().await.ok()?.json().await.ok()
-}
-
-/// etcd's WAL fsync histogram (`etcd_disk_wal_fsync_duration_seconds`) in
-/// the shape of ordeal-node's `/fsync` summary. Prometheus buckets only
-/// bound a sample from above, so quantiles and the maximum are bucket upper
-/// bounds and `over_threshold` counts the samples above the first bound at
-/// or over the threshold; `estimated_from` says so in the store.
-pub fn etcd_fsync(prometheus: &str, threshold_ms: f64) -> Option<Value> {
-    const NAME: &str = "etcd_disk_wal_fsync_duration_seconds";
-    let mut buckets: Vec<(f64, u64)> = Vec::new();
-    let mut count = None;
-    for line in prometheus.lines() {
-        let Some((name, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.trim().parse::<f64>() else {
-            continue;
-        };
-        if let Some(le) = name
-            .strip_prefix(NAME)
-            .and_then(|r| r.strip_prefix("_bucket{le=\""))
-            .and_then(|r| r.strip_suffix("\"}"))
-        {
-            let bound = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            buckets.push((bound * 1e3, value as u64));
-        } else if name == format!("{NAME}_count") {
-            count = Some(value as u64);
-        }
-    }
-    let count = count?;
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let quantile = |q: f64| {
-        let rank = (q * count as f64).ceil() as u64;
-        buckets
-            .iter()
-            .find(|(_, c)| *c >= rank.max(1))
-            .map(|(b, _)| *b)
-            .filter(|b| b.is_finite())
-    };
-    let within = buckets
-        .iter()
-        .find(|(b, _)| *b >= threshold_ms)
-        .map_or(count, |(_, c)| *c);
-    Some(json!({
-        "count": count,
-        "p50_ms": quantile(0.5),
-        "p99_ms": quantile(0.99),
-        "max_ms": quantile(1.0),
-        "threshold_ms": threshold_ms,
-        "over_threshold": count.saturating_sub(within),
-        "estimated_from": format!("{NAME} (Prometheus bucket upper bounds)"),
-        "buckets": buckets
-            .iter()
-            .filter(|(b, _)| b.is_finite())
-            .map(|(b, c)| json!([b, c]))
-            .collect::<Vec<_>>(),
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn etcd_fsync_buckets_become_a_summary() {
-        let text = "# HELP x\n\
-etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.001\"} 50\n\
-etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.002\"} 98\n\
-etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.512\"} 99\n\
-etcd_disk_wal_fsync_duration_seconds_bucket{le=\"1.024\"} 100\n\
-etcd_disk_wal_fsync_duration_seconds_bucket{le=\"+Inf\"} 100\n\
-etcd_disk_wal_fsync_duration_seconds_sum 0.9\n\
-etcd_disk_wal_fsync_duration_seconds_count 100\n";
-        let f = etcd_fsync(text, 500.0).unwrap();
-        assert_eq!(f["count"], 100);
-        assert_eq!(f["p50_ms"], 1.0);
-        assert_eq!(f["p99_ms"], 512.0);
-        assert_eq!(f["max_ms"], 1024.0);
-        assert_eq!(f["over_threshold"], 1);
-        assert_eq!(f["buckets"][1], json!([2.0, 98]));
-        assert!(etcd_fsync("no such metric 1\n", 500.0).is_none());
-    }
 }

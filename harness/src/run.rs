@@ -2,14 +2,16 @@
 //! while the nemesis injects faults, heal, final reads, collect, judge,
 //! report. Everything it starts is torn down on every path out.
 
-use crate::history::{Process, Record, Recorder};
+use crate::clock::FAKETIME_LIB;
+use crate::history::{Kind, Process, Record, Recorder, F};
 use crate::judge;
 use crate::nemesis::Nemesis;
 use crate::plan::{Plan, RuntimeKind, Workload};
 use crate::probe::Probe;
-use crate::runtime::process::{ProcessOptions, ProcessRuntime, FAKETIME_LIB_DEFAULT};
-use crate::runtime::{AnyRuntime, ClusterSpec, Runtime, Sut};
+use crate::runtime::process::{ProcessOptions, ProcessRuntime};
+use crate::runtime::{AnyRuntime, ClusterSpec, Runtime};
 use crate::store::RunDir;
+use crate::sut::System;
 use crate::workers::{Counters, Workers};
 use anyhow::{bail, Context};
 use checker::verdict::Results;
@@ -20,8 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Mutex};
 use workloads::{
-    Ack, EtcdClient, Generator, OrdealClient, OrderingGenerator, Outcome, ReadMode,
-    RegisterGenerator, SutClient,
+    Generator, Op, OrdealClient, OrderingGenerator, Outcome, RegisterGenerator, SutClient,
 };
 
 /// How long a fresh cluster may take to elect its first leader.
@@ -51,49 +52,12 @@ pub struct RunOutcome {
     pub workload_cpu_s: f64,
 }
 
-/// etcd's heartbeat interval, ms (its default).
-pub const ETCD_HEARTBEAT_MS: u64 = 100;
-/// etcd's election timeout, ms (its default).
-pub const ETCD_ELECTION_MS: u64 = 1000;
-
-/// The flags every node gets (fast timeouts for tests).
-pub fn node_args(plan: &Plan) -> Vec<String> {
-    if plan.sut == "etcd" {
-        return vec![
-            "--heartbeat-interval".into(),
-            ETCD_HEARTBEAT_MS.to_string(),
-            "--election-timeout".into(),
-            ETCD_ELECTION_MS.to_string(),
-        ];
-    }
-    let mut args: Vec<String> = [
-        "--tick-ms",
-        &crate::NODE_TICK_MS.to_string(),
-        "--election-tick",
-        &crate::NODE_ELECTION_TICK.to_string(),
-        "--heartbeat-tick",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for bug in &plan.bugs {
-        args.push("--bug".into());
-        args.push(bug.clone());
-    }
-    args
-}
-
 fn build_runtime(plan: &Plan, binary: &Path, label: &str) -> anyhow::Result<AnyRuntime> {
     let spec = ClusterSpec {
-        sut: if plan.sut == "etcd" {
-            Sut::Etcd
-        } else {
-            Sut::Ordeal
-        },
+        sut: plan.sut,
         nodes: plan.nodes.len(),
         binary: binary.to_path_buf(),
-        node_args: node_args(plan),
+        node_args: plan.sut.node_flags(plan),
         // Absolute: Docker bind-mounts the clock directory from it.
         work_dir: std::path::absolute(&plan.store)
             .unwrap_or_else(|_| plan.store.clone())
@@ -103,7 +67,7 @@ fn build_runtime(plan: &Plan, binary: &Path, label: &str) -> anyhow::Result<AnyR
     };
     match plan.runtime {
         RuntimeKind::Process => {
-            let lib = PathBuf::from(FAKETIME_LIB_DEFAULT);
+            let lib = PathBuf::from(FAKETIME_LIB);
             let options = ProcessOptions {
                 faketime_lib: lib.is_file().then_some(lib),
             };
@@ -130,16 +94,16 @@ pub async fn run_test(
     let label = format!("ordeal-{}-{}", std::process::id(), plan.seed);
     if plan.nemesis.contains(&crate::plan::Fault::Clock)
         && plan.runtime == RuntimeKind::Process
-        && !Path::new(FAKETIME_LIB_DEFAULT).is_file()
+        && !Path::new(FAKETIME_LIB).is_file()
     {
-        bail!("--nemesis clock needs libfaketime ({FAKETIME_LIB_DEFAULT}): apt-get install libfaketime");
+        bail!("--nemesis clock needs libfaketime ({FAKETIME_LIB}): apt-get install libfaketime");
     }
     let runtime = Arc::new(Mutex::new(build_runtime(plan, binary, &label)?));
     *slot.lock().expect("slot lock") = Some(runtime.clone());
     let result = drive(plan, &run_dir, runtime.clone()).await;
     let teardown = runtime.lock().await.teardown().await;
     *slot.lock().expect("slot lock") = None;
-    let (counts, events, workload_s, busy, workload_cpu_s) = result?;
+    let driven = result?;
     teardown.context("tearing down the cluster")?;
     let results = judge::judge(&run_dir.path, plan.workload)?;
     report(&run_dir.path);
@@ -147,11 +111,11 @@ pub async fn run_test(
     Ok(RunOutcome {
         dir: run_dir.path,
         results,
-        counts,
-        events,
-        workload_s,
-        recorder_busy: busy,
-        workload_cpu_s,
+        counts: driven.workload.counts,
+        events: driven.events,
+        workload_s: driven.workload.seconds,
+        recorder_busy: driven.recorder_busy,
+        workload_cpu_s: driven.workload.cpu_s,
     })
 }
 
@@ -163,8 +127,6 @@ pub fn report(dir: &Path) {
         Err(e) => tracing::warn!(error = %e, dir = %dir.display(), "could not render the report"),
     }
 }
-
-type Driven = ((u64, u64, u64), u64, f64, Duration, f64);
 
 /// CPU seconds this process has used (user + system), from /proc.
 pub fn cpu_s() -> f64 {
@@ -180,11 +142,52 @@ pub fn cpu_s() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// What [`drive`] measured of a run.
+struct Driven {
+    /// Events recorded.
+    events: u64,
+    /// What the workload phase measured.
+    workload: WorkloadRan,
+    /// Time spent inside the recorder.
+    recorder_busy: Duration,
+}
+
+/// The phases of a test on a built cluster, in order: start, assemble,
+/// workload with faults, heal and recover, final reads, collect. Judging
+/// and reporting follow in [`run_test`], after the cluster is torn down.
 async fn drive(
     plan: &Plan,
     run_dir: &RunDir,
     runtime: Arc<Mutex<AnyRuntime>>,
 ) -> anyhow::Result<Driven> {
+    let cluster = start(plan, &runtime).await?;
+    let history = History::open(run_dir)?;
+    let test = assemble(plan, &cluster, &history.recorder, runtime.clone())?;
+    let client = test.client.clone();
+    let ran = run_workload(plan, test, &history.recorder).await?;
+    heal_and_recover(plan, &runtime, &cluster.probe).await?;
+    if let (Workload::Ordering, SutClient::Ordeal(client)) = (plan.workload, &*client) {
+        final_reads(client, &history.recorder, &plan.nodes).await;
+    }
+    collect(&runtime, &cluster.probe, run_dir, &plan.nodes).await?;
+    history.close()?;
+    Ok(Driven {
+        events: history.recorder.len(),
+        workload: ran,
+        recorder_busy: history.recorder.busy(),
+    })
+}
+
+/// A started cluster with a leader.
+struct Cluster {
+    /// Each node's name and client URL.
+    nodes: Vec<(String, String)>,
+    /// Status queries against the nodes.
+    probe: Probe,
+}
+
+/// Phase one: starts every node and waits for the first leader.
+async fn start(plan: &Plan, runtime: &Arc<Mutex<AnyRuntime>>) -> anyhow::Result<Cluster> {
     runtime
         .lock()
         .await
@@ -198,52 +201,118 @@ async fn drive(
             .map(|n| (n.clone(), rt.client_url(&n)))
             .collect()
     };
-    let probe = Probe::new(nodes.clone(), plan.sut == "etcd")?;
+    let probe = Probe::new(nodes.clone(), plan.sut)?;
     if !probe
         .wait_recovered(Instant::now() + FIRST_LEADER_WAIT_MAX)
         .await
     {
         bail!("the cluster did not elect a leader within {FIRST_LEADER_WAIT_MAX:?}; see the node logs under {}", plan.store.join(".work").display());
     }
-    let recorder = Recorder::create(&run_dir.history())?;
-    let flusher = {
+    Ok(Cluster { nodes, probe })
+}
+
+/// The history file and the task that flushes it; the task stops when this
+/// is dropped, on every path out.
+struct History {
+    recorder: Recorder,
+    flusher: tokio::task::JoinHandle<()>,
+}
+
+impl History {
+    fn open(run_dir: &RunDir) -> anyhow::Result<History> {
+        let recorder = Recorder::create(&run_dir.history())?;
         let r = recorder.clone();
-        tokio::spawn(async move {
+        let flusher = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(HISTORY_FLUSH_PERIOD).await;
                 if let Err(e) = r.flush() {
                     tracing::error!(error = %e, "history flush failed");
                 }
             }
-        })
-    };
-    let ack = if plan.ack == "accepted" {
-        Ack::Accepted
-    } else {
-        Ack::Committed
-    };
-    let timeout = Duration::from_millis(plan.request_timeout_ms);
-    let client = Arc::new(if plan.sut == "etcd" {
-        let mode = ReadMode::parse(&plan.read_mode).context("the plan's read mode")?;
-        SutClient::Etcd(EtcdClient::new(nodes.clone(), mode, timeout)?)
-    } else {
-        SutClient::Ordeal(OrdealClient::new(
-            nodes.clone(),
-            ack,
-            timeout,
-            &format!("s{}", plan.seed),
-        )?)
-    });
+        });
+        Ok(History { recorder, flusher })
+    }
+
+    /// Stops the flusher and writes what is buffered.
+    fn close(&self) -> anyhow::Result<()> {
+        self.flusher.abort();
+        self.recorder.flush()
+    }
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        self.flusher.abort();
+    }
+}
+
+/// The test put together (Jepsen's test map made live): the client, the
+/// generator and the nemesis, none of them started yet.
+struct Assembly {
+    client: Arc<SutClient>,
+    generator: Box<dyn Generator>,
+    nemesis: Nemesis,
+    active: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Phase two: the system's client, the workload's generator and the
+/// nemesis, each seeded from the plan. A new fault is a [`Fault`] variant
+/// the nemesis injects and heals; nothing here changes.
+///
+/// [`Fault`]: crate::plan::Fault
+fn assemble(
+    plan: &Plan,
+    cluster: &Cluster,
+    recorder: &Recorder,
+    runtime: Arc<Mutex<AnyRuntime>>,
+) -> anyhow::Result<Assembly> {
+    let client = Arc::new(plan.sut.client(plan, cluster.nodes.clone())?);
     let generator: Box<dyn Generator> = match plan.workload {
         Workload::Ordering => Box::new(OrderingGenerator::new(plan.seed)),
         Workload::Register => Box::new(RegisterGenerator::new(plan.seed)),
     };
+    let active = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let nemesis = Nemesis {
+        faults: plan.nemesis.clone(),
+        nodes: plan.nodes.clone(),
+        runtime,
+        probe: cluster.probe.clone(),
+        recorder: recorder.clone(),
+        interval: Duration::from_secs(plan.nemesis_interval_s),
+        active: active.clone(),
+        seed: plan.seed,
+    };
+    Ok(Assembly {
+        client,
+        generator,
+        nemesis,
+        active,
+    })
+}
+
+/// What the workload phase measured.
+struct WorkloadRan {
+    /// Ops completed (ok, fail, info).
+    counts: (u64, u64, u64),
+    /// Seconds the workload ran.
+    seconds: f64,
+    /// CPU seconds the harness used meanwhile.
+    cpu_s: f64,
+}
+
+/// Phase three: the workers run the workload until the time limit while
+/// the nemesis injects faults; then the nemesis heals what it left.
+async fn run_workload(
+    plan: &Plan,
+    test: Assembly,
+    recorder: &Recorder,
+) -> anyhow::Result<WorkloadRan> {
     let cpu_at_start = cpu_s();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(plan.time_limit_s);
     let workers = Arc::new(Workers {
-        generator: std::sync::Mutex::new(generator),
-        client: client.clone(),
+        generator: std::sync::Mutex::new(test.generator),
+        client: test.client,
         recorder: recorder.clone(),
         nodes: plan.nodes.clone(),
         deadline,
@@ -256,30 +325,44 @@ async fn drive(
     let handles: Vec<_> = (0..plan.concurrency as u64)
         .map(|w| tokio::spawn(workers.clone().run(w)))
         .collect();
-    let active = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let nemesis = Nemesis {
-        faults: plan.nemesis.clone(),
-        nodes: plan.nodes.clone(),
-        runtime: runtime.clone(),
-        probe: probe.clone(),
-        recorder: recorder.clone(),
-        interval: Duration::from_secs(plan.nemesis_interval_s),
-        active: active.clone(),
-        seed: plan.seed,
-    };
-    let nemesis_task = tokio::spawn(nemesis.run(stop_rx));
-    let progress = crate::progress::show(workers.clone(), active, deadline);
+    let nemesis_task = tokio::spawn(test.nemesis.run(stop_rx));
+    let progress = crate::progress::show(workers.clone(), test.active, deadline);
     for h in handles {
         h.await.context("a worker panicked")?;
     }
-    let workload_s = started.elapsed().as_secs_f64();
-    let workload_cpu_s = cpu_s() - cpu_at_start;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_s = cpu_s() - cpu_at_start;
     let _ = stop_tx.send(true);
     let nemesis_result = nemesis_task.await.context("the nemesis panicked")?;
     progress.finish_and_clear();
     nemesis_result.context("the nemesis failed")?;
-    heal_all(&runtime, plan).await?;
+    Ok(WorkloadRan {
+        counts: workers.counters.get(),
+        seconds,
+        cpu_s,
+    })
+}
+
+/// Phase four: undoes every fault, whatever the nemesis left, and gives
+/// the cluster `recovery_s` to elect a leader and catch up; returns whether
+/// it did.
+async fn heal_and_recover(
+    plan: &Plan,
+    runtime: &Arc<Mutex<AnyRuntime>>,
+    probe: &Probe,
+) -> anyhow::Result<bool> {
+    {
+        let mut rt = runtime.lock().await;
+        rt.heal().await?;
+        for n in &plan.nodes {
+            rt.resume(n).await?;
+            rt.restart(n).await?;
+            if plan.nemesis.contains(&crate::plan::Fault::Clock) {
+                rt.reset_clock(n).await?;
+            }
+        }
+    }
     let recovered = probe
         .wait_recovered(Instant::now() + Duration::from_secs(plan.recovery_s))
         .await;
@@ -289,44 +372,21 @@ async fn drive(
             "cluster did not fully recover before the final reads"
         );
     }
-    if let (Workload::Ordering, SutClient::Ordeal(client)) = (plan.workload, &*client) {
-        final_reads(client, &recorder, &plan.nodes).await;
-    }
-    collect(&runtime, &probe, run_dir, &plan.nodes).await?;
-    flusher.abort();
-    recorder.flush()?;
-    Ok((
-        workers.counters.get(),
-        recorder.len(),
-        workload_s,
-        recorder.busy(),
-        workload_cpu_s,
-    ))
+    Ok(recovered)
 }
 
-/// Undoes every fault, whatever the nemesis left.
-async fn heal_all(runtime: &Arc<Mutex<AnyRuntime>>, plan: &Plan) -> anyhow::Result<()> {
-    let mut rt = runtime.lock().await;
-    rt.heal().await?;
-    for n in &plan.nodes {
-        rt.resume(n).await?;
-        rt.restart(n).await?;
-        if plan.nemesis.contains(&crate::plan::Fault::Clock) {
-            rt.reset_clock(n).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Reads every node's whole chain, recorded as final `deliver` ops.
+/// Phase five (ordering workload): reads every node's whole chain,
+/// recorded as final `deliver` ops. These reads are not bound by `p mod n`:
+/// process `1_000_000 + i` reads node `i`, one process per node, after
+/// the workers' processes are done.
 async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[String]) {
     for (i, node) in nodes.iter().enumerate() {
         let process = Process::Client(1_000_000 + i as u64);
         let arg = json!({"from": 0, "final": true});
         recorder.record(&Record {
             process,
-            kind: "invoke",
-            f: "deliver",
+            kind: Kind::Invoke,
+            f: F::Op(Op::Deliver),
             key: None,
             value: &arg,
             node: Some(node),
@@ -337,8 +397,8 @@ async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[String
                 v["final"] = Value::Bool(true);
                 recorder.record(&Record {
                     process,
-                    kind: "ok",
-                    f: "deliver",
+                    kind: Kind::Ok,
+                    f: F::Op(Op::Deliver),
                     key: None,
                     value: &v,
                     node: Some(node),
@@ -348,8 +408,8 @@ async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[String
             Outcome::Fail(e) | Outcome::Info(e) => {
                 recorder.record(&Record {
                     process,
-                    kind: "fail",
-                    f: "deliver",
+                    kind: Kind::Fail,
+                    f: F::Op(Op::Deliver),
                     key: None,
                     value: &arg,
                     node: Some(node),
@@ -360,7 +420,8 @@ async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[String
     }
 }
 
-/// Each node's metrics and log into the store.
+/// Phase six: each node's artifacts into its store directory. A new
+/// per-node artifact is one more step in this loop.
 async fn collect(
     runtime: &Arc<Mutex<AnyRuntime>>,
     probe: &Probe,

@@ -4,7 +4,9 @@
 
 use crate::cli::TestArgs;
 use crate::run::{run_test, RuntimeSlot};
+use crate::sut::{Sut, System};
 use anyhow::Context;
+use checker::verdict::Validity;
 use rand::{RngCore, SeedableRng};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -12,39 +14,15 @@ use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant};
 
-/// ordeal's rotation: every workload under every fault, then the mix.
-const ORDEAL_ROTATION: [(&str, &str); 10] = [
-    ("ordering", "partition"),
-    ("register", "partition"),
-    ("ordering", "kill"),
-    ("register", "kill"),
-    ("ordering", "pause"),
-    ("register", "pause"),
-    ("ordering", "clock"),
-    ("register", "clock"),
-    ("ordering", "all"),
-    ("register", "all"),
-];
-
-/// etcd's rotation: the register workload under every fault that reaches
-/// a Go program (libfaketime does not, see the plan).
-const ETCD_ROTATION: [(&str, &str); 4] = [
-    ("register", "partition"),
-    ("register", "kill"),
-    ("register", "pause"),
-    ("register", "all"),
-];
-
 /// The soak's turns, (sut, workload, nemesis), the systems interleaved so
 /// that a short soak already sees each of them.
 pub fn rotation(suts: &[String]) -> Vec<(String, &'static str, &'static str)> {
     let lists: Vec<(&String, &[(&str, &str)])> = suts
         .iter()
         .map(|s| {
-            let list: &[(&str, &str)] = if s == "etcd" {
-                &ETCD_ROTATION
-            } else {
-                &ORDEAL_ROTATION
+            let list: &[(&str, &str)] = match s.parse::<Sut>() {
+                Ok(sut) => sut.rotation(),
+                Err(_) => &[],
             };
             (s, list)
         })
@@ -111,6 +89,7 @@ pub async fn soak(
     suts: &[String],
     slot: &RuntimeSlot,
 ) -> anyhow::Result<u8> {
+    check_suts(suts)?;
     let turns = rotation(suts);
     if turns.is_empty() {
         anyhow::bail!("--suts: no system under test to soak");
@@ -127,7 +106,7 @@ pub async fn soak(
     let started = Instant::now();
     let mut rows: Vec<Value> = Vec::new();
     let mut kept_valid: Vec<PathBuf> = Vec::new();
-    let mut worst = 0u8;
+    let mut worst = Validity::Valid;
     let mut turn = 0usize;
     while started.elapsed() < duration && turn < max_runs {
         let (sut, workload, nemesis) = turns[turn % turns.len()].clone();
@@ -138,29 +117,20 @@ pub async fn soak(
         test.nemesis = nemesis.into();
         test.seed = Some(seeds.next_u64() >> 12);
         test.test_count = 1;
-        let plan = crate::plan_of(&test)?;
-        let binary = crate::binary::sut_binary(&plan)?;
+        let plan = crate::plan::Plan::resolve(&test)?;
+        let binary = plan.sut.binary(&plan)?;
         let outcome = run_test(&plan, &binary, slot)
             .await
             .with_context(|| format!("soak test {} seed {}", plan.name, plan.seed))?;
-        let code = crate::exit_code(&outcome.results);
-        worst = if code == 1 || worst == 1 {
-            1
-        } else {
-            worst.max(code)
-        };
+        let code = crate::verdict::exit_code(outcome.results.valid);
+        worst = crate::verdict::worst(worst, outcome.results.valid);
         let (ok, fail, info) = outcome.counts;
         let verdict = serde_json::to_value(outcome.results.valid)?;
         let row = json!({"test": plan.name, "seed": plan.seed, "ops": ok + fail + info, "ok": ok, "fail": fail, "info": info,
             "verdict": verdict, "anomalies": anomalies(&outcome.results), "p99_ms": p99_ms(&outcome.dir.join("history.jsonl")),
             "store": outcome.dir, "rerun": if code == 0 { Value::Null } else { json!(plan.rerun_command()) }});
         if code == 0 {
-            kept_valid.push(outcome.dir.clone());
-            if kept_valid.len() > keep_valid {
-                let old = kept_valid.remove(0);
-                std::fs::remove_dir_all(&old)
-                    .with_context(|| format!("removing {}", old.display()))?;
-            }
+            keep_recent(&mut kept_valid, outcome.dir.clone(), keep_valid)?;
         } else {
             println!(
                 "soak: {} seed {} was {verdict}; rerun with:\n  {}",
@@ -186,7 +156,27 @@ pub async fn soak(
         &json!({"master_seed": master, "duration_s": started.elapsed().as_secs(), "runs": rows}),
     )?;
     println!("summary: {}", path.display());
-    Ok(worst)
+    Ok(crate::verdict::exit_code(worst))
+}
+
+/// Refuses a name in `--suts` that is no system under test.
+fn check_suts(suts: &[String]) -> anyhow::Result<()> {
+    match suts.iter().find(|s| s.parse::<Sut>().is_err()) {
+        Some(bad) => anyhow::bail!(
+            "--suts: unknown system `{bad}` (expected a comma list of ordeal and etcd, or auto)"
+        ),
+        None => Ok(()),
+    }
+}
+
+/// Adds a valid run's store to `kept`, removing the oldest beyond `keep`.
+fn keep_recent(kept: &mut Vec<PathBuf>, dir: PathBuf, keep: usize) -> anyhow::Result<()> {
+    kept.push(dir);
+    if kept.len() > keep {
+        let old = kept.remove(0);
+        std::fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
+    }
+    Ok(())
 }
 
 fn print_table(rows: &[Value]) {

@@ -6,7 +6,7 @@
 //! whose op ended in `info` is retired and the worker continues under a
 //! fresh process number (`p + concurrency`, usually another node).
 
-use crate::history::{Process, Record, Recorder};
+use crate::history::{Kind, Process, Record, Recorder, F};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -108,37 +108,37 @@ impl Workers {
         let p = Process::Client(process);
         self.recorder.record(&Record {
             process: p,
-            kind: "invoke",
-            f: &inv.f,
+            kind: Kind::Invoke,
+            f: F::Op(inv.f),
             key: inv.key.as_deref(),
             value: &inv.value,
             node: Some(&node),
             error: None,
         });
         let Completion { outcome, .. } = self.client.invoke(inv, node_index).await;
-        let (kind, value, error): (&str, Value, Option<String>) = match outcome {
+        let (kind, value, error): (Kind, Value, Option<String>) = match outcome {
             Outcome::Ok(v) => {
                 self.counters.ok.fetch_add(1, Ordering::Relaxed);
-                ("ok", v, None)
+                (Kind::Ok, v, None)
             }
             Outcome::Fail(e) => {
                 self.counters.fail.fetch_add(1, Ordering::Relaxed);
-                ("fail", inv.value.clone(), Some(e))
+                (Kind::Fail, inv.value.clone(), Some(e))
             }
             Outcome::Info(e) => {
                 self.counters.info.fetch_add(1, Ordering::Relaxed);
-                ("info", inv.value.clone(), Some(e))
+                (Kind::Info, inv.value.clone(), Some(e))
             }
         };
         self.recorder.record(&Record {
             process: p,
             kind,
-            f: &inv.f,
+            f: F::Op(inv.f),
             key: inv.key.as_deref(),
             value: &value,
             node: Some(&node),
             error: error.as_deref(),
         });
-        kind == "info"
+        kind == Kind::Info
     }
 }

@@ -84,14 +84,8 @@ fn opt(v: Option<f64>) -> String {
     v.map_or("—".into(), |x| format!("{x:.2}"))
 }
 
-/// Renders the page.
-pub fn page(
-    s: &Summary,
-    test: Option<&Value>,
-    results: Option<&Value>,
-    nodes: &[String],
-) -> String {
-    let (word, colour) = verdict_word(&s.valid);
+/// The test's parameters, from test.json.
+fn params_table(test: Option<&Value>) -> String {
     let mut params = String::from("<table>");
     for (k, v) in test.and_then(Value::as_object).into_iter().flatten() {
         let _ = write!(
@@ -105,6 +99,32 @@ pub fn page(
         params.push_str("<tr><td>no test.json</td></tr>");
     }
     params.push_str("</table>");
+    params
+}
+
+/// Each node's persist durations and leader changes.
+fn fsync_table(s: &Summary) -> String {
+    let mut fsync = String::from("<table><tr><th>node</th><th>persists</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>threshold ms</th><th>over threshold</th><th>leader changes (whole run)</th><th>log</th></tr>");
+    for n in &s.fsync {
+        if n.available {
+            let _ = write!(fsync, "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.0}</td><td>{}</td><td>{}</td><td><a href=\"nodes/{0}/node.log\">node.log</a></td></tr>", esc(&n.node), n.count, n.p50_ms, n.p99_ms, n.max_ms, n.threshold_ms, n.over_threshold, n.leader_changes.map_or("—".into(), |c| c.to_string()));
+        } else {
+            let _ = write!(fsync, "<tr><td>{0}</td><td colspan=7>the node did not answer at the end of the run</td><td><a href=\"nodes/{0}/node.log\">node.log</a></td></tr>", esc(&n.node));
+        }
+    }
+    fsync.push_str("</table>");
+    fsync
+}
+
+/// Renders the page.
+pub fn page(
+    s: &Summary,
+    test: Option<&Value>,
+    results: Option<&Value>,
+    nodes: &[String],
+) -> String {
+    let (word, colour) = verdict_word(&s.valid);
+    let params = params_table(test);
     let mut latency = String::from("<table><tr><th>operation</th><th>count</th><th>ok</th><th>fail</th><th>info</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>");
     for k in &s.kinds {
         let q = &k.latency_ms;
@@ -119,15 +139,7 @@ pub fn page(
         faults.push_str("<tr><td colspan=7>no faults were injected</td></tr>");
     }
     faults.push_str("</table>");
-    let mut fsync = String::from("<table><tr><th>node</th><th>persists</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>threshold ms</th><th>over threshold</th><th>leader changes (whole run)</th><th>log</th></tr>");
-    for n in &s.fsync {
-        if n.available {
-            let _ = write!(fsync, "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.0}</td><td>{}</td><td>{}</td><td><a href=\"nodes/{0}/node.log\">node.log</a></td></tr>", esc(&n.node), n.count, n.p50_ms, n.p99_ms, n.max_ms, n.threshold_ms, n.over_threshold, n.leader_changes.map_or("—".into(), |c| c.to_string()));
-        } else {
-            let _ = write!(fsync, "<tr><td>{0}</td><td colspan=7>the node did not answer at the end of the run</td><td><a href=\"nodes/{0}/node.log\">node.log</a></td></tr>", esc(&n.node));
-        }
-    }
-    fsync.push_str("</table>");
+    let fsync = fsync_table(s);
     let logs: Vec<String> = nodes
         .iter()
         .map(|n| format!("<a href=\"nodes/{0}/node.log\">{0}</a>", esc(n)))

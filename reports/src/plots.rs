@@ -4,7 +4,8 @@
 
 use crate::load::{FaultWindow, Loaded, Outcome};
 use crate::stats::{Buckets, NodeFsync};
-use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
@@ -35,10 +36,20 @@ fn register_font() {
     });
 }
 
-fn err(file: &Path) -> impl Fn(String) -> PlotError + '_ {
+/// What went wrong while drawing, before the file is known.
+#[derive(Debug)]
+struct Problem(String);
+
+impl<E: std::error::Error + Send + Sync> From<DrawingAreaErrorKind<E>> for Problem {
+    fn from(e: DrawingAreaErrorKind<E>) -> Problem {
+        Problem(e.to_string())
+    }
+}
+
+fn err(file: &Path) -> impl Fn(Problem) -> PlotError + '_ {
     move |problem| PlotError {
         file: file.display().to_string(),
-        problem,
+        problem: problem.0,
     }
 }
 
@@ -52,43 +63,120 @@ fn color(outcome: Outcome) -> RGBColor {
 
 const FAULT_SHADE: RGBColor = RGBColor(120, 120, 200);
 
-type Chart<'a, Y> =
-    ChartContext<'a, BitMapBackend<'a>, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>;
+/// A two-dimensional chart; `'a` borrows the drawing area, `'b` the file
+/// path.
+type Plane<'a, 'b, X, Y> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<X, Y>>;
+
+/// A chart whose x axis is the test's time; `'a` borrows the drawing area,
+/// `'b` the file path.
+type Chart<'a, 'b, Y> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>;
 
 fn shade_faults<Y: Ranged<ValueType = f64>>(
-    chart: &mut Chart<'_, Y>,
+    chart: &mut Chart<'_, '_, Y>,
     windows: &[FaultWindow],
     y: (f64, f64),
-) -> Result<(), String> {
-    chart
-        .draw_series(windows.iter().map(|w| {
-            Rectangle::new(
-                [(w.start_s, y.0), (w.end_s, y.1)],
-                FAULT_SHADE.mix(0.15).filled(),
-            )
-        }))
-        .map_err(|e| e.to_string())?;
-    chart
-        .draw_series(windows.iter().map(|w| {
-            let text = if w.label.is_empty() {
-                format!("{} {}", w.fault, w.targets.join(","))
-            } else {
-                format!("{} ({})", w.fault, w.label)
-            };
-            Text::new(
-                text,
-                (w.start_s, y.1),
-                (FONT, 13).into_font().color(&RGBColor(60, 60, 140)),
-            )
-        }))
-        .map_err(|e| e.to_string())?;
+) -> Result<(), Problem> {
+    chart.draw_series(windows.iter().map(|w| {
+        Rectangle::new(
+            [(w.start_s, y.0), (w.end_s, y.1)],
+            FAULT_SHADE.mix(0.15).filled(),
+        )
+    }))?;
+    chart.draw_series(windows.iter().map(|w| {
+        let text = if w.label.is_empty() {
+            format!("{} {}", w.fault, w.targets.join(","))
+        } else {
+            format!("{} ({})", w.fault, w.label)
+        };
+        Text::new(
+            text,
+            (w.start_s, y.1),
+            (FONT, 13).into_font().color(&RGBColor(60, 60, 140)),
+        )
+    }))?;
     Ok(())
 }
 
-fn root(path: &Path) -> Result<DrawingArea<BitMapBackend<'_>, Shift>, String> {
+/// A chart against the test's time with the house style: caption, axes,
+/// mesh, and the fault windows shaded over `shade` (the y range).
+fn time_chart<'a, 'b, Y>(
+    root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    caption: &str,
+    (end, y): (f64, Y),
+    y_desc: &str,
+    (windows, shade): (&[FaultWindow], (f64, f64)),
+) -> Result<Chart<'a, 'b, Y::CoordDescType>, Problem>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, (FONT, 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..end, y)?;
+    chart
+        .configure_mesh()
+        .x_desc("time since the test began (s)")
+        .y_desc(y_desc)
+        .label_style((FONT, 13))
+        .draw()?;
+    shade_faults(&mut chart, windows, shade)?;
+    Ok(chart)
+}
+
+/// Draws a chart's legend box, at `position` (plotters' default place when
+/// `None`).
+fn legend<'a, 'b: 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'b>, CT>,
+    font_size: u32,
+    position: Option<SeriesLabelPosition>,
+) -> Result<(), Problem> {
+    let mut labels = chart.configure_series_labels();
+    labels
+        .label_font((FONT, font_size))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK);
+    if let Some(p) = position {
+        labels.position(p);
+    }
+    labels.draw()?;
+    Ok(())
+}
+
+/// A labelled line in `style`, keyed in the legend by colour `c`; with
+/// `marked`, a triangle on each point too (to tell a second kind apart).
+fn draw_line<Y: Ranged<ValueType = f64>>(
+    chart: &mut Chart<'_, '_, Y>,
+    pts: Vec<(f64, f64)>,
+    (style, c): (ShapeStyle, RGBColor),
+    label: String,
+    marked: bool,
+) -> Result<(), Problem> {
+    chart
+        .draw_series(LineSeries::new(pts.clone(), style))?
+        .label(label)
+        .legend(line_key(c));
+    if marked {
+        chart.draw_series(
+            pts.into_iter()
+                .map(|p| TriangleMarker::new(p, 3, c.filled())),
+        )?;
+    }
+    Ok(())
+}
+
+/// A legend key: a short line in the series' colour.
+fn line_key<C: Color + Copy>(c: C) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+}
+
+fn root(path: &Path) -> Result<DrawingArea<BitMapBackend<'_>, Shift>, Problem> {
     register_font();
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    root.fill(&WHITE)?;
     Ok(root)
 }
 
@@ -102,25 +190,17 @@ pub fn latency_raw(path: &Path, loaded: &Loaded) -> Result<(), PlotError> {
     draw_latency_raw(path, loaded).map_err(err(path))
 }
 
-fn draw_latency_raw(path: &Path, loaded: &Loaded) -> Result<(), String> {
+fn draw_latency_raw(path: &Path, loaded: &Loaded) -> Result<(), Problem> {
     let root = root(path)?;
     let (lo, hi) = latency_range(loaded);
     let end = loaded.end_s.max(1.0);
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Latency of every operation (shaded: faults)", (FONT, 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..end, (lo..hi).log_scale())
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("time since the test began (s)")
-        .y_desc("latency (ms, log scale)")
-        .label_style((FONT, 13))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    shade_faults(&mut chart, &loaded.windows, (lo, hi))?;
+    let mut chart = time_chart(
+        &root,
+        "Latency of every operation (shaded: faults)",
+        (end, (lo..hi).log_scale()),
+        "latency (ms, log scale)",
+        (&loaded.windows, (lo, hi)),
+    )?;
     let kinds: Vec<&str> = {
         let mut k: Vec<&str> = loaded.ops.iter().map(|o| o.f.as_str()).collect();
         k.sort_unstable();
@@ -146,13 +226,9 @@ fn draw_latency_raw(path: &Path, loaded: &Loaded) -> Result<(), String> {
             let label = format!("{kind} {}", outcome.name());
             let series = pts.into_iter().step_by(stride);
             let drawn = if ki == 0 {
-                chart
-                    .draw_series(series.map(|p| Circle::new(p, 2, c.filled())))
-                    .map_err(|e| e.to_string())?
+                chart.draw_series(series.map(|p| Circle::new(p, 2, c.filled())))?
             } else {
-                chart
-                    .draw_series(series.map(|p| TriangleMarker::new(p, 3, c.filled())))
-                    .map_err(|e| e.to_string())?
+                chart.draw_series(series.map(|p| TriangleMarker::new(p, 3, c.filled())))?
             };
             if ki == 0 {
                 drawn
@@ -165,15 +241,8 @@ fn draw_latency_raw(path: &Path, loaded: &Loaded) -> Result<(), String> {
             }
         }
     }
-    chart
-        .configure_series_labels()
-        .label_font((FONT, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+    legend(&mut chart, 13, Some(SeriesLabelPosition::UpperRight))?;
+    Ok(root.present()?)
 }
 
 const QUANTILE_COLORS: [(f64, &str, RGBColor); 4] = [
@@ -188,31 +257,21 @@ pub fn latency_quantiles(path: &Path, loaded: &Loaded, buckets: &Buckets) -> Res
     draw_quantiles(path, loaded, buckets).map_err(err(path))
 }
 
-fn draw_quantiles(path: &Path, loaded: &Loaded, buckets: &Buckets) -> Result<(), String> {
+fn draw_quantiles(path: &Path, loaded: &Loaded, buckets: &Buckets) -> Result<(), Problem> {
     let root = root(path)?;
     let (lo, hi) = latency_range(loaded);
     let end = loaded.end_s.max(1.0);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "Latency quantiles of ok operations per {:.0} s window",
-                buckets.width_s
-            ),
-            (FONT, 22),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..end, (lo..hi).log_scale())
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("time since the test began (s)")
-        .y_desc("latency (ms, log scale)")
-        .label_style((FONT, 13))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    shade_faults(&mut chart, &loaded.windows, (lo, hi))?;
+    let caption = format!(
+        "Latency quantiles of ok operations per {:.0} s window",
+        buckets.width_s
+    );
+    let mut chart = time_chart(
+        &root,
+        &caption,
+        (end, (lo..hi).log_scale()),
+        "latency (ms, log scale)",
+        (&loaded.windows, (lo, hi)),
+    )?;
     let kinds: std::collections::BTreeSet<&String> =
         buckets.cells.iter().flat_map(|c| c.keys()).collect();
     for (ki, kind) in kinds.iter().enumerate() {
@@ -233,31 +292,12 @@ fn draw_quantiles(path: &Path, loaded: &Loaded, buckets: &Buckets) -> Result<(),
                 })
                 .collect();
             let style = ShapeStyle::from(&c).stroke_width(if ki == 0 { 2 } else { 1 });
-            chart
-                .draw_series(LineSeries::new(pts.clone(), style))
-                .map_err(|e| e.to_string())?
-                .label(format!("{kind} {name}"))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
-            if ki > 0 {
-                chart
-                    .draw_series(
-                        pts.into_iter()
-                            .map(|p| TriangleMarker::new(p, 3, c.filled())),
-                    )
-                    .map_err(|e| e.to_string())?;
-            }
+            let label = format!("{kind} {name}");
+            draw_line(&mut chart, pts, (style, c), label, ki > 0)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .label_font((FONT, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+    legend(&mut chart, 13, None)?;
+    Ok(root.present()?)
 }
 
 /// `rate.png`: throughput per window by kind and outcome.
@@ -265,7 +305,7 @@ pub fn rate(path: &Path, loaded: &Loaded, buckets: &Buckets) -> Result<(), PlotE
     draw_rate(path, loaded, buckets).map_err(err(path))
 }
 
-fn draw_rate(path: &Path, loaded: &Loaded, buckets: &Buckets) -> Result<(), String> {
+fn draw_rate(path: &Path, loaded: &Loaded, buckets: &Buckets) -> Result<(), Problem> {
     let root = root(path)?;
     let end = loaded.end_s.max(1.0);
     let max = buckets
@@ -277,27 +317,17 @@ fn draw_rate(path: &Path, loaded: &Loaded, buckets: &Buckets) -> Result<(), Stri
         .max()
         .unwrap_or(1) as f64
         / buckets.width_s;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "Throughput per {:.0} s window, by operation and outcome",
-                buckets.width_s
-            ),
-            (FONT, 22),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..end, 0.0..max * 1.15 + 1.0)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("time since the test began (s)")
-        .y_desc("operations per second")
-        .label_style((FONT, 13))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    shade_faults(&mut chart, &loaded.windows, (0.0, max * 1.15 + 1.0))?;
+    let caption = format!(
+        "Throughput per {:.0} s window, by operation and outcome",
+        buckets.width_s
+    );
+    let mut chart = time_chart(
+        &root,
+        &caption,
+        (end, 0.0..max * 1.15 + 1.0),
+        "operations per second",
+        (&loaded.windows, (0.0, max * 1.15 + 1.0)),
+    )?;
     let kinds: std::collections::BTreeSet<&String> =
         buckets.cells.iter().flat_map(|c| c.keys()).collect();
     for (ki, kind) in kinds.iter().enumerate() {
@@ -320,31 +350,12 @@ fn draw_rate(path: &Path, loaded: &Loaded, buckets: &Buckets) -> Result<(), Stri
                 continue;
             }
             let c = color(outcome);
-            chart
-                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(format!("{kind} {}", outcome.name()))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
-            if ki > 0 {
-                chart
-                    .draw_series(
-                        pts.into_iter()
-                            .map(|p| TriangleMarker::new(p, 3, c.filled())),
-                    )
-                    .map_err(|e| e.to_string())?;
-            }
+            let label = format!("{kind} {}", outcome.name());
+            draw_line(&mut chart, pts, (c.stroke_width(2), c), label, ki > 0)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .label_font((FONT, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+    legend(&mut chart, 13, None)?;
+    Ok(root.present()?)
 }
 
 /// `fsync.png`: each node's persist durations — distribution (left) and
@@ -353,7 +364,7 @@ pub fn fsync(path: &Path, nodes: &[NodeFsync]) -> Result<(), PlotError> {
     draw_fsync(path, nodes).map_err(err(path))
 }
 
-fn draw_fsync(path: &Path, nodes: &[NodeFsync]) -> Result<(), String> {
+fn draw_fsync(path: &Path, nodes: &[NodeFsync]) -> Result<(), Problem> {
     let root = root(path)?;
     let over: Vec<String> = nodes
         .iter()
@@ -365,15 +376,13 @@ fn draw_fsync(path: &Path, nodes: &[NodeFsync]) -> Result<(), String> {
             }
         })
         .collect();
-    let root = root
-        .titled(
-            &format!(
-                "Persist (write + fsync) durations — over threshold: {}",
-                over.join(", ")
-            ),
-            (FONT, 20),
-        )
-        .map_err(|e| e.to_string())?;
+    let root = root.titled(
+        &format!(
+            "Persist (write + fsync) durations — over threshold: {}",
+            over.join(", ")
+        ),
+        (FONT, 20),
+    )?;
     let (left, right) = root.split_horizontally(SIZE.0 / 2);
     let threshold = nodes.iter().map(|n| n.threshold_ms).fold(0.0, f64::max);
     let max = nodes
@@ -382,84 +391,35 @@ fn draw_fsync(path: &Path, nodes: &[NodeFsync]) -> Result<(), String> {
         .fold(threshold, f64::max)
         .max(1.0)
         * 2.0;
-    let lo = 0.01;
-    let mut cdf = ChartBuilder::on(&left)
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .caption("Distribution (all persists)", (FONT, 16))
-        .build_cartesian_2d((lo..max).log_scale(), 0.0..1.0)
-        .map_err(|e| e.to_string())?;
-    cdf.configure_mesh()
-        .x_desc("duration (ms, log scale)")
-        .y_desc("fraction of persists ≤ x")
-        .label_style((FONT, 12))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    let mut series = ChartBuilder::on(&right)
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .caption("Over time (recent persists)", (FONT, 16))
-        .build_cartesian_2d(
-            0.0..nodes
-                .iter()
-                .flat_map(|n| n.samples.iter().map(|s| s.0))
-                .fold(1.0, f64::max),
-            (lo..max).log_scale(),
-        )
-        .map_err(|e| e.to_string())?;
-    series
-        .configure_mesh()
-        .x_desc("time since the test began (s)")
-        .y_desc("duration (ms, log scale)")
-        .label_style((FONT, 12))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    let end = nodes
+        .iter()
+        .flat_map(|n| n.samples.iter().map(|s| s.0))
+        .fold(1.0, f64::max);
+    let mut cdf = fsync_chart(
+        &left,
+        "Distribution (all persists)",
+        (FSYNC_LO..max).log_scale(),
+        0.0..1.0,
+        ("duration (ms, log scale)", "fraction of persists ≤ x"),
+    )?;
+    let mut series = fsync_chart(
+        &right,
+        "Over time (recent persists)",
+        0.0..end,
+        (FSYNC_LO..max).log_scale(),
+        ("time since the test began (s)", "duration (ms, log scale)"),
+    )?;
     for (i, n) in nodes.iter().enumerate() {
         let c = Palette99::pick(i).to_rgba();
-        if let Some(h) = &n.histogram {
-            let pts: Vec<(f64, f64)> = h
-                .iter_recorded()
-                .map(|v| {
-                    (
-                        (v.value_iterated_to() as f64 / 1e3).max(lo),
-                        v.percentile() / 100.0,
-                    )
-                })
-                .collect();
-            cdf.draw_series(LineSeries::new(pts, c.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(n.node.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
-        } else if !n.buckets.is_empty() && n.count > 0 {
-            // Bucket counts only bound each persist from above: a step CDF.
-            let mut pts = Vec::new();
-            let mut below = 0.0;
-            for &(bound, cumulative) in &n.buckets {
-                let fraction = cumulative as f64 / n.count as f64;
-                pts.push((bound.max(lo), below));
-                pts.push((bound.max(lo), fraction));
-                below = fraction;
-            }
-            cdf.draw_series(LineSeries::new(pts, c.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(format!("{} (bucket bounds)", n.node))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
-        }
+        draw_node_cdf(&mut cdf, n, c)?;
         let stride = n.samples.len().div_ceil(5_000).max(1);
         series
             .draw_series(
                 n.samples
                     .iter()
                     .step_by(stride)
-                    .map(|s| Circle::new((s.0, s.1.max(lo)), 2, c.filled())),
-            )
-            .map_err(|e| e.to_string())?
+                    .map(|s| Circle::new((s.0, s.1.max(FSYNC_LO)), 2, c.filled())),
+            )?
             .label(n.node.clone())
             .legend(move |(x, y)| Circle::new((x, y), 4, c.filled()));
     }
@@ -468,48 +428,114 @@ fn draw_fsync(path: &Path, nodes: &[NodeFsync]) -> Result<(), String> {
         cdf.draw_series(LineSeries::new(
             vec![(threshold, 0.0), (threshold, 1.0)],
             red.stroke_width(2),
-        ))
-        .map_err(|e| e.to_string())?
+        ))?
         .label(format!("threshold {threshold:.0} ms"))
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], red.stroke_width(2)));
+        .legend(line_key(red));
         let x_end = series.x_range().end;
-        series
-            .draw_series(LineSeries::new(
-                vec![(0.0, threshold), (x_end, threshold)],
-                red.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?;
+        series.draw_series(LineSeries::new(
+            vec![(0.0, threshold), (x_end, threshold)],
+            red.stroke_width(2),
+        ))?;
     }
+    fsync_notes(nodes, &left, &right)?;
+    legend(&mut cdf, 12, Some(SeriesLabelPosition::LowerRight))?;
+    legend(&mut series, 12, None)?;
+    Ok(root.present()?)
+}
+
+/// Says on the figure why a half of it is empty.
+fn fsync_notes(
+    nodes: &[NodeFsync],
+    left: &DrawingArea<BitMapBackend<'_>, Shift>,
+    right: &DrawingArea<BitMapBackend<'_>, Shift>,
+) -> Result<(), Problem> {
     if nodes.iter().any(|n| n.available) && nodes.iter().all(|n| n.samples.is_empty()) {
-        right
-            .draw(&Text::new(
-                "no per-persist samples: the nodes expose counts only",
-                (60, 80),
-                (FONT, 14),
-            ))
-            .map_err(|e| e.to_string())?;
+        right.draw(&Text::new(
+            "no per-persist samples: the nodes expose counts only",
+            (60, 80),
+            (FONT, 14),
+        ))?;
     }
     if nodes.iter().all(|n| !n.available) {
         left.draw(&Text::new(
             "no node answered at the end of the run",
             (40, 80),
             (FONT, 18),
-        ))
-        .map_err(|e| e.to_string())?;
+        ))?;
     }
-    cdf.configure_series_labels()
-        .label_font((FONT, 12))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    series
-        .configure_series_labels()
-        .label_font((FONT, 12))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+    Ok(())
+}
+
+/// Smallest duration the fsync plots show, ms (their axes are logarithmic).
+const FSYNC_LO: f64 = 0.01;
+
+/// One half of the fsync figure: caption, axes and mesh.
+fn fsync_chart<'a, 'b, X, Y>(
+    area: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    caption: &str,
+    x: X,
+    y: Y,
+    (x_desc, y_desc): (&str, &str),
+) -> Result<Plane<'a, 'b, X::CoordDescType, Y::CoordDescType>, Problem>
+where
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(area)
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .caption(caption, (FONT, 16))
+        .build_cartesian_2d(x, y)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FONT, 12))
+        .draw()?;
+    Ok(chart)
+}
+
+/// A node's persist distribution: from its histogram when it has one, else
+/// a step curve through its Prometheus bucket bounds.
+fn draw_node_cdf<'a, 'b: 'a, X, Y>(
+    cdf: &mut Plane<'a, 'b, X, Y>,
+    n: &NodeFsync,
+    c: RGBAColor,
+) -> Result<(), Problem>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let lo = FSYNC_LO;
+    if let Some(h) = &n.histogram {
+        let pts: Vec<(f64, f64)> = h
+            .iter_recorded()
+            .map(|v| {
+                (
+                    (v.value_iterated_to() as f64 / 1e3).max(lo),
+                    v.percentile() / 100.0,
+                )
+            })
+            .collect();
+        cdf.draw_series(LineSeries::new(pts, c.stroke_width(2)))?
+            .label(n.node.clone())
+            .legend(line_key(c));
+    } else if !n.buckets.is_empty() && n.count > 0 {
+        // Bucket counts only bound each persist from above: a step CDF.
+        let mut pts = Vec::new();
+        let mut below = 0.0;
+        for &(bound, cumulative) in &n.buckets {
+            let fraction = cumulative as f64 / n.count as f64;
+            pts.push((bound.max(lo), below));
+            pts.push((bound.max(lo), fraction));
+            below = fraction;
+        }
+        cdf.draw_series(LineSeries::new(pts, c.stroke_width(2)))?
+            .label(format!("{} (bucket bounds)", n.node))
+            .legend(line_key(c));
+    }
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! The client of `ordeal-node` (docs/node-api.md): one HTTP client shared by
 //! every worker, each request sent to the node the invocation names.
 
-use crate::{Completion, Invocation, Outcome};
+use crate::{Completion, Invocation, Op, Outcome};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,7 +14,8 @@ pub const BLOCKS_PAGE_MAX: u64 = 1000;
 pub const CHAIN_PAGES_MAX: u64 = 10_000;
 
 /// When the node answers a submit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Ack {
     /// After the block holding the transaction is committed and applied.
     Committed,
@@ -23,7 +24,15 @@ pub enum Ack {
 }
 
 impl Ack {
-    fn as_str(self) -> &'static str {
+    /// Parses `committed` or `accepted`.
+    pub fn parse(text: &str) -> Option<Ack> {
+        [Ack::Committed, Ack::Accepted]
+            .into_iter()
+            .find(|a| a.as_str() == text)
+    }
+
+    /// The name in flags and requests.
+    pub fn as_str(self) -> &'static str {
         match self {
             Ack::Committed => "committed",
             Ack::Accepted => "accepted",
@@ -60,11 +69,6 @@ impl OrdealClient {
         })
     }
 
-    /// The node names, in order.
-    pub fn node_names(&self) -> Vec<String> {
-        self.nodes.iter().map(|(n, _)| n.clone()).collect()
-    }
-
     fn node(&self, index: usize) -> &(String, String) {
         &self.nodes[index % self.nodes.len()]
     }
@@ -72,11 +76,10 @@ impl OrdealClient {
     /// Carries out one invocation against node `node_index`.
     pub async fn invoke(&self, inv: &Invocation, node_index: usize) -> Completion {
         let (name, url) = self.node(node_index);
-        let outcome = match inv.f.as_str() {
-            "submit" => self.submit(url, &inv.value).await,
-            "deliver" => self.deliver_recent(url, &inv.value).await,
-            "read" | "write" | "cas" => self.register_op(url, inv).await,
-            other => Outcome::Fail(format!("unknown operation {other}")),
+        let outcome = match inv.f {
+            Op::Submit => self.submit(url, &inv.value).await,
+            Op::Deliver => self.deliver_recent(url, &inv.value).await,
+            Op::Read | Op::Write | Op::Cas => self.register_op(url, inv).await,
         };
         Completion {
             outcome,
@@ -94,10 +97,13 @@ impl OrdealClient {
 
     async fn register_op(&self, url: &str, inv: &Invocation) -> Outcome {
         let key = inv.key.clone().unwrap_or_default();
-        let op = match inv.f.as_str() {
-            "read" => json!({"op": "read", "key": key}),
-            "write" => json!({"op": "write", "key": key, "value": inv.value}),
-            _ => json!({"op": "cas", "key": key, "old": inv.value[0], "new": inv.value[1]}),
+        let op = match inv.f {
+            Op::Read => json!({"op": "read", "key": key}),
+            Op::Write => json!({"op": "write", "key": key, "value": inv.value}),
+            Op::Cas => json!({"op": "cas", "key": key, "old": inv.value[0], "new": inv.value[1]}),
+            Op::Submit | Op::Deliver => {
+                return Outcome::Fail(format!("{} is not a register operation", inv.f.as_str()))
+            }
         };
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}-r{n}", self.id_prefix);
@@ -105,19 +111,20 @@ impl OrdealClient {
         let answer = match self.post(url, &body).await {
             Ok(answer) => answer,
             // A read changes nothing, so an unknown read is a failed one.
-            Err(Outcome::Info(e)) if inv.f == "read" => return Outcome::Fail(e),
+            Err(Outcome::Info(e)) if inv.f == Op::Read => return Outcome::Fail(e),
             Err(outcome) => return outcome,
         };
         let Some(result) = answer.get("results").and_then(|r| r.get(0)) else {
             return Outcome::Info(format!("answer without results: {answer}"));
         };
         let swapped = result.get("ok").and_then(Value::as_bool).unwrap_or(false);
-        match inv.f.as_str() {
-            "read" => Outcome::Ok(result.get("value").cloned().unwrap_or(Value::Null)),
-            "write" if swapped => Outcome::Ok(inv.value.clone()),
-            "cas" if swapped => Outcome::Ok(inv.value.clone()),
-            "cas" => Outcome::Fail(format!("cas did not swap: current {}", result["value"])),
-            _ => Outcome::Info(format!("write answered {result}")),
+        match inv.f {
+            Op::Read => Outcome::Ok(result.get("value").cloned().unwrap_or(Value::Null)),
+            Op::Write | Op::Cas if swapped => Outcome::Ok(inv.value.clone()),
+            Op::Cas => Outcome::Fail(format!("cas did not swap: current {}", result["value"])),
+            Op::Write | Op::Submit | Op::Deliver => {
+                Outcome::Info(format!("write answered {result}"))
+            }
         }
     }
 
@@ -211,27 +218,6 @@ impl OrdealClient {
             }
         }
         Outcome::Fail(format!("chain longer than {CHAIN_PAGES_MAX} pages"))
-    }
-
-    /// GETs a JSON document (`/status`, `/fsync`) from a node.
-    pub async fn get_json(&self, node_index: usize, path: &str) -> Result<Value, String> {
-        let text = self.get_text(node_index, path).await?;
-        serde_json::from_str(&text).map_err(|e| format!("{} {path}: {e}", self.node(node_index).0))
-    }
-
-    /// GETs a text document (`/metrics`) from a node.
-    pub async fn get_text(&self, node_index: usize, path: &str) -> Result<String, String> {
-        let (name, url) = self.node(node_index);
-        let response = self
-            .http
-            .get(format!("{url}{path}"))
-            .send()
-            .await
-            .map_err(|e| format!("{name} {path}: {e}"))?;
-        response
-            .text()
-            .await
-            .map_err(|e| format!("{name} {path}: {e}"))
     }
 }
 

@@ -8,14 +8,15 @@
 //! may have reached the leader is `info` unless etcd said plainly that it
 //! did not apply (a txn whose compare failed, a 400).
 
-use crate::{Completion, Invocation, Outcome};
+use crate::{Completion, Invocation, Op, Outcome};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 use std::time::Duration;
 
 /// How an etcd read is served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ReadMode {
     /// Through the leader's read index: linearizable.
     Linearizable,
@@ -26,10 +27,16 @@ pub enum ReadMode {
 impl ReadMode {
     /// Parses `linearizable` or `serializable`.
     pub fn parse(text: &str) -> Option<ReadMode> {
-        match text {
-            "linearizable" => Some(ReadMode::Linearizable),
-            "serializable" => Some(ReadMode::Serializable),
-            _ => None,
+        [ReadMode::Linearizable, ReadMode::Serializable]
+            .into_iter()
+            .find(|m| m.as_str() == text)
+    }
+
+    /// The name in flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadMode::Linearizable => "linearizable",
+            ReadMode::Serializable => "serializable",
         }
     }
 }
@@ -78,11 +85,13 @@ impl EtcdClient {
     pub async fn invoke(&self, inv: &Invocation, node_index: usize) -> Completion {
         let (name, url) = &self.nodes[node_index % self.nodes.len()];
         let key = b64(inv.key.as_deref().unwrap_or(""));
-        let outcome = match inv.f.as_str() {
-            "read" => self.read(url, &key).await,
-            "write" => self.write(url, &key, &inv.value).await,
-            "cas" => self.cas(url, &key, &inv.value).await,
-            other => Outcome::Fail(format!("etcd has no operation {other}")),
+        let outcome = match inv.f {
+            Op::Read => self.read(url, &key).await,
+            Op::Write => self.write(url, &key, &inv.value).await,
+            Op::Cas => self.cas(url, &key, &inv.value).await,
+            Op::Submit | Op::Deliver => {
+                Outcome::Fail(format!("etcd has no operation {}", inv.f.as_str()))
+            }
         };
         Completion {
             outcome,

@@ -27,11 +27,45 @@ pub use register::{RegisterGenerator, KEY_OPS_MAX};
 
 use serde_json::Value;
 
+/// The operations of the workloads (the history's `f` of client ops).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Ordering: submit a transaction.
+    Submit,
+    /// Ordering: read blocks.
+    Deliver,
+    /// Register: read a key.
+    Read,
+    /// Register: write a key.
+    Write,
+    /// Register: compare-and-set a key.
+    Cas,
+}
+
+impl Op {
+    /// The name in the history (history.md).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Submit => "submit",
+            Op::Deliver => "deliver",
+            Op::Read => "read",
+            Op::Write => "write",
+            Op::Cas => "cas",
+        }
+    }
+}
+
+impl PartialEq<&str> for Op {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One operation the generator asks for, before it is sent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invocation {
-    /// The operation (`submit`, `deliver`, `read`, `write`, `cas`).
-    pub f: String,
+    /// The operation.
+    pub f: Op,
     /// The object it acts on, when the workload has several.
     pub key: Option<String>,
     /// The argument, as recorded on `invoke` (history.md).

@@ -3,7 +3,7 @@
 //! end of the run the harness reads every node's whole chain (the final
 //! `deliver` operations, see [`crate::OrdealClient::deliver_chain`]).
 
-use crate::{Generator, Invocation};
+use crate::{Generator, Invocation, Op};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -36,7 +36,7 @@ impl Generator for OrderingGenerator {
     fn next_invocation(&mut self) -> Option<Invocation> {
         if self.rng.gen_range(0..DELIVER_ONE_IN) == 0 {
             return Some(Invocation {
-                f: "deliver".to_string(),
+                f: Op::Deliver,
                 key: None,
                 value: json!({"recent": DELIVER_RECENT_BLOCKS}),
             });
@@ -46,7 +46,7 @@ impl Generator for OrderingGenerator {
         let id = format!("s{:x}-t{}", self.seed & 0xffff, self.next_tx);
         self.next_tx += 1;
         Some(Invocation {
-            f: "submit".to_string(),
+            f: Op::Submit,
             key: None,
             value: Value::String(id),
         })

@@ -3,7 +3,7 @@
 //! linearizability search per key stays small, and values unique per key so
 //! that a read names the write it saw.
 
-use crate::{Generator, Invocation};
+use crate::{Generator, Invocation, Op};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -63,22 +63,22 @@ impl Generator for RegisterGenerator {
         let choice = self.rng.gen_range(0..4);
         let key = &mut self.keys[slot];
         key.ops += 1;
-        let (f, value): (&str, Value) = match choice {
-            0 | 1 => ("read", Value::Null),
+        let (f, value): (Op, Value) = match choice {
+            0 | 1 => (Op::Read, Value::Null),
             2 => {
                 let v = key.next_value;
                 key.next_value += 1;
-                ("write", json!(v))
+                (Op::Write, json!(v))
             }
             _ => {
                 let new = key.next_value;
                 key.next_value += 1;
                 let expected = self.rng.gen_range(1..=new.max(2) - 1);
-                ("cas", json!([expected, new]))
+                (Op::Cas, json!([expected, new]))
             }
         };
         Some(Invocation {
-            f: f.to_string(),
+            f,
             key: Some(key.name.clone()),
             value,
         })

@@ -10,9 +10,10 @@
 //! network is named `ordeal-<label>`, so that `harness clean` finds what a
 //! killed harness left behind.
 
-use super::image::{ensure_image, ETCD_IMAGE_NAME, FAKETIME_LIB, IMAGE_NAME};
-use super::process::faketime_string;
-use super::{AnyRuntime, ClockSetting, ClusterSpec, Grudge, Runtime, Sut};
+use super::image::ensure_image;
+use super::{AnyRuntime, ClockSetting, ClusterSpec, Grudge, Runtime};
+use crate::clock::FAKETIME_LIB;
+use crate::sut::{Launch, System};
 use anyhow::{bail, Context};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -125,61 +126,27 @@ impl DockerRuntime {
     /// which Docker's DNS resolves on the run's network.
     fn node_args(&self, i: usize) -> Vec<String> {
         let node = format!("n{i}");
-        let mut args: Vec<String> = if self.spec.sut == Sut::Etcd {
-            let cluster: Vec<String> = (1..=self.spec.nodes)
-                .map(|j| {
-                    let n = format!("n{j}");
-                    format!("{n}=http://{}:{PEER_PORT}", self.container_name(&n))
-                })
-                .collect();
-            let host = self.container_name(&node);
-            [
-                "--name",
-                &node,
-                "--data-dir",
-                "/data",
-                "--listen-peer-urls",
-                &format!("http://0.0.0.0:{PEER_PORT}"),
-                "--initial-advertise-peer-urls",
-                &format!("http://{host}:{PEER_PORT}"),
-                "--listen-client-urls",
-                &format!("http://0.0.0.0:{CLIENT_PORT}"),
-                "--advertise-client-urls",
-                &format!("http://{host}:{CLIENT_PORT}"),
-                "--initial-cluster",
-                &cluster.join(","),
-                "--initial-cluster-state",
-                "new",
-                "--initial-cluster-token",
-                &self.spec.run_label,
-                "--logger",
-                "zap",
-                "--log-outputs",
-                "stderr",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-        } else {
-            let peers: Vec<String> = (1..=self.spec.nodes)
-                .map(|j| format!("{j}={}:{PEER_PORT}", self.container_name(&format!("n{j}"))))
-                .collect();
-            vec![
-                "run".into(),
-                "--id".into(),
-                i.to_string(),
-                "--peers".into(),
-                peers.join(","),
-                "--listen-peer".into(),
-                format!("0.0.0.0:{PEER_PORT}"),
-                "--listen-client".into(),
-                format!("0.0.0.0:{CLIENT_PORT}"),
-                "--data-dir".into(),
-                "/data".into(),
-            ]
-        };
-        args.extend(self.spec.node_args.iter().cloned());
-        args
+        let host = self.container_name(&node);
+        let peers: Vec<(usize, String)> = (1..=self.spec.nodes)
+            .map(|j| {
+                (
+                    j,
+                    format!("{}:{PEER_PORT}", self.container_name(&format!("n{j}"))),
+                )
+            })
+            .collect();
+        self.spec.sut.command(&Launch {
+            name: &node,
+            id: i,
+            data_dir: "/data".into(),
+            listen_peer: format!("0.0.0.0:{PEER_PORT}"),
+            advertise_peer: format!("{host}:{PEER_PORT}"),
+            listen_client: format!("0.0.0.0:{CLIENT_PORT}"),
+            advertise_client: format!("{host}:{CLIENT_PORT}"),
+            peers,
+            cluster_token: &self.spec.run_label,
+            flags: &self.spec.node_args,
+        })
     }
 
     async fn start_node(&mut self, i: usize, image: &str) -> anyhow::Result<()> {
@@ -200,15 +167,20 @@ impl DockerRuntime {
                 clock.to_string_lossy().to_string(),
                 "/clock",
             ));
-        let request = if self.spec.sut == Sut::Etcd {
-            request
-        } else {
+        let request = if self.spec.sut.reads_faketime() {
             request
                 .with_env_var("LD_PRELOAD", FAKETIME_LIB)
                 .with_env_var("FAKETIME_TIMESTAMP_FILE", "/clock/faketime")
                 .with_env_var("FAKETIME_CACHE_DURATION", "1")
-                .with_env_var("RUST_LOG", "info,raft=warn")
+        } else {
+            request
         };
+        let request = self
+            .spec
+            .sut
+            .container_env()
+            .iter()
+            .fold(request, |r, (k, v)| r.with_env_var(*k, *v));
         let container = request
             .start()
             .await
@@ -236,10 +208,7 @@ impl DockerRuntime {
 impl Runtime for DockerRuntime {
     async fn start(&mut self) -> anyhow::Result<()> {
         let binary = self.spec.binary.clone();
-        let (name, entrypoint) = match self.spec.sut {
-            Sut::Ordeal => (IMAGE_NAME, "/ordeal-node"),
-            Sut::Etcd => (ETCD_IMAGE_NAME, "/etcd"),
-        };
+        let (name, entrypoint) = self.spec.sut.image();
         let image =
             tokio::task::spawn_blocking(move || ensure_image(&binary, name, entrypoint)).await??;
         self.create_network().await?;
@@ -360,24 +329,17 @@ impl Runtime for DockerRuntime {
     }
 
     async fn set_clock(&mut self, node: &str, setting: ClockSetting) -> anyhow::Result<()> {
-        if self.spec.sut == Sut::Etcd {
-            bail!("clock faults cannot reach etcd: Go reads the clock through the vDSO, past libfaketime");
+        if let Some(why) = self.spec.sut.refuses(crate::plan::Fault::Clock) {
+            bail!("clock faults cannot reach {}: {why}", self.spec.sut.name());
         }
         let dir = clock_dir(&self.spec, node);
         let tmp = dir.join("faketime.tmp");
-        std::fs::write(&tmp, format!("{}\n", faketime_string(setting)))?;
+        std::fs::write(&tmp, format!("{}\n", setting.faketime()))?;
         std::fs::rename(&tmp, dir.join("faketime")).context("replacing the clock file")
     }
 
     async fn reset_clock(&mut self, node: &str) -> anyhow::Result<()> {
-        self.set_clock(
-            node,
-            ClockSetting {
-                offset_s: 0.0,
-                rate: 1.0,
-            },
-        )
-        .await
+        self.set_clock(node, ClockSetting::REAL).await
     }
 
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {

@@ -11,12 +11,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::clock::FAKETIME_LIB;
+
 /// The image's repository name for ordeal-node.
 pub const IMAGE_NAME: &str = "ordeal-node";
 /// The image's repository name for etcd.
 pub const ETCD_IMAGE_NAME: &str = "ordeal-etcd";
-/// Where Debian puts libfaketime; copied to the same path in the image.
-pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 /// The nftables command, for partitions inside containers.
 pub const NFT: &str = "/usr/sbin/nft";
 

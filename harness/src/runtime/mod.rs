@@ -13,20 +13,14 @@ pub mod process;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Which system runs on the nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Sut {
-    /// Our own `ordeal-node`.
-    Ordeal,
-    /// Debian's etcd (the third-party system under test).
-    Etcd,
-}
+pub use crate::clock::ClockSetting;
+pub use crate::sut::Sut;
 
 /// Everything a runtime needs to start a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
-    /// The system under test.
+    /// The system under test: its command line, image and abilities. The
+    /// runtime asks it and never branches on which system it is.
     pub sut: Sut,
     /// Number of nodes; node names are `n1..=nN`, raft ids `1..=N`.
     pub nodes: usize,
@@ -45,16 +39,6 @@ pub struct ClusterSpec {
 /// Who drops whose traffic: `grudge[a]` is the set of nodes whose packets
 /// node `a` drops (Jepsen's grudge). Symmetric cuts list both directions.
 pub type Grudge = BTreeMap<String, BTreeSet<String>>;
-
-/// A libfaketime setting: `offset_s` added to the wall clock, `rate` the
-/// speed of the node's clocks (1.0 = real time).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ClockSetting {
-    /// Seconds added to the real clock (may be negative).
-    pub offset_s: f64,
-    /// Speed of all clocks of the process (1.0 = normal).
-    pub rate: f64,
-}
 
 /// The operations every runtime offers. Implemented by
 /// [`docker::DockerRuntime`] and [`process::ProcessRuntime`]; the harness

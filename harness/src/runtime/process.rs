@@ -19,11 +19,12 @@
 //! is listed in a pid file under the work directory so that `harness clean`
 //! can kill what a SIGKILLed harness left behind.
 
-use super::{ClockSetting, ClusterSpec, Grudge, Runtime, Sut};
+use super::{ClockSetting, ClusterSpec, Grudge, Runtime};
+use crate::sut::{Launch, PeerLinks, System};
 use anyhow::{bail, Context};
 use nix::sys::signal::{kill as send_signal, Signal};
 use nix::unistd::Pid;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
@@ -38,8 +39,6 @@ use tokio::task::JoinHandle;
 
 /// Name of the pid file inside the work directory.
 pub const PID_FILE_NAME: &str = "pids";
-/// Where Debian's `libfaketime` package puts the preload library.
-pub const FAKETIME_LIB_DEFAULT: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// Options of the process runtime that the common [`ClusterSpec`] does not
 /// carry.
@@ -67,14 +66,15 @@ struct NodeProc {
     dir: PathBuf,
     child: Option<Child>,
     paused: bool,
-    /// `--peers` argument: ids mapped to the proxies this node dials
-    /// (for etcd: `--initial-cluster`).
-    peers_arg: String,
-    /// etcd: the URL other members dial (this node's inbound proxy).
-    advertised_peer_url: String,
+    /// Every member's id and the address (a proxy) this node dials it at.
+    peers: Vec<(usize, String)>,
+    /// [`PeerLinks::Advertised`]: the address other members dial (this
+    /// node's inbound proxy), `host:port`.
+    advertised_peer: String,
 }
 
-/// One fault proxy: node `from` (or, for etcd, any node) dials node `to`
+/// One fault proxy: node `from` (or, with [`PeerLinks::Advertised`], any
+/// node) dials node `to`
 /// through it.
 #[derive(Debug)]
 struct Proxy {
@@ -136,50 +136,16 @@ impl ProcessRuntime {
             .open(node.dir.join("node.log"))
             .with_context(|| format!("opening the log of {}", node.name))?;
         let mut cmd = Command::new(&self.spec.binary);
-        if self.spec.sut == Sut::Etcd {
-            let (ip, peer, client) = (node.addrs.ip, node.addrs.peer_port, node.addrs.client_port);
-            cmd.arg("--name")
-                .arg(&node.name)
-                .arg("--data-dir")
-                .arg(node.dir.join("data"))
-                .arg("--listen-peer-urls")
-                .arg(format!("http://{ip}:{peer}"))
-                .arg("--initial-advertise-peer-urls")
-                .arg(&node.advertised_peer_url)
-                .arg("--listen-client-urls")
-                .arg(format!("http://{ip}:{client}"))
-                .arg("--advertise-client-urls")
-                .arg(format!("http://{ip}:{client}"))
-                .arg("--initial-cluster")
-                .arg(&node.peers_arg)
-                .arg("--initial-cluster-state")
-                .arg("new")
-                .arg("--initial-cluster-token")
-                .arg(&self.spec.run_label)
-                .args(["--logger", "zap", "--log-outputs", "stderr"])
-                .args(&self.spec.node_args)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().context("cloning a log handle")?)
-                .stderr(log);
-            set_pdeathsig(&mut cmd);
-            return Ok(cmd);
-        }
-        cmd.arg("run")
-            .arg("--id")
-            .arg(node.id.to_string())
-            .arg("--peers")
-            .arg(&node.peers_arg)
-            .arg("--listen-peer")
-            .arg(format!("{}:{}", node.addrs.ip, node.addrs.peer_port))
-            .arg("--listen-client")
-            .arg(format!("{}:{}", node.addrs.ip, node.addrs.client_port))
-            .arg("--data-dir")
-            .arg(node.dir.join("data"))
-            .args(&self.spec.node_args)
+        cmd.args(self.spec.sut.command(&self.launch(node)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("cloning a log handle")?)
             .stderr(log);
-        if let Some(lib) = &self.options.faketime_lib {
+        if let Some(lib) = self
+            .options
+            .faketime_lib
+            .as_ref()
+            .filter(|_| self.spec.sut.reads_faketime())
+        {
             cmd.env("LD_PRELOAD", lib)
                 .env("FAKETIME_TIMESTAMP_FILE", clock_file(&node.dir))
                 // Reread once a second. Not FAKETIME_XRESET: measured here,
@@ -188,6 +154,24 @@ impl ProcessRuntime {
         }
         set_pdeathsig(&mut cmd);
         Ok(cmd)
+    }
+
+    /// Where the node listens and whom it dials, for the system's command
+    /// line.
+    fn launch<'a>(&'a self, node: &'a NodeProc) -> Launch<'a> {
+        let (ip, peer, client) = (node.addrs.ip, node.addrs.peer_port, node.addrs.client_port);
+        Launch {
+            name: &node.name,
+            id: node.id,
+            data_dir: node.dir.join("data").to_string_lossy().into_owned(),
+            listen_peer: format!("{ip}:{peer}"),
+            advertise_peer: node.advertised_peer.clone(),
+            listen_client: format!("{ip}:{client}"),
+            advertise_client: format!("{ip}:{client}"),
+            peers: node.peers.clone(),
+            cluster_token: &self.spec.run_label,
+            flags: &self.spec.node_args,
+        }
     }
 
     fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
@@ -249,21 +233,6 @@ fn set_pdeathsig(cmd: &mut Command) {
 
 fn clock_file(dir: &Path) -> PathBuf {
     dir.join("faketime")
-}
-
-/// The libfaketime setting string: an offset first, always (`"+0 x2"`, not
-/// `"x2"`, see NOTES.md).
-pub fn faketime_string(setting: ClockSetting) -> String {
-    let offset = if setting.offset_s.fract() == 0.0 {
-        format!("{:+}", setting.offset_s as i64)
-    } else {
-        format!("{:+.3}", setting.offset_s)
-    };
-    if setting.rate == 1.0 {
-        format!("{offset} x1")
-    } else {
-        format!("{offset} x{}", setting.rate)
-    }
 }
 
 fn free_port(ip: Ipv4Addr) -> anyhow::Result<u16> {
@@ -365,6 +334,72 @@ async fn run_proxy(
     }
 }
 
+impl ProcessRuntime {
+    /// [`PeerLinks::Advertised`]: one inbound proxy per node, which tells
+    /// senders by their `X-PeerURLs` header; returns each node's advertised
+    /// address (`host:port`).
+    async fn inbound_proxies(&mut self, addrs: &[NodeAddrs]) -> anyhow::Result<Vec<String>> {
+        let mut advertised: Vec<String> = Vec::new();
+        let mut listeners = Vec::new();
+        for (to, a) in (1..).zip(addrs) {
+            let listener = TcpListener::bind((a.ip, 0))
+                .await
+                .with_context(|| format!("binding the inbound proxy of n{to}"))?;
+            advertised.push(listener.local_addr()?.to_string());
+            listeners.push(listener);
+        }
+        let senders: Arc<Vec<(String, String)>> = Arc::new(
+            advertised
+                .iter()
+                .enumerate()
+                .map(|(i, addr)| (format!("http://{addr}"), format!("n{}", i + 1)))
+                .collect(),
+        );
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let target = SocketAddr::from((addrs[i].ip, addrs[i].peer_port));
+            let sender = Sender::Sniffed(senders.clone());
+            self.add_proxy(listener, target, sender, format!("n{}", i + 1));
+        }
+        Ok(advertised)
+    }
+
+    /// [`PeerLinks::PerPair`]: one proxy per ordered pair of nodes; returns
+    /// each node's peers, (id, address it dials), itself at its own port.
+    async fn pair_proxies(
+        &mut self,
+        addrs: &[NodeAddrs],
+    ) -> anyhow::Result<Vec<Vec<(usize, String)>>> {
+        let n = addrs.len();
+        let mut peers = vec![Vec::new(); n];
+        for from in 1..=n {
+            for to in 1..=n {
+                let target = SocketAddr::from((addrs[to - 1].ip, addrs[to - 1].peer_port));
+                if from == to {
+                    peers[from - 1].push((to, target.to_string()));
+                    continue;
+                }
+                let listener = TcpListener::bind((addrs[from - 1].ip, 0))
+                    .await
+                    .with_context(|| format!("binding the proxy n{from}->n{to}"))?;
+                peers[from - 1].push((to, listener.local_addr()?.to_string()));
+                let sender = Sender::Fixed(format!("n{from}"));
+                self.add_proxy(listener, target, sender, format!("n{to}"));
+            }
+        }
+        Ok(peers)
+    }
+
+    fn add_proxy(&mut self, listener: TcpListener, target: SocketAddr, sender: Sender, to: String) {
+        let (tx, rx) = watch::channel(BTreeSet::new());
+        let task = tokio::spawn(run_proxy(listener, target, sender, rx));
+        self.proxies.push(Proxy {
+            to,
+            blocked: tx,
+            task,
+        });
+    }
+}
+
 impl Runtime for ProcessRuntime {
     async fn start(&mut self) -> anyhow::Result<()> {
         let n = self.spec.nodes;
@@ -380,80 +415,15 @@ impl Runtime for ProcessRuntime {
                 client_port: free_port(ip)?,
             });
         }
-        let etcd = self.spec.sut == Sut::Etcd;
-        let mut dial: BTreeMap<(usize, usize), SocketAddr> = BTreeMap::new();
-        let mut advertised: Vec<String> = Vec::new();
-        if etcd {
-            let mut listeners = Vec::new();
-            for to in 1..=n {
-                let listener = TcpListener::bind((addrs[to - 1].ip, 0))
-                    .await
-                    .with_context(|| format!("binding the inbound proxy of n{to}"))?;
-                advertised.push(format!("http://{}", listener.local_addr()?));
-                listeners.push(listener);
+        let (peers, advertised) = match self.spec.sut.peer_links() {
+            PeerLinks::Advertised => {
+                let advertised = self.inbound_proxies(&addrs).await?;
+                let all: Vec<(usize, String)> = (1..=n).zip(advertised.iter().cloned()).collect();
+                (vec![all; n], advertised)
             }
-            let senders: Arc<Vec<(String, String)>> = Arc::new(
-                advertised
-                    .iter()
-                    .enumerate()
-                    .map(|(i, url)| (url.clone(), format!("n{}", i + 1)))
-                    .collect(),
-            );
-            for (i, listener) in listeners.into_iter().enumerate() {
-                let target = SocketAddr::from((addrs[i].ip, addrs[i].peer_port));
-                let (tx, rx) = watch::channel(BTreeSet::new());
-                let task = tokio::spawn(run_proxy(
-                    listener,
-                    target,
-                    Sender::Sniffed(senders.clone()),
-                    rx,
-                ));
-                self.proxies.push(Proxy {
-                    to: format!("n{}", i + 1),
-                    blocked: tx,
-                    task,
-                });
-            }
-        } else {
-            for from in 1..=n {
-                for to in 1..=n {
-                    if from == to {
-                        continue;
-                    }
-                    let listener = TcpListener::bind((addrs[from - 1].ip, 0))
-                        .await
-                        .with_context(|| format!("binding the proxy n{from}->n{to}"))?;
-                    dial.insert((from, to), listener.local_addr()?);
-                    let target = SocketAddr::from((addrs[to - 1].ip, addrs[to - 1].peer_port));
-                    let (tx, rx) = watch::channel(BTreeSet::new());
-                    let task = tokio::spawn(run_proxy(
-                        listener,
-                        target,
-                        Sender::Fixed(format!("n{from}")),
-                        rx,
-                    ));
-                    self.proxies.push(Proxy {
-                        to: format!("n{to}"),
-                        blocked: tx,
-                        task,
-                    });
-                }
-            }
-        }
-        for i in 1..=n {
-            let peers: Vec<String> = (1..=n)
-                .map(|j| {
-                    if etcd {
-                        return format!("n{j}={}", advertised[j - 1]);
-                    }
-                    let addr = if i == j {
-                        SocketAddr::from((addrs[j - 1].ip, addrs[j - 1].peer_port))
-                    } else {
-                        dial[&(i, j)]
-                    };
-                    format!("{j}={addr}")
-                })
-                .collect();
+            PeerLinks::PerPair => (self.pair_proxies(&addrs).await?, Vec::new()),
+        };
+        for (i, peers) in (1..=n).zip(peers) {
             let dir = self.spec.work_dir.join(format!("n{i}"));
             fs::create_dir_all(dir.join("data"))
                 .with_context(|| format!("creating {}", dir.display()))?;
@@ -465,8 +435,8 @@ impl Runtime for ProcessRuntime {
                 dir,
                 child: None,
                 paused: false,
-                peers_arg: peers.join(","),
-                advertised_peer_url: advertised.get(i - 1).cloned().unwrap_or_default(),
+                peers,
+                advertised_peer: advertised.get(i - 1).cloned().unwrap_or_default(),
             });
         }
         for index in 0..n {
@@ -546,17 +516,14 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn set_clock(&mut self, node: &str, setting: ClockSetting) -> anyhow::Result<()> {
-        if self.spec.sut == Sut::Etcd {
-            bail!("clock faults cannot reach etcd: Go reads the clock through the vDSO, past libfaketime");
+        if let Some(why) = self.spec.sut.refuses(crate::plan::Fault::Clock) {
+            bail!("clock faults cannot reach {}: {why}", self.spec.sut.name());
         }
         if self.options.faketime_lib.is_none() {
             bail!("clock faults need libfaketime (apt-get install libfaketime)");
         }
         let dir = self.find(node)?.dir.clone();
-        write_atomically(
-            &clock_file(&dir),
-            &format!("{}\n", faketime_string(setting)),
-        )
+        write_atomically(&clock_file(&dir), &format!("{}\n", setting.faketime()))
     }
 
     async fn reset_clock(&mut self, node: &str) -> anyhow::Result<()> {
@@ -674,30 +641,5 @@ mod tests {
         assert!(!is_cut(&Some("n1".into()), &cut));
         assert!(is_cut(&None, &cut));
         assert!(!is_cut(&None, &BTreeSet::new()));
-    }
-
-    #[test]
-    fn faketime_strings_always_carry_an_offset() {
-        assert_eq!(
-            faketime_string(ClockSetting {
-                offset_s: 0.0,
-                rate: 2.0
-            }),
-            "+0 x2"
-        );
-        assert_eq!(
-            faketime_string(ClockSetting {
-                offset_s: -37.0,
-                rate: 1.0
-            }),
-            "-37 x1"
-        );
-        assert_eq!(
-            faketime_string(ClockSetting {
-                offset_s: 12.5,
-                rate: 0.5
-            }),
-            "+12.500 x0.5"
-        );
     }
 }

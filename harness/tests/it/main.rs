@@ -863,3 +863,20 @@ fn etcd_flags_that_cannot_apply_are_refused_by_name() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn soak_refuses_an_unknown_system_by_name_before_any_run() {
+    let store = tempfile::tempdir().unwrap();
+    let out = Command::new(HARNESS)
+        .args(["soak", "--suts", "ordeal,zk", "--max-runs", "1", "--store"])
+        .arg(store.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("`zk`"), "{stderr}");
+    assert!(
+        !store.path().join("soak-summary.json").exists(),
+        "no run may start"
+    );
+}

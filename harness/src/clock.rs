@@ -1,0 +1,93 @@
+//! Clock faults' vocabulary: a node's clock setting, how it is written for
+//! libfaketime, and the modes the nemesis draws. A leaf: it depends on
+//! nothing else in the harness.
+
+use serde::Serialize;
+
+/// Where Debian's `libfaketime` package puts the preload library (and where
+/// the node image holds a copy).
+pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// A libfaketime setting: `offset_s` added to the wall clock, `rate` the
+/// speed of the node's clocks (1.0 = real time).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClockSetting {
+    /// Seconds added to the real clock (may be negative).
+    pub offset_s: f64,
+    /// Speed of all clocks of the process (1.0 = normal).
+    pub rate: f64,
+}
+
+impl ClockSetting {
+    /// Real time: no offset, normal speed.
+    pub const REAL: ClockSetting = ClockSetting {
+        offset_s: 0.0,
+        rate: 1.0,
+    };
+
+    /// The libfaketime setting string: an offset first, always (`"+0 x2"`,
+    /// not `"x2"`, see NOTES.md).
+    pub fn faketime(self) -> String {
+        let offset = if self.offset_s.fract() == 0.0 {
+            format!("{:+}", self.offset_s as i64)
+        } else {
+            format!("{:+.3}", self.offset_s)
+        };
+        if self.rate == 1.0 {
+            format!("{offset} x1")
+        } else {
+            format!("{offset} x{}", self.rate)
+        }
+    }
+}
+
+/// How the nemesis disturbs a clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockMode {
+    /// Jump by an offset and stay there.
+    Bump,
+    /// Run slower or faster.
+    Rate,
+    /// Jump back and forth between the offset and real time each second.
+    Strobe,
+}
+
+impl ClockMode {
+    /// Every mode, in the order the nemesis draws from (the order is part
+    /// of the seeded schedule).
+    pub const ALL: [ClockMode; 3] = [ClockMode::Bump, ClockMode::Rate, ClockMode::Strobe];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faketime_strings_always_carry_an_offset() {
+        assert_eq!(
+            ClockSetting {
+                offset_s: 0.0,
+                rate: 2.0
+            }
+            .faketime(),
+            "+0 x2"
+        );
+        assert_eq!(
+            ClockSetting {
+                offset_s: -37.0,
+                rate: 1.0
+            }
+            .faketime(),
+            "-37 x1"
+        );
+        assert_eq!(
+            ClockSetting {
+                offset_s: 12.5,
+                rate: 0.5
+            }
+            .faketime(),
+            "+12.500 x0.5"
+        );
+    }
+}
