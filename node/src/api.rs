@@ -2,8 +2,9 @@
 //! and the raw fsync histogram.
 
 use crate::config::Bug;
+use crate::event::{Event, Origin, SubmitReply};
 use crate::ledger::Block;
-use crate::server::{gauges, Event, Origin, Shared, SubmitReply};
+use crate::server::{gauges, Shared};
 use crate::tx::{Ack, SubmitRequest, TxError};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -119,6 +120,17 @@ async fn submit(State(state): State<ApiState>, body: Bytes) -> Response {
             )
         }
     };
+    answer(&state, ack, reply, deadline).await
+}
+
+/// Turns the raft loop's reply into the HTTP answer; a committed reply
+/// waits (until `deadline`) for the block to be applied here too.
+async fn answer(
+    state: &ApiState,
+    ack: Ack,
+    reply: SubmitReply,
+    deadline: tokio::time::Instant,
+) -> Response {
     match reply {
         SubmitReply::Committed {
             id,
@@ -126,7 +138,7 @@ async fn submit(State(state): State<ApiState>, body: Bytes) -> Response {
             position,
             results,
         } => {
-            if ack == Ack::Committed && !wait_applied(&state, block, deadline).await {
+            if ack == Ack::Committed && !wait_applied(state, block, deadline).await {
                 return error(
                     StatusCode::GATEWAY_TIMEOUT,
                     "committed on the leader but not yet applied here; outcome unknown",

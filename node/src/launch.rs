@@ -3,9 +3,10 @@
 
 use crate::api::{self, ApiState};
 use crate::config::NodeConfig;
+use crate::event::Event;
 use crate::fsm::StateMachine;
 use crate::metrics::Metrics;
-use crate::server::{Event, RaftLoop, Shared, StatusView};
+use crate::server::{RaftLoop, Shared, StatusView};
 use crate::slog_bridge;
 use crate::storage::NodeStorage;
 use crate::transport::{self, Transport};
@@ -68,17 +69,27 @@ fn count_restart(dir: &Path) -> Result<u64, LaunchError> {
     Ok(opened)
 }
 
-/// Runs a node until it is told to stop.
-pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
+/// What recovery rebuilt from the data directory.
+struct Recovery {
+    raw: raft::RawNode<NodeStorage>,
+    wal: Wal,
+    fsm: StateMachine,
+    applied: u64,
+    fresh: bool,
+    restarts: u64,
+}
+
+/// Reads the snapshot and the log and builds raft on them.
+fn recover(config: &NodeConfig) -> Result<Recovery, LaunchError> {
     let args = &config.args;
-    let dir = args.data_dir.clone();
-    std::fs::create_dir_all(&dir).map_err(|source| LaunchError::Io {
+    let dir = &args.data_dir;
+    std::fs::create_dir_all(dir).map_err(|source| LaunchError::Io {
         what: format!("create {}", dir.display()),
         source,
     })?;
-    let restarts = count_restart(&dir)?;
-    let snapshot = wal::load_snapshot(&dir)?;
-    let (wal, recovered) = Wal::open(&dir)?;
+    let restarts = count_restart(dir)?;
+    let snapshot = wal::load_snapshot(dir)?;
+    let (wal, recovered) = Wal::open(dir)?;
     let fresh =
         snapshot.is_none() && recovered.entries.is_empty() && recovered.hard_state.is_none();
     let mut fsm = StateMachine::default();
@@ -94,6 +105,32 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
     }
     let voters: Vec<u64> = config.peers.keys().copied().collect();
     let storage = NodeStorage::recover(voters, snapshot, &recovered)?;
+    let raw = raft::RawNode::new(
+        &raft_config(config, applied)?,
+        storage,
+        &slog_bridge::logger(),
+    )?;
+    tracing::info!(
+        id = args.id,
+        restarts,
+        fresh,
+        applied,
+        entries = recovered.entries.len(),
+        height = fsm.ledger.height(),
+        "recovered"
+    );
+    Ok(Recovery {
+        raw,
+        wal,
+        fsm,
+        applied,
+        fresh,
+        restarts,
+    })
+}
+
+fn raft_config(config: &NodeConfig, applied: u64) -> Result<raft::Config, LaunchError> {
+    let args = &config.args;
     let raft_config = raft::Config {
         id: args.id,
         election_tick: args.election_tick,
@@ -106,35 +143,21 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
         ..Default::default()
     };
     raft_config.validate()?;
-    let raw = raft::RawNode::new(&raft_config, storage, &slog_bridge::logger())?;
-    tracing::info!(
-        id = args.id,
-        restarts,
-        fresh,
-        applied,
-        entries = recovered.entries.len(),
-        height = fsm.ledger.height(),
-        "recovered"
-    );
+    Ok(raft_config)
+}
 
-    let peer_listener = tokio::net::TcpListener::bind(args.listen_peer)
+async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, LaunchError> {
+    tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| LaunchError::Bind {
-            addr: args.listen_peer,
-            source,
-        })?;
-    let client_listener = tokio::net::TcpListener::bind(args.listen_client)
-        .await
-        .map_err(|source| LaunchError::Bind {
-            addr: args.listen_client,
-            source,
-        })?;
+        .map_err(|source| LaunchError::Bind { addr, source })
+}
 
+fn shared_state(config: &NodeConfig, fsm: StateMachine, restarts: u64) -> Arc<Shared> {
     let (height, _) = watch::channel(fsm.ledger.height());
-    let shared = Arc::new(Shared {
+    Arc::new(Shared {
         metrics: Mutex::new(Metrics::new(config.fsync_warn_threshold())),
         status: Mutex::new(StatusView {
-            id: args.id,
+            id: config.args.id,
             role: "follower",
             ..StatusView::default()
         }),
@@ -147,7 +170,16 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
         config: config.clone(),
-    });
+    })
+}
+
+/// Runs a node until it is told to stop.
+pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
+    let args = &config.args;
+    let rec = recover(&config)?;
+    let peer_listener = bind(args.listen_peer).await?;
+    let client_listener = bind(args.listen_client).await?;
+    let shared = shared_state(&config, rec.fsm, rec.restarts);
     let (events, events_rx) = mpsc::sync_channel::<Event>(EVENT_QUEUE_MAX);
     let transport = Transport::start(args.id, &config.peers);
     tokio::spawn(transport::serve(
@@ -158,12 +190,12 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
     ));
     let raft_loop = RaftLoop::new(
         shared.clone(),
-        raw,
-        wal,
-        dir.clone(),
+        rec.raw,
+        rec.wal,
+        args.data_dir.clone(),
         transport,
-        fresh,
-        applied,
+        rec.fresh,
+        rec.applied,
     );
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
@@ -172,15 +204,27 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
             what: "spawn raft thread".into(),
             source,
         })?;
-
     spawn_waker(events.clone())?;
     let app = api::router(ApiState {
         shared: shared.clone(),
         events: events.clone(),
     });
     tracing::info!(client = %args.listen_client, peer = %args.listen_peer, "serving");
-    let server = axum::serve(client_listener, app).with_graceful_shutdown(stop_signal());
-    let served = server.await;
+    let served = axum::serve(client_listener, app)
+        .with_graceful_shutdown(stop_signal())
+        .await;
+    stop_raft(events, raft_thread).await?;
+    served.map_err(|source| LaunchError::Io {
+        what: "client API".into(),
+        source,
+    })
+}
+
+/// Asks the raft loop to sync and stop, and waits for its thread.
+async fn stop_raft(
+    events: mpsc::SyncSender<Event>,
+    raft_thread: std::thread::JoinHandle<Result<(), wal::WalError>>,
+) -> Result<(), LaunchError> {
     let (done_tx, done_rx) = oneshot::channel();
     let _ = events.try_send(Event::Shutdown(done_tx));
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), done_rx).await;
@@ -189,10 +233,7 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
         Ok(result) => result?,
         Err(_) => tracing::error!("raft thread panicked"),
     }
-    served.map_err(|source| LaunchError::Io {
-        what: "client API".into(),
-        source,
-    })
+    Ok(())
 }
 
 /// How often the waker nudges the raft loop (well under the batch timeout).

@@ -18,6 +18,7 @@ pub mod api;
 pub mod bench;
 pub mod config;
 pub mod cutter;
+pub mod event;
 pub mod fsm;
 pub mod kv;
 pub mod launch;

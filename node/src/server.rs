@@ -9,8 +9,8 @@
 
 use crate::config::{Bug, NodeConfig};
 use crate::cutter::BlockCutter;
+use crate::event::{Event, Origin, SubmitReply};
 use crate::fsm::{self, StateMachine};
-use crate::kv::OpResult;
 use crate::metrics::{Gauges, Metrics};
 use crate::storage::NodeStorage;
 use crate::transport::{Forward, ForwardReply, Frame, Transport};
@@ -18,7 +18,7 @@ use crate::tx::{Ack, Tx};
 use crate::wal::{self, Wal};
 use raft::prelude::{Entry, EntryType, HardState, Message, Snapshot};
 use raft::{RawNode, StateRole};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -33,89 +33,6 @@ const EVENTS_PER_TURN_MAX: usize = 20_000;
 const QUEUED_BLOCKS_MAX: usize = 1_000;
 /// Forwarded submits and waiters older than this are forgotten.
 const WAITER_AGE_MAX: Duration = Duration::from_secs(60);
-
-/// The answer to a submit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum SubmitReply {
-    /// Ordered in `block` at `position`; applied where this was produced.
-    Committed {
-        /// The transaction id.
-        id: String,
-        /// Block number.
-        block: u64,
-        /// Index in the block.
-        position: u64,
-        /// One result per op.
-        results: Vec<OpResult>,
-    },
-    /// Enqueued by the leader.
-    Accepted {
-        /// The transaction id.
-        id: String,
-    },
-    /// Refused; `retryable` means it certainly was not ordered.
-    Refused {
-        /// HTTP status.
-        status: u16,
-        /// Why.
-        error: String,
-        /// Whether it certainly was not ordered.
-        retryable: bool,
-    },
-}
-
-impl SubmitReply {
-    fn refused(status: u16, error: &str, retryable: bool) -> SubmitReply {
-        SubmitReply::Refused {
-            status,
-            error: error.to_string(),
-            retryable,
-        }
-    }
-}
-
-/// Where an answer goes.
-#[derive(Debug)]
-pub enum Origin {
-    /// A client of this node.
-    Local(oneshot::Sender<SubmitReply>),
-    /// A follower that forwarded it.
-    Peer {
-        /// The follower's raft id.
-        from: u64,
-        /// The follower's request id.
-        req_id: u64,
-    },
-}
-
-/// What the raft loop is asked to do.
-#[derive(Debug)]
-pub enum Event {
-    /// A raft message from a peer.
-    Peer(Message),
-    /// A transaction to order.
-    Submit {
-        /// The transaction.
-        tx: Tx,
-        /// When to answer.
-        ack: Ack,
-        /// Who to answer.
-        origin: Origin,
-    },
-    /// The leader's answer to a submit this node forwarded.
-    ForwardReply {
-        /// This node's request id.
-        req_id: u64,
-        /// The answer.
-        reply: SubmitReply,
-    },
-    /// Sync the log and stop; the sender is told when done.
-    Shutdown(oneshot::Sender<()>),
-    /// Nothing: the waker's periodic nudge, so that ticks and batch
-    /// timeouts are noticed without a timed wait.
-    Wake,
-}
 
 /// The node's state as readers see it.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -7,7 +7,7 @@
 //! a fault proxy in between). Anything malformed closes the connection with
 //! a warning; nothing a peer sends can panic the node.
 
-use crate::server::{Event, Origin, SubmitReply};
+use crate::event::{Event, Origin, SubmitReply};
 use crate::tx::{Ack, Tx};
 use protobuf::Message as PbMessage;
 use raft::prelude::Message;
