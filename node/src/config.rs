@@ -90,6 +90,9 @@ pub struct RunArgs {
     /// How long a submit waits for its answer before a 504, in ms.
     #[arg(long, default_value_t = 4000)]
     pub submit_timeout_ms: u64,
+    /// Append the Raft trace (NDJSON, docs/trace.md) to this file.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
     /// Test-only bug switches (repeatable).
     #[arg(long, value_enum)]
     pub bug: Vec<Bug>,

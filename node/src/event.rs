@@ -67,7 +67,12 @@ pub enum Origin {
 #[derive(Debug)]
 pub enum Event {
     /// A raft message from a peer.
-    Peer(Message),
+    Peer {
+        /// The message.
+        msg: Message,
+        /// The sender's Lamport clock at its `send` (docs/trace.md).
+        lamport: u64,
+    },
     /// A transaction to order.
     Submit {
         /// The transaction.

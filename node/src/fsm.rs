@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 pub struct Applied {
     /// The block's number.
     pub number: u64,
+    /// The block's header hash.
+    pub hash: [u8; 32],
     /// Transaction ids with their op results, in block order.
     pub results: Vec<(String, Vec<OpResult>)>,
 }
@@ -36,8 +38,12 @@ impl StateMachine {
             .iter()
             .map(|tx| (tx.id.clone(), self.kv.apply(&tx.ops)))
             .collect();
-        let number = self.ledger.append(txs).number;
-        Applied { number, results }
+        let block = self.ledger.append(txs);
+        Applied {
+            number: block.number,
+            hash: block.hash,
+            results,
+        }
     }
 
     /// The snapshot form (the whole ledger and the registers).

@@ -6,9 +6,10 @@ use crate::config::NodeConfig;
 use crate::event::Event;
 use crate::fsm::StateMachine;
 use crate::metrics::Metrics;
-use crate::server::{RaftLoop, Shared, StatusView};
+use crate::server::{LoopError, LoopParts, RaftLoop, Shared, StatusView};
 use crate::slog_bridge;
 use crate::storage::NodeStorage;
+use crate::trace::{Trace, TraceError};
 use crate::transport::{self, Transport};
 use crate::wal::{self, Wal};
 use std::path::Path;
@@ -35,6 +36,12 @@ pub enum LaunchError {
         /// What is wrong.
         source: crate::fsm::SnapshotDataError,
     },
+    /// The trace file is unusable.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    /// The raft loop stopped on an error.
+    #[error("raft loop: {0}")]
+    Loop(#[from] LoopError),
     /// Raft refused the recovered state.
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
@@ -188,14 +195,21 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
         config.peers.keys().copied().collect(),
         events.clone(),
     ));
+    let trace = match &args.trace {
+        Some(path) => Trace::open(path, args.id)?,
+        None => Trace::off(),
+    };
     let raft_loop = RaftLoop::new(
         shared.clone(),
-        rec.raw,
-        rec.wal,
-        args.data_dir.clone(),
-        transport,
-        rec.fresh,
-        rec.applied,
+        LoopParts {
+            raw: rec.raw,
+            wal: rec.wal,
+            data_dir: args.data_dir.clone(),
+            transport,
+            fresh: rec.fresh,
+            applied_index: rec.applied,
+            trace,
+        },
     );
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
@@ -223,7 +237,7 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
 /// Asks the raft loop to sync and stop, and waits for its thread.
 async fn stop_raft(
     events: mpsc::SyncSender<Event>,
-    raft_thread: std::thread::JoinHandle<Result<(), wal::WalError>>,
+    raft_thread: std::thread::JoinHandle<Result<(), LoopError>>,
 ) -> Result<(), LaunchError> {
     let (done_tx, done_rx) = oneshot::channel();
     let _ = events.try_send(Event::Shutdown(done_tx));

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod server;
 mod slog_bridge;
 pub mod storage;
+pub mod trace;
 pub mod transport;
 pub mod tx;
 pub mod wal;

@@ -13,11 +13,12 @@ use crate::event::{Event, Origin, SubmitReply};
 use crate::fsm::{self, StateMachine};
 use crate::metrics::{Gauges, Metrics};
 use crate::storage::NodeStorage;
+use crate::trace::{LogState, Reason, Trace, TraceError};
 use crate::transport::{Forward, ForwardReply, Frame, Transport};
 use crate::tx::{Ack, Tx};
 use crate::wal::{self, Wal};
 use raft::prelude::{Entry, EntryType, HardState, Message, Snapshot};
-use raft::{RawNode, StateRole};
+use raft::{RawNode, StateRole, Storage};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
@@ -77,6 +78,35 @@ pub struct Shared {
     pub started_ms: u64,
 }
 
+/// Why the raft loop stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    /// The write-ahead log or snapshot could not be written.
+    #[error(transparent)]
+    Wal(#[from] wal::WalError),
+    /// The trace could not be written.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+}
+
+/// What the raft loop is built from (recovered by `launch`).
+pub struct LoopParts {
+    /// Raft, on the recovered storage.
+    pub raw: RawNode<NodeStorage>,
+    /// The open write-ahead log.
+    pub wal: Wal,
+    /// The data directory (snapshot file).
+    pub data_dir: PathBuf,
+    /// Links to the peers.
+    pub transport: Transport,
+    /// Whether the data directory was empty.
+    pub fresh: bool,
+    /// The index the state machine holds.
+    pub applied_index: u64,
+    /// The Raft trace (possibly off).
+    pub trace: Trace,
+}
+
 struct Waiter {
     origin: Origin,
     since: Instant,
@@ -97,11 +127,14 @@ pub struct RaftLoop {
     next_req_id: u64,
     role: StateRole,
     leader: u64,
+    /// The term at the last role change (for the trace's reasons).
+    role_term: u64,
     campaigner: bool,
     ticks: u64,
     next_tick: Instant,
     applied_bytes: u64,
     applied_index: u64,
+    trace: Trace,
 }
 
 /// The node that campaigns first on a fresh cluster (Fabric's rule):
@@ -118,6 +151,35 @@ pub fn first_campaigner(channel: &str, n: u64) -> u64 {
     value % n + 1
 }
 
+/// Raft's role as the trace names it (docs/trace.md).
+fn trace_role_name(role: StateRole) -> &'static str {
+    match role {
+        StateRole::Leader => "leader",
+        StateRole::Follower => "follower",
+        StateRole::Candidate => "candidate",
+        StateRole::PreCandidate => "pre_candidate",
+    }
+}
+
+/// Why the role changed, inferred from before and after (raft-rs does not
+/// say; the rules are in docs/trace.md).
+fn role_reason(
+    before: StateRole,
+    term_before: u64,
+    after: StateRole,
+    term: u64,
+    leader: u64,
+) -> Option<Reason> {
+    match after {
+        StateRole::PreCandidate => Some(Reason::PreVote),
+        StateRole::Candidate | StateRole::Leader => Some(Reason::Vote),
+        StateRole::Follower if term > term_before => Some(Reason::HigherTerm),
+        StateRole::Follower if before == StateRole::Leader => Some(Reason::CheckQuorum),
+        StateRole::Follower if leader != 0 => Some(Reason::Heartbeat),
+        StateRole::Follower => None,
+    }
+}
+
 fn role_name(role: StateRole) -> &'static str {
     match role {
         StateRole::Leader => "leader",
@@ -129,24 +191,17 @@ fn role_name(role: StateRole) -> &'static str {
 
 impl RaftLoop {
     /// Builds the loop from recovered parts.
-    pub fn new(
-        shared: std::sync::Arc<Shared>,
-        raw: RawNode<NodeStorage>,
-        wal: Wal,
-        data_dir: PathBuf,
-        transport: Transport,
-        fresh: bool,
-        applied_index: u64,
-    ) -> RaftLoop {
+    pub fn new(shared: std::sync::Arc<Shared>, parts: LoopParts) -> RaftLoop {
         let cfg = &shared.config;
-        let campaigner =
-            fresh && first_campaigner(&cfg.args.channel, cfg.peers.len() as u64) == cfg.args.id;
+        let campaigner = parts.fresh
+            && first_campaigner(&cfg.args.channel, cfg.peers.len() as u64) == cfg.args.id;
         let cutter = BlockCutter::new(cfg.batch);
         RaftLoop {
-            raw,
-            wal,
-            data_dir,
-            transport,
+            raw: parts.raw,
+            wal: parts.wal,
+            data_dir: parts.data_dir,
+            transport: parts.transport,
+            trace: parts.trace,
             cutter,
             queued: VecDeque::new(),
             inflight: VecDeque::new(),
@@ -155,11 +210,12 @@ impl RaftLoop {
             next_req_id: 0,
             role: StateRole::Follower,
             leader: 0,
+            role_term: 0,
             campaigner,
             ticks: 0,
             next_tick: Instant::now(),
             applied_bytes: 0,
-            applied_index,
+            applied_index: parts.applied_index,
             shared,
         }
     }
@@ -169,7 +225,8 @@ impl RaftLoop {
     }
 
     /// Runs until a shutdown event or a fatal storage error.
-    pub fn run(mut self, events: Receiver<Event>) -> Result<(), wal::WalError> {
+    pub fn run(mut self, events: Receiver<Event>) -> Result<(), LoopError> {
+        self.trace_start()?;
         loop {
             // An untimed wait: timed waits take absolute deadlines from the
             // monotonic clock, which libfaketime (the clock nemesis) fakes
@@ -177,7 +234,7 @@ impl RaftLoop {
             // stay correct under it, and scale with its rate.
             let mut batch = match events.recv() {
                 Ok(ev) => vec![ev],
-                Err(_) => return self.wal.sync(true),
+                Err(_) => return Ok(self.wal.sync(true)?),
             };
             while batch.len() < EVENTS_PER_TURN_MAX {
                 match events.try_recv() {
@@ -202,7 +259,43 @@ impl RaftLoop {
         }
     }
 
-    fn turn(&mut self) -> Result<(), wal::WalError> {
+    /// The trace's `start` event and a `role` event for the recovered role.
+    fn trace_start(&mut self) -> Result<(), LoopError> {
+        let state = self.log_state();
+        let snap = self.raw.store().snapshot_meta();
+        let conf = self
+            .raw
+            .store()
+            .conf_state()
+            .expect("memory storage never fails");
+        self.trace
+            .start(&state, snap, conf.get_voters(), conf.get_learners());
+        self.trace.role(
+            trace_role_name(self.role),
+            state.term,
+            0,
+            Some(Reason::Start),
+        );
+        self.role_term = state.term;
+        Ok(self.trace.flush()?)
+    }
+
+    /// Raft's persistent state and log bounds as raft sees them now.
+    fn log_state(&self) -> LogState {
+        let store = self.raw.store();
+        let hs = store.hard_state();
+        let last_index = store.last_index().expect("memory storage never fails");
+        LogState {
+            term: hs.term,
+            vote: hs.vote,
+            commit: hs.commit,
+            first_index: store.first_index().expect("memory storage never fails"),
+            last_index,
+            last_term: store.term(last_index).unwrap_or(0),
+        }
+    }
+
+    fn turn(&mut self) -> Result<(), LoopError> {
         let now = Instant::now();
         if now >= self.next_tick {
             self.raw.tick();
@@ -216,6 +309,7 @@ impl RaftLoop {
         }
         self.propose_queued();
         self.on_ready()?;
+        self.trace.flush()?;
         self.publish_status();
         Ok(())
     }
@@ -240,7 +334,8 @@ impl RaftLoop {
 
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Peer(msg) => {
+            Event::Peer { msg, lamport } => {
+                self.trace.recv(&msg, lamport);
                 if let Err(e) = self.raw.step(msg) {
                     tracing::debug!(error = %e, "raft refused a peer message");
                 }
@@ -382,6 +477,10 @@ impl RaftLoop {
             self.inflight.clear();
         }
         if role != self.role || leader != self.leader {
+            let term = self.raw.raft.term;
+            let reason = role_reason(self.role, self.role_term, role, term, leader);
+            self.trace.role(trace_role_name(role), term, leader, reason);
+            self.role_term = term;
             tracing::info!(
                 role = role_name(role),
                 leader,
@@ -393,7 +492,7 @@ impl RaftLoop {
         self.leader = leader;
     }
 
-    fn on_ready(&mut self) -> Result<(), wal::WalError> {
+    fn on_ready(&mut self) -> Result<(), LoopError> {
         if !self.raw.has_ready() {
             return Ok(());
         }
@@ -402,29 +501,45 @@ impl RaftLoop {
             let (role, leader) = (ss.raft_state, ss.leader_id);
             self.on_role_change(role, leader);
         }
-        self.send(rd.take_messages());
+        self.send(rd.take_messages())?;
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot().clone())?;
         }
         self.apply(rd.take_committed_entries());
         self.persist(rd.entries(), rd.hs())?;
-        self.send(rd.take_persisted_messages());
+        self.send(rd.take_persisted_messages())?;
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
             self.raw.mut_store().set_commit(commit);
             let hs = self.raw.store().hard_state();
             self.wal.set_hard_state(&self.hard_state_to_persist(&hs))?;
         }
-        self.send(light.take_messages());
+        self.send(light.take_messages())?;
         self.apply(light.take_committed_entries());
         self.raw.advance_apply();
         self.maybe_snapshot()
     }
 
-    fn send(&self, msgs: Vec<Message>) {
-        for m in &msgs {
-            self.transport.send_raft(m);
+    /// Traces the messages, writes the trace out, then sends them: a
+    /// message never reaches a peer before the events it depends on.
+    fn send(&mut self, msgs: Vec<Message>) -> Result<(), LoopError> {
+        if msgs.is_empty() {
+            return Ok(());
         }
+        let mut stamps = Vec::with_capacity(msgs.len());
+        for m in &msgs {
+            stamps.push(self.trace.send(m));
+            if m.get_msg_type() == raft::prelude::MessageType::MsgSnapshot {
+                let meta = m.get_snapshot().get_metadata();
+                self.trace
+                    .snapshot("sent", meta.index, meta.term, Some(m.to));
+            }
+        }
+        self.trace.flush()?;
+        for (m, stamp) in msgs.iter().zip(stamps) {
+            self.transport.send_raft(m, stamp);
+        }
+        Ok(())
     }
 
     fn hard_state_to_persist(&self, hs: &HardState) -> HardState {
@@ -437,7 +552,7 @@ impl RaftLoop {
     }
 
     /// Writes entries and hard state, then one fsync (the `Ready` contract).
-    fn persist(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), wal::WalError> {
+    fn persist(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), LoopError> {
         if entries.is_empty() && hs.is_none() {
             return Ok(());
         }
@@ -453,6 +568,7 @@ impl RaftLoop {
             .lock()
             .expect("metrics lock")
             .record_persist(started.elapsed(), bytes);
+        let last_before = self.raw.store().last_index().expect("memory storage");
         if !entries.is_empty() {
             self.raw
                 .mut_store()
@@ -462,27 +578,41 @@ impl RaftLoop {
         if let Some(hs) = hs {
             self.raw.mut_store().set_hard_state(hs.clone());
         }
+        if self.trace.is_on() {
+            let appended: Vec<(u64, u64)> = entries.iter().map(|e| (e.index, e.term)).collect();
+            let truncated_from = entries
+                .first()
+                .map(|e| e.index)
+                .filter(|&first| first <= last_before);
+            self.trace
+                .persist(&self.log_state(), &appended, truncated_from);
+        }
         Ok(())
     }
 
     fn apply(&mut self, entries: Vec<Entry>) {
         for e in entries {
             self.applied_index = e.index;
+            self.trace.flush_if_full().ok();
             while self.inflight.front().is_some_and(|&i| i <= e.index) {
                 self.inflight.pop_front();
             }
             if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+                self.trace.apply(e.index, e.term, None);
                 continue;
             }
             let txs = match fsm::decode_batch(&e.data) {
                 Ok(txs) => txs,
                 Err(err) => {
                     tracing::error!(index = e.index, error = %err, "undecodable committed entry skipped");
+                    self.trace.apply(e.index, e.term, None);
                     continue;
                 }
             };
             self.applied_bytes += e.data.len() as u64;
             let applied = self.shared.fsm.write().expect("fsm lock").apply(txs);
+            self.trace
+                .apply(e.index, e.term, Some((applied.number, &applied.hash)));
             for (position, (id, results)) in applied.results.into_iter().enumerate() {
                 for w in self.waiters.remove(&id).unwrap_or_default() {
                     let reply = SubmitReply::Committed {
@@ -498,8 +628,9 @@ impl RaftLoop {
         }
     }
 
-    fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), wal::WalError> {
+    fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), LoopError> {
         let index = snapshot.get_metadata().index;
+        let term = snapshot.get_metadata().term;
         let restored = match StateMachine::from_snapshot_data(&snapshot.data) {
             Ok(sm) => sm,
             Err(e) => {
@@ -518,11 +649,14 @@ impl RaftLoop {
         self.applied_index = index;
         let hs = self.raw.store().hard_state();
         self.wal.rewrite(&self.hard_state_to_persist(&hs), &[])?;
+        self.trace.snapshot("installed", index, term, None);
+        // The log was rewritten and fsynced: its new bounds.
+        self.trace.persist(&self.log_state(), &[], None);
         tracing::info!(index, height, "installed snapshot from the leader");
         Ok(())
     }
 
-    fn maybe_snapshot(&mut self) -> Result<(), wal::WalError> {
+    fn maybe_snapshot(&mut self) -> Result<(), LoopError> {
         if self.applied_bytes < self.shared.config.args.snapshot_interval_bytes {
             return Ok(());
         }
@@ -546,6 +680,8 @@ impl RaftLoop {
                 .expect("memory storage never fails"),
         );
         wal::save_snapshot(&self.data_dir, &snap)?;
+        self.trace
+            .snapshot("taken", index, snap.get_metadata().term, None);
         let tail = self
             .raw
             .mut_store()
@@ -553,6 +689,7 @@ impl RaftLoop {
             .expect("compacting to the applied index");
         let hs = self.raw.store().hard_state();
         self.wal.rewrite(&self.hard_state_to_persist(&hs), &tail)?;
+        self.trace.compact(index);
         self.shared
             .metrics
             .lock()

@@ -97,6 +97,12 @@ impl NodeStorage {
             .entries(index + 1, last + 1, None, GetEntriesContext::empty(false))
     }
 
+    /// The latest snapshot's (index, term); (0, 0) when there is none.
+    pub fn snapshot_meta(&self) -> (u64, u64) {
+        let s = self.snapshot.read().expect("snapshot lock");
+        (s.get_metadata().index, s.get_metadata().term)
+    }
+
     /// The term of the entry at `idx` (0 when compacted away).
     pub fn term_of(&self, idx: u64) -> u64 {
         self.mem.term(idx).unwrap_or(0)

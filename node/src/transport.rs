@@ -29,7 +29,10 @@ const REDIAL_DELAY: Duration = Duration::from_millis(100);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 const KIND_HELLO: u8 = 1;
-const KIND_RAFT: u8 = 2;
+/// A raft message without a Lamport stamp (before the trace): refused.
+const KIND_RAFT_UNSTAMPED: u8 = 2;
+/// `lamport: u64 LE | protobuf raft Message`.
+const KIND_RAFT: u8 = 5;
 const KIND_FORWARD: u8 = 3;
 const KIND_FORWARD_REPLY: u8 = 4;
 
@@ -56,7 +59,7 @@ pub struct ForwardReply {
 /// One frame to send.
 #[derive(Debug)]
 pub enum Frame {
-    /// An encoded raft message.
+    /// An encoded raft message, its Lamport stamp in front.
     Raft(Vec<u8>),
     /// A forwarded submit.
     Forward(Forward),
@@ -114,9 +117,12 @@ impl Transport {
         }
     }
 
-    /// Queues a raft message.
-    pub fn send_raft(&self, msg: &Message) {
-        let bytes = msg.write_to_bytes().expect("a raft message always encodes");
+    /// Queues a raft message stamped with the sender's Lamport clock.
+    pub fn send_raft(&self, msg: &Message, lamport: u64) {
+        let mut bytes = Vec::with_capacity(8 + msg.compute_size() as usize);
+        bytes.extend_from_slice(&lamport.to_le_bytes());
+        msg.write_to_vec(&mut bytes)
+            .expect("a raft message always encodes");
         self.send(msg.to, Frame::Raft(bytes));
     }
 }
@@ -244,6 +250,14 @@ async fn read_peer(
 fn decode_event(me: u64, from: u64, kind: u8, body: &[u8]) -> Result<Event, String> {
     match kind {
         KIND_RAFT => {
+            if body.len() < 8 {
+                return Err(format!(
+                    "raft frame of {} bytes has no Lamport stamp",
+                    body.len()
+                ));
+            }
+            let (stamp, body) = body.split_at(8);
+            let lamport = u64::from_le_bytes(stamp.try_into().expect("8 bytes"));
             let msg = Message::parse_from_bytes(body)
                 .map_err(|e| format!("undecodable raft message: {e}"))?;
             if msg.from != from || msg.to != me {
@@ -252,8 +266,13 @@ fn decode_event(me: u64, from: u64, kind: u8, body: &[u8]) -> Result<Event, Stri
                     msg.from, msg.to
                 ));
             }
-            Ok(Event::Peer(msg))
+            Ok(Event::Peer { msg, lamport })
         }
+        KIND_RAFT_UNSTAMPED => Err(
+            "raft frame without a Lamport stamp (kind 2, a node from before the trace); \
+             run one version of ordeal-node on every node"
+                .to_string(),
+        ),
         KIND_FORWARD => {
             let f: Forward =
                 serde_json::from_slice(body).map_err(|e| format!("bad forward: {e}"))?;
@@ -289,12 +308,23 @@ mod tests {
             to: 1,
             ..Default::default()
         };
-        let body = m.write_to_bytes().unwrap();
+        let unstamped = m.write_to_bytes().unwrap();
+        let mut body = 7u64.to_le_bytes().to_vec();
+        body.extend_from_slice(&unstamped);
         assert!(decode_event(1, 2, KIND_RAFT, &body)
             .unwrap_err()
             .contains("link 2->1"));
-        assert!(decode_event(1, 3, KIND_RAFT, &body).is_ok());
-        assert!(decode_event(1, 3, KIND_RAFT, b"\xff\xff\xff").is_err());
+        assert!(matches!(
+            decode_event(1, 3, KIND_RAFT, &body),
+            Ok(Event::Peer { lamport: 7, .. })
+        ));
+        assert!(decode_event(1, 3, KIND_RAFT_UNSTAMPED, &unstamped)
+            .unwrap_err()
+            .contains("without a Lamport stamp"));
+        assert!(decode_event(1, 3, KIND_RAFT, b"\x01\x02")
+            .unwrap_err()
+            .contains("no Lamport stamp"));
+        assert!(decode_event(1, 3, KIND_RAFT, b"\0\0\0\0\0\0\0\0\xff\xff\xff").is_err());
         assert!(decode_event(1, 3, 99, b"")
             .unwrap_err()
             .contains("unknown frame kind"));

@@ -347,3 +347,110 @@ async fn garbage_and_bad_requests_are_refused_without_harm() {
         "garbage is logged"
     );
 }
+
+fn read_trace(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.ends_with('\n'),
+        "{}: a partial last line",
+        path.display()
+    );
+    text.lines()
+        .enumerate()
+        .map(|(n, l)| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{}:{}: {e}: {l}", path.display(), n + 1))
+        })
+        .collect()
+}
+
+async fn submit_many(http: &reqwest::Client, c: &LocalCluster, prefix: &str, n: usize) {
+    for k in 0..n {
+        let body = json!({"id": format!("{prefix}{k}"), "payload": "t"});
+        for _attempt in 0..50 {
+            let r = http
+                .post(format!("{}/submit", c.url(k % c.len())))
+                .json(&body)
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The Raft trace (docs/trace.md): every node's file parses, `seq` runs on
+/// across a SIGKILL and restart, and every `recv` orders after its `send`
+/// in Lamport time (the causal merge the `raft` checker relies on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_parse_continue_across_restarts_and_order_recv_after_send() {
+    let mut cluster = LocalCluster::start_traced(Path::new(EXE), 3, &[], true).unwrap();
+    let http = http();
+    let leader = cluster.wait_leader(&http).await.unwrap();
+    submit_many(&http, &cluster, "a", 30).await;
+    cluster.kill(leader);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.restart(leader).unwrap();
+    submit_many(&http, &cluster, "b", 30).await;
+    converge(&http, &cluster).await;
+    for i in 0..3 {
+        let exit = cluster.terminate(i).unwrap();
+        assert!(exit.success(), "node {} exit {exit:?}", i + 1);
+    }
+    let traces: Vec<Vec<Value>> = (0..3).map(|i| read_trace(&cluster.trace_path(i))).collect();
+    let mut sends: HashMap<(u64, u64), &Value> = HashMap::new();
+    for (i, events) in traces.iter().enumerate() {
+        let kinds: BTreeSet<&str> = events.iter().map(|e| e["ev"].as_str().unwrap()).collect();
+        for kind in ["start", "persist", "role", "send", "recv", "apply"] {
+            assert!(kinds.contains(kind), "node {}: no {kind} event", i + 1);
+        }
+        let starts = events.iter().filter(|e| e["ev"] == "start").count();
+        assert_eq!(starts, if i == leader { 2 } else { 1 }, "node {}", i + 1);
+        let mut lamport = 0;
+        for (seq, e) in events.iter().enumerate() {
+            assert_eq!(e["node"], i as u64 + 1);
+            assert_eq!(e["seq"], seq as u64, "node {}: seq runs on", i + 1);
+            let l = e["lamport"].as_u64().unwrap();
+            assert!(l > lamport, "node {}: lamport grows at seq {seq}", i + 1);
+            lamport = l;
+            if e["ev"] == "send" {
+                sends.insert((i as u64 + 1, l), e);
+            }
+        }
+    }
+    let mut matched = 0;
+    for e in traces.iter().flatten().filter(|e| e["ev"] == "recv") {
+        let key = (
+            e["from"].as_u64().unwrap(),
+            e["send_lamport"].as_u64().unwrap(),
+        );
+        let send = sends.get(&key).unwrap_or_else(|| panic!("no send for {e}"));
+        for field in [
+            "msg_type", "to", "term", "index", "log_term", "commit", "reject",
+        ] {
+            assert_eq!(send[field], e[field], "{field}: {send} vs {e}");
+        }
+        assert!(
+            e["lamport"].as_u64() > send["lamport"].as_u64(),
+            "{send} -> {e}"
+        );
+        matched += 1;
+    }
+    assert!(matched > 100, "only {matched} messages received");
+    // The same block at each applied index on every node.
+    let mut applied: HashMap<u64, (Value, Value)> = HashMap::new();
+    for e in traces
+        .iter()
+        .flatten()
+        .filter(|e| e["ev"] == "apply" && !e["block"].is_null())
+    {
+        let got = (e["block"].clone(), e["hash"].clone());
+        let first = applied
+            .entry(e["index"].as_u64().unwrap())
+            .or_insert(got.clone());
+        assert_eq!(*first, got, "index {}", e["index"]);
+    }
+    assert!(applied.len() >= 2);
+}
