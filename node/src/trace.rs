@@ -162,7 +162,9 @@ impl Trace {
         let start = len.saturating_sub(TAIL_BYTES_MAX);
         let mut tail = Vec::with_capacity((len - start) as usize);
         file.seek(SeekFrom::Start(start)).map_err(io)?;
-        file.read_to_end(&mut tail).map_err(io)?;
+        // Read what `len` said, no more: a file that grows (or a device
+        // that never ends) must not keep the node from starting.
+        (&mut file).take(len - start).read_to_end(&mut tail).map_err(io)?;
         let (keep, last) = match tail.iter().rposition(|&b| b == b'\n') {
             Some(end) => {
                 let from = tail[..end].iter().rposition(|&b| b == b'\n').map(|p| p + 1);
