@@ -180,6 +180,23 @@ impl LocalCluster {
         c.wait().ok()
     }
 
+    /// Waits up to `timeout` for node `i` to exit on its own; its status,
+    /// or `None` while it still runs.
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.children[i].as_mut()?.try_wait().ok().flatten();
+            if let Some(status) = status {
+                self.children[i] = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The stderr log of node `i`.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.root.join(format!("n{}.log", i + 1))).unwrap_or_default()

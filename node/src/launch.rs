@@ -42,6 +42,9 @@ pub enum LaunchError {
     /// The raft loop stopped on an error.
     #[error("raft loop: {0}")]
     Loop(#[from] LoopError),
+    /// The raft thread panicked (its message is in the log above).
+    #[error("the raft thread panicked")]
+    RaftPanicked,
     /// Raft refused the recovered state.
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
@@ -211,9 +214,15 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
             trace,
         },
     );
+    // Fires when the raft thread ends for any reason (an error, a panic):
+    // the API must not outlive it (issue 13, defect 2; Fabric panics).
+    let (ended_tx, ended_rx) = oneshot::channel::<()>();
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
-        .spawn(move || raft_loop.run(events_rx))
+        .spawn(move || {
+            let _ended = EndSignal(Some(ended_tx));
+            raft_loop.run(events_rx)
+        })
         .map_err(|source| LaunchError::Io {
             what: "spawn raft thread".into(),
             source,
@@ -225,7 +234,12 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
     });
     tracing::info!(client = %args.listen_client, peer = %args.listen_peer, "serving");
     let served = axum::serve(client_listener, app)
-        .with_graceful_shutdown(stop_signal())
+        .with_graceful_shutdown(async {
+            tokio::select! {
+                _ = stop_signal() => {}
+                _ = ended_rx => tracing::error!("the raft loop stopped; stopping the node"),
+            }
+        })
         .await;
     stop_raft(events, raft_thread).await?;
     served.map_err(|source| LaunchError::Io {
@@ -244,10 +258,20 @@ async fn stop_raft(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), done_rx).await;
     drop(events);
     match raft_thread.join() {
-        Ok(result) => result?,
-        Err(_) => tracing::error!("raft thread panicked"),
+        Ok(result) => Ok(result?),
+        Err(_) => Err(LaunchError::RaftPanicked),
     }
-    Ok(())
+}
+
+/// Sends on drop, so that the thread's end is noticed however it ends.
+struct EndSignal(Option<oneshot::Sender<()>>);
+
+impl Drop for EndSignal {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 /// How often the waker nudges the raft loop (well under the batch timeout).

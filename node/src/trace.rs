@@ -164,7 +164,10 @@ impl Trace {
         file.seek(SeekFrom::Start(start)).map_err(io)?;
         // Read what `len` said, no more: a file that grows (or a device
         // that never ends) must not keep the node from starting.
-        (&mut file).take(len - start).read_to_end(&mut tail).map_err(io)?;
+        (&mut file)
+            .take(len - start)
+            .read_to_end(&mut tail)
+            .map_err(io)?;
         let (keep, last) = match tail.iter().rposition(|&b| b == b'\n') {
             Some(end) => {
                 let from = tail[..end].iter().rposition(|&b| b == b'\n').map(|p| p + 1);

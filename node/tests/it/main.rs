@@ -454,3 +454,19 @@ async fn traces_parse_continue_across_restarts_and_order_recv_after_send() {
     }
     assert!(applied.len() >= 2);
 }
+
+/// Defect 2 (issue 13): when the raft thread dies (here: its trace cannot
+/// be written, a disk full), the node exits non-zero instead of serving a
+/// frozen `/status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_raft_thread_stops_the_node_with_an_error() {
+    let mut cluster = LocalCluster::start(Path::new(EXE), 1, &["--trace", "/dev/full"]).unwrap();
+    let exit = cluster.wait_exit(0, Duration::from_secs(10));
+    let log = cluster.log(0);
+    let exit = exit.unwrap_or_else(|| panic!("the node still runs without its raft thread\n{log}"));
+    assert!(!exit.success(), "{exit:?}\n{log}");
+    assert!(
+        log.contains("/dev/full"),
+        "the error names the trace file\n{log}"
+    );
+}
