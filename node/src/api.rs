@@ -2,7 +2,7 @@
 //! and the raw fsync histogram.
 
 use crate::config::Bug;
-use crate::event::{Event, Origin, SubmitReply};
+use crate::event::{Event, Inbox, Origin, Refused, SubmitReply};
 use crate::ledger::Block;
 use crate::server::{gauges, Shared};
 use crate::tx::{Ack, SubmitRequest, TxError};
@@ -14,7 +14,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
@@ -30,7 +29,7 @@ pub struct ApiState {
     /// Node state.
     pub shared: Arc<Shared>,
     /// The raft loop's queue.
-    pub events: SyncSender<Event>,
+    pub events: Inbox,
 }
 
 /// The router of the client API.
@@ -86,20 +85,20 @@ async fn submit(State(state): State<ApiState>, body: Bytes) -> Response {
     let timeout = Duration::from_millis(cfg.args.submit_timeout_ms);
     let deadline = tokio::time::Instant::now() + timeout;
     let (reply_tx, reply_rx) = oneshot::channel();
-    match state.events.try_send(Event::Submit {
+    match state.events.client(Event::Submit {
         tx,
         ack,
         origin: Origin::Local(reply_tx),
     }) {
         Ok(()) => {}
-        Err(TrySendError::Full(_)) => {
+        Err(Refused::Full) => {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "node overloaded; retry",
                 true,
             )
         }
-        Err(TrySendError::Disconnected(_)) => {
+        Err(Refused::Stopped) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, "node shutting down", true)
         }
     }

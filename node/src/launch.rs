@@ -3,7 +3,7 @@
 
 use crate::api::{self, ApiState};
 use crate::config::NodeConfig;
-use crate::event::Event;
+use crate::event::{self, Inbox};
 use crate::fsm::StateMachine;
 use crate::metrics::Metrics;
 use crate::server::{LoopError, LoopParts, RaftLoop, Shared, StatusView};
@@ -13,11 +13,11 @@ use crate::trace::{Trace, TraceError};
 use crate::transport::{self, Transport};
 use crate::wal::{self, Wal};
 use std::path::Path;
-use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, watch};
 
-/// Events queued for the raft loop at most.
+/// Client events queued for the raft loop at most.
 pub const EVENT_QUEUE_MAX: usize = 65_536;
 /// The file counting how often the data directory was opened.
 const RESTARTS_FILE: &str = "restarts";
@@ -190,7 +190,7 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
     let peer_listener = bind(args.listen_peer).await?;
     let client_listener = bind(args.listen_client).await?;
     let shared = shared_state(&config, rec.fsm, rec.restarts);
-    let (events, events_rx) = mpsc::sync_channel::<Event>(EVENT_QUEUE_MAX);
+    let (events, events_rx) = event::inbox(EVENT_QUEUE_MAX);
     let transport = Transport::start(args.id, &config.peers);
     tokio::spawn(transport::serve(
         peer_listener,
@@ -250,11 +250,11 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
 
 /// Asks the raft loop to sync and stop, and waits for its thread.
 async fn stop_raft(
-    events: mpsc::SyncSender<Event>,
+    events: Inbox,
     raft_thread: std::thread::JoinHandle<Result<(), LoopError>>,
 ) -> Result<(), LaunchError> {
     let (done_tx, done_rx) = oneshot::channel();
-    let _ = events.try_send(Event::Shutdown(done_tx));
+    events.shutdown(done_tx);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), done_rx).await;
     drop(events);
     match raft_thread.join() {
@@ -278,12 +278,12 @@ impl Drop for EndSignal {
 const WAKE_PERIOD: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Nudges the raft loop every [`WAKE_PERIOD`] with a relative sleep.
-fn spawn_waker(events: mpsc::SyncSender<Event>) -> Result<(), LaunchError> {
+fn spawn_waker(events: Inbox) -> Result<(), LaunchError> {
     std::thread::Builder::new()
         .name("waker".into())
         .spawn(move || loop {
             std::thread::sleep(WAKE_PERIOD);
-            if let Err(mpsc::TrySendError::Disconnected(_)) = events.try_send(Event::Wake) {
+            if !events.wake() {
                 return;
             }
         })

@@ -19,6 +19,7 @@ pub mod bench;
 pub mod config;
 pub mod cutter;
 pub mod event;
+pub mod forward;
 pub mod fsm;
 pub mod kv;
 pub mod launch;

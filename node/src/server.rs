@@ -9,7 +9,8 @@
 
 use crate::config::{Bug, NodeConfig};
 use crate::cutter::BlockCutter;
-use crate::event::{Event, Origin, SubmitReply};
+use crate::event::{Event, Origin, Outbox, SubmitReply};
+use crate::forward::{self, Forwards};
 use crate::fsm::{self, StateMachine};
 use crate::metrics::{Gauges, Metrics};
 use crate::storage::NodeStorage;
@@ -23,13 +24,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::mpsc::Receiver;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
-/// Events handled per turn at most, so ticks are never starved.
-const EVENTS_PER_TURN_MAX: usize = 20_000;
 /// Cut blocks waiting for an in-flight slot before submits are refused.
 const QUEUED_BLOCKS_MAX: usize = 1_000;
 /// Forwarded submits and waiters older than this are forgotten.
@@ -123,8 +121,7 @@ pub struct RaftLoop {
     queued: VecDeque<Vec<Tx>>,
     inflight: VecDeque<u64>,
     waiters: HashMap<String, Vec<Waiter>>,
-    forwards: HashMap<u64, (oneshot::Sender<SubmitReply>, Instant)>,
-    next_req_id: u64,
+    forwards: Forwards,
     role: StateRole,
     leader: u64,
     /// The term at the last role change (for the trace's reasons).
@@ -206,8 +203,7 @@ impl RaftLoop {
             queued: VecDeque::new(),
             inflight: VecDeque::new(),
             waiters: HashMap::new(),
-            forwards: HashMap::new(),
-            next_req_id: 0,
+            forwards: Forwards::new(forward::start_nonce()),
             role: StateRole::Follower,
             leader: 0,
             role_term: 0,
@@ -225,32 +221,21 @@ impl RaftLoop {
     }
 
     /// Runs until a shutdown event or a fatal storage error.
-    pub fn run(mut self, events: Receiver<Event>) -> Result<(), LoopError> {
+    pub fn run(mut self, events: Outbox) -> Result<(), LoopError> {
         self.trace_start()?;
         loop {
             // An untimed wait: timed waits take absolute deadlines from the
             // monotonic clock, which libfaketime (the clock nemesis) fakes
             // while the kernel does not. The waker thread's relative sleeps
             // stay correct under it, and scale with its rate.
-            let mut batch = match events.recv() {
-                Ok(ev) => vec![ev],
-                Err(_) => return Ok(self.wal.sync(true)?),
+            let Some(batch) = events.next_batch() else {
+                return Ok(self.wal.sync(true)?);
             };
-            while batch.len() < EVENTS_PER_TURN_MAX {
-                match events.try_recv() {
-                    Ok(ev) => batch.push(ev),
-                    Err(_) => break,
-                }
-            }
-            let mut shutdown = None;
-            for ev in batch {
-                match ev {
-                    Event::Shutdown(done) => shutdown = Some(done),
-                    other => self.handle(other),
-                }
+            for ev in batch.events {
+                self.handle(ev);
             }
             self.turn()?;
-            if let Some(done) = shutdown {
+            if let Some(done) = batch.shutdown {
                 self.wal.sync(true)?;
                 tracing::info!("write-ahead log synced, raft loop stopped");
                 let _ = done.send(());
@@ -341,13 +326,14 @@ impl RaftLoop {
                 }
             }
             Event::Submit { tx, ack, origin } => self.submit(tx, ack, origin),
-            Event::ForwardReply { req_id, reply } => {
-                if let Some((sender, _)) = self.forwards.remove(&req_id) {
-                    let _ = sender.send(reply);
-                }
+            Event::ForwardReply {
+                req_id,
+                tx_id,
+                reply,
+            } => {
+                self.forwards.resolve(req_id, &tx_id, reply);
             }
             Event::Wake => {}
-            Event::Shutdown(_) => unreachable!("handled by run"),
         }
     }
 
@@ -356,9 +342,18 @@ impl RaftLoop {
             Origin::Local(sender) => {
                 let _ = sender.send(reply);
             }
-            Origin::Peer { from, req_id } => self
-                .transport
-                .send(from, Frame::ForwardReply(ForwardReply { req_id, reply })),
+            Origin::Peer {
+                from,
+                req_id,
+                tx_id,
+            } => self.transport.send(
+                from,
+                Frame::ForwardReply(ForwardReply {
+                    req_id,
+                    tx_id,
+                    reply,
+                }),
+            ),
         }
     }
 
@@ -374,9 +369,7 @@ impl RaftLoop {
         let leader = self.raw.raft.leader_id;
         match origin {
             Origin::Local(sender) if leader != 0 && leader != self.shared.config.args.id => {
-                self.next_req_id += 1;
-                let req_id = self.next_req_id;
-                self.forwards.insert(req_id, (sender, Instant::now()));
+                let req_id = self.forwards.add(&tx.id, sender);
                 self.transport
                     .send(leader, Frame::Forward(Forward { req_id, tx, ack }));
             }
@@ -447,9 +440,7 @@ impl RaftLoop {
             ws.retain(|w| now.duration_since(w.since) < WAITER_AGE_MAX);
             !ws.is_empty()
         });
-        self.forwards.retain(|_, (sender, since)| {
-            !sender.is_closed() && now.duration_since(*since) < WAITER_AGE_MAX
-        });
+        self.forwards.expire(now);
     }
 
     fn on_role_change(&mut self, role: StateRole, leader: u64) {

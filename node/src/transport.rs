@@ -7,13 +7,12 @@
 //! a fault proxy in between). Anything malformed closes the connection with
 //! a warning; nothing a peer sends can panic the node.
 
-use crate::event::{Event, Origin, SubmitReply};
+use crate::event::{Event, Inbox, Origin, SubmitReply};
 use crate::tx::{Ack, Tx};
 use protobuf::Message as PbMessage;
 use raft::prelude::Message;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -52,6 +51,8 @@ pub struct Forward {
 pub struct ForwardReply {
     /// The follower's request id.
     pub req_id: u64,
+    /// The forwarded transaction's id (the follower checks it).
+    pub tx_id: String,
     /// The answer.
     pub reply: SubmitReply,
 }
@@ -177,7 +178,7 @@ async fn write_frames(
 }
 
 /// Accepts peer connections and turns their frames into events.
-pub async fn serve(listener: TcpListener, me: u64, known: Vec<u64>, events: SyncSender<Event>) {
+pub async fn serve(listener: TcpListener, me: u64, known: Vec<u64>, events: Inbox) {
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(c) => c,
@@ -223,7 +224,7 @@ async fn read_peer(
     mut stream: TcpStream,
     me: u64,
     known: &[u64],
-    events: SyncSender<Event>,
+    events: Inbox,
 ) -> Result<(), String> {
     let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream))
         .await
@@ -240,7 +241,11 @@ async fn read_peer(
     }
     while let Some((kind, body)) = read_frame(&mut stream).await? {
         let event = decode_event(me, from, kind, &body)?;
-        if events.try_send(event).is_err() {
+        let queued = match event {
+            raft @ Event::Peer { .. } => events.peer(raft),
+            other => events.client(other).is_ok(),
+        };
+        if !queued {
             tracing::debug!(from, "event queue full, dropping peer frame");
         }
     }
@@ -276,12 +281,14 @@ fn decode_event(me: u64, from: u64, kind: u8, body: &[u8]) -> Result<Event, Stri
         KIND_FORWARD => {
             let f: Forward =
                 serde_json::from_slice(body).map_err(|e| format!("bad forward: {e}"))?;
+            let tx_id = f.tx.id.clone();
             Ok(Event::Submit {
                 tx: f.tx,
                 ack: f.ack,
                 origin: Origin::Peer {
                     from,
                     req_id: f.req_id,
+                    tx_id,
                 },
             })
         }
@@ -290,6 +297,7 @@ fn decode_event(me: u64, from: u64, kind: u8, body: &[u8]) -> Result<Event, Stri
                 serde_json::from_slice(body).map_err(|e| format!("bad forward reply: {e}"))?;
             Ok(Event::ForwardReply {
                 req_id: r.req_id,
+                tx_id: r.tx_id,
                 reply: r.reply,
             })
         }
