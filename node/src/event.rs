@@ -213,11 +213,8 @@ impl Outbox {
     /// every sender is gone. Peer events come first.
     pub fn next_batch(&self) -> Option<Batch> {
         let mut batch = Batch::default();
-        let first = match self.client.recv() {
-            Ok(ev) => Some(ev),
-            // Gone senders: still hand out what is left, and the shutdown.
-            Err(_) => None,
-        };
+        // Gone senders: still hand out what is left, and the shutdown.
+        let first = self.client.recv().ok();
         while batch.events.len() < EVENTS_PER_BATCH_MAX {
             match self.peer.try_recv() {
                 Ok(ev) => batch.events.push(ev),

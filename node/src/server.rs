@@ -85,6 +85,9 @@ pub enum LoopError {
     /// The trace could not be written.
     #[error(transparent)]
     Trace(#[from] TraceError),
+    /// Raft adopted a snapshot whose data this node cannot use.
+    #[error("snapshot at index {0}: {1}")]
+    Snapshot(u64, fsm::SnapshotDataError),
 }
 
 /// What the raft loop is built from (recovered by `launch`).
@@ -132,6 +135,8 @@ pub struct RaftLoop {
     applied_bytes: u64,
     applied_index: u64,
     trace: Trace,
+    /// The last snapshot a peer sent, decoded: (index, term, state).
+    decoded_snapshot: Option<(u64, u64, StateMachine)>,
 }
 
 /// The node that campaigns first on a fresh cluster (Fabric's rule):
@@ -199,6 +204,7 @@ impl RaftLoop {
             data_dir: parts.data_dir,
             transport: parts.transport,
             trace: parts.trace,
+            decoded_snapshot: None,
             cutter,
             queued: VecDeque::new(),
             inflight: VecDeque::new(),
@@ -320,6 +326,9 @@ impl RaftLoop {
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Peer { msg, lamport } => {
+                if !self.snapshot_usable(&msg) {
+                    return;
+                }
                 self.trace.recv(&msg, lamport);
                 if let Err(e) = self.raw.step(msg) {
                     tracing::debug!(error = %e, "raft refused a peer message");
@@ -334,6 +343,26 @@ impl RaftLoop {
                 self.forwards.resolve(req_id, &tx_id, reply);
             }
             Event::Wake => {}
+        }
+    }
+
+    /// Decodes a snapshot before raft may adopt it (issue 13, defect 7):
+    /// an undecodable one is refused here, with raft none the wiser; a good
+    /// one is kept for `install_snapshot`, so it is decoded once.
+    fn snapshot_usable(&mut self, msg: &Message) -> bool {
+        if msg.get_msg_type() != raft::prelude::MessageType::MsgSnapshot {
+            return true;
+        }
+        let meta = msg.get_snapshot().get_metadata();
+        match StateMachine::from_snapshot_data(&msg.get_snapshot().data) {
+            Ok(sm) => {
+                self.decoded_snapshot = Some((meta.index, meta.term, sm));
+                true
+            }
+            Err(e) => {
+                tracing::error!(from = msg.from, index = meta.index, error = %e, "undecodable snapshot refused before raft saw it");
+                false
+            }
         }
     }
 
@@ -622,12 +651,13 @@ impl RaftLoop {
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), LoopError> {
         let index = snapshot.get_metadata().index;
         let term = snapshot.get_metadata().term;
-        let restored = match StateMachine::from_snapshot_data(&snapshot.data) {
-            Ok(sm) => sm,
-            Err(e) => {
-                tracing::error!(index, error = %e, "leader sent an unusable snapshot; ignoring it");
-                return Ok(());
-            }
+        let restored = match self.decoded_snapshot.take() {
+            Some((i, t, sm)) if (i, t) == (index, term) => sm,
+            // Raft hands over only snapshots this node stepped, which
+            // `snapshot_usable` decoded; anything else means raft and
+            // storage would disagree, so stop (Fabric panics).
+            _ => StateMachine::from_snapshot_data(&snapshot.data)
+                .map_err(|e| LoopError::Snapshot(index, e))?,
         };
         wal::save_snapshot(&self.data_dir, &snapshot)?;
         self.raw

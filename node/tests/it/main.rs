@@ -470,3 +470,69 @@ async fn a_dead_raft_thread_stops_the_node_with_an_error() {
         "the error names the trace file\n{log}"
     );
 }
+
+/// Writes one peer frame: `len u32 LE | kind | body`.
+async fn write_peer_frame(s: &mut tokio::net::TcpStream, kind: u8, body: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let mut frame = ((body.len() + 1) as u32).to_le_bytes().to_vec();
+    frame.push(kind);
+    frame.extend_from_slice(body);
+    s.write_all(&frame).await.unwrap();
+}
+
+/// Defect 7 (issue 13): a snapshot from the leader that cannot be decoded
+/// is refused before raft adopts it, so raft and storage never disagree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_snapshot_is_refused_before_raft_adopts_it() {
+    use protobuf::Message as _;
+    use raft::prelude::{Message, MessageType, Snapshot};
+    let cluster = LocalCluster::start(Path::new(EXE), 3, &[]).unwrap();
+    let http = http();
+    let leader = cluster.wait_leader(&http).await.unwrap();
+    submit_many(&http, &cluster, "before", 5).await;
+    let follower = (leader + 1) % 3;
+    let s = status(&http, &cluster.url(follower)).await.unwrap();
+    let (term, commit) = (
+        s["term"].as_u64().unwrap(),
+        s["commit_index"].as_u64().unwrap(),
+    );
+    let bogus_index = commit + 1000;
+    let mut snapshot = Snapshot::default();
+    snapshot.data = b"not a state machine".to_vec().into();
+    snapshot.mut_metadata().index = bogus_index;
+    snapshot.mut_metadata().term = term;
+    snapshot.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
+    let mut msg = Message::default();
+    msg.set_msg_type(MessageType::MsgSnapshot);
+    msg.from = leader as u64 + 1;
+    msg.to = follower as u64 + 1;
+    msg.term = term;
+    msg.set_snapshot(snapshot);
+    let mut body = 1u64.to_le_bytes().to_vec();
+    body.extend_from_slice(&msg.write_to_bytes().unwrap());
+    let mut peer = tokio::net::TcpStream::connect(cluster.peer_addr(follower))
+        .await
+        .unwrap();
+    write_peer_frame(&mut peer, 1, &(leader as u64 + 1).to_le_bytes()).await;
+    write_peer_frame(&mut peer, 5, &body).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let s = status(&http, &cluster.url(follower))
+        .await
+        .unwrap_or_else(|| panic!("the follower died\n{}", cluster.log(follower)));
+    assert!(
+        s["commit_index"].as_u64().unwrap() < bogus_index,
+        "raft adopted the undecodable snapshot: {s}"
+    );
+    submit_many(&http, &cluster, "after", 10).await;
+    converge(&http, &cluster).await;
+    let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
+    assert_eq!(
+        chain(&http, &urls[follower]).await,
+        chain(&http, &urls[leader]).await
+    );
+    assert!(
+        cluster.log(follower).contains("undecodable snapshot"),
+        "{}",
+        cluster.log(follower)
+    );
+}
