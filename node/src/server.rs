@@ -28,8 +28,6 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// Cut blocks waiting for an in-flight slot before submits are refused.
-const QUEUED_BLOCKS_MAX: usize = 1_000;
 /// Forwarded submits and waiters older than this are forgotten.
 const WAITER_AGE_MAX: Duration = Duration::from_secs(60);
 
@@ -121,7 +119,10 @@ pub struct RaftLoop {
     data_dir: PathBuf,
     transport: Transport,
     cutter: BlockCutter,
+    /// Cut blocks waiting for an in-flight slot.
+    /// Invariant: `queued_bytes` is the sum of their transactions' sizes.
     queued: VecDeque<Vec<Tx>>,
+    queued_bytes: usize,
     inflight: VecDeque<u64>,
     waiters: HashMap<String, Vec<Waiter>>,
     forwards: Forwards,
@@ -207,6 +208,7 @@ impl RaftLoop {
             decoded_snapshot: None,
             cutter,
             queued: VecDeque::new(),
+            queued_bytes: 0,
             inflight: VecDeque::new(),
             waiters: HashMap::new(),
             forwards: Forwards::new(forward::start_nonce()),
@@ -296,7 +298,7 @@ impl RaftLoop {
             self.expire_waiters(now);
         }
         if let Some(batch) = self.cutter.cut_if_due(now) {
-            self.queued.push_back(batch);
+            self.enqueue(batch);
         }
         self.propose_queued();
         self.on_ready()?;
@@ -411,12 +413,13 @@ impl RaftLoop {
 
     /// On the leader: enqueue into the block cutter.
     fn order(&mut self, tx: Tx, ack: Ack, origin: Origin) {
-        if self.queued.len() >= QUEUED_BLOCKS_MAX {
+        let waiting = self.queued_bytes + self.cutter.pending_bytes();
+        if waiting > 0 && waiting + tx.size_bytes() > self.backlog_bytes_max() {
             return self.reply(
                 origin,
                 SubmitReply::refused(
                     503,
-                    "leader overloaded: too many blocks queued; retry",
+                    "leader backlog full (as many bytes wait as may be in flight); retry",
                     true,
                 ),
             );
@@ -431,8 +434,23 @@ impl RaftLoop {
                 since: Instant::now(),
             });
         }
-        let cut = self.cutter.ordered(tx, Instant::now());
-        self.queued.extend(cut);
+        for batch in self.cutter.ordered(tx, Instant::now()) {
+            self.enqueue(batch);
+        }
+    }
+
+    /// Bytes that may wait for an in-flight slot (cut or in the cutter):
+    /// as many as `--max-inflight-blocks` blocks of preferred size, and
+    /// one largest transaction at least (issue 13, defect 6; Fabric stops
+    /// reading submissions at MaxInflightBlocks).
+    fn backlog_bytes_max(&self) -> usize {
+        let args = &self.shared.config.args;
+        (args.max_inflight_blocks * args.preferred_max_bytes).max(args.absolute_max_bytes)
+    }
+
+    fn enqueue(&mut self, batch: Vec<Tx>) {
+        self.queued_bytes += batch.iter().map(Tx::size_bytes).sum::<usize>();
+        self.queued.push_back(batch);
     }
 
     fn propose_queued(&mut self) {
@@ -441,6 +459,7 @@ impl RaftLoop {
             let Some(batch) = self.queued.pop_front() else {
                 return;
             };
+            self.queued_bytes -= batch.iter().map(Tx::size_bytes).sum::<usize>();
             match self.raw.propose(Vec::new(), fsm::encode_batch(&batch)) {
                 Ok(()) => self.inflight.push_back(self.raw.raft.raft_log.last_index()),
                 Err(e) => {
@@ -485,6 +504,7 @@ impl RaftLoop {
             // it was proposed, so it certainly was not ordered.
             let mut dropped = self.cutter.cut();
             dropped.extend(self.queued.drain(..).flatten());
+            self.queued_bytes = 0;
             tracing::warn!(
                 txs = dropped.len(),
                 new_leader = leader,

@@ -536,3 +536,59 @@ async fn an_undecodable_snapshot_is_refused_before_raft_adopts_it() {
         cluster.log(follower)
     );
 }
+
+/// Defect 6 (issue 13): what waits for an in-flight slot on the leader is
+/// bounded by bytes (Fabric stops reading at MaxInflightBlocks); the rest
+/// is refused at once with a retryable error instead of queueing up to a
+/// thousand blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_refuses_submits_beyond_its_byte_backlog_retryably() {
+    let flags = [
+        "--max-inflight-blocks",
+        "1",
+        "--preferred-max-bytes",
+        "100000",
+        "--absolute-max-bytes",
+        "200000",
+    ];
+    let cluster = LocalCluster::start(Path::new(EXE), 3, &flags).unwrap();
+    let http = http();
+    let leader = cluster.wait_leader(&http).await.unwrap();
+    let url = cluster.url(leader);
+    let payload = "p".repeat(90_000);
+    let answers: Vec<_> = (0..64)
+        .map(|n| {
+            let (http, url, payload) = (http.clone(), url.clone(), payload.clone());
+            tokio::spawn(async move {
+                let body = json!({"id": format!("big{n}"), "payload": payload});
+                let r = http
+                    .post(format!("{url}/submit"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let code = r.status().as_u16();
+                (code, r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    let mut ok = 0;
+    for a in answers {
+        let (code, v) = a.await.unwrap();
+        match code {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(v["retryable"], true, "{v}");
+                assert!(v["error"].as_str().unwrap().contains("backlog"), "{v}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert!(ok >= 1, "some are ordered");
+    assert!(
+        refused >= 1,
+        "none refused: the backlog is unbounded by bytes"
+    );
+}
