@@ -220,9 +220,10 @@ async fn blocks(
     let page = fsm.ledger.range(from, limit);
     let height = fsm.ledger.height();
     let body = if headers {
-        let page: Vec<Value> = page.iter().map(header).collect();
+        let page: Vec<Value> = page.iter().map(|b| header(b)).collect();
         serde_json::to_vec(&json!({"height": height, "blocks": page}))
     } else {
+        let page: Vec<&Block> = page.iter().map(|b| &**b).collect();
         serde_json::to_vec(&json!({"height": height, "blocks": page}))
     }
     .expect("blocks encode");
@@ -247,7 +248,14 @@ async fn status(State(state): State<ApiState>) -> Json<Value> {
         .map(|b| b.name())
         .collect();
     let mut v = serde_json::to_value(&s).expect("status encodes");
+    let (taken, installed, compactions) = {
+        let m = state.shared.metrics.lock().expect("metrics lock");
+        (m.snapshots_taken, m.snapshots_installed, m.compactions)
+    };
     let extra = json!({
+        "snapshots_taken": taken,
+        "snapshots_installed": installed,
+        "compactions": compactions,
         "wall_clock_ms": unix_ms(),
         "monotonic_ms": state.shared.started.elapsed().as_millis() as u64,
         "started_ms": state.shared.started_ms,

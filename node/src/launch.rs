@@ -8,6 +8,7 @@ use crate::fsm::StateMachine;
 use crate::metrics::Metrics;
 use crate::server::{LoopError, LoopParts, RaftLoop, Shared, StatusView};
 use crate::slog_bridge;
+use crate::snapshotter::Snapshotter;
 use crate::storage::NodeStorage;
 use crate::trace::{Trace, TraceError};
 use crate::transport::{self, Transport};
@@ -212,6 +213,12 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
             fresh: rec.fresh,
             applied_index: rec.applied,
             trace,
+            snapshotter: Snapshotter::start(args.data_dir.clone()).map_err(|source| {
+                LaunchError::Io {
+                    what: "spawn snapshot thread".into(),
+                    source,
+                }
+            })?,
         },
     );
     // Fires when the raft thread ends for any reason (an error, a panic):

@@ -27,6 +27,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod server;
 mod slog_bridge;
+pub mod snapshotter;
 pub mod storage;
 pub mod trace;
 pub mod transport;

@@ -13,6 +13,7 @@ use crate::event::{Event, Origin, Outbox, SubmitReply};
 use crate::forward::{self, Forwards};
 use crate::fsm::{self, StateMachine};
 use crate::metrics::{Gauges, Metrics};
+use crate::snapshotter::{SnapshotJob, Snapshotter, Written};
 use crate::storage::NodeStorage;
 use crate::trace::{LogState, Reason, Trace, TraceError};
 use crate::transport::{Forward, ForwardReply, Frame, Transport};
@@ -104,6 +105,8 @@ pub struct LoopParts {
     pub applied_index: u64,
     /// The Raft trace (possibly off).
     pub trace: Trace,
+    /// The snapshot thread.
+    pub snapshotter: Snapshotter,
 }
 
 struct Waiter {
@@ -136,6 +139,7 @@ pub struct RaftLoop {
     applied_bytes: u64,
     applied_index: u64,
     trace: Trace,
+    snapshotter: Snapshotter,
     /// The last snapshot a peer sent, decoded: (index, term, state).
     decoded_snapshot: Option<(u64, u64, StateMachine)>,
 }
@@ -206,6 +210,7 @@ impl RaftLoop {
             transport: parts.transport,
             trace: parts.trace,
             decoded_snapshot: None,
+            snapshotter: parts.snapshotter,
             cutter,
             queued: VecDeque::new(),
             queued_bytes: 0,
@@ -296,6 +301,9 @@ impl RaftLoop {
             self.next_tick = (self.next_tick + self.tick_interval()).max(now);
             self.maybe_campaign();
             self.expire_waiters(now);
+        }
+        if let Some(written) = self.snapshotter.poll() {
+            self.finish_snapshot(written?)?;
         }
         if let Some(batch) = self.cutter.cut_if_due(now) {
             self.enqueue(batch);
@@ -686,6 +694,11 @@ impl RaftLoop {
             .expect("raft hands over snapshots newer than the log");
         let height = restored.ledger.height();
         *self.shared.fsm.write().expect("fsm lock") = restored;
+        self.shared
+            .metrics
+            .lock()
+            .expect("metrics lock")
+            .snapshots_installed += 1;
         self.shared.height.send_replace(height);
         self.applied_index = index;
         let hs = self.raw.store().hard_state();
@@ -697,48 +710,61 @@ impl RaftLoop {
         Ok(())
     }
 
+    /// Hands a snapshot of the applied state to the snapshot thread once
+    /// `--snapshot-interval-bytes` were applied since the last one.
     fn maybe_snapshot(&mut self) -> Result<(), LoopError> {
-        if self.applied_bytes < self.shared.config.args.snapshot_interval_bytes {
+        if self.applied_bytes < self.shared.config.args.snapshot_interval_bytes
+            || self.snapshotter.is_busy()
+        {
             return Ok(());
         }
-        self.applied_bytes = 0;
         let index = self.applied_index;
-        let (data, height) = {
-            let fsm = self.shared.fsm.read().expect("fsm lock");
-            (fsm.to_snapshot_data(), fsm.ledger.height())
-        };
-        let mut snap = Snapshot {
-            data: data.into(),
-            ..Default::default()
-        };
-        let meta = snap.mut_metadata();
-        meta.index = index;
-        meta.term = self.raw.store().term_of(index);
-        meta.set_conf_state(
-            self.raw
+        let job = SnapshotJob {
+            index,
+            term: self.raw.store().term_of(index),
+            conf_state: self
+                .raw
                 .store()
                 .conf_state()
                 .expect("memory storage never fails"),
-        );
-        wal::save_snapshot(&self.data_dir, &snap)?;
-        self.trace
-            .snapshot("taken", index, snap.get_metadata().term, None);
-        let tail = self
+            state: self.shared.fsm.read().expect("fsm lock").capture(),
+        };
+        if self.snapshotter.submit(job) {
+            self.applied_bytes = 0;
+        }
+        Ok(())
+    }
+
+    /// Puts a snapshot the thread wrote in place and compacts the log,
+    /// keeping `--snapshot-catchup-entries` entries behind it in memory.
+    fn finish_snapshot(&mut self, written: Written) -> Result<(), LoopError> {
+        let meta = written.snapshot.get_metadata().clone();
+        if meta.index <= self.raw.store().snapshot_meta().0 {
+            // A snapshot from the leader was installed meanwhile.
+            let _ = std::fs::remove_file(&written.file);
+            return Ok(());
+        }
+        wal::publish_snapshot(&self.data_dir, &written.file)?;
+        self.trace.snapshot("taken", meta.index, meta.term, None);
+        let catchup = self.shared.config.args.snapshot_catchup_entries;
+        let (compacted_to, tail) = self
             .raw
             .mut_store()
-            .compact_to(snap)
-            .expect("compacting to the applied index");
+            .compact_to(written.snapshot, catchup)
+            .expect("compacting below the applied index");
         let hs = self.raw.store().hard_state();
         self.wal.rewrite(&self.hard_state_to_persist(&hs), &tail)?;
-        self.trace.compact(index);
-        self.shared
-            .metrics
-            .lock()
-            .expect("metrics lock")
-            .snapshot_block_number = height.saturating_sub(1);
+        self.trace.compact(compacted_to);
+        let block = written.height.saturating_sub(1);
+        let mut metrics = self.shared.metrics.lock().expect("metrics lock");
+        metrics.snapshot_block_number = block;
+        metrics.snapshots_taken += 1;
+        metrics.compactions += 1;
+        drop(metrics);
         tracing::info!(
-            index,
-            block = height.saturating_sub(1),
+            index = meta.index,
+            block,
+            compacted_to,
             tail = tail.len(),
             "snapshot taken, log compacted"
         );

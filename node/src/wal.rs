@@ -282,19 +282,33 @@ fn apply_record(
 
 /// Writes a snapshot atomically: `crc32 | protobuf Snapshot`.
 pub fn save_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<(), WalError> {
-    let path = dir.join(SNAPSHOT_FILE);
-    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+    let tmp = write_snapshot_file(dir, snapshot, "tmp")?;
+    publish_snapshot(dir, &tmp)
+}
+
+/// Writes and fsyncs a snapshot beside the real one, as
+/// `snapshot.bin.<suffix>`, for [`publish_snapshot`] to put in place.
+pub fn write_snapshot_file(
+    dir: &Path,
+    snapshot: &Snapshot,
+    suffix: &str,
+) -> Result<PathBuf, WalError> {
+    let tmp = dir.join(format!("{SNAPSHOT_FILE}.{suffix}"));
     let body = snapshot
         .write_to_bytes()
         .expect("a snapshot always encodes");
-    let mut bytes = crc32fast::hash(&body).to_le_bytes().to_vec();
-    bytes.extend_from_slice(&body);
-    {
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-    }
-    fs::rename(&tmp, &path).map_err(io(&path))?;
+    let mut f = File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(&crc32fast::hash(&body).to_le_bytes())
+        .and_then(|()| f.write_all(&body))
+        .and_then(|()| f.sync_all())
+        .map_err(io(&tmp))?;
+    Ok(tmp)
+}
+
+/// Renames a written snapshot over the real one and fsyncs the directory.
+pub fn publish_snapshot(dir: &Path, written: &Path) -> Result<(), WalError> {
+    let path = dir.join(SNAPSHOT_FILE);
+    fs::rename(written, &path).map_err(io(&path))?;
     sync_dir(dir)
 }
 

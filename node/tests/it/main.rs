@@ -497,8 +497,10 @@ async fn an_undecodable_snapshot_is_refused_before_raft_adopts_it() {
         s["commit_index"].as_u64().unwrap(),
     );
     let bogus_index = commit + 1000;
-    let mut snapshot = Snapshot::default();
-    snapshot.data = b"not a state machine".to_vec().into();
+    let mut snapshot = Snapshot {
+        data: b"not a state machine".to_vec().into(),
+        ..Default::default()
+    };
     snapshot.mut_metadata().index = bogus_index;
     snapshot.mut_metadata().term = term;
     snapshot.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
@@ -590,5 +592,63 @@ async fn a_leader_refuses_submits_beyond_its_byte_backlog_retryably() {
     assert!(
         refused >= 1,
         "none refused: the backlog is unbounded by bytes"
+    );
+}
+
+/// Issue 13: a follower that was down while the leader snapshotted and
+/// compacted past it catches up by an installed snapshot; every node
+/// reports the snapshots it took and the compactions in `/status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_compaction_catches_up_by_snapshot() {
+    let flags = [
+        "--snapshot-interval-bytes",
+        "2000",
+        "--snapshot-catchup-entries",
+        "2",
+    ];
+    let mut cluster = LocalCluster::start(Path::new(EXE), 3, &flags).unwrap();
+    let http = http();
+    let leader = cluster.wait_leader(&http).await.unwrap();
+    let lagging = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    cluster.kill(lagging);
+    for n in 0..60 {
+        let body = json!({"id": format!("l{n}"), "payload": "z".repeat(100)});
+        let url = cluster.url(if n % 2 == 0 { leader } else { other });
+        let r = http
+            .post(format!("{url}/submit"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+    let s = status(&http, &cluster.url(leader)).await.unwrap();
+    assert!(s["snapshots_taken"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["compactions"].as_u64().unwrap() >= 1, "{s}");
+    cluster.restart(lagging).unwrap();
+    converge(&http, &cluster).await;
+    let s = status(&http, &cluster.url(lagging)).await.unwrap();
+    assert!(
+        s["snapshots_installed"].as_u64().unwrap() >= 1,
+        "{s}\n{}",
+        cluster.log(lagging)
+    );
+    let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
+    assert_eq!(
+        chain(&http, &urls[lagging]).await,
+        chain(&http, &urls[leader]).await
+    );
+    let metrics = http
+        .get(format!("{}/metrics", urls[lagging]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("consensus_etcdraft_snapshots_installed 0\n"),
+        "{metrics}"
     );
 }
