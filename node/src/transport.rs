@@ -2,6 +2,9 @@
 //! over TCP, one outbound connection per peer.
 //!
 //! A frame is `len: u32 LE | kind: u8 | body` (`len` counts kind and body).
+//! A raft message is `lamport: u64 LE | protobuf` (kind 5); one larger than
+//! [`RAFT_PART_BYTES`] (a snapshot) is sent as parts (kind 6) ended by a
+//! kind-5 frame, so no snapshot is too large for the link.
 //! The dialer's first frame is `Hello` with its raft id; the acceptor
 //! identifies the peer by that id, never by its address (the harness may put
 //! a fault proxy in between). Anything malformed closes the connection with
@@ -14,7 +17,7 @@ use raft::prelude::Message;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -30,8 +33,16 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const KIND_HELLO: u8 = 1;
 /// A raft message without a Lamport stamp (before the trace): refused.
 const KIND_RAFT_UNSTAMPED: u8 = 2;
-/// `lamport: u64 LE | protobuf raft Message`.
+/// `lamport: u64 LE | protobuf raft Message`, or the last part of one.
 const KIND_RAFT: u8 = 5;
+/// A part of a raft message (a snapshot) too large for one frame; the
+/// parts' bodies are concatenated up to the next [`KIND_RAFT`] frame.
+const KIND_RAFT_PART: u8 = 6;
+/// Bytes of a raft message per frame at most.
+pub const RAFT_PART_BYTES: usize = 8 << 20;
+/// Largest raft message accepted in parts (a snapshot of the ledger).
+pub const RAFT_MESSAGE_BYTES_MAX: usize = 1 << 30;
+const _: () = assert!(RAFT_PART_BYTES < FRAME_BYTES_MAX);
 const KIND_FORWARD: u8 = 3;
 const KIND_FORWARD_REPLY: u8 = 4;
 
@@ -71,7 +82,7 @@ pub enum Frame {
 impl Frame {
     fn encode(&self) -> Vec<u8> {
         let (kind, body) = match self {
-            Frame::Raft(b) => (KIND_RAFT, b.clone()),
+            Frame::Raft(b) => return frame_bytes(KIND_RAFT, b),
             Frame::Forward(f) => (KIND_FORWARD, serde_json::to_vec(f).expect("encodes")),
             Frame::ForwardReply(r) => (KIND_FORWARD_REPLY, serde_json::to_vec(r).expect("encodes")),
         };
@@ -120,12 +131,38 @@ impl Transport {
 
     /// Queues a raft message stamped with the sender's Lamport clock.
     pub fn send_raft(&self, msg: &Message, lamport: u64) {
-        let mut bytes = Vec::with_capacity(8 + msg.compute_size() as usize);
-        bytes.extend_from_slice(&lamport.to_le_bytes());
-        msg.write_to_vec(&mut bytes)
-            .expect("a raft message always encodes");
-        self.send(msg.to, Frame::Raft(bytes));
+        self.send(msg.to, stamped(msg, lamport));
     }
+}
+
+/// A raft message's frame: its Lamport stamp, then the message.
+fn stamped(msg: &Message, lamport: u64) -> Frame {
+    let mut bytes = Vec::with_capacity(8 + msg.compute_size() as usize);
+    bytes.extend_from_slice(&lamport.to_le_bytes());
+    msg.write_to_vec(&mut bytes)
+        .expect("a raft message always encodes");
+    Frame::Raft(bytes)
+}
+
+/// Writes one frame (buffered); a raft message longer than
+/// [`RAFT_PART_BYTES`] goes as parts (kind 6) and a last part (kind 5).
+async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &Frame) -> std::io::Result<()> {
+    let Frame::Raft(bytes) = frame else {
+        return w.write_all(&frame.encode()).await;
+    };
+    let mut parts = bytes.chunks(RAFT_PART_BYTES).peekable();
+    while let Some(part) = parts.next() {
+        let kind = if parts.peek().is_some() {
+            KIND_RAFT_PART
+        } else {
+            KIND_RAFT
+        };
+        w.write_all(&((part.len() + 1) as u32).to_le_bytes())
+            .await?;
+        w.write_all(&[kind]).await?;
+        w.write_all(part).await?;
+    }
+    Ok(())
 }
 
 async fn dial_loop(me: u64, to: u64, addr: String, mut rx: mpsc::Receiver<Frame>) {
@@ -167,10 +204,10 @@ async fn write_frames(
         .await?;
     w.flush().await?;
     while let Some(frame) = rx.recv().await {
-        w.write_all(&frame.encode()).await?;
+        write_frame(&mut w, &frame).await?;
         // Batch whatever else is already queued into one flush.
         while let Ok(more) = rx.try_recv() {
-            w.write_all(&more.encode()).await?;
+            write_frame(&mut w, &more).await?;
         }
         w.flush().await?;
     }
@@ -198,7 +235,7 @@ pub async fn serve(listener: TcpListener, me: u64, known: Vec<u64>, events: Inbo
     }
 }
 
-async fn read_frame(stream: &mut TcpStream) -> Result<Option<(u8, Vec<u8>)>, String> {
+async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<(u8, Vec<u8>)>, String> {
     let mut len = [0u8; 4];
     match stream.read_exact(&mut len).await {
         Ok(_) => {}
@@ -211,17 +248,17 @@ async fn read_frame(stream: &mut TcpStream) -> Result<Option<(u8, Vec<u8>)>, Str
             "frame length {len} out of range (garbage on the peer port?)"
         ));
     }
-    let mut buf = vec![0u8; len];
+    let kind = stream.read_u8().await.map_err(|e| format!("read: {e}"))?;
+    let mut buf = vec![0u8; len - 1];
     stream
         .read_exact(&mut buf)
         .await
         .map_err(|e| format!("read: {e}"))?;
-    let kind = buf.remove(0);
     Ok(Some((kind, buf)))
 }
 
-async fn read_peer(
-    mut stream: TcpStream,
+async fn read_peer<S: AsyncRead + Unpin>(
+    mut stream: S,
     me: u64,
     known: &[u64],
     events: Inbox,
@@ -239,7 +276,22 @@ async fn read_peer(
     if from == me || !known.contains(&from) {
         return Err(format!("hello from unknown raft id {from}"));
     }
-    while let Some((kind, body)) = read_frame(&mut stream).await? {
+    let mut parts: Vec<u8> = Vec::new();
+    while let Some((kind, mut body)) = read_frame(&mut stream).await? {
+        if kind == KIND_RAFT_PART || (kind == KIND_RAFT && !parts.is_empty()) {
+            if parts.len() + body.len() > RAFT_MESSAGE_BYTES_MAX {
+                return Err(format!(
+                    "raft message in parts over {RAFT_MESSAGE_BYTES_MAX} bytes"
+                ));
+            }
+            parts.extend_from_slice(&body);
+            if kind == KIND_RAFT_PART {
+                continue;
+            }
+            body = std::mem::take(&mut parts);
+        } else if !parts.is_empty() {
+            return Err(format!("frame kind {kind} inside a raft message's parts"));
+        }
         let event = decode_event(me, from, kind, &body)?;
         let queued = match event {
             raft @ Event::Peer { .. } => events.peer(raft),
@@ -308,6 +360,37 @@ fn decode_event(me: u64, from: u64, kind: u8, body: &[u8]) -> Result<Event, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 13: a snapshot larger than a peer frame still gets through.
+    #[tokio::test]
+    async fn a_raft_message_larger_than_a_frame_gets_through() {
+        let data_bytes = FRAME_BYTES_MAX + (6 << 20);
+        let mut msg = Message {
+            msg_type: raft::prelude::MessageType::MsgSnapshot,
+            from: 2,
+            to: 1,
+            ..Default::default()
+        };
+        msg.mut_snapshot().data = vec![7u8; data_bytes].into();
+        let (writer, reader) = tokio::io::duplex(1 << 20);
+        let (inbox, outbox) = crate::event::inbox(16);
+        let read = tokio::spawn(async move { read_peer(reader, 1, &[1, 2, 3], inbox).await });
+        let mut w = BufWriter::new(writer);
+        w.write_all(&frame_bytes(KIND_HELLO, &2u64.to_le_bytes()))
+            .await
+            .unwrap();
+        write_frame(&mut w, &stamped(&msg, 9)).await.unwrap();
+        w.shutdown().await.unwrap();
+        drop(w);
+        read.await.unwrap().expect("the reader accepts it");
+        let batch = outbox.next_batch().expect("an event");
+        match batch.events.first() {
+            Some(Event::Peer { msg, lamport: 9 }) => {
+                assert_eq!(msg.get_snapshot().data.len(), data_bytes)
+            }
+            other => panic!("expected the raft message, got {other:?}"),
+        }
+    }
 
     #[test]
     fn frames_that_lie_are_rejected() {
