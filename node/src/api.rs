@@ -2,8 +2,9 @@
 //! and the raw fsync histogram.
 
 use crate::config::Bug;
+use crate::event::{Event, Inbox, Origin, Refused, SubmitReply};
 use crate::ledger::Block;
-use crate::server::{gauges, Event, Origin, Shared, SubmitReply};
+use crate::server::{gauges, Shared};
 use crate::tx::{Ack, SubmitRequest, TxError};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -13,7 +14,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
@@ -29,7 +29,7 @@ pub struct ApiState {
     /// Node state.
     pub shared: Arc<Shared>,
     /// The raft loop's queue.
-    pub events: SyncSender<Event>,
+    pub events: Inbox,
 }
 
 /// The router of the client API.
@@ -85,20 +85,20 @@ async fn submit(State(state): State<ApiState>, body: Bytes) -> Response {
     let timeout = Duration::from_millis(cfg.args.submit_timeout_ms);
     let deadline = tokio::time::Instant::now() + timeout;
     let (reply_tx, reply_rx) = oneshot::channel();
-    match state.events.try_send(Event::Submit {
+    match state.events.client(Event::Submit {
         tx,
         ack,
         origin: Origin::Local(reply_tx),
     }) {
         Ok(()) => {}
-        Err(TrySendError::Full(_)) => {
+        Err(Refused::Full) => {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "node overloaded; retry",
                 true,
             )
         }
-        Err(TrySendError::Disconnected(_)) => {
+        Err(Refused::Stopped) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, "node shutting down", true)
         }
     }
@@ -119,6 +119,17 @@ async fn submit(State(state): State<ApiState>, body: Bytes) -> Response {
             )
         }
     };
+    answer(&state, ack, reply, deadline).await
+}
+
+/// Turns the raft loop's reply into the HTTP answer; a committed reply
+/// waits (until `deadline`) for the block to be applied here too.
+async fn answer(
+    state: &ApiState,
+    ack: Ack,
+    reply: SubmitReply,
+    deadline: tokio::time::Instant,
+) -> Response {
     match reply {
         SubmitReply::Committed {
             id,
@@ -126,7 +137,7 @@ async fn submit(State(state): State<ApiState>, body: Bytes) -> Response {
             position,
             results,
         } => {
-            if ack == Ack::Committed && !wait_applied(&state, block, deadline).await {
+            if ack == Ack::Committed && !wait_applied(state, block, deadline).await {
                 return error(
                     StatusCode::GATEWAY_TIMEOUT,
                     "committed on the leader but not yet applied here; outcome unknown",
@@ -209,9 +220,10 @@ async fn blocks(
     let page = fsm.ledger.range(from, limit);
     let height = fsm.ledger.height();
     let body = if headers {
-        let page: Vec<Value> = page.iter().map(header).collect();
+        let page: Vec<Value> = page.iter().map(|b| header(b)).collect();
         serde_json::to_vec(&json!({"height": height, "blocks": page}))
     } else {
+        let page: Vec<&Block> = page.iter().map(|b| &**b).collect();
         serde_json::to_vec(&json!({"height": height, "blocks": page}))
     }
     .expect("blocks encode");
@@ -236,7 +248,14 @@ async fn status(State(state): State<ApiState>) -> Json<Value> {
         .map(|b| b.name())
         .collect();
     let mut v = serde_json::to_value(&s).expect("status encodes");
+    let (taken, installed, compactions) = {
+        let m = state.shared.metrics.lock().expect("metrics lock");
+        (m.snapshots_taken, m.snapshots_installed, m.compactions)
+    };
     let extra = json!({
+        "snapshots_taken": taken,
+        "snapshots_installed": installed,
+        "compactions": compactions,
         "wall_clock_ms": unix_ms(),
         "monotonic_ms": state.shared.started.elapsed().as_millis() as u64,
         "started_ms": state.shared.started_ms,

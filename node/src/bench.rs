@@ -39,6 +39,7 @@ pub struct LocalCluster {
     peer_ports: Vec<u16>,
     client_ports: Vec<u16>,
     extra: Vec<String>,
+    trace: bool,
     children: Vec<Option<Child>>,
 }
 
@@ -58,6 +59,17 @@ fn free_port() -> Result<u16, BenchError> {
 impl LocalCluster {
     /// Starts `n` nodes with `extra` flags each.
     pub fn start(exe: &Path, n: usize, extra: &[&str]) -> Result<LocalCluster, BenchError> {
+        LocalCluster::start_traced(exe, n, extra, false)
+    }
+
+    /// Starts `n` nodes with `extra` flags each; with `trace`, node `i`
+    /// writes its Raft trace to [`LocalCluster::trace_path`].
+    pub fn start_traced(
+        exe: &Path,
+        n: usize,
+        extra: &[&str],
+        trace: bool,
+    ) -> Result<LocalCluster, BenchError> {
         let dir = tempfile::Builder::new()
             .prefix("ordeal-cluster-")
             .tempdir()
@@ -72,6 +84,7 @@ impl LocalCluster {
             peer_ports: (0..n).map(|_| free_port()).collect::<Result<_, _>>()?,
             client_ports: (0..n).map(|_| free_port()).collect::<Result<_, _>>()?,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            trace,
             children: (0..n).map(|_| None).collect(),
         };
         for i in 0..n {
@@ -88,6 +101,11 @@ impl LocalCluster {
     /// The peer address of node `i` (0-based).
     pub fn peer_addr(&self, i: usize) -> String {
         format!("127.0.0.1:{}", self.peer_ports[i])
+    }
+
+    /// Where node `i` (0-based) writes its Raft trace when tracing.
+    pub fn trace_path(&self, i: usize) -> PathBuf {
+        self.root.join(format!("n{}.trace.jsonl", i + 1))
     }
 
     /// Number of nodes.
@@ -117,8 +135,12 @@ impl LocalCluster {
                 what: format!("open {}", log_path.display()),
                 source,
             })?;
-        let child = Command::new(&self.exe)
-            .arg("run")
+        let mut command = Command::new(&self.exe);
+        command.arg("run");
+        if self.trace {
+            command.arg("--trace").arg(self.trace_path(i));
+        }
+        let child = command
             .args(["--id", &(i + 1).to_string(), "--peers", &peers.join(",")])
             .args([
                 "--listen-peer",
@@ -156,6 +178,23 @@ impl LocalCluster {
         let pid = nix::unistd::Pid::from_raw(c.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         c.wait().ok()
+    }
+
+    /// Waits up to `timeout` for node `i` to exit on its own; its status,
+    /// or `None` while it still runs.
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.children[i].as_mut()?.try_wait().ok().flatten();
+            if let Some(status) = status {
+                self.children[i] = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The stderr log of node `i`.
@@ -211,6 +250,23 @@ pub struct BenchArgs {
     /// Concurrent clients in the saturation phase.
     #[arg(long, default_value_t = 512)]
     pub concurrency: usize,
+    /// Raft trace on the nodes: `off`, `on`, or `both` (a second cluster
+    /// with tracing on is measured at saturation after the first, and the
+    /// ratio is reported).
+    #[arg(long, value_enum, default_value_t = TraceMode::Off)]
+    pub trace: TraceMode,
+}
+
+/// Whether the bench's nodes write the Raft trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceMode {
+    /// No trace.
+    Off,
+    /// Every node traces.
+    On,
+    /// Measure without, then with tracing, and report the ratio.
+    Both,
 }
 
 /// What the bench prints.
@@ -232,6 +288,15 @@ pub struct BenchReport {
     pub nodes: usize,
     /// Payload bytes.
     pub tx_bytes: usize,
+    /// Whether the measured cluster traced (`on`) or not (`off`); `both`
+    /// when the traced figures below are filled in.
+    pub trace: TraceMode,
+    /// With `--trace both`: tx/s at saturation with tracing on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traced_tx_per_s: Option<f64>,
+    /// With `--trace both`: `traced_tx_per_s / tx_per_s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_ratio: Option<f64>,
 }
 
 struct Load {
@@ -267,25 +332,27 @@ impl Load {
 
 /// Runs the bench.
 pub async fn run(exe: &Path, args: BenchArgs) -> Result<BenchReport, BenchError> {
-    let cluster = LocalCluster::start(exe, args.nodes, &[])?;
-    let http = reqwest::Client::builder()
+    let mut report = measure(exe, &args, args.trace == TraceMode::On, true).await?;
+    if args.trace == TraceMode::Both {
+        let traced = measure(exe, &args, true, false).await?;
+        report.traced_tx_per_s = Some(traced.tx_per_s);
+        report.trace_ratio = Some(traced.tx_per_s / report.tx_per_s);
+    }
+    Ok(report)
+}
+
+fn http_client() -> Result<reqwest::Client, BenchError> {
+    reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(1024)
         .build()
-        .map_err(|e| BenchError::Cluster(e.to_string()))?;
-    let leader = cluster.wait_leader(&http).await?;
-    let load = Arc::new(Load {
-        http: http.clone(),
-        urls: (0..cluster.len()).map(|i| cluster.url(i)).collect(),
-        payload: "x".repeat(args.tx_bytes),
-        next: AtomicU64::new(0),
-        ok: AtomicU64::new(0),
-        latency_us: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds")),
-    });
-    let phase = Duration::from_secs(args.duration_s);
-    // Saturation: closed loop.
+        .map_err(|e| BenchError::Cluster(e.to_string()))
+}
+
+/// Saturation with a closed loop of `concurrency` clients for `phase`.
+async fn saturate(load: &Arc<Load>, concurrency: usize, phase: Duration) -> (f64, Histogram<u64>) {
     let stop = Instant::now() + phase;
-    let workers: Vec<_> = (0..args.concurrency)
+    let workers: Vec<_> = (0..concurrency)
         .map(|_| {
             let load = load.clone();
             tokio::spawn(async move {
@@ -299,10 +366,11 @@ pub async fn run(exe: &Path, args: BenchArgs) -> Result<BenchReport, BenchError>
         let _ = w.await;
     }
     let (ok, saturated) = load.reset();
-    let tx_per_s = ok as f64 / phase.as_secs_f64();
-    tracing::info!(tx_per_s, "saturation phase done");
-    // Half load: open loop at half the measured rate.
-    let rate = (tx_per_s / 2.0).max(1.0);
+    (ok as f64 / phase.as_secs_f64(), saturated)
+}
+
+/// An open loop at `rate` tx/s for `phase`.
+async fn half_load(load: &Arc<Load>, rate: f64, phase: Duration) -> Histogram<u64> {
     let started = Instant::now();
     let mut sent = 0u64;
     let mut tasks = Vec::new();
@@ -318,7 +386,35 @@ pub async fn run(exe: &Path, args: BenchArgs) -> Result<BenchReport, BenchError>
     for t in tasks {
         let _ = t.await;
     }
-    let (_, half) = load.reset();
+    load.reset().1
+}
+
+/// One cluster: saturation, then (with `half`) half load.
+async fn measure(
+    exe: &Path,
+    args: &BenchArgs,
+    trace: bool,
+    half: bool,
+) -> Result<BenchReport, BenchError> {
+    let cluster = LocalCluster::start_traced(exe, args.nodes, &[], trace)?;
+    let http = http_client()?;
+    let leader = cluster.wait_leader(&http).await?;
+    let load = Arc::new(Load {
+        http: http.clone(),
+        urls: (0..cluster.len()).map(|i| cluster.url(i)).collect(),
+        payload: "x".repeat(args.tx_bytes),
+        next: AtomicU64::new(0),
+        ok: AtomicU64::new(0),
+        latency_us: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds")),
+    });
+    let phase = Duration::from_secs(args.duration_s);
+    let (tx_per_s, saturated) = saturate(&load, args.concurrency, phase).await;
+    tracing::info!(tx_per_s, trace, "saturation phase done");
+    let half = if half {
+        half_load(&load, (tx_per_s / 2.0).max(1.0), phase).await
+    } else {
+        Histogram::new(3).expect("bounds")
+    };
     let fsync: Value = match http
         .get(format!("{}/fsync", cluster.url(leader)))
         .send()
@@ -337,5 +433,8 @@ pub async fn run(exe: &Path, args: BenchArgs) -> Result<BenchReport, BenchError>
         fsync_ms_p99: fsync["p99_ms"].as_f64().unwrap_or(f64::NAN),
         nodes: args.nodes,
         tx_bytes: args.tx_bytes,
+        trace: args.trace,
+        traced_tx_per_s: None,
+        trace_ratio: None,
     })
 }

@@ -87,9 +87,17 @@ pub struct RunArgs {
     /// Snapshot after this many bytes of applied transactions.
     #[arg(long, default_value_t = 20 << 20)]
     pub snapshot_interval_bytes: u64,
+    /// Entries kept in memory behind a snapshot, so that a follower just
+    /// behind gets entries rather than the whole snapshot (Fabric's
+    /// SnapshotCatchUpEntries).
+    #[arg(long, default_value_t = 4)]
+    pub snapshot_catchup_entries: u64,
     /// How long a submit waits for its answer before a 504, in ms.
     #[arg(long, default_value_t = 4000)]
     pub submit_timeout_ms: u64,
+    /// Append the Raft trace (NDJSON, docs/trace.md) to this file.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
     /// Test-only bug switches (repeatable).
     #[arg(long, value_enum)]
     pub bug: Vec<Bug>,

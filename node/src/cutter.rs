@@ -75,6 +75,11 @@ impl BlockCutter {
         }
     }
 
+    /// Bytes of the transactions in the pending batch.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
     /// Takes the pending batch (possibly empty).
     pub fn cut(&mut self) -> Vec<Tx> {
         self.pending_bytes = 0;

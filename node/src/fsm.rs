@@ -5,18 +5,21 @@ use crate::kv::{Kv, OpResult};
 use crate::ledger::{Block, Ledger};
 use crate::tx::Tx;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// What one applied block produced.
 #[derive(Debug)]
 pub struct Applied {
     /// The block's number.
     pub number: u64,
+    /// The block's header hash.
+    pub hash: [u8; 32],
     /// Transaction ids with their op results, in block order.
     pub results: Vec<(String, Vec<OpResult>)>,
 }
 
 /// Ledger + registers.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default)]
 pub struct StateMachine {
     /// The chain.
     pub ledger: Ledger,
@@ -36,13 +39,26 @@ impl StateMachine {
             .iter()
             .map(|tx| (tx.id.clone(), self.kv.apply(&tx.ops)))
             .collect();
-        let number = self.ledger.append(txs).number;
-        Applied { number, results }
+        let block = self.ledger.append(txs);
+        Applied {
+            number: block.number,
+            hash: block.hash,
+            results,
+        }
     }
 
     /// The snapshot form (the whole ledger and the registers).
     pub fn to_snapshot_data(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("the state machine always encodes")
+        self.capture().to_snapshot_data()
+    }
+
+    /// A copy of the state that shares the ledger's blocks: cheap to take
+    /// on the raft thread, serialised elsewhere.
+    pub fn capture(&self) -> Captured {
+        Captured {
+            blocks: self.ledger.blocks().to_vec(),
+            kv: self.kv.clone(),
+        }
     }
 
     /// Rebuilds from snapshot data, verifying the chain.
@@ -61,6 +77,40 @@ impl StateMachine {
         let ledger =
             Ledger::from_blocks(raw.ledger.blocks).map_err(|e| SnapshotDataError(e.to_string()))?;
         Ok(StateMachine { ledger, kv: raw.kv })
+    }
+}
+
+/// The state at one index, its blocks shared with the live ledger.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    blocks: Vec<Arc<Block>>,
+    kv: Kv,
+}
+
+impl Captured {
+    /// The snapshot form: `{"ledger": {"blocks": [...]}, "kv": ...}`.
+    pub fn to_snapshot_data(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            ledger: LedgerView<'a>,
+            kv: &'a Kv,
+        }
+        #[derive(Serialize)]
+        struct LedgerView<'a> {
+            blocks: Vec<&'a Block>,
+        }
+        let view = View {
+            ledger: LedgerView {
+                blocks: self.blocks.iter().map(|b| &**b).collect(),
+            },
+            kv: &self.kv,
+        };
+        serde_json::to_vec(&view).expect("the state machine always encodes")
+    }
+
+    /// The ledger height captured.
+    pub fn height(&self) -> u64 {
+        self.blocks.len() as u64
     }
 }
 

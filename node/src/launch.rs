@@ -3,19 +3,22 @@
 
 use crate::api::{self, ApiState};
 use crate::config::NodeConfig;
+use crate::event::{self, Inbox};
 use crate::fsm::StateMachine;
 use crate::metrics::Metrics;
-use crate::server::{Event, RaftLoop, Shared, StatusView};
+use crate::server::{LoopError, LoopParts, RaftLoop, Shared, StatusView};
 use crate::slog_bridge;
+use crate::snapshotter::Snapshotter;
 use crate::storage::NodeStorage;
+use crate::trace::{Trace, TraceError};
 use crate::transport::{self, Transport};
 use crate::wal::{self, Wal};
 use std::path::Path;
-use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, watch};
 
-/// Events queued for the raft loop at most.
+/// Client events queued for the raft loop at most.
 pub const EVENT_QUEUE_MAX: usize = 65_536;
 /// The file counting how often the data directory was opened.
 const RESTARTS_FILE: &str = "restarts";
@@ -34,6 +37,15 @@ pub enum LaunchError {
         /// What is wrong.
         source: crate::fsm::SnapshotDataError,
     },
+    /// The trace file is unusable.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    /// The raft loop stopped on an error.
+    #[error("raft loop: {0}")]
+    Loop(#[from] LoopError),
+    /// The raft thread panicked (its message is in the log above).
+    #[error("the raft thread panicked")]
+    RaftPanicked,
     /// Raft refused the recovered state.
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
@@ -68,17 +80,27 @@ fn count_restart(dir: &Path) -> Result<u64, LaunchError> {
     Ok(opened)
 }
 
-/// Runs a node until it is told to stop.
-pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
+/// What recovery rebuilt from the data directory.
+struct Recovery {
+    raw: raft::RawNode<NodeStorage>,
+    wal: Wal,
+    fsm: StateMachine,
+    applied: u64,
+    fresh: bool,
+    restarts: u64,
+}
+
+/// Reads the snapshot and the log and builds raft on them.
+fn recover(config: &NodeConfig) -> Result<Recovery, LaunchError> {
     let args = &config.args;
-    let dir = args.data_dir.clone();
-    std::fs::create_dir_all(&dir).map_err(|source| LaunchError::Io {
+    let dir = &args.data_dir;
+    std::fs::create_dir_all(dir).map_err(|source| LaunchError::Io {
         what: format!("create {}", dir.display()),
         source,
     })?;
-    let restarts = count_restart(&dir)?;
-    let snapshot = wal::load_snapshot(&dir)?;
-    let (wal, recovered) = Wal::open(&dir)?;
+    let restarts = count_restart(dir)?;
+    let snapshot = wal::load_snapshot(dir)?;
+    let (wal, recovered) = Wal::open(dir)?;
     let fresh =
         snapshot.is_none() && recovered.entries.is_empty() && recovered.hard_state.is_none();
     let mut fsm = StateMachine::default();
@@ -94,6 +116,32 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
     }
     let voters: Vec<u64> = config.peers.keys().copied().collect();
     let storage = NodeStorage::recover(voters, snapshot, &recovered)?;
+    let raw = raft::RawNode::new(
+        &raft_config(config, applied)?,
+        storage,
+        &slog_bridge::logger(),
+    )?;
+    tracing::info!(
+        id = args.id,
+        restarts,
+        fresh,
+        applied,
+        entries = recovered.entries.len(),
+        height = fsm.ledger.height(),
+        "recovered"
+    );
+    Ok(Recovery {
+        raw,
+        wal,
+        fsm,
+        applied,
+        fresh,
+        restarts,
+    })
+}
+
+fn raft_config(config: &NodeConfig, applied: u64) -> Result<raft::Config, LaunchError> {
+    let args = &config.args;
     let raft_config = raft::Config {
         id: args.id,
         election_tick: args.election_tick,
@@ -106,35 +154,21 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
         ..Default::default()
     };
     raft_config.validate()?;
-    let raw = raft::RawNode::new(&raft_config, storage, &slog_bridge::logger())?;
-    tracing::info!(
-        id = args.id,
-        restarts,
-        fresh,
-        applied,
-        entries = recovered.entries.len(),
-        height = fsm.ledger.height(),
-        "recovered"
-    );
+    Ok(raft_config)
+}
 
-    let peer_listener = tokio::net::TcpListener::bind(args.listen_peer)
+async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, LaunchError> {
+    tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| LaunchError::Bind {
-            addr: args.listen_peer,
-            source,
-        })?;
-    let client_listener = tokio::net::TcpListener::bind(args.listen_client)
-        .await
-        .map_err(|source| LaunchError::Bind {
-            addr: args.listen_client,
-            source,
-        })?;
+        .map_err(|source| LaunchError::Bind { addr, source })
+}
 
+fn shared_state(config: &NodeConfig, fsm: StateMachine, restarts: u64) -> Arc<Shared> {
     let (height, _) = watch::channel(fsm.ledger.height());
-    let shared = Arc::new(Shared {
+    Arc::new(Shared {
         metrics: Mutex::new(Metrics::new(config.fsync_warn_threshold())),
         status: Mutex::new(StatusView {
-            id: args.id,
+            id: config.args.id,
             role: "follower",
             ..StatusView::default()
         }),
@@ -147,8 +181,17 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
         config: config.clone(),
-    });
-    let (events, events_rx) = mpsc::sync_channel::<Event>(EVENT_QUEUE_MAX);
+    })
+}
+
+/// Runs a node until it is told to stop.
+pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
+    let args = &config.args;
+    let rec = recover(&config)?;
+    let peer_listener = bind(args.listen_peer).await?;
+    let client_listener = bind(args.listen_client).await?;
+    let shared = shared_state(&config, rec.fsm, rec.restarts);
+    let (events, events_rx) = event::inbox(EVENT_QUEUE_MAX);
     let transport = Transport::start(args.id, &config.peers);
     tokio::spawn(transport::serve(
         peer_listener,
@@ -156,55 +199,98 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
         config.peers.keys().copied().collect(),
         events.clone(),
     ));
+    let trace = match &args.trace {
+        Some(path) => Trace::open(path, args.id)?,
+        None => Trace::off(),
+    };
     let raft_loop = RaftLoop::new(
         shared.clone(),
-        raw,
-        wal,
-        dir.clone(),
-        transport,
-        fresh,
-        applied,
+        LoopParts {
+            raw: rec.raw,
+            wal: rec.wal,
+            data_dir: args.data_dir.clone(),
+            transport,
+            fresh: rec.fresh,
+            applied_index: rec.applied,
+            trace,
+            snapshotter: Snapshotter::start(args.data_dir.clone()).map_err(|source| {
+                LaunchError::Io {
+                    what: "spawn snapshot thread".into(),
+                    source,
+                }
+            })?,
+        },
     );
+    // Fires when the raft thread ends for any reason (an error, a panic):
+    // the API must not outlive it (issue 13, defect 2; Fabric panics).
+    let (ended_tx, ended_rx) = oneshot::channel::<()>();
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
-        .spawn(move || raft_loop.run(events_rx))
+        .spawn(move || {
+            let _ended = EndSignal(Some(ended_tx));
+            raft_loop.run(events_rx)
+        })
         .map_err(|source| LaunchError::Io {
             what: "spawn raft thread".into(),
             source,
         })?;
-
     spawn_waker(events.clone())?;
     let app = api::router(ApiState {
         shared: shared.clone(),
         events: events.clone(),
     });
     tracing::info!(client = %args.listen_client, peer = %args.listen_peer, "serving");
-    let server = axum::serve(client_listener, app).with_graceful_shutdown(stop_signal());
-    let served = server.await;
-    let (done_tx, done_rx) = oneshot::channel();
-    let _ = events.try_send(Event::Shutdown(done_tx));
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), done_rx).await;
-    drop(events);
-    match raft_thread.join() {
-        Ok(result) => result?,
-        Err(_) => tracing::error!("raft thread panicked"),
-    }
+    let served = axum::serve(client_listener, app)
+        .with_graceful_shutdown(async {
+            tokio::select! {
+                _ = stop_signal() => {}
+                _ = ended_rx => tracing::error!("the raft loop stopped; stopping the node"),
+            }
+        })
+        .await;
+    stop_raft(events, raft_thread).await?;
     served.map_err(|source| LaunchError::Io {
         what: "client API".into(),
         source,
     })
 }
 
+/// Asks the raft loop to sync and stop, and waits for its thread.
+async fn stop_raft(
+    events: Inbox,
+    raft_thread: std::thread::JoinHandle<Result<(), LoopError>>,
+) -> Result<(), LaunchError> {
+    let (done_tx, done_rx) = oneshot::channel();
+    events.shutdown(done_tx);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), done_rx).await;
+    drop(events);
+    match raft_thread.join() {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(LaunchError::RaftPanicked),
+    }
+}
+
+/// Sends on drop, so that the thread's end is noticed however it ends.
+struct EndSignal(Option<oneshot::Sender<()>>);
+
+impl Drop for EndSignal {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 /// How often the waker nudges the raft loop (well under the batch timeout).
 const WAKE_PERIOD: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Nudges the raft loop every [`WAKE_PERIOD`] with a relative sleep.
-fn spawn_waker(events: mpsc::SyncSender<Event>) -> Result<(), LaunchError> {
+fn spawn_waker(events: Inbox) -> Result<(), LaunchError> {
     std::thread::Builder::new()
         .name("waker".into())
         .spawn(move || loop {
             std::thread::sleep(WAKE_PERIOD);
-            if let Err(mpsc::TrySendError::Disconnected(_)) = events.try_send(Event::Wake) {
+            if !events.wake() {
                 return;
             }
         })

@@ -5,6 +5,7 @@
 use crate::tx::Tx;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];
@@ -93,16 +94,18 @@ impl Block {
 /// The chain of blocks, genesis first.
 ///
 /// Invariant: `blocks[i].number == i` and `blocks[i+1].previous_hash ==
-/// blocks[i].hash`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// blocks[i].hash`. Blocks are shared (`Arc`): they never change once
+/// appended, so a snapshot copies pointers, not transactions, and is
+/// serialised off the raft thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ledger {
-    blocks: Vec<Block>,
+    blocks: Vec<Arc<Block>>,
 }
 
 impl Default for Ledger {
     fn default() -> Self {
         Ledger {
-            blocks: vec![Block::next(None, Vec::new())],
+            blocks: vec![Arc::new(Block::next(None, Vec::new()))],
         }
     }
 }
@@ -149,13 +152,15 @@ impl Ledger {
         if blocks.is_empty() {
             return Ok(Ledger::default());
         }
-        Ok(Ledger { blocks })
+        Ok(Ledger {
+            blocks: blocks.into_iter().map(Arc::new).collect(),
+        })
     }
 
     /// Appends a block holding `txs` and returns it.
     pub fn append(&mut self, txs: Vec<Tx>) -> &Block {
-        let block = Block::next(self.blocks.last(), txs);
-        self.blocks.push(block);
+        let block = Block::next(self.blocks.last().map(|b| &**b), txs);
+        self.blocks.push(Arc::new(block));
         self.blocks.last().expect("just pushed")
     }
 
@@ -165,14 +170,14 @@ impl Ledger {
     }
 
     /// Blocks `from .. from + limit` that exist.
-    pub fn range(&self, from: u64, limit: u64) -> &[Block] {
+    pub fn range(&self, from: u64, limit: u64) -> &[Arc<Block>] {
         let start = (from.min(self.height())) as usize;
         let end = (from.saturating_add(limit).min(self.height())) as usize;
         &self.blocks[start..end]
     }
 
     /// Every block.
-    pub fn blocks(&self) -> &[Block] {
+    pub fn blocks(&self) -> &[Arc<Block>] {
         &self.blocks
     }
 }
@@ -199,7 +204,7 @@ mod tests {
         assert_eq!(b[0].previous_hash, [0u8; 32]);
         assert_eq!(b[1].previous_hash, b[0].hash);
         assert_eq!(b[2].previous_hash, b[1].hash);
-        assert!(Ledger::from_blocks(b.to_vec()).is_ok());
+        assert!(Ledger::from_blocks(b.iter().map(|b| (**b).clone()).collect()).is_ok());
     }
 
     #[test]
@@ -207,7 +212,7 @@ mod tests {
         let mut l = Ledger::default();
         l.append(vec![tx("a")]);
         l.append(vec![tx("b")]);
-        let mut blocks = l.blocks().to_vec();
+        let mut blocks: Vec<Block> = l.blocks().iter().map(|b| (**b).clone()).collect();
         blocks[1].txs[0].payload = "evil".into();
         assert_eq!(Ledger::from_blocks(blocks.clone()).unwrap_err().number, 1);
         blocks[1] = Block::next(Some(&blocks[0]), vec![tx("evil")]);
@@ -228,7 +233,7 @@ mod tests {
             hex::encode(data_hash(&[])),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-        let json = serde_json::to_value(&Ledger::default().blocks()[0]).unwrap();
+        let json = serde_json::to_value(&*Ledger::default().blocks()[0]).unwrap();
         assert_eq!(json["previous_hash"], "0".repeat(64));
     }
 }

@@ -34,6 +34,12 @@ pub struct Metrics {
     pub normal_proposals_received: u64,
     /// Number of the block the last snapshot covers.
     pub snapshot_block_number: u64,
+    /// Snapshots this node took.
+    pub snapshots_taken: u64,
+    /// Snapshots from the leader this node installed.
+    pub snapshots_installed: u64,
+    /// Times the log was compacted.
+    pub compactions: u64,
 }
 
 /// What the metrics need of the node's state to render.
@@ -69,6 +75,9 @@ impl Metrics {
             proposal_failures: 0,
             normal_proposals_received: 0,
             snapshot_block_number: 0,
+            snapshots_taken: 0,
+            snapshots_installed: 0,
+            compactions: 0,
         }
     }
 
@@ -117,60 +126,86 @@ impl Metrics {
         self.persist_us.value_at_quantile(q) as f64 / 1e3
     }
 
-    /// Prometheus text format with Fabric's metric names.
+    /// Each plain series: name, kind, help, value.
+    fn series(&self, g: Gauges) -> [(&'static str, &'static str, &'static str, f64); 11] {
+        [
+            (
+                "is_leader",
+                "gauge",
+                "1 if this node is the leader.",
+                g.is_leader as u8 as f64,
+            ),
+            (
+                "committed_block_number",
+                "gauge",
+                "Number of the last block applied.",
+                g.committed_block_number as f64,
+            ),
+            (
+                "snapshot_block_number",
+                "gauge",
+                "Block number of the latest snapshot.",
+                self.snapshot_block_number as f64,
+            ),
+            (
+                "cluster_size",
+                "gauge",
+                "Number of voters.",
+                g.cluster_size as f64,
+            ),
+            (
+                "active_nodes",
+                "gauge",
+                "Voters the leader heard from recently.",
+                g.active_nodes as f64,
+            ),
+            (
+                "leader_changes",
+                "counter",
+                "Times the leader changed.",
+                self.leader_changes as f64,
+            ),
+            (
+                "proposal_failures",
+                "counter",
+                "Proposals that failed.",
+                self.proposal_failures as f64,
+            ),
+            (
+                "normal_proposals_received",
+                "counter",
+                "Transactions received.",
+                self.normal_proposals_received as f64,
+            ),
+            (
+                "snapshots_taken",
+                "counter",
+                "Snapshots this node took.",
+                self.snapshots_taken as f64,
+            ),
+            (
+                "snapshots_installed",
+                "counter",
+                "Snapshots from the leader this node installed.",
+                self.snapshots_installed as f64,
+            ),
+            (
+                "compactions",
+                "counter",
+                "Times the log was compacted.",
+                self.compactions as f64,
+            ),
+        ]
+    }
+
+    /// Prometheus text format with Fabric's metric names (and ordeal's
+    /// snapshot counters under the same prefix).
     pub fn prometheus(&self, g: Gauges) -> String {
         let mut out = String::new();
-        let mut gauge = |name: &str, kind: &str, help: &str, v: f64| {
+        let series = self.series(g);
+        for (name, kind, help, v) in series {
             let _ = writeln!(out, "# HELP consensus_etcdraft_{name} {help}\n# TYPE consensus_etcdraft_{name} {kind}\nconsensus_etcdraft_{name} {v}");
-        };
-        gauge(
-            "is_leader",
-            "gauge",
-            "1 if this node is the leader.",
-            g.is_leader as u8 as f64,
-        );
-        gauge(
-            "committed_block_number",
-            "gauge",
-            "Number of the last block applied.",
-            g.committed_block_number as f64,
-        );
-        gauge(
-            "snapshot_block_number",
-            "gauge",
-            "Block number of the latest snapshot.",
-            self.snapshot_block_number as f64,
-        );
-        gauge(
-            "cluster_size",
-            "gauge",
-            "Number of voters.",
-            g.cluster_size as f64,
-        );
-        gauge(
-            "active_nodes",
-            "gauge",
-            "Voters the leader heard from recently.",
-            g.active_nodes as f64,
-        );
-        gauge(
-            "leader_changes",
-            "counter",
-            "Times the leader changed.",
-            self.leader_changes as f64,
-        );
-        gauge(
-            "proposal_failures",
-            "counter",
-            "Proposals that failed.",
-            self.proposal_failures as f64,
-        );
-        gauge(
-            "normal_proposals_received",
-            "counter",
-            "Transactions received.",
-            self.normal_proposals_received as f64,
-        );
+        }
         let name = "consensus_etcdraft_data_persist_duration";
         let _ = writeln!(out, "# HELP {name} Time to persist (write + fsync) raft data, seconds.\n# TYPE {name} histogram");
         for le in PERSIST_BUCKETS_S {

@@ -9,113 +9,28 @@
 
 use crate::config::{Bug, NodeConfig};
 use crate::cutter::BlockCutter;
+use crate::event::{Event, Origin, Outbox, SubmitReply};
+use crate::forward::{self, Forwards};
 use crate::fsm::{self, StateMachine};
-use crate::kv::OpResult;
 use crate::metrics::{Gauges, Metrics};
+use crate::snapshotter::{SnapshotJob, Snapshotter, Written};
 use crate::storage::NodeStorage;
+use crate::trace::{LogState, Reason, Trace, TraceError};
 use crate::transport::{Forward, ForwardReply, Frame, Transport};
 use crate::tx::{Ack, Tx};
 use crate::wal::{self, Wal};
 use raft::prelude::{Entry, EntryType, HardState, Message, Snapshot};
-use raft::{RawNode, StateRole};
-use serde::{Deserialize, Serialize};
+use raft::{RawNode, StateRole, Storage};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::mpsc::Receiver;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
-/// Events handled per turn at most, so ticks are never starved.
-const EVENTS_PER_TURN_MAX: usize = 20_000;
-/// Cut blocks waiting for an in-flight slot before submits are refused.
-const QUEUED_BLOCKS_MAX: usize = 1_000;
 /// Forwarded submits and waiters older than this are forgotten.
 const WAITER_AGE_MAX: Duration = Duration::from_secs(60);
-
-/// The answer to a submit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum SubmitReply {
-    /// Ordered in `block` at `position`; applied where this was produced.
-    Committed {
-        /// The transaction id.
-        id: String,
-        /// Block number.
-        block: u64,
-        /// Index in the block.
-        position: u64,
-        /// One result per op.
-        results: Vec<OpResult>,
-    },
-    /// Enqueued by the leader.
-    Accepted {
-        /// The transaction id.
-        id: String,
-    },
-    /// Refused; `retryable` means it certainly was not ordered.
-    Refused {
-        /// HTTP status.
-        status: u16,
-        /// Why.
-        error: String,
-        /// Whether it certainly was not ordered.
-        retryable: bool,
-    },
-}
-
-impl SubmitReply {
-    fn refused(status: u16, error: &str, retryable: bool) -> SubmitReply {
-        SubmitReply::Refused {
-            status,
-            error: error.to_string(),
-            retryable,
-        }
-    }
-}
-
-/// Where an answer goes.
-#[derive(Debug)]
-pub enum Origin {
-    /// A client of this node.
-    Local(oneshot::Sender<SubmitReply>),
-    /// A follower that forwarded it.
-    Peer {
-        /// The follower's raft id.
-        from: u64,
-        /// The follower's request id.
-        req_id: u64,
-    },
-}
-
-/// What the raft loop is asked to do.
-#[derive(Debug)]
-pub enum Event {
-    /// A raft message from a peer.
-    Peer(Message),
-    /// A transaction to order.
-    Submit {
-        /// The transaction.
-        tx: Tx,
-        /// When to answer.
-        ack: Ack,
-        /// Who to answer.
-        origin: Origin,
-    },
-    /// The leader's answer to a submit this node forwarded.
-    ForwardReply {
-        /// This node's request id.
-        req_id: u64,
-        /// The answer.
-        reply: SubmitReply,
-    },
-    /// Sync the log and stop; the sender is told when done.
-    Shutdown(oneshot::Sender<()>),
-    /// Nothing: the waker's periodic nudge, so that ticks and batch
-    /// timeouts are noticed without a timed wait.
-    Wake,
-}
 
 /// The node's state as readers see it.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -160,6 +75,40 @@ pub struct Shared {
     pub started_ms: u64,
 }
 
+/// Why the raft loop stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    /// The write-ahead log or snapshot could not be written.
+    #[error(transparent)]
+    Wal(#[from] wal::WalError),
+    /// The trace could not be written.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    /// Raft adopted a snapshot whose data this node cannot use.
+    #[error("snapshot at index {0}: {1}")]
+    Snapshot(u64, fsm::SnapshotDataError),
+}
+
+/// What the raft loop is built from (recovered by `launch`).
+pub struct LoopParts {
+    /// Raft, on the recovered storage.
+    pub raw: RawNode<NodeStorage>,
+    /// The open write-ahead log.
+    pub wal: Wal,
+    /// The data directory (snapshot file).
+    pub data_dir: PathBuf,
+    /// Links to the peers.
+    pub transport: Transport,
+    /// Whether the data directory was empty.
+    pub fresh: bool,
+    /// The index the state machine holds.
+    pub applied_index: u64,
+    /// The Raft trace (possibly off).
+    pub trace: Trace,
+    /// The snapshot thread.
+    pub snapshotter: Snapshotter,
+}
+
 struct Waiter {
     origin: Origin,
     since: Instant,
@@ -173,18 +122,26 @@ pub struct RaftLoop {
     data_dir: PathBuf,
     transport: Transport,
     cutter: BlockCutter,
+    /// Cut blocks waiting for an in-flight slot.
+    /// Invariant: `queued_bytes` is the sum of their transactions' sizes.
     queued: VecDeque<Vec<Tx>>,
+    queued_bytes: usize,
     inflight: VecDeque<u64>,
     waiters: HashMap<String, Vec<Waiter>>,
-    forwards: HashMap<u64, (oneshot::Sender<SubmitReply>, Instant)>,
-    next_req_id: u64,
+    forwards: Forwards,
     role: StateRole,
     leader: u64,
+    /// The term at the last role change (for the trace's reasons).
+    role_term: u64,
     campaigner: bool,
     ticks: u64,
     next_tick: Instant,
     applied_bytes: u64,
     applied_index: u64,
+    trace: Trace,
+    snapshotter: Snapshotter,
+    /// The last snapshot a peer sent, decoded: (index, term, state).
+    decoded_snapshot: Option<(u64, u64, StateMachine)>,
 }
 
 /// The node that campaigns first on a fresh cluster (Fabric's rule):
@@ -201,6 +158,35 @@ pub fn first_campaigner(channel: &str, n: u64) -> u64 {
     value % n + 1
 }
 
+/// Raft's role as the trace names it (docs/trace.md).
+fn trace_role_name(role: StateRole) -> &'static str {
+    match role {
+        StateRole::Leader => "leader",
+        StateRole::Follower => "follower",
+        StateRole::Candidate => "candidate",
+        StateRole::PreCandidate => "pre_candidate",
+    }
+}
+
+/// Why the role changed, inferred from before and after (raft-rs does not
+/// say; the rules are in docs/trace.md).
+fn role_reason(
+    before: StateRole,
+    term_before: u64,
+    after: StateRole,
+    term: u64,
+    leader: u64,
+) -> Option<Reason> {
+    match after {
+        StateRole::PreCandidate => Some(Reason::PreVote),
+        StateRole::Candidate | StateRole::Leader => Some(Reason::Vote),
+        StateRole::Follower if term > term_before => Some(Reason::HigherTerm),
+        StateRole::Follower if before == StateRole::Leader => Some(Reason::CheckQuorum),
+        StateRole::Follower if leader != 0 => Some(Reason::Heartbeat),
+        StateRole::Follower => None,
+    }
+}
+
 fn role_name(role: StateRole) -> &'static str {
     match role {
         StateRole::Leader => "leader",
@@ -212,37 +198,33 @@ fn role_name(role: StateRole) -> &'static str {
 
 impl RaftLoop {
     /// Builds the loop from recovered parts.
-    pub fn new(
-        shared: std::sync::Arc<Shared>,
-        raw: RawNode<NodeStorage>,
-        wal: Wal,
-        data_dir: PathBuf,
-        transport: Transport,
-        fresh: bool,
-        applied_index: u64,
-    ) -> RaftLoop {
+    pub fn new(shared: std::sync::Arc<Shared>, parts: LoopParts) -> RaftLoop {
         let cfg = &shared.config;
-        let campaigner =
-            fresh && first_campaigner(&cfg.args.channel, cfg.peers.len() as u64) == cfg.args.id;
+        let campaigner = parts.fresh
+            && first_campaigner(&cfg.args.channel, cfg.peers.len() as u64) == cfg.args.id;
         let cutter = BlockCutter::new(cfg.batch);
         RaftLoop {
-            raw,
-            wal,
-            data_dir,
-            transport,
+            raw: parts.raw,
+            wal: parts.wal,
+            data_dir: parts.data_dir,
+            transport: parts.transport,
+            trace: parts.trace,
+            decoded_snapshot: None,
+            snapshotter: parts.snapshotter,
             cutter,
             queued: VecDeque::new(),
+            queued_bytes: 0,
             inflight: VecDeque::new(),
             waiters: HashMap::new(),
-            forwards: HashMap::new(),
-            next_req_id: 0,
+            forwards: Forwards::new(forward::start_nonce()),
             role: StateRole::Follower,
             leader: 0,
+            role_term: 0,
             campaigner,
             ticks: 0,
             next_tick: Instant::now(),
             applied_bytes: 0,
-            applied_index,
+            applied_index: parts.applied_index,
             shared,
         }
     }
@@ -252,31 +234,21 @@ impl RaftLoop {
     }
 
     /// Runs until a shutdown event or a fatal storage error.
-    pub fn run(mut self, events: Receiver<Event>) -> Result<(), wal::WalError> {
+    pub fn run(mut self, events: Outbox) -> Result<(), LoopError> {
+        self.trace_start()?;
         loop {
             // An untimed wait: timed waits take absolute deadlines from the
             // monotonic clock, which libfaketime (the clock nemesis) fakes
             // while the kernel does not. The waker thread's relative sleeps
             // stay correct under it, and scale with its rate.
-            let mut batch = match events.recv() {
-                Ok(ev) => vec![ev],
-                Err(_) => return self.wal.sync(true),
+            let Some(batch) = events.next_batch() else {
+                return Ok(self.wal.sync(true)?);
             };
-            while batch.len() < EVENTS_PER_TURN_MAX {
-                match events.try_recv() {
-                    Ok(ev) => batch.push(ev),
-                    Err(_) => break,
-                }
-            }
-            let mut shutdown = None;
-            for ev in batch {
-                match ev {
-                    Event::Shutdown(done) => shutdown = Some(done),
-                    other => self.handle(other),
-                }
+            for ev in batch.events {
+                self.handle(ev);
             }
             self.turn()?;
-            if let Some(done) = shutdown {
+            if let Some(done) = batch.shutdown {
                 self.wal.sync(true)?;
                 tracing::info!("write-ahead log synced, raft loop stopped");
                 let _ = done.send(());
@@ -285,7 +257,43 @@ impl RaftLoop {
         }
     }
 
-    fn turn(&mut self) -> Result<(), wal::WalError> {
+    /// The trace's `start` event and a `role` event for the recovered role.
+    fn trace_start(&mut self) -> Result<(), LoopError> {
+        let state = self.log_state();
+        let snap = self.raw.store().snapshot_meta();
+        let conf = self
+            .raw
+            .store()
+            .conf_state()
+            .expect("memory storage never fails");
+        self.trace
+            .start(&state, snap, conf.get_voters(), conf.get_learners());
+        self.trace.role(
+            trace_role_name(self.role),
+            state.term,
+            0,
+            Some(Reason::Start),
+        );
+        self.role_term = state.term;
+        Ok(self.trace.flush()?)
+    }
+
+    /// Raft's persistent state and log bounds as raft sees them now.
+    fn log_state(&self) -> LogState {
+        let store = self.raw.store();
+        let hs = store.hard_state();
+        let last_index = store.last_index().expect("memory storage never fails");
+        LogState {
+            term: hs.term,
+            vote: hs.vote,
+            commit: hs.commit,
+            first_index: store.first_index().expect("memory storage never fails"),
+            last_index,
+            last_term: store.term(last_index).unwrap_or(0),
+        }
+    }
+
+    fn turn(&mut self) -> Result<(), LoopError> {
         let now = Instant::now();
         if now >= self.next_tick {
             self.raw.tick();
@@ -294,11 +302,15 @@ impl RaftLoop {
             self.maybe_campaign();
             self.expire_waiters(now);
         }
+        if let Some(written) = self.snapshotter.poll() {
+            self.finish_snapshot(written?)?;
+        }
         if let Some(batch) = self.cutter.cut_if_due(now) {
-            self.queued.push_back(batch);
+            self.enqueue(batch);
         }
         self.propose_queued();
         self.on_ready()?;
+        self.trace.flush()?;
         self.publish_status();
         Ok(())
     }
@@ -323,19 +335,44 @@ impl RaftLoop {
 
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Peer(msg) => {
+            Event::Peer { msg, lamport } => {
+                if !self.snapshot_usable(&msg) {
+                    return;
+                }
+                self.trace.recv(&msg, lamport);
                 if let Err(e) = self.raw.step(msg) {
                     tracing::debug!(error = %e, "raft refused a peer message");
                 }
             }
             Event::Submit { tx, ack, origin } => self.submit(tx, ack, origin),
-            Event::ForwardReply { req_id, reply } => {
-                if let Some((sender, _)) = self.forwards.remove(&req_id) {
-                    let _ = sender.send(reply);
-                }
+            Event::ForwardReply {
+                req_id,
+                tx_id,
+                reply,
+            } => {
+                self.forwards.resolve(req_id, &tx_id, reply);
             }
             Event::Wake => {}
-            Event::Shutdown(_) => unreachable!("handled by run"),
+        }
+    }
+
+    /// Decodes a snapshot before raft may adopt it (issue 13, defect 7):
+    /// an undecodable one is refused here, with raft none the wiser; a good
+    /// one is kept for `install_snapshot`, so it is decoded once.
+    fn snapshot_usable(&mut self, msg: &Message) -> bool {
+        if msg.get_msg_type() != raft::prelude::MessageType::MsgSnapshot {
+            return true;
+        }
+        let meta = msg.get_snapshot().get_metadata();
+        match StateMachine::from_snapshot_data(&msg.get_snapshot().data) {
+            Ok(sm) => {
+                self.decoded_snapshot = Some((meta.index, meta.term, sm));
+                true
+            }
+            Err(e) => {
+                tracing::error!(from = msg.from, index = meta.index, error = %e, "undecodable snapshot refused before raft saw it");
+                false
+            }
         }
     }
 
@@ -344,9 +381,18 @@ impl RaftLoop {
             Origin::Local(sender) => {
                 let _ = sender.send(reply);
             }
-            Origin::Peer { from, req_id } => self
-                .transport
-                .send(from, Frame::ForwardReply(ForwardReply { req_id, reply })),
+            Origin::Peer {
+                from,
+                req_id,
+                tx_id,
+            } => self.transport.send(
+                from,
+                Frame::ForwardReply(ForwardReply {
+                    req_id,
+                    tx_id,
+                    reply,
+                }),
+            ),
         }
     }
 
@@ -362,9 +408,7 @@ impl RaftLoop {
         let leader = self.raw.raft.leader_id;
         match origin {
             Origin::Local(sender) if leader != 0 && leader != self.shared.config.args.id => {
-                self.next_req_id += 1;
-                let req_id = self.next_req_id;
-                self.forwards.insert(req_id, (sender, Instant::now()));
+                let req_id = self.forwards.add(&tx.id, sender);
                 self.transport
                     .send(leader, Frame::Forward(Forward { req_id, tx, ack }));
             }
@@ -377,12 +421,13 @@ impl RaftLoop {
 
     /// On the leader: enqueue into the block cutter.
     fn order(&mut self, tx: Tx, ack: Ack, origin: Origin) {
-        if self.queued.len() >= QUEUED_BLOCKS_MAX {
+        let waiting = self.queued_bytes + self.cutter.pending_bytes();
+        if waiting > 0 && waiting + tx.size_bytes() > self.backlog_bytes_max() {
             return self.reply(
                 origin,
                 SubmitReply::refused(
                     503,
-                    "leader overloaded: too many blocks queued; retry",
+                    "leader backlog full (as many bytes wait as may be in flight); retry",
                     true,
                 ),
             );
@@ -397,8 +442,23 @@ impl RaftLoop {
                 since: Instant::now(),
             });
         }
-        let cut = self.cutter.ordered(tx, Instant::now());
-        self.queued.extend(cut);
+        for batch in self.cutter.ordered(tx, Instant::now()) {
+            self.enqueue(batch);
+        }
+    }
+
+    /// Bytes that may wait for an in-flight slot (cut or in the cutter):
+    /// as many as `--max-inflight-blocks` blocks of preferred size, and
+    /// one largest transaction at least (issue 13, defect 6; Fabric stops
+    /// reading submissions at MaxInflightBlocks).
+    fn backlog_bytes_max(&self) -> usize {
+        let args = &self.shared.config.args;
+        (args.max_inflight_blocks * args.preferred_max_bytes).max(args.absolute_max_bytes)
+    }
+
+    fn enqueue(&mut self, batch: Vec<Tx>) {
+        self.queued_bytes += batch.iter().map(Tx::size_bytes).sum::<usize>();
+        self.queued.push_back(batch);
     }
 
     fn propose_queued(&mut self) {
@@ -407,6 +467,7 @@ impl RaftLoop {
             let Some(batch) = self.queued.pop_front() else {
                 return;
             };
+            self.queued_bytes -= batch.iter().map(Tx::size_bytes).sum::<usize>();
             match self.raw.propose(Vec::new(), fsm::encode_batch(&batch)) {
                 Ok(()) => self.inflight.push_back(self.raw.raft.raft_log.last_index()),
                 Err(e) => {
@@ -435,9 +496,7 @@ impl RaftLoop {
             ws.retain(|w| now.duration_since(w.since) < WAITER_AGE_MAX);
             !ws.is_empty()
         });
-        self.forwards.retain(|_, (sender, since)| {
-            !sender.is_closed() && now.duration_since(*since) < WAITER_AGE_MAX
-        });
+        self.forwards.expire(now);
     }
 
     fn on_role_change(&mut self, role: StateRole, leader: u64) {
@@ -453,6 +512,7 @@ impl RaftLoop {
             // it was proposed, so it certainly was not ordered.
             let mut dropped = self.cutter.cut();
             dropped.extend(self.queued.drain(..).flatten());
+            self.queued_bytes = 0;
             tracing::warn!(
                 txs = dropped.len(),
                 new_leader = leader,
@@ -465,6 +525,10 @@ impl RaftLoop {
             self.inflight.clear();
         }
         if role != self.role || leader != self.leader {
+            let term = self.raw.raft.term;
+            let reason = role_reason(self.role, self.role_term, role, term, leader);
+            self.trace.role(trace_role_name(role), term, leader, reason);
+            self.role_term = term;
             tracing::info!(
                 role = role_name(role),
                 leader,
@@ -476,7 +540,7 @@ impl RaftLoop {
         self.leader = leader;
     }
 
-    fn on_ready(&mut self) -> Result<(), wal::WalError> {
+    fn on_ready(&mut self) -> Result<(), LoopError> {
         if !self.raw.has_ready() {
             return Ok(());
         }
@@ -485,29 +549,45 @@ impl RaftLoop {
             let (role, leader) = (ss.raft_state, ss.leader_id);
             self.on_role_change(role, leader);
         }
-        self.send(rd.take_messages());
+        self.send(rd.take_messages())?;
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot().clone())?;
         }
         self.apply(rd.take_committed_entries());
         self.persist(rd.entries(), rd.hs())?;
-        self.send(rd.take_persisted_messages());
+        self.send(rd.take_persisted_messages())?;
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
             self.raw.mut_store().set_commit(commit);
             let hs = self.raw.store().hard_state();
             self.wal.set_hard_state(&self.hard_state_to_persist(&hs))?;
         }
-        self.send(light.take_messages());
+        self.send(light.take_messages())?;
         self.apply(light.take_committed_entries());
         self.raw.advance_apply();
         self.maybe_snapshot()
     }
 
-    fn send(&self, msgs: Vec<Message>) {
-        for m in &msgs {
-            self.transport.send_raft(m);
+    /// Traces the messages, writes the trace out, then sends them: a
+    /// message never reaches a peer before the events it depends on.
+    fn send(&mut self, msgs: Vec<Message>) -> Result<(), LoopError> {
+        if msgs.is_empty() {
+            return Ok(());
         }
+        let mut stamps = Vec::with_capacity(msgs.len());
+        for m in &msgs {
+            stamps.push(self.trace.send(m));
+            if m.get_msg_type() == raft::prelude::MessageType::MsgSnapshot {
+                let meta = m.get_snapshot().get_metadata();
+                self.trace
+                    .snapshot("sent", meta.index, meta.term, Some(m.to));
+            }
+        }
+        self.trace.flush()?;
+        for (m, stamp) in msgs.iter().zip(stamps) {
+            self.transport.send_raft(m, stamp);
+        }
+        Ok(())
     }
 
     fn hard_state_to_persist(&self, hs: &HardState) -> HardState {
@@ -520,7 +600,7 @@ impl RaftLoop {
     }
 
     /// Writes entries and hard state, then one fsync (the `Ready` contract).
-    fn persist(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), wal::WalError> {
+    fn persist(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), LoopError> {
         if entries.is_empty() && hs.is_none() {
             return Ok(());
         }
@@ -536,6 +616,7 @@ impl RaftLoop {
             .lock()
             .expect("metrics lock")
             .record_persist(started.elapsed(), bytes);
+        let last_before = self.raw.store().last_index().expect("memory storage");
         if !entries.is_empty() {
             self.raw
                 .mut_store()
@@ -545,27 +626,41 @@ impl RaftLoop {
         if let Some(hs) = hs {
             self.raw.mut_store().set_hard_state(hs.clone());
         }
+        if self.trace.is_on() {
+            let appended: Vec<(u64, u64)> = entries.iter().map(|e| (e.index, e.term)).collect();
+            let truncated_from = entries
+                .first()
+                .map(|e| e.index)
+                .filter(|&first| first <= last_before);
+            self.trace
+                .persist(&self.log_state(), &appended, truncated_from);
+        }
         Ok(())
     }
 
     fn apply(&mut self, entries: Vec<Entry>) {
         for e in entries {
             self.applied_index = e.index;
+            self.trace.flush_if_full().ok();
             while self.inflight.front().is_some_and(|&i| i <= e.index) {
                 self.inflight.pop_front();
             }
             if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+                self.trace.apply(e.index, e.term, None);
                 continue;
             }
             let txs = match fsm::decode_batch(&e.data) {
                 Ok(txs) => txs,
                 Err(err) => {
                     tracing::error!(index = e.index, error = %err, "undecodable committed entry skipped");
+                    self.trace.apply(e.index, e.term, None);
                     continue;
                 }
             };
             self.applied_bytes += e.data.len() as u64;
             let applied = self.shared.fsm.write().expect("fsm lock").apply(txs);
+            self.trace
+                .apply(e.index, e.term, Some((applied.number, &applied.hash)));
             for (position, (id, results)) in applied.results.into_iter().enumerate() {
                 for w in self.waiters.remove(&id).unwrap_or_default() {
                     let reply = SubmitReply::Committed {
@@ -581,14 +676,16 @@ impl RaftLoop {
         }
     }
 
-    fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), wal::WalError> {
+    fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), LoopError> {
         let index = snapshot.get_metadata().index;
-        let restored = match StateMachine::from_snapshot_data(&snapshot.data) {
-            Ok(sm) => sm,
-            Err(e) => {
-                tracing::error!(index, error = %e, "leader sent an unusable snapshot; ignoring it");
-                return Ok(());
-            }
+        let term = snapshot.get_metadata().term;
+        let restored = match self.decoded_snapshot.take() {
+            Some((i, t, sm)) if (i, t) == (index, term) => sm,
+            // Raft hands over only snapshots this node stepped, which
+            // `snapshot_usable` decoded; anything else means raft and
+            // storage would disagree, so stop (Fabric panics).
+            _ => StateMachine::from_snapshot_data(&snapshot.data)
+                .map_err(|e| LoopError::Snapshot(index, e))?,
         };
         wal::save_snapshot(&self.data_dir, &snapshot)?;
         self.raw
@@ -597,53 +694,77 @@ impl RaftLoop {
             .expect("raft hands over snapshots newer than the log");
         let height = restored.ledger.height();
         *self.shared.fsm.write().expect("fsm lock") = restored;
-        self.shared.height.send_replace(height);
-        self.applied_index = index;
-        let hs = self.raw.store().hard_state();
-        self.wal.rewrite(&self.hard_state_to_persist(&hs), &[])?;
-        tracing::info!(index, height, "installed snapshot from the leader");
-        Ok(())
-    }
-
-    fn maybe_snapshot(&mut self) -> Result<(), wal::WalError> {
-        if self.applied_bytes < self.shared.config.args.snapshot_interval_bytes {
-            return Ok(());
-        }
-        self.applied_bytes = 0;
-        let index = self.applied_index;
-        let (data, height) = {
-            let fsm = self.shared.fsm.read().expect("fsm lock");
-            (fsm.to_snapshot_data(), fsm.ledger.height())
-        };
-        let mut snap = Snapshot {
-            data: data.into(),
-            ..Default::default()
-        };
-        let meta = snap.mut_metadata();
-        meta.index = index;
-        meta.term = self.raw.store().term_of(index);
-        meta.set_conf_state(
-            self.raw
-                .store()
-                .conf_state()
-                .expect("memory storage never fails"),
-        );
-        wal::save_snapshot(&self.data_dir, &snap)?;
-        let tail = self
-            .raw
-            .mut_store()
-            .compact_to(snap)
-            .expect("compacting to the applied index");
-        let hs = self.raw.store().hard_state();
-        self.wal.rewrite(&self.hard_state_to_persist(&hs), &tail)?;
         self.shared
             .metrics
             .lock()
             .expect("metrics lock")
-            .snapshot_block_number = height.saturating_sub(1);
-        tracing::info!(
+            .snapshots_installed += 1;
+        self.shared.height.send_replace(height);
+        self.applied_index = index;
+        let hs = self.raw.store().hard_state();
+        self.wal.rewrite(&self.hard_state_to_persist(&hs), &[])?;
+        self.trace.snapshot("installed", index, term, None);
+        // The log was rewritten and fsynced: its new bounds.
+        self.trace.persist(&self.log_state(), &[], None);
+        tracing::info!(index, height, "installed snapshot from the leader");
+        Ok(())
+    }
+
+    /// Hands a snapshot of the applied state to the snapshot thread once
+    /// `--snapshot-interval-bytes` were applied since the last one.
+    fn maybe_snapshot(&mut self) -> Result<(), LoopError> {
+        if self.applied_bytes < self.shared.config.args.snapshot_interval_bytes
+            || self.snapshotter.is_busy()
+        {
+            return Ok(());
+        }
+        let index = self.applied_index;
+        let job = SnapshotJob {
             index,
-            block = height.saturating_sub(1),
+            term: self.raw.store().term_of(index),
+            conf_state: self
+                .raw
+                .store()
+                .conf_state()
+                .expect("memory storage never fails"),
+            state: self.shared.fsm.read().expect("fsm lock").capture(),
+        };
+        if self.snapshotter.submit(job) {
+            self.applied_bytes = 0;
+        }
+        Ok(())
+    }
+
+    /// Puts a snapshot the thread wrote in place and compacts the log,
+    /// keeping `--snapshot-catchup-entries` entries behind it in memory.
+    fn finish_snapshot(&mut self, written: Written) -> Result<(), LoopError> {
+        let meta = written.snapshot.get_metadata().clone();
+        if meta.index <= self.raw.store().snapshot_meta().0 {
+            // A snapshot from the leader was installed meanwhile.
+            let _ = std::fs::remove_file(&written.file);
+            return Ok(());
+        }
+        wal::publish_snapshot(&self.data_dir, &written.file)?;
+        self.trace.snapshot("taken", meta.index, meta.term, None);
+        let catchup = self.shared.config.args.snapshot_catchup_entries;
+        let (compacted_to, tail) = self
+            .raw
+            .mut_store()
+            .compact_to(written.snapshot, catchup)
+            .expect("compacting below the applied index");
+        let hs = self.raw.store().hard_state();
+        self.wal.rewrite(&self.hard_state_to_persist(&hs), &tail)?;
+        self.trace.compact(compacted_to);
+        let block = written.height.saturating_sub(1);
+        let mut metrics = self.shared.metrics.lock().expect("metrics lock");
+        metrics.snapshot_block_number = block;
+        metrics.snapshots_taken += 1;
+        metrics.compactions += 1;
+        drop(metrics);
+        tracing::info!(
+            index = meta.index,
+            block,
+            compacted_to,
             tail = tail.len(),
             "snapshot taken, log compacted"
         );

@@ -84,17 +84,30 @@ impl NodeStorage {
     }
 
     /// Records a snapshot this node took at its index and drops the
-    /// entries it covers; returns the entries left after it.
-    pub fn compact_to(&self, snapshot: Snapshot) -> raft::Result<Vec<Entry>> {
+    /// entries it covers but the last `catchup` (Fabric's
+    /// SnapshotCatchUpEntries: a follower just behind still gets entries,
+    /// not the snapshot). Returns the index compacted to (the new first
+    /// index − 1) and the entries after the snapshot, for the log file.
+    pub fn compact_to(&self, snapshot: Snapshot, catchup: u64) -> raft::Result<(u64, Vec<Entry>)> {
         let index = snapshot.get_metadata().index;
         *self.snapshot.write().expect("snapshot lock") = snapshot;
-        self.mem.wl().compact(index)?;
+        let keep_from = (index + 1).saturating_sub(catchup).max(1);
+        self.mem.wl().compact(keep_from)?;
+        let compacted_to = self.mem.first_index()? - 1;
         let last = self.mem.last_index()?;
         if last <= index {
-            return Ok(Vec::new());
+            return Ok((compacted_to, Vec::new()));
         }
-        self.mem
-            .entries(index + 1, last + 1, None, GetEntriesContext::empty(false))
+        let tail = self
+            .mem
+            .entries(index + 1, last + 1, None, GetEntriesContext::empty(false))?;
+        Ok((compacted_to, tail))
+    }
+
+    /// The latest snapshot's (index, term); (0, 0) when there is none.
+    pub fn snapshot_meta(&self) -> (u64, u64) {
+        let s = self.snapshot.read().expect("snapshot lock");
+        (s.get_metadata().index, s.get_metadata().term)
     }
 
     /// The term of the entry at `idx` (0 when compacted away).

@@ -2,20 +2,22 @@
 //! over TCP, one outbound connection per peer.
 //!
 //! A frame is `len: u32 LE | kind: u8 | body` (`len` counts kind and body).
+//! A raft message is `lamport: u64 LE | protobuf` (kind 5); one larger than
+//! [`RAFT_PART_BYTES`] (a snapshot) is sent as parts (kind 6) ended by a
+//! kind-5 frame, so no snapshot is too large for the link.
 //! The dialer's first frame is `Hello` with its raft id; the acceptor
 //! identifies the peer by that id, never by its address (the harness may put
 //! a fault proxy in between). Anything malformed closes the connection with
 //! a warning; nothing a peer sends can panic the node.
 
-use crate::server::{Event, Origin, SubmitReply};
+use crate::event::{Event, Inbox, Origin, SubmitReply};
 use crate::tx::{Ack, Tx};
 use protobuf::Message as PbMessage;
 use raft::prelude::Message;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::mpsc::SyncSender;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -29,7 +31,18 @@ const REDIAL_DELAY: Duration = Duration::from_millis(100);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 const KIND_HELLO: u8 = 1;
-const KIND_RAFT: u8 = 2;
+/// A raft message without a Lamport stamp (before the trace): refused.
+const KIND_RAFT_UNSTAMPED: u8 = 2;
+/// `lamport: u64 LE | protobuf raft Message`, or the last part of one.
+const KIND_RAFT: u8 = 5;
+/// A part of a raft message (a snapshot) too large for one frame; the
+/// parts' bodies are concatenated up to the next [`KIND_RAFT`] frame.
+const KIND_RAFT_PART: u8 = 6;
+/// Bytes of a raft message per frame at most.
+pub const RAFT_PART_BYTES: usize = 8 << 20;
+/// Largest raft message accepted in parts (a snapshot of the ledger).
+pub const RAFT_MESSAGE_BYTES_MAX: usize = 1 << 30;
+const _: () = assert!(RAFT_PART_BYTES < FRAME_BYTES_MAX);
 const KIND_FORWARD: u8 = 3;
 const KIND_FORWARD_REPLY: u8 = 4;
 
@@ -49,6 +62,8 @@ pub struct Forward {
 pub struct ForwardReply {
     /// The follower's request id.
     pub req_id: u64,
+    /// The forwarded transaction's id (the follower checks it).
+    pub tx_id: String,
     /// The answer.
     pub reply: SubmitReply,
 }
@@ -56,7 +71,7 @@ pub struct ForwardReply {
 /// One frame to send.
 #[derive(Debug)]
 pub enum Frame {
-    /// An encoded raft message.
+    /// An encoded raft message, its Lamport stamp in front.
     Raft(Vec<u8>),
     /// A forwarded submit.
     Forward(Forward),
@@ -67,7 +82,7 @@ pub enum Frame {
 impl Frame {
     fn encode(&self) -> Vec<u8> {
         let (kind, body) = match self {
-            Frame::Raft(b) => (KIND_RAFT, b.clone()),
+            Frame::Raft(b) => return frame_bytes(KIND_RAFT, b),
             Frame::Forward(f) => (KIND_FORWARD, serde_json::to_vec(f).expect("encodes")),
             Frame::ForwardReply(r) => (KIND_FORWARD_REPLY, serde_json::to_vec(r).expect("encodes")),
         };
@@ -114,11 +129,40 @@ impl Transport {
         }
     }
 
-    /// Queues a raft message.
-    pub fn send_raft(&self, msg: &Message) {
-        let bytes = msg.write_to_bytes().expect("a raft message always encodes");
-        self.send(msg.to, Frame::Raft(bytes));
+    /// Queues a raft message stamped with the sender's Lamport clock.
+    pub fn send_raft(&self, msg: &Message, lamport: u64) {
+        self.send(msg.to, stamped(msg, lamport));
     }
+}
+
+/// A raft message's frame: its Lamport stamp, then the message.
+fn stamped(msg: &Message, lamport: u64) -> Frame {
+    let mut bytes = Vec::with_capacity(8 + msg.compute_size() as usize);
+    bytes.extend_from_slice(&lamport.to_le_bytes());
+    msg.write_to_vec(&mut bytes)
+        .expect("a raft message always encodes");
+    Frame::Raft(bytes)
+}
+
+/// Writes one frame (buffered); a raft message longer than
+/// [`RAFT_PART_BYTES`] goes as parts (kind 6) and a last part (kind 5).
+async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &Frame) -> std::io::Result<()> {
+    let Frame::Raft(bytes) = frame else {
+        return w.write_all(&frame.encode()).await;
+    };
+    let mut parts = bytes.chunks(RAFT_PART_BYTES).peekable();
+    while let Some(part) = parts.next() {
+        let kind = if parts.peek().is_some() {
+            KIND_RAFT_PART
+        } else {
+            KIND_RAFT
+        };
+        w.write_all(&((part.len() + 1) as u32).to_le_bytes())
+            .await?;
+        w.write_all(&[kind]).await?;
+        w.write_all(part).await?;
+    }
+    Ok(())
 }
 
 async fn dial_loop(me: u64, to: u64, addr: String, mut rx: mpsc::Receiver<Frame>) {
@@ -160,10 +204,10 @@ async fn write_frames(
         .await?;
     w.flush().await?;
     while let Some(frame) = rx.recv().await {
-        w.write_all(&frame.encode()).await?;
+        write_frame(&mut w, &frame).await?;
         // Batch whatever else is already queued into one flush.
         while let Ok(more) = rx.try_recv() {
-            w.write_all(&more.encode()).await?;
+            write_frame(&mut w, &more).await?;
         }
         w.flush().await?;
     }
@@ -171,7 +215,7 @@ async fn write_frames(
 }
 
 /// Accepts peer connections and turns their frames into events.
-pub async fn serve(listener: TcpListener, me: u64, known: Vec<u64>, events: SyncSender<Event>) {
+pub async fn serve(listener: TcpListener, me: u64, known: Vec<u64>, events: Inbox) {
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(c) => c,
@@ -191,7 +235,7 @@ pub async fn serve(listener: TcpListener, me: u64, known: Vec<u64>, events: Sync
     }
 }
 
-async fn read_frame(stream: &mut TcpStream) -> Result<Option<(u8, Vec<u8>)>, String> {
+async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<(u8, Vec<u8>)>, String> {
     let mut len = [0u8; 4];
     match stream.read_exact(&mut len).await {
         Ok(_) => {}
@@ -204,20 +248,20 @@ async fn read_frame(stream: &mut TcpStream) -> Result<Option<(u8, Vec<u8>)>, Str
             "frame length {len} out of range (garbage on the peer port?)"
         ));
     }
-    let mut buf = vec![0u8; len];
+    let kind = stream.read_u8().await.map_err(|e| format!("read: {e}"))?;
+    let mut buf = vec![0u8; len - 1];
     stream
         .read_exact(&mut buf)
         .await
         .map_err(|e| format!("read: {e}"))?;
-    let kind = buf.remove(0);
     Ok(Some((kind, buf)))
 }
 
-async fn read_peer(
-    mut stream: TcpStream,
+async fn read_peer<S: AsyncRead + Unpin>(
+    mut stream: S,
     me: u64,
     known: &[u64],
-    events: SyncSender<Event>,
+    events: Inbox,
 ) -> Result<(), String> {
     let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream))
         .await
@@ -232,9 +276,28 @@ async fn read_peer(
     if from == me || !known.contains(&from) {
         return Err(format!("hello from unknown raft id {from}"));
     }
-    while let Some((kind, body)) = read_frame(&mut stream).await? {
+    let mut parts: Vec<u8> = Vec::new();
+    while let Some((kind, mut body)) = read_frame(&mut stream).await? {
+        if kind == KIND_RAFT_PART || (kind == KIND_RAFT && !parts.is_empty()) {
+            if parts.len() + body.len() > RAFT_MESSAGE_BYTES_MAX {
+                return Err(format!(
+                    "raft message in parts over {RAFT_MESSAGE_BYTES_MAX} bytes"
+                ));
+            }
+            parts.extend_from_slice(&body);
+            if kind == KIND_RAFT_PART {
+                continue;
+            }
+            body = std::mem::take(&mut parts);
+        } else if !parts.is_empty() {
+            return Err(format!("frame kind {kind} inside a raft message's parts"));
+        }
         let event = decode_event(me, from, kind, &body)?;
-        if events.try_send(event).is_err() {
+        let queued = match event {
+            raft @ Event::Peer { .. } => events.peer(raft),
+            other => events.client(other).is_ok(),
+        };
+        if !queued {
             tracing::debug!(from, "event queue full, dropping peer frame");
         }
     }
@@ -244,6 +307,14 @@ async fn read_peer(
 fn decode_event(me: u64, from: u64, kind: u8, body: &[u8]) -> Result<Event, String> {
     match kind {
         KIND_RAFT => {
+            if body.len() < 8 {
+                return Err(format!(
+                    "raft frame of {} bytes has no Lamport stamp",
+                    body.len()
+                ));
+            }
+            let (stamp, body) = body.split_at(8);
+            let lamport = u64::from_le_bytes(stamp.try_into().expect("8 bytes"));
             let msg = Message::parse_from_bytes(body)
                 .map_err(|e| format!("undecodable raft message: {e}"))?;
             if msg.from != from || msg.to != me {
@@ -252,17 +323,24 @@ fn decode_event(me: u64, from: u64, kind: u8, body: &[u8]) -> Result<Event, Stri
                     msg.from, msg.to
                 ));
             }
-            Ok(Event::Peer(msg))
+            Ok(Event::Peer { msg, lamport })
         }
+        KIND_RAFT_UNSTAMPED => Err(
+            "raft frame without a Lamport stamp (kind 2, a node from before the trace); \
+             run one version of ordeal-node on every node"
+                .to_string(),
+        ),
         KIND_FORWARD => {
             let f: Forward =
                 serde_json::from_slice(body).map_err(|e| format!("bad forward: {e}"))?;
+            let tx_id = f.tx.id.clone();
             Ok(Event::Submit {
                 tx: f.tx,
                 ack: f.ack,
                 origin: Origin::Peer {
                     from,
                     req_id: f.req_id,
+                    tx_id,
                 },
             })
         }
@@ -271,6 +349,7 @@ fn decode_event(me: u64, from: u64, kind: u8, body: &[u8]) -> Result<Event, Stri
                 serde_json::from_slice(body).map_err(|e| format!("bad forward reply: {e}"))?;
             Ok(Event::ForwardReply {
                 req_id: r.req_id,
+                tx_id: r.tx_id,
                 reply: r.reply,
             })
         }
@@ -282,6 +361,37 @@ fn decode_event(me: u64, from: u64, kind: u8, body: &[u8]) -> Result<Event, Stri
 mod tests {
     use super::*;
 
+    /// Issue 13: a snapshot larger than a peer frame still gets through.
+    #[tokio::test]
+    async fn a_raft_message_larger_than_a_frame_gets_through() {
+        let data_bytes = FRAME_BYTES_MAX + (6 << 20);
+        let mut msg = Message {
+            msg_type: raft::prelude::MessageType::MsgSnapshot,
+            from: 2,
+            to: 1,
+            ..Default::default()
+        };
+        msg.mut_snapshot().data = vec![7u8; data_bytes].into();
+        let (writer, reader) = tokio::io::duplex(1 << 20);
+        let (inbox, outbox) = crate::event::inbox(16);
+        let read = tokio::spawn(async move { read_peer(reader, 1, &[1, 2, 3], inbox).await });
+        let mut w = BufWriter::new(writer);
+        w.write_all(&frame_bytes(KIND_HELLO, &2u64.to_le_bytes()))
+            .await
+            .unwrap();
+        write_frame(&mut w, &stamped(&msg, 9)).await.unwrap();
+        w.shutdown().await.unwrap();
+        drop(w);
+        read.await.unwrap().expect("the reader accepts it");
+        let batch = outbox.next_batch().expect("an event");
+        match batch.events.first() {
+            Some(Event::Peer { msg, lamport: 9 }) => {
+                assert_eq!(msg.get_snapshot().data.len(), data_bytes)
+            }
+            other => panic!("expected the raft message, got {other:?}"),
+        }
+    }
+
     #[test]
     fn frames_that_lie_are_rejected() {
         let m = Message {
@@ -289,12 +399,23 @@ mod tests {
             to: 1,
             ..Default::default()
         };
-        let body = m.write_to_bytes().unwrap();
+        let unstamped = m.write_to_bytes().unwrap();
+        let mut body = 7u64.to_le_bytes().to_vec();
+        body.extend_from_slice(&unstamped);
         assert!(decode_event(1, 2, KIND_RAFT, &body)
             .unwrap_err()
             .contains("link 2->1"));
-        assert!(decode_event(1, 3, KIND_RAFT, &body).is_ok());
-        assert!(decode_event(1, 3, KIND_RAFT, b"\xff\xff\xff").is_err());
+        assert!(matches!(
+            decode_event(1, 3, KIND_RAFT, &body),
+            Ok(Event::Peer { lamport: 7, .. })
+        ));
+        assert!(decode_event(1, 3, KIND_RAFT_UNSTAMPED, &unstamped)
+            .unwrap_err()
+            .contains("without a Lamport stamp"));
+        assert!(decode_event(1, 3, KIND_RAFT, b"\x01\x02")
+            .unwrap_err()
+            .contains("no Lamport stamp"));
+        assert!(decode_event(1, 3, KIND_RAFT, b"\0\0\0\0\0\0\0\0\xff\xff\xff").is_err());
         assert!(decode_event(1, 3, 99, b"")
             .unwrap_err()
             .contains("unknown frame kind"));

@@ -3,9 +3,13 @@
 //!
 //! A record is `len: u32 LE | crc32: u32 LE | kind: u8 | body` where `len`
 //! counts `kind` and `body` and the CRC covers them. Recovery replays every
-//! record; a torn or corrupt *last* record (what a crash mid-write leaves)
-//! is truncated with a warning, while a bad record followed by more data is
-//! corruption and refuses to start, naming the file and offset.
+//! record. Only a *short* last record — a header cut off, or a record whose
+//! (in range) length runs past the end of the file: what a crash mid-write
+//! leaves — is a torn tail, truncated with a warning. Any other damage (a
+//! bad checksum, a length out of range, an undecodable record), even in
+//! the last record, was fsynced data and refuses to start, naming the file
+//! and offset. The directory is fsynced after the log or snapshot file is
+//! created or replaced, so the name survives a crash as well as the data.
 
 use protobuf::Message as PbMessage;
 use raft::prelude::{Entry, HardState, Snapshot};
@@ -37,7 +41,7 @@ pub enum WalError {
         source: std::io::Error,
     },
     /// A record before the tail is damaged.
-    #[error("{path}: corrupt record at offset {offset}: {problem}; refusing to start (restore the data directory or remove it to rejoin empty)")]
+    #[error("{path}: corrupt record at offset {offset}: {problem}; refusing to start: restore this data directory from a copy. Do not delete it and rejoin under the same raft id: that forgets this node's vote and acknowledged entries")]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -101,12 +105,16 @@ impl Wal {
     pub fn open(dir: &Path) -> Result<(Wal, Recovered), WalError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let path = dir.join(WAL_FILE);
+        let created = !path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&path)
             .map_err(io(&path))?;
+        if created {
+            sync_dir(dir)?;
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io(&path))?;
         let recovered = replay(&path, &bytes)?;
@@ -197,8 +205,7 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<Recovered, WalError> {
                 offset = next;
             }
             Err(problem) => {
-                let record_end = record_end(bytes, offset);
-                if record_end >= bytes.len() {
+                if is_cut_off(bytes, offset) {
                     out.truncated_at = Some(offset as u64);
                     return Ok(out);
                 }
@@ -213,13 +220,14 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<Recovered, WalError> {
     Ok(out)
 }
 
-/// Where the record at `offset` claims to end (saturating past the end).
-fn record_end(bytes: &[u8], offset: usize) -> usize {
+/// Whether the record at `offset` is a write cut off: a short header, or a
+/// length in range that runs past the end of the file.
+fn is_cut_off(bytes: &[u8], offset: usize) -> bool {
     if bytes.len() - offset < HEADER_BYTES {
-        return bytes.len();
+        return true;
     }
     let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes")) as usize;
-    offset.saturating_add(8).saturating_add(len)
+    (1..=RECORD_BYTES_MAX).contains(&len) && offset + 8 + len > bytes.len()
 }
 
 fn decode_at(bytes: &[u8], offset: usize) -> Result<(u8, &[u8], usize), String> {
@@ -274,19 +282,33 @@ fn apply_record(
 
 /// Writes a snapshot atomically: `crc32 | protobuf Snapshot`.
 pub fn save_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<(), WalError> {
-    let path = dir.join(SNAPSHOT_FILE);
-    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+    let tmp = write_snapshot_file(dir, snapshot, "tmp")?;
+    publish_snapshot(dir, &tmp)
+}
+
+/// Writes and fsyncs a snapshot beside the real one, as
+/// `snapshot.bin.<suffix>`, for [`publish_snapshot`] to put in place.
+pub fn write_snapshot_file(
+    dir: &Path,
+    snapshot: &Snapshot,
+    suffix: &str,
+) -> Result<PathBuf, WalError> {
+    let tmp = dir.join(format!("{SNAPSHOT_FILE}.{suffix}"));
     let body = snapshot
         .write_to_bytes()
         .expect("a snapshot always encodes");
-    let mut bytes = crc32fast::hash(&body).to_le_bytes().to_vec();
-    bytes.extend_from_slice(&body);
-    {
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-    }
-    fs::rename(&tmp, &path).map_err(io(&path))?;
+    let mut f = File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(&crc32fast::hash(&body).to_le_bytes())
+        .and_then(|()| f.write_all(&body))
+        .and_then(|()| f.sync_all())
+        .map_err(io(&tmp))?;
+    Ok(tmp)
+}
+
+/// Renames a written snapshot over the real one and fsyncs the directory.
+pub fn publish_snapshot(dir: &Path, written: &Path) -> Result<(), WalError> {
+    let path = dir.join(SNAPSHOT_FILE);
+    fs::rename(written, &path).map_err(io(&path))?;
     sync_dir(dir)
 }
 
@@ -383,18 +405,40 @@ mod tests {
         assert_eq!(r.entries.len(), 3);
     }
 
+    /// Defect 3 (issue 13): a whole last record with a bad checksum, or a
+    /// length field out of range, was fsynced data damaged later, not a
+    /// write cut off: recovery refuses to start instead of dropping it.
     #[test]
-    fn a_corrupt_last_record_counts_as_torn() {
+    fn a_damaged_last_record_refuses_to_start_and_never_invites_deleting_the_log() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), &[entry(1, 1), entry(2, 1)], &hs(1, 1, 2));
         let path = dir.path().join(WAL_FILE);
-        let mut bytes = fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
-        fs::write(&path, &bytes).unwrap();
-        let (_, r) = Wal::open(dir.path()).unwrap();
-        assert!(r.truncated_at.is_some());
-        assert_eq!(r.hard_state, None);
+        let good = fs::read(&path).unwrap();
+        let last_record =
+            good.len() - frame(KIND_HARD_STATE, &hs(1, 1, 2).write_to_bytes().unwrap()).len();
+        let mut bad_crc = good.clone();
+        let end = bad_crc.len() - 1;
+        bad_crc[end] ^= 0xff;
+        let mut bad_len = good.clone();
+        bad_len[last_record..last_record + 4].copy_from_slice(&0u32.to_le_bytes());
+        let mut huge_len = good.clone();
+        huge_len[last_record..last_record + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        for (what, bytes) in [
+            ("checksum", bad_crc),
+            ("length 0", bad_len),
+            ("length max", huge_len),
+        ] {
+            fs::write(&path, &bytes).unwrap();
+            let err = Wal::open(dir.path()).expect_err(what);
+            let text = err.to_string();
+            assert!(
+                matches!(err, WalError::Corrupt { offset, .. } if offset == last_record as u64),
+                "{what}: {text}"
+            );
+            assert!(!text.contains("remove"), "{what}: {text}");
+            assert!(text.contains("vote"), "{what}: {text}");
+            assert_eq!(fs::read(&path).unwrap(), bytes, "{what}: nothing was cut");
+        }
     }
 
     #[test]

@@ -347,3 +347,308 @@ async fn garbage_and_bad_requests_are_refused_without_harm() {
         "garbage is logged"
     );
 }
+
+fn read_trace(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.ends_with('\n'),
+        "{}: a partial last line",
+        path.display()
+    );
+    text.lines()
+        .enumerate()
+        .map(|(n, l)| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{}:{}: {e}: {l}", path.display(), n + 1))
+        })
+        .collect()
+}
+
+async fn submit_many(http: &reqwest::Client, c: &LocalCluster, prefix: &str, n: usize) {
+    for k in 0..n {
+        let body = json!({"id": format!("{prefix}{k}"), "payload": "t"});
+        for _attempt in 0..50 {
+            let r = http
+                .post(format!("{}/submit", c.url(k % c.len())))
+                .json(&body)
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The Raft trace (docs/trace.md): every node's file parses, `seq` runs on
+/// across a SIGKILL and restart, and every `recv` orders after its `send`
+/// in Lamport time (the causal merge the `raft` checker relies on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_parse_continue_across_restarts_and_order_recv_after_send() {
+    let mut cluster = LocalCluster::start_traced(Path::new(EXE), 3, &[], true).unwrap();
+    let http = http();
+    let leader = cluster.wait_leader(&http).await.unwrap();
+    submit_many(&http, &cluster, "a", 30).await;
+    cluster.kill(leader);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.restart(leader).unwrap();
+    submit_many(&http, &cluster, "b", 30).await;
+    converge(&http, &cluster).await;
+    for i in 0..3 {
+        let exit = cluster.terminate(i).unwrap();
+        assert!(exit.success(), "node {} exit {exit:?}", i + 1);
+    }
+    let traces: Vec<Vec<Value>> = (0..3).map(|i| read_trace(&cluster.trace_path(i))).collect();
+    let mut sends: HashMap<(u64, u64), &Value> = HashMap::new();
+    for (i, events) in traces.iter().enumerate() {
+        let kinds: BTreeSet<&str> = events.iter().map(|e| e["ev"].as_str().unwrap()).collect();
+        for kind in ["start", "persist", "role", "send", "recv", "apply"] {
+            assert!(kinds.contains(kind), "node {}: no {kind} event", i + 1);
+        }
+        let starts = events.iter().filter(|e| e["ev"] == "start").count();
+        assert_eq!(starts, if i == leader { 2 } else { 1 }, "node {}", i + 1);
+        let mut lamport = 0;
+        for (seq, e) in events.iter().enumerate() {
+            assert_eq!(e["node"], i as u64 + 1);
+            assert_eq!(e["seq"], seq as u64, "node {}: seq runs on", i + 1);
+            let l = e["lamport"].as_u64().unwrap();
+            assert!(l > lamport, "node {}: lamport grows at seq {seq}", i + 1);
+            lamport = l;
+            if e["ev"] == "send" {
+                sends.insert((i as u64 + 1, l), e);
+            }
+        }
+    }
+    let mut matched = 0;
+    for e in traces.iter().flatten().filter(|e| e["ev"] == "recv") {
+        let key = (
+            e["from"].as_u64().unwrap(),
+            e["send_lamport"].as_u64().unwrap(),
+        );
+        let send = sends.get(&key).unwrap_or_else(|| panic!("no send for {e}"));
+        for field in [
+            "msg_type", "to", "term", "index", "log_term", "commit", "reject",
+        ] {
+            assert_eq!(send[field], e[field], "{field}: {send} vs {e}");
+        }
+        assert!(
+            e["lamport"].as_u64() > send["lamport"].as_u64(),
+            "{send} -> {e}"
+        );
+        matched += 1;
+    }
+    assert!(matched > 100, "only {matched} messages received");
+    // The same block at each applied index on every node.
+    let mut applied: HashMap<u64, (Value, Value)> = HashMap::new();
+    for e in traces
+        .iter()
+        .flatten()
+        .filter(|e| e["ev"] == "apply" && !e["block"].is_null())
+    {
+        let got = (e["block"].clone(), e["hash"].clone());
+        let first = applied
+            .entry(e["index"].as_u64().unwrap())
+            .or_insert(got.clone());
+        assert_eq!(*first, got, "index {}", e["index"]);
+    }
+    assert!(applied.len() >= 2);
+}
+
+/// Defect 2 (issue 13): when the raft thread dies (here: its trace cannot
+/// be written, a disk full), the node exits non-zero instead of serving a
+/// frozen `/status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_raft_thread_stops_the_node_with_an_error() {
+    let mut cluster = LocalCluster::start(Path::new(EXE), 1, &["--trace", "/dev/full"]).unwrap();
+    let exit = cluster.wait_exit(0, Duration::from_secs(10));
+    let log = cluster.log(0);
+    let exit = exit.unwrap_or_else(|| panic!("the node still runs without its raft thread\n{log}"));
+    assert!(!exit.success(), "{exit:?}\n{log}");
+    assert!(
+        log.contains("/dev/full"),
+        "the error names the trace file\n{log}"
+    );
+}
+
+/// Writes one peer frame: `len u32 LE | kind | body`.
+async fn write_peer_frame(s: &mut tokio::net::TcpStream, kind: u8, body: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let mut frame = ((body.len() + 1) as u32).to_le_bytes().to_vec();
+    frame.push(kind);
+    frame.extend_from_slice(body);
+    s.write_all(&frame).await.unwrap();
+}
+
+/// Defect 7 (issue 13): a snapshot from the leader that cannot be decoded
+/// is refused before raft adopts it, so raft and storage never disagree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_snapshot_is_refused_before_raft_adopts_it() {
+    use protobuf::Message as _;
+    use raft::prelude::{Message, MessageType, Snapshot};
+    let cluster = LocalCluster::start(Path::new(EXE), 3, &[]).unwrap();
+    let http = http();
+    let leader = cluster.wait_leader(&http).await.unwrap();
+    submit_many(&http, &cluster, "before", 5).await;
+    let follower = (leader + 1) % 3;
+    let s = status(&http, &cluster.url(follower)).await.unwrap();
+    let (term, commit) = (
+        s["term"].as_u64().unwrap(),
+        s["commit_index"].as_u64().unwrap(),
+    );
+    let bogus_index = commit + 1000;
+    let mut snapshot = Snapshot {
+        data: b"not a state machine".to_vec().into(),
+        ..Default::default()
+    };
+    snapshot.mut_metadata().index = bogus_index;
+    snapshot.mut_metadata().term = term;
+    snapshot.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
+    let mut msg = Message::default();
+    msg.set_msg_type(MessageType::MsgSnapshot);
+    msg.from = leader as u64 + 1;
+    msg.to = follower as u64 + 1;
+    msg.term = term;
+    msg.set_snapshot(snapshot);
+    let mut body = 1u64.to_le_bytes().to_vec();
+    body.extend_from_slice(&msg.write_to_bytes().unwrap());
+    let mut peer = tokio::net::TcpStream::connect(cluster.peer_addr(follower))
+        .await
+        .unwrap();
+    write_peer_frame(&mut peer, 1, &(leader as u64 + 1).to_le_bytes()).await;
+    write_peer_frame(&mut peer, 5, &body).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let s = status(&http, &cluster.url(follower))
+        .await
+        .unwrap_or_else(|| panic!("the follower died\n{}", cluster.log(follower)));
+    assert!(
+        s["commit_index"].as_u64().unwrap() < bogus_index,
+        "raft adopted the undecodable snapshot: {s}"
+    );
+    submit_many(&http, &cluster, "after", 10).await;
+    converge(&http, &cluster).await;
+    let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
+    assert_eq!(
+        chain(&http, &urls[follower]).await,
+        chain(&http, &urls[leader]).await
+    );
+    assert!(
+        cluster.log(follower).contains("undecodable snapshot"),
+        "{}",
+        cluster.log(follower)
+    );
+}
+
+/// Defect 6 (issue 13): what waits for an in-flight slot on the leader is
+/// bounded by bytes (Fabric stops reading at MaxInflightBlocks); the rest
+/// is refused at once with a retryable error instead of queueing up to a
+/// thousand blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_refuses_submits_beyond_its_byte_backlog_retryably() {
+    let flags = [
+        "--max-inflight-blocks",
+        "1",
+        "--preferred-max-bytes",
+        "100000",
+        "--absolute-max-bytes",
+        "200000",
+    ];
+    let cluster = LocalCluster::start(Path::new(EXE), 3, &flags).unwrap();
+    let http = http();
+    let leader = cluster.wait_leader(&http).await.unwrap();
+    let url = cluster.url(leader);
+    let payload = "p".repeat(90_000);
+    let answers: Vec<_> = (0..64)
+        .map(|n| {
+            let (http, url, payload) = (http.clone(), url.clone(), payload.clone());
+            tokio::spawn(async move {
+                let body = json!({"id": format!("big{n}"), "payload": payload});
+                let r = http
+                    .post(format!("{url}/submit"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let code = r.status().as_u16();
+                (code, r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    let mut ok = 0;
+    for a in answers {
+        let (code, v) = a.await.unwrap();
+        match code {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(v["retryable"], true, "{v}");
+                assert!(v["error"].as_str().unwrap().contains("backlog"), "{v}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert!(ok >= 1, "some are ordered");
+    assert!(
+        refused >= 1,
+        "none refused: the backlog is unbounded by bytes"
+    );
+}
+
+/// Issue 13: a follower that was down while the leader snapshotted and
+/// compacted past it catches up by an installed snapshot; every node
+/// reports the snapshots it took and the compactions in `/status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_compaction_catches_up_by_snapshot() {
+    let flags = [
+        "--snapshot-interval-bytes",
+        "2000",
+        "--snapshot-catchup-entries",
+        "2",
+    ];
+    let mut cluster = LocalCluster::start(Path::new(EXE), 3, &flags).unwrap();
+    let http = http();
+    let leader = cluster.wait_leader(&http).await.unwrap();
+    let lagging = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    cluster.kill(lagging);
+    for n in 0..60 {
+        let body = json!({"id": format!("l{n}"), "payload": "z".repeat(100)});
+        let url = cluster.url(if n % 2 == 0 { leader } else { other });
+        let r = http
+            .post(format!("{url}/submit"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+    let s = status(&http, &cluster.url(leader)).await.unwrap();
+    assert!(s["snapshots_taken"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["compactions"].as_u64().unwrap() >= 1, "{s}");
+    cluster.restart(lagging).unwrap();
+    converge(&http, &cluster).await;
+    let s = status(&http, &cluster.url(lagging)).await.unwrap();
+    assert!(
+        s["snapshots_installed"].as_u64().unwrap() >= 1,
+        "{s}\n{}",
+        cluster.log(lagging)
+    );
+    let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
+    assert_eq!(
+        chain(&http, &urls[lagging]).await,
+        chain(&http, &urls[leader]).await
+    );
+    let metrics = http
+        .get(format!("{}/metrics", urls[lagging]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("consensus_etcdraft_snapshots_installed 0\n"),
+        "{metrics}"
+    );
+}

@@ -1,0 +1,113 @@
+//! Snapshots taken off the raft thread (Fabric's way): the raft loop
+//! captures the state at an applied index (pointers to the shared blocks),
+//! a thread of its own serialises it and writes and fsyncs the file, and
+//! the raft loop then puts the file in place and compacts the log.
+
+use crate::fsm::Captured;
+use crate::wal::{self, WalError};
+use raft::prelude::{ConfState, Snapshot};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+
+/// The temporary file's suffix (`snapshot.bin.<suffix>`).
+const WRITTEN_SUFFIX: &str = "taken";
+
+/// What to snapshot.
+#[derive(Debug)]
+pub struct SnapshotJob {
+    /// The applied index the state is at.
+    pub index: u64,
+    /// The term of the entry at `index`.
+    pub term: u64,
+    /// The configuration at `index`.
+    pub conf_state: ConfState,
+    /// The state machine at `index`.
+    pub state: Captured,
+}
+
+/// A snapshot written and fsynced, not yet in place.
+#[derive(Debug)]
+pub struct Written {
+    /// The snapshot (metadata and data), as raft will serve it.
+    pub snapshot: Snapshot,
+    /// The ledger height it holds.
+    pub height: u64,
+    /// The file to rename into place.
+    pub file: PathBuf,
+}
+
+/// The snapshot thread's handle; one job at a time.
+#[derive(Debug)]
+pub struct Snapshotter {
+    jobs: SyncSender<SnapshotJob>,
+    done: Receiver<Result<Written, WalError>>,
+    busy: bool,
+}
+
+impl Snapshotter {
+    /// Starts the thread writing into `dir`.
+    pub fn start(dir: PathBuf) -> std::io::Result<Snapshotter> {
+        let (jobs, jobs_rx) = mpsc::sync_channel::<SnapshotJob>(1);
+        let (done_tx, done) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || {
+                for job in jobs_rx {
+                    if done_tx.send(write(&dir, job)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Snapshotter {
+            jobs,
+            done,
+            busy: false,
+        })
+    }
+
+    /// Whether a job is being written.
+    pub fn is_busy(&self) -> bool {
+        self.busy
+    }
+
+    /// Hands over a job; false (and nothing done) while one is running.
+    pub fn submit(&mut self, job: SnapshotJob) -> bool {
+        if self.busy || self.jobs.try_send(job).is_err() {
+            return false;
+        }
+        self.busy = true;
+        true
+    }
+
+    /// The finished job, if there is one.
+    pub fn poll(&mut self) -> Option<Result<Written, WalError>> {
+        match self.done.try_recv() {
+            Ok(result) => {
+                self.busy = false;
+                Some(result)
+            }
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => {
+                self.busy = false;
+                None
+            }
+        }
+    }
+}
+
+fn write(dir: &Path, job: SnapshotJob) -> Result<Written, WalError> {
+    let mut snapshot = Snapshot {
+        data: job.state.to_snapshot_data().into(),
+        ..Default::default()
+    };
+    let meta = snapshot.mut_metadata();
+    meta.index = job.index;
+    meta.term = job.term;
+    meta.set_conf_state(job.conf_state);
+    let file = wal::write_snapshot_file(dir, &snapshot, WRITTEN_SUFFIX)?;
+    Ok(Written {
+        snapshot,
+        height: job.state.height(),
+        file,
+    })
+}
