@@ -93,15 +93,6 @@ impl Bug {
         Bug::NoTruncate,
     ];
 
-    /// The property this bug is expected to break first (on a shortest path).
-    pub fn expected_violation(self) -> &'static str {
-        match self {
-            Bug::VoteAnyLog | Bug::CommitOldTerm => crate::properties::LEADER_COMPLETENESS,
-            Bug::ForgetVote => crate::properties::ELECTION_SAFETY,
-            Bug::NoTruncate => crate::properties::STATE_MACHINE_SAFETY,
-        }
-    }
-
     /// The smallest bounds under which the violation is reachable: commit-old-term needs the
     /// Figure 8 history (four terms, two values), no-truncate needs two competing values and
     /// forget-vote needs a crash.
@@ -239,6 +230,20 @@ mod tests {
             "tcp".parse::<Network>(),
             Err(BoundsError::Network(_))
         ));
+    }
+
+    #[test]
+    fn bugs_keep_the_default_servers_and_network() {
+        // `model check --help` says so.
+        let default = Bounds::default();
+        for bug in Bug::ALL {
+            let bounds = bug.minimum_bounds();
+            assert_eq!(
+                (bounds.servers, bounds.network),
+                (default.servers, default.network),
+                "{bug}"
+            );
+        }
     }
 
     #[test]

@@ -26,5 +26,5 @@ pub use bounds::{Bounds, BoundsError, Bug, Network, SERVERS_MAX, TERM_MAX};
 pub use check::{check, CheckOptions, CheckReport, PropertyReport, Strategy, Verdict};
 pub use log::{Entry, Log, LOG_MAX};
 pub use raft::{Action, RaftModel};
-pub use state::{Body, History, Message, Role, Server, ServerId, State};
+pub use state::{AppendRequest, Body, History, Message, Role, Server, ServerId, State};
 pub use trace::{describe_action, describe_path, describe_state, describe_state_in_full};

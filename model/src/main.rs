@@ -27,22 +27,27 @@ enum Command {
     Explore(ExploreArgs),
 }
 
+/// A bound's help line, with the default taken from [`Bounds::default`] so it cannot drift.
+fn bound_help(what: &str, default: impl std::fmt::Display) -> String {
+    format!("{what} [default: {default}; with --bug, the least the bug needs]")
+}
+
+/// A help line for a setting that `--bug` leaves at its default.
+fn plain_help(what: &str, default: impl std::fmt::Display) -> String {
+    format!("{what} [default: {default}; also with --bug]")
+}
+
 #[derive(Args)]
 struct ModelArgs {
-    /// Number of servers [default: 3].
-    #[arg(long)]
+    #[arg(long, help = plain_help("Number of servers", Bounds::default().servers))]
     servers: Option<u8>,
-    /// Highest term any server reaches [default: 2; with --bug, the least the bug needs].
-    #[arg(long)]
+    #[arg(long, help = bound_help("Highest term any server reaches", Bounds::default().max_term))]
     max_term: Option<u8>,
-    /// Client values accepted over the run [default: 2; with --bug, the least it needs].
-    #[arg(long)]
+    #[arg(long, help = bound_help("Client values accepted over the run", Bounds::default().max_log))]
     max_log: Option<u8>,
-    /// Crash-and-restart events over the run [default: 1; with --bug, the least it needs].
-    #[arg(long)]
+    #[arg(long, help = bound_help("Crash-and-restart events over the run", Bounds::default().max_crashes))]
     max_crashes: Option<u8>,
-    /// lossy, ordered or duplicating [default: lossy].
-    #[arg(long)]
+    #[arg(long, help = plain_help("lossy, ordered or duplicating", Bounds::default().network))]
     network: Option<String>,
     /// Break one rule: vote-any-log, commit-old-term, forget-vote or no-truncate.
     #[arg(long)]

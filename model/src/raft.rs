@@ -1,11 +1,12 @@
 //! The Raft model: its actions and how each changes the state (Raft paper Figure 2).
 
 use crate::bounds::{Bounds, Bug, Network};
-use crate::log::{Entry, Log};
+use crate::log::Entry;
 use crate::network;
-use crate::properties::PROPERTY_COUNT;
-use crate::state::{Body, Message, Role, Server, ServerId, State};
+use crate::properties::{Property, PROPERTY_COUNT};
+use crate::state::{AppendRequest, Body, Message, Role, Server, ServerId, State};
 use crate::symmetry;
+use stateright::Expectation;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -46,7 +47,7 @@ pub struct RaftModel {
     /// stateright 0.31's BFS checks its own timeout only when threads trade work.
     stop: Arc<AtomicBool>,
     /// Per property, whether this search has already reported a discovery (see
-    /// [`crate::properties::all`]); `None` reports every discovery (for Explorer).
+    /// [`RaftModel::observe`]); `None` reports every discovery (for Explorer).
     discovered: Option<Arc<[AtomicBool; PROPERTY_COUNT]>>,
 }
 
@@ -84,12 +85,29 @@ impl RaftModel {
         }
     }
 
-    /// Passes `found` through the first time it is true for property `index` in this search,
-    /// and hides it afterwards.
-    pub fn first_discovery(&self, index: usize, found: bool) -> bool {
+    /// Passes `found` through the first time it is true for `property` in this search, and
+    /// hides it afterwards.
+    pub fn first_discovery(&self, property: Property, found: bool) -> bool {
         match &self.discovered {
-            Some(discovered) if found => !discovered[index].swap(true, Ordering::Relaxed),
+            Some(discovered) if found => {
+                !discovered[property.index()].swap(true, Ordering::Relaxed)
+            }
             _ => found,
+        }
+    }
+
+    /// The stateright condition of `property` in `state`: a violation (always) or an example
+    /// (sometimes) is reported once per search.
+    ///
+    /// stateright 0.31 records a discovery every time a state shows it, so the path it reports
+    /// is the last one found, not the first (shortest, under one-thread BFS); hence the
+    /// once-only filter.
+    pub fn observe(&self, property: Property, state: &State) -> bool {
+        let holds = property.holds(state, self.bounds.servers);
+        if property.expectation() == Expectation::Always {
+            !self.first_discovery(property, !holds)
+        } else {
+            self.first_discovery(property, holds)
         }
     }
 
@@ -263,12 +281,12 @@ impl RaftModel {
     fn send_append_entries(&self, state: &mut State, leader: ServerId, to: ServerId) -> bool {
         let server = &state.servers[leader as usize];
         let prev_log_index = server.next_index[to as usize] - 1;
-        let body = Body::AppendEntries {
+        let body = Body::AppendEntries(AppendRequest {
             prev_log_index,
             prev_log_term: server.log.term_at(prev_log_index),
             entries: server.log.suffix(prev_log_index),
             leader_commit: server.commit_index,
-        };
+        });
         let term = server.term;
         self.send(
             state,
@@ -309,20 +327,7 @@ impl RaftModel {
                     self.count_votes(state, message.to);
                 }
             }
-            Body::AppendEntries {
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit,
-            } => {
-                let request = AppendRequest {
-                    prev_log_index,
-                    prev_log_term,
-                    entries,
-                    leader_commit,
-                };
-                self.handle_append_entries(state, message, request)
-            }
+            Body::AppendEntries(request) => self.handle_append_entries(state, message, request),
             Body::AppendEntriesResponse {
                 success,
                 match_index,
@@ -443,18 +448,7 @@ fn collect_garbage(state: &mut State, no_truncate: bool) {
         }
         match message.body {
             Body::RequestVote { .. } => true,
-            Body::AppendEntries {
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit,
-            } => {
-                let request = AppendRequest {
-                    prev_log_index,
-                    prev_log_term,
-                    entries,
-                    leader_commit,
-                };
+            Body::AppendEntries(request) => {
                 append_is_live(&servers, message, &request, no_truncate)
             }
             Body::RequestVoteResponse { .. } => {
@@ -496,14 +490,6 @@ fn append_is_live(
     let (success, index) = accept_entries(&mut after, request, no_truncate);
     let leader = &servers[message.from as usize];
     after != receiver || response_is_live(leader, message.to, success, index, message.term)
-}
-
-/// The fields of an AppendEntries request.
-struct AppendRequest {
-    prev_log_index: u8,
-    prev_log_term: u8,
-    entries: Log,
-    leader_commit: u8,
 }
 
 /// Figure 2, AppendEntries receiver steps 2–5; returns (success, match index).
@@ -562,13 +548,40 @@ impl stateright::Model for RaftModel {
     }
 
     fn properties(&self) -> Vec<stateright::Property<Self>> {
-        crate::properties::all()
+        Property::ALL.into_iter().map(stateright_property).collect()
+    }
+}
+
+/// `property` as stateright wants it: a name, an expectation and a plain function.
+fn stateright_property(property: Property) -> stateright::Property<RaftModel> {
+    type Condition = fn(&RaftModel, &State) -> bool;
+    // stateright takes a function pointer, so each property's condition is its own closure.
+    macro_rules! observing {
+        ($property:expr) => {
+            |model: &RaftModel, state: &State| model.observe($property, state)
+        };
+    }
+    let condition: Condition = match property {
+        Property::ElectionSafety => observing!(Property::ElectionSafety),
+        Property::LeaderAppendOnly => observing!(Property::LeaderAppendOnly),
+        Property::LogMatching => observing!(Property::LogMatching),
+        Property::LeaderCompleteness => observing!(Property::LeaderCompleteness),
+        Property::StateMachineSafety => observing!(Property::StateMachineSafety),
+        Property::LeaderElected => observing!(Property::LeaderElected),
+        Property::EntryCommitted => observing!(Property::EntryCommitted),
+        Property::LeaderElectedAfterCrash => observing!(Property::LeaderElectedAfterCrash),
+    };
+    stateright::Property {
+        expectation: property.expectation(),
+        name: property.name(),
+        condition,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::Log;
 
     fn model(bug: Option<Bug>) -> RaftModel {
         let bounds = Bounds {

@@ -88,16 +88,7 @@ pub enum Body {
         granted: bool,
     },
     /// A leader replicates entries (or just its commit index, as a heartbeat).
-    AppendEntries {
-        /// Index of the entry before `entries`.
-        prev_log_index: u8,
-        /// Term of that entry.
-        prev_log_term: u8,
-        /// The entries to store after `prev_log_index`.
-        entries: Log,
-        /// The leader's commit index.
-        leader_commit: u8,
-    },
+    AppendEntries(AppendRequest),
     /// A reply to AppendEntries.
     AppendEntriesResponse {
         /// Whether the follower's log matched at `prev_log_index`.
@@ -105,6 +96,22 @@ pub enum Body {
         /// On success, the index of the last entry the follower now matches.
         match_index: u8,
     },
+}
+
+/// What an AppendEntries request carries (Raft paper Figure 2).
+///
+/// Field order matters: the derived `Ord` sorts the network, so it is the order of the former
+/// inline fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppendRequest {
+    /// Index of the entry before `entries`.
+    pub prev_log_index: u8,
+    /// Term of that entry.
+    pub prev_log_term: u8,
+    /// The entries to store after `prev_log_index`.
+    pub entries: Log,
+    /// The leader's commit index.
+    pub leader_commit: u8,
 }
 
 /// A message in flight.
@@ -246,12 +253,13 @@ fn encode_message(message: &Message, out: &mut [u8]) {
             last_log_term,
         } => out[3..6].copy_from_slice(&[1, last_log_index, last_log_term]),
         Body::RequestVoteResponse { granted } => out[3..5].copy_from_slice(&[2, granted as u8]),
-        Body::AppendEntries {
-            prev_log_index,
-            prev_log_term,
-            entries,
-            leader_commit,
-        } => {
+        Body::AppendEntries(request) => {
+            let AppendRequest {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } = request;
             out[3..7].copy_from_slice(&[3, prev_log_index, prev_log_term, leader_commit]);
             encode_log(&entries, &mut out[7..]);
         }

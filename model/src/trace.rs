@@ -17,13 +17,9 @@ fn describe_message(message: &Message) -> String {
             let verdict = if granted { "granted" } else { "refused" };
             format!("RequestVoteResponse(term {term}, {verdict})")
         }
-        Body::AppendEntries {
-            prev_log_index,
-            prev_log_term,
-            entries,
-            leader_commit,
-        } => format!(
-            "AppendEntries(term {term}, prev {prev_log_index}@{prev_log_term}, entries {entries}, commit {leader_commit})"
+        Body::AppendEntries(request) => format!(
+            "AppendEntries(term {term}, prev {}@{}, entries {}, commit {})",
+            request.prev_log_index, request.prev_log_term, request.entries, request.leader_commit
         ),
         Body::AppendEntriesResponse {
             success,

@@ -276,3 +276,30 @@ fn cli_rejects_bad_bounds_with_a_clear_error() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn cli_help_states_the_defaults_the_code_uses() {
+    let out = cli(&["check", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    let defaults = Bounds::default();
+    for (flag, default) in [
+        ("--servers", defaults.servers.to_string()),
+        ("--max-term", defaults.max_term.to_string()),
+        ("--max-log", defaults.max_log.to_string()),
+        ("--max-crashes", defaults.max_crashes.to_string()),
+        ("--network", defaults.network.to_string()),
+    ] {
+        let start = help
+            .find(flag)
+            .unwrap_or_else(|| panic!("{flag} in {help}"));
+        let entry = &help[start..];
+        let end = entry[2..].find("\n  -").map_or(entry.len(), |e| e + 2);
+        let entry = entry[..end]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(entry.contains(&format!("[default: {default};")), "{entry}");
+    }
+    assert_eq!(defaults.max_term, 3, "the README's default bounds");
+}
