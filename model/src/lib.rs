@@ -18,6 +18,7 @@ mod log;
 mod network;
 pub mod properties;
 mod raft;
+pub mod rules;
 mod state;
 mod symmetry;
 mod trace;

@@ -99,6 +99,23 @@ impl Log {
     }
 }
 
+/// The model's log as the shared rules see it: every entry known, identified by term and value.
+impl crate::rules::LogView for Log {
+    type Entry = Entry;
+
+    fn last_index(&self) -> u64 {
+        u64::from(self.len)
+    }
+
+    fn entry(&self, index: u64) -> Option<Entry> {
+        self.get(u8::try_from(index).ok()?)
+    }
+
+    fn term(entry: Entry) -> u64 {
+        u64::from(entry.term)
+    }
+}
+
 impl fmt::Debug for Log {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{self}")

@@ -1,7 +1,8 @@
 //! The Raft paper's safety properties (Figure 3) and sometimes-properties that show the model
 //! is not vacuous.
 
-use crate::bounds::Bug;
+use crate::bounds::{Bug, TERM_MAX};
+use crate::rules;
 use crate::state::{Role, State};
 use stateright::Expectation;
 
@@ -140,21 +141,23 @@ fn leaders(state: &State, servers: u8) -> impl Iterator<Item = (usize, u8)> + '_
         .map(|(id, s)| (id, s.term))
 }
 
-/// Checked on the history: a second election in a term sets a flag, so two leaders of one term
-/// are caught even when the first has crashed before the second wins.
+/// Checked on the current leaders and on the history: a second election in a term sets a
+/// flag, so two leaders of one term are caught even when the first has crashed before the
+/// second wins.
 fn election_safety(state: &State, servers: u8) -> bool {
-    let mut seen = 0u16;
-    for (_, term) in leaders(state, servers) {
-        if seen & (1 << term) != 0 {
+    let mut known: [Option<usize>; TERM_MAX as usize + 1] = [None; TERM_MAX as usize + 1];
+    for (id, term) in leaders(state, servers) {
+        let known = &mut known[usize::from(term)];
+        if !rules::election_safety(*known, id) {
             return false;
         }
-        seen |= 1 << term;
+        *known = Some(id);
     }
     !state.history.second_leader_elected
 }
 
 /// Checked on the history: a step that changes a leader's log other than by appending, while
-/// it stays leader in the same term, sets a flag.
+/// it stays leader in the same term, sets a flag (with [`rules::leader_append_only`]).
 fn leader_append_only(state: &State) -> bool {
     !state.history.leader_log_rewritten
 }
@@ -164,28 +167,21 @@ fn log_matching(state: &State, servers: u8) -> bool {
     servers.iter().enumerate().all(|(i, a)| {
         servers[i + 1..].iter().all(|b| {
             let common = a.log.len().min(b.log.len());
-            // The highest index where both logs hold an entry of the same term.
-            let agree = (1..=common)
-                .rev()
-                .find(|&index| a.log.term_at(index) == b.log.term_at(index));
-            match agree {
-                None => true,
-                Some(index) => {
-                    a.log.entries()[..index as usize] == b.log.entries()[..index as usize]
-                }
-            }
+            (1..=u64::from(common)).all(|index| rules::log_matching_at(&a.log, &b.log, index))
         })
     })
 }
 
 fn leader_completeness(state: &State, servers: u8) -> bool {
     let history = &state.history;
+    let committed = history.committed.entries().iter().enumerate();
+    let committed = committed.map(|(position, entry)| {
+        let in_term = history.committed_in_term[position];
+        (position as u64 + 1, *entry, u64::from(in_term))
+    });
     leaders(state, servers).all(|(id, term)| {
         let log = &state.servers[id].log;
-        (1..=history.committed.len()).all(|index| {
-            history.committed_in_term[index as usize - 1] >= term
-                || log.get(index) == history.committed_entry(index)
-        })
+        rules::leader_completeness(log, u64::from(term), committed.clone()).is_none()
     })
 }
 
@@ -195,8 +191,7 @@ fn state_machine_safety(state: &State, servers: u8) -> bool {
     let history = &state.history;
     state.active(servers).iter().all(|server| {
         (1..=server.commit_index).all(|index| {
-            server.log.get(index).is_some()
-                && server.log.get(index) == history.committed_entry(index)
+            rules::state_machine_safety(server.log.get(index), history.committed_entry(index))
         })
     })
 }

@@ -4,6 +4,7 @@ use crate::bounds::{Bounds, Bug, Network};
 use crate::log::Entry;
 use crate::network;
 use crate::properties::{Property, PROPERTY_COUNT};
+use crate::rules;
 use crate::state::{AppendRequest, Body, Message, Role, Server, ServerId, State};
 use crate::symmetry;
 use stateright::Expectation;
@@ -208,7 +209,7 @@ impl RaftModel {
     /// The state after `action` including history bookkeeping and (when on) canonicalization.
     pub fn step(&self, state: &State, action: Action) -> Option<State> {
         let mut next = self.apply(state, action)?;
-        self.record_history(state, &mut next);
+        self.record_history(state, &mut next, action);
         collect_garbage(&mut next, self.has_bug(Bug::NoTruncate));
         if self.canonicalize {
             symmetry::canonicalize(&mut next, self.bounds);
@@ -216,17 +217,37 @@ impl RaftModel {
         Some(next)
     }
 
-    /// Updates the history variables from what changed between `before` and `after`.
-    fn record_history(&self, before: &State, after: &mut State) {
-        for id in self.ids().map(usize::from) {
-            let (old, new) = (&before.servers[id], after.servers[id]);
+    /// Updates the history variables from what changed between `before` and `after`, the
+    /// state after `action`.
+    fn record_history(&self, before: &State, after: &mut State, action: Action) {
+        for id in self.ids() {
+            let (old, new) = (&before.servers[id as usize], after.servers[id as usize]);
             let still_leading =
                 old.role == Role::Leader && new.role == Role::Leader && old.term == new.term;
-            if still_leading && !old.log.is_prefix_of(&new.log) {
+            if still_leading && rules::leader_append_only(&old.log, &new.log, 1).is_some() {
                 after.history.leader_log_rewritten = true;
             }
             after.history.observe_commit(&new);
+            self.assert_hard_state_rules(old, &new, action == Action::Restart(id));
         }
+    }
+
+    /// The rules the trace checker also applies to a server's own history, asserted here for
+    /// every step of the search: a vote stays within its term (unless `--bug forget-vote`),
+    /// and the commit index, volatile in the model, only goes back in a restart.
+    fn assert_hard_state_rules(&self, old: &Server, new: &Server, restarted: bool) {
+        let vote = |server: &Server| rules::Vote {
+            term: u64::from(server.term),
+            voted_for: server.voted_for,
+        };
+        debug_assert!(
+            self.has_bug(Bug::ForgetVote) || rules::vote_kept(&vote(old), &vote(new)),
+            "vote changed within a term: {old:?} -> {new:?}"
+        );
+        debug_assert!(
+            restarted || rules::commit_monotone(old.commit_index.into(), new.commit_index.into()),
+            "commit index went back: {old:?} -> {new:?}"
+        );
     }
 
     fn send(&self, state: &mut State, message: Message) -> bool {
