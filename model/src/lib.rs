@@ -1,6 +1,9 @@
 //! A [stateright] model of Raft's leader election and log replication, checked against the
 //! safety properties of the Raft paper (Figure 3), with switches that break one rule each.
 //!
+//! The rules themselves live in [`rules`], as pure functions over small views; the same
+//! functions judge real nodes' Raft traces in [`replay`].
+//!
 //! ```
 //! use model::{Bounds, RaftModel, properties};
 //! use stateright::{Checker, Model};
@@ -18,6 +21,7 @@ mod log;
 mod network;
 pub mod properties;
 mod raft;
+pub mod replay;
 pub mod rules;
 mod state;
 mod symmetry;

@@ -25,6 +25,19 @@ enum Command {
     Check(CheckArgs),
     /// Serve stateright's Explorer to walk through the model in a browser.
     Explore(ExploreArgs),
+    /// Check real nodes' Raft traces (docs/trace.md) against the model's rules; exit 0 when
+    /// valid, 1 on an anomaly, 3 when a trace cannot be read.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// One trace file per node (`nodes/<n>/trace.jsonl` in a run's store).
+    #[arg(required = true)]
+    traces: Vec<std::path::PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// A bound's help line, with the default taken from [`Bounds::default`] so it cannot drift.
@@ -120,7 +133,64 @@ fn main() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Check(args) => run_check(&args),
         Command::Explore(args) => run_explore(&args),
+        Command::Replay(args) => run_replay(&args),
     }
+}
+
+/// Exit code for traces that could not be read: neither valid nor invalid.
+const EXIT_UNREADABLE: u8 = 3;
+
+fn run_replay(args: &ReplayArgs) -> Result<ExitCode> {
+    let report = match model::replay::check_files(&args.traces) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_UNREADABLE));
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_replay(&report);
+    }
+    Ok(if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_replay(report: &model::replay::Report) {
+    println!("nodes: {:?}  events: {}", report.nodes, report.events_read);
+    for file in &report.truncated {
+        println!(
+            "truncated (read up to its last whole event): {}",
+            file.display()
+        );
+    }
+    for (kind, count) in &report.unknown_events {
+        println!("unknown event kind {kind:?}: {count}");
+    }
+    for anomaly in &report.anomalies {
+        println!("ANOMALY {}: {}", anomaly.rule, anomaly.message);
+        for event in &anomaly.events {
+            println!(
+                "    node {} seq {} time_ms {} {}",
+                event.node, event.seq, event.time_ms, event.ev
+            );
+        }
+    }
+    if report.anomalies_not_listed > 0 {
+        println!("... and {} more anomalies", report.anomalies_not_listed);
+    }
+    println!("coverage:");
+    for (name, count) in &report.coverage {
+        println!("    {name:<32} {count}");
+    }
+    println!(
+        "verdict: {}",
+        if report.valid { "valid" } else { "INVALID" }
+    );
 }
 
 fn run_check(args: &CheckArgs) -> Result<ExitCode> {

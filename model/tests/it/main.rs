@@ -303,3 +303,50 @@ fn cli_help_states_the_defaults_the_code_uses() {
     }
     assert_eq!(defaults.max_term, 3, "the README's default bounds");
 }
+
+/// Writes `lines` as the trace file `name` in a fresh directory for this test.
+fn trace_file(test: &str, name: &str, lines: &[&str]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("model-it-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn cli_replay_exit_codes_follow_the_verdict() {
+    let leader = |node: u64, lamport: u64| {
+        format!(
+            r#"{{"node":{node},"seq":0,"lamport":{lamport},"time_ms":{lamport},"ev":"role","role":"leader","term":1,"leader":{node},"reason":"vote"}}"#
+        )
+    };
+    let (one, two) = (leader(1, 1), leader(2, 2));
+    let valid = trace_file("replay", "n1.jsonl", &[&one]);
+    let out = cli(&["replay", valid.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("votes_won"), "{text}");
+
+    let second = trace_file("replay", "n2.jsonl", &[&two]);
+    let out = cli(&[
+        "replay",
+        "--json",
+        valid.to_str().unwrap(),
+        second.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["anomalies"][0]["rule"], ELECTION_SAFETY);
+    assert_eq!(json["anomalies"][0]["events"][1]["node"], 2);
+
+    let garbage = trace_file("replay", "n3.jsonl", &[&one, "{\"node\":"]);
+    let out = cli(&["replay", garbage.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("n3.jsonl:2: not JSON"), "{stderr}");
+    std::fs::remove_dir_all(valid.parent().unwrap()).unwrap();
+}
