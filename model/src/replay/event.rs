@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 pub type NodeId = u64;
 
 /// The fields every event carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Header {
     pub node: NodeId,
     pub seq: u64,
@@ -121,6 +121,10 @@ pub(crate) struct Start {
     pub snapshot_index: u64,
     #[serde(default)]
     pub snapshot_term: u64,
+    /// Set when the node found a partial last line in its trace and cut it: the event lost
+    /// may have been a persist, so what the node held before is not known.
+    #[serde(default)]
+    pub trace_cut: bool,
 }
 
 /// `persist`: the hard state and log after an fsync.

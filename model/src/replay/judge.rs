@@ -110,10 +110,19 @@ pub(crate) struct Judge {
     last_leader: Option<NodeId>,
     anomalies: Vec<Anomaly>,
     anomalies_not_listed: u64,
+    starts_after_cut: u64,
     coverage: Coverage,
 }
 
 type AppliedEntry = (u64, Option<u64>, Option<String>);
+
+/// What a replay found, for the report.
+pub(crate) struct Findings {
+    pub anomalies: Vec<Anomaly>,
+    pub anomalies_not_listed: u64,
+    pub starts_after_cut: u64,
+    pub coverage: BTreeMap<String, u64>,
+}
 
 impl Judge {
     /// Replays one event, in causal order.
@@ -136,13 +145,14 @@ impl Judge {
         }
     }
 
-    /// The anomalies (listed, and counted beyond the list) and the coverage.
-    pub fn finish(self) -> (Vec<Anomaly>, u64, BTreeMap<String, u64>) {
-        (
-            self.anomalies,
-            self.anomalies_not_listed,
-            self.coverage.into_map(),
-        )
+    /// What the replay found.
+    pub fn finish(self) -> Findings {
+        Findings {
+            anomalies: self.anomalies,
+            anomalies_not_listed: self.anomalies_not_listed,
+            starts_after_cut: self.starts_after_cut,
+            coverage: self.coverage.into_map(),
+        }
     }
 
     fn report(&mut self, rule: Rule, message: String, events: Vec<EventRef>) {
@@ -158,11 +168,22 @@ impl Judge {
     }
 
     /// A node's start: checked against what it reported before it stopped.
+    ///
+    /// After a cut trace (`trace_cut`), the node's earlier state is forgotten instead of
+    /// compared: the lost event may have been a persist the node did make.
     fn start(&mut self, id: NodeId, start: &Start, at: EventRef) {
         let snapshot = (start.snapshot_index, start.snapshot_term);
+        let cut = start.trace_cut;
         let start = &start.recovered;
         let committed_max = self.committed.last_key_value().map_or(0, |(&i, _)| i);
         let node = self.nodes.entry(id).or_default();
+        if cut {
+            self.starts_after_cut += 1;
+            *node = NodeState {
+                started: node.started,
+                ..NodeState::default()
+            };
+        }
         if node.started {
             self.coverage.add("restarts", 1);
             if start.last_index > start.commit.max(committed_max) {

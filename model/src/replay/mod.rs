@@ -175,6 +175,9 @@ pub struct Report {
     pub anomalies_not_listed: u64,
     /// How often each Raft situation was reached, by name ([`COVERAGE`]); every name is present.
     pub coverage: BTreeMap<String, u64>,
+    /// Starts after which the node had cut a partial last line from its trace (`trace_cut`):
+    /// its state before them was forgotten, not compared.
+    pub starts_after_cut: u64,
     /// Events replayed, over all files.
     pub events_read: u64,
     /// The nodes whose traces were read.
@@ -217,12 +220,13 @@ pub fn check(traces: &[Trace]) -> Result<Report, ReplayError> {
     for (kind, count) in traces.iter().flat_map(|t| &t.unknown) {
         *unknown_events.entry(kind.clone()).or_default() += count;
     }
-    let (anomalies, anomalies_not_listed, coverage) = judge.finish();
+    let findings = judge.finish();
     Ok(Report {
-        valid: anomalies.is_empty(),
-        anomalies,
-        anomalies_not_listed,
-        coverage,
+        valid: findings.anomalies.is_empty(),
+        anomalies: findings.anomalies,
+        anomalies_not_listed: findings.anomalies_not_listed,
+        coverage: findings.coverage,
+        starts_after_cut: findings.starts_after_cut,
         events_read: events.len() as u64,
         nodes: owners.into_keys().collect(),
         truncated: traces

@@ -109,27 +109,50 @@ impl Trace {
     }
 }
 
+/// The common fields and the kind's name, read before the kind's own fields.
+#[derive(serde::Deserialize)]
+struct Line {
+    node: NodeId,
+    seq: u64,
+    lamport: u64,
+    time_ms: u64,
+    ev: String,
+}
+
 /// One line into an event, or a message saying what is wrong with it.
 fn parse_line(line: &[u8]) -> Result<Event, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(line).map_err(|e| format!("not JSON: {}", without_position(&e)))?;
-    if !value.is_object() {
+    let start = line.iter().position(|b| !b.is_ascii_whitespace());
+    if start.is_some_and(|at| line[at] != b'{') {
+        serde_json::from_slice::<serde::de::IgnoredAny>(line)
+            .map_err(|e| format!("not JSON: {}", without_position(&e)))?;
         return Err("not a JSON object".to_string());
     }
-    let header: Header = serde_json::from_value(value.clone())
-        .map_err(|e| format!("bad common fields: {}", without_position(&e)))?;
-    let ev = match value.get("ev") {
-        Some(serde_json::Value::String(ev)) => ev.clone(),
-        _ => return Err("field `ev` missing or not a string".to_string()),
-    };
+    let Line {
+        node,
+        seq,
+        lamport,
+        time_ms,
+        ev,
+    } = serde_json::from_slice(line).map_err(|e| {
+        if e.is_data() {
+            format!("bad common fields: {}", without_position(&e))
+        } else {
+            format!("not JSON: {}", without_position(&e))
+        }
+    })?;
     let kind = if Kind::KNOWN.contains(&ev.as_str()) {
-        serde_json::from_value(value)
+        serde_json::from_slice(line)
             .map_err(|e| format!("bad `{ev}` event: {}", without_position(&e)))?
     } else {
         Kind::Unknown(ev)
     };
     Ok(Event {
-        header,
+        header: Header {
+            node,
+            seq,
+            lamport,
+            time_ms,
+        },
         kind,
         line: 0,
     })

@@ -258,6 +258,14 @@ fn each_rule_on_a_valid_and_a_violating_trace() {
             vec![],
         ),
         (
+            "a persist lost from a cut trace is forgiven, not compared",
+            |r| {
+                let recovered = r#""term":2,"vote":3,"commit":0,"first_index":1,"last_index":0,"last_term":0,"trace_cut":true"#;
+                r.ev(2, 8, "start", recovered);
+            },
+            vec![],
+        ),
+        (
             "two blocks applied at one index",
             |r| {
                 r.apply(1, 8, 1, 1, "aa").apply(2, 9, 1, 1, "bb");
@@ -467,4 +475,16 @@ fn two_traces_of_one_node_are_refused() {
     traces.push(traces[0].clone());
     let error = check(&traces).unwrap_err().to_string();
     assert_eq!(error, "node 1 has two traces: n1.jsonl and n1.jsonl");
+}
+
+#[test]
+fn a_start_after_a_cut_trace_is_counted_and_judged_afresh() {
+    let mut run = first_term();
+    let recovered = r#""term":1,"vote":1,"commit":0,"first_index":1,"last_index":0,"last_term":0,"trace_cut":true"#;
+    run.ev(2, 8, "start", recovered)
+        .persist(2, 9, (1, 3, 0), (0, 0), &[], None);
+    let report = run.check();
+    assert_eq!(report.starts_after_cut, 1);
+    // The state after the cut start is judged as usual: the vote then changes in term 1.
+    assert_eq!(broken(&report), vec![Rule::VoteKept]);
 }
