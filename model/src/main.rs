@@ -60,9 +60,11 @@ struct ModelArgs {
     max_log: Option<u8>,
     #[arg(long, help = bound_help("Crash-and-restart events over the run", Bounds::default().max_crashes))]
     max_crashes: Option<u8>,
+    #[arg(long, help = bound_help("Membership changes (one server added or removed) over the run", Bounds::default().max_changes))]
+    max_changes: Option<u8>,
     #[arg(long, help = plain_help("lossy, ordered or duplicating", Bounds::default().network))]
     network: Option<String>,
-    /// Break one rule: vote-any-log, commit-old-term, forget-vote or no-truncate.
+    /// Break one rule: vote-any-log, commit-old-term, forget-vote, no-truncate or two-changes.
     #[arg(long)]
     bug: Option<String>,
 }
@@ -118,6 +120,7 @@ impl ModelArgs {
             max_term: self.max_term.unwrap_or(base.max_term),
             max_log: self.max_log.unwrap_or(base.max_log),
             max_crashes: self.max_crashes.unwrap_or(base.max_crashes),
+            max_changes: self.max_changes.unwrap_or(base.max_changes),
             network: network.unwrap_or(base.network),
         }
         .validate()?;

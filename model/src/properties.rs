@@ -112,7 +112,7 @@ impl Bug {
     /// The property this bug is expected to break first (on a shortest path).
     pub fn expected_violation(self) -> &'static str {
         match self {
-            Bug::VoteAnyLog | Bug::CommitOldTerm => LEADER_COMPLETENESS,
+            Bug::VoteAnyLog | Bug::CommitOldTerm | Bug::TwoChanges => LEADER_COMPLETENESS,
             Bug::ForgetVote => ELECTION_SAFETY,
             Bug::NoTruncate => STATE_MACHINE_SAFETY,
         }

@@ -25,6 +25,14 @@ pub enum Action {
         /// The receiver.
         follower: ServerId,
     },
+    /// A leader starts a membership change: it appends a configuration that adds `server`
+    /// when it is not a voter, or removes it when it is (Raft dissertation §4.1).
+    ChangeMembership {
+        /// The leader.
+        leader: ServerId,
+        /// The server added or removed; never the leader itself.
+        server: ServerId,
+    },
     /// A server crashes and restarts: volatile state lost, persistent state kept.
     Restart(ServerId),
     /// The network delivers a message.
@@ -43,6 +51,9 @@ pub struct RaftModel {
     pub bug: Option<Bug>,
     /// Rename servers into a canonical order after every step (symmetry reduction that works
     /// with every search strategy, including breadth-first search).
+    ///
+    /// Invariant: false when membership changes are explored, since configurations name
+    /// servers and renaming would have to rewrite them.
     pub canonicalize: bool,
     /// Once set, no new state is within the boundary, so a running search drains and ends:
     /// stateright 0.31's BFS checks its own timeout only when threads trade work.
@@ -58,7 +69,7 @@ impl RaftModel {
         RaftModel {
             bounds,
             bug: None,
-            canonicalize: true,
+            canonicalize: bounds.max_changes == 0,
             stop: Arc::default(),
             discovered: None,
         }
@@ -69,10 +80,11 @@ impl RaftModel {
         RaftModel { bug, ..self }
     }
 
-    /// The same model with symmetry reduction switched on or off.
+    /// The same model with symmetry reduction switched on or off (always off with membership
+    /// changes).
     pub fn with_canonicalize(self, canonicalize: bool) -> Self {
         RaftModel {
-            canonicalize,
+            canonicalize: canonicalize && self.bounds.max_changes == 0,
             ..self
         }
     }
@@ -134,7 +146,9 @@ impl RaftModel {
     pub fn enabled(&self, state: &State, actions: &mut Vec<Action>) {
         for id in self.ids() {
             let server = &state.servers[id as usize];
-            if server.role != Role::Leader && server.term < self.bounds.max_term {
+            // A server that knows it is not a voter does not campaign.
+            let voter = self.members(server) & 1 << id != 0;
+            if server.role != Role::Leader && server.term < self.bounds.max_term && voter {
                 actions.push(Action::Timeout(id));
             }
             if server.role == Role::Leader {
@@ -150,6 +164,14 @@ impl RaftModel {
                     actions.push(Action::AppendEntries {
                         leader: id,
                         follower,
+                    });
+                }
+            }
+            if server.role == Role::Leader && self.may_change_membership(state, server) {
+                for other in self.ids().filter(|&other| other != id) {
+                    actions.push(Action::ChangeMembership {
+                        leader: id,
+                        server: other,
                     });
                 }
             }
@@ -189,6 +211,15 @@ impl RaftModel {
             }
             Action::AppendEntries { leader, follower } => {
                 self.send_append_entries(&mut next, leader, follower)
+            }
+            Action::ChangeMembership { leader, server } => {
+                next.changes += 1;
+                let initial = self.bounds.all_members();
+                let leading = &mut next.servers[leader as usize];
+                let members = leading.log.members(initial) ^ 1 << server;
+                leading.log.push(Entry::config(leading.term, members));
+                self.advance_commit(leading, leader);
+                true
             }
             Action::Restart(id) => {
                 let before = next.servers[id as usize];
@@ -284,9 +315,29 @@ impl RaftModel {
         self.count_votes(state, id);
     }
 
+    /// The voters by `server`'s latest configuration.
+    fn members(&self, server: &Server) -> u8 {
+        server.log.members(self.bounds.all_members())
+    }
+
+    /// Whether `leader` may start a membership change: changes remain, and (unless
+    /// `--bug two-changes`) its latest configuration is committed, so that at most one change
+    /// is in flight and any two consecutive configurations share a majority.
+    fn may_change_membership(&self, state: &State, leader: &Server) -> bool {
+        state.changes < self.bounds.max_changes
+            && (self.has_bug(Bug::TwoChanges)
+                || leader.log.last_config_index() <= leader.commit_index)
+    }
+
+    /// Whether the servers in `granted` (a bit mask) form a majority of `members`.
+    fn is_majority(members: u8, granted: u8) -> bool {
+        2 * (granted & members).count_ones() > members.count_ones()
+    }
+
     fn count_votes(&self, state: &mut State, id: ServerId) {
+        let members = self.members(&state.servers[id as usize]);
         let server = &mut state.servers[id as usize];
-        if server.votes.count_ones() < u32::from(self.bounds.majority()) {
+        if !Self::is_majority(members, server.votes) {
             return;
         }
         server.role = Role::Leader;
@@ -434,6 +485,7 @@ impl RaftModel {
     /// entry is from the current term (§5.4.2); `--bug commit-old-term` drops the term test.
     fn advance_commit(&self, leader: &mut Server, id: ServerId) {
         let any_term = self.has_bug(Bug::CommitOldTerm);
+        let members = self.members(leader);
         for index in (leader.commit_index + 1..=leader.log.len()).rev() {
             if !any_term && leader.log.term_at(index) != leader.term {
                 continue;
@@ -441,8 +493,8 @@ impl RaftModel {
             let replicas = self
                 .ids()
                 .filter(|&peer| peer == id || leader.match_index[peer as usize] >= index)
-                .count();
-            if replicas >= usize::from(self.bounds.majority()) {
+                .fold(0u8, |mask, peer| mask | 1 << peer);
+            if Self::is_majority(members, replicas) {
                 leader.commit_index = index;
                 return;
             }
@@ -724,5 +776,56 @@ mod tests {
             .with_canonicalize(false);
         let after = buggy.step(&state, Action::Deliver(to_1)).unwrap();
         assert_eq!(after.servers[1].voted_for, Some(0));
+    }
+
+    #[test]
+    fn one_membership_change_at_a_time() {
+        // Dissertation §4.1: a leader starts a change only once its latest one is committed.
+        let bounds = Bounds {
+            max_changes: 2,
+            ..model(None).bounds
+        };
+        let correct = RaftModel::new(bounds);
+        assert!(
+            !correct.canonicalize,
+            "configurations name servers: no renaming"
+        );
+        let mut state = State::initial();
+        state.servers[0] = Server {
+            term: 1,
+            role: Role::Leader,
+            voted_for: Some(0),
+            ..Server::default()
+        };
+        let changes = |model: &RaftModel, state: &State| {
+            let mut actions = Vec::new();
+            model.enabled(state, &mut actions);
+            let changes = actions
+                .iter()
+                .filter(|a| matches!(a, Action::ChangeMembership { .. }));
+            changes.count()
+        };
+        assert_eq!(changes(&correct, &state), 2, "remove s1 or s2");
+        let remove_2 = Action::ChangeMembership {
+            leader: 0,
+            server: 2,
+        };
+        let after = correct.apply(&state, remove_2).unwrap();
+        assert_eq!(after.servers[0].log.members(0b111), 0b011);
+        assert_eq!(after.servers[0].commit_index, 0, "{{s0, s1}} needs s1 too");
+        assert_eq!(changes(&correct, &after), 0, "a change is in flight");
+        let buggy = RaftModel::new(bounds).with_bug(Some(Bug::TwoChanges));
+        assert_eq!(changes(&buggy, &after), 2);
+        // Removing s1 as well leaves s0 alone, a majority of itself: it commits at once.
+        let remove_1 = Action::ChangeMembership {
+            leader: 0,
+            server: 1,
+        };
+        let alone = buggy.apply(&after, remove_1).unwrap();
+        assert_eq!(alone.servers[0].commit_index, 2);
+        // s1 and s2 still hold the initial configuration, and s0 is no longer a voter for s0's
+        // majority count: votes of s1 and s2 form a majority of {s0, s1, s2}.
+        assert!(RaftModel::is_majority(0b111, 0b110));
+        assert!(!RaftModel::is_majority(0b001, 0b110));
     }
 }

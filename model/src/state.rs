@@ -194,6 +194,8 @@ pub struct State {
     pub crashes: u8,
     /// Client values accepted so far (bounded by `--max-log`).
     pub values: u8,
+    /// Membership changes started so far (bounded by `--max-changes`).
+    pub changes: u8,
     /// Ghost state for the properties.
     pub history: History,
 }
@@ -206,6 +208,7 @@ impl State {
             network: Vec::new(),
             crashes: 0,
             values: 0,
+            changes: 0,
             history: History::default(),
         }
     }
@@ -289,6 +292,7 @@ impl Hash for State {
         tail[LOG_MAX + 2] = history.second_leader_elected as u8;
         tail[LOG_MAX + 3] = history.leader_log_rewritten as u8;
         hasher.write(&fixed);
+        hasher.write_u8(self.changes);
         hasher.write_usize(self.network.len());
         let mut buffer = [0u8; MESSAGES_BUFFERED_MAX * MESSAGE_BYTES];
         for chunk in self.network.chunks(MESSAGES_BUFFERED_MAX) {

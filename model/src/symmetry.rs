@@ -240,6 +240,10 @@ pub fn rename_action(action: &Action, p: &Permutation) -> Action {
             leader: p[leader as usize],
             follower: p[follower as usize],
         },
+        Action::ChangeMembership { leader, server } => Action::ChangeMembership {
+            leader: p[leader as usize],
+            server: p[server as usize],
+        },
         Action::Restart(id) => Action::Restart(p[id as usize]),
         Action::Deliver(message) => Action::Deliver(rename_message(&message, p)),
         Action::Drop(message) => Action::Drop(rename_message(&message, p)),

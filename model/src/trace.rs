@@ -39,6 +39,9 @@ pub fn describe_action(action: &Action) -> String {
         Action::AppendEntries { leader, follower } => {
             format!("leader s{leader} sends AppendEntries to s{follower}")
         }
+        Action::ChangeMembership { leader, server } => {
+            format!("leader s{leader} starts adding or removing s{server}")
+        }
         Action::Restart(id) => format!("s{id} crashes and restarts"),
         Action::Deliver(m) => format!(
             "s{} receives {} from s{}",

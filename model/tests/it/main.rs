@@ -12,6 +12,7 @@ fn small() -> Bounds {
         max_term: 1,
         max_log: 1,
         max_crashes: 0,
+        max_changes: 0,
         network: Network::Lossy,
     }
 }
@@ -160,6 +161,43 @@ fn traces_keep_server_names_across_symmetry_renamings() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn two_changes_in_flight_break_leader_completeness() {
+    // The leader removes s1 and s2 before either removal commits, so it is a majority of
+    // itself while s1 and s2, still in the old configuration, elect a leader without its
+    // committed entries.
+    let report = first_violation(Bug::TwoChanges);
+    assert_eq!(violated(&report), vec![LEADER_COMPLETENESS]);
+    let path = &report.property(LEADER_COMPLETENESS).unwrap().path;
+    assert_eq!(path.len(), 8, "{path:#?}");
+    assert_eq!(
+        path.iter()
+            .filter(|l| l.contains("starts adding or removing"))
+            .count(),
+        2,
+        "{path:#?}"
+    );
+}
+
+#[test]
+fn single_step_membership_changes_keep_raft_safe() {
+    let bounds = Bounds {
+        max_term: 2,
+        max_log: 0,
+        max_changes: 1,
+        ..small()
+    };
+    let report = bfs(RaftModel::new(bounds));
+    assert!(report.complete);
+    assert!(!report.symmetry);
+    assert!(violated(&report).is_empty(), "{:?}", report.properties);
+    // With no client values, the committed entry is a configuration.
+    assert_eq!(
+        report.property(ENTRY_COMMITTED).unwrap().verdict,
+        Verdict::ExampleFound
+    );
 }
 
 #[test]
