@@ -23,12 +23,15 @@ pub enum BoundsError {
     /// More client values than a log can hold.
     #[error("--max-log must be at most {LOG_MAX}, got {0}")]
     MaxLog(u8),
+    /// More client values and configuration changes than a log can hold.
+    #[error("--max-log plus --max-changes must be at most {LOG_MAX}, got {0}")]
+    MaxChanges(u8),
     /// An unknown network name.
     #[error("unknown network {0:?}: expected lossy, ordered or duplicating")]
     Network(String),
     /// An unknown bug name.
     #[error(
-        "unknown bug {0:?}: expected vote-any-log, commit-old-term, forget-vote or no-truncate"
+        "unknown bug {0:?}: expected vote-any-log, commit-old-term, forget-vote, no-truncate or two-changes"
     )]
     Bug(String),
 }
@@ -82,35 +85,31 @@ pub enum Bug {
     ForgetVote,
     /// Append entries without deleting conflicting ones (Figure 2, AppendEntries step 3).
     NoTruncate,
+    /// Start a membership change while another is uncommitted (Raft dissertation §4.1), so
+    /// that two changes in flight make majorities that need not overlap.
+    TwoChanges,
 }
 
 impl Bug {
     /// Every bug switch, in the order the CLI documents them.
-    pub const ALL: [Bug; 4] = [
+    pub const ALL: [Bug; 5] = [
         Bug::VoteAnyLog,
         Bug::CommitOldTerm,
         Bug::ForgetVote,
         Bug::NoTruncate,
+        Bug::TwoChanges,
     ];
-
-    /// The property this bug is expected to break first (on a shortest path).
-    pub fn expected_violation(self) -> &'static str {
-        match self {
-            Bug::VoteAnyLog | Bug::CommitOldTerm => crate::properties::LEADER_COMPLETENESS,
-            Bug::ForgetVote => crate::properties::ELECTION_SAFETY,
-            Bug::NoTruncate => crate::properties::STATE_MACHINE_SAFETY,
-        }
-    }
 
     /// The smallest bounds under which the violation is reachable: commit-old-term needs the
     /// Figure 8 history (four terms, two values), no-truncate needs two competing values and
-    /// forget-vote needs a crash.
+    /// forget-vote needs a crash, two-changes two changes and a second term.
     pub fn minimum_bounds(self) -> Bounds {
         let base = Bounds {
             servers: 3,
             max_term: 1,
             max_log: 1,
             max_crashes: 0,
+            max_changes: 0,
             network: Network::Lossy,
         };
         match self {
@@ -130,6 +129,12 @@ impl Bug {
             Bug::NoTruncate => Bounds {
                 max_term: 2,
                 max_log: 2,
+                ..base
+            },
+            Bug::TwoChanges => Bounds {
+                max_term: 2,
+                max_log: 0,
+                max_changes: 2,
                 ..base
             },
         }
@@ -153,6 +158,7 @@ impl fmt::Display for Bug {
             Bug::CommitOldTerm => "commit-old-term",
             Bug::ForgetVote => "forget-vote",
             Bug::NoTruncate => "no-truncate",
+            Bug::TwoChanges => "two-changes",
         })
     }
 }
@@ -168,6 +174,9 @@ pub struct Bounds {
     pub max_log: u8,
     /// Total crash-and-restart events over the whole run.
     pub max_crashes: u8,
+    /// Total membership changes (one server added or removed each) over the whole run. With
+    /// changes, symmetry reduction is off: configurations name servers.
+    pub max_changes: u8,
     /// What the network may do to messages.
     pub network: Network,
 }
@@ -183,6 +192,7 @@ impl Default for Bounds {
             max_term: 3,
             max_log: 2,
             max_crashes: 1,
+            max_changes: 0,
             network: Network::Lossy,
         }
     }
@@ -200,6 +210,10 @@ impl Bounds {
         if self.max_log as usize > LOG_MAX {
             return Err(BoundsError::MaxLog(self.max_log));
         }
+        let entries = self.max_log.saturating_add(self.max_changes);
+        if entries as usize > LOG_MAX {
+            return Err(BoundsError::MaxChanges(entries));
+        }
         Ok(self)
     }
 
@@ -212,6 +226,11 @@ impl Bounds {
     pub fn majority(self) -> u8 {
         self.servers / 2 + 1
     }
+
+    /// The initial configuration: every server votes.
+    pub fn all_members(self) -> u8 {
+        ((1u16 << self.servers) - 1) as u8
+    }
 }
 
 impl fmt::Display for Bounds {
@@ -220,7 +239,11 @@ impl fmt::Display for Bounds {
             f,
             "--servers {} --max-term {} --max-log {} --max-crashes {} --network {}",
             self.servers, self.max_term, self.max_log, self.max_crashes, self.network
-        )
+        )?;
+        if self.max_changes > 0 {
+            write!(f, " --max-changes {}", self.max_changes)?;
+        }
+        Ok(())
     }
 }
 
@@ -239,6 +262,20 @@ mod tests {
             "tcp".parse::<Network>(),
             Err(BoundsError::Network(_))
         ));
+    }
+
+    #[test]
+    fn bugs_keep_the_default_servers_and_network() {
+        // `model check --help` says so.
+        let default = Bounds::default();
+        for bug in Bug::ALL {
+            let bounds = bug.minimum_bounds();
+            assert_eq!(
+                (bounds.servers, bounds.network),
+                (default.servers, default.network),
+                "{bug}"
+            );
+        }
     }
 
     #[test]

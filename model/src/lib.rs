@@ -1,6 +1,9 @@
 //! A [stateright] model of Raft's leader election and log replication, checked against the
 //! safety properties of the Raft paper (Figure 3), with switches that break one rule each.
 //!
+//! The rules themselves live in [`rules`], as pure functions over small views; the same
+//! functions judge real nodes' Raft traces in [`replay`].
+//!
 //! ```
 //! use model::{Bounds, RaftModel, properties};
 //! use stateright::{Checker, Model};
@@ -18,6 +21,8 @@ mod log;
 mod network;
 pub mod properties;
 mod raft;
+pub mod replay;
+pub mod rules;
 mod state;
 mod symmetry;
 mod trace;
@@ -26,5 +31,5 @@ pub use bounds::{Bounds, BoundsError, Bug, Network, SERVERS_MAX, TERM_MAX};
 pub use check::{check, CheckOptions, CheckReport, PropertyReport, Strategy, Verdict};
 pub use log::{Entry, Log, LOG_MAX};
 pub use raft::{Action, RaftModel};
-pub use state::{Body, History, Message, Role, Server, ServerId, State};
+pub use state::{AppendRequest, Body, History, Message, Role, Server, ServerId, State};
 pub use trace::{describe_action, describe_path, describe_state, describe_state_in_full};

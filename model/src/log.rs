@@ -6,6 +6,11 @@ use std::fmt;
 /// The most entries a log can hold; `--max-log` may not exceed it.
 pub const LOG_MAX: usize = 6;
 
+/// Marks an entry's value as a configuration: the low bits are the member set (bit `i` set
+/// when server `i` is a voter). Client values stay below it (`--max-log` ≤ [`LOG_MAX`]).
+pub const CONFIG_FLAG: u8 = 0x80;
+const _: () = assert!(LOG_MAX < CONFIG_FLAG as usize && crate::bounds::SERVERS_MAX < 7);
+
 /// One log entry: the term in which a leader created it and the client value it carries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Entry {
@@ -13,6 +18,21 @@ pub struct Entry {
     pub term: u8,
     /// The client value; every client request carries a fresh value, 1, 2, 3, ...
     pub value: u8,
+}
+
+impl Entry {
+    /// A configuration entry of `term` whose voters are the servers in `members` (a bit mask).
+    pub fn config(term: u8, members: u8) -> Entry {
+        Entry {
+            term,
+            value: CONFIG_FLAG | members,
+        }
+    }
+
+    /// The member set, when this is a configuration entry.
+    pub fn members(&self) -> Option<u8> {
+        (self.value & CONFIG_FLAG != 0).then_some(self.value & !CONFIG_FLAG)
+    }
 }
 
 /// A log with 1-based indices as in the Raft paper; index 0 is the empty prefix.
@@ -87,6 +107,19 @@ impl Log {
         suffix
     }
 
+    /// The index of the last configuration entry, 0 when there is none.
+    pub fn last_config_index(&self) -> u8 {
+        let position = self.entries().iter().rposition(|e| e.members().is_some());
+        position.map_or(0, |p| p as u8 + 1)
+    }
+
+    /// The voters by the latest configuration entry (committed or not, as the Raft
+    /// dissertation §4.1 has servers use it), or `initial` when there is none.
+    pub fn members(&self, initial: u8) -> u8 {
+        let last = self.entries().iter().rev().find_map(Entry::members);
+        last.unwrap_or(initial)
+    }
+
     /// Whether `self` is a prefix of `other`.
     pub fn is_prefix_of(&self, other: &Log) -> bool {
         self.len <= other.len && self.entries() == &other.entries()[..self.len as usize]
@@ -96,6 +129,23 @@ impl Log {
     /// up-to-date as this one (Raft paper §5.4.1: compare last terms, then lengths).
     pub fn is_behind_or_equal(&self, last_term: u8, last_index: u8) -> bool {
         (self.last_term(), self.len) <= (last_term, last_index)
+    }
+}
+
+/// The model's log as the shared rules see it: every entry known, identified by term and value.
+impl crate::rules::LogView for Log {
+    type Entry = Entry;
+
+    fn last_index(&self) -> u64 {
+        u64::from(self.len)
+    }
+
+    fn entry(&self, index: u64) -> Option<Entry> {
+        self.get(u8::try_from(index).ok()?)
+    }
+
+    fn term(entry: Entry) -> u64 {
+        u64::from(entry.term)
     }
 }
 
@@ -111,7 +161,16 @@ impl fmt::Display for Log {
         write!(f, "[")?;
         for (i, entry) in self.entries().iter().enumerate() {
             let sep = if i == 0 { "" } else { " " };
-            write!(f, "{sep}{}:{}", entry.term, entry.value)?;
+            match entry.members() {
+                Some(members) => {
+                    let ids: Vec<String> = (0..8)
+                        .filter(|id| members >> id & 1 == 1)
+                        .map(|id| format!("s{id}"))
+                        .collect();
+                    write!(f, "{sep}{}:{{{}}}", entry.term, ids.join(","))?;
+                }
+                None => write!(f, "{sep}{}:{}", entry.term, entry.value)?,
+            }
         }
         write!(f, "]")
     }

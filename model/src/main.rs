@@ -25,26 +25,46 @@ enum Command {
     Check(CheckArgs),
     /// Serve stateright's Explorer to walk through the model in a browser.
     Explore(ExploreArgs),
+    /// Check real nodes' Raft traces (docs/trace.md) against the model's rules; exit 0 when
+    /// valid, 1 on an anomaly, 3 when a trace cannot be read.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// One trace file per node (`nodes/<n>/trace.jsonl` in a run's store).
+    #[arg(required = true)]
+    traces: Vec<std::path::PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A bound's help line, with the default taken from [`Bounds::default`] so it cannot drift.
+fn bound_help(what: &str, default: impl std::fmt::Display) -> String {
+    format!("{what} [default: {default}; with --bug, the least the bug needs]")
+}
+
+/// A help line for a setting that `--bug` leaves at its default.
+fn plain_help(what: &str, default: impl std::fmt::Display) -> String {
+    format!("{what} [default: {default}; also with --bug]")
 }
 
 #[derive(Args)]
 struct ModelArgs {
-    /// Number of servers [default: 3].
-    #[arg(long)]
+    #[arg(long, help = plain_help("Number of servers", Bounds::default().servers))]
     servers: Option<u8>,
-    /// Highest term any server reaches [default: 2; with --bug, the least the bug needs].
-    #[arg(long)]
+    #[arg(long, help = bound_help("Highest term any server reaches", Bounds::default().max_term))]
     max_term: Option<u8>,
-    /// Client values accepted over the run [default: 2; with --bug, the least it needs].
-    #[arg(long)]
+    #[arg(long, help = bound_help("Client values accepted over the run", Bounds::default().max_log))]
     max_log: Option<u8>,
-    /// Crash-and-restart events over the run [default: 1; with --bug, the least it needs].
-    #[arg(long)]
+    #[arg(long, help = bound_help("Crash-and-restart events over the run", Bounds::default().max_crashes))]
     max_crashes: Option<u8>,
-    /// lossy, ordered or duplicating [default: lossy].
-    #[arg(long)]
+    #[arg(long, help = bound_help("Membership changes (one server added or removed) over the run", Bounds::default().max_changes))]
+    max_changes: Option<u8>,
+    #[arg(long, help = plain_help("lossy, ordered or duplicating", Bounds::default().network))]
     network: Option<String>,
-    /// Break one rule: vote-any-log, commit-old-term, forget-vote or no-truncate.
+    /// Break one rule: vote-any-log, commit-old-term, forget-vote, no-truncate or two-changes.
     #[arg(long)]
     bug: Option<String>,
 }
@@ -100,6 +120,7 @@ impl ModelArgs {
             max_term: self.max_term.unwrap_or(base.max_term),
             max_log: self.max_log.unwrap_or(base.max_log),
             max_crashes: self.max_crashes.unwrap_or(base.max_crashes),
+            max_changes: self.max_changes.unwrap_or(base.max_changes),
             network: network.unwrap_or(base.network),
         }
         .validate()?;
@@ -115,7 +136,64 @@ fn main() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Check(args) => run_check(&args),
         Command::Explore(args) => run_explore(&args),
+        Command::Replay(args) => run_replay(&args),
     }
+}
+
+/// Exit code for traces that could not be read: neither valid nor invalid.
+const EXIT_UNREADABLE: u8 = 3;
+
+fn run_replay(args: &ReplayArgs) -> Result<ExitCode> {
+    let report = match model::replay::check_files(&args.traces) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_UNREADABLE));
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_replay(&report);
+    }
+    Ok(if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_replay(report: &model::replay::Report) {
+    println!("nodes: {:?}  events: {}", report.nodes, report.events_read);
+    for file in &report.truncated {
+        println!(
+            "truncated (read up to its last whole event): {}",
+            file.display()
+        );
+    }
+    for (kind, count) in &report.unknown_events {
+        println!("unknown event kind {kind:?}: {count}");
+    }
+    for anomaly in &report.anomalies {
+        println!("ANOMALY {}: {}", anomaly.rule, anomaly.message);
+        for event in &anomaly.events {
+            println!(
+                "    node {} seq {} time_ms {} {}",
+                event.node, event.seq, event.time_ms, event.ev
+            );
+        }
+    }
+    if report.anomalies_not_listed > 0 {
+        println!("... and {} more anomalies", report.anomalies_not_listed);
+    }
+    println!("coverage:");
+    for (name, count) in &report.coverage {
+        println!("    {name:<32} {count}");
+    }
+    println!(
+        "verdict: {}",
+        if report.valid { "valid" } else { "INVALID" }
+    );
 }
 
 fn run_check(args: &CheckArgs) -> Result<ExitCode> {

@@ -1,9 +1,10 @@
 //! The Raft paper's safety properties (Figure 3) and sometimes-properties that show the model
 //! is not vacuous.
 
-use crate::raft::RaftModel;
+use crate::bounds::{Bug, TERM_MAX};
+use crate::rules;
 use crate::state::{Role, State};
-use stateright::Property;
+use stateright::Expectation;
 
 /// At most one leader can be elected in a given term.
 pub const ELECTION_SAFETY: &str = "Election Safety";
@@ -25,124 +26,172 @@ pub const ENTRY_COMMITTED: &str = "Entry Committed";
 /// A leader of term 2 or later exists after a crash.
 pub const LEADER_ELECTED_AFTER_CRASH: &str = "Leader Elected After Crash";
 
-/// Every property, always-properties first.
-///
-/// stateright 0.31 records a discovery every time a state shows it, so the path it reports is
-/// the last one found, not the first (shortest, under one-thread BFS). Each condition therefore
-/// goes through [`RaftModel::first_discovery`], which reports a property's discovery once per
-/// search and hides later ones.
-pub fn all() -> Vec<Property<RaftModel>> {
-    type M = RaftModel;
-    vec![
-        Property::always(ELECTION_SAFETY, |m: &M, s: &State| {
-            !m.first_discovery(0, !election_safety(m, s))
-        }),
-        Property::always(LEADER_APPEND_ONLY, |m: &M, s: &State| {
-            !m.first_discovery(1, !leader_append_only(m, s))
-        }),
-        Property::always(LOG_MATCHING, |m: &M, s: &State| {
-            !m.first_discovery(2, !log_matching(m, s))
-        }),
-        Property::always(LEADER_COMPLETENESS, |m: &M, s: &State| {
-            !m.first_discovery(3, !leader_completeness(m, s))
-        }),
-        Property::always(STATE_MACHINE_SAFETY, |m: &M, s: &State| {
-            !m.first_discovery(4, !state_machine_safety(m, s))
-        }),
-        Property::sometimes(LEADER_ELECTED, |m: &M, s: &State| {
-            m.first_discovery(5, leader_elected(m, s))
-        }),
-        Property::sometimes(ENTRY_COMMITTED, |m: &M, s: &State| {
-            m.first_discovery(6, entry_committed(m, s))
-        }),
-        Property::sometimes(LEADER_ELECTED_AFTER_CRASH, |m: &M, s: &State| {
-            m.first_discovery(7, leader_elected_after_crash(m, s))
-        }),
-    ]
+/// One of the model's properties. The discriminant is the property's position in
+/// [`Property::ALL`], which the search uses to report each discovery once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Property {
+    /// [`ELECTION_SAFETY`].
+    ElectionSafety,
+    /// [`LEADER_APPEND_ONLY`].
+    LeaderAppendOnly,
+    /// [`LOG_MATCHING`].
+    LogMatching,
+    /// [`LEADER_COMPLETENESS`].
+    LeaderCompleteness,
+    /// [`STATE_MACHINE_SAFETY`].
+    StateMachineSafety,
+    /// [`LEADER_ELECTED`].
+    LeaderElected,
+    /// [`ENTRY_COMMITTED`].
+    EntryCommitted,
+    /// [`LEADER_ELECTED_AFTER_CRASH`].
+    LeaderElectedAfterCrash,
 }
 
-/// The number of properties in [`all`].
-pub const PROPERTY_COUNT: usize = 8;
+/// The number of properties in [`Property::ALL`].
+pub const PROPERTY_COUNT: usize = Property::ALL.len();
 
-fn leader_elected(model: &RaftModel, state: &State) -> bool {
-    leaders(model, state).next().is_some()
+impl Property {
+    /// Every property, always-properties first, in discriminant order.
+    pub const ALL: [Property; 8] = [
+        Property::ElectionSafety,
+        Property::LeaderAppendOnly,
+        Property::LogMatching,
+        Property::LeaderCompleteness,
+        Property::StateMachineSafety,
+        Property::LeaderElected,
+        Property::EntryCommitted,
+        Property::LeaderElectedAfterCrash,
+    ];
+
+    /// The property's position in [`Property::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The property's name, as in the Raft paper.
+    pub fn name(self) -> &'static str {
+        match self {
+            Property::ElectionSafety => ELECTION_SAFETY,
+            Property::LeaderAppendOnly => LEADER_APPEND_ONLY,
+            Property::LogMatching => LOG_MATCHING,
+            Property::LeaderCompleteness => LEADER_COMPLETENESS,
+            Property::StateMachineSafety => STATE_MACHINE_SAFETY,
+            Property::LeaderElected => LEADER_ELECTED,
+            Property::EntryCommitted => ENTRY_COMMITTED,
+            Property::LeaderElectedAfterCrash => LEADER_ELECTED_AFTER_CRASH,
+        }
+    }
+
+    /// Whether the property must hold in every reachable state or in some.
+    pub fn expectation(self) -> Expectation {
+        match self {
+            Property::LeaderElected
+            | Property::EntryCommitted
+            | Property::LeaderElectedAfterCrash => Expectation::Sometimes,
+            _ => Expectation::Always,
+        }
+    }
+
+    /// Whether the property's condition holds in `state`, a state of `servers` servers.
+    pub fn holds(self, state: &State, servers: u8) -> bool {
+        match self {
+            Property::ElectionSafety => election_safety(state, servers),
+            Property::LeaderAppendOnly => leader_append_only(state),
+            Property::LogMatching => log_matching(state, servers),
+            Property::LeaderCompleteness => leader_completeness(state, servers),
+            Property::StateMachineSafety => state_machine_safety(state, servers),
+            Property::LeaderElected => leader_elected(state, servers),
+            Property::EntryCommitted => entry_committed(state),
+            Property::LeaderElectedAfterCrash => leader_elected_after_crash(state, servers),
+        }
+    }
 }
 
-fn entry_committed(_: &RaftModel, state: &State) -> bool {
+impl Bug {
+    /// The property this bug is expected to break first (on a shortest path).
+    pub fn expected_violation(self) -> &'static str {
+        match self {
+            Bug::VoteAnyLog | Bug::CommitOldTerm | Bug::TwoChanges => LEADER_COMPLETENESS,
+            Bug::ForgetVote => ELECTION_SAFETY,
+            Bug::NoTruncate => STATE_MACHINE_SAFETY,
+        }
+    }
+}
+
+fn leader_elected(state: &State, servers: u8) -> bool {
+    leaders(state, servers).next().is_some()
+}
+
+fn entry_committed(state: &State) -> bool {
     !state.history.committed.is_empty()
 }
 
-fn leader_elected_after_crash(model: &RaftModel, state: &State) -> bool {
-    state.crashes > 0 && leaders(model, state).any(|(_, term)| term >= 2)
+fn leader_elected_after_crash(state: &State, servers: u8) -> bool {
+    state.crashes > 0 && leaders(state, servers).any(|(_, term)| term >= 2)
 }
 
 /// (id, term) of every current leader.
-fn leaders<'a>(model: &RaftModel, state: &'a State) -> impl Iterator<Item = (usize, u8)> + 'a {
+fn leaders(state: &State, servers: u8) -> impl Iterator<Item = (usize, u8)> + '_ {
     state
-        .active(model.bounds.servers)
+        .active(servers)
         .iter()
         .enumerate()
         .filter(|(_, s)| s.role == Role::Leader)
         .map(|(id, s)| (id, s.term))
 }
 
-/// Checked on the history: a second election in a term sets a flag, so two leaders of one term
-/// are caught even when the first has crashed before the second wins.
-fn election_safety(model: &RaftModel, state: &State) -> bool {
-    let mut seen = 0u16;
-    for (_, term) in leaders(model, state) {
-        if seen & (1 << term) != 0 {
+/// Checked on the current leaders and on the history: a second election in a term sets a
+/// flag, so two leaders of one term are caught even when the first has crashed before the
+/// second wins.
+fn election_safety(state: &State, servers: u8) -> bool {
+    let mut known: [Option<usize>; TERM_MAX as usize + 1] = [None; TERM_MAX as usize + 1];
+    for (id, term) in leaders(state, servers) {
+        let known = &mut known[usize::from(term)];
+        if !rules::election_safety(*known, id) {
             return false;
         }
-        seen |= 1 << term;
+        *known = Some(id);
     }
     !state.history.second_leader_elected
 }
 
 /// Checked on the history: a step that changes a leader's log other than by appending, while
-/// it stays leader in the same term, sets a flag.
-fn leader_append_only(_: &RaftModel, state: &State) -> bool {
+/// it stays leader in the same term, sets a flag (with [`rules::leader_append_only`]).
+fn leader_append_only(state: &State) -> bool {
     !state.history.leader_log_rewritten
 }
 
-fn log_matching(model: &RaftModel, state: &State) -> bool {
-    let servers = state.active(model.bounds.servers);
+fn log_matching(state: &State, servers: u8) -> bool {
+    let servers = state.active(servers);
     servers.iter().enumerate().all(|(i, a)| {
         servers[i + 1..].iter().all(|b| {
             let common = a.log.len().min(b.log.len());
-            // The highest index where both logs hold an entry of the same term.
-            let agree = (1..=common)
-                .rev()
-                .find(|&index| a.log.term_at(index) == b.log.term_at(index));
-            match agree {
-                None => true,
-                Some(index) => {
-                    a.log.entries()[..index as usize] == b.log.entries()[..index as usize]
-                }
-            }
+            (1..=u64::from(common)).all(|index| rules::log_matching_at(&a.log, &b.log, index))
         })
     })
 }
 
-fn leader_completeness(model: &RaftModel, state: &State) -> bool {
+fn leader_completeness(state: &State, servers: u8) -> bool {
     let history = &state.history;
-    leaders(model, state).all(|(id, term)| {
+    let committed = history.committed.entries().iter().enumerate();
+    let committed = committed.map(|(position, entry)| {
+        let in_term = history.committed_in_term[position];
+        (position as u64 + 1, *entry, u64::from(in_term))
+    });
+    leaders(state, servers).all(|(id, term)| {
         let log = &state.servers[id].log;
-        (1..=history.committed.len()).all(|index| {
-            history.committed_in_term[index as usize - 1] >= term
-                || log.get(index) == history.committed_entry(index)
-        })
+        rules::leader_completeness(log, u64::from(term), committed.clone()).is_none()
     })
 }
 
 /// A server's commit index marks what it has applied: every applied entry must be the one
 /// first committed at that index.
-fn state_machine_safety(model: &RaftModel, state: &State) -> bool {
+fn state_machine_safety(state: &State, servers: u8) -> bool {
     let history = &state.history;
-    state.active(model.bounds.servers).iter().all(|server| {
+    state.active(servers).iter().all(|server| {
         (1..=server.commit_index).all(|index| {
-            server.log.get(index).is_some()
-                && server.log.get(index) == history.committed_entry(index)
+            rules::state_machine_safety(server.log.get(index), history.committed_entry(index))
         })
     })
 }
@@ -150,11 +199,20 @@ fn state_machine_safety(model: &RaftModel, state: &State) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bounds::Bounds;
     use crate::log::Entry;
 
-    fn model() -> RaftModel {
-        RaftModel::new(Bounds::default())
+    const SERVERS: u8 = 3;
+
+    #[test]
+    fn properties_enumerate_themselves_in_order() {
+        for (position, property) in Property::ALL.into_iter().enumerate() {
+            assert_eq!(property.index(), position, "{}", property.name());
+        }
+        let always = Property::ALL
+            .iter()
+            .take_while(|p| p.expectation() == Expectation::Always)
+            .count();
+        assert_eq!(always, 5, "always-properties come first");
     }
 
     #[test]
@@ -163,10 +221,10 @@ mod tests {
         state.servers[0].log.push(Entry { term: 1, value: 1 });
         state.servers[0].log.push(Entry { term: 3, value: 3 });
         state.servers[1].log.push(Entry { term: 2, value: 2 });
-        assert!(log_matching(&model(), &state));
+        assert!(log_matching(&state, SERVERS));
         // Same term at index 2, different entries at index 1: the no-truncate outcome.
         state.servers[1].log.push(Entry { term: 3, value: 3 });
-        assert!(!log_matching(&model(), &state));
+        assert!(!log_matching(&state, SERVERS));
     }
 
     #[test]
@@ -176,9 +234,9 @@ mod tests {
         state.servers[0].term = 2;
         state.history.committed.push(Entry { term: 1, value: 1 });
         state.history.committed_in_term[0] = 2;
-        assert!(leader_completeness(&model(), &state));
+        assert!(leader_completeness(&state, SERVERS));
         state.history.committed_in_term[0] = 1;
-        assert!(!leader_completeness(&model(), &state));
+        assert!(!leader_completeness(&state, SERVERS));
     }
 
     #[test]
@@ -187,10 +245,10 @@ mod tests {
         state.history.committed.push(Entry { term: 1, value: 1 });
         state.servers[2].commit_index = 1;
         assert!(
-            !state_machine_safety(&model(), &state),
+            !state_machine_safety(&state, SERVERS),
             "applied entry missing"
         );
         state.servers[2].log.push(Entry { term: 1, value: 1 });
-        assert!(state_machine_safety(&model(), &state));
+        assert!(state_machine_safety(&state, SERVERS));
     }
 }

@@ -1,11 +1,13 @@
 //! The Raft model: its actions and how each changes the state (Raft paper Figure 2).
 
 use crate::bounds::{Bounds, Bug, Network};
-use crate::log::{Entry, Log};
+use crate::log::Entry;
 use crate::network;
-use crate::properties::PROPERTY_COUNT;
-use crate::state::{Body, Message, Role, Server, ServerId, State};
+use crate::properties::{Property, PROPERTY_COUNT};
+use crate::rules;
+use crate::state::{AppendRequest, Body, Message, Role, Server, ServerId, State};
 use crate::symmetry;
+use stateright::Expectation;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -22,6 +24,14 @@ pub enum Action {
         leader: ServerId,
         /// The receiver.
         follower: ServerId,
+    },
+    /// A leader starts a membership change: it appends a configuration that adds `server`
+    /// when it is not a voter, or removes it when it is (Raft dissertation §4.1).
+    ChangeMembership {
+        /// The leader.
+        leader: ServerId,
+        /// The server added or removed; never the leader itself.
+        server: ServerId,
     },
     /// A server crashes and restarts: volatile state lost, persistent state kept.
     Restart(ServerId),
@@ -41,12 +51,15 @@ pub struct RaftModel {
     pub bug: Option<Bug>,
     /// Rename servers into a canonical order after every step (symmetry reduction that works
     /// with every search strategy, including breadth-first search).
+    ///
+    /// Invariant: false when membership changes are explored, since configurations name
+    /// servers and renaming would have to rewrite them.
     pub canonicalize: bool,
     /// Once set, no new state is within the boundary, so a running search drains and ends:
     /// stateright 0.31's BFS checks its own timeout only when threads trade work.
     stop: Arc<AtomicBool>,
     /// Per property, whether this search has already reported a discovery (see
-    /// [`crate::properties::all`]); `None` reports every discovery (for Explorer).
+    /// [`RaftModel::observe`]); `None` reports every discovery (for Explorer).
     discovered: Option<Arc<[AtomicBool; PROPERTY_COUNT]>>,
 }
 
@@ -56,7 +69,7 @@ impl RaftModel {
         RaftModel {
             bounds,
             bug: None,
-            canonicalize: true,
+            canonicalize: bounds.max_changes == 0,
             stop: Arc::default(),
             discovered: None,
         }
@@ -67,10 +80,11 @@ impl RaftModel {
         RaftModel { bug, ..self }
     }
 
-    /// The same model with symmetry reduction switched on or off.
+    /// The same model with symmetry reduction switched on or off (always off with membership
+    /// changes).
     pub fn with_canonicalize(self, canonicalize: bool) -> Self {
         RaftModel {
-            canonicalize,
+            canonicalize: canonicalize && self.bounds.max_changes == 0,
             ..self
         }
     }
@@ -84,12 +98,29 @@ impl RaftModel {
         }
     }
 
-    /// Passes `found` through the first time it is true for property `index` in this search,
-    /// and hides it afterwards.
-    pub fn first_discovery(&self, index: usize, found: bool) -> bool {
+    /// Passes `found` through the first time it is true for `property` in this search, and
+    /// hides it afterwards.
+    pub fn first_discovery(&self, property: Property, found: bool) -> bool {
         match &self.discovered {
-            Some(discovered) if found => !discovered[index].swap(true, Ordering::Relaxed),
+            Some(discovered) if found => {
+                !discovered[property.index()].swap(true, Ordering::Relaxed)
+            }
             _ => found,
+        }
+    }
+
+    /// The stateright condition of `property` in `state`: a violation (always) or an example
+    /// (sometimes) is reported once per search.
+    ///
+    /// stateright 0.31 records a discovery every time a state shows it, so the path it reports
+    /// is the last one found, not the first (shortest, under one-thread BFS); hence the
+    /// once-only filter.
+    pub fn observe(&self, property: Property, state: &State) -> bool {
+        let holds = property.holds(state, self.bounds.servers);
+        if property.expectation() == Expectation::Always {
+            !self.first_discovery(property, !holds)
+        } else {
+            self.first_discovery(property, holds)
         }
     }
 
@@ -115,7 +146,9 @@ impl RaftModel {
     pub fn enabled(&self, state: &State, actions: &mut Vec<Action>) {
         for id in self.ids() {
             let server = &state.servers[id as usize];
-            if server.role != Role::Leader && server.term < self.bounds.max_term {
+            // A server that knows it is not a voter does not campaign.
+            let voter = self.members(server) & 1 << id != 0;
+            if server.role != Role::Leader && server.term < self.bounds.max_term && voter {
                 actions.push(Action::Timeout(id));
             }
             if server.role == Role::Leader {
@@ -131,6 +164,14 @@ impl RaftModel {
                     actions.push(Action::AppendEntries {
                         leader: id,
                         follower,
+                    });
+                }
+            }
+            if server.role == Role::Leader && self.may_change_membership(state, server) {
+                for other in self.ids().filter(|&other| other != id) {
+                    actions.push(Action::ChangeMembership {
+                        leader: id,
+                        server: other,
                     });
                 }
             }
@@ -171,6 +212,15 @@ impl RaftModel {
             Action::AppendEntries { leader, follower } => {
                 self.send_append_entries(&mut next, leader, follower)
             }
+            Action::ChangeMembership { leader, server } => {
+                next.changes += 1;
+                let initial = self.bounds.all_members();
+                let leading = &mut next.servers[leader as usize];
+                let members = leading.log.members(initial) ^ 1 << server;
+                leading.log.push(Entry::config(leading.term, members));
+                self.advance_commit(leading, leader);
+                true
+            }
             Action::Restart(id) => {
                 let before = next.servers[id as usize];
                 next.servers[id as usize].restart(self.has_bug(Bug::ForgetVote));
@@ -190,7 +240,7 @@ impl RaftModel {
     /// The state after `action` including history bookkeeping and (when on) canonicalization.
     pub fn step(&self, state: &State, action: Action) -> Option<State> {
         let mut next = self.apply(state, action)?;
-        self.record_history(state, &mut next);
+        self.record_history(state, &mut next, action);
         collect_garbage(&mut next, self.has_bug(Bug::NoTruncate));
         if self.canonicalize {
             symmetry::canonicalize(&mut next, self.bounds);
@@ -198,17 +248,37 @@ impl RaftModel {
         Some(next)
     }
 
-    /// Updates the history variables from what changed between `before` and `after`.
-    fn record_history(&self, before: &State, after: &mut State) {
-        for id in self.ids().map(usize::from) {
-            let (old, new) = (&before.servers[id], after.servers[id]);
+    /// Updates the history variables from what changed between `before` and `after`, the
+    /// state after `action`.
+    fn record_history(&self, before: &State, after: &mut State, action: Action) {
+        for id in self.ids() {
+            let (old, new) = (&before.servers[id as usize], after.servers[id as usize]);
             let still_leading =
                 old.role == Role::Leader && new.role == Role::Leader && old.term == new.term;
-            if still_leading && !old.log.is_prefix_of(&new.log) {
+            if still_leading && rules::leader_append_only(&old.log, &new.log, 1).is_some() {
                 after.history.leader_log_rewritten = true;
             }
             after.history.observe_commit(&new);
+            self.assert_hard_state_rules(old, &new, action == Action::Restart(id));
         }
+    }
+
+    /// The rules the trace checker also applies to a server's own history, asserted here for
+    /// every step of the search: a vote stays within its term (unless `--bug forget-vote`),
+    /// and the commit index, volatile in the model, only goes back in a restart.
+    fn assert_hard_state_rules(&self, old: &Server, new: &Server, restarted: bool) {
+        let vote = |server: &Server| rules::Vote {
+            term: u64::from(server.term),
+            voted_for: server.voted_for,
+        };
+        debug_assert!(
+            self.has_bug(Bug::ForgetVote) || rules::vote_kept(&vote(old), &vote(new)),
+            "vote changed within a term: {old:?} -> {new:?}"
+        );
+        debug_assert!(
+            restarted || rules::commit_monotone(old.commit_index.into(), new.commit_index.into()),
+            "commit index went back: {old:?} -> {new:?}"
+        );
     }
 
     fn send(&self, state: &mut State, message: Message) -> bool {
@@ -245,9 +315,29 @@ impl RaftModel {
         self.count_votes(state, id);
     }
 
+    /// The voters by `server`'s latest configuration.
+    fn members(&self, server: &Server) -> u8 {
+        server.log.members(self.bounds.all_members())
+    }
+
+    /// Whether `leader` may start a membership change: changes remain, and (unless
+    /// `--bug two-changes`) its latest configuration is committed, so that at most one change
+    /// is in flight and any two consecutive configurations share a majority.
+    fn may_change_membership(&self, state: &State, leader: &Server) -> bool {
+        state.changes < self.bounds.max_changes
+            && (self.has_bug(Bug::TwoChanges)
+                || leader.log.last_config_index() <= leader.commit_index)
+    }
+
+    /// Whether the servers in `granted` (a bit mask) form a majority of `members`.
+    fn is_majority(members: u8, granted: u8) -> bool {
+        2 * (granted & members).count_ones() > members.count_ones()
+    }
+
     fn count_votes(&self, state: &mut State, id: ServerId) {
+        let members = self.members(&state.servers[id as usize]);
         let server = &mut state.servers[id as usize];
-        if server.votes.count_ones() < u32::from(self.bounds.majority()) {
+        if !Self::is_majority(members, server.votes) {
             return;
         }
         server.role = Role::Leader;
@@ -263,12 +353,12 @@ impl RaftModel {
     fn send_append_entries(&self, state: &mut State, leader: ServerId, to: ServerId) -> bool {
         let server = &state.servers[leader as usize];
         let prev_log_index = server.next_index[to as usize] - 1;
-        let body = Body::AppendEntries {
+        let body = Body::AppendEntries(AppendRequest {
             prev_log_index,
             prev_log_term: server.log.term_at(prev_log_index),
             entries: server.log.suffix(prev_log_index),
             leader_commit: server.commit_index,
-        };
+        });
         let term = server.term;
         self.send(
             state,
@@ -309,20 +399,7 @@ impl RaftModel {
                     self.count_votes(state, message.to);
                 }
             }
-            Body::AppendEntries {
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit,
-            } => {
-                let request = AppendRequest {
-                    prev_log_index,
-                    prev_log_term,
-                    entries,
-                    leader_commit,
-                };
-                self.handle_append_entries(state, message, request)
-            }
+            Body::AppendEntries(request) => self.handle_append_entries(state, message, request),
             Body::AppendEntriesResponse {
                 success,
                 match_index,
@@ -408,6 +485,7 @@ impl RaftModel {
     /// entry is from the current term (§5.4.2); `--bug commit-old-term` drops the term test.
     fn advance_commit(&self, leader: &mut Server, id: ServerId) {
         let any_term = self.has_bug(Bug::CommitOldTerm);
+        let members = self.members(leader);
         for index in (leader.commit_index + 1..=leader.log.len()).rev() {
             if !any_term && leader.log.term_at(index) != leader.term {
                 continue;
@@ -415,8 +493,8 @@ impl RaftModel {
             let replicas = self
                 .ids()
                 .filter(|&peer| peer == id || leader.match_index[peer as usize] >= index)
-                .count();
-            if replicas >= usize::from(self.bounds.majority()) {
+                .fold(0u8, |mask, peer| mask | 1 << peer);
+            if Self::is_majority(members, replicas) {
                 leader.commit_index = index;
                 return;
             }
@@ -443,18 +521,7 @@ fn collect_garbage(state: &mut State, no_truncate: bool) {
         }
         match message.body {
             Body::RequestVote { .. } => true,
-            Body::AppendEntries {
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit,
-            } => {
-                let request = AppendRequest {
-                    prev_log_index,
-                    prev_log_term,
-                    entries,
-                    leader_commit,
-                };
+            Body::AppendEntries(request) => {
                 append_is_live(&servers, message, &request, no_truncate)
             }
             Body::RequestVoteResponse { .. } => {
@@ -496,14 +563,6 @@ fn append_is_live(
     let (success, index) = accept_entries(&mut after, request, no_truncate);
     let leader = &servers[message.from as usize];
     after != receiver || response_is_live(leader, message.to, success, index, message.term)
-}
-
-/// The fields of an AppendEntries request.
-struct AppendRequest {
-    prev_log_index: u8,
-    prev_log_term: u8,
-    entries: Log,
-    leader_commit: u8,
 }
 
 /// Figure 2, AppendEntries receiver steps 2–5; returns (success, match index).
@@ -562,13 +621,40 @@ impl stateright::Model for RaftModel {
     }
 
     fn properties(&self) -> Vec<stateright::Property<Self>> {
-        crate::properties::all()
+        Property::ALL.into_iter().map(stateright_property).collect()
+    }
+}
+
+/// `property` as stateright wants it: a name, an expectation and a plain function.
+fn stateright_property(property: Property) -> stateright::Property<RaftModel> {
+    type Condition = fn(&RaftModel, &State) -> bool;
+    // stateright takes a function pointer, so each property's condition is its own closure.
+    macro_rules! observing {
+        ($property:expr) => {
+            |model: &RaftModel, state: &State| model.observe($property, state)
+        };
+    }
+    let condition: Condition = match property {
+        Property::ElectionSafety => observing!(Property::ElectionSafety),
+        Property::LeaderAppendOnly => observing!(Property::LeaderAppendOnly),
+        Property::LogMatching => observing!(Property::LogMatching),
+        Property::LeaderCompleteness => observing!(Property::LeaderCompleteness),
+        Property::StateMachineSafety => observing!(Property::StateMachineSafety),
+        Property::LeaderElected => observing!(Property::LeaderElected),
+        Property::EntryCommitted => observing!(Property::EntryCommitted),
+        Property::LeaderElectedAfterCrash => observing!(Property::LeaderElectedAfterCrash),
+    };
+    stateright::Property {
+        expectation: property.expectation(),
+        name: property.name(),
+        condition,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::Log;
 
     fn model(bug: Option<Bug>) -> RaftModel {
         let bounds = Bounds {
@@ -690,5 +776,56 @@ mod tests {
             .with_canonicalize(false);
         let after = buggy.step(&state, Action::Deliver(to_1)).unwrap();
         assert_eq!(after.servers[1].voted_for, Some(0));
+    }
+
+    #[test]
+    fn one_membership_change_at_a_time() {
+        // Dissertation §4.1: a leader starts a change only once its latest one is committed.
+        let bounds = Bounds {
+            max_changes: 2,
+            ..model(None).bounds
+        };
+        let correct = RaftModel::new(bounds);
+        assert!(
+            !correct.canonicalize,
+            "configurations name servers: no renaming"
+        );
+        let mut state = State::initial();
+        state.servers[0] = Server {
+            term: 1,
+            role: Role::Leader,
+            voted_for: Some(0),
+            ..Server::default()
+        };
+        let changes = |model: &RaftModel, state: &State| {
+            let mut actions = Vec::new();
+            model.enabled(state, &mut actions);
+            let changes = actions
+                .iter()
+                .filter(|a| matches!(a, Action::ChangeMembership { .. }));
+            changes.count()
+        };
+        assert_eq!(changes(&correct, &state), 2, "remove s1 or s2");
+        let remove_2 = Action::ChangeMembership {
+            leader: 0,
+            server: 2,
+        };
+        let after = correct.apply(&state, remove_2).unwrap();
+        assert_eq!(after.servers[0].log.members(0b111), 0b011);
+        assert_eq!(after.servers[0].commit_index, 0, "{{s0, s1}} needs s1 too");
+        assert_eq!(changes(&correct, &after), 0, "a change is in flight");
+        let buggy = RaftModel::new(bounds).with_bug(Some(Bug::TwoChanges));
+        assert_eq!(changes(&buggy, &after), 2);
+        // Removing s1 as well leaves s0 alone, a majority of itself: it commits at once.
+        let remove_1 = Action::ChangeMembership {
+            leader: 0,
+            server: 1,
+        };
+        let alone = buggy.apply(&after, remove_1).unwrap();
+        assert_eq!(alone.servers[0].commit_index, 2);
+        // s1 and s2 still hold the initial configuration, and s0 is no longer a voter for s0's
+        // majority count: votes of s1 and s2 form a majority of {s0, s1, s2}.
+        assert!(RaftModel::is_majority(0b111, 0b110));
+        assert!(!RaftModel::is_majority(0b001, 0b110));
     }
 }

@@ -88,16 +88,7 @@ pub enum Body {
         granted: bool,
     },
     /// A leader replicates entries (or just its commit index, as a heartbeat).
-    AppendEntries {
-        /// Index of the entry before `entries`.
-        prev_log_index: u8,
-        /// Term of that entry.
-        prev_log_term: u8,
-        /// The entries to store after `prev_log_index`.
-        entries: Log,
-        /// The leader's commit index.
-        leader_commit: u8,
-    },
+    AppendEntries(AppendRequest),
     /// A reply to AppendEntries.
     AppendEntriesResponse {
         /// Whether the follower's log matched at `prev_log_index`.
@@ -105,6 +96,22 @@ pub enum Body {
         /// On success, the index of the last entry the follower now matches.
         match_index: u8,
     },
+}
+
+/// What an AppendEntries request carries (Raft paper Figure 2).
+///
+/// Field order matters: the derived `Ord` sorts the network, so it is the order of the former
+/// inline fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppendRequest {
+    /// Index of the entry before `entries`.
+    pub prev_log_index: u8,
+    /// Term of that entry.
+    pub prev_log_term: u8,
+    /// The entries to store after `prev_log_index`.
+    pub entries: Log,
+    /// The leader's commit index.
+    pub leader_commit: u8,
 }
 
 /// A message in flight.
@@ -187,6 +194,8 @@ pub struct State {
     pub crashes: u8,
     /// Client values accepted so far (bounded by `--max-log`).
     pub values: u8,
+    /// Membership changes started so far (bounded by `--max-changes`).
+    pub changes: u8,
     /// Ghost state for the properties.
     pub history: History,
 }
@@ -199,6 +208,7 @@ impl State {
             network: Vec::new(),
             crashes: 0,
             values: 0,
+            changes: 0,
             history: History::default(),
         }
     }
@@ -246,12 +256,13 @@ fn encode_message(message: &Message, out: &mut [u8]) {
             last_log_term,
         } => out[3..6].copy_from_slice(&[1, last_log_index, last_log_term]),
         Body::RequestVoteResponse { granted } => out[3..5].copy_from_slice(&[2, granted as u8]),
-        Body::AppendEntries {
-            prev_log_index,
-            prev_log_term,
-            entries,
-            leader_commit,
-        } => {
+        Body::AppendEntries(request) => {
+            let AppendRequest {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } = request;
             out[3..7].copy_from_slice(&[3, prev_log_index, prev_log_term, leader_commit]);
             encode_log(&entries, &mut out[7..]);
         }
@@ -281,6 +292,7 @@ impl Hash for State {
         tail[LOG_MAX + 2] = history.second_leader_elected as u8;
         tail[LOG_MAX + 3] = history.leader_log_rewritten as u8;
         hasher.write(&fixed);
+        hasher.write_u8(self.changes);
         hasher.write_usize(self.network.len());
         let mut buffer = [0u8; MESSAGES_BUFFERED_MAX * MESSAGE_BYTES];
         for chunk in self.network.chunks(MESSAGES_BUFFERED_MAX) {

@@ -73,17 +73,12 @@ fn digest(message: &Message) -> u64 {
             last_log_term,
         } => mix(1 << 32 | u64::from(last_log_index) << 8 | u64::from(last_log_term)),
         Body::RequestVoteResponse { granted } => mix(2 << 32 | u64::from(granted)),
-        Body::AppendEntries {
-            prev_log_index,
-            prev_log_term,
-            entries,
-            leader_commit,
-        } => {
+        Body::AppendEntries(request) => {
             mix(3 << 32
-                | u64::from(prev_log_index) << 16
-                | u64::from(prev_log_term) << 8
-                | u64::from(leader_commit));
-            for entry in entries.entries() {
+                | u64::from(request.prev_log_index) << 16
+                | u64::from(request.prev_log_term) << 8
+                | u64::from(request.leader_commit));
+            for entry in request.entries.entries() {
                 mix(u64::from(entry.term) << 8 | u64::from(entry.value));
             }
         }
@@ -244,6 +239,10 @@ pub fn rename_action(action: &Action, p: &Permutation) -> Action {
         Action::AppendEntries { leader, follower } => Action::AppendEntries {
             leader: p[leader as usize],
             follower: p[follower as usize],
+        },
+        Action::ChangeMembership { leader, server } => Action::ChangeMembership {
+            leader: p[leader as usize],
+            server: p[server as usize],
         },
         Action::Restart(id) => Action::Restart(p[id as usize]),
         Action::Deliver(message) => Action::Deliver(rename_message(&message, p)),

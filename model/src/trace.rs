@@ -17,13 +17,9 @@ fn describe_message(message: &Message) -> String {
             let verdict = if granted { "granted" } else { "refused" };
             format!("RequestVoteResponse(term {term}, {verdict})")
         }
-        Body::AppendEntries {
-            prev_log_index,
-            prev_log_term,
-            entries,
-            leader_commit,
-        } => format!(
-            "AppendEntries(term {term}, prev {prev_log_index}@{prev_log_term}, entries {entries}, commit {leader_commit})"
+        Body::AppendEntries(request) => format!(
+            "AppendEntries(term {term}, prev {}@{}, entries {}, commit {})",
+            request.prev_log_index, request.prev_log_term, request.entries, request.leader_commit
         ),
         Body::AppendEntriesResponse {
             success,
@@ -42,6 +38,9 @@ pub fn describe_action(action: &Action) -> String {
         Action::ClientRequest(id) => format!("a client hands leader s{id} a value"),
         Action::AppendEntries { leader, follower } => {
             format!("leader s{leader} sends AppendEntries to s{follower}")
+        }
+        Action::ChangeMembership { leader, server } => {
+            format!("leader s{leader} starts adding or removing s{server}")
         }
         Action::Restart(id) => format!("s{id} crashes and restarts"),
         Action::Deliver(m) => format!(

@@ -12,6 +12,7 @@ fn small() -> Bounds {
         max_term: 1,
         max_log: 1,
         max_crashes: 0,
+        max_changes: 0,
         network: Network::Lossy,
     }
 }
@@ -163,6 +164,43 @@ fn traces_keep_server_names_across_symmetry_renamings() {
 }
 
 #[test]
+fn two_changes_in_flight_break_leader_completeness() {
+    // The leader removes s1 and s2 before either removal commits, so it is a majority of
+    // itself while s1 and s2, still in the old configuration, elect a leader without its
+    // committed entries.
+    let report = first_violation(Bug::TwoChanges);
+    assert_eq!(violated(&report), vec![LEADER_COMPLETENESS]);
+    let path = &report.property(LEADER_COMPLETENESS).unwrap().path;
+    assert_eq!(path.len(), 8, "{path:#?}");
+    assert_eq!(
+        path.iter()
+            .filter(|l| l.contains("starts adding or removing"))
+            .count(),
+        2,
+        "{path:#?}"
+    );
+}
+
+#[test]
+fn single_step_membership_changes_keep_raft_safe() {
+    let bounds = Bounds {
+        max_term: 2,
+        max_log: 0,
+        max_changes: 1,
+        ..small()
+    };
+    let report = bfs(RaftModel::new(bounds));
+    assert!(report.complete);
+    assert!(!report.symmetry);
+    assert!(violated(&report).is_empty(), "{:?}", report.properties);
+    // With no client values, the committed entry is a configuration.
+    assert_eq!(
+        report.property(ENTRY_COMMITTED).unwrap().verdict,
+        Verdict::ExampleFound
+    );
+}
+
+#[test]
 fn no_truncate_breaks_state_machine_safety() {
     let report = first_violation(Bug::NoTruncate);
     assert_eq!(violated(&report), vec![STATE_MACHINE_SAFETY]);
@@ -275,4 +313,78 @@ fn cli_rejects_bad_bounds_with_a_clear_error() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+}
+
+#[test]
+fn cli_help_states_the_defaults_the_code_uses() {
+    let out = cli(&["check", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    let defaults = Bounds::default();
+    for (flag, default) in [
+        ("--servers", defaults.servers.to_string()),
+        ("--max-term", defaults.max_term.to_string()),
+        ("--max-log", defaults.max_log.to_string()),
+        ("--max-crashes", defaults.max_crashes.to_string()),
+        ("--network", defaults.network.to_string()),
+    ] {
+        let start = help
+            .find(flag)
+            .unwrap_or_else(|| panic!("{flag} in {help}"));
+        let entry = &help[start..];
+        let end = entry[2..].find("\n  -").map_or(entry.len(), |e| e + 2);
+        let entry = entry[..end]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(entry.contains(&format!("[default: {default};")), "{entry}");
+    }
+    assert_eq!(defaults.max_term, 3, "the README's default bounds");
+}
+
+/// Writes `lines` as the trace file `name` in a fresh directory for this test.
+fn trace_file(test: &str, name: &str, lines: &[&str]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("model-it-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn cli_replay_exit_codes_follow_the_verdict() {
+    let leader = |node: u64, lamport: u64| {
+        format!(
+            r#"{{"node":{node},"seq":0,"lamport":{lamport},"time_ms":{lamport},"ev":"role","role":"leader","term":1,"leader":{node},"reason":"vote"}}"#
+        )
+    };
+    let (one, two) = (leader(1, 1), leader(2, 2));
+    let valid = trace_file("replay", "n1.jsonl", &[&one]);
+    let out = cli(&["replay", valid.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("votes_won"), "{text}");
+
+    let second = trace_file("replay", "n2.jsonl", &[&two]);
+    let out = cli(&[
+        "replay",
+        "--json",
+        valid.to_str().unwrap(),
+        second.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["anomalies"][0]["rule"], ELECTION_SAFETY);
+    assert_eq!(json["anomalies"][0]["events"][1]["node"], 2);
+
+    let garbage = trace_file("replay", "n3.jsonl", &[&one, "{\"node\":"]);
+    let out = cli(&["replay", garbage.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("n3.jsonl:2: not JSON"), "{stderr}");
+    std::fs::remove_dir_all(valid.parent().unwrap()).unwrap();
 }
