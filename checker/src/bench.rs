@@ -17,6 +17,13 @@ pub struct BenchArgs {
     /// Skip the 1,000,000-op kv history (it takes a while to generate).
     #[arg(long)]
     quick: bool,
+    /// Run only the histories whose name contains this text.
+    #[arg(long)]
+    only: Option<String>,
+    /// Also keep each generated history in this directory (named after the
+    /// history), to judge or inspect it again.
+    #[arg(long)]
+    save_dir: Option<std::path::PathBuf>,
     /// Budget per history, seconds.
     #[arg(long, default_value_t = 30)]
     time_limit_s: u64,
@@ -25,17 +32,29 @@ pub struct BenchArgs {
 /// A process's op in flight: key, f, argument, result, taken effect?
 type Pending = (u64, String, Value, Value, bool);
 
+/// Which operations a generated history holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mix {
+    /// read / write / cas on integers.
+    Register,
+    /// get / put / append on strings.
+    KvPut,
+    /// get / append on strings (Jepsen's and Porcupine's append workload).
+    KvAppend,
+}
+
 /// A seeded linearizable history: `processes` clients over `keys` keys,
-/// `ops` operations, a fraction `info` of them crashing (their effect
-/// applied or not). `kv` = get/put/append, else read/write/cas.
+/// `ops` operations, a fraction `info` of the writes crashing (their effect
+/// applied or not).
 pub fn generate(
     seed: u64,
     processes: u64,
     keys: u64,
     ops: usize,
     info: f64,
-    kv: bool,
+    mix: Mix,
 ) -> Vec<Value> {
+    let kv = mix != Mix::Register;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut state: Vec<Value> = vec![if kv { json!("") } else { Value::Null }; keys as usize];
     // Per process: (current pid, pending op: key, f, arg, result, effective?).
@@ -55,13 +74,13 @@ pub fn generate(
             started += 1;
             let key = rng.gen_range(0..keys);
             next += 1;
-            let (f, arg) = match (kv, rng.gen_range(0..3)) {
-                (true, 0) => ("get", Value::Null),
-                (true, 1) => ("put", json!(format!("{next},"))),
-                (true, _) => ("append", json!(format!("{next},"))),
-                (false, 0) => ("read", Value::Null),
-                (false, 1) => ("write", json!(next)),
-                (false, _) => ("cas", json!([state[key as usize].clone(), next])),
+            let (f, arg) = match (mix, rng.gen_range(0..3)) {
+                (Mix::KvPut | Mix::KvAppend, 0) => ("get", Value::Null),
+                (Mix::KvPut, 1) => ("put", json!(format!("{next},"))),
+                (Mix::KvPut | Mix::KvAppend, _) => ("append", json!(format!("{next},"))),
+                (Mix::Register, 0) => ("read", Value::Null),
+                (Mix::Register, 1) => ("write", json!(next)),
+                (Mix::Register, _) => ("cas", json!([state[key as usize].clone(), next])),
             };
             out.push(json!({"process": pid[p], "type": "invoke", "f": f, "key": key, "value": arg, "time": t}));
             pending[p] = Some((key, f.to_string(), arg, Value::Null, false));
@@ -125,6 +144,94 @@ pub fn inject_stale_read(rows: &mut [Value]) -> bool {
     false
 }
 
+/// One op of a generated history: where its invoke and completion rows are.
+struct Span {
+    key: u64,
+    f: String,
+    invoke: usize,
+    complete: usize,
+}
+
+/// The ok ops of `rows` (invoke and completion row), in completion order.
+fn ok_spans(rows: &[Value]) -> Vec<Span> {
+    let mut open: std::collections::HashMap<u64, usize> = Default::default();
+    let mut out = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        let p = r["process"].as_u64().unwrap_or(u64::MAX);
+        match r["type"].as_str() {
+            Some("invoke") => {
+                open.insert(p, i);
+            }
+            Some("ok") => {
+                if let Some(invoke) = open.remove(&p) {
+                    out.push(Span {
+                        key: r["key"].as_u64().unwrap_or(0),
+                        f: r["f"].as_str().unwrap_or("").to_string(),
+                        invoke,
+                        complete: i,
+                    });
+                }
+            }
+            _ => {
+                open.remove(&p);
+            }
+        }
+    }
+    out
+}
+
+/// Makes one get in the middle of each of `keys` non-linearizable, in one
+/// of three ways (by the key's place in `keys`): it loses a chunk an
+/// earlier completed get saw, it swaps two such chunks, or it returns the
+/// value of an earlier get although an append invoked after that get
+/// completed before it began. Each is a violation whatever the rest of the
+/// history. Returns the keys changed.
+pub fn inject_kv_anomalies(rows: &mut [Value], keys: &[u64]) -> Vec<u64> {
+    let spans = ok_spans(rows);
+    let mut changed = Vec::new();
+    for (n, &key) in keys.iter().enumerate() {
+        let mine: Vec<&Span> = spans.iter().filter(|s| s.key == key).collect();
+        let gets: Vec<&Span> = mine.iter().copied().filter(|s| s.f == "get").collect();
+        let value = |s: &Span| rows[s.complete]["value"].as_str().unwrap_or("").to_string();
+        // From the middle on, the first get with a usable earlier get.
+        let found = gets[gets.len() / 2..].iter().find_map(|g| {
+            let earlier = gets.iter().filter(|g0| g0.complete < g.invoke);
+            let pick = if n % 3 == 2 {
+                earlier
+                    .filter(|g0| {
+                        mine.iter().any(|a| {
+                            a.f == "append" && a.invoke > g0.complete && a.complete < g.invoke
+                        })
+                    })
+                    .last()
+            } else {
+                earlier
+                    .filter(|g0| value(g0).matches(',').count() >= 3)
+                    .last()
+            };
+            pick.map(|g0| (g.complete, value(g0), value(g)))
+        });
+        let Some((row, seen, now)) = found else {
+            continue;
+        };
+        let chunks: Vec<&str> = seen.split_inclusive(',').collect();
+        let rest = &now[seen.len()..];
+        let m = chunks.len() / 2;
+        let bad = match n % 3 {
+            0 => [&chunks[..m], &chunks[m + 1..]].concat().concat() + rest,
+            1 => {
+                let mut c = chunks.clone();
+                c.swap(m - 1, m);
+                c.concat() + rest
+            }
+            _ => seen.clone(),
+        };
+        rows[row]["value"] = json!(bad);
+        changed.push(key);
+    }
+    changed
+}
+
 /// Writes the rows as a history file, so that measuring reads it the way
 /// the CLI does (streaming) with the generator's memory already freed.
 fn write_file(rows: &[Value]) -> tempfile::NamedTempFile {
@@ -167,48 +274,99 @@ fn measure(name: &str, rows: Vec<Value>, model: &str, time_limit_s: u64) -> Valu
     let line = json!({"history": name, "ops": ops, "valid": got["valid"],
         "parse_s": got["parse_ms"].as_f64().unwrap_or(f64::NAN) / 1e3, "check_s": check_s,
         "ops_per_s": ops as f64 / check_s.max(1e-9), "peak_rss_mb": got["peak_rss_mb"],
-        "info_dropped": counts["info-dropped-by-reduction"], "info_kept": counts["info-kept"]});
+        "info_dropped": counts["info-dropped-by-reduction"], "info_kept": counts["info-kept"],
+        "keys": counts["keys"], "keys_invalid": counts["keys-invalid"], "keys_unknown": counts["keys-unknown"]});
     println!("{line}");
     line
 }
+
+/// A bench case: its name, the model it is judged under, its time limit
+/// (seconds) and how to generate it.
+type Case = (&'static str, &'static str, u64, Box<dyn Fn() -> Vec<Value>>);
 
 /// Runs the bench.
 pub fn run(args: BenchArgs) -> ExitCode {
     let s = args.seed;
     let limit = args.time_limit_s;
-    let mut single = generate(s, 10, 1, 10_000, 0.05, false);
-    measure(
-        "cas-register 10k ops, 10 processes, 5% info",
-        single.clone(),
-        "cas-register",
-        limit,
-    );
-    inject_stale_read(&mut single);
-    measure(
-        "cas-register 10k ops, 5% info, one stale read",
-        single,
-        "cas-register",
-        limit,
-    );
-    measure(
-        "cas-register 50k ops, 10 processes, 2% info",
-        generate(s + 1, 10, 1, 50_000, 0.02, false),
-        "cas-register",
-        limit,
-    );
-    measure(
-        "adversarial: 40 concurrent observed info writes, stale reads (budget 5 s)",
-        adversarial(),
-        "cas-register",
-        5,
-    );
-    if !args.quick {
-        measure(
-            "kv 1000 keys, 1M ops, 10 processes",
-            generate(s + 2, 10, 1000, 1_000_000, 0.01, true),
+    let mut cases: Vec<Case> = vec![
+        (
+            "cas-register 10k ops, 10 processes, 5% info",
+            "cas-register",
+            limit,
+            Box::new(move || generate(s, 10, 1, 10_000, 0.05, Mix::Register)),
+        ),
+        (
+            "cas-register 10k ops, 5% info, one stale read",
+            "cas-register",
+            limit,
+            Box::new(move || {
+                let mut rows = generate(s, 10, 1, 10_000, 0.05, Mix::Register);
+                assert!(
+                    inject_stale_read(&mut rows),
+                    "the history has room for a stale read"
+                );
+                rows
+            }),
+        ),
+        (
+            "cas-register 50k ops, 10 processes, 2% info",
+            "cas-register",
+            limit,
+            Box::new(move || generate(s + 1, 10, 1, 50_000, 0.02, Mix::Register)),
+        ),
+        (
+            "kv appends 10 keys, 2k ops, 50 processes, 3 keys invalid",
             "kv",
             limit,
-        );
+            Box::new(move || {
+                let mut rows = generate(s + 3, 50, 10, 2_000, 0.0, Mix::KvAppend);
+                let bad = inject_kv_anomalies(&mut rows, &[1, 4, 7]);
+                assert_eq!(bad.len(), 3, "the kv history has room for every anomaly");
+                rows
+            }),
+        ),
+        (
+            "cas-register 50k ops, 20 processes, 2% info",
+            "cas-register",
+            limit,
+            Box::new(move || generate(s + 4, 20, 1, 50_000, 0.02, Mix::Register)),
+        ),
+        (
+            "adversarial: 40 concurrent observed info writes, stale reads (budget 5 s)",
+            "cas-register",
+            5,
+            Box::new(adversarial),
+        ),
+    ];
+    if !args.quick {
+        cases.push((
+            "kv 1000 keys, 1M ops, 10 processes",
+            "kv",
+            limit,
+            Box::new(move || generate(s + 2, 10, 1000, 1_000_000, 0.01, Mix::KvPut)),
+        ));
+    }
+    for (name, model, time_limit_s, make) in cases {
+        if args
+            .only
+            .as_ref()
+            .is_some_and(|only| !name.contains(only.as_str()))
+        {
+            continue;
+        }
+        let rows = make();
+        if let Some(dir) = &args.save_dir {
+            let slug: String = name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            let path = dir.join(format!("{slug}.jsonl"));
+            if let Err(e) = write_file(&rows).persist(&path) {
+                eprintln!("checker bench: cannot keep {}: {e}", path.display());
+                return ExitCode::from(3);
+            }
+        }
+        measure(name, rows, model, time_limit_s);
     }
     ExitCode::SUCCESS
 }

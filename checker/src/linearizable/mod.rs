@@ -299,6 +299,13 @@ impl LinearizabilityReport {
         counts.insert("info-dropped-by-reduction".into(), self.info_dropped);
         counts.insert("info-kept".into(), self.info_kept);
         counts.insert(
+            "keys-invalid".into(),
+            self.keys
+                .iter()
+                .filter(|k| k.valid == Validity::Invalid)
+                .count() as u64,
+        );
+        counts.insert(
             "keys-unknown".into(),
             self.keys
                 .iter()
