@@ -144,6 +144,139 @@ pub fn inject_stale_read(rows: &mut [Value]) -> bool {
     false
 }
 
+/// The chain an ordering history is generated against: full blocks, and
+/// the transactions waiting to be cut into the next one.
+struct Ledger {
+    blocks: Vec<Value>,
+    batch: Vec<(String, String)>,
+}
+
+impl Ledger {
+    fn new() -> Ledger {
+        Ledger {
+            blocks: vec![checker::ordering::block_json(0, &"0".repeat(64), &[])],
+            batch: Vec::new(),
+        }
+    }
+
+    fn cut(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let last = self.blocks.last().expect("the genesis block");
+        let previous = last["hash"].as_str().unwrap_or("").to_string();
+        let number = self.blocks.len() as u64;
+        let block = checker::ordering::block_json(number, &previous, &self.batch);
+        self.blocks.push(block);
+        self.batch.clear();
+    }
+
+    /// The newest `n` blocks of the first `height`, headers only.
+    fn recent_headers(&self, height: usize, n: usize) -> Value {
+        let from = height.saturating_sub(n);
+        let headers: Vec<Value> = self.blocks[from..height]
+            .iter()
+            .map(|b| {
+                let mut h = b.clone();
+                h.as_object_mut().map(|o| o.remove("txs"));
+                h
+            })
+            .collect();
+        json!({"from": from, "blocks": headers})
+    }
+}
+
+/// A seeded valid ordering history (`docs/ordering-history.md`):
+/// `processes` clients, process `p` talking to node `p mod nodes`, submit
+/// unique transactions (1% `fail`, 1% `info` of which half took effect);
+/// one op in ten is a header-only `deliver` of the 20 newest blocks its
+/// node has (nodes lag by up to two blocks); a submit is acknowledged once
+/// its block is cut. Then a final read of every node's whole chain.
+pub fn ordering_history(seed: u64, ops: usize, processes: u64, nodes: u64) -> Vec<Value> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut ledger = Ledger::new();
+    let mut pending: Vec<Option<(String, &str)>> = vec![None; processes as usize];
+    let mut pid: Vec<u64> = (0..processes).collect();
+    let (mut out, mut started, mut t) = (Vec::with_capacity(ops * 2 + 8), 0, 0u64);
+    let node_of = |p: usize| format!("n{}", p as u64 % nodes + 1);
+    while started < ops || pending.iter().any(Option::is_some) {
+        t += rng.gen_range(1_000..100_000);
+        let p = rng.gen_range(0..processes) as usize;
+        let node = node_of(p);
+        if rng.gen_range(0..8) == 0 {
+            ledger.cut();
+        }
+        let Some((id, outcome)) = pending[p].take() else {
+            if started >= ops {
+                continue;
+            }
+            started += 1;
+            let (f, arg) = if rng.gen_range(0..10) == 0 {
+                ("deliver", json!({"recent": 20}))
+            } else {
+                let id = format!("s{seed:x}-t{started}");
+                let outcome = match rng.gen_range(0..200) {
+                    0 | 1 => "fail",
+                    2 => "info",
+                    3 => "info-lost",
+                    _ => "ok",
+                };
+                if outcome != "fail" && outcome != "info-lost" {
+                    ledger.batch.push((id.clone(), format!("payload-{id}")));
+                }
+                pending[p] = Some((id.clone(), outcome));
+                ("submit", json!(id))
+            };
+            if f == "deliver" {
+                pending[p] = Some((String::new(), "deliver"));
+            }
+            out.push(json!({"process": pid[p], "type": "invoke", "f": f, "value": arg, "time": t, "node": node}));
+            continue;
+        };
+        let row = match outcome {
+            "deliver" => {
+                let height = ledger.blocks.len() - rng.gen_range(0..3).min(ledger.blocks.len() - 1);
+                json!({"type": "ok", "f": "deliver", "value": ledger.recent_headers(height, 20)})
+            }
+            "ok" => {
+                if ledger.batch.iter().any(|(i, _)| *i == id) {
+                    ledger.cut();
+                }
+                json!({"type": "ok", "f": "submit", "value": id})
+            }
+            "fail" => json!({"type": "fail", "f": "submit", "value": id}),
+            _ => json!({"type": "info", "f": "submit", "value": id}),
+        };
+        let mut row = row;
+        row["process"] = json!(pid[p]);
+        row["time"] = json!(t);
+        row["node"] = json!(node);
+        out.push(row);
+        if outcome.starts_with("info") {
+            pid[p] += processes;
+        }
+    }
+    ledger.cut();
+    final_reads(&mut out, &ledger, nodes, t);
+    out
+}
+
+/// A final read of every node's whole chain; the last node lags by two
+/// blocks.
+fn final_reads(out: &mut Vec<Value>, ledger: &Ledger, nodes: u64, mut t: u64) {
+    for n in 0..nodes {
+        let process = 1_000_000 + n;
+        let node = format!("n{}", n + 1);
+        let lag = if n + 1 == nodes && nodes > 1 { 2 } else { 0 };
+        let height = ledger.blocks.len().saturating_sub(lag).max(1);
+        t += 1_000;
+        out.push(json!({"process": process, "type": "invoke", "f": "deliver", "value": {"from": 0, "final": true}, "time": t, "node": node}));
+        t += 1_000_000;
+        out.push(json!({"process": process, "type": "ok", "f": "deliver",
+            "value": {"from": 0, "blocks": &ledger.blocks[..height], "final": true}, "time": t, "node": node}));
+    }
+}
+
 /// One op of a generated history: where its invoke and completion rows are.
 struct Span {
     key: u64,
@@ -248,11 +381,18 @@ fn write_file(rows: &[Value]) -> tempfile::NamedTempFile {
 /// generator's. Prints and returns one JSON line.
 fn measure(name: &str, rows: Vec<Value>, model: &str, time_limit_s: u64) -> Value {
     let file = write_file(&rows);
-    drop(rows);
     let exe = std::env::current_exe().expect("the checker binary's path");
-    let output = std::process::Command::new(exe)
-        .args(["linearizable", "--json", "--model", model, "--time-limit-s"])
-        .arg(time_limit_s.to_string())
+    let invokes = rows.iter().filter(|r| r["type"] == "invoke").count();
+    drop(rows);
+    let mut command = std::process::Command::new(exe);
+    if model == "ordering" {
+        command.args(["ordering", "--json"]);
+    } else {
+        command
+            .args(["linearizable", "--json", "--model", model, "--time-limit-s"])
+            .arg(time_limit_s.to_string());
+    }
+    let output = command
         .arg(file.path())
         .output()
         .expect("running the checker");
@@ -264,7 +404,7 @@ fn measure(name: &str, rows: Vec<Value>, model: &str, time_limit_s: u64) -> Valu
         )
     });
     let counts = &got["counts"];
-    let ops = counts["ops"].as_u64().unwrap_or(0);
+    let ops = counts["ops"].as_u64().unwrap_or(invokes as u64);
     let check_s = got["check_ms"].as_f64().unwrap_or(f64::NAN) / 1e3;
     let line = json!({"history": name, "ops": ops, "valid": got["valid"],
         "parse_s": got["parse_ms"].as_f64().unwrap_or(f64::NAN) / 1e3, "check_s": check_s,
@@ -332,8 +472,20 @@ fn cases(args: &BenchArgs) -> Vec<Case> {
             5,
             Box::new(adversarial),
         ),
+        (
+            "ordering 20k ops, 30 processes, 3 nodes",
+            "ordering",
+            limit,
+            Box::new(move || ordering_history(s + 5, 20_000, 30, 3)),
+        ),
     ];
     if !args.quick {
+        cases.push((
+            "ordering 215k ops, 30 processes, 5 nodes",
+            "ordering",
+            limit,
+            Box::new(move || ordering_history(s + 6, 215_000, 30, 5)),
+        ));
         cases.push((
             "kv 1000 keys, 1M ops, 10 processes",
             "kv",
@@ -427,6 +579,23 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn a_generated_ordering_history_is_valid_and_a_lost_transaction_is_found() {
+        let rows = ordering_history(3, 3_000, 10, 3);
+        let text: String = rows.iter().map(|r| r.to_string() + "\n").collect();
+        let r = checker::ordering::check_reader(text.as_bytes()).expect("a valid history");
+        assert_eq!(r.valid, Validity::Valid, "{:?}", r.anomalies);
+        for count in ["acknowledged", "info-found", "info-not-found", "deliveries"] {
+            assert!(r.counts[count] > 0, "{count}: {:?}", r.counts);
+        }
+        // Acknowledge a submit that failed: it is not in the chain.
+        let failed = text.find("\"type\":\"fail\"").expect("a failed submit");
+        let lost = format!("{}\"type\":\"ok\"{}", &text[..failed], &text[failed + 13..]);
+        let r = checker::ordering::check_reader(lost.as_bytes()).expect("a valid history");
+        assert_eq!(r.anomalies[4].kind, "lost");
+        assert_eq!((r.valid, r.anomalies[4].count), (Validity::Invalid, 1));
     }
 
     #[test]

@@ -142,11 +142,11 @@ fn field_err(line: u64, field: &'static str, problem: impl Into<String>) -> Hist
 }
 
 fn parse_event(line_no: u64, text: &str, position: u64) -> Result<Event, HistoryError> {
-    let v: Value = serde_json::from_str(text).map_err(|e| HistoryError::Json {
+    let mut v: Value = serde_json::from_str(text).map_err(|e| HistoryError::Json {
         line: line_no,
         problem: e.to_string(),
     })?;
-    let obj = v.as_object().ok_or_else(|| HistoryError::Json {
+    let obj = v.as_object_mut().ok_or_else(|| HistoryError::Json {
         line: line_no,
         problem: "expected an object".into(),
     })?;
@@ -221,10 +221,10 @@ fn parse_event(line_no: u64, text: &str, position: u64) -> Result<Event, History
         kind,
         f,
         key,
-        value: obj.get("value").cloned().unwrap_or(Value::Null),
         time,
         node: text_field("node")?,
         error: text_field("error")?,
+        value: obj.remove("value").unwrap_or(Value::Null), // moved: it may be a whole chain
     })
 }
 
@@ -302,8 +302,21 @@ impl Validator {
 }
 
 /// Reads and validates a history line by line (blank lines are skipped).
-pub fn read_history(mut reader: impl BufRead) -> Result<History, HistoryError> {
+pub fn read_history(reader: impl BufRead) -> Result<History, HistoryError> {
     let mut events = Vec::new();
+    for_each_event(reader, |e| events.push(e))?;
+    Ok(History { events })
+}
+
+/// Reads and validates a history line by line, handing each event to
+/// `each` as soon as it is read and keeping none (for checkers that need
+/// only a summary of each event: their memory stays far below the
+/// history's).
+pub fn for_each_event(
+    mut reader: impl BufRead,
+    mut each: impl FnMut(Event),
+) -> Result<(), HistoryError> {
+    let mut events = 0u64;
     let mut validator = Validator::default();
     let mut buf = String::new();
     let mut line_no = 0u64;
@@ -323,11 +336,12 @@ pub fn read_history(mut reader: impl BufRead) -> Result<History, HistoryError> {
         if text.is_empty() {
             continue;
         }
-        let e = parse_event(line_no, text, events.len() as u64)?;
+        let e = parse_event(line_no, text, events)?;
         validator.check(line_no, &e)?;
-        events.push(e);
+        events += 1;
+        each(e);
     }
-    Ok(History { events })
+    Ok(())
 }
 
 impl History {

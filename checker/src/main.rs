@@ -5,12 +5,12 @@
 //! 3 bad input.
 
 use anyhow::Context;
-use checker::history::{read_history, History};
+use checker::history::{read_history, History, HistoryError};
 use checker::linearizable::{Budget, Model};
 use checker::verdict::{CheckResult, Validity};
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -58,26 +58,53 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// A checker applied to each file.
-type Judge = Box<dyn Fn(&History) -> CheckResult>;
+/// A checker applied to each file: the whole history in memory, or
+/// (ordering) judged as it is read, so that long runs fit in memory.
+enum Judge {
+    Whole(Box<dyn Fn(&History) -> CheckResult>),
+    Streaming(fn(Box<dyn BufRead>) -> Result<CheckResult, HistoryError>),
+}
 
-fn read(path: &Path) -> anyhow::Result<History> {
+fn open(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
     if path == Path::new("-") {
-        return read_history(std::io::stdin().lock()).context("<stdin>");
+        return Ok(Box::new(std::io::stdin().lock()));
     }
     let file =
         std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    read_history(BufReader::with_capacity(1 << 20, file))
-        .with_context(|| path.display().to_string())
+    Ok(Box::new(BufReader::with_capacity(1 << 20, file)))
+}
+
+/// Judges one file: the result and the ms spent reading it apart from
+/// judging (0 when both happen together).
+fn judge_file(judge: &Judge, path: &Path) -> anyhow::Result<(CheckResult, f64)> {
+    let name = || {
+        if path == Path::new("-") {
+            "<stdin>".into()
+        } else {
+            path.display().to_string()
+        }
+    };
+    let reader = open(path)?;
+    let parse_started = Instant::now();
+    match judge {
+        Judge::Streaming(check) => Ok((check(reader).with_context(name)?, 0.0)),
+        Judge::Whole(check) => {
+            let history = read_history(reader).with_context(name)?;
+            let parse_ms = parse_started.elapsed().as_secs_f64() * 1e3;
+            Ok((check(&history), parse_ms))
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (json_out, files, judge): (bool, Vec<PathBuf>, Judge) = match cli.command {
         Command::Bench(args) => return bench::run(args),
-        Command::Ordering { json, files } => {
-            (json, files, Box::new(checker::ordering::check_history))
-        }
+        Command::Ordering { json, files } => (
+            json,
+            files,
+            Judge::Streaming(checker::ordering::check_reader),
+        ),
         Command::Linearizable {
             model,
             time_limit_s,
@@ -99,25 +126,22 @@ fn main() -> ExitCode {
             (
                 json,
                 files,
-                Box::new(move |h: &History| {
+                Judge::Whole(Box::new(move |h: &History| {
                     checker::linearizable::check_history(h, model, budget).to_check_result()
-                }),
+                })),
             )
         }
     };
     let mut worst = 0u8;
     for file in files {
-        let parse_started = Instant::now();
-        let history = match read(&file) {
-            Ok(h) => h,
+        let (result, parse_ms) = match judge_file(&judge, &file) {
+            Ok(judged) => judged,
             Err(e) => {
                 eprintln!("checker: {e:#}");
                 worst = worse(worst, 3);
                 continue;
             }
         };
-        let parse_ms = parse_started.elapsed().as_secs_f64() * 1e3;
-        let result = judge(&history);
         let code = match result.valid {
             Validity::Valid => 0,
             Validity::Unknown => 2,
