@@ -57,6 +57,10 @@ pub trait SeqModel: Sync {
     }
     /// Whether the op only reads (an `info` read constrains nothing).
     fn is_read(&self, input: &Self::Input) -> bool;
+    /// Bytes a copy of the state takes (the memo's budget counts them).
+    fn state_bytes(&self, _state: &Self::State) -> usize {
+        std::mem::size_of::<Self::State>()
+    }
     /// The value the state holds, for models whose ops write and observe
     /// values one by one ([`SeqModel::writes`], [`SeqModel::observes`]).
     fn held(&self, _state: &Self::State) -> Option<Option<u32>> {
@@ -223,6 +227,10 @@ impl SeqModel for Kv {
 
     fn supports_value_reductions(&self) -> bool {
         false
+    }
+
+    fn state_bytes(&self, state: &String) -> usize {
+        std::mem::size_of::<String>() + state.len()
     }
 
     /// Appends only extend the string: a get still to come must read an

@@ -516,7 +516,7 @@ impl<'a, M: SeqModel> Search<'a, M> {
             .next()
             .is_none_or(|g| self.model.may_still_step(&next_state, &self.ops[g].input));
         let window = self.bits.compact();
-        let bytes = (std::mem::size_of::<M::State>() + 48 + window.len() * 8) as u64;
+        let bytes = (self.model.state_bytes(&next_state) + 48 + window.len() * 8) as u64;
         if !guarded || !self.cache.insert(self.set_hash, window, &next_state) {
             self.unmark(op);
             return if read && guarded {
