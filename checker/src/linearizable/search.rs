@@ -8,7 +8,7 @@
 
 use super::model::SeqModel;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -178,28 +178,76 @@ impl Entries {
     }
 }
 
-/// Memoised (linearized set, state) pairs, bucketed by a combined hash.
-type Buckets<S> = HashMap<u64, Vec<(Box<[u64]>, S)>>;
+/// One memoised pair: its set's words in [`Cache::words`], its state's id
+/// and the next entry with the same combined hash.
+struct Entry {
+    start: usize,
+    len: u32,
+    state: u32,
+    next: u32,
+}
 
+/// Memoised (linearized set, state) pairs. Sets lie end to end in one
+/// arena and each distinct state is kept once, so that millions of
+/// entries are a handful of allocations: freeing a budget-sized memo one
+/// entry at a time took seconds after the search had already given up.
 struct Cache<S> {
-    map: Buckets<S>,
-    /// Pairs held.
-    len: u64,
-    hasher: std::collections::hash_map::RandomState,
+    /// Per combined hash: the newest entry with it.
+    heads: HashMap<u64, u32>,
+    entries: Vec<Entry>,
+    words: Vec<u64>,
+    states: HashMap<S, u32>,
 }
 
 impl<S: Hash + Eq + Clone> Cache<S> {
-    /// Inserts; true when the pair is new. `window` is the set's compact
-    /// form (see [`Window`]).
-    fn insert(&mut self, set_hash: u64, window: &[u64], state: &S) -> bool {
-        let key = set_hash ^ self.hasher.hash_one(state);
-        let bucket = self.map.entry(key).or_default();
-        if bucket.iter().any(|(b, s)| **b == *window && s == state) {
-            return false;
+    fn new() -> Cache<S> {
+        Cache {
+            heads: HashMap::new(),
+            entries: Vec::new(),
+            words: Vec::new(),
+            states: HashMap::new(),
         }
-        bucket.push((window.into(), state.clone()));
-        self.len += 1;
-        true
+    }
+
+    /// Inserts; the bytes it took when the pair is new, `None` when it was
+    /// there. `window` is the set's compact form (see [`Window`]);
+    /// `state_bytes` is what a new state costs.
+    fn insert(
+        &mut self,
+        set_hash: u64,
+        window: &[u64],
+        state: &S,
+        state_bytes: usize,
+    ) -> Option<u64> {
+        let mut bytes = std::mem::size_of::<Entry>() + 16 + window.len() * 8;
+        let fresh = self.states.len() as u32;
+        let id = match self.states.get(state) {
+            Some(id) => *id,
+            None => {
+                self.states.insert(state.clone(), fresh);
+                bytes += state_bytes + 16;
+                fresh
+            }
+        };
+        let key = set_hash ^ u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let head = self.heads.get(&key).copied().unwrap_or(u32::MAX);
+        let mut at = head;
+        while at != u32::MAX {
+            let e = &self.entries[at as usize];
+            if e.state == id && self.words[e.start..e.start + e.len as usize] == *window {
+                return None;
+            }
+            at = e.next;
+        }
+        self.heads.insert(key, self.entries.len() as u32);
+        self.entries.push(Entry {
+            start: self.words.len(),
+            len: window.len() as u32,
+            state: id,
+            next: head,
+        });
+        self.words.extend_from_slice(window);
+        Some(bytes as u64)
     }
 }
 
@@ -461,11 +509,7 @@ impl<'a, M: SeqModel> Search<'a, M> {
             set_hash: 0,
             guards: Guards::new(model, ops),
             observers: Observers::new(model, ops),
-            cache: Cache {
-                map: HashMap::new(),
-                len: 0,
-                hasher: Default::default(),
-            },
+            cache: Cache::new(),
             held: 0,
             state: model.init(),
             stack: Vec::new(),
@@ -515,16 +559,22 @@ impl<'a, M: SeqModel> Search<'a, M> {
             .guards
             .next()
             .is_none_or(|g| self.model.may_still_step(&next_state, &self.ops[g].input));
+        let state_bytes = self.model.state_bytes(&next_state);
         let window = self.bits.compact();
-        let bytes = (self.model.state_bytes(&next_state) + 48 + window.len() * 8) as u64;
-        if !guarded || !self.cache.insert(self.set_hash, window, &next_state) {
+        let inserted = guarded
+            .then(|| {
+                self.cache
+                    .insert(self.set_hash, window, &next_state, state_bytes)
+            })
+            .flatten();
+        let Some(bytes) = inserted else {
             self.unmark(op);
             return if read && guarded {
                 None
             } else {
                 Some(self.e.next[entry])
             };
-        }
+        };
         self.held += bytes;
         limits.memory_bytes.fetch_add(bytes, Ordering::Relaxed);
         let previous = std::mem::replace(&mut self.state, next_state);
@@ -641,7 +691,7 @@ pub fn search<M: SeqModel>(model: &M, ops: &[SearchOp<M::Input>], limits: &Limit
     Searched {
         outcome,
         steps,
-        memo_entries: s.cache.len,
+        memo_entries: s.cache.entries.len() as u64,
     }
 }
 
