@@ -64,7 +64,7 @@ pub fn read_edn_history(text: &str) -> Result<History, HistoryError> {
         let mut obj = event_object(line, &form)?;
         nemesis.translate(&mut obj);
         untimed.fill(line, &mut obj, collector.position())?;
-        let event = event_from_object(line, &obj, collector.position())?;
+        let event = event_from_object(line, &mut obj, collector.position())?;
         collector.push(line, event)?;
     }
     Ok(collector.finish())

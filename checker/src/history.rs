@@ -331,7 +331,7 @@ fn check_index(line: u64, v: Option<&Value>, position: u64) -> Result<u64, Histo
 /// translated to JSON) at `position` among the file's events.
 pub(crate) fn event_from_object(
     line: u64,
-    obj: &serde_json::Map<String, Value>,
+    obj: &mut serde_json::Map<String, Value>,
     position: u64,
 ) -> Result<Event, HistoryError> {
     let process = parse_process(line, obj.get("process"))?;
@@ -368,10 +368,11 @@ pub(crate) fn event_from_object(
         kind,
         f,
         key,
-        value: obj.get("value").cloned().unwrap_or(Value::Null),
         time,
         node: text_field("node"),
         error: text_field("error"),
+        // Moved, not copied: a final read's value is a whole chain.
+        value: obj.remove("value").unwrap_or(Value::Null),
     })
 }
 
@@ -478,8 +479,39 @@ impl Collector {
 
 /// Reads and validates a JSON Lines history line by line (blank lines are
 /// skipped).
-pub fn read_history(mut reader: impl BufRead) -> Result<History, HistoryError> {
+pub fn read_history(reader: impl BufRead) -> Result<History, HistoryError> {
     let mut collector = Collector::default();
+    json_lines(reader, |line, mut obj| {
+        let e = event_from_object(line, &mut obj, collector.position())?;
+        collector.push(line, e)
+    })?;
+    Ok(collector.finish())
+}
+
+/// Reads and validates a JSON Lines history, handing each event and its
+/// line to `each` as soon as it is read and keeping none: for checkers that
+/// need only a summary of each event, so that their memory stays far below
+/// the history's (a long ordering run's final chains).
+pub fn for_each_event(
+    reader: impl BufRead,
+    mut each: impl FnMut(u64, Event) -> Result<(), HistoryError>,
+) -> Result<(), HistoryError> {
+    let mut validator = Validator::default();
+    let mut position = 0u64;
+    json_lines(reader, |line, mut obj| {
+        let e = event_from_object(line, &mut obj, position)?;
+        validator.check(line, &e)?;
+        position += 1;
+        each(line, e)
+    })
+}
+
+/// The JSON Lines loop: each non-blank line parsed into an object, with its
+/// line number.
+fn json_lines(
+    mut reader: impl BufRead,
+    mut each: impl FnMut(u64, serde_json::Map<String, Value>) -> Result<(), HistoryError>,
+) -> Result<(), HistoryError> {
     let mut buf = String::new();
     let mut line_no = 0u64;
     loop {
@@ -492,17 +524,14 @@ pub fn read_history(mut reader: impl BufRead) -> Result<History, HistoryError> {
                 source,
             })?;
         if n == 0 {
-            break;
+            return Ok(());
         }
         let text = buf.trim();
         if text.is_empty() {
             continue;
         }
-        let obj = parse_json_line(line_no, text)?;
-        let e = event_from_object(line_no, &obj, collector.position())?;
-        collector.push(line_no, e)?;
+        each(line_no, parse_json_line(line_no, text)?)?;
     }
-    Ok(collector.finish())
 }
 
 /// Reads and validates a history in the given format.

@@ -12,7 +12,7 @@ use checker::verdict::{CheckResult, Validity};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{BufRead, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -86,11 +86,18 @@ struct Judged {
 /// A checker applied to each file; `true` asks for the pictures.
 type Judge = Box<dyn Fn(&History, bool) -> Judged>;
 
+/// A checker that judges a JSON Lines history as it reads it, validating
+/// each event on the way (ordering: a long run's final chains need not fit
+/// in memory).
+type StreamJudge = fn(Box<dyn BufRead>) -> Result<CheckResult, HistoryError>;
+
 /// What to do with every file.
 struct Plan {
     inputs: Inputs,
     vocabulary: Vocabulary,
     judge: Judge,
+    /// Used instead of `judge` for JSON Lines input when present.
+    stream: Option<StreamJudge>,
     picture_dir: Option<PathBuf>,
 }
 
@@ -109,6 +116,27 @@ fn load(
     Ok(history)
 }
 
+/// The format a file is read in: the flag's, else the name's (stdin: JSON
+/// Lines).
+fn effective_format(path: &Path, format: Option<Format>) -> Format {
+    format.unwrap_or_else(|| {
+        if path == Path::new("-") {
+            Format::Jsonl
+        } else {
+            Format::of_path(path)
+        }
+    })
+}
+
+/// Opens a history for reading (`-` is stdin).
+fn open(path: &Path) -> Result<Box<dyn BufRead>, HistoryError> {
+    if path == Path::new("-") {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    let file = std::fs::File::open(path).map_err(|source| HistoryError::Open { source })?;
+    Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
+}
+
 fn plan(command: Command) -> Result<Plan, String> {
     match command {
         Command::Bench(_) => unreachable!("bench runs before planning"),
@@ -119,6 +147,7 @@ fn plan(command: Command) -> Result<Plan, String> {
                 result: checker::ordering::check_history(h),
                 pictures: Vec::new(),
             }),
+            stream: Some(|reader| checker::ordering::check_reader(reader)),
             picture_dir: None,
         }),
         Command::Linearizable {
@@ -147,6 +176,7 @@ fn plan(command: Command) -> Result<Plan, String> {
                         },
                     }
                 }),
+                stream: None,
                 picture_dir: picture,
             })
         }
@@ -198,6 +228,25 @@ fn main() -> ExitCode {
     ExitCode::from(worst)
 }
 
+/// Reads and judges one file: the verdict and the ms spent reading apart
+/// from judging (0 for a streaming checker, which does both at once).
+fn judge_file(
+    plan: &Plan,
+    format: Option<Format>,
+    file: &Path,
+    draw: bool,
+) -> Result<(Judged, f64), HistoryError> {
+    if let (Some(stream), Format::Jsonl) = (plan.stream, effective_format(file, format)) {
+        let result = stream(open(file)?)?;
+        let pictures = Vec::new();
+        return Ok((Judged { result, pictures }, 0.0));
+    }
+    let parse_started = Instant::now();
+    let history = load(file, format, plan.vocabulary)?;
+    let parse_ms = parse_started.elapsed().as_secs_f64() * 1e3;
+    Ok(((plan.judge)(&history, draw), parse_ms))
+}
+
 /// Judges one file: its exit code and what it prints on stdout.
 fn check_file(
     plan: &Plan,
@@ -205,13 +254,10 @@ fn check_file(
     file: &Path,
     picture_dir: Option<&Path>,
 ) -> (u8, String) {
-    let parse_started = Instant::now();
-    let history = match load(file, format, plan.vocabulary) {
-        Ok(h) => h,
+    let (judged, parse_ms) = match judge_file(plan, format, file, picture_dir.is_some()) {
+        Ok(judged) => judged,
         Err(e) => return (3, refusal(file, &e, plan.inputs.json)),
     };
-    let parse_ms = parse_started.elapsed().as_secs_f64() * 1e3;
-    let judged = (plan.judge)(&history, picture_dir.is_some());
     let mut code = exit_code(judged.result.valid);
     let pictures = match picture_dir {
         Some(dir) => write_pictures(dir, &judged.pictures).unwrap_or_else(|e| {

@@ -3,11 +3,13 @@
 //! every other delivery of the same number; the longest final chain is the
 //! reference for loss, duplicates and order.
 
-use crate::history::{EventType, History, Op};
+use crate::history::{for_each_event, Event, EventType, History, HistoryError, Process};
+use crate::validate::{Validation, Vocabulary};
 use crate::verdict::{Anomaly, CheckResult, Validity};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::BufRead;
 use std::time::Instant;
 
 /// The anomaly kinds, in report order.
@@ -86,11 +88,22 @@ fn header_hash(b: &Block) -> Option<String> {
     Some(hex::encode(h.finalize()))
 }
 
-struct Delivery<'a> {
-    op: &'a Op,
-    from: u64,
-    blocks: Vec<Block<'a>>,
-    is_final: bool,
+/// A block as `GET /blocks` returns it (`docs/node-api.md`), with its
+/// hashes computed from `txs` (id, payload): for tests and generated
+/// histories.
+pub fn block_json(number: u64, previous_hash: &str, txs: &[(String, String)]) -> Value {
+    let borrowed: Vec<Tx> = txs.iter().map(|(id, payload)| Tx { id, payload }).collect();
+    let data = data_hash(&borrowed);
+    let block = Block {
+        number,
+        previous_hash,
+        data_hash: &data,
+        hash: "",
+        txs: None,
+    };
+    let hash = header_hash(&block).unwrap_or_default();
+    json!({"number": number, "previous_hash": previous_hash, "data_hash": data, "hash": hash,
+           "txs": txs.iter().map(|(id, payload)| json!({"id": id, "payload": payload})).collect::<Vec<_>>()})
 }
 
 struct Anomalies(BTreeMap<&'static str, Anomaly>);
@@ -104,49 +117,17 @@ impl Anomalies {
     }
 }
 
-fn deliveries<'a>(ops: &'a [Op], bad: &mut Anomalies) -> Vec<Delivery<'a>> {
-    let mut out = Vec::new();
-    for op in ops
-        .iter()
-        .filter(|o| o.f == "deliver" && o.outcome == EventType::Ok)
-    {
-        let blocks: Option<Vec<Block>> = op
-            .output
-            .get("blocks")
-            .and_then(Value::as_array)
-            .map(|bs| bs.iter().filter_map(parse_block).collect());
-        let Some(blocks) = blocks else {
-            bad.add("non-contiguous", json!({"node": op.node, "problem": "deliver result without a blocks list", "op": op.id}));
-            continue;
-        };
-        let from = op
-            .output
-            .get("from")
-            .and_then(Value::as_u64)
-            .unwrap_or_else(|| blocks.first().map_or(0, |b| b.number));
-        let is_final = op
-            .output
-            .get("final")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-            || op
-                .input
-                .get("final")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-        out.push(Delivery {
-            op,
-            from,
-            blocks,
-            is_final,
-        });
-    }
-    out
+/// A delivery as it is checked, borrowing the completion's value.
+struct Delivery<'a> {
+    node: Option<&'a str>,
+    from: u64,
+    blocks: Vec<Block<'a>>,
+    is_final: bool,
 }
 
 /// Hash chain and contiguity inside one delivery.
 fn check_delivery(d: &Delivery, bad: &mut Anomalies) {
-    let node = d.op.node.clone();
+    let node = d.node;
     for (i, b) in d.blocks.iter().enumerate() {
         let expected_number = d.from + i as u64;
         if b.number != expected_number {
@@ -178,106 +159,253 @@ fn check_delivery(d: &Delivery, bad: &mut Anomalies) {
     }
 }
 
-/// Judges an ordering history.
-pub fn check_history(history: &History) -> CheckResult {
-    let started = Instant::now();
-    let ops = history.ops();
-    let mut bad = Anomalies::new();
-    let delivered = deliveries(&ops, &mut bad);
-    let mut seen: HashMap<u64, (&str, Option<&String>)> = HashMap::new();
-    for d in &delivered {
-        check_delivery(d, &mut bad);
+/// A submit as the checker keeps it.
+struct Submit {
+    /// The transaction id (`None` when the invoke's value is no string).
+    id: Option<Box<str>>,
+    outcome: EventType,
+    invoke_time: u64,
+    complete_time: Option<u64>,
+    node: Option<Box<str>>,
+}
+
+/// A client op between its invoke and its completion.
+enum Open {
+    /// Index into `Judge::submits`.
+    Submit(usize),
+    /// A deliver: its op id, node and whether the invoke asked for a final
+    /// read.
+    Deliver {
+        op: usize,
+        node: Option<String>,
+        is_final: bool,
+    },
+}
+
+/// The reference chain (the longest final read of a whole chain): its
+/// transaction ids in order with their block numbers.
+struct Chain {
+    blocks: usize,
+    txs: Vec<(u64, Box<str>)>,
+}
+
+/// What the checker keeps while a history streams through it: open ops,
+/// submits, the hash first seen for each block number, and the longest
+/// final chain's transaction ids. Deliveries are checked as they complete
+/// and dropped, so memory grows with the number of submits and blocks, not
+/// with the bytes of every delivered block (a 215,000-op run held every
+/// final chain and every header as JSON values twice, 3.4 GB).
+///
+/// Forks are judged against the hash first seen for a number in the order
+/// the deliveries completed.
+#[derive(Default)]
+struct Judge {
+    ops: usize,
+    open: HashMap<u64, Open>,
+    submits: Vec<Submit>,
+    seen: HashMap<u64, (Box<str>, Option<Box<str>>)>,
+    deliveries: u64,
+    reference: Option<Chain>,
+    bad: Option<Anomalies>,
+}
+
+fn is_final(v: &Value) -> bool {
+    v.get("final").and_then(Value::as_bool).unwrap_or(false)
+}
+
+impl Judge {
+    fn feed(&mut self, e: &Event) {
+        let Process::Client(p) = e.process else {
+            return;
+        };
+        if e.kind == EventType::Invoke {
+            let open = if e.f == "submit" {
+                self.submits.push(Submit {
+                    id: e.value.as_str().map(Box::from),
+                    outcome: EventType::Info,
+                    invoke_time: e.time,
+                    complete_time: None,
+                    node: e.node.as_deref().map(Box::from),
+                });
+                Open::Submit(self.submits.len() - 1)
+            } else {
+                Open::Deliver {
+                    op: self.ops,
+                    node: e.node.clone(),
+                    is_final: is_final(&e.value),
+                }
+            };
+            self.ops += 1;
+            self.open.insert(p, open);
+            return;
+        }
+        match self.open.remove(&p) {
+            Some(Open::Submit(i)) => {
+                let s = &mut self.submits[i];
+                s.outcome = e.kind;
+                if e.kind != EventType::Info {
+                    s.complete_time = Some(e.time);
+                }
+            }
+            Some(Open::Deliver { op, node, is_final })
+                if e.f == "deliver" && e.kind == EventType::Ok =>
+            {
+                self.deliver(op, node.as_deref(), is_final, &e.value);
+            }
+            _ => {}
+        }
+    }
+
+    fn deliver(&mut self, op: usize, node: Option<&str>, asked_final: bool, value: &Value) {
+        let bad = self.bad.get_or_insert_with(Anomalies::new);
+        let blocks: Option<Vec<Block>> = value
+            .get("blocks")
+            .and_then(Value::as_array)
+            .map(|bs| bs.iter().filter_map(parse_block).collect());
+        let Some(blocks) = blocks else {
+            bad.add(
+                "non-contiguous",
+                json!({"node": node, "problem": "deliver result without a blocks list", "op": op}),
+            );
+            return;
+        };
+        let from = value
+            .get("from")
+            .and_then(Value::as_u64)
+            .unwrap_or_else(|| blocks.first().map_or(0, |b| b.number));
+        let d = Delivery {
+            node,
+            from,
+            blocks,
+            is_final: asked_final || is_final(value),
+        };
+        self.deliveries += 1;
+        check_delivery(&d, bad);
         for b in &d.blocks {
-            match seen.get(&b.number) {
-                Some((hash, node)) if *hash != b.hash => {
-                    bad.add("fork", json!({"block": b.number, "nodes": [node, d.op.node], "hashes": [hash, b.hash]}));
+            match self.seen.get(&b.number) {
+                Some((hash, first)) if **hash != *b.hash => {
+                    bad.add("fork", json!({"block": b.number, "nodes": [first, d.node], "hashes": [hash, b.hash]}));
                 }
                 Some(_) => {}
                 None => {
-                    seen.insert(b.number, (b.hash, d.op.node.as_ref()));
+                    self.seen
+                        .insert(b.number, (b.hash.into(), d.node.map(Box::from)));
                 }
             }
         }
+        let longest = self
+            .reference
+            .as_ref()
+            .is_none_or(|r| d.blocks.len() >= r.blocks);
+        if d.is_final && d.from == 0 && longest {
+            let txs = d
+                .blocks
+                .iter()
+                .flat_map(|b| b.txs.iter().flatten().map(|t| (b.number, Box::from(t.id))));
+            self.reference = Some(Chain {
+                blocks: d.blocks.len(),
+                txs: txs.collect(),
+            });
+        }
     }
-    let reference = delivered
-        .iter()
-        .filter(|d| d.is_final && d.from == 0)
-        .max_by_key(|d| d.blocks.len());
-    let mut counts = BTreeMap::new();
-    counts.insert("deliveries".to_string(), delivered.len() as u64);
-    let valid =
-        reference.map(|reference| check_against_chain(&ops, reference, &mut bad, &mut counts));
-    let any_bad = bad.0.values().any(|a| a.count > 0);
-    let (valid, note) = match (any_bad, valid) {
-        (true, _) => (Validity::Invalid, None),
-        (false, Some(())) => (Validity::Valid, None),
-        (false, None) => (
-            Validity::Unknown,
-            Some(
-                "no final read of a whole chain succeeded, so loss and order cannot be judged"
-                    .to_string(),
+
+    fn finish(mut self, started: Instant) -> CheckResult {
+        let mut bad = self.bad.take().unwrap_or_else(Anomalies::new);
+        let mut counts = BTreeMap::new();
+        counts.insert("deliveries".to_string(), self.deliveries);
+        let valid = self
+            .reference
+            .as_ref()
+            .map(|chain| check_against_chain(&self.submits, chain, &mut bad, &mut counts));
+        let any_bad = bad.0.values().any(|a| a.count > 0);
+        let (valid, note) = match (any_bad, valid) {
+            (true, _) => (Validity::Invalid, None),
+            (false, Some(())) => (Validity::Valid, None),
+            (false, None) => (
+                Validity::Unknown,
+                Some(
+                    "no final read of a whole chain succeeded, so loss and order cannot be judged"
+                        .to_string(),
+                ),
             ),
-        ),
-    };
-    CheckResult {
-        checker: "ordering".into(),
-        valid,
-        check_ms: started.elapsed().as_secs_f64() * 1e3,
-        counts,
-        anomalies: KINDS
-            .iter()
-            .map(|k| bad.0.remove(k).expect("every kind is present"))
-            .collect(),
-        artifacts: Vec::new(),
-        note,
+        };
+        CheckResult {
+            checker: "ordering".into(),
+            valid,
+            check_ms: started.elapsed().as_secs_f64() * 1e3,
+            counts,
+            anomalies: KINDS
+                .iter()
+                .map(|k| bad.0.remove(k).expect("every kind is present"))
+                .collect(),
+            artifacts: Vec::new(),
+            note,
+        }
     }
 }
 
+/// Judges an ordering history held in memory.
+pub fn check_history(history: &History) -> CheckResult {
+    let started = Instant::now();
+    let mut judge = Judge::default();
+    history.events.iter().for_each(|e| judge.feed(e));
+    judge.finish(started)
+}
+
+/// Judges an ordering history as it is read, keeping only what the
+/// verdict needs (see [`Judge`]); `check_ms` includes reading.
+/// The history is validated as it is read (`validate::Validation`), so a
+/// history the ordering checker does not understand is refused, not judged.
+pub fn check_reader(reader: impl BufRead) -> Result<CheckResult, HistoryError> {
+    let started = Instant::now();
+    let mut judge = Judge::default();
+    let mut validation = Validation::new(Vocabulary::Ordering);
+    for_each_event(reader, |line, e| {
+        validation.event(line, &e)?;
+        judge.feed(&e);
+        Ok(())
+    })?;
+    validation.finish()?;
+    Ok(judge.finish(started))
+}
+
 fn check_against_chain(
-    ops: &[Op],
-    reference: &Delivery,
+    submits: &[Submit],
+    reference: &Chain,
     bad: &mut Anomalies,
     counts: &mut BTreeMap<String, u64>,
 ) {
-    let mut position: HashMap<&str, usize> = HashMap::new();
-    let mut n = 0usize;
-    for b in &reference.blocks {
-        for tx in b.txs.iter().flatten() {
-            if let Some(first) = position.get(tx.id) {
-                bad.add(
-                    "duplicate",
-                    json!({"id": tx.id, "block": b.number, "first_position": first, "position": n}),
-                );
-            } else {
-                position.insert(tx.id, n);
-            }
-            n += 1;
+    let mut position: HashMap<&str, usize> = HashMap::with_capacity(reference.txs.len());
+    for (n, (block, id)) in reference.txs.iter().enumerate() {
+        if let Some(first) = position.get(&**id) {
+            bad.add(
+                "duplicate",
+                json!({"id": id, "block": block, "first_position": first, "position": n}),
+            );
+        } else {
+            position.insert(id, n);
         }
     }
-    let submits: Vec<&Op> = ops.iter().filter(|o| o.f == "submit").collect();
-    let submitted: HashMap<&str, &Op> = submits
-        .iter()
-        .filter_map(|o| o.input.as_str().map(|id| (id, *o)))
-        .collect();
+    let submitted: HashSet<&str> = submits.iter().filter_map(|s| s.id.as_deref()).collect();
     let (mut ok, mut info_found, mut info_missing) = (0u64, 0u64, 0u64);
-    for op in &submits {
-        let Some(id) = op.input.as_str() else {
+    for s in submits {
+        let Some(id) = s.id.as_deref() else {
             continue;
         };
         let present = position.contains_key(id);
-        match op.outcome {
+        match s.outcome {
             EventType::Ok => {
                 ok += 1;
                 if !present {
                     bad.add(
                         "lost",
-                        json!({"id": id, "node": op.node, "acknowledged_ns": op.complete_time}),
+                        json!({"id": id, "node": s.node, "acknowledged_ns": s.complete_time}),
                     );
                 }
             }
             EventType::Fail if present => bad.add(
                 "failed-present",
-                json!({"id": id, "node": op.node, "position": position[id]}),
+                json!({"id": id, "node": s.node, "position": position[id]}),
             ),
             EventType::Info if present => info_found += 1,
             EventType::Info => info_missing += 1,
@@ -285,39 +413,38 @@ fn check_against_chain(
         }
     }
     for (id, pos) in &position {
-        if !submitted.contains_key(id) {
+        if !submitted.contains(id) {
             bad.add("unsubmitted", json!({"id": id, "position": pos}));
         }
     }
-    realtime_order(&submits, &position, bad);
+    realtime_order(submits, &position, bad);
     counts.insert("submitted".into(), submits.len() as u64);
     counts.insert("acknowledged".into(), ok);
     counts.insert("info-found".into(), info_found);
     counts.insert("info-not-found".into(), info_missing);
-    counts.insert("chain-transactions".into(), n as u64);
-    counts.insert("chain-blocks".into(), reference.blocks.len() as u64);
+    counts.insert("chain-transactions".into(), reference.txs.len() as u64);
+    counts.insert("chain-blocks".into(), reference.blocks as u64);
 }
 
 /// A acknowledged before B was invoked, yet B ordered before A.
-fn realtime_order(submits: &[&Op], position: &HashMap<&str, usize>, bad: &mut Anomalies) {
-    let mut acked: Vec<(usize, &Op)> = submits
+fn realtime_order(submits: &[Submit], position: &HashMap<&str, usize>, bad: &mut Anomalies) {
+    let mut acked: Vec<(usize, &Submit)> = submits
         .iter()
-        .filter(|o| o.outcome == EventType::Ok)
-        .filter_map(|o| {
-            o.input
-                .as_str()
+        .filter(|s| s.outcome == EventType::Ok)
+        .filter_map(|s| {
+            s.id.as_deref()
                 .and_then(|id| position.get(id))
-                .map(|p| (*p, *o))
+                .map(|p| (*p, s))
         })
         .collect();
     acked.sort_by_key(|(p, _)| std::cmp::Reverse(*p));
     // Walking from the end of the chain, keep the earliest acknowledgement
     // among transactions ordered later.
-    let mut earliest_later: Option<&Op> = None;
+    let mut earliest_later: Option<&Submit> = None;
     for (pos, b) in acked {
         if let Some(a) = earliest_later {
             if a.complete_time.is_some_and(|t| t < b.invoke_time) {
-                bad.add("realtime-order", json!({"acknowledged_first": a.input, "invoked_after": b.input, "position_of_later_invoked": pos}));
+                bad.add("realtime-order", json!({"acknowledged_first": a.id, "invoked_after": b.id, "position_of_later_invoked": pos}));
             }
         }
         if earliest_later.is_none_or(|a| b.complete_time < a.complete_time) {
@@ -332,24 +459,11 @@ mod tests {
     use crate::history::read_history;
 
     fn block(number: u64, prev: &str, ids: &[&str]) -> Value {
-        let payloads: Vec<String> = ids.iter().map(|i| format!("p{i}")).collect();
-        let txs: Vec<Tx> = ids
+        let txs: Vec<(String, String)> = ids
             .iter()
-            .zip(&payloads)
-            .map(|(id, payload)| Tx { id, payload })
+            .map(|i| (i.to_string(), format!("p{i}")))
             .collect();
-        let d = data_hash(&txs);
-        let mut b = Block {
-            number,
-            previous_hash: prev,
-            data_hash: &d,
-            hash: "",
-            txs: None,
-        };
-        let hash = header_hash(&b).unwrap();
-        b.hash = &hash;
-        json!({"number": number, "previous_hash": b.previous_hash, "data_hash": b.data_hash, "hash": b.hash,
-               "txs": txs.iter().map(|t| json!({"id": t.id, "payload": t.payload})).collect::<Vec<_>>()})
+        block_json(number, prev, &txs)
     }
 
     fn chain(batches: &[&[&str]]) -> Vec<Value> {
@@ -467,6 +581,14 @@ mod tests {
         ];
         for (name, h, expected) in cases {
             let r = check_history(&h);
+            let text: String = h
+                .events
+                .iter()
+                .map(|e| serde_json::to_string(e).unwrap() + "\n")
+                .collect();
+            let mut streamed = check_reader(text.as_bytes()).unwrap();
+            streamed.check_ms = r.check_ms;
+            assert_eq!(streamed, r, "{name}: read as a stream, the same result");
             assert_eq!(kinds(&r), expected, "{name}: {:?}", r.anomalies);
             assert_eq!(r.valid == Validity::Valid, expected.is_empty(), "{name}");
         }
@@ -542,6 +664,13 @@ mod tests {
             r.anomalies
         );
         assert_eq!(r.valid, Validity::Invalid);
+    }
+
+    #[test]
+    fn a_streamed_history_with_a_bad_line_names_it() {
+        let text = "{\"process\":0,\"type\":\"invoke\",\"f\":\"submit\",\"value\":\"a\",\"time\":1}\n{\"process\":0,\"type\":\"ok\",\"f\":\"submit\",\"time\":\"soon\"}\n";
+        let e = check_reader(text.as_bytes()).unwrap_err().to_string();
+        assert!(e.starts_with("line 2: field `time`"), "{e}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! a dropped or misread operation would give a verdict about a different
 //! history.
 
-use crate::history::{field_err, EventType, History, HistoryError, Process};
+use crate::history::{field_err, Event, EventType, History, HistoryError, Process};
 use crate::linearizable::Model;
 use serde_json::Value;
 
@@ -139,18 +139,41 @@ impl Shape {
 /// client operation, and every client event's `f` and value are ones the
 /// checker reads. Nemesis events are not checked (the checkers ignore them).
 pub fn validate(history: &History, vocabulary: Vocabulary) -> Result<(), HistoryError> {
-    if history.events.is_empty() {
-        return Err(HistoryError::Empty);
-    }
-    let shapes = vocabulary.shapes();
-    let mut client_events = 0usize;
+    let mut validation = Validation::new(vocabulary);
     for (position, e) in history.events.iter().enumerate() {
-        if e.process == Process::Nemesis {
-            continue;
+        validation.event(history.line_of(position), e)?;
+    }
+    validation.finish()
+}
+
+/// [`validate`] one event at a time, for checkers that judge a history as
+/// it is read.
+#[derive(Debug)]
+pub struct Validation {
+    vocabulary: Vocabulary,
+    events: usize,
+    client_events: usize,
+}
+
+impl Validation {
+    /// Nothing seen yet.
+    pub fn new(vocabulary: Vocabulary) -> Validation {
+        Validation {
+            vocabulary,
+            events: 0,
+            client_events: 0,
         }
-        client_events += 1;
-        let line = history.line_of(position);
-        let Some(shape) = shapes.iter().find(|s| s.f == e.f) else {
+    }
+
+    /// Checks the event read at `line`.
+    pub fn event(&mut self, line: u64, e: &Event) -> Result<(), HistoryError> {
+        self.events += 1;
+        if e.process == Process::Nemesis {
+            return Ok(());
+        }
+        self.client_events += 1;
+        let vocabulary = self.vocabulary;
+        let Some(shape) = vocabulary.shapes().iter().find(|s| s.f == e.f) else {
             return Err(field_err(line, "f", unknown_op(&e.f, vocabulary)));
         };
         let wanted = match e.kind {
@@ -158,29 +181,38 @@ pub fn validate(history: &History, vocabulary: Vocabulary) -> Result<(), History
             EventType::Ok => shape.ok,
             EventType::Fail | EventType::Info => Shape::Any,
         };
-        if let Some(expected) = wanted.mismatch(&e.value) {
-            let kind = format!("{:?}", e.kind).to_lowercase();
-            // Jepsen's `independent` wraps every value as [key value].
-            let tuple = wanted == Shape::Null && e.value.as_array().is_some_and(|a| a.len() == 2);
-            let hint = if tuple {
-                "; a Jepsen `independent` tuple [key value]? give the key in the event's `key` field and the value alone"
-            } else {
-                ""
-            };
-            return Err(field_err(
-                line,
-                "value",
-                format!("`{}` {kind} expects {expected}, got {}{hint}", e.f, e.value),
-            ));
+        let Some(expected) = wanted.mismatch(&e.value) else {
+            return Ok(());
+        };
+        let kind = format!("{:?}", e.kind).to_lowercase();
+        // Jepsen's `independent` wraps every value as [key value].
+        let tuple = wanted == Shape::Null && e.value.as_array().is_some_and(|a| a.len() == 2);
+        let hint = if tuple {
+            "; a Jepsen `independent` tuple [key value]? give the key in the event's `key` field and the value alone"
+        } else {
+            ""
+        };
+        Err(field_err(
+            line,
+            "value",
+            format!("`{}` {kind} expects {expected}, got {}{hint}", e.f, e.value),
+        ))
+    }
+
+    /// Checks what only the whole history shows: it is not empty and has a
+    /// client operation.
+    pub fn finish(self) -> Result<(), HistoryError> {
+        if self.events == 0 {
+            return Err(HistoryError::Empty);
         }
+        if self.client_events == 0 {
+            return Err(HistoryError::NoOperations {
+                model: self.vocabulary.name(),
+                ops: self.vocabulary.operations().join(", "),
+            });
+        }
+        Ok(())
     }
-    if client_events == 0 {
-        return Err(HistoryError::NoOperations {
-            model: vocabulary.name(),
-            ops: vocabulary.operations().join(", "),
-        });
-    }
-    Ok(())
 }
 
 /// The message for an `f` the vocabulary does not define, naming the

@@ -4,11 +4,12 @@
 use crate::plan::Workload;
 use crate::store::write_json;
 use anyhow::Context;
-use checker::history::History;
 use checker::linearizable::{Budget, Model};
+use checker::validate::{validate, Vocabulary};
 use checker::verdict::{CheckResult, Results};
+use std::fs::File;
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The linearizability checker's budget per run.
@@ -16,9 +17,11 @@ pub const CHECK_TIME_LIMIT: Duration = Duration::from_secs(120);
 /// The linearizability checker's memory cap.
 pub const CHECK_MEMORY_BYTES_MAX: u64 = 4 << 30;
 
-/// One checker: reads the history (and, if it needs them, other files of
-/// the run directory, where it may also write its pictures).
-type Check = fn(&Path, &History) -> anyhow::Result<CheckResult>;
+/// One checker: reads what it needs of the run directory (the history,
+/// other files) and may write its pictures there. Each reads for itself so
+/// that a checker can stream (ordering: a long run's final chains need not
+/// fit in memory).
+type Check = fn(&Path) -> anyhow::Result<CheckResult>;
 
 /// The checkers that judge a workload. A new checker is one entry here.
 fn checks(workload: Workload) -> &'static [Check] {
@@ -28,16 +31,12 @@ fn checks(workload: Workload) -> &'static [Check] {
     }
 }
 
-/// Checks `run_dir/history.jsonl` with every checker of the workload and
+/// Checks the run in `run_dir` with every checker of the workload and
 /// writes `results.json`.
 pub fn judge(run_dir: &Path, workload: Workload) -> anyhow::Result<Results> {
-    let path = run_dir.join("history.jsonl");
-    let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let history = checker::history::read_history(BufReader::new(file))
-        .with_context(|| format!("reading {}", path.display()))?;
     let results = checks(workload)
         .iter()
-        .map(|check| check(run_dir, &history))
+        .map(|check| check(run_dir))
         .collect::<anyhow::Result<Vec<CheckResult>>>()?;
     let results = Results::from_results(results);
     write_json(
@@ -47,18 +46,33 @@ pub fn judge(run_dir: &Path, workload: Workload) -> anyhow::Result<Results> {
     Ok(results)
 }
 
-/// Total order broadcast's properties.
-fn ordering(_run_dir: &Path, history: &History) -> anyhow::Result<CheckResult> {
-    Ok(checker::ordering::check_history(history))
+/// The run's history file, opened for reading.
+fn open_history(run_dir: &Path) -> anyhow::Result<(PathBuf, BufReader<File>)> {
+    let path = run_dir.join("history.jsonl");
+    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    Ok((path, BufReader::with_capacity(1 << 20, file)))
+}
+
+/// Total order broadcast's properties, judged as the history is read (and
+/// validated on the way: a history the checker does not understand is
+/// refused, never judged).
+fn ordering(run_dir: &Path) -> anyhow::Result<CheckResult> {
+    let (path, reader) = open_history(run_dir)?;
+    checker::ordering::check_reader(reader).with_context(|| format!("reading {}", path.display()))
 }
 
 /// Linearizability of the cas-registers, with its pictures.
-fn linearizable(run_dir: &Path, history: &History) -> anyhow::Result<CheckResult> {
+fn linearizable(run_dir: &Path) -> anyhow::Result<CheckResult> {
+    let (path, reader) = open_history(run_dir)?;
+    let model = Model::CasRegister;
+    let history = checker::history::read_history(reader)
+        .and_then(|h| validate(&h, Vocabulary::Model(model)).map(|()| h))
+        .with_context(|| format!("reading {}", path.display()))?;
     let budget = Budget {
         time_limit: CHECK_TIME_LIMIT,
         memory_bytes_max: CHECK_MEMORY_BYTES_MAX,
     };
-    let report = checker::linearizable::check_history(history, Model::CasRegister, budget);
+    let report = checker::linearizable::check_history(&history, model, budget);
     let mut result = report.to_check_result();
     for (name, html) in report.html_pictures() {
         let out = run_dir.join(&name);

@@ -11,6 +11,12 @@
 //!   returns it, no cas expects it) can be taken never to have happened:
 //!   if a linearization places it, nothing between it and the next write
 //!   observes its value, so removing it leaves a linearization — dropped.
+//!
+//! The search prunes orders that cannot matter (reads go first, a value is
+//! not left while a completed op still needs it, kv gets guard appends:
+//! see `search::search` for why each is sound and what it fixed). Once a
+//! key is invalid the verdict is known: the other keys get
+//! [`AFTER_VIOLATION`] more and those still undecided are named.
 
 mod model;
 mod picture;
@@ -27,7 +33,6 @@ use search::{Limits, SearchOp};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 
 /// Which sequential model to check against.
@@ -54,6 +59,11 @@ impl FromStr for Model {
         }
     }
 }
+
+/// Once a key is found invalid the verdict is known: the other keys'
+/// searches go on for this long at most (within the budget), and those
+/// still undecided are named in the result's note.
+pub const AFTER_VIOLATION: Duration = Duration::from_secs(1);
 
 /// What the checker may spend.
 #[derive(Debug, Clone, Copy)]
@@ -92,6 +102,10 @@ pub struct KeyReport {
     pub witness: Option<String>,
     /// Why the key could not be checked (bad input).
     pub error: Option<String>,
+    /// Entries the search looked at.
+    pub steps: u64,
+    /// (set, state) pairs the search memoised.
+    pub memo_entries: u64,
 }
 
 /// The verdict over all keys.
@@ -131,12 +145,7 @@ pub fn check_history(history: &History, model: Model, budget: Budget) -> Lineari
             .1
             .push(op.id);
     }
-    let limits = Limits {
-        deadline: started + budget.time_limit,
-        memory_bytes_max: budget.memory_bytes_max,
-        memory_bytes: AtomicU64::new(0),
-        exhausted: AtomicBool::new(false),
-    };
+    let limits = Limits::new(started + budget.time_limit, budget.memory_bytes_max);
     let groups: Vec<(Option<Value>, Vec<usize>)> = by_key.into_values().collect();
     let results: Vec<(KeyReport, u64, u64)> = groups
         .par_iter()
@@ -180,6 +189,8 @@ fn check_key<M: SeqModel>(
         stuck: vec![],
         witness: None,
         error: None,
+        steps: 0,
+        memo_entries: 0,
     };
     let mut interner = Interner::default();
     let mut parsed: Vec<(usize, M::Input)> = Vec::with_capacity(ids.len());
@@ -200,6 +211,7 @@ fn check_key<M: SeqModel>(
     let (kept, dropped, info_kept) = reduce(model, parsed, ops);
     report.searched = kept.len();
     if let Some((why, involved)) = witness::find(model, &kept, ops, &interner) {
+        limits.violation_found(AFTER_VIOLATION);
         report.valid = Validity::Invalid;
         report.witness = Some(why);
         report.stuck = involved;
@@ -213,10 +225,14 @@ fn check_key<M: SeqModel>(
             input: input.clone(),
         })
         .collect();
-    match search::search(model, &search_ops, limits) {
+    let searched = search::search(model, &search_ops, limits);
+    report.steps = searched.steps;
+    report.memo_entries = searched.memo_entries;
+    match searched.outcome {
         Outcome::Linearizable => {}
         Outcome::Unknown => report.valid = Validity::Unknown,
         Outcome::Violation { prefix, stuck } => {
+            limits.violation_found(AFTER_VIOLATION);
             report.valid = Validity::Invalid;
             report.prefix = prefix.into_iter().map(|i| kept[i].0).collect();
             report.stuck = stuck.into_iter().map(|i| kept[i].0).collect();
@@ -298,14 +314,17 @@ impl LinearizabilityReport {
         );
         counts.insert("info-dropped-by-reduction".into(), self.info_dropped);
         counts.insert("info-kept".into(), self.info_kept);
+        let count = |v: Validity| self.keys.iter().filter(|k| k.valid == v).count() as u64;
+        counts.insert("keys-invalid".into(), count(Validity::Invalid));
+        counts.insert("keys-unknown".into(), count(Validity::Unknown));
         counts.insert(
-            "keys-unknown".into(),
-            self.keys
-                .iter()
-                .filter(|k| k.valid == Validity::Unknown)
-                .count() as u64,
+            "search-steps".into(),
+            self.keys.iter().map(|k| k.steps).sum(),
         );
-        let note = (self.valid == Validity::Unknown).then(|| "the search exhausted its time or memory budget (or a key's ops were malformed) before deciding".to_string());
+        counts.insert(
+            "memo-entries".into(),
+            self.keys.iter().map(|k| k.memo_entries).sum(),
+        );
         CheckResult {
             checker: "linearizability".into(),
             valid: self.valid,
@@ -313,8 +332,43 @@ impl LinearizabilityReport {
             counts,
             anomalies: vec![anomaly, unchecked],
             artifacts: self.html_pictures().into_iter().map(|(n, _)| n).collect(),
-            note,
+            note: self.note(),
         }
+    }
+
+    /// Why some keys are undecided, naming them (at most 10).
+    fn note(&self) -> Option<String> {
+        let undecided: Vec<String> = self
+            .keys
+            .iter()
+            .filter(|k| k.valid == Validity::Unknown && k.error.is_none())
+            .map(|k| key_text(&k.key))
+            .collect();
+        let malformed = self.keys.iter().any(|k| k.error.is_some());
+        if undecided.is_empty() {
+            return malformed.then(|| "some keys' ops were malformed (see unchecked-key)".into());
+        }
+        let mut names = undecided
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if undecided.len() > 10 {
+            names += &format!(" and {} more", undecided.len() - 10);
+        }
+        Some(if self.valid == Validity::Invalid {
+            format!(
+                "a violation was found; {} other key(s) remain undecided (their search stopped at the budget, or {} s after the first violation): {names}",
+                undecided.len(),
+                AFTER_VIOLATION.as_secs_f64()
+            )
+        } else {
+            format!(
+                "the search exhausted its time or memory budget before deciding {} key(s): {names}",
+                undecided.len()
+            )
+        })
     }
 
     /// An HTML page per failing key (at most 10): file name and contents.

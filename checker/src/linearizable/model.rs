@@ -57,6 +57,30 @@ pub trait SeqModel: Sync {
     }
     /// Whether the op only reads (an `info` read constrains nothing).
     fn is_read(&self, input: &Self::Input) -> bool;
+    /// Bytes a copy of the state takes (the memo's budget counts them).
+    fn state_bytes(&self, _state: &Self::State) -> usize {
+        std::mem::size_of::<Self::State>()
+    }
+    /// The value the state holds, for models whose ops write and observe
+    /// values one by one ([`SeqModel::writes`], [`SeqModel::observes`]).
+    fn held(&self, _state: &Self::State) -> Option<Option<u32>> {
+        None
+    }
+    /// For models whose state only grows between resets: whether `later`,
+    /// an op that must still be linearized, can step in some state reached
+    /// from `state` by ops that are not resets. Answering `false` prunes
+    /// the search, so it must be `false` only when no such state exists.
+    fn may_still_step(&self, _state: &Self::State, _later: &Self::Input) -> bool {
+        true
+    }
+    /// Whether [`SeqModel::may_still_step`] can answer `false` for this op.
+    fn is_guard(&self, _input: &Self::Input) -> bool {
+        false
+    }
+    /// Whether the op can undo the growth `may_still_step` relies on.
+    fn is_reset(&self, _input: &Self::Input) -> bool {
+        false
+    }
     /// Whether written values can be reasoned about one by one (registers:
     /// yes; kv with appends: no).
     fn supports_value_reductions(&self) -> bool {
@@ -137,6 +161,10 @@ impl SeqModel for Register {
     fn is_read(&self, input: &RegisterInput) -> bool {
         matches!(input, RegisterInput::Read(_))
     }
+
+    fn held(&self, state: &Option<u32>) -> Option<Option<u32>> {
+        Some(*state)
+    }
 }
 
 /// An op on a string-valued key.
@@ -199,5 +227,26 @@ impl SeqModel for Kv {
 
     fn supports_value_reductions(&self) -> bool {
         false
+    }
+
+    fn state_bytes(&self, state: &String) -> usize {
+        std::mem::size_of::<String>() + state.len()
+    }
+
+    /// Appends only extend the string: a get still to come must read an
+    /// extension of it.
+    fn may_still_step(&self, state: &String, later: &KvInput) -> bool {
+        match later {
+            KvInput::Get(s) => s.starts_with(state.as_str()),
+            KvInput::Put(_) | KvInput::Append(_) => true,
+        }
+    }
+
+    fn is_guard(&self, input: &KvInput) -> bool {
+        matches!(input, KvInput::Get(_))
+    }
+
+    fn is_reset(&self, input: &KvInput) -> bool {
+        matches!(input, KvInput::Put(_))
     }
 }
