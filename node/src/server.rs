@@ -352,6 +352,16 @@ impl RaftLoop {
             } => {
                 self.forwards.resolve(req_id, &tx_id, reply);
             }
+            Event::Unreachable { to } => self.raw.report_unreachable(to),
+            Event::SnapshotStatus { to, delivered } => {
+                let status = if delivered {
+                    raft::SnapshotStatus::Finish
+                } else {
+                    raft::SnapshotStatus::Failure
+                };
+                tracing::debug!(to, delivered, "snapshot reported to raft");
+                self.raw.report_snapshot(to, status);
+            }
             Event::Wake => {}
         }
     }
@@ -385,14 +395,16 @@ impl RaftLoop {
                 from,
                 req_id,
                 tx_id,
-            } => self.transport.send(
-                from,
-                Frame::ForwardReply(ForwardReply {
-                    req_id,
-                    tx_id,
-                    reply,
-                }),
-            ),
+            } => {
+                self.transport.send(
+                    from,
+                    Frame::ForwardReply(ForwardReply {
+                        req_id,
+                        tx_id,
+                        reply,
+                    }),
+                );
+            }
         }
     }
 
@@ -585,7 +597,13 @@ impl RaftLoop {
         }
         self.trace.flush()?;
         for (m, stamp) in msgs.iter().zip(stamps) {
-            self.transport.send_raft(m, stamp);
+            if !self.transport.send_raft(m, stamp) {
+                self.raw.report_unreachable(m.to);
+                if m.get_msg_type() == raft::prelude::MessageType::MsgSnapshot {
+                    self.raw
+                        .report_snapshot(m.to, raft::SnapshotStatus::Failure);
+                }
+            }
         }
         Ok(())
     }

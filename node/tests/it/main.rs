@@ -48,6 +48,11 @@ async fn status(http: &reqwest::Client, url: &str) -> Option<Value> {
         .ok()
 }
 
+async fn metrics_text(http: &reqwest::Client, url: &str) -> String {
+    let r = http.get(format!("{url}/metrics")).send().await.unwrap();
+    r.text().await.unwrap()
+}
+
 /// Waits until every node reports the same ledger height.
 async fn converge(http: &reqwest::Client, c: &LocalCluster) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -217,14 +222,7 @@ async fn snapshots_compact_the_log_and_a_restarted_node_recovers_from_them() {
         assert!(r.status().is_success());
     }
     let height = converge(&http, &cluster).await;
-    let metrics = http
-        .get(format!("{}/metrics", cluster.url(2)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&http, &cluster.url(2)).await;
     assert!(
         !metrics.contains("consensus_etcdraft_snapshot_block_number 0\n"),
         "a snapshot was taken:\n{metrics}"
@@ -639,14 +637,7 @@ async fn a_follower_behind_the_compaction_catches_up_by_snapshot() {
         chain(&http, &urls[lagging]).await,
         chain(&http, &urls[leader]).await
     );
-    let metrics = http
-        .get(format!("{}/metrics", urls[lagging]))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&http, &urls[lagging]).await;
     assert!(
         !metrics.contains("consensus_etcdraft_snapshots_installed 0\n"),
         "{metrics}"
