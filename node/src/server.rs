@@ -421,8 +421,13 @@ impl RaftLoop {
         match origin {
             Origin::Local(sender) if leader != 0 && leader != self.shared.config.args.id => {
                 let req_id = self.forwards.add(&tx.id, sender);
-                self.transport
-                    .send(leader, Frame::Forward(Forward { req_id, tx, ack }));
+                let tx_id = tx.id.clone();
+                let forward = Frame::Forward(Forward { req_id, tx, ack });
+                if !self.transport.send(leader, forward) {
+                    // Dropped before it left: certainly not ordered.
+                    let refused = SubmitReply::refused(503, "link to the leader full; retry", true);
+                    self.forwards.resolve(req_id, &tx_id, refused);
+                }
             }
             origin => self.reply(
                 origin,
