@@ -570,7 +570,7 @@ impl RaftLoop {
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot().clone())?;
         }
-        self.apply(rd.take_committed_entries());
+        self.apply(rd.take_committed_entries())?;
         self.persist(rd.entries(), rd.hs())?;
         self.send(rd.take_persisted_messages())?;
         let mut light = self.raw.advance(rd);
@@ -580,7 +580,7 @@ impl RaftLoop {
             self.wal.set_hard_state(&self.hard_state_to_persist(&hs))?;
         }
         self.send(light.take_messages())?;
-        self.apply(light.take_committed_entries());
+        self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
         self.maybe_snapshot()
     }
@@ -661,10 +661,10 @@ impl RaftLoop {
         Ok(())
     }
 
-    fn apply(&mut self, entries: Vec<Entry>) {
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), LoopError> {
         for e in entries {
             self.applied_index = e.index;
-            self.trace.flush_if_full().ok();
+            self.trace.flush_if_full()?;
             while self.inflight.front().is_some_and(|&i| i <= e.index) {
                 self.inflight.pop_front();
             }
@@ -697,6 +697,7 @@ impl RaftLoop {
             }
             self.shared.height.send_replace(applied.number + 1);
         }
+        Ok(())
     }
 
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), LoopError> {
