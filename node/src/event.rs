@@ -96,6 +96,19 @@ pub enum Event {
         /// The answer.
         reply: SubmitReply,
     },
+    /// The transport cannot reach a peer (raft's `report_unreachable`).
+    Unreachable {
+        /// The peer.
+        to: u64,
+    },
+    /// A snapshot was written to a peer's connection, or lost on the way
+    /// (raft's `report_snapshot`).
+    SnapshotStatus {
+        /// The peer.
+        to: u64,
+        /// Whether it got out.
+        delivered: bool,
+    },
     /// Nothing: the waker's periodic nudge, so that ticks and batch
     /// timeouts are noticed without a timed wait.
     Wake,

@@ -192,7 +192,7 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
     let client_listener = bind(args.listen_client).await?;
     let shared = shared_state(&config, rec.fsm, rec.restarts);
     let (events, events_rx) = event::inbox(EVENT_QUEUE_MAX);
-    let transport = Transport::start(args.id, &config.peers);
+    let transport = Transport::start(args.id, &config.peers, &events);
     tokio::spawn(transport::serve(
         peer_listener,
         args.id,

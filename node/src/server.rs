@@ -352,6 +352,16 @@ impl RaftLoop {
             } => {
                 self.forwards.resolve(req_id, &tx_id, reply);
             }
+            Event::Unreachable { to } => self.raw.report_unreachable(to),
+            Event::SnapshotStatus { to, delivered } => {
+                let status = if delivered {
+                    raft::SnapshotStatus::Finish
+                } else {
+                    raft::SnapshotStatus::Failure
+                };
+                tracing::debug!(to, delivered, "snapshot reported to raft");
+                self.raw.report_snapshot(to, status);
+            }
             Event::Wake => {}
         }
     }
@@ -385,14 +395,16 @@ impl RaftLoop {
                 from,
                 req_id,
                 tx_id,
-            } => self.transport.send(
-                from,
-                Frame::ForwardReply(ForwardReply {
-                    req_id,
-                    tx_id,
-                    reply,
-                }),
-            ),
+            } => {
+                self.transport.send(
+                    from,
+                    Frame::ForwardReply(ForwardReply {
+                        req_id,
+                        tx_id,
+                        reply,
+                    }),
+                );
+            }
         }
     }
 
@@ -409,8 +421,13 @@ impl RaftLoop {
         match origin {
             Origin::Local(sender) if leader != 0 && leader != self.shared.config.args.id => {
                 let req_id = self.forwards.add(&tx.id, sender);
-                self.transport
-                    .send(leader, Frame::Forward(Forward { req_id, tx, ack }));
+                let tx_id = tx.id.clone();
+                let forward = Frame::Forward(Forward { req_id, tx, ack });
+                if !self.transport.send(leader, forward) {
+                    // Dropped before it left: certainly not ordered.
+                    let refused = SubmitReply::refused(503, "link to the leader full; retry", true);
+                    self.forwards.resolve(req_id, &tx_id, refused);
+                }
             }
             origin => self.reply(
                 origin,
@@ -553,7 +570,7 @@ impl RaftLoop {
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot().clone())?;
         }
-        self.apply(rd.take_committed_entries());
+        self.apply(rd.take_committed_entries())?;
         self.persist(rd.entries(), rd.hs())?;
         self.send(rd.take_persisted_messages())?;
         let mut light = self.raw.advance(rd);
@@ -563,7 +580,7 @@ impl RaftLoop {
             self.wal.set_hard_state(&self.hard_state_to_persist(&hs))?;
         }
         self.send(light.take_messages())?;
-        self.apply(light.take_committed_entries());
+        self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
         self.maybe_snapshot()
     }
@@ -585,7 +602,13 @@ impl RaftLoop {
         }
         self.trace.flush()?;
         for (m, stamp) in msgs.iter().zip(stamps) {
-            self.transport.send_raft(m, stamp);
+            if !self.transport.send_raft(m, stamp) {
+                self.raw.report_unreachable(m.to);
+                if m.get_msg_type() == raft::prelude::MessageType::MsgSnapshot {
+                    self.raw
+                        .report_snapshot(m.to, raft::SnapshotStatus::Failure);
+                }
+            }
         }
         Ok(())
     }
@@ -638,10 +661,10 @@ impl RaftLoop {
         Ok(())
     }
 
-    fn apply(&mut self, entries: Vec<Entry>) {
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), LoopError> {
         for e in entries {
             self.applied_index = e.index;
-            self.trace.flush_if_full().ok();
+            self.trace.flush_if_full()?;
             while self.inflight.front().is_some_and(|&i| i <= e.index) {
                 self.inflight.pop_front();
             }
@@ -674,6 +697,7 @@ impl RaftLoop {
             }
             self.shared.height.send_replace(applied.number + 1);
         }
+        Ok(())
     }
 
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), LoopError> {

@@ -429,12 +429,14 @@ impl Trace {
         if self.buf.is_empty() {
             return Ok(());
         }
-        file.write_all(&self.buf).map_err(|source| TraceError::Io {
+        let written = file.write_all(&self.buf);
+        // Cleared either way: after a failed write the node stops, and a
+        // retry would write the part that got out twice.
+        self.buf.clear();
+        written.map_err(|source| TraceError::Io {
             path: path.clone(),
             source,
-        })?;
-        self.buf.clear();
-        Ok(())
+        })
     }
 
     /// Writes out early when the buffer is large (called between events).

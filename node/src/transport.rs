@@ -72,7 +72,12 @@ pub struct ForwardReply {
 #[derive(Debug)]
 pub enum Frame {
     /// An encoded raft message, its Lamport stamp in front.
-    Raft(Vec<u8>),
+    Raft {
+        /// Stamp and message.
+        bytes: Vec<u8>,
+        /// Whether it is a `MsgSnapshot` (its fate is reported to raft).
+        snapshot: bool,
+    },
     /// A forwarded submit.
     Forward(Forward),
     /// The answer to a forwarded submit.
@@ -80,9 +85,13 @@ pub enum Frame {
 }
 
 impl Frame {
+    fn is_snapshot(&self) -> bool {
+        matches!(self, Frame::Raft { snapshot: true, .. })
+    }
+
     fn encode(&self) -> Vec<u8> {
         let (kind, body) = match self {
-            Frame::Raft(b) => return frame_bytes(KIND_RAFT, b),
+            Frame::Raft { bytes, .. } => return frame_bytes(KIND_RAFT, bytes),
             Frame::Forward(f) => (KIND_FORWARD, serde_json::to_vec(f).expect("encodes")),
             Frame::ForwardReply(r) => (KIND_FORWARD_REPLY, serde_json::to_vec(r).expect("encodes")),
         };
@@ -101,37 +110,85 @@ fn frame_bytes(kind: u8, body: &[u8]) -> Vec<u8> {
 /// Senders to every peer; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Transport {
-    peers: BTreeMap<u64, mpsc::Sender<Frame>>,
+    peers: BTreeMap<u64, Queues<mpsc::Sender<Frame>>>,
+}
+
+/// A peer's two outbound queues: raft messages are written first, so that
+/// forwarded submits never crowd them out (issue 13, defect 5).
+#[derive(Debug, Clone)]
+struct Queues<Q> {
+    raft: Q,
+    client: Q,
+}
+
+impl Queues<mpsc::Receiver<Frame>> {
+    /// The next frame, raft's first; `None` when both queues are closed.
+    async fn recv(&mut self) -> Option<Frame> {
+        tokio::select! {
+            biased;
+            Some(f) = self.raft.recv() => Some(f),
+            Some(f) = self.client.recv() => Some(f),
+            else => None,
+        }
+    }
+
+    /// A frame already queued, raft's first.
+    fn try_recv(&mut self) -> Option<Frame> {
+        self.raft
+            .try_recv()
+            .or_else(|_| self.client.try_recv())
+            .ok()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.raft.is_closed() && self.client.is_closed()
+    }
 }
 
 impl Transport {
-    /// Starts one dialer task per peer other than `me`.
-    pub fn start(me: u64, addrs: &BTreeMap<u64, String>) -> Transport {
+    /// Starts one dialer task per peer other than `me`; they report
+    /// unreachable peers and snapshots' fates into `inbox`.
+    pub fn start(me: u64, addrs: &BTreeMap<u64, String>, inbox: &Inbox) -> Transport {
         let mut peers = BTreeMap::new();
         for (&id, addr) in addrs.iter().filter(|(&id, _)| id != me) {
-            let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
-            tokio::spawn(dial_loop(me, id, addr.clone(), rx));
-            peers.insert(id, tx);
+            let (raft, raft_rx) = mpsc::channel(PEER_QUEUE_MAX);
+            let (client, client_rx) = mpsc::channel(PEER_QUEUE_MAX);
+            let rx = Queues {
+                raft: raft_rx,
+                client: client_rx,
+            };
+            tokio::spawn(dial_loop(me, id, addr.clone(), rx, inbox.clone()));
+            peers.insert(id, Queues { raft, client });
         }
         Transport { peers }
     }
 
-    /// Queues a frame for `to`; dropped (with a debug log) when the queue is
-    /// full or `to` is unknown: raft tolerates message loss.
-    pub fn send(&self, to: u64, frame: Frame) {
+    /// Queues a frame for `to`; dropped (with a debug log, and false) when
+    /// the queue is full or `to` is unknown: raft tolerates message loss.
+    pub fn send(&self, to: u64, frame: Frame) -> bool {
         match self.peers.get(&to) {
             Some(q) => {
-                if q.try_send(frame).is_err() {
+                let q = match frame {
+                    Frame::Raft { .. } => &q.raft,
+                    _ => &q.client,
+                };
+                let queued = q.try_send(frame).is_ok();
+                if !queued {
                     tracing::debug!(to, "peer queue full, dropping frame");
                 }
+                queued
             }
-            None => tracing::warn!(to, "frame for unknown peer dropped"),
+            None => {
+                tracing::warn!(to, "frame for unknown peer dropped");
+                false
+            }
         }
     }
 
-    /// Queues a raft message stamped with the sender's Lamport clock.
-    pub fn send_raft(&self, msg: &Message, lamport: u64) {
-        self.send(msg.to, stamped(msg, lamport));
+    /// Queues a raft message stamped with the sender's Lamport clock;
+    /// false when it was dropped.
+    pub fn send_raft(&self, msg: &Message, lamport: u64) -> bool {
+        self.send(msg.to, stamped(msg, lamport))
     }
 }
 
@@ -141,13 +198,16 @@ fn stamped(msg: &Message, lamport: u64) -> Frame {
     bytes.extend_from_slice(&lamport.to_le_bytes());
     msg.write_to_vec(&mut bytes)
         .expect("a raft message always encodes");
-    Frame::Raft(bytes)
+    Frame::Raft {
+        bytes,
+        snapshot: msg.get_msg_type() == raft::prelude::MessageType::MsgSnapshot,
+    }
 }
 
 /// Writes one frame (buffered); a raft message longer than
 /// [`RAFT_PART_BYTES`] goes as parts (kind 6) and a last part (kind 5).
 async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &Frame) -> std::io::Result<()> {
-    let Frame::Raft(bytes) = frame else {
+    let Frame::Raft { bytes, .. } = frame else {
         return w.write_all(&frame.encode()).await;
     };
     let mut parts = bytes.chunks(RAFT_PART_BYTES).peekable();
@@ -165,13 +225,25 @@ async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &Frame) -> std::io
     Ok(())
 }
 
-async fn dial_loop(me: u64, to: u64, addr: String, mut rx: mpsc::Receiver<Frame>) {
+/// One peer's dialer: connects, writes queued frames, reports to the
+/// raft loop what raft must know (issue 13): a peer it cannot reach
+/// (`report_unreachable`) and whether each snapshot got out
+/// (`report_snapshot`).
+async fn dial_loop(
+    me: u64,
+    to: u64,
+    addr: String,
+    mut rx: Queues<mpsc::Receiver<Frame>>,
+    inbox: Inbox,
+) {
+    let report = Reporter { to, inbox };
     loop {
         let stream = match TcpStream::connect(&addr).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::trace!(to, %addr, error = %e, "dial failed");
-                drain_for(&mut rx, REDIAL_DELAY).await;
+                report.unreachable();
+                drain_for(&mut rx, REDIAL_DELAY, &report).await;
                 if rx.is_closed() {
                     return;
                 }
@@ -180,36 +252,71 @@ async fn dial_loop(me: u64, to: u64, addr: String, mut rx: mpsc::Receiver<Frame>
         };
         let _ = stream.set_nodelay(true);
         tracing::debug!(to, %addr, "peer connected");
-        if let Err(e) = write_frames(me, stream, &mut rx).await {
+        if let Err(e) = write_frames(me, stream, &mut rx, &report).await {
             tracing::debug!(to, %addr, error = %e, "peer connection lost");
+            report.unreachable();
         } else {
             return; // the node is shutting down
         }
     }
 }
 
+/// Tells the raft loop about one peer's link.
+struct Reporter {
+    to: u64,
+    inbox: Inbox,
+}
+
+impl Reporter {
+    fn unreachable(&self) {
+        self.inbox.peer(Event::Unreachable { to: self.to });
+    }
+
+    fn snapshots(&self, frames: &[bool], delivered: bool) {
+        for _ in frames.iter().filter(|&&snapshot| snapshot) {
+            self.inbox.peer(Event::SnapshotStatus {
+                to: self.to,
+                delivered,
+            });
+        }
+    }
+}
+
 /// Discards queued frames for `period` (a peer we cannot reach).
-async fn drain_for(rx: &mut mpsc::Receiver<Frame>, period: Duration) {
+async fn drain_for(rx: &mut Queues<mpsc::Receiver<Frame>>, period: Duration, report: &Reporter) {
     let deadline = tokio::time::Instant::now() + period;
-    while let Ok(Some(_)) = tokio::time::timeout_at(deadline, rx.recv()).await {}
+    while let Ok(Some(frame)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        report.snapshots(&[frame.is_snapshot()], false);
+    }
 }
 
 async fn write_frames(
     me: u64,
     stream: TcpStream,
-    rx: &mut mpsc::Receiver<Frame>,
+    rx: &mut Queues<mpsc::Receiver<Frame>>,
+    report: &Reporter,
 ) -> std::io::Result<()> {
     let mut w = BufWriter::with_capacity(256 << 10, stream);
     w.write_all(&frame_bytes(KIND_HELLO, &me.to_le_bytes()))
         .await?;
     w.flush().await?;
+    // Which frames of the batch in hand are snapshots.
+    let mut batch: Vec<bool> = Vec::new();
     while let Some(frame) = rx.recv().await {
-        write_frame(&mut w, &frame).await?;
+        batch.clear();
+        let mut written = write_frame(&mut w, &frame).await;
+        batch.push(frame.is_snapshot());
         // Batch whatever else is already queued into one flush.
-        while let Ok(more) = rx.try_recv() {
-            write_frame(&mut w, &more).await?;
+        while written.is_ok() {
+            let Some(more) = rx.try_recv() else { break };
+            written = write_frame(&mut w, &more).await;
+            batch.push(more.is_snapshot());
         }
-        w.flush().await?;
+        if let Err(e) = written.and(w.flush().await) {
+            report.snapshots(&batch, false);
+            return Err(e);
+        }
+        report.snapshots(&batch, true);
     }
     Ok(())
 }
@@ -390,6 +497,119 @@ mod tests {
             }
             other => panic!("expected the raft message, got {other:?}"),
         }
+    }
+
+    /// The transport's reports, in order, up to the first snapshot status.
+    fn reports_to_snapshot_status(outbox: crate::event::Outbox) -> Vec<Event> {
+        let mut seen = Vec::new();
+        loop {
+            let batch = outbox.next_batch().expect("the inbox is open");
+            for ev in batch.events {
+                let last = matches!(ev, Event::SnapshotStatus { .. });
+                if last || matches!(ev, Event::Unreachable { .. }) {
+                    seen.push(ev);
+                }
+                if last {
+                    return seen;
+                }
+            }
+        }
+    }
+
+    /// Issue 13: the leader learns that a peer is unreachable and whether
+    /// a snapshot got out, so that raft does not wait for the next leader.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unreachable_peers_and_snapshot_fates_are_reported() {
+        let snapshot = Message {
+            msg_type: raft::prelude::MessageType::MsgSnapshot,
+            from: 1,
+            to: 2,
+            ..Default::default()
+        };
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_addr = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        let (inbox, outbox) = crate::event::inbox(1024);
+        let peers = BTreeMap::from([(1, "unused".to_string()), (2, dead_addr)]);
+        let transport = Transport::start(1, &peers, &inbox);
+        assert!(transport.send_raft(&snapshot, 1));
+        let seen = tokio::task::spawn_blocking(move || reports_to_snapshot_status(outbox))
+            .await
+            .unwrap();
+        assert!(matches!(seen[0], Event::Unreachable { to: 2 }), "{seen:?}");
+        assert!(
+            matches!(
+                seen.last(),
+                Some(Event::SnapshotStatus {
+                    to: 2,
+                    delivered: false
+                })
+            ),
+            "{seen:?}"
+        );
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live = BTreeMap::from([
+            (1, "unused".to_string()),
+            (2, listener.local_addr().unwrap().to_string()),
+        ]);
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink).await;
+        });
+        let (inbox, outbox) = crate::event::inbox(1024);
+        let transport = Transport::start(1, &live, &inbox);
+        assert!(transport.send_raft(&snapshot, 2));
+        let seen = tokio::task::spawn_blocking(move || reports_to_snapshot_status(outbox))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                seen.last(),
+                Some(Event::SnapshotStatus {
+                    to: 2,
+                    delivered: true
+                })
+            ),
+            "{seen:?}"
+        );
+    }
+
+    /// Defect 5 (issue 13), outbound: forwarded submits queued for a peer
+    /// never crowd out raft messages to it. (A current-thread runtime: the
+    /// dialer does not run until the test awaits, so the queue stays full.)
+    #[tokio::test]
+    async fn raft_messages_get_out_when_forwards_fill_the_peer_queue() {
+        let (inbox, _outbox) = crate::event::inbox(16);
+        let peers = BTreeMap::from([(1, "unused".to_string()), (2, "127.0.0.1:9".to_string())]);
+        let transport = Transport::start(1, &peers, &inbox);
+        let forward = |n: u64| {
+            Frame::Forward(Forward {
+                req_id: n,
+                tx: Tx {
+                    id: format!("f{n}"),
+                    payload: String::new(),
+                    ops: vec![],
+                },
+                ack: Ack::Committed,
+            })
+        };
+        let mut n = 0;
+        while transport.send(2, forward(n)) {
+            n += 1;
+        }
+        assert!(n >= 1);
+        let heartbeat = Message {
+            msg_type: raft::prelude::MessageType::MsgHeartbeat,
+            from: 1,
+            to: 2,
+            ..Default::default()
+        };
+        assert!(
+            transport.send_raft(&heartbeat, 1),
+            "raft waits behind {n} forwards"
+        );
     }
 
     #[test]
