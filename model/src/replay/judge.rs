@@ -238,8 +238,11 @@ impl Judge {
         if let Some((before, before_at)) = node.vote.replace((after, at.clone())) {
             if !rules::vote_kept(&before, &after) {
                 let message = format!(
-                    "node {id} went from term {} vote {:?} to term {} vote {:?}",
-                    before.term, before.voted_for, after.term, after.voted_for
+                    "node {id} went from term {} ({}) to term {} ({})",
+                    before.term,
+                    describe_vote(before.voted_for),
+                    after.term,
+                    describe_vote(after.voted_for)
                 );
                 found.push((Rule::VoteKept, message, vec![before_at, at.clone()]));
             }
@@ -469,4 +472,9 @@ impl Judge {
             }
         }
     }
+}
+
+/// A vote in words: `vote for 2`, `no vote`.
+fn describe_vote(vote: Option<NodeId>) -> String {
+    vote.map_or("no vote".to_string(), |node| format!("vote for {node}"))
 }
