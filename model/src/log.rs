@@ -120,11 +120,6 @@ impl Log {
         last.unwrap_or(initial)
     }
 
-    /// Whether `self` is a prefix of `other`.
-    pub fn is_prefix_of(&self, other: &Log) -> bool {
-        self.len <= other.len && self.entries() == &other.entries()[..self.len as usize]
-    }
-
     /// Whether a candidate's log ending in (`last_term`, `last_index`) is at least as
     /// up-to-date as this one (Raft paper §5.4.1: compare last terms, then lengths).
     pub fn is_behind_or_equal(&self, last_term: u8, last_index: u8) -> bool {
@@ -209,8 +204,18 @@ mod tests {
         let voter = log(&[(1, 1), (1, 2)]);
         assert!(voter.is_behind_or_equal(candidate.last_term(), candidate.len()));
         assert!(!candidate.is_behind_or_equal(voter.last_term(), voter.len()));
-        assert!(candidate.is_prefix_of(&candidate));
         assert_eq!(voter.suffix(1), log(&[(1, 2)]));
         assert_eq!(format!("{voter}"), "[1:1 1:2]");
+    }
+
+    #[test]
+    fn the_latest_configuration_entry_names_the_voters() {
+        let mut a = log(&[(1, 1)]);
+        assert_eq!((a.members(0b111), a.last_config_index()), (0b111, 0));
+        a.push(Entry::config(1, 0b011));
+        a.push(Entry { term: 1, value: 2 });
+        assert_eq!((a.members(0b111), a.last_config_index()), (0b011, 2));
+        assert_eq!(Entry { term: 1, value: 2 }.members(), None);
+        assert_eq!(format!("{a}"), "[1:1 1:{s0,s1} 1:2]");
     }
 }

@@ -29,19 +29,23 @@ impl Event {
         EventRef {
             node: self.header.node,
             seq: self.header.seq,
+            lamport: self.header.lamport,
             time_ms: self.header.time_ms,
             ev: self.kind.name(),
         }
     }
 }
 
-/// An event as an anomaly names it: node, sequence number, the node's wall clock and kind.
+/// An event as an anomaly names it: node, sequence number, Lamport clock (for ordering a
+/// timeline), the node's wall clock and kind.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRef {
     /// The node that wrote the event.
     pub node: NodeId,
     /// Its per-node sequence number.
     pub seq: u64,
+    /// Its Lamport clock: events of different nodes order by it.
+    pub lamport: u64,
     /// The node's wall clock, ms since the Unix epoch.
     pub time_ms: u64,
     /// The event kind (`persist`, `role`, ...).

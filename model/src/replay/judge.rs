@@ -238,8 +238,11 @@ impl Judge {
         if let Some((before, before_at)) = node.vote.replace((after, at.clone())) {
             if !rules::vote_kept(&before, &after) {
                 let message = format!(
-                    "node {id} went from term {} vote {:?} to term {} vote {:?}",
-                    before.term, before.voted_for, after.term, after.voted_for
+                    "node {id} went from term {} ({}) to term {} ({})",
+                    before.term,
+                    describe_vote(before.voted_for),
+                    after.term,
+                    describe_vote(after.voted_for)
                 );
                 found.push((Rule::VoteKept, message, vec![before_at, at.clone()]));
             }
@@ -325,8 +328,8 @@ impl Judge {
                 continue;
             };
             let message = format!(
-                "nodes {id} and {other_id} hold term {:?} at index {index} but differ at index {}",
-                this.log.entry(index),
+                "nodes {id} and {other_id} hold term {} at index {index} but differ at index {}",
+                this.log.entry(index).unwrap_or_default(),
                 index - 1
             );
             let events = other.log_at.iter().cloned().chain([at.clone()]).collect();
@@ -460,8 +463,10 @@ impl Judge {
             Some((first, first_at)) => {
                 if !rules::state_machine_safety(Some(&entry), Some(first)) {
                     let message = format!(
-                        "index {} applied as (term, block, hash) {first:?} and as {entry:?}",
-                        apply.index
+                        "index {} applied as {} and as {}",
+                        apply.index,
+                        describe_applied(first),
+                        describe_applied(&entry)
                     );
                     let events = vec![first_at.clone(), at];
                     self.report(Rule::StateMachineSafety, message, events);
@@ -469,4 +474,18 @@ impl Judge {
             }
         }
     }
+}
+
+/// A vote in words: `vote for 2`, `no vote`.
+fn describe_vote(vote: Option<NodeId>) -> String {
+    vote.map_or("no vote".to_string(), |node| format!("vote for {node}"))
+}
+
+/// An applied entry in words: `term 1 block 7 hash ab12…`.
+fn describe_applied((term, block, hash): &AppliedEntry) -> String {
+    let block = block.map_or("no block".to_string(), |b| format!("block {b}"));
+    let hash = hash
+        .as_deref()
+        .map_or(String::new(), |h| format!(" hash {h}"));
+    format!("term {term} {block}{hash}")
 }

@@ -488,3 +488,19 @@ fn a_start_after_a_cut_trace_is_counted_and_judged_afresh() {
     // The state after the cut start is judged as usual: the vote then changes in term 1.
     assert_eq!(broken(&report), vec![Rule::VoteKept]);
 }
+
+#[test]
+fn a_forgotten_vote_shows_as_the_buggy_node_writes_it() {
+    // The node's forget-vote bug persists a zero hard state: after a restart node 2 is back in
+    // term 0, votes again in term 1, and node 3 leads term 1 beside node 1.
+    let mut run = first_term();
+    run.start(2, 8, (0, 0, 0), (1, 1))
+        .persist(2, 9, (1, 3, 0), (1, 1), &[], None)
+        .persist(3, 10, (1, 3, 0), (0, 0), &[], None)
+        .role(3, 11, "leader", 1, r#""vote""#);
+    let report = run.check();
+    assert_eq!(broken(&report), vec![Rule::VoteKept, Rule::ElectionSafety]);
+    assert!(report.anomalies[0]
+        .message
+        .contains("node 2 went from term 1 (vote for 1) to term 0 (no vote)"));
+}
