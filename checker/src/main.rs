@@ -147,7 +147,7 @@ fn plan(command: Command) -> Result<Plan, String> {
                 result: checker::ordering::check_history(h),
                 pictures: Vec::new(),
             }),
-            stream: Some(|reader| checker::ordering::check_reader(reader)),
+            stream: Some(checker::ordering::check_reader),
             picture_dir: None,
         }),
         Command::Linearizable {
