@@ -277,7 +277,6 @@ fn a_node_cluster_on_faultfs_commits_and_survives_a_kill_and_restart() {
 /// mount loses what was not durable, every node restarted. Acknowledged
 /// transactions must survive.
 #[test]
-#[ignore = "fails today: ordeal-node never fsyncs its data directory after creating it and wal.log, so a power loss takes the whole log (docs/faultfs.md, Findings)"]
 fn acknowledged_transactions_survive_a_power_loss_of_every_node() {
     if !fuse_or_skip("acknowledged_transactions_survive_a_power_loss_of_every_node") {
         return;
