@@ -399,4 +399,24 @@ mod tests {
             .to_string()
             .contains("`kil`"));
     }
+
+    #[test]
+    fn ssh_hosts_go_with_the_ssh_runtime_one_per_node() {
+        use clap::Parser;
+        let plan = |flags: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from([&["harness"], flags].concat()).unwrap();
+            Plan::from_args(&cli.test, false)
+        };
+        let error = |flags: &[&str]| format!("{:#}", plan(flags).unwrap_err());
+        let ok = plan(&["--hosts", "a,b,c", "--nemesis", "all"]).unwrap();
+        assert_eq!((ok.runtime, ok.hosts.len()), (RuntimeKind::Ssh, 3));
+        assert!(
+            ok.rerun_command().contains("--runtime ssh")
+                && ok.rerun_command().ends_with("--hosts a,b,c")
+        );
+        assert!(error(&["--runtime", "ssh"]).contains("needs its hosts"));
+        assert!(error(&["--runtime", "process", "--hosts", "a,b,c"]).contains("--runtime ssh only"));
+        assert!(error(&["--hosts", "a,b"]).contains("2 hosts for --nodes 3"));
+        assert!(error(&["--hosts", "a,b,c", "--hosts-file", "f"]).contains("not both"));
+    }
 }

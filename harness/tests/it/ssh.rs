@@ -466,6 +466,8 @@ fn ssh_runtime_in_namespaces_is_valid_under_partition_and_kill_and_leaves_nothin
         "cleanup check: no run directory, nft table, node or ssh master left on {HOSTS} hosts"
     );
 
+    untrusted_or_missing_hosts_are_named(&lab);
+    interrupted_harness_leaves_nothing(&lab);
     killed_harness_leaves_nothing_after_clean(&lab);
 
     let left = lab.destroy();
@@ -473,44 +475,51 @@ fn ssh_runtime_in_namespaces_is_valid_under_partition_and_kill_and_leaves_nothin
     println!("cleanup check: namespaces, veths and sshd removed");
 }
 
-/// A SIGKILLed harness: its nodes die with their ssh channels, and
-/// `harness clean --hosts-file` removes the directories and nft tables.
-fn killed_harness_leaves_nothing_after_clean(lab: &Lab) {
-    let store = tempfile::tempdir().unwrap();
-    let (hosts, known) = (lab.path("hosts"), lab.path("known_hosts"));
-    let mut harness = Command::new(HARNESS)
+/// Starts a long partitioning run on the lab and returns once a partition
+/// table exists on some host.
+fn start_partitioning(lab: &Lab, store: &Path) -> Child {
+    let harness = Command::new(HARNESS)
         .args(lab.flags())
-        .args([
-            "--nemesis",
-            "partition",
-            "--nemesis-interval-s",
-            "1",
-            "--time-limit-s",
-            "60",
-            "--rate",
-            "50",
-        ])
-        .arg("--store")
-        .arg(store.path())
+        .args(["--nemesis", "partition", "--nemesis-interval-s", "1"])
+        .args(["--time-limit-s", "60", "--rate", "50", "--store"])
+        .arg(store)
         .arg("--node-binary")
         .arg(node_binary())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait for the nodes and a partition table to exist, then SIGKILL.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !lab
         .leftovers()
         .iter()
         .any(|l| l.contains("table inet ordeal_"))
     {
-        assert!(
-            Instant::now() < deadline,
-            "the killed run never partitioned"
-        );
+        assert!(Instant::now() < deadline, "the run never partitioned");
         std::thread::sleep(Duration::from_millis(200));
     }
+    harness
+}
+
+/// Ctrl-C (SIGINT to the harness): it tears the cluster down itself.
+fn interrupted_harness_leaves_nothing(lab: &Lab) {
+    let store = tempfile::tempdir().unwrap();
+    let mut harness = start_partitioning(lab, store.path());
+    let pid = harness.id().to_string();
+    sh("kill", &["-INT", &pid]).unwrap();
+    let status = harness.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "an interrupted harness exits 130");
+    let left = settle(lab, Duration::from_secs(10));
+    assert!(left.is_empty(), "left after Ctrl-C: {left:#?}");
+    println!("cleanup check: Ctrl-C left nothing on the hosts");
+}
+
+/// A SIGKILLed harness: its nodes die with their ssh channels, and
+/// `harness clean --hosts-file` removes the directories and nft tables.
+fn killed_harness_leaves_nothing_after_clean(lab: &Lab) {
+    let store = tempfile::tempdir().unwrap();
+    let (hosts, known) = (lab.path("hosts"), lab.path("known_hosts"));
+    let mut harness = start_partitioning(lab, store.path());
     harness.kill().unwrap();
     harness.wait().unwrap();
     let output = Command::new(HARNESS)
@@ -540,4 +549,41 @@ fn killed_harness_leaves_nothing_after_clean(lab: &Lab) {
         "cleanup check: a SIGKILLed harness's nodes died; clean removed {}",
         stdout.lines().last().unwrap_or("")
     );
+}
+
+/// Host keys are checked: an unknown key, or no host at the address, is
+/// an error naming the host, and nothing starts.
+fn untrusted_or_missing_hosts_are_named(lab: &Lab) {
+    let empty = lab.path("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let missing = format!("{}.99", lab.subnet);
+    for (hosts, known, expected) in [
+        (lab.path("hosts"), empty.as_str(), lab.address(1)),
+        (
+            format!("{missing},{missing},{missing}"),
+            lab.path("known_hosts").as_str(),
+            missing.clone(),
+        ),
+    ] {
+        let flag = if hosts.contains(',') {
+            "--hosts"
+        } else {
+            "--hosts-file"
+        };
+        let output = Command::new(HARNESS)
+            .args(["--runtime", "ssh", flag, &hosts, "--ssh-known-hosts", known])
+            .args(["--time-limit-s", "5", "--store"])
+            .arg(store.path())
+            .arg("--node-binary")
+            .arg(node_binary())
+            .output()
+            .unwrap();
+        let stderr = strip_ansi(&String::from_utf8_lossy(&output.stderr));
+        assert_eq!(output.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains(&format!("host {expected}")), "{stderr}");
+    }
+    let left = settle(lab, Duration::from_secs(5));
+    assert!(left.is_empty(), "left after refused hosts: {left:#?}");
+    println!("host keys checked: an unknown key and a missing host are refused by name");
 }
