@@ -385,11 +385,14 @@ impl Remote {
 /// The address of a destination as `ssh` would reach it: its `hostname`
 /// after `~/.ssh/config` (`ssh -G`), resolved here.
 async fn resolve(destination: &str) -> anyhow::Result<IpAddr> {
-    let output = tokio::process::Command::new("ssh")
+    let ask = tokio::process::Command::new("ssh")
         .arg("-G")
         .arg(destination)
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(COMMAND_TIMEOUT, ask)
         .await
+        .map_err(|_| anyhow::anyhow!("host {destination}: `ssh -G` took over {COMMAND_TIMEOUT:?}"))?
         .context("running `ssh -G` (is openssh-client installed?)")?;
     if !output.status.success() {
         bail!(
@@ -406,8 +409,14 @@ async fn resolve(destination: &str) -> anyhow::Result<IpAddr> {
     if let Ok(ip) = hostname.parse::<IpAddr>() {
         return Ok(ip);
     }
-    let mut addrs: Vec<IpAddr> = tokio::net::lookup_host((hostname, 22))
+    let lookup = tokio::net::lookup_host((hostname, 22));
+    let mut addrs: Vec<IpAddr> = tokio::time::timeout(COMMAND_TIMEOUT, lookup)
         .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "host {destination}: resolving {hostname} took over {COMMAND_TIMEOUT:?}"
+            )
+        })?
         .with_context(|| format!("host {destination}: resolving {hostname}"))?
         .map(|a| a.ip())
         .collect();

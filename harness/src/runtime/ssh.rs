@@ -247,23 +247,21 @@ impl SshRuntime {
         Ok(Some(copy))
     }
 
-    /// Connects to node `i`'s host and prepares its run directory.
+    /// Connects to node `i`'s host and prepares its run directory; on
+    /// failure removes what it made there.
     async fn prepare(&self, i: usize) -> anyhow::Result<SshNode> {
         let host = &self.options.hosts[i - 1];
         let name = format!("n{i}");
         let remote = Remote::connect(host, &self.options.trust).await?;
-        self.check_tools(&remote).await?;
         let dir = format!("{}/{}-{name}", host.dir, self.spec.run_label);
-        remote
-            .run(&format!(
-                "mkdir -p {0}/data && printf '+0 x1\\n' > {0}/faketime",
-                quote(&dir)
-            ))
-            .await?;
-        remote
-            .upload(&self.spec.binary, &format!("{dir}/node"))
-            .await?;
-        let faketime = self.faketime(&remote, &dir).await?;
+        let faketime = match self.set_up(&remote, &dir).await {
+            Ok(faketime) => faketime,
+            Err(e) => {
+                let _ = remote.run(&format!("rm -rf {}", quote(&dir))).await;
+                remote.close().await;
+                return Err(e.context(format!("preparing {name}")));
+            }
+        };
         tracing::info!(node = %name, host = %remote.name(), dir, "node prepared");
         Ok(SshNode {
             name,
@@ -275,6 +273,22 @@ impl SshRuntime {
             pid: None,
             paused: false,
         })
+    }
+
+    /// The run directory with its clock file and binary; returns the
+    /// libfaketime to preload.
+    async fn set_up(&self, remote: &Remote, dir: &str) -> anyhow::Result<Option<String>> {
+        self.check_tools(remote).await?;
+        remote
+            .run(&format!(
+                "mkdir -p {0}/data && printf '+0 x1\\n' > {0}/faketime",
+                quote(dir)
+            ))
+            .await?;
+        remote
+            .upload(&self.spec.binary, &format!("{dir}/node"))
+            .await?;
+        self.faketime(remote, dir).await
     }
 
     fn launch<'a>(&'a self, node: &'a SshNode) -> Launch<'a> {
@@ -373,9 +387,19 @@ async fn hang_up(node: &mut SshNode) {
 impl Runtime for SshRuntime {
     async fn start(&mut self) -> anyhow::Result<()> {
         tracing::info!(label = %self.spec.run_label, nodes = self.spec.nodes, "starting a cluster over ssh");
-        for i in 1..=self.spec.nodes {
-            let node = self.prepare(i).await?;
-            self.nodes.push(node);
+        // All hosts at once: a master never idles while others upload.
+        let prepared =
+            futures_util::future::join_all((1..=self.spec.nodes).map(|i| self.prepare(i))).await;
+        let mut first_error = None;
+        for result in prepared {
+            match result {
+                // Kept even when another host failed, for teardown to clean.
+                Ok(node) => self.nodes.push(node),
+                Err(e) => _ = first_error.get_or_insert(e),
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         for index in 0..self.nodes.len() {
             self.spawn(index).await?;
