@@ -285,13 +285,14 @@ fn clock_is_valid_and_the_node_reports_the_injected_offset() {
         eprintln!("SKIPPED: libfaketime is not installed (apt-get install libfaketime)");
         return;
     }
-    clock_check("process");
+    clock_check(&["--runtime", "process"]);
 }
 
-fn clock_check(runtime: &str) {
-    let r = run(&[
-        "--runtime",
-        runtime,
+/// A clock run on the runtime the flags name: each node reports the offset
+/// injected into it.
+fn clock_check(runtime_flags: &[&str]) {
+    let mut args = runtime_flags.to_vec();
+    args.extend([
         "--workload",
         "register",
         "--nemesis",
@@ -299,6 +300,7 @@ fn clock_check(runtime: &str) {
         "--seed",
         "8",
     ]);
+    let r = run(&args);
     assert_eq!(r.code(), 0, "{}", r.explain());
     let observed = r.nemesis("clock", "observed");
     assert!(!observed.is_empty(), "{}", r.explain());
@@ -569,7 +571,7 @@ fn docker_pause_is_valid_and_freezes_the_node() {
 #[test]
 fn docker_clock_is_valid_and_the_node_reports_the_injected_offset() {
     if docker_available("docker_clock") {
-        clock_check("docker");
+        clock_check(&["--runtime", "docker"]);
     }
 }
 

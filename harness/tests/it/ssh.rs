@@ -8,7 +8,7 @@
 //! `ssh-keygen` and `nft`; skips loudly without them unless
 //! `ORDEAL_REQUIRE_SSH=1`.
 
-use super::{node_binary, partition_evidence, run, HARNESS};
+use super::{clock_check, node_binary, partition_evidence, run, HARNESS};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -466,6 +466,10 @@ fn ssh_runtime_in_namespaces_is_valid_under_partition_and_kill_and_leaves_nothin
         "cleanup check: no run directory, nft table, node or ssh master left on {HOSTS} hosts"
     );
 
+    // Clocks over ssh: libfaketime on the hosts, each node reports the
+    // offset injected into it.
+    clock_check(&flags.iter().map(String::as_str).collect::<Vec<_>>());
+    println!("clock faults over ssh: every node reported its injected offset");
     untrusted_or_missing_hosts_are_named(&lab);
     interrupted_harness_leaves_nothing(&lab);
     killed_harness_leaves_nothing_after_clean(&lab);
