@@ -31,6 +31,10 @@ pub enum Command {
         /// The store whose leftovers to clean.
         #[arg(long, default_value = "store")]
         store: PathBuf,
+        /// Hosts of the ssh runtime to clean too (their run directories,
+        /// nodes and nft tables).
+        #[command(flatten)]
+        ssh: HostArgs,
     },
     /// Measure the harness itself: a max-rate run with no faults that
     /// prints the ops/s recorded and the recorder thread's CPU share.
@@ -57,11 +61,44 @@ pub enum Command {
         /// etcd, or auto (ordeal, plus etcd when `etcd` is on PATH).
         #[arg(long, default_value = "auto")]
         suts: String,
+        /// Run only shard I of N (1-based): turn t of the rotation belongs
+        /// to shard `t mod N + 1`, so N soaks with `--shard 1/N … N/N`
+        /// split the rotation between them, disjoint and covering.
+        #[arg(long)]
+        shard: Option<String>,
         /// Flags of every test (its --workload, --nemesis and --seed are
         /// replaced by the rotation; --time-limit-s is per test).
         #[command(flatten)]
         test: Box<TestArgs>,
     },
+    /// Merge the soak-summary.json of several soaks (the shards of one
+    /// nightly) into one table: runs, ops, verdicts and coverage per test.
+    /// Exit 1 if any run was invalid.
+    SoakMerge {
+        /// The soak-summary.json files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where to write the merged summary as JSON.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// The hosts of `--runtime ssh` and of `harness clean`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HostArgs {
+    /// Hosts for `--runtime ssh`, one per node in node order: names,
+    /// addresses or `~/.ssh/config` aliases (HOST[,HOST…]).
+    #[arg(long)]
+    pub hosts: Option<String>,
+    /// A file of hosts for `--runtime ssh`, one a line: `HOST [user=U]
+    /// [port=P] [key=PATH] [dir=REMOTE_DIR]`.
+    #[arg(long)]
+    pub hosts_file: Option<PathBuf>,
+    /// A known-hosts file to check host keys against instead of the
+    /// user's (host keys are always checked).
+    #[arg(long)]
+    pub ssh_known_hosts: Option<PathBuf>,
 }
 
 /// The flags of one test, as typed.
@@ -96,8 +133,8 @@ pub struct TestArgs {
     /// p mod nodes, as in Jepsen; use at least as many as nodes).
     #[arg(long, default_value_t = 10)]
     pub concurrency: usize,
-    /// Where the nodes run: auto (docker when a daemon answers, else
-    /// process), docker or process.
+    /// Where the nodes run: auto (ssh when hosts are given, docker when a
+    /// daemon answers, else process), docker, process or ssh.
     #[arg(long, default_value = "auto")]
     pub runtime: String,
     /// When the node acknowledges a submit: committed or accepted.
@@ -136,4 +173,7 @@ pub struct TestArgs {
     /// The etcd binary for `--sut etcd` (default: `etcd` on PATH).
     #[arg(long, env = "ORDEAL_ETCD_BIN")]
     pub etcd_binary: Option<PathBuf>,
+    /// The hosts of `--runtime ssh`.
+    #[command(flatten)]
+    pub ssh: HostArgs,
 }

@@ -14,7 +14,10 @@ mod probe;
 mod progress;
 mod run;
 mod runtime;
+mod shard;
 mod soak;
+mod soak_merge;
+mod ssh;
 mod store;
 mod sut;
 mod verdict;
@@ -82,10 +85,16 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             verdict::print(&results);
             Ok(exit_code(results.valid))
         }
-        Some(Command::Clean { store }) => {
+        Some(Command::Clean { store, ssh }) => {
             let mut cleaned = runtime::process::clean_leftovers(&store.join(".work"))?;
             if runtime::docker::daemon_answers() {
                 cleaned.extend(runtime::docker::clean_leftovers().await?);
+            }
+            if let Some(hosts) = ssh::hosts_from(&ssh)? {
+                let trust = ssh::Trust {
+                    known_hosts: ssh.ssh_known_hosts.clone(),
+                };
+                cleaned.extend(runtime::ssh::clean_leftovers(&hosts, &trust).await?);
             }
             for c in &cleaned {
                 println!("removed {c}");
@@ -99,8 +108,10 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             keep_valid,
             max_runs,
             suts,
+            shard,
             test,
         }) => {
+            let shard = shard.as_deref().map(shard::Shard::parse).transpose()?;
             let suts: Vec<String> = if suts == "auto" {
                 sut::Sut::all()
                     .iter()
@@ -116,10 +127,12 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
                 keep_valid,
                 max_runs.unwrap_or(usize::MAX),
                 &suts,
+                shard,
                 slot,
             )
             .await
         }
+        Some(Command::SoakMerge { files, out }) => soak_merge::merge(&files, out.as_deref()),
     }
 }
 

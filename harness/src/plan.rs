@@ -57,6 +57,8 @@ pub enum RuntimeKind {
     Docker,
     /// Local processes on loopback addresses.
     Process,
+    /// Processes on remote hosts over SSH.
+    Ssh,
 }
 
 /// A validated test.
@@ -107,6 +109,15 @@ pub struct Plan {
     /// The etcd binary.
     #[serde(skip)]
     pub etcd_binary: Option<PathBuf>,
+    /// `--runtime ssh`: one host per node.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<crate::ssh::HostSpec>,
+    /// `--runtime ssh`: how host keys are checked.
+    #[serde(skip)]
+    pub ssh_trust: crate::ssh::Trust,
+    /// `--runtime ssh`: the flags naming the hosts, for the rerun command.
+    #[serde(skip)]
+    pub host_flags: String,
 }
 
 const BUGS: [&str; 4] = ["stale-read", "ack-before-commit", "no-fsync", "forget-vote"];
@@ -174,6 +185,66 @@ fn check_sut(
     Ok(read_mode.expect("checked for each system above"))
 }
 
+/// `--runtime` (`auto`: ssh when hosts are named, docker when a daemon
+/// answers, else process) and the hosts of the ssh runtime.
+fn resolve_runtime(
+    args: &TestArgs,
+    docker_answers: bool,
+    nemesis: &[Fault],
+) -> anyhow::Result<(RuntimeKind, Vec<crate::ssh::HostSpec>)> {
+    let hosts = crate::ssh::hosts_from(&args.ssh)?;
+    let runtime = match args.runtime.as_str() {
+        "auto" if hosts.is_some() => RuntimeKind::Ssh,
+        "ssh" => RuntimeKind::Ssh,
+        "auto" if docker_answers => RuntimeKind::Docker,
+        "auto" | "process" => RuntimeKind::Process,
+        "docker" => RuntimeKind::Docker,
+        other => {
+            bail!("--runtime: unknown runtime `{other}` (expected auto, docker, process or ssh)")
+        }
+    };
+    let hosts = check_hosts(runtime, hosts, args.nodes, nemesis)?;
+    Ok((runtime, hosts))
+}
+
+/// Hosts go with `--runtime ssh` alone, one per node; the ssh runtime
+/// drives kill, pause, partition and clock faults, and refuses the rest.
+fn check_hosts(
+    runtime: RuntimeKind,
+    hosts: Option<Vec<crate::ssh::HostSpec>>,
+    nodes: usize,
+    nemesis: &[Fault],
+) -> anyhow::Result<Vec<crate::ssh::HostSpec>> {
+    let Some(hosts) = hosts else {
+        if runtime == RuntimeKind::Ssh {
+            bail!("--runtime ssh needs its hosts: --hosts HOST[,HOST…] or --hosts-file FILE");
+        }
+        return Ok(Vec::new());
+    };
+    if runtime != RuntimeKind::Ssh {
+        bail!("--hosts and --hosts-file apply to --runtime ssh only");
+    }
+    if hosts.len() != nodes {
+        bail!(
+            "--hosts: {} hosts for --nodes {nodes} (one host per node; a host may be listed twice)",
+            hosts.len()
+        );
+    }
+    let over_ssh = |f: &&Fault| {
+        matches!(
+            f,
+            Fault::Kill | Fault::Pause | Fault::Partition | Fault::Clock
+        )
+    };
+    if let Some(f) = nemesis.iter().find(|f| !over_ssh(f)) {
+        bail!(
+            "--nemesis {}: the ssh runtime cannot inject this fault yet (disk faults over ssh are not supported)",
+            f.name()
+        );
+    }
+    Ok(hosts)
+}
+
 /// Bug names, counts, rates and durations.
 fn check_numbers(args: &TestArgs) -> anyhow::Result<()> {
     for bug in &args.bugs {
@@ -215,14 +286,7 @@ impl Plan {
         if args.nodes == 0 || args.nodes > NODES_MAX {
             bail!("--nodes: {} is out of range 1..={NODES_MAX}", args.nodes);
         }
-        let runtime = match args.runtime.as_str() {
-            "auto" if docker_answers => RuntimeKind::Docker,
-            "auto" | "process" => RuntimeKind::Process,
-            "docker" => RuntimeKind::Docker,
-            other => {
-                bail!("--runtime: unknown runtime `{other}` (expected auto, docker or process)")
-            }
-        };
+        let (runtime, hosts) = resolve_runtime(args, docker_answers, &nemesis)?;
         let Some(ack) = Ack::parse(&args.ack) else {
             bail!("--ack: `{}` is neither committed nor accepted", args.ack);
         };
@@ -265,6 +329,11 @@ impl Plan {
             store: args.store.clone(),
             node_binary: args.node_binary.clone(),
             etcd_binary: args.etcd_binary.clone(),
+            hosts,
+            ssh_trust: crate::ssh::Trust {
+                known_hosts: args.ssh.ssh_known_hosts.clone(),
+            },
+            host_flags: crate::ssh::host_flags(&args.ssh),
         })
         .map(|mut p| {
             p.command_line = p.rerun_command();
@@ -291,6 +360,7 @@ impl Plan {
         let rt = match self.runtime {
             RuntimeKind::Docker => "docker",
             RuntimeKind::Process => "process",
+            RuntimeKind::Ssh => "ssh",
         };
         let sut = match self.sut {
             Sut::Ordeal => String::new(),
@@ -307,6 +377,7 @@ impl Plan {
         for bug in &self.bugs {
             cmd.push_str(&format!(" --bug {bug}"));
         }
+        cmd.push_str(&self.host_flags);
         cmd
     }
 }
@@ -327,5 +398,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`kil`"));
+    }
+
+    #[test]
+    fn ssh_hosts_go_with_the_ssh_runtime_one_per_node() {
+        use clap::Parser;
+        let plan = |flags: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from([&["harness"], flags].concat()).unwrap();
+            Plan::from_args(&cli.test, false)
+        };
+        let error = |flags: &[&str]| format!("{:#}", plan(flags).unwrap_err());
+        let ok = plan(&["--hosts", "a,b,c", "--nemesis", "all"]).unwrap();
+        assert_eq!((ok.runtime, ok.hosts.len()), (RuntimeKind::Ssh, 3));
+        assert!(
+            ok.rerun_command().contains("--runtime ssh")
+                && ok.rerun_command().ends_with("--hosts a,b,c")
+        );
+        assert!(error(&["--runtime", "ssh"]).contains("needs its hosts"));
+        assert!(error(&["--runtime", "process", "--hosts", "a,b,c"]).contains("--runtime ssh only"));
+        assert!(error(&["--hosts", "a,b"]).contains("2 hosts for --nodes 3"));
+        assert!(error(&["--hosts", "a,b,c", "--hosts-file", "f"]).contains("not both"));
     }
 }

@@ -74,6 +74,15 @@ fn build_runtime(plan: &Plan, binary: &Path, label: &str) -> anyhow::Result<AnyR
             Ok(AnyRuntime::Process(ProcessRuntime::new(spec, options)))
         }
         RuntimeKind::Docker => crate::runtime::docker::build(spec),
+        RuntimeKind::Ssh => {
+            let options = crate::runtime::ssh::SshOptions {
+                hosts: plan.hosts.clone(),
+                trust: plan.ssh_trust.clone(),
+                faults: plan.nemesis.clone(),
+            };
+            let runtime = crate::runtime::ssh::SshRuntime::new(spec, options)?;
+            Ok(AnyRuntime::Ssh(Box::new(runtime)))
+        }
     }
 }
 

@@ -87,13 +87,10 @@ pub async fn soak(
     keep_valid: usize,
     max_runs: usize,
     suts: &[String],
+    shard: Option<crate::shard::Shard>,
     slot: &RuntimeSlot,
 ) -> anyhow::Result<u8> {
-    check_suts(suts)?;
-    let turns = rotation(suts);
-    if turns.is_empty() {
-        anyhow::bail!("--suts: no system under test to soak");
-    }
+    let turns = soak_turns(suts, shard)?;
     let master = args
         .seed
         .unwrap_or_else(|| rand::thread_rng().next_u64() >> 12);
@@ -153,10 +150,27 @@ pub async fn soak(
     let path = args.store.join("soak-summary.json");
     crate::store::write_json(
         &path,
-        &json!({"master_seed": master, "duration_s": started.elapsed().as_secs(), "runs": rows}),
+        &json!({"master_seed": master, "duration_s": started.elapsed().as_secs(), "runs": rows,
+            "shard": shard.map(|s| s.to_string())}),
     )?;
     println!("summary: {}", path.display());
     Ok(crate::verdict::exit_code(worst))
+}
+
+/// The turns this soak runs: the rotation of `suts`, or a shard's part.
+fn soak_turns(
+    suts: &[String],
+    shard: Option<crate::shard::Shard>,
+) -> anyhow::Result<Vec<(String, &'static str, &'static str)>> {
+    check_suts(suts)?;
+    let turns = rotation(suts);
+    if turns.is_empty() {
+        anyhow::bail!("--suts: no system under test to soak");
+    }
+    match shard {
+        Some(shard) => shard.select(&turns),
+        None => Ok(turns),
+    }
 }
 
 /// Refuses a name in `--suts` that is no system under test.

@@ -1,7 +1,8 @@
 //! Runtimes: where and how the nodes of a cluster run, and the faults that
 //! can be done to them. One runtime per place nodes can live: `docker`
 //! (containers on a private Docker network, via testcontainers) and
-//! `process` (local processes on distinct loopback addresses).
+//! `process` (local processes on distinct loopback addresses) and `ssh`
+//! (processes on remote hosts, one per node).
 //!
 //! Fault verbs come in pairs whose docs name each other: kill / restart,
 //! pause / resume, partition / heal, set_clock / reset_clock.
@@ -9,6 +10,7 @@
 pub mod docker;
 pub mod image;
 pub mod process;
+pub mod ssh;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -107,6 +109,8 @@ pub enum AnyRuntime {
     Process(process::ProcessRuntime),
     /// Containers on a Docker network.
     Docker(Box<docker::DockerRuntime>),
+    /// Processes on remote hosts over SSH.
+    Ssh(Box<ssh::SshRuntime>),
 }
 
 macro_rules! dispatch {
@@ -114,6 +118,7 @@ macro_rules! dispatch {
         match $self {
             AnyRuntime::Process($rt) => $body,
             AnyRuntime::Docker($rt) => $body,
+            AnyRuntime::Ssh($rt) => $body,
         }
     };
 }

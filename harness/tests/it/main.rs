@@ -2,6 +2,8 @@
 //! each nemesis, asserting a valid verdict *and* that the fault happened;
 //! bug switches that must be caught; check, clean and Ctrl-C behaviour.
 
+mod ssh;
+
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,6 +54,17 @@ impl Run {
             String::from_utf8_lossy(&self.output.stdout),
             String::from_utf8_lossy(&self.output.stderr)
         )
+    }
+    /// Restarts every node's status counted, summed over n1..n3.
+    fn restarts(&self) -> u64 {
+        ["n1", "n2", "n3"]
+            .iter()
+            .map(|n| {
+                self.json(&format!("nodes/{n}/metrics.json"))["status"]["restarts"]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+            .sum()
     }
     fn nemesis(&self, f: &str, phase: &str) -> Vec<Value> {
         self.history()
@@ -141,8 +154,28 @@ fn partition_check(runtime: &str) {
         "{}",
         r.explain()
     );
+    assert!(
+        partition_evidence(&r) > 0,
+        "no op to a cut-off node failed during a partition:\n{}",
+        r.explain()
+    );
+    let results = r.json("results.json");
+    assert_eq!(results["valid"], true);
+    assert!(
+        results["results"][0]["counts"]["acknowledged"]
+            .as_u64()
+            .unwrap()
+            > 100
+    );
+}
+
+/// Ops sent to the nodes a partition cut off from most others that did
+/// not succeed while it lasted, over every partition of the run.
+fn partition_evidence(r: &Run) -> usize {
+    let starts = r.nemesis("partition", "start");
+    let ends = r.nemesis("partition", "end");
     let history = r.history();
-    let evidence: usize = starts
+    starts
         .iter()
         .zip(&ends)
         .map(|(s, e)| {
@@ -160,20 +193,7 @@ fn partition_check(runtime: &str) {
                 e["time"].as_u64().unwrap(),
             )
         })
-        .sum();
-    assert!(
-        evidence > 0,
-        "no op to a cut-off node failed during a partition:\n{}",
-        r.explain()
-    );
-    let results = r.json("results.json");
-    assert_eq!(results["valid"], true);
-    assert!(
-        results["results"][0]["counts"]["acknowledged"]
-            .as_u64()
-            .unwrap()
-            > 100
-    );
+        .sum()
 }
 
 #[test]
@@ -195,14 +215,7 @@ fn kill_check(runtime: &str) {
     assert_eq!(r.code(), 0, "{}", r.explain());
     let kills = r.nemesis("kill", "start");
     assert!(!kills.is_empty());
-    let restarts: u64 = ["n1", "n2", "n3"]
-        .iter()
-        .map(|n| {
-            r.json(&format!("nodes/{n}/metrics.json"))["status"]["restarts"]
-                .as_u64()
-                .unwrap_or(0)
-        })
-        .sum();
+    let restarts = r.restarts();
     assert!(
         restarts >= kills.len() as u64,
         "each kill shows as a restart in status: {restarts} restarts for {} kills",
@@ -272,13 +285,14 @@ fn clock_is_valid_and_the_node_reports_the_injected_offset() {
         eprintln!("SKIPPED: libfaketime is not installed (apt-get install libfaketime)");
         return;
     }
-    clock_check("process");
+    clock_check(&["--runtime", "process"]);
 }
 
-fn clock_check(runtime: &str) {
-    let r = run(&[
-        "--runtime",
-        runtime,
+/// A clock run on the runtime the flags name: each node reports the offset
+/// injected into it.
+fn clock_check(runtime_flags: &[&str]) {
+    let mut args = runtime_flags.to_vec();
+    args.extend([
         "--workload",
         "register",
         "--nemesis",
@@ -286,6 +300,7 @@ fn clock_check(runtime: &str) {
         "--seed",
         "8",
     ]);
+    let r = run(&args);
     assert_eq!(r.code(), 0, "{}", r.explain());
     let observed = r.nemesis("clock", "observed");
     assert!(!observed.is_empty(), "{}", r.explain());
@@ -556,7 +571,7 @@ fn docker_pause_is_valid_and_freezes_the_node() {
 #[test]
 fn docker_clock_is_valid_and_the_node_reports_the_injected_offset() {
     if docker_available("docker_clock") {
-        clock_check("docker");
+        clock_check(&["--runtime", "docker"]);
     }
 }
 
