@@ -39,6 +39,8 @@ pub fn judge(run_dir: &Path, workload: Workload) -> anyhow::Result<Results> {
         .iter()
         .map(|check| check(run_dir, &history))
         .collect::<anyhow::Result<Vec<CheckResult>>>()?;
+    let mut results = results;
+    results.extend(crate::catchup::check(run_dir)?);
     let results = Results::from_results(results);
     write_json(
         &run_dir.join("results.json"),

@@ -3,17 +3,20 @@
 //! a stored run, cleans up after a killed harness, or measures itself.
 
 mod binary;
+mod catchup;
 mod cli;
 mod clock;
 mod grudge;
 mod history;
 mod judge;
+mod lag;
 mod nemesis;
 mod plan;
 mod probe;
 mod progress;
 mod run;
 mod runtime;
+mod sampler;
 mod soak;
 mod store;
 mod sut;

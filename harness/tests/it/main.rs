@@ -880,3 +880,69 @@ fn soak_refuses_an_unknown_system_by_name_before_any_run() {
         "no run may start"
     );
 }
+
+/// Issue 13: a follower cut off until the leader compacted past it must
+/// come back by installing the leader's snapshot, and the report says how
+/// long it took. Small snapshots (4 KiB of transactions) so that the
+/// leader compacts within the test's 4 s faults.
+#[test]
+fn lag_makes_the_follower_install_a_snapshot_and_its_catch_up_is_reported() {
+    let r = run(&[
+        "--nemesis",
+        "lag",
+        "--seed",
+        "5",
+        "--snapshot-interval-bytes",
+        "4096",
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.explain());
+    let test = r.json("test.json");
+    assert_eq!(test["snapshot_interval_bytes"], 4096);
+    assert!(test["command_line"]
+        .as_str()
+        .unwrap()
+        .contains("--snapshot-interval-bytes 4096"));
+    let compacted = r.nemesis("lag", "compacted");
+    assert!(
+        compacted.iter().any(|e| e["value"]["compacted"] == true),
+        "the leader never compacted past a lagging follower:\n{}",
+        r.explain()
+    );
+    let summary = r.json("summary.json");
+    let installed = |node: &Value| {
+        summary["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["node"] == *node)
+            .map_or(0, |s| s["installed"].as_u64().unwrap())
+    };
+    let lagged: Vec<&Value> = summary["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["fault"] == "lag")
+        .collect();
+    assert!(!lagged.is_empty(), "{}", r.explain());
+    for f in &lagged {
+        let target = &f["targets"][0];
+        let mine = f["catch_up"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["node"] == *target)
+            .unwrap_or_else(|| panic!("no catch-up for {target} in {f}"));
+        assert_eq!(mine["state"], "caught-up", "{f}");
+        assert!(mine["after_heal_s"].as_f64().unwrap() < 10.0, "{f}");
+        assert!(
+            installed(target) >= 1,
+            "{target} installed no snapshot: {summary}"
+        );
+    }
+    let catch_up = &r.json("results.json")["results"][1];
+    assert_eq!(catch_up["checker"], "catch-up");
+    assert_eq!(catch_up["valid"], true);
+    assert!(catch_up["counts"]["caught-up"].as_u64().unwrap() >= 3);
+    let page = std::fs::read_to_string(r.dir.join("index.html")).unwrap();
+    assert!(page.contains("snapshots installed"));
+}
