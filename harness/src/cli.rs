@@ -20,10 +20,20 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Re-judge a stored run without a cluster: rewrites results.json and
-    /// the report of DIR.
+    /// the report of DIR. The history is validated first: one the checker
+    /// does not understand is refused (exit 3, naming line and field).
     Check {
-        /// The run directory (e.g. store/latest).
+        /// The run directory (e.g. store/latest); its history is
+        /// history.jsonl, or history.edn (Jepsen's EDN) when there is none.
         dir: PathBuf,
+        /// Judge this history file instead (`*.edn` is read as EDN);
+        /// results.json is still written to DIR.
+        #[arg(long)]
+        history: Option<PathBuf>,
+        /// ordering or register (default: DIR/test.json's workload;
+        /// needed when DIR has no test.json).
+        #[arg(long)]
+        workload: Option<String>,
     },
     /// Remove what a killed harness left behind: processes from pid files
     /// under the store, work directories, Docker containers and networks.

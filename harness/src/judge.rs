@@ -6,8 +6,8 @@ use crate::store::write_json;
 use anyhow::Context;
 use checker::history::History;
 use checker::linearizable::{Budget, Model};
+use checker::validate::Vocabulary;
 use checker::verdict::{CheckResult, Results};
-use std::io::BufReader;
 use std::path::Path;
 use std::time::Duration;
 
@@ -31,10 +31,31 @@ fn checks(workload: Workload) -> &'static [Check] {
 /// Checks `run_dir/history.jsonl` with every checker of the workload and
 /// writes `results.json`.
 pub fn judge(run_dir: &Path, workload: Workload) -> anyhow::Result<Results> {
-    let path = run_dir.join("history.jsonl");
-    let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let history = checker::history::read_history(BufReader::new(file))
+    judge_file(run_dir, &run_dir.join("history.jsonl"), workload)
+}
+
+/// What the checkers of a workload read (`checker::validate`).
+fn vocabulary(workload: Workload) -> Vocabulary {
+    match workload {
+        Workload::Ordering => Vocabulary::Ordering,
+        Workload::Register => Vocabulary::Model(Model::CasRegister),
+    }
+}
+
+/// Checks the history at `path` (JSON Lines, or EDN when named `*.edn`)
+/// with every checker of the workload, after refusing, with the line and
+/// the field, anything those checkers do not read; writes
+/// `run_dir/results.json`.
+pub fn judge_file(run_dir: &Path, path: &Path, workload: Workload) -> anyhow::Result<Results> {
+    let history = checker::history::read_history_file(path, None)
         .with_context(|| format!("reading {}", path.display()))?;
+    checker::validate::validate(&history, vocabulary(workload)).with_context(|| {
+        format!(
+            "{}: refused by the {} checker",
+            path.display(),
+            vocabulary(workload).name()
+        )
+    })?;
     let results = checks(workload)
         .iter()
         .map(|check| check(run_dir, &history))

@@ -4,6 +4,7 @@
 
 mod binary;
 mod catchup;
+mod check;
 mod cli;
 mod clock;
 mod grudge;
@@ -78,13 +79,11 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
     match cli.command {
         None => run_tests(&cli.test, slot).await,
-        Some(Command::Check { dir }) => {
-            let workload = judge::stored_workload(&dir)?;
-            let results = judge::judge(&dir, workload)?;
-            run::report(&dir);
-            verdict::print(&results);
-            Ok(exit_code(results.valid))
-        }
+        Some(Command::Check {
+            dir,
+            history,
+            workload,
+        }) => check::check(&dir, history.as_deref(), workload.as_deref()),
         Some(Command::Clean { store }) => {
             let mut cleaned = runtime::process::clean_leftovers(&store.join(".work"))?;
             if runtime::docker::daemon_answers() {

@@ -946,3 +946,80 @@ fn lag_makes_the_follower_install_a_snapshot_and_its_catch_up_is_reported() {
     let page = std::fs::read_to_string(r.dir.join("index.html")).unwrap();
     assert!(page.contains("snapshots installed"));
 }
+
+fn check(dir: &Path, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(HARNESS)
+        .arg("check")
+        .arg(dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Issue 19: `harness check` validates before judging, and judges Jepsen's
+/// EDN as it judges the same history in JSON Lines.
+#[test]
+fn check_refuses_what_the_checker_does_not_read_and_judges_edn_like_jsonl() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("test.json"), r#"{"workload":"register"}"#).unwrap();
+    let refused = [
+        r#"{"process":0,"type":"invoke","f":"append","key":"k","value":"x","time":1}"#,
+        r#"{"process":0,"type":"ok","f":"append","key":"k","value":"x","time":2}"#,
+    ];
+    std::fs::write(d.join("history.jsonl"), refused.join("\n")).unwrap();
+    let (code, text) = check(d, &[]);
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains("line 1: field `f`: `append`"), "{text}");
+    assert!(
+        !d.join("results.json").exists(),
+        "a refused history is not judged"
+    );
+    std::fs::remove_file(d.join("history.jsonl")).unwrap();
+    // A stale read: 1 written, then 2 read.
+    let stale = [
+        (0, "invoke", "write", "1", "1", 10),
+        (0, "ok", "write", "1", "1", 20),
+        (1, "invoke", "read", "nil", "null", 30),
+        (1, "ok", "read", "2", "2", 40),
+    ];
+    let edn: Vec<String> = stale
+        .iter()
+        .map(|(p, t, f, v, _, time)| {
+            format!("{{:process {p}, :type :{t}, :f :{f}, :value {v}, :time {time}}}")
+        })
+        .collect();
+    let jsonl: Vec<String> = stale
+        .iter()
+        .map(|(p, t, f, _, v, time)| {
+            format!(r#"{{"process":{p},"type":"{t}","f":"{f}","value":{v},"time":{time}}}"#)
+        })
+        .collect();
+    std::fs::write(d.join("history.edn"), edn.join("\n")).unwrap();
+    let (code, text) = check(d, &[]);
+    assert_eq!(code, 1, "history.edn is judged: {text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&std::fs::read_to_string(d.join("results.json")).unwrap())
+            .unwrap()["valid"],
+        false
+    );
+    let other = tempfile::tempdir().unwrap();
+    let file = other.path().join("h.jsonl");
+    std::fs::write(&file, jsonl.join("\n")).unwrap();
+    let (code, text) = check(d, &["--history", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "the same history in JSON Lines: {text}");
+    // Without the stale read both are valid.
+    std::fs::write(d.join("history.edn"), edn[..2].join("\n")).unwrap();
+    assert_eq!(check(d, &[]).0, 0);
+    std::fs::write(&file, jsonl[..2].join("\n")).unwrap();
+    assert_eq!(check(d, &["--history", file.to_str().unwrap()]).0, 0);
+    // Without test.json the workload must be named.
+    std::fs::remove_file(d.join("test.json")).unwrap();
+    let (code, text) = check(d, &[]);
+    assert_eq!(code, 3);
+    assert!(text.contains("--workload"), "{text}");
+    assert_eq!(check(d, &["--workload", "register"]).0, 0);
+}
