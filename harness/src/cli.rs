@@ -42,17 +42,34 @@ pub enum Command {
         #[arg(long, default_value = "store")]
         store: PathBuf,
     },
-    /// Measure the harness itself: a max-rate run with no faults that
-    /// prints the ops/s recorded and the recorder thread's CPU share.
+    /// Measure the harness itself: one run with no faults, as fast as the
+    /// cluster answers, that prints the ops/s recorded and the recorder
+    /// thread's CPU share.
+    // No faults and one run: `--nemesis`, `--nemesis-interval-s` and
+    // `--test-count` are not bench flags (hidden, and refused when given).
+    #[command(
+        mut_arg("nemesis", |a| a.hide(true)),
+        mut_arg("nemesis_interval_s", |a| a.hide(true)),
+        mut_arg("test_count", |a| a.hide(true)),
+        mut_arg("rate", |a| a.default_value("0").help("Target operations per second over all workers (0: as fast as the cluster answers)"))
+    )]
     Bench {
-        /// The test to measure (`--nemesis` and `--rate` are ignored: no
-        /// faults, as fast as the cluster answers).
+        /// The test to measure.
         #[command(flatten)]
         test: Box<TestArgs>,
     },
     /// Run tests back to back for a while, rotating workload × nemesis with
     /// fresh seeds; keep the store of every invalid or unknown run; print
     /// and write a summary table. Exit 1 if any run was invalid.
+    // The rotation chooses system, workload and nemesis and runs each test
+    // once: those flags are not soak flags (hidden, and refused when given).
+    #[command(
+        mut_arg("sut", |a| a.hide(true)),
+        mut_arg("workload", |a| a.hide(true)),
+        mut_arg("nemesis", |a| a.hide(true)),
+        mut_arg("test_count", |a| a.hide(true)),
+        mut_arg("seed", |a| a.help("The soak's master seed: each test's seed is drawn from it (random when absent; always printed)"))
+    )]
     Soak {
         /// How long to keep starting tests.
         #[arg(long, default_value_t = 2700)]
@@ -67,8 +84,7 @@ pub enum Command {
         /// etcd, or auto (ordeal, plus etcd when `etcd` is on PATH).
         #[arg(long, default_value = "auto")]
         suts: String,
-        /// Flags of every test (its --workload, --nemesis and --seed are
-        /// replaced by the rotation; --time-limit-s is per test).
+        /// Flags of every test (--time-limit-s is per test).
         #[command(flatten)]
         test: Box<TestArgs>,
     },

@@ -158,11 +158,12 @@ async fn run_tests(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
 }
 
 async fn bench(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
-    let mut args = args.clone();
-    // At maximum rate with no faults: what the harness can record.
-    args.nemesis = "none".into();
-    args.rate = 0.0;
-    let plan = Plan::resolve(&args)?;
+    // No faults, one run (`--rate` defaults to 0 here: as fast as the
+    // cluster answers): what the harness can record.
+    if args.nemesis != "none" || args.test_count != 1 || args.nemesis_interval_s != 10 {
+        anyhow::bail!("harness bench runs one test without faults: --nemesis, --nemesis-interval-s and --test-count are not bench flags");
+    }
+    let plan = Plan::resolve(args)?;
     let binary = plan.sut.binary(&plan)?;
     let outcome = run::run_test(&plan, &binary, slot).await?;
     let cpu = outcome.workload_cpu_s;

@@ -90,6 +90,13 @@ pub async fn soak(
     slot: &RuntimeSlot,
 ) -> anyhow::Result<u8> {
     check_suts(suts)?;
+    if args.sut != "ordeal"
+        || args.workload != "ordering"
+        || args.nemesis != "none"
+        || args.test_count != 1
+    {
+        anyhow::bail!("harness soak chooses each test's system (from --suts), workload and nemesis by its rotation and runs each once: --sut, --workload, --nemesis and --test-count are not soak flags");
+    }
     let turns = rotation(suts);
     if turns.is_empty() {
         anyhow::bail!("--suts: no system under test to soak");

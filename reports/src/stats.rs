@@ -326,6 +326,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_first_failure_of_a_window_is_one_within_it() {
+        let op = |invoke_s: f64, latency_ms: f64, outcome| OpRecord {
+            f: "write".into(),
+            outcome,
+            invoke_s,
+            latency_ms,
+        };
+        let window = |start_s, end_s| FaultWindow {
+            fault: "clock".into(),
+            targets: vec!["n1".into()],
+            start_s,
+            end_s,
+            label: "bump".into(),
+        };
+        let loaded = Loaded {
+            // A timeout that began in the window and ended after it, then
+            // a failure within the second window.
+            ops: vec![
+                op(11.0, 5000.0, Outcome::Info),
+                op(20.5, 1.0, Outcome::Fail),
+            ],
+            windows: vec![window(10.0, 14.5), window(20.0, 24.0)],
+            skipped_lines: 0,
+            end_s: 30.0,
+        };
+        let f = faults(&loaded);
+        assert_eq!(f[0].first_failure_after_s, None);
+        assert!((f[1].first_failure_after_s.unwrap() - 0.501).abs() < 1e-9);
+    }
+
+    #[test]
     fn quantiles_agree_with_sorting_within_hdr_precision() {
         let ops: Vec<OpRecord> = (1..=10_000)
             .map(|i| OpRecord {

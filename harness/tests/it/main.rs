@@ -933,6 +933,7 @@ fn lag_makes_the_follower_install_a_snapshot_and_its_catch_up_is_reported() {
             .find(|c| c["node"] == *target)
             .unwrap_or_else(|| panic!("no catch-up for {target} in {f}"));
         assert_eq!(mine["state"], "caught-up", "{f}");
+        assert!(f["leader_changes"].is_u64(), "leader changes measured: {f}");
         assert!(mine["after_heal_s"].as_f64().unwrap() < 10.0, "{f}");
         assert!(
             installed(target) >= 1,
@@ -1022,4 +1023,56 @@ fn check_refuses_what_the_checker_does_not_read_and_judges_edn_like_jsonl() {
     assert_eq!(code, 3);
     assert!(text.contains("--workload"), "{text}");
     assert_eq!(check(d, &["--workload", "register"]).0, 0);
+}
+
+fn help(args: &[&str]) -> String {
+    let out = Command::new(HARNESS)
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Issue 19: help says what the code does; bench and soak do not list the
+/// flags they would ignore, and refuse them when given.
+#[test]
+fn help_matches_behaviour_and_bench_and_soak_refuse_flags_they_do_not_take() {
+    let flags = |text: &str| -> Vec<String> {
+        text.split_whitespace()
+            .filter(|w| w.starts_with("--"))
+            .map(|w| w.trim_end_matches(',').to_string())
+            .collect()
+    };
+    let main = help(&[]);
+    assert!(main.contains("one fault starts every 1.5× this"), "{main}");
+    assert!(main.contains("--snapshot-interval-bytes"));
+    let bench = flags(&help(&["bench"]));
+    for gone in ["--nemesis", "--nemesis-interval-s", "--test-count"] {
+        assert!(!bench.contains(&gone.to_string()), "bench lists {gone}");
+    }
+    assert!(
+        help(&["bench"]).contains("[default: 0]"),
+        "bench's rate is 0 by default"
+    );
+    let soak = flags(&help(&["soak"]));
+    for gone in ["--sut", "--workload", "--nemesis", "--test-count"] {
+        assert!(!soak.contains(&gone.to_string()), "soak lists {gone}");
+    }
+    assert!(help(&["soak"]).contains("master seed"));
+    for (args, named) in [
+        (vec!["bench", "--nemesis", "kill"], "not bench flags"),
+        (
+            vec!["soak", "--suts", "ordeal", "--workload", "register"],
+            "not soak flags",
+        ),
+    ] {
+        let out = Command::new(HARNESS).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(named),
+            "{args:?}"
+        );
+    }
 }
