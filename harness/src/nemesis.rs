@@ -2,7 +2,8 @@
 //! when it starts and when it ends, and all healed at the end.
 //!
 //! Each cycle: wait half an interval, inject one fault chosen from the
-//! plan's set, hold it for an interval, heal it. Faults are drawn in rounds,
+//! plan's set, hold it for an interval (a lag fault longer, see
+//! [`crate::lag::hold`]), heal it. Faults are drawn in rounds,
 //! each kind once per round in a seeded order, so that a mix of k kinds has
 //! shown every one of them after k cycles.
 

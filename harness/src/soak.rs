@@ -80,6 +80,19 @@ fn anomalies(results: &checker::verdict::Results) -> String {
     }
 }
 
+/// The flags the rotation chooses (hidden from `soak --help`) are refused
+/// when given, rather than silently replaced.
+fn refuse_rotated(args: &TestArgs) -> anyhow::Result<()> {
+    if args.sut != "ordeal"
+        || args.workload != "ordering"
+        || args.nemesis != "none"
+        || args.test_count != 1
+    {
+        anyhow::bail!("harness soak chooses each test's system (from --suts), workload and nemesis by its rotation and runs each once: --sut, --workload, --nemesis and --test-count are not soak flags");
+    }
+    Ok(())
+}
+
 /// Runs the soak; exit code 1 when any run was invalid.
 pub async fn soak(
     args: &TestArgs,
@@ -90,13 +103,7 @@ pub async fn soak(
     slot: &RuntimeSlot,
 ) -> anyhow::Result<u8> {
     check_suts(suts)?;
-    if args.sut != "ordeal"
-        || args.workload != "ordering"
-        || args.nemesis != "none"
-        || args.test_count != 1
-    {
-        anyhow::bail!("harness soak chooses each test's system (from --suts), workload and nemesis by its rotation and runs each once: --sut, --workload, --nemesis and --test-count are not soak flags");
-    }
+    refuse_rotated(args)?;
     let turns = rotation(suts);
     if turns.is_empty() {
         anyhow::bail!("--suts: no system under test to soak");
