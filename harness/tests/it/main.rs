@@ -946,6 +946,43 @@ fn lag_makes_the_follower_install_a_snapshot_and_its_catch_up_is_reported() {
     assert!(catch_up["counts"]["caught-up"].as_u64().unwrap() >= 3);
     let page = std::fs::read_to_string(r.dir.join("index.html")).unwrap();
     assert!(page.contains("snapshots installed"));
+    same_keys(&documented_summary(), &summary, "summary.json");
+}
+
+/// docs/store.md's example of summary.json, its `//` notes removed.
+fn documented_summary() -> Value {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/store.md"))
+            .unwrap();
+    let section = &doc[doc
+        .find("## summary.json")
+        .expect("store.md documents summary.json")..];
+    let start = section.find("```jsonc\n").unwrap() + "```jsonc\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    let text: Vec<&str> = block
+        .lines()
+        .map(|l| l.find("  //").map_or(l, |i| &l[..i]))
+        .collect();
+    serde_json::from_str(&text.join("\n")).expect("store.md's summary.json example parses")
+}
+
+/// The documented and the written JSON have the same fields, all the way
+/// down (an array's first elements compared when both have one).
+fn same_keys(doc: &Value, real: &Value, at: &str) {
+    match (doc, real) {
+        (Value::Object(d), Value::Object(r)) => {
+            let dk: Vec<&String> = d.keys().collect();
+            let rk: Vec<&String> = r.keys().collect();
+            assert_eq!(dk, rk, "fields of {at}: docs/store.md vs the run");
+            for (k, v) in d {
+                same_keys(v, &r[k], &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(d), Value::Array(r)) if !d.is_empty() && !r.is_empty() => {
+            same_keys(&d[0], &r[0], &format!("{at}[0]"))
+        }
+        _ => {}
+    }
 }
 
 fn check(dir: &Path, extra: &[&str]) -> (i32, String) {
@@ -1036,7 +1073,8 @@ fn help(args: &[&str]) -> String {
 }
 
 /// Issue 19: help says what the code does; bench and soak do not list the
-/// flags they would ignore, and refuse them when given.
+/// flags they would ignore, and refuse them when given; README's table
+/// lists every flag of a test.
 #[test]
 fn help_matches_behaviour_and_bench_and_soak_refuse_flags_they_do_not_take() {
     let flags = |text: &str| -> Vec<String> {
@@ -1046,6 +1084,23 @@ fn help_matches_behaviour_and_bench_and_soak_refuse_flags_they_do_not_take() {
             .collect()
     };
     let main = help(&[]);
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `")).collect();
+    let in_table = |flag: &str| {
+        rows.iter().any(|row| {
+            row.match_indices(flag).any(|(at, _)| {
+                let after = row[at + flag.len()..].chars().next();
+                !after.is_some_and(|c| c.is_alphanumeric() || c == '-')
+            })
+        })
+    };
+    for flag in flags(&main) {
+        if flag != "--help" && flag != "--version" {
+            assert!(in_table(&flag), "README.md's flag table lacks {flag}");
+        }
+    }
     assert!(main.contains("one fault starts every 1.5× this"), "{main}");
     assert!(main.contains("--snapshot-interval-bytes"));
     let bench = flags(&help(&["bench"]));
