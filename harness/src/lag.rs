@@ -73,6 +73,7 @@ pub async fn inject(nemesis: &Nemesis, rng: &mut ChaCha8Rng) -> anyhow::Result<L
     nemesis.recorder.nemesis(
         Fault::Lag,
         json!({"phase": "start", "targets": [target], "grudge": g, "leader": leader,
+               "choice": if leader.is_some() { "follower" } else { "random" },
                "leader_compactions": baseline.as_ref().map(|(_, c)| *c)}),
     );
     nemesis.runtime.lock().await.partition(&g).await?;
