@@ -56,11 +56,11 @@ pub fn judge_file(run_dir: &Path, path: &Path, workload: Workload) -> anyhow::Re
             vocabulary(workload).name()
         )
     })?;
-    let results = checks(workload)
+    let mut results = checks(workload)
         .iter()
         .map(|check| check(run_dir, &history))
         .collect::<anyhow::Result<Vec<CheckResult>>>()?;
-    let mut results = results;
+    // Liveness beside the workload's safety checkers.
     results.extend(crate::catchup::check(run_dir)?);
     let results = Results::from_results(results);
     write_json(
