@@ -19,19 +19,28 @@ use tokio::sync::watch;
 /// after the cut may still leave the follower within the catch-up margin;
 /// the second is a whole snapshot interval past it.
 pub const LAG_COMPACTIONS: u64 = 2;
+/// Entries the leader must have applied past the follower's applied index
+/// at the cut. Over TCP that only drops packets (Docker's nft rules), the
+/// leader's appends sent before its in-flight window filled (the node's
+/// `max_inflight_msgs`, 256 messages, about one entry each) are
+/// retransmitted after the heal; only what lies past them must come by
+/// snapshot.
+pub const LAG_ENTRIES_PAST: u64 = 300;
 /// How much longer than the nemesis interval a lag may be held waiting for
 /// those compactions (a leader under little load compacts slowly).
 pub const LAG_HOLD_EXTRA_MAX: Duration = Duration::from_secs(60);
 /// How often the leader's counters are read while holding.
 const LAG_POLL_PERIOD: Duration = Duration::from_millis(250);
 
-/// A follower cut off, and the leader's compactions when it was.
+/// A follower cut off, and where the leader and it were when it was.
 #[derive(Debug)]
 pub struct Lagging {
     /// The follower cut off.
     pub target: String,
     /// The leader when the cut began and its `compactions` counter then.
     baseline: Option<(String, u64)>,
+    /// The follower's applied index at the cut (0 when it did not say).
+    applied_index: u64,
 }
 
 /// The leader most nodes name, with its status.
@@ -48,17 +57,21 @@ fn leader_of(statuses: &BTreeMap<String, Value>) -> Option<(String, &Value)> {
     Some((name, status))
 }
 
-/// The leader and its compactions counter, when a leader answers.
-async fn leader_compactions(nemesis: &Nemesis) -> Option<(String, u64)> {
+/// The leader, its compactions counter and applied index, when a leader
+/// answers.
+async fn leader_compactions(nemesis: &Nemesis) -> Option<(String, u64, u64)> {
     let statuses = nemesis.probe.statuses().await;
     let (leader, status) = leader_of(&statuses)?;
-    Some((leader, status["compactions"].as_u64()?))
+    let applied = status["applied_index"].as_u64().unwrap_or(0);
+    Some((leader, status["compactions"].as_u64()?, applied))
 }
 
 /// Cuts off a follower drawn (seeded) among the nodes that are not the
 /// leader (any node when no leader is known); recorded at its start.
 pub async fn inject(nemesis: &Nemesis, rng: &mut ChaCha8Rng) -> anyhow::Result<Lagging> {
-    let baseline = leader_compactions(nemesis).await;
+    let baseline = leader_compactions(nemesis)
+        .await
+        .map(|(leader, compactions, _)| (leader, compactions));
     let leader = baseline.as_ref().map(|(l, _)| l.clone());
     let followers: Vec<&String> = nemesis
         .nodes
@@ -69,19 +82,31 @@ pub async fn inject(nemesis: &Nemesis, rng: &mut ChaCha8Rng) -> anyhow::Result<L
         Some(t) => (*t).clone(),
         None => nemesis.nodes.choose(rng).expect("nodes").clone(),
     };
+    let applied_index = nemesis
+        .probe
+        .status(&target)
+        .await
+        .and_then(|s| s["applied_index"].as_u64())
+        .unwrap_or(0);
     let g = grudge::isolate(&target, &nemesis.nodes);
     nemesis.recorder.nemesis(
         Fault::Lag,
         json!({"phase": "start", "targets": [target], "grudge": g, "leader": leader,
                "choice": if leader.is_some() { "follower" } else { "random" },
-               "leader_compactions": baseline.as_ref().map(|(_, c)| *c)}),
+               "leader_compactions": baseline.as_ref().map(|(_, c)| *c),
+               "applied_index": applied_index}),
     );
     nemesis.runtime.lock().await.partition(&g).await?;
-    Ok(Lagging { target, baseline })
+    Ok(Lagging {
+        target,
+        baseline,
+        applied_index,
+    })
 }
 
 /// Holds the cut, after the nemesis interval, until the leader has
-/// compacted [`LAG_COMPACTIONS`] times since it began (at most
+/// compacted [`LAG_COMPACTIONS`] times since it began and applied
+/// [`LAG_ENTRIES_PAST`] entries past the follower (at most
 /// [`LAG_HOLD_EXTRA_MAX`] more), and records a `compacted` event saying
 /// whether it did. A new leader's counter is taken as its own baseline.
 /// Returns true when told to stop meanwhile.
@@ -94,10 +119,12 @@ pub async fn hold(
     let mut compacted = None;
     let mut stopped = false;
     while started.elapsed() < LAG_HOLD_EXTRA_MAX {
-        if let Some((leader, now)) = leader_compactions(nemesis).await {
+        if let Some((leader, now, applied)) = leader_compactions(nemesis).await {
             match &lagging.baseline {
                 Some((l, at)) if *l == leader => {
-                    if now >= at + LAG_COMPACTIONS {
+                    if now >= at + LAG_COMPACTIONS
+                        && applied >= lagging.applied_index + LAG_ENTRIES_PAST
+                    {
                         compacted = Some((leader, now, now - at));
                         break;
                     }
