@@ -20,10 +20,20 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Re-judge a stored run without a cluster: rewrites results.json and
-    /// the report of DIR.
+    /// the report of DIR. The history is validated first: one the checker
+    /// does not understand is refused (exit 3, naming line and field).
     Check {
-        /// The run directory (e.g. store/latest).
+        /// The run directory (e.g. store/latest); its history is
+        /// history.jsonl, or history.edn (Jepsen's EDN) when there is none.
         dir: PathBuf,
+        /// Judge this history file instead (`*.edn` is read as EDN);
+        /// results.json is still written to DIR.
+        #[arg(long)]
+        history: Option<PathBuf>,
+        /// ordering or register (default: DIR/test.json's workload;
+        /// needed when DIR has no test.json).
+        #[arg(long)]
+        workload: Option<String>,
     },
     /// Remove what a killed harness left behind: processes from pid files
     /// under the store, work directories, Docker containers and networks.
@@ -36,17 +46,34 @@ pub enum Command {
         #[command(flatten)]
         ssh: HostArgs,
     },
-    /// Measure the harness itself: a max-rate run with no faults that
-    /// prints the ops/s recorded and the recorder thread's CPU share.
+    /// Measure the harness itself: one run with no faults, as fast as the
+    /// cluster answers, that prints the ops/s recorded and the recorder
+    /// thread's CPU share.
+    // No faults and one run: `--nemesis`, `--nemesis-interval-s` and
+    // `--test-count` are not bench flags (hidden, and refused when given).
+    #[command(
+        mut_arg("nemesis", |a| a.hide(true)),
+        mut_arg("nemesis_interval_s", |a| a.hide(true)),
+        mut_arg("test_count", |a| a.hide(true)),
+        mut_arg("rate", |a| a.default_value("0").help("Target operations per second over all workers (0: as fast as the cluster answers)"))
+    )]
     Bench {
-        /// The test to measure (`--nemesis` and `--rate` are ignored: no
-        /// faults, as fast as the cluster answers).
+        /// The test to measure.
         #[command(flatten)]
         test: Box<TestArgs>,
     },
     /// Run tests back to back for a while, rotating workload × nemesis with
     /// fresh seeds; keep the store of every invalid or unknown run; print
     /// and write a summary table. Exit 1 if any run was invalid.
+    // The rotation chooses system, workload and nemesis and runs each test
+    // once: those flags are not soak flags (hidden, and refused when given).
+    #[command(
+        mut_arg("sut", |a| a.hide(true)),
+        mut_arg("workload", |a| a.hide(true)),
+        mut_arg("nemesis", |a| a.hide(true)),
+        mut_arg("test_count", |a| a.hide(true)),
+        mut_arg("seed", |a| a.help("The soak's master seed: each test's seed is drawn from it (random when absent; always printed)"))
+    )]
     Soak {
         /// How long to keep starting tests.
         #[arg(long, default_value_t = 2700)]
@@ -66,8 +93,7 @@ pub enum Command {
         /// split the rotation between them, disjoint and covering.
         #[arg(long)]
         shard: Option<String>,
-        /// Flags of every test (its --workload, --nemesis and --seed are
-        /// replaced by the rotation; --time-limit-s is per test).
+        /// Flags of every test (--time-limit-s is per test).
         #[command(flatten)]
         test: Box<TestArgs>,
     },
@@ -116,8 +142,8 @@ pub struct TestArgs {
     /// (keyed cas-registers, checked for linearizability).
     #[arg(long, default_value = "ordering")]
     pub workload: String,
-    /// Faults to inject: none, kill, pause, partition, clock, all, or a
-    /// comma-separated list (kill,partition).
+    /// Faults to inject: none, kill, pause, partition, clock, lag, all, or
+    /// a comma-separated list (kill,partition).
     #[arg(long, default_value = "none")]
     pub nemesis: String,
     /// Number of nodes (3 or 5 are typical; at least 1, at most 9).
@@ -148,8 +174,10 @@ pub struct TestArgs {
     /// absent; always printed and stored).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Seconds between the start of one fault and the next (each fault lasts
-    /// about this long too).
+    /// How long each fault is held, in seconds; the nemesis waits half of
+    /// it before each fault, so one fault starts every 1.5× this (a lag
+    /// fault is held longer, until the leader has compacted past its
+    /// target).
     #[arg(long, default_value_t = 10)]
     pub nemesis_interval_s: u64,
     /// Seconds given to the cluster after the final heal to elect a leader
@@ -176,4 +204,9 @@ pub struct TestArgs {
     /// The hosts of `--runtime ssh`.
     #[command(flatten)]
     pub ssh: HostArgs,
+    /// ordeal-node's `--snapshot-interval-bytes`: a snapshot (and log
+    /// compaction) after this many bytes of applied transactions; small
+    /// enough that a 60 s run at 200 ops/s takes several on every node.
+    #[arg(long, default_value_t = 32_768)]
+    pub snapshot_interval_bytes: u64,
 }

@@ -103,6 +103,26 @@ pub fn targets(g: &Grudge) -> BTreeSet<String> {
         .collect()
 }
 
+/// The isolated side of a partition: the nodes that no longer see a
+/// majority of `nodes` (themselves included). When every node still sees
+/// a majority (a ring of majorities, a bridge), every node the grudge
+/// touches.
+pub fn isolated_side(g: &Grudge, nodes: &[String]) -> Vec<String> {
+    let minority: Vec<String> = nodes
+        .iter()
+        .filter(|a| {
+            let dropped = g.get(*a).map_or(0, |s| s.len());
+            nodes.len() - dropped <= nodes.len() / 2
+        })
+        .cloned()
+        .collect();
+    if minority.is_empty() {
+        targets(g).into_iter().collect()
+    } else {
+        minority
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +163,17 @@ mod tests {
         assert!(!sees(&g, "n1", "n4") && !sees(&g, "n5", "n2"));
         assert!(order.iter().all(|b| sees(&g, "n3", b)));
         assert_eq!(halves(&order).get("n1").unwrap().len(), 3);
+    }
+
+    #[test]
+    fn the_isolated_side_is_the_minority_or_everyone_touched() {
+        assert_eq!(isolated_side(&isolate("n2", &names(3)), &names(3)), ["n2"]);
+        assert_eq!(isolated_side(&halves(&names(5)), &names(5)), ["n1", "n2"]);
+        assert_eq!(isolated_side(&halves(&names(4)), &names(4)).len(), 4);
+        assert_eq!(isolated_side(&bridge(&names(5)), &names(5)).len(), 4);
+        assert_eq!(
+            isolated_side(&majorities_ring(&names(5)), &names(5)).len(),
+            5
+        );
     }
 }

@@ -4,12 +4,13 @@
 use crate::plan::Workload;
 use crate::store::write_json;
 use anyhow::Context;
+use checker::history::{read_history_file, Format, History};
 use checker::linearizable::{Budget, Model};
 use checker::validate::{validate, Vocabulary};
 use checker::verdict::{CheckResult, Results};
 use std::fs::File;
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// The linearizability checker's budget per run.
@@ -17,11 +18,12 @@ pub const CHECK_TIME_LIMIT: Duration = Duration::from_secs(120);
 /// The linearizability checker's memory cap.
 pub const CHECK_MEMORY_BYTES_MAX: u64 = 4 << 30;
 
-/// One checker: reads what it needs of the run directory (the history,
-/// other files) and may write its pictures there. Each reads for itself so
-/// that a checker can stream (ordering: a long run's final chains need not
-/// fit in memory).
-type Check = fn(&Path) -> anyhow::Result<CheckResult>;
+/// One checker: reads the history at the path it is given (and, if it
+/// needs them, other files of the run directory, where it may also write
+/// its pictures). Each reads for itself so that a checker can stream
+/// (ordering: a long run's final chains need not fit in memory), and each
+/// refuses, naming the line and the field, a history it does not read.
+type Check = fn(&Path, &Path) -> anyhow::Result<CheckResult>;
 
 /// The checkers that judge a workload. A new checker is one entry here.
 fn checks(workload: Workload) -> &'static [Check] {
@@ -31,13 +33,22 @@ fn checks(workload: Workload) -> &'static [Check] {
     }
 }
 
-/// Checks the run in `run_dir` with every checker of the workload and
+/// Checks `run_dir/history.jsonl` with every checker of the workload and
 /// writes `results.json`.
 pub fn judge(run_dir: &Path, workload: Workload) -> anyhow::Result<Results> {
-    let results = checks(workload)
+    judge_file(run_dir, &run_dir.join("history.jsonl"), workload)
+}
+
+/// Checks the history at `path` (JSON Lines, or EDN when named `*.edn`)
+/// with every checker of the workload, and the run's liveness; writes
+/// `run_dir/results.json`.
+pub fn judge_file(run_dir: &Path, path: &Path, workload: Workload) -> anyhow::Result<Results> {
+    let mut results = checks(workload)
         .iter()
-        .map(|check| check(run_dir))
+        .map(|check| check(run_dir, path))
         .collect::<anyhow::Result<Vec<CheckResult>>>()?;
+    // Liveness beside the workload's safety checkers.
+    results.extend(crate::catchup::check(run_dir)?);
     let results = Results::from_results(results);
     write_json(
         &run_dir.join("results.json"),
@@ -46,28 +57,41 @@ pub fn judge(run_dir: &Path, workload: Workload) -> anyhow::Result<Results> {
     Ok(results)
 }
 
-/// The run's history file, opened for reading.
-fn open_history(run_dir: &Path) -> anyhow::Result<(PathBuf, BufReader<File>)> {
-    let path = run_dir.join("history.jsonl");
-    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    Ok((path, BufReader::with_capacity(1 << 20, file)))
+/// Reads the whole history at `path` and refuses it unless it speaks
+/// `vocabulary`.
+fn read_validated(path: &Path, vocabulary: Vocabulary) -> anyhow::Result<History> {
+    let history =
+        read_history_file(path, None).with_context(|| format!("reading {}", path.display()))?;
+    validate(&history, vocabulary).with_context(|| {
+        format!(
+            "{}: refused by the {} checker",
+            path.display(),
+            vocabulary.name()
+        )
+    })?;
+    Ok(history)
 }
 
-/// Total order broadcast's properties, judged as the history is read (and
-/// validated on the way: a history the checker does not understand is
-/// refused, never judged).
-fn ordering(run_dir: &Path) -> anyhow::Result<CheckResult> {
-    let (path, reader) = open_history(run_dir)?;
-    checker::ordering::check_reader(reader).with_context(|| format!("reading {}", path.display()))
+/// Total order broadcast's properties; JSON Lines is judged as it is read
+/// (and validated on the way).
+fn ordering(_run_dir: &Path, path: &Path) -> anyhow::Result<CheckResult> {
+    if Format::of_path(path) == Format::Edn {
+        let history = read_validated(path, Vocabulary::Ordering)?;
+        return Ok(checker::ordering::check_history(&history));
+    }
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    checker::ordering::check_reader(BufReader::with_capacity(1 << 20, file)).with_context(|| {
+        format!(
+            "reading {} (refused by the ordering checker)",
+            path.display()
+        )
+    })
 }
 
 /// Linearizability of the cas-registers, with its pictures.
-fn linearizable(run_dir: &Path) -> anyhow::Result<CheckResult> {
-    let (path, reader) = open_history(run_dir)?;
+fn linearizable(run_dir: &Path, path: &Path) -> anyhow::Result<CheckResult> {
     let model = Model::CasRegister;
-    let history = checker::history::read_history(reader)
-        .and_then(|h| validate(&h, Vocabulary::Model(model)).map(|()| h))
-        .with_context(|| format!("reading {}", path.display()))?;
+    let history = read_validated(path, Vocabulary::Model(model))?;
     let budget = Budget {
         time_limit: CHECK_TIME_LIMIT,
         memory_bytes_max: CHECK_MEMORY_BYTES_MAX,

@@ -3,17 +3,21 @@
 //! a stored run, cleans up after a killed harness, or measures itself.
 
 mod binary;
+mod catchup;
+mod check;
 mod cli;
 mod clock;
 mod grudge;
 mod history;
 mod judge;
+mod lag;
 mod nemesis;
 mod plan;
 mod probe;
 mod progress;
 mod run;
 mod runtime;
+mod sampler;
 mod shard;
 mod soak;
 mod soak_merge;
@@ -78,13 +82,11 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
     match cli.command {
         None => run_tests(&cli.test, slot).await,
-        Some(Command::Check { dir }) => {
-            let workload = judge::stored_workload(&dir)?;
-            let results = judge::judge(&dir, workload)?;
-            run::report(&dir);
-            verdict::print(&results);
-            Ok(exit_code(results.valid))
-        }
+        Some(Command::Check {
+            dir,
+            history,
+            workload,
+        }) => check::check(&dir, history.as_deref(), workload.as_deref()),
         Some(Command::Clean { store, ssh }) => {
             let mut cleaned = runtime::process::clean_leftovers(&store.join(".work"))?;
             if runtime::docker::daemon_answers() {
@@ -169,11 +171,12 @@ async fn run_tests(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
 }
 
 async fn bench(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
-    let mut args = args.clone();
-    // At maximum rate with no faults: what the harness can record.
-    args.nemesis = "none".into();
-    args.rate = 0.0;
-    let plan = Plan::resolve(&args)?;
+    // No faults, one run (`--rate` defaults to 0 here: as fast as the
+    // cluster answers): what the harness can record.
+    if args.nemesis != "none" || args.test_count != 1 || args.nemesis_interval_s != 10 {
+        anyhow::bail!("harness bench runs one test without faults: --nemesis, --nemesis-interval-s and --test-count are not bench flags");
+    }
+    let plan = Plan::resolve(args)?;
     let binary = plan.sut.binary(&plan)?;
     let outcome = run::run_test(&plan, &binary, slot).await?;
     let cpu = outcome.workload_cpu_s;

@@ -2,7 +2,8 @@
 //! when it starts and when it ends, and all healed at the end.
 //!
 //! Each cycle: wait half an interval, inject one fault chosen from the
-//! plan's set, hold it for an interval, heal it. Faults are drawn in rounds,
+//! plan's set, hold it for an interval (a lag fault longer, see
+//! [`crate::lag::hold`]), heal it. Faults are drawn in rounds,
 //! each kind once per round in a seeded order, so that a mix of k kinds has
 //! shown every one of them after k cycles.
 
@@ -37,6 +38,7 @@ enum Active {
     Pause(Vec<String>),
     Partition(Vec<String>),
     Clock(Vec<String>, Option<JoinHandle<()>>),
+    Lag(Vec<String>, crate::lag::Lagging),
 }
 
 impl Active {
@@ -46,12 +48,17 @@ impl Active {
             Active::Pause(_) => Fault::Pause,
             Active::Partition(_) => Fault::Partition,
             Active::Clock(..) => Fault::Clock,
+            Active::Lag(..) => Fault::Lag,
         }
     }
 
     fn targets(&self) -> &[String] {
         match self {
-            Active::Kill(t) | Active::Pause(t) | Active::Partition(t) | Active::Clock(t, _) => t,
+            Active::Kill(t)
+            | Active::Pause(t)
+            | Active::Partition(t)
+            | Active::Clock(t, _)
+            | Active::Lag(t, _) => t,
         }
     }
 }
@@ -95,13 +102,16 @@ impl Nemesis {
             // targets is what it was before rounds.
             let at = rng.gen_range(0..round.len() as u32) as usize;
             let fault = round.swap_remove(at);
-            let active = self.inject(fault, &mut rng).await?;
+            let mut active = self.inject(fault, &mut rng).await?;
             self.active.lock().expect("active lock").push(format!(
                 "{} {}",
                 fault.name(),
                 active.targets().join(",")
             ));
-            let stopped = sleep_or_stop(&mut stop, self.interval).await;
+            let mut stopped = sleep_or_stop(&mut stop, self.interval).await;
+            if let (Active::Lag(_, lagging), false) = (&mut active, stopped) {
+                stopped = crate::lag::hold(&self, lagging, &mut stop).await;
+            }
             self.heal(active).await?;
             self.active.lock().expect("active lock").clear();
             if stopped {
@@ -148,6 +158,10 @@ impl Nemesis {
             }
             Fault::Partition => self.partition(rng).await,
             Fault::Clock => self.clock(rng).await,
+            Fault::Lag => {
+                let lagging = crate::lag::inject(self, rng).await?;
+                Ok(Active::Lag(vec![lagging.target.clone()], lagging))
+            }
         }
     }
 
@@ -169,7 +183,7 @@ impl Nemesis {
             GrudgeKind::MajoritiesRing => grudge::majorities_ring(&order),
             GrudgeKind::Bridge => grudge::bridge(&order),
         };
-        let targets: Vec<String> = grudge::targets(&g).into_iter().collect();
+        let targets: Vec<String> = grudge::isolated_side(&g, &self.nodes);
         self.recorder.nemesis(
             Fault::Partition,
             json!({"phase": "start", "targets": targets, "grudge": g, "grudge_kind": kind}),
@@ -252,7 +266,7 @@ impl Nemesis {
                     rt.resume(n).await?;
                 }
             }
-            Active::Partition(_) => rt.heal().await?,
+            Active::Partition(_) | Active::Lag(..) => rt.heal().await?,
             Active::Clock(t, strobe) => {
                 if let Some(s) = strobe {
                     s.abort();
@@ -270,7 +284,7 @@ impl Nemesis {
 }
 
 /// Sleeps; true when told to stop first.
-async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, period: Duration) -> bool {
+pub async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, period: Duration) -> bool {
     if *stop.borrow() {
         return true;
     }

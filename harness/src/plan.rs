@@ -35,6 +35,9 @@ pub enum Fault {
     Partition,
     /// Clock bumps, strobes and rate changes through libfaketime.
     Clock,
+    /// A follower cut off until the leader has compacted its log past it,
+    /// so that it must catch up by snapshot.
+    Lag,
 }
 
 impl Fault {
@@ -45,6 +48,7 @@ impl Fault {
             Fault::Pause => "pause",
             Fault::Partition => "partition",
             Fault::Clock => "clock",
+            Fault::Lag => "lag",
         }
     }
 }
@@ -96,6 +100,8 @@ pub struct Plan {
     pub recovery_s: u64,
     /// Client request timeout, ms.
     pub request_timeout_ms: u64,
+    /// ordeal-node's snapshot interval, bytes of applied transactions.
+    pub snapshot_interval_bytes: u64,
     /// Raft election timeout the nodes run with, ms.
     pub election_timeout_ms: u64,
     /// The command line, to rerun the test.
@@ -122,18 +128,25 @@ pub struct Plan {
 
 const BUGS: [&str; 4] = ["stale-read", "ack-before-commit", "no-fsync", "forget-vote"];
 
-/// Parses `none|kill|pause|partition|clock|all` or a comma list.
+/// Parses `none|kill|pause|partition|clock|lag|all` or a comma list.
 pub fn parse_nemesis(text: &str) -> anyhow::Result<Vec<Fault>> {
     let mut set = BTreeSet::new();
     for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         match word {
             "none" => {}
-            "all" => set.extend([Fault::Kill, Fault::Pause, Fault::Partition, Fault::Clock]),
+            "all" => set.extend([
+                Fault::Kill,
+                Fault::Pause,
+                Fault::Partition,
+                Fault::Clock,
+                Fault::Lag,
+            ]),
             "kill" => _ = set.insert(Fault::Kill),
             "pause" => _ = set.insert(Fault::Pause),
             "partition" => _ = set.insert(Fault::Partition),
             "clock" => _ = set.insert(Fault::Clock),
-            other => bail!("--nemesis: unknown fault `{other}` (expected none, kill, pause, partition, clock, all or a comma list)"),
+            "lag" => _ = set.insert(Fault::Lag),
+            other => bail!("--nemesis: unknown fault `{other}` (expected none, kill, pause, partition, clock, lag, all or a comma list)"),
         }
     }
     Ok(set.into_iter().collect())
@@ -169,18 +182,19 @@ fn check_sut(
             }
         }
     }
-    if let Some(why) = sut
-        .refuses(Fault::Clock)
-        .filter(|_| nemesis.contains(&Fault::Clock))
-    {
-        if args.nemesis.split(',').any(|w| w.trim() == "clock") {
+    for fault in nemesis.clone() {
+        let Some(why) = sut.refuses(fault) else {
+            continue;
+        };
+        if args.nemesis.split(',').any(|w| w.trim() == fault.name()) {
             bail!(
-                "--nemesis clock: clock faults cannot reach {} ({why}); they need --sut ordeal",
+                "--nemesis {}: this fault cannot reach {} ({why}); it needs --sut ordeal",
+                fault.name(),
                 sut.name()
             );
         }
         // `all`: every fault that can reach the system.
-        nemesis.retain(|f| *f != Fault::Clock);
+        nemesis.retain(|f| *f != fault);
     }
     Ok(read_mode.expect("checked for each system above"))
 }
@@ -233,7 +247,7 @@ fn check_hosts(
     let over_ssh = |f: &&Fault| {
         matches!(
             f,
-            Fault::Kill | Fault::Pause | Fault::Partition | Fault::Clock
+            Fault::Kill | Fault::Pause | Fault::Partition | Fault::Clock | Fault::Lag
         )
     };
     if let Some(f) = nemesis.iter().find(|f| !over_ssh(f)) {
@@ -260,6 +274,9 @@ fn check_numbers(args: &TestArgs) -> anyhow::Result<()> {
     }
     if args.time_limit_s == 0 || args.nemesis_interval_s == 0 {
         bail!("--time-limit-s and --nemesis-interval-s must be positive");
+    }
+    if args.snapshot_interval_bytes == 0 {
+        bail!("--snapshot-interval-bytes must be positive");
     }
     Ok(())
 }
@@ -324,6 +341,7 @@ impl Plan {
             nemesis_interval_s: args.nemesis_interval_s,
             recovery_s: args.recovery_s,
             request_timeout_ms: args.request_timeout_ms,
+            snapshot_interval_bytes: args.snapshot_interval_bytes,
             election_timeout_ms: sut.election_timeout_ms(),
             command_line: String::new(),
             store: args.store.clone(),
@@ -374,6 +392,12 @@ impl Plan {
             " --request-timeout-ms {}",
             self.request_timeout_ms
         ));
+        if self.sut == Sut::Ordeal {
+            cmd.push_str(&format!(
+                " --snapshot-interval-bytes {}",
+                self.snapshot_interval_bytes
+            ));
+        }
         for bug in &self.bugs {
             cmd.push_str(&format!(" --bug {bug}"));
         }
@@ -393,7 +417,8 @@ mod tests {
             parse_nemesis("partition,kill").unwrap(),
             vec![Fault::Kill, Fault::Partition]
         );
-        assert_eq!(parse_nemesis("all").unwrap().len(), 4);
+        assert_eq!(parse_nemesis("all").unwrap().len(), 5);
+        assert_eq!(parse_nemesis("lag").unwrap(), vec![Fault::Lag]);
         assert!(parse_nemesis("kil")
             .unwrap_err()
             .to_string()

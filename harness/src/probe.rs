@@ -63,7 +63,7 @@ impl Probe {
     }
 
     /// A node's status in ordeal-node's shape.
-    async fn status(&self, node: &str) -> Option<Value> {
+    pub async fn status(&self, node: &str) -> Option<Value> {
         self.sut.status(self, node).await
     }
 

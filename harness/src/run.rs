@@ -173,8 +173,15 @@ async fn drive(
     let history = History::open(run_dir)?;
     let test = assemble(plan, &cluster, &history.recorder, runtime.clone())?;
     let client = test.client.clone();
+    let sampler = crate::sampler::Sampler::start(
+        &run_dir.path.join("status.jsonl"),
+        cluster.probe.clone(),
+        plan.nodes.clone(),
+        history.recorder.clone(),
+    )?;
     let ran = run_workload(plan, test, &history.recorder).await?;
     heal_and_recover(plan, &runtime, &cluster.probe).await?;
+    sampler.stop().await?;
     if let (Workload::Ordering, SutClient::Ordeal(client)) = (plan.workload, &*client) {
         final_reads(client, &history.recorder, &plan.nodes).await;
     }

@@ -85,11 +85,17 @@ mod tests {
             expected.sort();
             assert_eq!(seen, expected, "{count} shards");
         }
-        // The nightly's split: shard 3 of 8 of ordeal+etcd's 14 turns.
+        // The nightly's split: shard 3 of 8 takes turns 2, 10, 18, ….
         let third = Shard::parse("3/8").unwrap().select(&turns).unwrap();
-        assert_eq!(third, vec![turns[2].clone(), turns[10].clone()]);
-        assert!(Shard::parse("1/15").unwrap().select(&turns).is_ok());
-        let error = Shard::parse("15/15").unwrap().select(&turns).unwrap_err();
+        let want: Vec<_> = turns.iter().skip(2).step_by(8).cloned().collect();
+        assert_eq!(third, want);
+        let n = turns.len();
+        assert!(Shard::parse(&format!("1/{}", n + 1))
+            .unwrap()
+            .select(&turns)
+            .is_ok());
+        let last = format!("{0}/{0}", n + 1);
+        let error = Shard::parse(&last).unwrap().select(&turns).unwrap_err();
         assert!(error.to_string().contains("too few"), "{error}");
         for bad in ["0/8", "9/8", "3", "a/8", "1/0", "1/1000"] {
             assert!(Shard::parse(bad).is_err(), "{bad}");

@@ -131,15 +131,15 @@ pub fn page(
         let _ = write!(latency, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>", esc(&k.f), k.count, k.ok, k.fail, k.info, q.p50, q.p90, q.p99, q.p999, q.max);
     }
     latency.push_str("</table>");
-    let mut faults = String::from("<table><tr><th>fault</th><th>kind</th><th>targets</th><th>start s</th><th>end s</th><th>start → first failed op, s</th><th>heal → first ok op, s</th></tr>");
+    let mut faults = String::from("<table><tr><th>fault</th><th>kind</th><th>targets</th><th>start s</th><th>end s</th><th>start → first failed op, s</th><th>heal → first ok op, s</th><th>leader changes</th><th>heal → node at the leader's height, s</th></tr>");
     for f in &s.faults {
-        let _ = write!(faults, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>", esc(&f.fault), esc(&f.label), esc(&f.targets.join(", ")), f.start_s, f.end_s, opt(f.first_failure_after_s), opt(f.first_ok_after_heal_s));
+        let _ = write!(faults, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&f.fault), esc(&f.label), esc(&f.targets.join(", ")), f.start_s, f.end_s, opt(f.first_failure_after_s), opt(f.first_ok_after_heal_s), f.leader_changes.map_or("—".into(), |c| c.to_string()), esc(&crate::status::catch_up_cell(&f.catch_up)));
     }
     if s.faults.is_empty() {
-        faults.push_str("<tr><td colspan=7>no faults were injected</td></tr>");
+        faults.push_str("<tr><td colspan=9>no faults were injected</td></tr>");
     }
     faults.push_str("</table>");
-    let fsync = fsync_table(s);
+    let fsync = fsync_table(s) + &crate::status::snapshots_table(&s.snapshots);
     let logs: Vec<String> = nodes
         .iter()
         .map(|n| format!("<a href=\"nodes/{0}/node.log\">{0}</a>", esc(n)))
@@ -159,7 +159,7 @@ pub fn page(
 <h2>Latency</h2><img src="latency-raw.png" alt="latency of every operation"><img src="latency-quantiles.png" alt="latency quantiles per window">{latency}
 <h2>Throughput</h2><img src="rate.png" alt="throughput per window">
 <h2>Faults and recovery</h2>{faults}
-<h2>Disk: persist (write + fsync) durations</h2><img src="fsync.png" alt="fsync durations">{fsync}
+<h2>Disk: persist (write + fsync) durations, snapshots</h2><img src="fsync.png" alt="fsync durations">{fsync}
 <h2>Test</h2>{params}<p>Node logs: {logs}</p>
 <script>
 window.addEventListener('load', function () {{

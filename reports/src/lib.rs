@@ -17,6 +17,7 @@ mod html;
 pub mod load;
 pub mod plots;
 pub mod stats;
+pub mod status;
 pub mod synthetic;
 
 use serde::Serialize;
@@ -66,6 +67,9 @@ pub struct Summary {
     pub faults: Vec<FaultStats>,
     /// Per node.
     pub fsync: Vec<NodeFsync>,
+    /// Per node: snapshots taken and installed, compactions (from
+    /// `status.jsonl` and `metrics.json`, summed over restarts).
+    pub snapshots: Vec<status::NodeSnapshots>,
     /// History lines that could not be used.
     pub skipped_lines: u64,
 }
@@ -89,12 +93,14 @@ pub fn render(run_dir: &Path) -> Result<Summary, ReportError> {
     let metrics = load::node_metrics(run_dir);
     let started_ms = test.as_ref().and_then(|t| t["started_unix_ms"].as_f64());
     let fsync = stats::fsync(&metrics, started_ms);
+    let samples = status::read(&run_dir.join("status.jsonl"));
+    let recovery_s = test.as_ref().and_then(|t| t["recovery_s"].as_f64());
     let buckets = stats::buckets(&loaded.ops, loaded.end_s);
     plots::latency_raw(&run_dir.join("latency-raw.png"), &loaded)?;
     plots::latency_quantiles(&run_dir.join("latency-quantiles.png"), &loaded, &buckets)?;
     plots::rate(&run_dir.join("rate.png"), &loaded, &buckets)?;
     plots::fsync(&run_dir.join("fsync.png"), &fsync)?;
-    let summary = Summary {
+    let mut summary = Summary {
         valid: results.as_ref().map_or(Value::Null, |r| r["valid"].clone()),
         ops: loaded.ops.len() as u64,
         duration_s: loaded.end_s,
@@ -102,8 +108,10 @@ pub fn render(run_dir: &Path) -> Result<Summary, ReportError> {
         kinds: stats::kinds(&loaded.ops),
         faults: stats::faults(&loaded),
         fsync,
+        snapshots: status::snapshots(&samples, &metrics),
         skipped_lines: loaded.skipped_lines,
     };
+    stats::recovery(&mut summary.faults, &loaded, &samples, recovery_s);
     let nodes: Vec<String> = metrics.iter().map(|(n, _)| n.clone()).collect();
     write(
         &run_dir.join("index.html"),

@@ -80,13 +80,18 @@ pub struct FaultStats {
     pub start_s: f64,
     /// Window end, s.
     pub end_s: f64,
-    /// From the start to the first op that failed or timed out, s.
+    /// From the start to the first op that failed or timed out within the
+    /// window (`null`: none did before the heal), s.
     pub first_failure_after_s: Option<f64>,
     /// From the end (heal) to the first op that succeeded, s.
     pub first_ok_after_heal_s: Option<f64>,
-    /// Leader changes during the window, when the history shows them
-    /// (`null`: the nodes' counters cover the whole run only).
+    /// Leader changes from the window's start until `recovery_s` after its
+    /// heal or the next fault, from the nodes' sampled status (`null`:
+    /// the run has no `status.jsonl`).
     pub leader_changes: Option<u64>,
+    /// Each node's catch-up with the leader after the heal (empty without
+    /// `status.jsonl`).
+    pub catch_up: Vec<crate::status::CatchUp>,
 }
 
 /// Per node: persist (write + fsync) durations.
@@ -169,7 +174,8 @@ pub fn faults(loaded: &Loaded) -> Vec<FaultStats> {
             let first_failure = loaded
                 .ops
                 .iter()
-                .filter(|o| o.outcome != Outcome::Ok && done(o) >= w.start_s)
+                .filter(|o| o.outcome != Outcome::Ok)
+                .filter(|o| done(o) >= w.start_s && done(o) <= w.end_s)
                 .map(done)
                 .fold(f64::INFINITY, f64::min);
             let first_ok = loaded
@@ -189,9 +195,28 @@ pub fn faults(loaded: &Loaded) -> Vec<FaultStats> {
                     .then_some(first_failure - w.start_s),
                 first_ok_after_heal_s: first_ok.is_finite().then_some(first_ok - w.end_s),
                 leader_changes: None,
+                catch_up: Vec::new(),
             }
         })
         .collect()
+}
+
+/// Recovery after each fault from the nodes' sampled status: leader
+/// changes and each node's catch-up, measured for `recovery_s` (10 s when
+/// the test does not say) after each heal.
+pub fn recovery(
+    faults: &mut [FaultStats],
+    loaded: &Loaded,
+    samples: &[crate::status::Sample],
+    recovery_s: Option<f64>,
+) {
+    let recovery_s = recovery_s.unwrap_or(10.0);
+    let changes = crate::status::leader_changes(samples, &loaded.windows, recovery_s);
+    let catch_up = crate::status::catch_up(samples, &loaded.windows, recovery_s);
+    for ((f, c), u) in faults.iter_mut().zip(changes).zip(catch_up) {
+        f.leader_changes = c;
+        f.catch_up = u;
+    }
 }
 
 /// Persist figures of each node from its `metrics.json`.
@@ -299,6 +324,37 @@ pub fn buckets(ops: &[OpRecord], end_s: f64) -> Buckets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_failure_of_a_window_is_one_within_it() {
+        let op = |invoke_s: f64, latency_ms: f64, outcome| OpRecord {
+            f: "write".into(),
+            outcome,
+            invoke_s,
+            latency_ms,
+        };
+        let window = |start_s, end_s| FaultWindow {
+            fault: "clock".into(),
+            targets: vec!["n1".into()],
+            start_s,
+            end_s,
+            label: "bump".into(),
+        };
+        let loaded = Loaded {
+            // A timeout that began in the window and ended after it, then
+            // a failure within the second window.
+            ops: vec![
+                op(11.0, 5000.0, Outcome::Info),
+                op(20.5, 1.0, Outcome::Fail),
+            ],
+            windows: vec![window(10.0, 14.5), window(20.0, 24.0)],
+            skipped_lines: 0,
+            end_s: 30.0,
+        };
+        let f = faults(&loaded);
+        assert_eq!(f[0].first_failure_after_s, None);
+        assert!((f[1].first_failure_after_s.unwrap() - 0.501).abs() < 1e-9);
+    }
 
     #[test]
     fn quantiles_agree_with_sorting_within_hdr_precision() {

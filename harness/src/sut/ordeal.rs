@@ -14,7 +14,7 @@ pub const NODE_TICK_MS: u64 = 100;
 pub const NODE_ELECTION_TICK: u64 = 10;
 
 /// ordeal's soak rotation: every workload under every fault, then the mix.
-const ROTATION: [(&str, &str); 10] = [
+const ROTATION: [(&str, &str); 12] = [
     ("ordering", "partition"),
     ("register", "partition"),
     ("ordering", "kill"),
@@ -23,6 +23,8 @@ const ROTATION: [(&str, &str); 10] = [
     ("register", "pause"),
     ("ordering", "clock"),
     ("register", "clock"),
+    ("ordering", "lag"),
+    ("register", "lag"),
     ("ordering", "all"),
     ("register", "all"),
 ];
@@ -52,6 +54,8 @@ impl System for Ordeal {
             &NODE_ELECTION_TICK.to_string(),
             "--heartbeat-tick",
             "1",
+            "--snapshot-interval-bytes",
+            &plan.snapshot_interval_bytes.to_string(),
         ]
         .iter()
         .map(|s| s.to_string())

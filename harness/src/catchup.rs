@@ -1,0 +1,111 @@
+//! The catch-up (liveness) check: after every fault is healed, each node
+//! must reach the leader's height within `--recovery-s`, as the sampled
+//! `status.jsonl` shows (`reports::status::catch_up`). A node that does
+//! not is an anomaly of the run (`not-caught-up`), not a warning.
+
+use checker::verdict::{Anomaly, CheckResult, Validity};
+use reports::status::{self, CatchUpState};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+/// `recovery_s` when test.json does not say (the flag's default).
+const RECOVERY_S_DEFAULT: f64 = 10.0;
+
+/// Judges the run in `run_dir`; `None` for a run without `status.jsonl`
+/// (stored before the sampler existed).
+pub fn check(run_dir: &Path) -> anyhow::Result<Option<CheckResult>> {
+    let started = Instant::now();
+    let path = run_dir.join("status.jsonl");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let samples = status::read(&path);
+    let history = run_dir.join("history.jsonl");
+    let loaded = reports::load::history(&history)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", history.display()))?;
+    let recovery_s = reports::load::json(&run_dir.join("test.json"))
+        .and_then(|t| t["recovery_s"].as_f64())
+        .unwrap_or(RECOVERY_S_DEFAULT);
+    let mut behind = Anomaly::new("not-caught-up");
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let per_window = status::catch_up(&samples, &loaded.windows, recovery_s);
+    for (w, nodes) in loaded.windows.iter().zip(&per_window) {
+        for c in nodes {
+            let key = match c.state {
+                CatchUpState::CaughtUp => "caught-up",
+                CatchUpState::Behind => "behind",
+                CatchUpState::Interrupted => "interrupted",
+                CatchUpState::Unmeasured => "unmeasured",
+            };
+            *counts.entry(key.into()).or_default() += 1;
+            if c.state == CatchUpState::Behind {
+                behind.add(
+                    json!({"fault": w.fault, "targets": w.targets, "heal_s": w.end_s,
+                    "node": c.node, "height": c.height, "target_height": c.target_height,
+                    "recovery_s": recovery_s}),
+                );
+            }
+        }
+    }
+    counts.insert("faults".into(), loaded.windows.len() as u64);
+    Ok(Some(CheckResult {
+        checker: "catch-up".into(),
+        valid: if behind.count > 0 {
+            Validity::Invalid
+        } else {
+            Validity::Valid
+        },
+        check_ms: started.elapsed().as_secs_f64() * 1e3,
+        counts,
+        anomalies: vec![behind],
+        artifacts: vec![],
+        note: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_left_behind_after_a_heal_is_an_anomaly_and_a_caught_up_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = [
+            r#"{"index":0,"process":"nemesis","type":"info","f":"lag","value":{"phase":"start","targets":["n2"]},"time":1000000000}"#,
+            r#"{"index":1,"process":"nemesis","type":"info","f":"lag","value":{"phase":"end","targets":["n2"]},"time":3000000000}"#,
+        ];
+        std::fs::write(dir.path().join("history.jsonl"), history.join("\n")).unwrap();
+        std::fs::write(dir.path().join("test.json"), r#"{"recovery_s": 2}"#).unwrap();
+        let status = |n2_late: u64| {
+            [(0.5, 10, 10), (2.9, 40, 10), (3.5, 45, 20), (5.5, 60, n2_late)]
+                .iter()
+                .flat_map(|(t, h1, h2)| {
+                    [("n1", h1), ("n2", h2)].map(|(n, h)| {
+                        format!(
+                            r#"{{"time":{},"node":"{n}","status":{{"height":{h},"leader":1,"term":2}}}}"#,
+                            (t * 1e9) as u64
+                        )
+                    })
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        std::fs::write(dir.path().join("status.jsonl"), status(25)).unwrap();
+        let r = check(dir.path()).unwrap().unwrap();
+        assert_eq!(r.valid, Validity::Invalid);
+        assert_eq!(r.anomalies[0].count, 1);
+        assert_eq!(r.anomalies[0].examples[0]["node"], "n2");
+        assert_eq!(r.anomalies[0].examples[0]["target_height"], 40);
+        std::fs::write(dir.path().join("status.jsonl"), status(40)).unwrap();
+        // Reached 40 only at 5.5 s, after the 2 s of recovery: still behind.
+        assert_eq!(check(dir.path()).unwrap().unwrap().valid, Validity::Invalid);
+        std::fs::write(dir.path().join("test.json"), r#"{"recovery_s": 3}"#).unwrap();
+        let r = check(dir.path()).unwrap().unwrap();
+        assert_eq!(r.valid, Validity::Valid, "{r:?}");
+        assert_eq!(r.counts["caught-up"], 2);
+        std::fs::remove_file(dir.path().join("status.jsonl")).unwrap();
+        assert!(check(dir.path()).unwrap().is_none());
+    }
+}

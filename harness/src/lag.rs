@@ -1,0 +1,174 @@
+//! The lag fault: one follower cut off from every other node and held
+//! there until the leader has compacted its log past it, so that after the
+//! heal it can only catch up by installing the leader's snapshot (issue
+//! 13). The cut is a partition (`grudge::isolate`), undone by the
+//! runtime's `heal` like any other.
+
+use crate::grudge;
+use crate::nemesis::Nemesis;
+use crate::plan::Fault;
+use crate::runtime::Runtime;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Leader compactions to wait for after the cut: the first snapshot taken
+/// after the cut may still leave the follower within the catch-up margin;
+/// the second is a whole snapshot interval past it.
+pub const LAG_COMPACTIONS: u64 = 2;
+/// Entries the leader must have applied past the follower's applied index
+/// at the cut. Over TCP that only drops packets (Docker's nft rules), the
+/// leader's appends sent before its in-flight window filled (the node's
+/// `max_inflight_msgs`, 256 messages, about one entry each) are
+/// retransmitted after the heal; only what lies past them must come by
+/// snapshot.
+pub const LAG_ENTRIES_PAST: u64 = 300;
+/// How much longer than the nemesis interval a lag may be held waiting for
+/// those compactions (a leader under little load compacts slowly).
+pub const LAG_HOLD_EXTRA_MAX: Duration = Duration::from_secs(60);
+/// How often the leader's counters are read while holding.
+const LAG_POLL_PERIOD: Duration = Duration::from_millis(250);
+
+/// A follower cut off, and where the leader and it were when it was.
+#[derive(Debug)]
+pub struct Lagging {
+    /// The follower cut off.
+    pub target: String,
+    /// The leader when the cut began and its `compactions` counter then.
+    baseline: Option<(String, u64)>,
+    /// The follower's applied index at the cut (0 when it did not say).
+    applied_index: u64,
+}
+
+/// The leader most nodes name, with its status.
+fn leader_of(statuses: &BTreeMap<String, Value>) -> Option<(String, &Value)> {
+    let mut votes: BTreeMap<u64, usize> = BTreeMap::new();
+    for s in statuses.values() {
+        if let Some(l) = s["leader"].as_u64().filter(|&l| l != 0) {
+            *votes.entry(l).or_default() += 1;
+        }
+    }
+    let (id, _) = votes.into_iter().max_by_key(|(_, n)| *n)?;
+    let name = format!("n{id}");
+    let status = statuses.get(&name)?;
+    Some((name, status))
+}
+
+/// The leader, its compactions counter and applied index, when a leader
+/// answers.
+async fn leader_compactions(nemesis: &Nemesis) -> Option<(String, u64, u64)> {
+    let statuses = nemesis.probe.statuses().await;
+    let (leader, status) = leader_of(&statuses)?;
+    let applied = status["applied_index"].as_u64().unwrap_or(0);
+    Some((leader, status["compactions"].as_u64()?, applied))
+}
+
+/// Cuts off a follower drawn (seeded) among the nodes that are not the
+/// leader (any node when no leader is known); recorded at its start.
+pub async fn inject(nemesis: &Nemesis, rng: &mut ChaCha8Rng) -> anyhow::Result<Lagging> {
+    let baseline = leader_compactions(nemesis)
+        .await
+        .map(|(leader, compactions, _)| (leader, compactions));
+    let leader = baseline.as_ref().map(|(l, _)| l.clone());
+    let followers: Vec<&String> = nemesis
+        .nodes
+        .iter()
+        .filter(|n| Some(*n) != leader.as_ref())
+        .collect();
+    let target = match followers.choose(rng) {
+        Some(t) => (*t).clone(),
+        None => nemesis.nodes.choose(rng).expect("nodes").clone(),
+    };
+    let applied_index = nemesis
+        .probe
+        .status(&target)
+        .await
+        .and_then(|s| s["applied_index"].as_u64())
+        .unwrap_or(0);
+    let g = grudge::isolate(&target, &nemesis.nodes);
+    nemesis.recorder.nemesis(
+        Fault::Lag,
+        json!({"phase": "start", "targets": [target], "grudge": g, "leader": leader,
+               "choice": if leader.is_some() { "follower" } else { "random" },
+               "leader_compactions": baseline.as_ref().map(|(_, c)| *c),
+               "applied_index": applied_index}),
+    );
+    nemesis.runtime.lock().await.partition(&g).await?;
+    Ok(Lagging {
+        target,
+        baseline,
+        applied_index,
+    })
+}
+
+/// Holds the cut, after the nemesis interval, until the leader has
+/// compacted [`LAG_COMPACTIONS`] times since it began and applied
+/// [`LAG_ENTRIES_PAST`] entries past the follower (at most
+/// [`LAG_HOLD_EXTRA_MAX`] more), and records a `compacted` event saying
+/// whether it did. A new leader's counter is taken as its own baseline.
+/// Returns true when told to stop meanwhile.
+pub async fn hold(
+    nemesis: &Nemesis,
+    lagging: &mut Lagging,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let started = Instant::now();
+    let mut compacted = None;
+    let mut stopped = false;
+    while started.elapsed() < LAG_HOLD_EXTRA_MAX {
+        if let Some((leader, now, applied)) = leader_compactions(nemesis).await {
+            match &lagging.baseline {
+                Some((l, at)) if *l == leader => {
+                    if now >= at + LAG_COMPACTIONS
+                        && applied >= lagging.applied_index + LAG_ENTRIES_PAST
+                    {
+                        compacted = Some((leader, now, now - at));
+                        break;
+                    }
+                }
+                _ => lagging.baseline = Some((leader, now)),
+            }
+        }
+        if crate::nemesis::sleep_or_stop(stop, LAG_POLL_PERIOD).await {
+            stopped = true;
+            break;
+        }
+    }
+    nemesis.recorder.nemesis(
+        Fault::Lag,
+        json!({"phase": "compacted", "targets": [lagging.target],
+               "compacted": compacted.is_some(),
+               "leader": compacted.as_ref().map(|(l, _, _)| l),
+               "leader_compactions": compacted.as_ref().map(|(_, n, _)| n),
+               "compactions_during_lag": compacted.as_ref().map(|(_, _, d)| d),
+               "held_extra_s": started.elapsed().as_secs_f64()}),
+    );
+    stopped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leader_is_the_one_most_nodes_name_and_must_answer() {
+        let s = |leader: u64, c: u64| json!({"leader": leader, "compactions": c});
+        let mut statuses = BTreeMap::new();
+        statuses.insert("n1".to_string(), s(2, 1));
+        statuses.insert("n2".to_string(), s(2, 7));
+        statuses.insert("n3".to_string(), s(2, 0));
+        let (name, status) = leader_of(&statuses).unwrap();
+        assert_eq!(
+            (name.as_str(), status["compactions"].as_u64()),
+            ("n2", Some(7))
+        );
+        statuses.remove("n2");
+        assert!(
+            leader_of(&statuses).is_none(),
+            "a leader that does not answer is no baseline"
+        );
+    }
+}
