@@ -138,6 +138,9 @@ pub struct RaftLoop {
     next_tick: Instant,
     applied_bytes: u64,
     applied_index: u64,
+    /// The commit index a restart would recover (the trace's `commit`):
+    /// raft's light ready commit index is written and not synced.
+    durable_commit: u64,
     trace: Trace,
     snapshotter: Snapshotter,
     /// The last snapshot a peer sent, decoded: (index, term, state).
@@ -203,7 +206,9 @@ impl RaftLoop {
         let campaigner = parts.fresh
             && first_campaigner(&cfg.args.channel, cfg.peers.len() as u64) == cfg.args.id;
         let cutter = BlockCutter::new(cfg.batch);
+        let durable_commit = parts.raw.store().hard_state().commit;
         RaftLoop {
+            durable_commit,
             raw: parts.raw,
             wal: parts.wal,
             data_dir: parts.data_dir,
@@ -278,7 +283,8 @@ impl RaftLoop {
         Ok(self.trace.flush()?)
     }
 
-    /// Raft's persistent state and log bounds as raft sees them now.
+    /// Raft's persistent state and log bounds as raft sees them now, but
+    /// for the commit index: the one fsynced.
     fn log_state(&self) -> LogState {
         let store = self.raw.store();
         let hs = store.hard_state();
@@ -286,7 +292,7 @@ impl RaftLoop {
         LogState {
             term: hs.term,
             vote: hs.vote,
-            commit: hs.commit,
+            commit: self.durable_commit,
             first_index: store.first_index().expect("memory storage never fails"),
             last_index,
             last_term: store.term(last_index).unwrap_or(0),
@@ -575,6 +581,8 @@ impl RaftLoop {
         self.send(rd.take_persisted_messages())?;
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
+            // Written, not synced: the next persist's fsync covers it, and
+            // only then does the trace report it (`durable_commit`).
             self.raw.mut_store().set_commit(commit);
             let hs = self.raw.store().hard_state();
             self.wal.set_hard_state(&self.hard_state_to_persist(&hs))?;
@@ -633,6 +641,7 @@ impl RaftLoop {
             self.wal.set_hard_state(&self.hard_state_to_persist(hs))?;
         }
         self.wal.sync(!self.shared.config.has_bug(Bug::NoFsync))?;
+        self.note_synced();
         let bytes = entries.iter().map(|e| e.data.len()).sum();
         self.shared
             .metrics
@@ -659,6 +668,11 @@ impl RaftLoop {
                 .persist(&self.log_state(), &appended, truncated_from);
         }
         Ok(())
+    }
+
+    /// After a sync or rewrite of the log: the commit index it covered.
+    fn note_synced(&mut self) {
+        self.durable_commit = self.durable_commit.max(self.wal.synced_commit());
     }
 
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), LoopError> {
@@ -727,6 +741,7 @@ impl RaftLoop {
         self.applied_index = index;
         let hs = self.raw.store().hard_state();
         self.wal.rewrite(&self.hard_state_to_persist(&hs), &[])?;
+        self.note_synced();
         self.trace.snapshot("installed", index, term, None);
         // The log was rewritten and fsynced: its new bounds.
         self.trace.persist(&self.log_state(), &[], None);
@@ -778,6 +793,7 @@ impl RaftLoop {
             .expect("compacting below the applied index");
         let hs = self.raw.store().hard_state();
         self.wal.rewrite(&self.hard_state_to_persist(&hs), &tail)?;
+        self.note_synced();
         self.trace.compact(compacted_to);
         let block = written.height.saturating_sub(1);
         let mut metrics = self.shared.metrics.lock().expect("metrics lock");

@@ -406,6 +406,7 @@ async fn traces_parse_continue_across_restarts_and_order_recv_after_send() {
         }
         let starts = events.iter().filter(|e| e["ev"] == "start").count();
         assert_eq!(starts, if i == leader { 2 } else { 1 }, "node {}", i + 1);
+        durable_across_restarts(i, events);
         let mut lamport = 0;
         for (seq, e) in events.iter().enumerate() {
             assert_eq!(e["node"], i as u64 + 1);
@@ -451,6 +452,30 @@ async fn traces_parse_continue_across_restarts_and_order_recv_after_send() {
         assert_eq!(*first, got, "index {}", e["index"]);
     }
     assert!(applied.len() >= 2);
+}
+
+/// Every `persist` reports only what a restart recovers: a `start` that cut
+/// nothing holds at least the last persisted log and commit index.
+fn durable_across_restarts(i: usize, events: &[Value]) {
+    let mut last_persist: Option<&Value> = None;
+    for e in events {
+        match e["ev"].as_str() {
+            Some("persist") => last_persist = Some(e),
+            Some("start") => {
+                if let (Some(p), false) = (last_persist, e["trace_cut"] == true) {
+                    for field in ["commit", "last_index", "term"] {
+                        assert!(
+                            e[field].as_u64() >= p[field].as_u64(),
+                            "node {}: {field} persisted {p} recovered {e}",
+                            i + 1
+                        );
+                    }
+                }
+                last_persist = None;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Defect 2 (issue 13): when the raft thread dies (here: its trace cannot
