@@ -114,7 +114,7 @@ fn recover(config: &NodeConfig) -> Result<Recovery, LaunchError> {
         })?;
         applied = s.get_metadata().index;
     }
-    let voters: Vec<u64> = config.peers.keys().copied().collect();
+    let voters = config.founders();
     let storage = NodeStorage::recover(voters, snapshot, &recovered)?;
     let raw = raft::RawNode::new(
         &raft_config(config, applied)?,
@@ -173,6 +173,7 @@ fn shared_state(config: &NodeConfig, fsm: StateMachine, restarts: u64) -> Arc<Sh
             ..StatusView::default()
         }),
         fsm: RwLock::new(fsm),
+        members: Mutex::default(),
         height,
         restarts,
         started: Instant::now(),
@@ -196,7 +197,7 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
     tokio::spawn(transport::serve(
         peer_listener,
         args.id,
-        config.peers.keys().copied().collect(),
+        transport.known(),
         events.clone(),
     ));
     let trace = match &args.trace {

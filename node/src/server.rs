@@ -9,7 +9,7 @@
 
 use crate::config::{Bug, NodeConfig};
 use crate::cutter::BlockCutter;
-use crate::event::{Event, Origin, Outbox, SubmitReply};
+use crate::event::{Event, MemberReply, Origin, Outbox, SubmitReply};
 use crate::forward::{self, Forwards};
 use crate::fsm::{self, StateMachine};
 use crate::metrics::{Gauges, Metrics};
@@ -28,6 +28,9 @@ use std::path::PathBuf;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+#[path = "members.rs"]
+pub mod members;
 
 /// Forwarded submits and waiters older than this are forgotten.
 const WAITER_AGE_MAX: Duration = Duration::from_secs(60);
@@ -53,6 +56,8 @@ pub struct StatusView {
     pub active_nodes: u64,
     /// Voters.
     pub cluster_size: u64,
+    /// Whether the applied configuration removed this node.
+    pub removed: bool,
 }
 
 /// State shared between the raft loop and the API.
@@ -73,6 +78,8 @@ pub struct Shared {
     pub started: Instant,
     /// Process start (wall clock, ms since the epoch).
     pub started_ms: u64,
+    /// The applied configuration (`GET /members`).
+    pub members: Mutex<members::MembersView>,
 }
 
 /// Why the raft loop stopped abnormally.
@@ -145,11 +152,25 @@ pub struct RaftLoop {
     snapshotter: Snapshotter,
     /// The last snapshot a peer sent, decoded: (index, term, state).
     decoded_snapshot: Option<(u64, u64, StateMachine)>,
+    /// The membership request proposed at an index, waiting to be applied.
+    pending_member: Option<(u64, tokio::sync::oneshot::Sender<MemberReply>)>,
+    /// The index of the configuration that removed this node.
+    removed: Option<u64>,
 }
 
-/// The node that campaigns first on a fresh cluster (Fabric's rule):
-/// `uvarint(sha256(channel)[24..]) % n + 1`.
-pub fn first_campaigner(channel: &str, n: u64) -> u64 {
+/// The node that campaigns first on a fresh cluster (Fabric's rule): the
+/// `uvarint(sha256(channel)[24..]) % n`-th of the founders in id order
+/// (`% n + 1` for founders 1..=n).
+pub fn first_campaigner(channel: &str, founders: &[u64]) -> u64 {
+    let mut ids = founders.to_vec();
+    ids.sort_unstable();
+    let n = ids.len().max(1) as u64;
+    ids.get((campaign_hash(channel) % n) as usize)
+        .copied()
+        .unwrap_or(0)
+}
+
+fn campaign_hash(channel: &str) -> u64 {
     let digest = Sha256::digest(channel.as_bytes());
     let mut value: u64 = 0;
     for (i, byte) in digest[24..].iter().enumerate() {
@@ -158,7 +179,7 @@ pub fn first_campaigner(channel: &str, n: u64) -> u64 {
             break;
         }
     }
-    value % n + 1
+    value
 }
 
 /// Raft's role as the trace names it (docs/trace.md).
@@ -204,7 +225,8 @@ impl RaftLoop {
     pub fn new(shared: std::sync::Arc<Shared>, parts: LoopParts) -> RaftLoop {
         let cfg = &shared.config;
         let campaigner = parts.fresh
-            && first_campaigner(&cfg.args.channel, cfg.peers.len() as u64) == cfg.args.id;
+            && cfg.args.join.is_empty()
+            && first_campaigner(&cfg.args.channel, &cfg.founders()) == cfg.args.id;
         let cutter = BlockCutter::new(cfg.batch);
         let durable_commit = parts.raw.store().hard_state().commit;
         RaftLoop {
@@ -215,6 +237,8 @@ impl RaftLoop {
             transport: parts.transport,
             trace: parts.trace,
             decoded_snapshot: None,
+            pending_member: None,
+            removed: None,
             snapshotter: parts.snapshotter,
             cutter,
             queued: VecDeque::new(),
@@ -241,6 +265,7 @@ impl RaftLoop {
     /// Runs until a shutdown event or a fatal storage error.
     pub fn run(mut self, events: Outbox) -> Result<(), LoopError> {
         self.trace_start()?;
+        self.publish_members();
         loop {
             // An untimed wait: timed waits take absolute deadlines from the
             // monotonic clock, which libfaketime (the clock nemesis) fakes
@@ -315,6 +340,7 @@ impl RaftLoop {
             self.enqueue(batch);
         }
         self.propose_queued();
+        self.fail_member_if_not_leading();
         self.on_ready()?;
         self.trace.flush()?;
         self.publish_status();
@@ -368,6 +394,10 @@ impl RaftLoop {
                 tracing::debug!(to, delivered, "snapshot reported to raft");
                 self.raw.report_snapshot(to, status);
             }
+            Event::Member { changes, reply } => self.member_change(&changes, reply),
+            Event::Transfer { to, reply } => {
+                let _ = reply.send(self.transfer(to));
+            }
             Event::Wake => {}
         }
     }
@@ -420,6 +450,10 @@ impl RaftLoop {
             .lock()
             .expect("metrics lock")
             .normal_proposals_received += 1;
+        if let Some(index) = self.removed {
+            let why = format!("this node was removed from the consenter set (configuration at index {index}); submit to a member (GET /members)");
+            return self.reply(origin, SubmitReply::refused(410, &why, true));
+        }
         if self.role == StateRole::Leader {
             return self.order(tx, ack, origin);
         }
@@ -682,7 +716,12 @@ impl RaftLoop {
             while self.inflight.front().is_some_and(|&i| i <= e.index) {
                 self.inflight.pop_front();
             }
-            if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+            if e.get_entry_type() != EntryType::EntryNormal {
+                self.trace.apply(e.index, e.term, None);
+                self.apply_conf_change(&e);
+                continue;
+            }
+            if e.data.is_empty() {
                 self.trace.apply(e.index, e.term, None);
                 continue;
             }
@@ -829,7 +868,8 @@ impl RaftLoop {
             applied_index: self.applied_index,
             height,
             active_nodes: active,
-            cluster_size: self.shared.config.peers.len() as u64,
+            cluster_size: r.prs().conf().voters().ids().len() as u64,
+            removed: self.removed.is_some(),
         };
     }
 }
@@ -851,9 +891,12 @@ mod tests {
     #[test]
     fn the_first_campaigner_is_stable_and_in_range() {
         for n in 1..=7 {
-            let id = first_campaigner("ordeal", n);
+            let founders: Vec<u64> = (1..=n).collect();
+            let id = first_campaigner("ordeal", &founders);
             assert!((1..=n).contains(&id));
-            assert_eq!(id, first_campaigner("ordeal", n));
+            assert_eq!(id, first_campaigner("ordeal", &founders));
+            let shifted: Vec<u64> = founders.iter().map(|f| f + 10).rev().collect();
+            assert_eq!(first_campaigner("ordeal", &shifted), id + 10);
         }
     }
 }

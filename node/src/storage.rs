@@ -115,6 +115,12 @@ impl NodeStorage {
         self.mem.term(idx).unwrap_or(0)
     }
 
+    /// Records the configuration a committed conf change produced (what
+    /// later snapshots carry).
+    pub fn set_conf_state(&self, cs: ConfState) {
+        self.mem.wl().set_conf_state(cs);
+    }
+
     /// The current voters, for snapshot metadata.
     pub fn conf_state(&self) -> raft::Result<ConfState> {
         Ok(self.mem.initial_state()?.conf_state)
