@@ -153,6 +153,14 @@ pub enum Event {
         /// Who to answer.
         reply: oneshot::Sender<MemberReply>,
     },
+    /// A peer says the configuration at `index` removed this node (the
+    /// eviction notice).
+    Removed {
+        /// The peer.
+        from: u64,
+        /// The configuration's index.
+        index: u64,
+    },
     /// Nothing: the waker's periodic nudge, so that ticks and batch
     /// timeouts are noticed without a timed wait.
     Wake,

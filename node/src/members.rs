@@ -11,6 +11,7 @@
 
 use super::RaftLoop;
 use crate::event::{MemberChange, MemberOp, MemberReply};
+use crate::transport::Frame;
 use protobuf::Message as PbMessage;
 use raft::prelude::{
     ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
@@ -256,7 +257,7 @@ impl RaftLoop {
             }
         };
         self.raw.mut_store().set_conf_state(cs.clone());
-        self.relink(&cc, &e.context, &cs);
+        self.relink(&cc, &e.context, &cs, e.index);
         let me = self.shared.config.args.id;
         if !members_of(&cs).contains(&me) && self.removed.is_none() {
             self.removed = Some(e.index);
@@ -278,7 +279,7 @@ impl RaftLoop {
     }
 
     /// Links to added nodes (addresses from the context), none to removed.
-    fn relink(&mut self, cc: &ConfChangeV2, context: &[u8], cs: &ConfState) {
+    fn relink(&mut self, cc: &ConfChangeV2, context: &[u8], cs: &ConfState, index: u64) {
         if !context.is_empty() {
             match serde_json::from_slice::<BTreeMap<u64, String>>(context) {
                 Ok(addrs) => {
@@ -291,12 +292,48 @@ impl RaftLoop {
                 }
             }
         }
+        // The link to a removed node stays (raft sends it nothing): it is
+        // how the node hears that it was removed (`tell_if_removed`).
         let members = members_of(cs);
         for c in cc.changes.iter() {
             if c.get_change_type() == ConfChangeType::RemoveNode && !members.contains(&c.node_id) {
-                self.transport.remove_peer(c.node_id);
+                self.removed_peers.insert(c.node_id, index);
             }
         }
+    }
+
+    /// On the leader: a raft message from a node a configuration removed
+    /// is answered with the eviction notice and not stepped (Fabric's
+    /// eviction suspicion, from the other side). True when it was.
+    pub(super) fn tell_if_removed(&mut self, from: u64) -> bool {
+        if self.role != StateRole::Leader {
+            return false;
+        }
+        let Some(&index) = self.removed_peers.get(&from) else {
+            return false;
+        };
+        if self.transport.send(from, Frame::Removed(index)) {
+            tracing::info!(
+                peer = from,
+                index,
+                "told a removed node that it was removed"
+            );
+        }
+        true
+    }
+
+    /// A member says the configuration at `index` removed this node: halt
+    /// (no ticks, submits refused), as if this node had applied it.
+    pub(super) fn heard_removed(&mut self, from: u64, index: u64) {
+        if self.removed.is_some() {
+            return;
+        }
+        tracing::warn!(from, index, "a member says the configuration at this index removed this node (eviction): halting this chain");
+        self.removed = Some(index);
+        // Back from a pre-vote campaign, if it was in one (the term is kept).
+        let term = self.raw.raft.term;
+        self.raw.raft.become_follower(term, 0);
+        self.publish_members();
     }
 
     /// Publishes the applied configuration for `GET /members`.

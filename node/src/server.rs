@@ -156,6 +156,8 @@ pub struct RaftLoop {
     pending_member: Option<(u64, tokio::sync::oneshot::Sender<MemberReply>)>,
     /// The index of the configuration that removed this node.
     removed: Option<u64>,
+    /// Nodes applied configurations removed, with the index (this run's).
+    removed_peers: HashMap<u64, u64>,
 }
 
 /// The node that campaigns first on a fresh cluster (Fabric's rule): the
@@ -239,6 +241,7 @@ impl RaftLoop {
             decoded_snapshot: None,
             pending_member: None,
             removed: None,
+            removed_peers: HashMap::new(),
             snapshotter: parts.snapshotter,
             cutter,
             queued: VecDeque::new(),
@@ -327,7 +330,10 @@ impl RaftLoop {
     fn turn(&mut self) -> Result<(), LoopError> {
         let now = Instant::now();
         if now >= self.next_tick {
-            self.raw.tick();
+            // A removed node's raft stops: no elections, no campaigns.
+            if self.removed.is_none() {
+                self.raw.tick();
+            }
             self.ticks += 1;
             self.next_tick = (self.next_tick + self.tick_interval()).max(now);
             self.maybe_campaign();
@@ -368,7 +374,7 @@ impl RaftLoop {
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Peer { msg, lamport } => {
-                if !self.snapshot_usable(&msg) {
+                if !self.snapshot_usable(&msg) || self.tell_if_removed(msg.from) {
                     return;
                 }
                 self.trace.recv(&msg, lamport);
@@ -398,6 +404,7 @@ impl RaftLoop {
             Event::Transfer { to, reply } => {
                 let _ = reply.send(self.transfer(to));
             }
+            Event::Removed { from, index } => self.heard_removed(from, index),
             Event::Wake => {}
         }
     }

@@ -46,6 +46,9 @@ pub const RAFT_MESSAGE_BYTES_MAX: usize = 1 << 30;
 const _: () = assert!(RAFT_PART_BYTES < FRAME_BYTES_MAX);
 const KIND_FORWARD: u8 = 3;
 const KIND_FORWARD_REPLY: u8 = 4;
+/// `index: u64 LE`: "the configuration at this index removed you" (a
+/// member to a removed node that still sends raft messages).
+const KIND_REMOVED: u8 = 7;
 
 /// A submit forwarded by a follower to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +86,8 @@ pub enum Frame {
     Forward(Forward),
     /// The answer to a forwarded submit.
     ForwardReply(ForwardReply),
+    /// The configuration at this index removed the receiver.
+    Removed(u64),
 }
 
 impl Frame {
@@ -95,6 +100,7 @@ impl Frame {
             Frame::Raft { bytes, .. } => return frame_bytes(KIND_RAFT, bytes),
             Frame::Forward(f) => (KIND_FORWARD, serde_json::to_vec(f).expect("encodes")),
             Frame::ForwardReply(r) => (KIND_FORWARD_REPLY, serde_json::to_vec(r).expect("encodes")),
+            Frame::Removed(index) => (KIND_REMOVED, index.to_le_bytes().to_vec()),
         };
         frame_bytes(kind, &body)
     }
@@ -195,18 +201,6 @@ impl Transport {
         self.runtime.spawn(dial);
         peers.insert(id, Queues { raft, client });
         tracing::info!(peer = id, addr, "peer added");
-    }
-
-    /// Stops sending to `id` (its dialer ends once its queues drain).
-    pub fn remove_peer(&self, id: u64) {
-        if self.peers.lock().expect("peers lock").remove(&id).is_some() {
-            tracing::info!(peer = id, "peer removed");
-        }
-    }
-
-    /// Whether this node has a link to `id`.
-    pub fn has_peer(&self, id: u64) -> bool {
-        self.peers.lock().expect("peers lock").contains_key(&id)
     }
 
     /// Queues a frame for `to`; dropped (with a debug log, and false) when
@@ -504,6 +498,15 @@ fn decode_event(me: u64, from: u64, kind: u8, body: &[u8]) -> Result<Event, Stri
                 req_id: r.req_id,
                 tx_id: r.tx_id,
                 reply: r.reply,
+            })
+        }
+        KIND_REMOVED => {
+            let index: [u8; 8] = body
+                .try_into()
+                .map_err(|_| format!("removed frame of {} bytes, not 8", body.len()))?;
+            Ok(Event::Removed {
+                from,
+                index: u64::from_le_bytes(index),
             })
         }
         other => Err(format!("unknown frame kind {other}")),

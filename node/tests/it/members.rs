@@ -263,3 +263,57 @@ async fn a_node_joins_catches_up_is_promoted_and_members_leave() {
         ]
     );
 }
+
+/// Issue 14 (Fabric's eviction suspicion): a follower removed while it was
+/// down comes back, hears from the leader that it was removed, and halts —
+/// no election, no new term, its submits refused — while the members go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_removed_while_away_comes_back_and_halts() {
+    let mut c = LocalCluster::start(Path::new(EXE), 3, &[]).unwrap();
+    let http = http();
+    let leader = c.wait_leader(&http).await.unwrap();
+    submit_many(&http, &c, "a", 10).await;
+    let away = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    c.kill(away);
+    let (s, answer) = post(
+        &http,
+        &c,
+        leader,
+        "/members",
+        change("remove", away as u64 + 1, None),
+    )
+    .await;
+    assert_eq!(s, 200, "{answer}");
+    submit_many_to(&http, &c, &[leader, other], "b", 10).await;
+    let term = status(&http, &c.url(leader)).await.unwrap()["term"].clone();
+    c.restart(away).unwrap();
+    let back = wait_status(&http, &c, away, "halts", |s| s["removed"] == true).await;
+    assert_eq!(back["role"], "follower", "{back}");
+    let (s, answer) = post(
+        &http,
+        &c,
+        away,
+        "/submit",
+        json!({"id": "x", "payload": "x"}),
+    )
+    .await;
+    assert_eq!(s, 410, "{answer}");
+    // Several election timeouts later: still no campaign, same leader and term.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let now = status(&http, &c.url(leader)).await.unwrap();
+    assert_eq!(
+        (&now["role"], &now["term"]),
+        (&json!("leader"), &term),
+        "{now}"
+    );
+    assert_eq!(
+        status(&http, &c.url(away)).await.unwrap()["term"],
+        back["term"]
+    );
+    submit_many_to(&http, &c, &[leader, other], "c", 5).await;
+    assert!(
+        c.log(away).contains("eviction"),
+        "the node says why it halted"
+    );
+}
