@@ -798,9 +798,11 @@ impl RaftLoop {
     /// Hands a snapshot of the applied state to the snapshot thread once
     /// `--snapshot-interval-bytes` were applied since the last one.
     fn maybe_snapshot(&mut self) -> Result<(), LoopError> {
-        if self.applied_bytes < self.shared.config.args.snapshot_interval_bytes
-            || self.snapshotter.is_busy()
-        {
+        if self.snapshotter.is_busy() {
+            return Ok(());
+        }
+        let wanted = self.raw.store().take_snapshot_wanted();
+        if self.applied_bytes < self.shared.config.args.snapshot_interval_bytes && !wanted {
             return Ok(());
         }
         let index = self.applied_index;

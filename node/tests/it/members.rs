@@ -43,7 +43,12 @@ async fn wait_status(
                 return s;
             }
         }
-        assert!(Instant::now() < deadline, "node {}: never {what}", i + 1);
+        assert!(
+            Instant::now() < deadline,
+            "node {}: never {what}\n{}",
+            i + 1,
+            c.log(i)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -315,5 +320,72 @@ async fn a_node_removed_while_away_comes_back_and_halts() {
     assert!(
         c.log(away).contains("eviction"),
         "the node says why it halted"
+    );
+}
+
+/// Issue 14: a node added after the log was compacted catches up by
+/// snapshot (which carries the configuration), is promoted, and after a
+/// restart of every node (founders given every member's address) the
+/// configuration is the same everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_added_after_compaction_catches_up_by_snapshot() {
+    let flags = [
+        "--snapshot-interval-bytes",
+        "300",
+        "--snapshot-catchup-entries",
+        "2",
+    ];
+    let mut c = LocalCluster::start(Path::new(EXE), 3, &flags).unwrap();
+    let http = http();
+    let leader = c.wait_leader(&http).await.unwrap();
+    submit_many(&http, &c, "a", 60).await;
+    wait_status(&http, &c, leader, "compacts", |s| {
+        s["compactions"].as_u64() > Some(0)
+    })
+    .await;
+    let new = c.add_node().unwrap();
+    let (s, answer) = post(
+        &http,
+        &c,
+        leader,
+        "/members",
+        change("add", 4, Some(c.peer_addr(new))),
+    )
+    .await;
+    assert_eq!(s, 200, "{answer}");
+    let got = wait_status(&http, &c, new, "installs a snapshot", |s| {
+        s["snapshots_installed"].as_u64() > Some(0)
+    })
+    .await;
+    assert!(got["height"].as_u64() > Some(0), "{got}");
+    let promote = change("promote", 4, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while post(&http, &c, leader, "/members", promote.clone()).await.0 != 200 {
+        assert!(Instant::now() < deadline, "learner 4 never promoted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    submit_many(&http, &c, "b", 10).await;
+    let all: Vec<usize> = (0..4).collect();
+    converge_some(&http, &c, &all).await;
+    for i in 0..4 {
+        c.kill(i);
+    }
+    for i in 0..4 {
+        c.restart(i).unwrap();
+    }
+    c.wait_leader(&http).await.unwrap();
+    for i in 0..4 {
+        assert_eq!(
+            members(&http, &c, i).await["voters"],
+            json!([1, 2, 3, 4]),
+            "node {}",
+            i + 1
+        );
+    }
+    submit_many(&http, &c, "c", 5).await;
+    converge_some(&http, &c, &all).await;
+    assert_eq!(
+        chain(&http, &c.url(new)).await,
+        chain(&http, &c.url(0)).await
     );
 }
