@@ -140,8 +140,8 @@ pub enum Event {
     },
     /// A change of the consenter set (`POST /members`).
     Member {
-        /// The changes, applied together (joint consensus when more than
-        /// one voter changes).
+        /// The changes, applied together (joint consensus when there is
+        /// more than one).
         changes: Vec<MemberChange>,
         /// Who to answer.
         reply: oneshot::Sender<MemberReply>,

@@ -2,7 +2,7 @@
 //! docs/node-api.md `POST /members`, `POST /transfer`).
 //!
 //! A change goes through the log as a `ConfChangeV2` (raft's joint
-//! consensus when more than one voter changes, left automatically), its
+//! consensus when it holds more than one change, left automatically), its
 //! context the added nodes' addresses as JSON `{"id": "host:port"}`. Every
 //! node applies it when committed: raft's configuration, the storage's
 //! `ConfState` (which snapshots carry), the transport's links, the trace's

@@ -389,3 +389,60 @@ async fn a_node_added_after_compaction_catches_up_by_snapshot() {
         chain(&http, &c.url(0)).await
     );
 }
+
+/// Issue 14: a request of two changes (adding two learners, promoting
+/// both) goes through a joint configuration, which raft leaves by itself;
+/// every node ends with five voters and no outgoing ones, and the trace
+/// shows each `leave joint`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_voters_change_through_a_joint_configuration() {
+    let mut c = LocalCluster::start_traced(Path::new(EXE), 3, &[], true).unwrap();
+    let http = http();
+    let leader = c.wait_leader(&http).await.unwrap();
+    submit_many(&http, &c, "a", 5).await;
+    let (four, five) = (c.add_node().unwrap(), c.add_node().unwrap());
+    let add = json!({"changes": [
+        {"op": "add", "id": 4, "addr": c.peer_addr(four)},
+        {"op": "add", "id": 5, "addr": c.peer_addr(five)},
+    ]});
+    let (s, answer) = post(&http, &c, leader, "/members", add).await;
+    assert_eq!((s, &answer["learners"]), (200, &json!([4, 5])), "{answer}");
+    let promote = json!({"changes": [{"op": "promote", "id": 4}, {"op": "promote", "id": 5}]});
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let joint = loop {
+        let (s, answer) = post(&http, &c, leader, "/members", promote.clone()).await;
+        if s == 200 {
+            break answer;
+        }
+        assert!(s == 409 && Instant::now() < deadline, "{s} {answer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(joint["change"], "promote 4, promote 5", "{joint}");
+    let all: Vec<usize> = (0..5).collect();
+    submit_many(&http, &c, "b", 5).await;
+    converge_some(&http, &c, &all).await;
+    for i in all {
+        let m = members(&http, &c, i).await;
+        assert_eq!(
+            (&m["voters"], &m["voters_outgoing"]),
+            (&json!([1, 2, 3, 4, 5]), &json!([])),
+            "node {}: {m}",
+            i + 1
+        );
+    }
+    for i in 0..5 {
+        c.terminate(i);
+    }
+    let changes: Vec<Value> = read_trace(&c.trace_path(five))
+        .into_iter()
+        .filter(|e| e["ev"] == "conf")
+        .map(|e| e["change"].clone())
+        .collect();
+    let want = [
+        "add 4, add 5",
+        "leave joint",
+        "promote 4, promote 5",
+        "leave joint",
+    ];
+    assert_eq!(changes, want.map(|w| json!(w)));
+}
