@@ -53,6 +53,31 @@ async fn wait_status(
     }
 }
 
+/// POSTs a membership change until it is applied, while it is refused
+/// with 409 (a learner not caught up yet, a change in flight); the answer.
+async fn retry_while_refused(
+    http: &reqwest::Client,
+    c: &LocalCluster,
+    leader: usize,
+    body: Value,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, answer) = post(http, c, leader, "/members", body.clone()).await;
+        if s == 200 {
+            return answer;
+        }
+        assert_eq!(s, 409, "{body}: {answer}");
+        let why = answer["error"].as_str().unwrap();
+        assert!(
+            why.contains("caught up") || why.contains("in flight"),
+            "{answer}"
+        );
+        assert!(Instant::now() < deadline, "{body}: still refused: {answer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn members(http: &reqwest::Client, c: &LocalCluster, i: usize) -> Value {
     let r = http
         .get(format!("{}/members", c.url(i)))
@@ -167,21 +192,7 @@ async fn a_node_joins_catches_up_is_promoted_and_members_leave() {
         "the second add is refused: {answers:?}"
     );
     // Promotion waits for the log.
-    let promote = change("promote", 4, None);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let promoted = loop {
-        let (s, answer) = post(&http, &c, leader, "/members", promote.clone()).await;
-        if s == 200 {
-            break answer;
-        }
-        assert_eq!(s, 409, "{answer}");
-        assert!(
-            answer["error"].as_str().unwrap().contains("caught up"),
-            "{answer}"
-        );
-        assert!(Instant::now() < deadline, "learner 4 never caught up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let promoted = retry_while_refused(&http, &c, leader, change("promote", 4, None)).await;
     assert_eq!(promoted["voters"], json!([1, 2, 3, 4]));
     submit_many(&http, &c, "b", 10).await;
     let all: Vec<usize> = (0..4).collect();
@@ -358,12 +369,7 @@ async fn a_node_added_after_compaction_catches_up_by_snapshot() {
     })
     .await;
     assert!(got["height"].as_u64() > Some(0), "{got}");
-    let promote = change("promote", 4, None);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while post(&http, &c, leader, "/members", promote.clone()).await.0 != 200 {
-        assert!(Instant::now() < deadline, "learner 4 never promoted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    retry_while_refused(&http, &c, leader, change("promote", 4, None)).await;
     submit_many(&http, &c, "b", 10).await;
     let all: Vec<usize> = (0..4).collect();
     converge_some(&http, &c, &all).await;
@@ -408,15 +414,7 @@ async fn two_voters_change_through_a_joint_configuration() {
     let (s, answer) = post(&http, &c, leader, "/members", add).await;
     assert_eq!((s, &answer["learners"]), (200, &json!([4, 5])), "{answer}");
     let promote = json!({"changes": [{"op": "promote", "id": 4}, {"op": "promote", "id": 5}]});
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let joint = loop {
-        let (s, answer) = post(&http, &c, leader, "/members", promote.clone()).await;
-        if s == 200 {
-            break answer;
-        }
-        assert!(s == 409 && Instant::now() < deadline, "{s} {answer}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let joint = retry_while_refused(&http, &c, leader, promote).await;
     assert_eq!(joint["change"], "promote 4, promote 5", "{joint}");
     let all: Vec<usize> = (0..5).collect();
     submit_many(&http, &c, "b", 5).await;
