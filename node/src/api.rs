@@ -2,7 +2,7 @@
 //! and the raw fsync histogram.
 
 use crate::config::Bug;
-use crate::event::{Event, Inbox, Origin, Refused, SubmitReply};
+use crate::event::{Event, Inbox, MemberChange, MemberReply, Origin, Refused, SubmitReply};
 use crate::ledger::Block;
 use crate::server::{gauges, Shared};
 use crate::tx::{Ack, SubmitRequest, TxError};
@@ -41,6 +41,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/fsync", get(fsync))
+        .route("/members", get(members).post(change_members))
+        .route("/transfer", post(transfer))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -295,4 +297,81 @@ async fn fsync(State(state): State<ApiState>) -> Json<Value> {
             .expect("metrics lock")
             .fsync_json(),
     )
+}
+
+async fn members(State(state): State<ApiState>) -> Json<Value> {
+    let view = state.shared.members.lock().expect("members lock").clone();
+    let leader = state.shared.status.lock().expect("status lock").leader;
+    let mut body = serde_json::to_value(view).expect("a view encodes");
+    body["leader"] = json!(leader);
+    Json(body)
+}
+
+/// Sends a membership event built around a reply channel and waits (up to
+/// `--submit-timeout-ms`) for the raft loop's answer.
+async fn ask_loop(
+    state: &ApiState,
+    make: impl FnOnce(oneshot::Sender<MemberReply>) -> Event,
+) -> Response {
+    let (reply_tx, reply_rx) = oneshot::channel();
+    if state.events.client(make(reply_tx)).is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node busy or stopping; retry",
+            true,
+        );
+    }
+    let timeout = Duration::from_millis(state.shared.config.args.submit_timeout_ms);
+    match tokio::time::timeout(timeout, reply_rx).await {
+        Ok(Ok(Ok(body))) => Json(body).into_response(),
+        Ok(Ok(Err((status, why)))) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT);
+            error(status, &why, status != StatusCode::SERVICE_UNAVAILABLE)
+        }
+        _ => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timed out waiting for the change to be applied; outcome unknown: check GET /members",
+            false,
+        ),
+    }
+}
+
+/// A JSON request body, or the 400 answer naming what is wrong.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, &format!("body: {e}"), false)))
+}
+
+async fn change_members(State(state): State<ApiState>, body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Request {
+        changes: Vec<MemberChange>,
+    }
+    let request: Request = match parse_body(&body) {
+        Ok(r) => r,
+        Err(refused) => return *refused,
+    };
+    ask_loop(&state, |reply| Event::Member {
+        changes: request.changes,
+        reply,
+    })
+    .await
+}
+
+async fn transfer(State(state): State<ApiState>, body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Request {
+        to: u64,
+    }
+    let request: Request = match parse_body(&body) {
+        Ok(r) => r,
+        Err(refused) => return *refused,
+    };
+    ask_loop(&state, |reply| Event::Transfer {
+        to: request.to,
+        reply,
+    })
+    .await
 }

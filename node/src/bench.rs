@@ -41,6 +41,8 @@ pub struct LocalCluster {
     extra: Vec<String>,
     trace: bool,
     children: Vec<Option<Child>>,
+    /// Nodes started with the cluster (ids 1..=founders); later ones join.
+    founders: usize,
 }
 
 fn free_port() -> Result<u16, BenchError> {
@@ -86,11 +88,24 @@ impl LocalCluster {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             trace,
             children: (0..n).map(|_| None).collect(),
+            founders: n,
         };
         for i in 0..n {
             c.restart(i)?;
         }
         Ok(c)
+    }
+
+    /// Starts one more node (id `len() + 1`) on an empty data directory,
+    /// joining the cluster (`--join`); a member must still add it
+    /// (`POST /members`). Returns its index.
+    pub fn add_node(&mut self) -> Result<usize, BenchError> {
+        self.peer_ports.push(free_port()?);
+        self.client_ports.push(free_port()?);
+        self.children.push(None);
+        let i = self.children.len() - 1;
+        self.restart(i)?;
+        Ok(i)
     }
 
     /// The base URL of node `i` (0-based).
@@ -139,6 +154,10 @@ impl LocalCluster {
         command.arg("run");
         if self.trace {
             command.arg("--trace").arg(self.trace_path(i));
+        }
+        if i >= self.founders {
+            let founders: Vec<String> = (1..=self.founders).map(|f| f.to_string()).collect();
+            command.args(["--join", &founders.join(",")]);
         }
         let child = command
             .args(["--id", &(i + 1).to_string(), "--peers", &peers.join(",")])

@@ -35,13 +35,20 @@ impl Bug {
 /// `ordeal-node run` flags (docs/node-api.md).
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// This node's raft id (1..=n).
+    /// This node's raft id (any positive number, unique in the cluster).
     #[arg(long)]
     pub id: u64,
     /// Every node's id and the address this node dials to reach it:
-    /// `1=127.0.0.1:7001,2=...`.
+    /// `1=127.0.0.1:7001,2=...`. Nodes added later are learnt from the
+    /// committed configuration.
     #[arg(long)]
     pub peers: String,
+    /// Join a running cluster instead of founding one: the ids the cluster
+    /// was founded with (its first voters, e.g. `1,2,3`). The node starts
+    /// outside the configuration and takes part once a member adds it
+    /// (`POST /members`, docs/node-api.md).
+    #[arg(long, value_delimiter = ',')]
+    pub join: Vec<u64>,
     /// Address to accept peer connections on.
     #[arg(long)]
     pub listen_peer: SocketAddr,
@@ -125,6 +132,16 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// The voters the cluster was founded with: `--join`'s list, else
+    /// every id in `--peers`.
+    pub fn founders(&self) -> Vec<u64> {
+        if self.args.join.is_empty() {
+            self.peers.keys().copied().collect()
+        } else {
+            self.args.join.clone()
+        }
+    }
+
     /// Validates flags.
     pub fn from_args(args: RunArgs) -> Result<NodeConfig, ConfigError> {
         let peers = parse_peers(&args.peers)?;
@@ -160,6 +177,9 @@ impl NodeConfig {
                 "preferred-max-bytes",
                 "must not exceed --absolute-max-bytes",
             );
+        }
+        if args.join.contains(&args.id) {
+            return err("join", "lists the founders; this node is not one of them");
         }
         let batch = BatchConfig {
             max_message_count: args.max_message_count,
@@ -203,9 +223,8 @@ fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
             return Err(bad(format!("id {id} given twice")));
         }
     }
-    let n = peers.len() as u64;
-    if n == 0 || peers.keys().copied().ne(1..=n) {
-        return Err(bad("ids must be exactly 1..=n".to_string()));
+    if peers.is_empty() {
+        return Err(bad("no peers given".to_string()));
     }
     Ok(peers)
 }
@@ -215,12 +234,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn peers_must_be_one_to_n() {
+    fn peers_are_distinct_positive_ids() {
         assert_eq!(parse_peers("1=a:1,2=b:2").unwrap().len(), 2);
-        assert!(parse_peers("1=a:1,3=b:2")
+        assert_eq!(parse_peers("1=a:1,7=b:2").unwrap().len(), 2);
+        assert!(parse_peers("").unwrap_err().problem.contains("no peers"));
+        assert!(parse_peers("0=a:1")
             .unwrap_err()
             .problem
-            .contains("1..=n"));
+            .contains("start at 1"));
         assert!(parse_peers("1=a:1,1=b:2")
             .unwrap_err()
             .problem

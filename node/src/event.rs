@@ -52,6 +52,35 @@ impl SubmitReply {
     }
 }
 
+/// One change of the consenter set (docs/node-api.md, `POST /members`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberChange {
+    /// What to do.
+    pub op: MemberOp,
+    /// The node's raft id.
+    pub id: u64,
+    /// Its peer address (`host:port`), for `add`.
+    #[serde(default)]
+    pub addr: Option<String>,
+}
+
+/// What a [`MemberChange`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberOp {
+    /// Add a new node as a learner.
+    Add,
+    /// Make a learner that has the log a voter.
+    Promote,
+    /// Remove a voter or learner.
+    Remove,
+}
+
+/// The answer to a membership request or a transfer: a JSON body, or an
+/// HTTP status and why.
+pub type MemberReply = Result<serde_json::Value, (u16, String)>;
+
 /// Where an answer goes.
 #[derive(Debug)]
 pub enum Origin {
@@ -108,6 +137,29 @@ pub enum Event {
         to: u64,
         /// Whether it got out.
         delivered: bool,
+    },
+    /// A change of the consenter set (`POST /members`).
+    Member {
+        /// The changes, applied together (joint consensus when there is
+        /// more than one).
+        changes: Vec<MemberChange>,
+        /// Who to answer.
+        reply: oneshot::Sender<MemberReply>,
+    },
+    /// Hand leadership to a voter (`POST /transfer`).
+    Transfer {
+        /// The voter.
+        to: u64,
+        /// Who to answer.
+        reply: oneshot::Sender<MemberReply>,
+    },
+    /// A peer says the configuration at `index` removed this node (the
+    /// eviction notice).
+    Removed {
+        /// The peer.
+        from: u64,
+        /// The configuration's index.
+        index: u64,
     },
     /// Nothing: the waker's periodic nudge, so that ticks and batch
     /// timeouts are noticed without a timed wait.

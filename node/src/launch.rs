@@ -67,6 +67,9 @@ pub enum LaunchError {
     },
 }
 
+/// The founders' ids in the data directory (`founders`).
+const FOUNDERS_FILE: &str = "founders";
+
 fn count_restart(dir: &Path) -> Result<u64, LaunchError> {
     let path = dir.join(RESTARTS_FILE);
     let before = std::fs::read_to_string(&path)
@@ -78,6 +81,42 @@ fn count_restart(dir: &Path) -> Result<u64, LaunchError> {
         source,
     })?;
     Ok(opened)
+}
+
+/// The founders a data directory was first started with: the
+/// configuration at index 0, which a log replayed from its start builds on
+/// (later `--peers` or `--join` lists may differ). Written, and fsynced,
+/// on the first start.
+fn founders(dir: &Path, config: &NodeConfig, fresh: bool) -> Result<Vec<u64>, LaunchError> {
+    let path = dir.join(FOUNDERS_FILE);
+    let io = |what: &str, source| LaunchError::Io {
+        what: format!("{what} {}", path.display()),
+        source,
+    };
+    if fresh {
+        let ids: Vec<String> = config.founders().iter().map(u64::to_string).collect();
+        let mut f = std::fs::File::create(&path).map_err(|e| io("create", e))?;
+        std::io::Write::write_all(&mut f, ids.join(",").as_bytes()).map_err(|e| io("write", e))?;
+        f.sync_all().map_err(|e| io("fsync", e))?;
+        let dir_synced = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        dir_synced.map_err(|e| io("fsync the directory of", e))?;
+        return Ok(config.founders());
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .split(',')
+            .map(|id| id.trim().parse::<u64>())
+            .collect::<Result<Vec<u64>, _>>()
+            .map_err(|e| {
+                io(
+                    "parse",
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                )
+            }),
+        // A data directory from before membership changes: --peers.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(config.founders()),
+        Err(e) => Err(io("read", e)),
+    }
 }
 
 /// What recovery rebuilt from the data directory.
@@ -114,7 +153,7 @@ fn recover(config: &NodeConfig) -> Result<Recovery, LaunchError> {
         })?;
         applied = s.get_metadata().index;
     }
-    let voters: Vec<u64> = config.peers.keys().copied().collect();
+    let voters = founders(dir, config, fresh)?;
     let storage = NodeStorage::recover(voters, snapshot, &recovered)?;
     let raw = raft::RawNode::new(
         &raft_config(config, applied)?,
@@ -173,6 +212,7 @@ fn shared_state(config: &NodeConfig, fsm: StateMachine, restarts: u64) -> Arc<Sh
             ..StatusView::default()
         }),
         fsm: RwLock::new(fsm),
+        members: Mutex::default(),
         height,
         restarts,
         started: Instant::now(),
@@ -196,7 +236,7 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
     tokio::spawn(transport::serve(
         peer_listener,
         args.id,
-        config.peers.keys().copied().collect(),
+        transport.known(),
         events.clone(),
     ));
     let trace = match &args.trace {

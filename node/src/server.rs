@@ -9,7 +9,7 @@
 
 use crate::config::{Bug, NodeConfig};
 use crate::cutter::BlockCutter;
-use crate::event::{Event, Origin, Outbox, SubmitReply};
+use crate::event::{Event, MemberReply, Origin, Outbox, SubmitReply};
 use crate::forward::{self, Forwards};
 use crate::fsm::{self, StateMachine};
 use crate::metrics::{Gauges, Metrics};
@@ -28,6 +28,9 @@ use std::path::PathBuf;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+#[path = "members.rs"]
+pub mod members;
 
 /// Forwarded submits and waiters older than this are forgotten.
 const WAITER_AGE_MAX: Duration = Duration::from_secs(60);
@@ -53,6 +56,8 @@ pub struct StatusView {
     pub active_nodes: u64,
     /// Voters.
     pub cluster_size: u64,
+    /// Whether the applied configuration removed this node.
+    pub removed: bool,
 }
 
 /// State shared between the raft loop and the API.
@@ -73,6 +78,8 @@ pub struct Shared {
     pub started: Instant,
     /// Process start (wall clock, ms since the epoch).
     pub started_ms: u64,
+    /// The applied configuration (`GET /members`).
+    pub members: Mutex<members::MembersView>,
 }
 
 /// Why the raft loop stopped abnormally.
@@ -138,15 +145,34 @@ pub struct RaftLoop {
     next_tick: Instant,
     applied_bytes: u64,
     applied_index: u64,
+    /// The commit index a restart would recover (the trace's `commit`):
+    /// raft's light ready commit index is written and not synced.
+    durable_commit: u64,
     trace: Trace,
     snapshotter: Snapshotter,
     /// The last snapshot a peer sent, decoded: (index, term, state).
     decoded_snapshot: Option<(u64, u64, StateMachine)>,
+    /// The membership request proposed at an index, waiting to be applied.
+    pending_member: Option<(u64, tokio::sync::oneshot::Sender<MemberReply>)>,
+    /// The index of the configuration that removed this node.
+    removed: Option<u64>,
+    /// Nodes applied configurations removed, with the index (this run's).
+    removed_peers: HashMap<u64, u64>,
 }
 
-/// The node that campaigns first on a fresh cluster (Fabric's rule):
-/// `uvarint(sha256(channel)[24..]) % n + 1`.
-pub fn first_campaigner(channel: &str, n: u64) -> u64 {
+/// The node that campaigns first on a fresh cluster (Fabric's rule): the
+/// `uvarint(sha256(channel)[24..]) % n`-th of the founders in id order
+/// (`% n + 1` for founders 1..=n).
+pub fn first_campaigner(channel: &str, founders: &[u64]) -> u64 {
+    let mut ids = founders.to_vec();
+    ids.sort_unstable();
+    let n = ids.len().max(1) as u64;
+    ids.get((campaign_hash(channel) % n) as usize)
+        .copied()
+        .unwrap_or(0)
+}
+
+fn campaign_hash(channel: &str) -> u64 {
     let digest = Sha256::digest(channel.as_bytes());
     let mut value: u64 = 0;
     for (i, byte) in digest[24..].iter().enumerate() {
@@ -155,7 +181,7 @@ pub fn first_campaigner(channel: &str, n: u64) -> u64 {
             break;
         }
     }
-    value % n + 1
+    value
 }
 
 /// Raft's role as the trace names it (docs/trace.md).
@@ -201,15 +227,21 @@ impl RaftLoop {
     pub fn new(shared: std::sync::Arc<Shared>, parts: LoopParts) -> RaftLoop {
         let cfg = &shared.config;
         let campaigner = parts.fresh
-            && first_campaigner(&cfg.args.channel, cfg.peers.len() as u64) == cfg.args.id;
+            && cfg.args.join.is_empty()
+            && first_campaigner(&cfg.args.channel, &cfg.founders()) == cfg.args.id;
         let cutter = BlockCutter::new(cfg.batch);
+        let durable_commit = parts.raw.store().hard_state().commit;
         RaftLoop {
+            durable_commit,
             raw: parts.raw,
             wal: parts.wal,
             data_dir: parts.data_dir,
             transport: parts.transport,
             trace: parts.trace,
             decoded_snapshot: None,
+            pending_member: None,
+            removed: None,
+            removed_peers: HashMap::new(),
             snapshotter: parts.snapshotter,
             cutter,
             queued: VecDeque::new(),
@@ -236,6 +268,7 @@ impl RaftLoop {
     /// Runs until a shutdown event or a fatal storage error.
     pub fn run(mut self, events: Outbox) -> Result<(), LoopError> {
         self.trace_start()?;
+        self.publish_members();
         loop {
             // An untimed wait: timed waits take absolute deadlines from the
             // monotonic clock, which libfaketime (the clock nemesis) fakes
@@ -278,7 +311,8 @@ impl RaftLoop {
         Ok(self.trace.flush()?)
     }
 
-    /// Raft's persistent state and log bounds as raft sees them now.
+    /// Raft's persistent state and log bounds as raft sees them now, but
+    /// for the commit index: the one fsynced.
     fn log_state(&self) -> LogState {
         let store = self.raw.store();
         let hs = store.hard_state();
@@ -286,7 +320,7 @@ impl RaftLoop {
         LogState {
             term: hs.term,
             vote: hs.vote,
-            commit: hs.commit,
+            commit: self.durable_commit,
             first_index: store.first_index().expect("memory storage never fails"),
             last_index,
             last_term: store.term(last_index).unwrap_or(0),
@@ -296,7 +330,10 @@ impl RaftLoop {
     fn turn(&mut self) -> Result<(), LoopError> {
         let now = Instant::now();
         if now >= self.next_tick {
-            self.raw.tick();
+            // A removed node's raft stops: no elections, no campaigns.
+            if self.removed.is_none() {
+                self.raw.tick();
+            }
             self.ticks += 1;
             self.next_tick = (self.next_tick + self.tick_interval()).max(now);
             self.maybe_campaign();
@@ -309,6 +346,7 @@ impl RaftLoop {
             self.enqueue(batch);
         }
         self.propose_queued();
+        self.fail_member_if_not_leading();
         self.on_ready()?;
         self.trace.flush()?;
         self.publish_status();
@@ -336,7 +374,7 @@ impl RaftLoop {
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Peer { msg, lamport } => {
-                if !self.snapshot_usable(&msg) {
+                if !self.snapshot_usable(&msg) || self.tell_if_removed(msg.from) {
                     return;
                 }
                 self.trace.recv(&msg, lamport);
@@ -362,6 +400,11 @@ impl RaftLoop {
                 tracing::debug!(to, delivered, "snapshot reported to raft");
                 self.raw.report_snapshot(to, status);
             }
+            Event::Member { changes, reply } => self.member_change(&changes, reply),
+            Event::Transfer { to, reply } => {
+                let _ = reply.send(self.transfer(to));
+            }
+            Event::Removed { from, index } => self.heard_removed(from, index),
             Event::Wake => {}
         }
     }
@@ -414,6 +457,10 @@ impl RaftLoop {
             .lock()
             .expect("metrics lock")
             .normal_proposals_received += 1;
+        if let Some(index) = self.removed {
+            let why = format!("this node was removed from the consenter set (configuration at index {index}); submit to a member (GET /members)");
+            return self.reply(origin, SubmitReply::refused(410, &why, true));
+        }
         if self.role == StateRole::Leader {
             return self.order(tx, ack, origin);
         }
@@ -575,6 +622,8 @@ impl RaftLoop {
         self.send(rd.take_persisted_messages())?;
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
+            // Written, not synced: the next persist's fsync covers it, and
+            // only then does the trace report it (`durable_commit`).
             self.raw.mut_store().set_commit(commit);
             let hs = self.raw.store().hard_state();
             self.wal.set_hard_state(&self.hard_state_to_persist(&hs))?;
@@ -633,6 +682,7 @@ impl RaftLoop {
             self.wal.set_hard_state(&self.hard_state_to_persist(hs))?;
         }
         self.wal.sync(!self.shared.config.has_bug(Bug::NoFsync))?;
+        self.note_synced();
         let bytes = entries.iter().map(|e| e.data.len()).sum();
         self.shared
             .metrics
@@ -661,6 +711,11 @@ impl RaftLoop {
         Ok(())
     }
 
+    /// After a sync or rewrite of the log: the commit index it covered.
+    fn note_synced(&mut self) {
+        self.durable_commit = self.durable_commit.max(self.wal.synced_commit());
+    }
+
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), LoopError> {
         for e in entries {
             self.applied_index = e.index;
@@ -668,7 +723,12 @@ impl RaftLoop {
             while self.inflight.front().is_some_and(|&i| i <= e.index) {
                 self.inflight.pop_front();
             }
-            if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+            if e.get_entry_type() != EntryType::EntryNormal {
+                self.trace.apply(e.index, e.term, None);
+                self.apply_conf_change(&e);
+                continue;
+            }
+            if e.data.is_empty() {
                 self.trace.apply(e.index, e.term, None);
                 continue;
             }
@@ -727,6 +787,7 @@ impl RaftLoop {
         self.applied_index = index;
         let hs = self.raw.store().hard_state();
         self.wal.rewrite(&self.hard_state_to_persist(&hs), &[])?;
+        self.note_synced();
         self.trace.snapshot("installed", index, term, None);
         // The log was rewritten and fsynced: its new bounds.
         self.trace.persist(&self.log_state(), &[], None);
@@ -737,9 +798,11 @@ impl RaftLoop {
     /// Hands a snapshot of the applied state to the snapshot thread once
     /// `--snapshot-interval-bytes` were applied since the last one.
     fn maybe_snapshot(&mut self) -> Result<(), LoopError> {
-        if self.applied_bytes < self.shared.config.args.snapshot_interval_bytes
-            || self.snapshotter.is_busy()
-        {
+        if self.snapshotter.is_busy() {
+            return Ok(());
+        }
+        let wanted = self.raw.store().take_snapshot_wanted();
+        if self.applied_bytes < self.shared.config.args.snapshot_interval_bytes && !wanted {
             return Ok(());
         }
         let index = self.applied_index;
@@ -778,6 +841,7 @@ impl RaftLoop {
             .expect("compacting below the applied index");
         let hs = self.raw.store().hard_state();
         self.wal.rewrite(&self.hard_state_to_persist(&hs), &tail)?;
+        self.note_synced();
         self.trace.compact(compacted_to);
         let block = written.height.saturating_sub(1);
         let mut metrics = self.shared.metrics.lock().expect("metrics lock");
@@ -813,7 +877,8 @@ impl RaftLoop {
             applied_index: self.applied_index,
             height,
             active_nodes: active,
-            cluster_size: self.shared.config.peers.len() as u64,
+            cluster_size: r.prs().conf().voters().ids().len() as u64,
+            removed: self.removed.is_some(),
         };
     }
 }
@@ -835,9 +900,12 @@ mod tests {
     #[test]
     fn the_first_campaigner_is_stable_and_in_range() {
         for n in 1..=7 {
-            let id = first_campaigner("ordeal", n);
+            let founders: Vec<u64> = (1..=n).collect();
+            let id = first_campaigner("ordeal", &founders);
             assert!((1..=n).contains(&id));
-            assert_eq!(id, first_campaigner("ordeal", n));
+            assert_eq!(id, first_campaigner("ordeal", &founders));
+            let shifted: Vec<u64> = founders.iter().map(|f| f + 10).rev().collect();
+            assert_eq!(first_campaigner("ordeal", &shifted), id + 10);
         }
     }
 }

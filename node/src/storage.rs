@@ -6,6 +6,7 @@ use crate::wal::Recovered;
 use raft::prelude::{ConfState, Entry, HardState, Snapshot};
 use raft::storage::{MemStorage, RaftState, Storage};
 use raft::GetEntriesContext;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// The storage handed to `RawNode`.
@@ -13,6 +14,9 @@ use std::sync::{Arc, RwLock};
 pub struct NodeStorage {
     mem: MemStorage,
     snapshot: Arc<RwLock<Snapshot>>,
+    /// Raft asked for a snapshot for a node the latest one does not name
+    /// (added since): the raft loop takes a new one.
+    snapshot_wanted: Arc<AtomicBool>,
 }
 
 impl NodeStorage {
@@ -53,6 +57,7 @@ impl NodeStorage {
         Ok(NodeStorage {
             mem,
             snapshot: Arc::new(RwLock::new(snapshot.unwrap_or_default())),
+            snapshot_wanted: Arc::default(),
         })
     }
 
@@ -115,6 +120,18 @@ impl NodeStorage {
         self.mem.term(idx).unwrap_or(0)
     }
 
+    /// Records the configuration a committed conf change produced (what
+    /// later snapshots carry).
+    pub fn set_conf_state(&self, cs: ConfState) {
+        self.mem.wl().set_conf_state(cs);
+    }
+
+    /// Whether a snapshot is wanted for a node added since the last one;
+    /// clears the wish.
+    pub fn take_snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted.swap(false, Ordering::Relaxed)
+    }
+
     /// The current voters, for snapshot metadata.
     pub fn conf_state(&self) -> raft::Result<ConfState> {
         Ok(self.mem.initial_state()?.conf_state)
@@ -148,9 +165,26 @@ impl Storage for NodeStorage {
         self.mem.last_index()
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let snapshot = self.snapshot.read().expect("snapshot lock").clone();
-        if snapshot.get_metadata().index < request_index || snapshot.get_metadata().index == 0 {
+        let cs = snapshot.get_metadata().get_conf_state();
+        let names_to = [
+            &cs.voters,
+            &cs.learners,
+            &cs.voters_outgoing,
+            &cs.learners_next,
+        ]
+        .iter()
+        .any(|ids| ids.contains(&to));
+        if !names_to {
+            // A node restoring it would not find itself in the
+            // configuration (raft refuses that): take a newer one.
+            self.snapshot_wanted.store(true, Ordering::Relaxed);
+        }
+        if !names_to
+            || snapshot.get_metadata().index < request_index
+            || snapshot.get_metadata().index == 0
+        {
             return Err(raft::Error::Store(
                 raft::StorageError::SnapshotTemporarilyUnavailable,
             ));

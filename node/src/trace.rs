@@ -96,6 +96,8 @@ pub struct Trace {
     seq: u64,
     lamport: u64,
     buf: Vec<u8>,
+    /// Whether `open` cut a partial last line (reported by `start`).
+    cut: bool,
 }
 
 fn unix_ms() -> u64 {
@@ -142,6 +144,7 @@ impl Trace {
             seq: 0,
             lamport: 0,
             buf: Vec::new(),
+            cut: false,
         }
     }
 
@@ -205,6 +208,7 @@ impl Trace {
             seq,
             lamport,
             buf: Vec::with_capacity(BUFFER_BYTES_MAX),
+            cut: keep < len,
         })
     }
 
@@ -263,7 +267,8 @@ impl Trace {
         self.buf.extend_from_slice(b"}\n");
     }
 
-    /// `start`: what recovery found.
+    /// `start`: what recovery found; `trace_cut` says whether `open` cut a
+    /// partial last line (events of the previous run may be missing).
     pub fn start(&mut self, s: &LogState, snapshot: (u64, u64), voters: &[u64], learners: &[u64]) {
         if !self.is_on() {
             return;
@@ -272,12 +277,14 @@ impl Trace {
         self.log_state(s);
         let _ = write!(
             self.buf,
-            ",\"snapshot_index\":{},\"snapshot_term\":{},\"voters\":{},\"learners\":{}",
+            ",\"snapshot_index\":{},\"snapshot_term\":{},\"voters\":{},\"learners\":{},\"trace_cut\":{}",
             snapshot.0,
             snapshot.1,
             Ids(voters),
-            Ids(learners)
+            Ids(learners),
+            self.cut
         );
+        self.cut = false;
         self.end();
     }
 
@@ -526,13 +533,19 @@ mod tests {
         drop(f);
         let mut t = Trace::open(&path, 1).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);
-        t.compact(5);
+        t.start(&LogState::default(), (0, 0), &[1], &[]);
+        t.flush().unwrap();
+        drop(t);
+        let mut t = Trace::open(&path, 1).unwrap();
+        t.start(&LogState::default(), (0, 0), &[1], &[]);
         t.flush().unwrap();
         let v = lines(&path);
-        assert_eq!(v.len(), 3);
+        assert_eq!(v.len(), 4);
+        assert_eq!(v[0]["trace_cut"], false, "a new file cut nothing");
         assert_eq!(v[2]["seq"], 2);
         assert_eq!(v[2]["lamport"], 43);
-        assert_eq!(v[2]["ev"], "compact");
+        assert_eq!(v[2]["trace_cut"], true, "the start after the cut says so");
+        assert_eq!(v[3]["trace_cut"], false, "a clean restart cut nothing");
     }
 
     #[test]

@@ -15,7 +15,8 @@ use crate::tx::{Ack, Tx};
 use protobuf::Message as PbMessage;
 use raft::prelude::Message;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -45,6 +46,9 @@ pub const RAFT_MESSAGE_BYTES_MAX: usize = 1 << 30;
 const _: () = assert!(RAFT_PART_BYTES < FRAME_BYTES_MAX);
 const KIND_FORWARD: u8 = 3;
 const KIND_FORWARD_REPLY: u8 = 4;
+/// `index: u64 LE`: "the configuration at this index removed you" (a
+/// member to a removed node that still sends raft messages).
+const KIND_REMOVED: u8 = 7;
 
 /// A submit forwarded by a follower to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +86,8 @@ pub enum Frame {
     Forward(Forward),
     /// The answer to a forwarded submit.
     ForwardReply(ForwardReply),
+    /// The configuration at this index removed the receiver.
+    Removed(u64),
 }
 
 impl Frame {
@@ -94,6 +100,7 @@ impl Frame {
             Frame::Raft { bytes, .. } => return frame_bytes(KIND_RAFT, bytes),
             Frame::Forward(f) => (KIND_FORWARD, serde_json::to_vec(f).expect("encodes")),
             Frame::ForwardReply(r) => (KIND_FORWARD_REPLY, serde_json::to_vec(r).expect("encodes")),
+            Frame::Removed(index) => (KIND_REMOVED, index.to_le_bytes().to_vec()),
         };
         frame_bytes(kind, &body)
     }
@@ -107,11 +114,20 @@ fn frame_bytes(kind: u8, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Senders to every peer; cheap to clone.
+/// Senders to every peer; cheap to clone. Peers come and go with the
+/// committed configuration ([`Transport::add_peer`], [`Transport::remove_peer`]).
 #[derive(Clone, Debug)]
 pub struct Transport {
-    peers: BTreeMap<u64, Queues<mpsc::Sender<Frame>>>,
+    me: u64,
+    peers: Arc<Mutex<BTreeMap<u64, Queues<mpsc::Sender<Frame>>>>>,
+    known: Known,
+    inbox: Inbox,
+    runtime: tokio::runtime::Handle,
 }
+
+/// Raft ids whose connections are accepted: every peer this node ever
+/// knew, removed ones too (a removed node must hear that it was removed).
+pub type Known = Arc<RwLock<BTreeSet<u64>>>;
 
 /// A peer's two outbound queues: raft messages are written first, so that
 /// forwarded submits never crowd them out (issue 13, defect 5).
@@ -148,25 +164,49 @@ impl Queues<mpsc::Receiver<Frame>> {
 impl Transport {
     /// Starts one dialer task per peer other than `me`; they report
     /// unreachable peers and snapshots' fates into `inbox`.
+    /// Must be called inside a tokio runtime (later peers' dialers run on it).
     pub fn start(me: u64, addrs: &BTreeMap<u64, String>, inbox: &Inbox) -> Transport {
-        let mut peers = BTreeMap::new();
-        for (&id, addr) in addrs.iter().filter(|(&id, _)| id != me) {
-            let (raft, raft_rx) = mpsc::channel(PEER_QUEUE_MAX);
-            let (client, client_rx) = mpsc::channel(PEER_QUEUE_MAX);
-            let rx = Queues {
-                raft: raft_rx,
-                client: client_rx,
-            };
-            tokio::spawn(dial_loop(me, id, addr.clone(), rx, inbox.clone()));
-            peers.insert(id, Queues { raft, client });
+        let transport = Transport {
+            me,
+            peers: Arc::default(),
+            known: Arc::default(),
+            inbox: inbox.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        for (&id, addr) in addrs {
+            transport.add_peer(id, addr);
         }
-        Transport { peers }
+        transport
+    }
+
+    /// The ids whose connections `serve` accepts.
+    pub fn known(&self) -> Known {
+        self.known.clone()
+    }
+
+    /// Starts a dialer to `id` at `addr` unless it has one (or is this node).
+    pub fn add_peer(&self, id: u64, addr: &str) {
+        self.known.write().expect("known lock").insert(id);
+        let mut peers = self.peers.lock().expect("peers lock");
+        if id == self.me || peers.contains_key(&id) {
+            return;
+        }
+        let (raft, raft_rx) = mpsc::channel(PEER_QUEUE_MAX);
+        let (client, client_rx) = mpsc::channel(PEER_QUEUE_MAX);
+        let rx = Queues {
+            raft: raft_rx,
+            client: client_rx,
+        };
+        let dial = dial_loop(self.me, id, addr.to_string(), rx, self.inbox.clone());
+        self.runtime.spawn(dial);
+        peers.insert(id, Queues { raft, client });
+        tracing::info!(peer = id, addr, "peer added");
     }
 
     /// Queues a frame for `to`; dropped (with a debug log, and false) when
     /// the queue is full or `to` is unknown: raft tolerates message loss.
     pub fn send(&self, to: u64, frame: Frame) -> bool {
-        match self.peers.get(&to) {
+        match self.peers.lock().expect("peers lock").get(&to) {
             Some(q) => {
                 let q = match frame {
                     Frame::Raft { .. } => &q.raft,
@@ -322,7 +362,7 @@ async fn write_frames(
 }
 
 /// Accepts peer connections and turns their frames into events.
-pub async fn serve(listener: TcpListener, me: u64, known: Vec<u64>, events: Inbox) {
+pub async fn serve(listener: TcpListener, me: u64, known: Known, events: Inbox) {
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(c) => c,
@@ -367,7 +407,7 @@ async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<(u8, 
 async fn read_peer<S: AsyncRead + Unpin>(
     mut stream: S,
     me: u64,
-    known: &[u64],
+    known: &Known,
     events: Inbox,
 ) -> Result<(), String> {
     let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream))
@@ -380,7 +420,7 @@ async fn read_peer<S: AsyncRead + Unpin>(
         Some((kind, _)) => return Err(format!("expected hello, got frame kind {kind}")),
         None => return Ok(()),
     };
-    if from == me || !known.contains(&from) {
+    if from == me || !known.read().expect("known lock").contains(&from) {
         return Err(format!("hello from unknown raft id {from}"));
     }
     let mut parts: Vec<u8> = Vec::new();
@@ -460,6 +500,15 @@ fn decode_event(me: u64, from: u64, kind: u8, body: &[u8]) -> Result<Event, Stri
                 reply: r.reply,
             })
         }
+        KIND_REMOVED => {
+            let index: [u8; 8] = body
+                .try_into()
+                .map_err(|_| format!("removed frame of {} bytes, not 8", body.len()))?;
+            Ok(Event::Removed {
+                from,
+                index: u64::from_le_bytes(index),
+            })
+        }
         other => Err(format!("unknown frame kind {other}")),
     }
 }
@@ -481,7 +530,15 @@ mod tests {
         msg.mut_snapshot().data = vec![7u8; data_bytes].into();
         let (writer, reader) = tokio::io::duplex(1 << 20);
         let (inbox, outbox) = crate::event::inbox(16);
-        let read = tokio::spawn(async move { read_peer(reader, 1, &[1, 2, 3], inbox).await });
+        let read = tokio::spawn(async move {
+            read_peer(
+                reader,
+                1,
+                &Known::new(RwLock::new(BTreeSet::from([1, 2, 3]))),
+                inbox,
+            )
+            .await
+        });
         let mut w = BufWriter::new(writer);
         w.write_all(&frame_bytes(KIND_HELLO, &2u64.to_le_bytes()))
             .await

@@ -77,6 +77,10 @@ pub struct Wal {
     path: PathBuf,
     dir: PathBuf,
     writer: BufWriter<File>,
+    /// The commit index of the last hard state written since the last sync.
+    unsynced_commit: Option<u64>,
+    /// The commit index of the last hard state a sync covered.
+    synced_commit: u64,
 }
 
 fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
@@ -128,6 +132,8 @@ impl Wal {
             path,
             dir: dir.to_path_buf(),
             writer: BufWriter::with_capacity(1 << 20, file),
+            unsynced_commit: None,
+            synced_commit: recovered.hard_state.as_ref().map_or(0, |hs| hs.commit),
         };
         Ok((wal, recovered))
     }
@@ -148,16 +154,29 @@ impl Wal {
         let body = hs.write_to_bytes().expect("a hard state always encodes");
         self.writer
             .write_all(&frame(KIND_HARD_STATE, &body))
-            .map_err(io(&self.path))
+            .map_err(io(&self.path))?;
+        self.unsynced_commit = Some(hs.commit);
+        Ok(())
     }
 
     /// Writes the buffer out and, when `fsync`, waits for the disk.
+    /// (`fsync` false is the no-fsync bug: the node then believes, and
+    /// reports, that the buffer is durable.)
     pub fn sync(&mut self, fsync: bool) -> Result<(), WalError> {
         self.writer.flush().map_err(io(&self.path))?;
         if fsync {
             self.writer.get_ref().sync_data().map_err(io(&self.path))?;
         }
+        if let Some(commit) = self.unsynced_commit.take() {
+            self.synced_commit = commit;
+        }
         Ok(())
+    }
+
+    /// The commit index of the last hard state a sync (or a rewrite)
+    /// covered: what a restart would recover, unlike one only written.
+    pub fn synced_commit(&self) -> u64 {
+        self.synced_commit
     }
 
     /// Replaces the log with `hs` and `entries` (compaction after a
@@ -186,6 +205,8 @@ impl Wal {
             .open(&self.path)
             .map_err(io(&self.path))?;
         self.writer = BufWriter::with_capacity(1 << 20, file);
+        self.unsynced_commit = None;
+        self.synced_commit = hs.commit;
         Ok(())
     }
 }
@@ -365,6 +386,31 @@ mod tests {
         wal.append_entries(entries).unwrap();
         wal.set_hard_state(h).unwrap();
         wal.sync(true).unwrap();
+    }
+
+    /// A commit index only written (raft's light ready) is not reported
+    /// durable until a sync covers it; a rewrite is synced; a reopen
+    /// starts from what the file holds.
+    #[test]
+    fn the_synced_commit_moves_only_with_a_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &[entry(1, 1), entry(2, 1)], &hs(1, 1, 1));
+        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        assert_eq!(wal.synced_commit(), 1);
+        wal.set_hard_state(&hs(1, 1, 2)).unwrap();
+        assert_eq!(wal.synced_commit(), 1, "written, not synced");
+        wal.append_entries(&[entry(3, 1)]).unwrap();
+        wal.sync(true).unwrap();
+        assert_eq!(wal.synced_commit(), 2);
+        wal.sync(true).unwrap();
+        assert_eq!(wal.synced_commit(), 2, "a sync with no hard state keeps it");
+        wal.set_hard_state(&hs(1, 1, 3)).unwrap();
+        wal.rewrite(&hs(1, 1, 3), &[entry(3, 1)]).unwrap();
+        assert_eq!(wal.synced_commit(), 3);
+        drop(wal);
+        let (wal, rec) = Wal::open(dir.path()).unwrap();
+        assert_eq!(wal.synced_commit(), 3);
+        assert_eq!(rec.hard_state.unwrap().commit, 3);
     }
 
     #[test]

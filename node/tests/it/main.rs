@@ -55,11 +55,17 @@ async fn metrics_text(http: &reqwest::Client, url: &str) -> String {
 
 /// Waits until every node reports the same ledger height.
 async fn converge(http: &reqwest::Client, c: &LocalCluster) -> u64 {
+    let all: Vec<usize> = (0..c.len()).collect();
+    converge_some(http, c, &all).await
+}
+
+/// Waits until nodes `nodes` report the same ledger height.
+async fn converge_some(http: &reqwest::Client, c: &LocalCluster, nodes: &[usize]) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = None;
     loop {
         let mut heights = BTreeSet::new();
-        for i in 0..c.len() {
+        for &i in nodes {
             heights.insert(
                 status(http, &c.url(i))
                     .await
@@ -363,19 +369,34 @@ fn read_trace(path: &Path) -> Vec<Value> {
 }
 
 async fn submit_many(http: &reqwest::Client, c: &LocalCluster, prefix: &str, n: usize) {
+    let all: Vec<usize> = (0..c.len()).collect();
+    submit_many_to(http, c, &all, prefix, n).await
+}
+
+/// Submits `n` transactions round-robin to `nodes`, retrying each.
+async fn submit_many_to(
+    http: &reqwest::Client,
+    c: &LocalCluster,
+    nodes: &[usize],
+    prefix: &str,
+    n: usize,
+) {
     for k in 0..n {
         let body = json!({"id": format!("{prefix}{k}"), "payload": "t"});
+        let mut ok = false;
         for _attempt in 0..50 {
             let r = http
-                .post(format!("{}/submit", c.url(k % c.len())))
+                .post(format!("{}/submit", c.url(nodes[k % nodes.len()])))
                 .json(&body)
                 .send()
                 .await;
             if r.is_ok_and(|r| r.status().is_success()) {
+                ok = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        assert!(ok, "{prefix}{k} never ordered");
     }
 }
 
@@ -406,6 +427,7 @@ async fn traces_parse_continue_across_restarts_and_order_recv_after_send() {
         }
         let starts = events.iter().filter(|e| e["ev"] == "start").count();
         assert_eq!(starts, if i == leader { 2 } else { 1 }, "node {}", i + 1);
+        durable_across_restarts(i, events);
         let mut lamport = 0;
         for (seq, e) in events.iter().enumerate() {
             assert_eq!(e["node"], i as u64 + 1);
@@ -451,6 +473,30 @@ async fn traces_parse_continue_across_restarts_and_order_recv_after_send() {
         assert_eq!(*first, got, "index {}", e["index"]);
     }
     assert!(applied.len() >= 2);
+}
+
+/// Every `persist` reports only what a restart recovers: a `start` that cut
+/// nothing holds at least the last persisted log and commit index.
+fn durable_across_restarts(i: usize, events: &[Value]) {
+    let mut last_persist: Option<&Value> = None;
+    for e in events {
+        match e["ev"].as_str() {
+            Some("persist") => last_persist = Some(e),
+            Some("start") => {
+                if let (Some(p), false) = (last_persist, e["trace_cut"] == true) {
+                    for field in ["commit", "last_index", "term"] {
+                        assert!(
+                            e[field].as_u64() >= p[field].as_u64(),
+                            "node {}: {field} persisted {p} recovered {e}",
+                            i + 1
+                        );
+                    }
+                }
+                last_persist = None;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Defect 2 (issue 13): when the raft thread dies (here: its trace cannot
@@ -665,3 +711,5 @@ async fn a_follower_behind_the_compaction_catches_up_by_snapshot() {
         "{metrics}"
     );
 }
+
+mod members;
