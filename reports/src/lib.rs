@@ -13,6 +13,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod fault_rate;
 mod html;
 pub mod load;
 pub mod plots;
@@ -66,6 +67,8 @@ pub struct Summary {
     pub faults: Vec<FaultStats>,
     /// Per node.
     pub fsync: Vec<NodeFsync>,
+    /// `ok` ops/s inside the fault windows against outside them.
+    pub fault_rates: fault_rate::FaultRates,
     /// History lines that could not be used.
     pub skipped_lines: u64,
 }
@@ -102,6 +105,7 @@ pub fn render(run_dir: &Path) -> Result<Summary, ReportError> {
         kinds: stats::kinds(&loaded.ops),
         faults: stats::faults(&loaded),
         fsync,
+        fault_rates: fault_rate::fault_rates(&loaded),
         skipped_lines: loaded.skipped_lines,
     };
     let nodes: Vec<String> = metrics.iter().map(|(n, _)| n.clone()).collect();

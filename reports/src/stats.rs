@@ -308,6 +308,8 @@ mod tests {
                 outcome: Outcome::Ok,
                 invoke_s: i as f64 / 1000.0,
                 latency_ms: (i % 997) as f64 * 0.37 + 0.05,
+                node: None,
+                final_read: false,
             })
             .collect();
         let mut sorted: Vec<f64> = ops.iter().map(|o| o.latency_ms).collect();
