@@ -162,10 +162,8 @@ pub fn fault_rates(loaded: &Loaded) -> FaultRates {
             let cut = cut_off(w);
             let (a, b) = (w.start_s.max(lo), w.end_s.min(hi));
             let seconds = (b - a).max(0.0);
-            let within: Vec<&&OpRecord> = oks
-                .iter()
-                .filter(|o| (a..b).contains(&done_s(o)))
-                .collect();
+            let within: Vec<&&OpRecord> =
+                oks.iter().filter(|o| (a..b).contains(&done_s(o))).collect();
             let live = within
                 .iter()
                 .filter(|o| o.node.as_ref().is_none_or(|n| !cut.contains(n)))
@@ -253,16 +251,16 @@ mod tests {
     fn rates_inside_and_outside_windows_are_counted_by_completion() {
         let mut lines = Vec::new();
         let mut ops = vec![
-            op(0, "n2", 0.0, 0.5, "ok"),    // outside
-            op(1, "n2", 0.5, 1.5, "ok"),    // outside
-            op(2, "n1", 1.9, 2.1, "ok"),    // inside kill (completed at 2.1), cut off
-            op(3, "n2", 1.5, 3.0, "ok"),    // inside kill, live
-            op(4, "n1", 2.5, 2.6, "fail"),  // not ok: not counted
-            op(5, "n3", 3.9, 4.5, "ok"),    // outside (completed after the heal)
-            op(6, "n1", 6.5, 7.0, "ok"),    // inside partition, live
-            op(7, "n3", 6.5, 7.5, "ok"),    // inside partition, cut off
-            op(8, "n2", 7.0, 7.9, "info"),  // not ok
-            op(9, "n2", 8.0, 10.0, "ok"),   // outside (8.0 is the end: outside)
+            op(0, "n2", 0.0, 0.5, "ok"),   // outside
+            op(1, "n2", 0.5, 1.5, "ok"),   // outside
+            op(2, "n1", 1.9, 2.1, "ok"),   // inside kill (completed at 2.1), cut off
+            op(3, "n2", 1.5, 3.0, "ok"),   // inside kill, live
+            op(4, "n1", 2.5, 2.6, "fail"), // not ok: not counted
+            op(5, "n3", 3.9, 4.5, "ok"),   // outside (completed after the heal)
+            op(6, "n1", 6.5, 7.0, "ok"),   // inside partition, live
+            op(7, "n3", 6.5, 7.5, "ok"),   // inside partition, cut off
+            op(8, "n2", 7.0, 7.9, "info"), // not ok
+            op(9, "n2", 8.0, 10.0, "ok"),  // outside (8.0 is the end: outside)
         ];
         let grudge = json!({"n3": ["n1", "n2"], "n1": ["n3"], "n2": ["n3"]});
         // Final reads after the load are left out of the span and counts.
