@@ -94,11 +94,9 @@ pub struct TestArgs {
     pub rate: f64,
     /// Number of concurrent client workers (process p talks to node
     /// p mod nodes, as in Jepsen; use at least as many as nodes). The
-    /// default, 31, gives each of 3 nodes ten or more, so that those of
-    /// live nodes can carry the rate while a node is down, and shares no
-    /// factor with any cluster size up to 9, so that the process that
-    /// replaces one retired after `info` talks to another node.
-    #[arg(long, default_value_t = 31)]
+    /// default, 30, gives each of 3 nodes ten, so that the processes of
+    /// the live nodes can carry the rate while a node is down.
+    #[arg(long, default_value_t = 30)]
     pub concurrency: usize,
     /// Where the nodes run: auto (docker when a daemon answers, else
     /// process), docker or process.

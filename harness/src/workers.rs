@@ -4,7 +4,11 @@
 //! `p mod n` only, so that during a partition the processes bound to the
 //! majority go on while those bound to the minority wait or fail. A process
 //! whose op ended in `info` is retired and the worker continues under a
-//! fresh process number (`p + concurrency`, usually another node).
+//! fresh process number, `p + concurrency × n`: unique (every process of
+//! worker `w` is `w` mod `concurrency`) and on the same node. A worker
+//! keeps its node, as a Jepsen worker thread does: were retirement to move
+//! it, workers would drift onto a dead node (infos move them, refusals do
+//! not) and leave the live nodes without load (issue 18).
 //!
 //! A process whose node cannot serve (it refused the connection, knows no
 //! leader, is overloaded: [`Outcome::Unavailable`], recorded as `fail`)
@@ -113,7 +117,8 @@ pub struct Workers {
     pub started: Instant,
     /// Next pacing slot.
     pub slot: AtomicU64,
-    /// Number of workers (process numbers advance by this).
+    /// Number of workers (process numbers advance by this times the
+    /// number of nodes).
     pub concurrency: u64,
     /// Outcome counts.
     pub counters: Counters,
@@ -150,7 +155,7 @@ impl Workers {
                 }
                 Ended::Info => {
                     backoff.reset();
-                    process += self.concurrency;
+                    process += self.concurrency * self.nodes.len() as u64;
                 }
             }
         }

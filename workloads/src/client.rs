@@ -8,8 +8,8 @@ use std::time::Duration;
 
 /// Default bound on one request; a request that takes longer is `info`
 /// (a read, which has no effect, is `fail`). Short against a fault window
-/// (10 s by default): a process stuck behind a node that stopped answering
-/// is retired within it and goes on under a fresh process (issue 18).
+/// (10 s by default), so that an op stuck behind a node that stopped
+/// answering ends well within the window (issue 18).
 pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
 /// Blocks per page when reading a whole chain (the node's maximum).
 pub const BLOCKS_PAGE_MAX: u64 = 1000;
