@@ -13,9 +13,12 @@
 //! A process whose node cannot serve (it refused the connection, knows no
 //! leader, is overloaded: [`Outcome::Unavailable`], recorded as `fail`)
 //! backs off before it tries that node again, and takes no pacing slot
-//! while it waits: the shared rate goes to the processes whose nodes answer
-//! (issue 18). The waits double from [`BACKOFF_MIN`] to [`BACKOFF_MAX`],
-//! each drawn from a seeded stream per worker.
+//! while it waits, nor for the op that probes the node after the wait: the
+//! shared rate goes to the processes whose nodes answer (issue 18). A probe
+//! the node refuses costs it nothing; one it serves is at most one op per
+//! process and outage above the rate. The waits double from
+//! [`BACKOFF_MIN`] to [`BACKOFF_MAX`], each drawn from a seeded stream per
+//! worker.
 
 use crate::history::{Kind, Process, Record, Recorder, F};
 use rand::{Rng, SeedableRng};
@@ -29,8 +32,8 @@ use workloads::{Completion, Generator, Invocation, Outcome, SutClient};
 /// The first wait after a node could not serve.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// The longest wait: a process finds its node again within about this
-/// long after the node is restarted, resumed or healed.
-pub const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+/// long after the node is restarted, healed or has elected a leader.
+pub const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// Salt that separates the backoff's random stream from the generator's.
 const BACKOFF_SEED_SALT: u64 = 0x0062_6163_6b6f_6666;
 
@@ -63,6 +66,11 @@ impl Backoff {
     /// The node answered: the next refusal starts again at the minimum.
     pub fn reset(&mut self) {
         self.bound = None;
+    }
+
+    /// Whether the last op was refused, so that the next one probes.
+    pub fn probing(&self) -> bool {
+        self.bound.is_some()
     }
 }
 
@@ -132,7 +140,7 @@ impl Workers {
         let mut process = w;
         let mut backoff = Backoff::new(self.seed, w);
         while Instant::now() < self.deadline {
-            if self.rate > 0.0 {
+            if self.rate > 0.0 && !backoff.probing() {
                 let due = self.next_due();
                 if due >= self.deadline {
                     return;
@@ -238,7 +246,9 @@ mod tests {
             bound = (bound * 2).min(BACKOFF_MAX);
         }
         assert!(waits[7] >= BACKOFF_MAX / 2);
+        assert!(a.probing());
         a.reset();
+        assert!(!a.probing());
         assert!(a.refused() <= BACKOFF_MIN);
         let mut b = Backoff::new(7, 3);
         let again: Vec<Duration> = (0..8).map(|_| b.refused()).collect();
