@@ -11,8 +11,11 @@
 //! not) and leave the live nodes without load (issue 18).
 //!
 //! A process whose node cannot serve (it refused the connection, knows no
-//! leader, is overloaded: [`Outcome::Unavailable`], recorded as `fail`)
-//! backs off before it tries that node again, and takes no pacing slot
+//! leader, is overloaded: [`Outcome::Unavailable`], recorded as `fail`),
+//! and the process that replaces one retired after `info` (the node did
+//! not answer in time, or answered that it could not tell: a node whose
+//! clock was bumped back answers every submit so, at once), back off
+//! before they try that node again, and take no pacing slot
 //! while it waits, nor for the op that probes the node after the wait: the
 //! shared rate goes to the processes whose nodes answer (issue 18). A probe
 //! the node refuses costs it nothing; one it serves is at most one op per
@@ -81,7 +84,7 @@ enum Ended {
     Answered,
     /// A `fail` because the node cannot serve now: back off.
     Unavailable,
-    /// `info`: the process is retired.
+    /// `info`: the process is retired, and its successor backs off.
     Info,
 }
 
@@ -155,17 +158,16 @@ impl Workers {
             else {
                 return;
             };
-            match self.perform(process, &inv).await {
-                Ended::Answered => backoff.reset(),
-                Ended::Unavailable => {
-                    let until = (Instant::now() + backoff.refused()).min(self.deadline);
-                    tokio::time::sleep_until(until.into()).await;
-                }
-                Ended::Info => {
-                    backoff.reset();
-                    process += self.concurrency * self.nodes.len() as u64;
-                }
+            let ended = self.perform(process, &inv).await;
+            if ended == Ended::Answered {
+                backoff.reset();
+                continue;
             }
+            if ended == Ended::Info {
+                process += self.concurrency * self.nodes.len() as u64;
+            }
+            let until = (Instant::now() + backoff.refused()).min(self.deadline);
+            tokio::time::sleep_until(until.into()).await;
         }
     }
 
