@@ -156,8 +156,10 @@ pub struct TestArgs {
     #[arg(long, default_value_t = 200.0)]
     pub rate: f64,
     /// Number of concurrent client workers (process p talks to node
-    /// p mod nodes, as in Jepsen; use at least as many as nodes).
-    #[arg(long, default_value_t = 10)]
+    /// p mod nodes, as in Jepsen; use at least as many as nodes). The
+    /// default, 30, gives each of 3 nodes ten, so that the processes of
+    /// the live nodes can carry the rate while a node is down.
+    #[arg(long, default_value_t = 30)]
     pub concurrency: usize,
     /// Where the nodes run: auto (ssh when hosts are given, docker when a
     /// daemon answers, else process), docker, process or ssh.
@@ -192,7 +194,7 @@ pub struct TestArgs {
     #[arg(long, default_value_t = 1)]
     pub test_count: u32,
     /// Per-request client timeout, in milliseconds (a timeout is `info`).
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = workloads::REQUEST_TIMEOUT_DEFAULT.as_millis() as u64)]
     pub request_timeout_ms: u64,
     /// The node binary to run (default: built from this workspace with
     /// `cargo build --release -p node`, or found next to the harness).

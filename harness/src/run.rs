@@ -337,6 +337,7 @@ async fn run_workload(
         slot: AtomicU64::new(0),
         concurrency: plan.concurrency as u64,
         counters: Counters::default(),
+        seed: plan.seed,
     });
     let handles: Vec<_> = (0..plan.concurrency as u64)
         .map(|w| tokio::spawn(workers.clone().run(w)))
@@ -421,7 +422,7 @@ async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[String
                     error: None,
                 });
             }
-            Outcome::Fail(e) | Outcome::Info(e) => {
+            Outcome::Fail(e) | Outcome::Unavailable(e) | Outcome::Info(e) => {
                 recorder.record(&Record {
                     process,
                     kind: Kind::Fail,

@@ -4,14 +4,89 @@
 //! `p mod n` only, so that during a partition the processes bound to the
 //! majority go on while those bound to the minority wait or fail. A process
 //! whose op ended in `info` is retired and the worker continues under a
-//! fresh process number (`p + concurrency`, usually another node).
+//! fresh process number, `p + concurrency × n`: unique (every process of
+//! worker `w` is `w` mod `concurrency`) and on the same node. A worker
+//! keeps its node, as a Jepsen worker thread does: were retirement to move
+//! it, workers would drift onto a dead node (infos move them, refusals do
+//! not) and leave the live nodes without load (issue 18).
+//!
+//! A process whose node cannot serve (it refused the connection, knows no
+//! leader, is overloaded: [`Outcome::Unavailable`], recorded as `fail`),
+//! and the process that replaces one retired after `info` (the node did
+//! not answer in time, or answered that it could not tell: a node whose
+//! clock was bumped back answers every submit so, at once), back off
+//! before they try that node again, and take no pacing slot
+//! while it waits, nor for the op that probes the node after the wait: the
+//! shared rate goes to the processes whose nodes answer (issue 18). A probe
+//! the node refuses costs it nothing; one it serves is at most one op per
+//! process and outage above the rate. The waits double from
+//! [`BACKOFF_MIN`] to [`BACKOFF_MAX`], each drawn from a seeded stream per
+//! worker.
 
 use crate::history::{Kind, Process, Record, Recorder, F};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use workloads::{Completion, Generator, Invocation, Outcome, SutClient};
+
+/// The first wait after a node could not serve.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// The longest wait: a process finds its node again within about this
+/// long after the node is restarted, healed or has elected a leader.
+pub const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// Salt that separates the backoff's random stream from the generator's.
+const BACKOFF_SEED_SALT: u64 = 0x0062_6163_6b6f_6666;
+
+/// One worker's backoff: the bound doubles from [`BACKOFF_MIN`] up to
+/// [`BACKOFF_MAX`] while its node cannot serve, and each wait is drawn
+/// from the upper half of the bound, so that the processes of one node do
+/// not retry in step.
+#[derive(Debug)]
+pub struct Backoff {
+    bound: Option<Duration>,
+    rng: ChaCha8Rng,
+}
+
+impl Backoff {
+    /// The backoff of worker `w` in a test seeded with `seed`.
+    pub fn new(seed: u64, w: u64) -> Backoff {
+        Backoff {
+            bound: None,
+            rng: ChaCha8Rng::seed_from_u64(seed ^ BACKOFF_SEED_SALT ^ w.rotate_left(32)),
+        }
+    }
+
+    /// The wait after one more refusal in a row.
+    pub fn refused(&mut self) -> Duration {
+        let bound = self.bound.map_or(BACKOFF_MIN, |b| (b * 2).min(BACKOFF_MAX));
+        self.bound = Some(bound);
+        self.rng.gen_range(bound / 2..=bound)
+    }
+
+    /// The node answered: the next refusal starts again at the minimum.
+    pub fn reset(&mut self) {
+        self.bound = None;
+    }
+
+    /// Whether the last op was refused, so that the next one probes.
+    pub fn probing(&self) -> bool {
+        self.bound.is_some()
+    }
+}
+
+/// How an op ended, for the worker's next step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// `ok`, or a `fail` the node gave while serving.
+    Answered,
+    /// A `fail` because the node cannot serve now: back off.
+    Unavailable,
+    /// `info`: the process is retired, and its successor backs off.
+    Info,
+}
 
 /// Counts for the progress bar.
 #[derive(Debug, Default)]
@@ -53,18 +128,22 @@ pub struct Workers {
     pub started: Instant,
     /// Next pacing slot.
     pub slot: AtomicU64,
-    /// Number of workers (process numbers advance by this).
+    /// Number of workers (process numbers advance by this times the
+    /// number of nodes).
     pub concurrency: u64,
     /// Outcome counts.
     pub counters: Counters,
+    /// The test's seed (each worker's backoff stream derives from it).
+    pub seed: u64,
 }
 
 impl Workers {
     /// Runs worker `w` until the deadline.
     pub async fn run(self: Arc<Self>, w: u64) {
         let mut process = w;
+        let mut backoff = Backoff::new(self.seed, w);
         while Instant::now() < self.deadline {
-            if self.rate > 0.0 {
+            if self.rate > 0.0 && !backoff.probing() {
                 let due = self.next_due();
                 if due >= self.deadline {
                     return;
@@ -79,9 +158,16 @@ impl Workers {
             else {
                 return;
             };
-            if self.perform(process, &inv).await {
-                process += self.concurrency;
+            let ended = self.perform(process, &inv).await;
+            if ended == Ended::Answered {
+                backoff.reset();
+                continue;
             }
+            if ended == Ended::Info {
+                process += self.concurrency * self.nodes.len() as u64;
+            }
+            let until = (Instant::now() + backoff.refused()).min(self.deadline);
+            tokio::time::sleep_until(until.into()).await;
         }
     }
 
@@ -101,8 +187,8 @@ impl Workers {
         self.started + Duration::from_secs_f64(k as f64 / self.rate)
     }
 
-    /// Records and performs one op; true when it ended in `info`.
-    async fn perform(&self, process: u64, inv: &Invocation) -> bool {
+    /// Records and performs one op.
+    async fn perform(&self, process: u64, inv: &Invocation) -> Ended {
         let node_index = process as usize % self.nodes.len();
         let node = self.nodes[node_index].clone();
         let p = Process::Client(process);
@@ -116,12 +202,17 @@ impl Workers {
             error: None,
         });
         let Completion { outcome, .. } = self.client.invoke(inv, node_index).await;
+        let ended = match outcome {
+            Outcome::Ok(_) | Outcome::Fail(_) => Ended::Answered,
+            Outcome::Unavailable(_) => Ended::Unavailable,
+            Outcome::Info(_) => Ended::Info,
+        };
         let (kind, value, error): (Kind, Value, Option<String>) = match outcome {
             Outcome::Ok(v) => {
                 self.counters.ok.fetch_add(1, Ordering::Relaxed);
                 (Kind::Ok, v, None)
             }
-            Outcome::Fail(e) => {
+            Outcome::Fail(e) | Outcome::Unavailable(e) => {
                 self.counters.fail.fetch_add(1, Ordering::Relaxed);
                 (Kind::Fail, inv.value.clone(), Some(e))
             }
@@ -139,6 +230,33 @@ impl Workers {
             node: Some(&node),
             error: error.as_deref(),
         });
-        kind == Kind::Info
+        ended
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_bound_resets_and_is_seeded() {
+        let mut a = Backoff::new(7, 3);
+        let waits: Vec<Duration> = (0..8).map(|_| a.refused()).collect();
+        let mut bound = BACKOFF_MIN;
+        for w in &waits {
+            assert!(*w >= bound / 2 && *w <= bound, "{w:?} outside {bound:?}");
+            bound = (bound * 2).min(BACKOFF_MAX);
+        }
+        assert!(waits[7] >= BACKOFF_MAX / 2);
+        assert!(a.probing());
+        a.reset();
+        assert!(!a.probing());
+        assert!(a.refused() <= BACKOFF_MIN);
+        let mut b = Backoff::new(7, 3);
+        let again: Vec<Duration> = (0..8).map(|_| b.refused()).collect();
+        assert_eq!(waits, again, "same seed and worker, same waits");
+        let mut c = Backoff::new(7, 4);
+        let other: Vec<Duration> = (0..8).map(|_| c.refused()).collect();
+        assert_ne!(waits, other, "workers do not retry in step");
     }
 }

@@ -69,6 +69,17 @@ impl Forwards {
         w.sender.send(reply).is_ok()
     }
 
+    /// Answers every waiting submit with `reply` and forgets them: the
+    /// leader they were forwarded to is no longer the leader, so an answer
+    /// may never come (issue 18). Returns how many were answered.
+    pub fn abandon_all(&mut self, reply: &SubmitReply) -> usize {
+        let n = self.waiting.len();
+        for (_, w) in self.waiting.drain() {
+            let _ = w.sender.send(reply.clone());
+        }
+        n
+    }
+
     /// Forgets submits whose client left or that waited too long.
     pub fn expire(&mut self, now: Instant) {
         self.waiting
@@ -105,6 +116,18 @@ mod tests {
         // The right answer still gets through.
         assert!(after.resolve(req_b, "tx-b", committed("tx-b")));
         assert_eq!(b_rx.try_recv().unwrap(), committed("tx-b"));
+    }
+
+    #[test]
+    fn abandoned_submits_are_answered_and_late_answers_reach_nobody() {
+        let mut f = Forwards::new(3);
+        let (tx, mut rx) = oneshot::channel();
+        let req = f.add("t", tx);
+        let unknown = SubmitReply::refused(504, "leader changed; outcome unknown", false);
+        assert_eq!(f.abandon_all(&unknown), 1);
+        assert_eq!(rx.try_recv().unwrap(), unknown);
+        assert!(!f.resolve(req, "t", committed("t")));
+        assert_eq!(f.abandon_all(&unknown), 0);
     }
 
     #[test]

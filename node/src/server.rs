@@ -35,6 +35,12 @@ pub mod members;
 /// Forwarded submits and waiters older than this are forgotten.
 const WAITER_AGE_MAX: Duration = Duration::from_secs(60);
 
+/// The answer to submits in flight when their leader lost leadership.
+const IN_FLIGHT_UNKNOWN: &str = "leadership lost with the transaction in flight; outcome unknown";
+/// The answer to forwarded submits when the leader changed.
+const FORWARD_UNKNOWN: &str =
+    "the leader changed before it answered the forwarded transaction; outcome unknown";
+
 /// The node's state as readers see it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StatusView {
@@ -587,6 +593,29 @@ impl RaftLoop {
                 "leadership lost before the transaction was ordered; retry",
             );
             self.inflight.clear();
+            // What was proposed may still commit under the next leader, or
+            // not: unknown now, rather than at the submit timeout (issue 18).
+            for (_, ws) in std::mem::take(&mut self.waiters) {
+                for w in ws {
+                    self.reply(
+                        w.origin,
+                        SubmitReply::refused(504, IN_FLIGHT_UNKNOWN, false),
+                    );
+                }
+            }
+        }
+        if leader != self.leader {
+            // Forwards went to the old leader, whose answer may never come.
+            let n = self
+                .forwards
+                .abandon_all(&SubmitReply::refused(504, FORWARD_UNKNOWN, false));
+            if n > 0 {
+                tracing::info!(
+                    forwards = n,
+                    new_leader = leader,
+                    "leader changed: forwarded submits answered as unknown"
+                );
+            }
         }
         if role != self.role || leader != self.leader {
             let term = self.raw.raft.term;

@@ -159,6 +159,7 @@ pub fn page(
 <h2>Latency</h2><img src="latency-raw.png" alt="latency of every operation"><img src="latency-quantiles.png" alt="latency quantiles per window">{latency}
 <h2>Throughput</h2><img src="rate.png" alt="throughput per window">
 <h2>Faults and recovery</h2>{faults}
+<h2>Load during faults</h2>{load}
 <h2>Disk: persist (write + fsync) durations, snapshots</h2><img src="fsync.png" alt="fsync durations">{fsync}
 <h2>Test</h2>{params}<p>Node logs: {logs}</p>
 <script>
@@ -180,6 +181,7 @@ window.addEventListener('load', function () {{
             String::new()
         },
         checkers = checkers(results),
+        load = crate::fault_rate::html_table(&s.fault_rates, esc),
         logs = logs.join(" · "),
     )
 }

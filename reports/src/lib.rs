@@ -13,6 +13,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod fault_rate;
 mod html;
 pub mod load;
 pub mod plots;
@@ -70,6 +71,8 @@ pub struct Summary {
     /// Per node: snapshots taken and installed, compactions (from
     /// `status.jsonl` and `metrics.json`, summed over restarts).
     pub snapshots: Vec<status::NodeSnapshots>,
+    /// `ok` ops/s inside the fault windows against outside them.
+    pub fault_rates: fault_rate::FaultRates,
     /// History lines that could not be used.
     pub skipped_lines: u64,
 }
@@ -109,6 +112,7 @@ pub fn render(run_dir: &Path) -> Result<Summary, ReportError> {
         faults: stats::faults(&loaded),
         fsync,
         snapshots: status::snapshots(&samples, &metrics),
+        fault_rates: fault_rate::fault_rates(&loaded),
         skipped_lines: loaded.skipped_lines,
     };
     stats::recovery(&mut summary.faults, &loaded, &samples, recovery_s);

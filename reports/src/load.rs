@@ -17,6 +17,11 @@ pub struct OpRecord {
     pub invoke_s: f64,
     /// Completion time minus invoke time, ms (`info`: until it was given up).
     pub latency_ms: f64,
+    /// The node the client talked to, when the history names it.
+    pub node: Option<String>,
+    /// One of the final reads after the workload (`deliver` with
+    /// `"final": true`), not part of the load.
+    pub final_read: bool,
 }
 
 /// How an op ended.
@@ -54,6 +59,8 @@ pub struct FaultWindow {
     pub end_s: f64,
     /// A short label (grudge kind or clock mode when known).
     pub label: String,
+    /// The start event's `value` (its grudge, mode, …).
+    pub start: Value,
 }
 
 /// What a history holds for reports.
@@ -73,7 +80,7 @@ pub struct Loaded {
 pub fn history(path: &Path) -> std::io::Result<Loaded> {
     let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
     let mut out = Loaded::default();
-    let mut open_ops: HashMap<String, (f64, String)> = HashMap::new();
+    let mut open_ops: HashMap<String, (f64, String, bool)> = HashMap::new();
     let mut open_windows: HashMap<String, FaultWindow> = HashMap::new();
     for line in reader.lines() {
         let line = line?;
@@ -95,7 +102,8 @@ pub fn history(path: &Path) -> std::io::Result<Loaded> {
         let process = e["process"].to_string();
         let outcome = match kind {
             "invoke" => {
-                open_ops.insert(process, (t, f));
+                let final_read = e["value"]["final"] == Value::Bool(true);
+                open_ops.insert(process, (t, f, final_read));
                 continue;
             }
             "ok" => Outcome::Ok,
@@ -107,11 +115,13 @@ pub fn history(path: &Path) -> std::io::Result<Loaded> {
             }
         };
         match open_ops.remove(&process) {
-            Some((start, f)) => out.ops.push(OpRecord {
+            Some((start, f, final_read)) => out.ops.push(OpRecord {
                 f,
                 outcome,
                 invoke_s: start,
                 latency_ms: (t - start) * 1e3,
+                node: e["node"].as_str().map(String::from),
+                final_read,
             }),
             None => out.skipped_lines += 1,
         }
@@ -156,6 +166,7 @@ fn nemesis_event(
                     start_s: t,
                     end_s: t,
                     label,
+                    start: v.clone(),
                 },
             );
         }
@@ -221,7 +232,9 @@ mod tests {
                 f: "read".into(),
                 outcome: Outcome::Ok,
                 invoke_s: 1.0,
-                latency_ms: 250.0
+                latency_ms: 250.0,
+                node: None,
+                final_read: false,
             }
         );
         assert_eq!(l.ops[1].outcome, Outcome::Info);
@@ -232,7 +245,8 @@ mod tests {
                 targets: vec!["n1".into()],
                 start_s: 1.5,
                 end_s: 3.0,
-                label: String::new()
+                label: String::new(),
+                start: serde_json::json!({"phase": "start", "targets": ["n1"]}),
             }]
         );
         assert_eq!(l.skipped_lines, 1);

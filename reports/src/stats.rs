@@ -332,6 +332,8 @@ mod tests {
             outcome,
             invoke_s,
             latency_ms,
+            node: None,
+            final_read: false,
         };
         let window = |start_s, end_s| FaultWindow {
             fault: "clock".into(),
@@ -339,6 +341,7 @@ mod tests {
             start_s,
             end_s,
             label: "bump".into(),
+            start: serde_json::Value::Null,
         };
         let loaded = Loaded {
             // A timeout that began in the window and ended after it, then
@@ -364,6 +367,8 @@ mod tests {
                 outcome: Outcome::Ok,
                 invoke_s: i as f64 / 1000.0,
                 latency_ms: (i % 997) as f64 * 0.37 + 0.05,
+                node: None,
+                final_read: false,
             })
             .collect();
         let mut sorted: Vec<f64> = ops.iter().map(|o| o.latency_ms).collect();

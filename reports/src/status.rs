@@ -297,6 +297,7 @@ mod tests {
             start_s,
             end_s,
             label: String::new(),
+            start: Value::Null,
         }
     }
 

@@ -6,8 +6,11 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Default bound on one request; a request that takes longer is `info`.
-pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+/// Default bound on one request; a request that takes longer is `info`
+/// (a read, which has no effect, is `fail`). Short against a fault window
+/// (10 s by default), so that an op stuck behind a node that stopped
+/// answering ends well within the window (issue 18).
+pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
 /// Blocks per page when reading a whole chain (the node's maximum).
 pub const BLOCKS_PAGE_MAX: u64 = 1000;
 /// Pages read at most for one whole chain (a bound, not an expectation).
@@ -149,13 +152,15 @@ impl OrdealClient {
     }
 
     /// One page of blocks; with `headers`, without their transactions.
+    /// A read has no effect, so every error is `fail`: `Unavailable` when
+    /// the node refused the connection, `Fail` otherwise.
     async fn blocks(
         &self,
         url: &str,
         from: u64,
         limit: u64,
         headers: bool,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, Outcome> {
         let response = self
             .http
             .get(format!(
@@ -163,14 +168,17 @@ impl OrdealClient {
             ))
             .send()
             .await
-            .map_err(|e| format!("get blocks: {e}"))?;
+            .map_err(|e| match e.is_connect() {
+                true => Outcome::Unavailable(format!("get blocks: connect: {e}")),
+                false => Outcome::Fail(format!("get blocks: {e}")),
+            })?;
         let status = response.status().as_u16();
         let body: Value = response
             .json()
             .await
-            .map_err(|e| format!("blocks body: {e}"))?;
+            .map_err(|e| Outcome::Fail(format!("blocks body: {e}")))?;
         if status != 200 {
-            return Err(format!("http {status}: {body}"));
+            return Err(Outcome::Fail(format!("http {status}: {body}")));
         }
         Ok(body)
     }
@@ -181,13 +189,13 @@ impl OrdealClient {
         // the transactions (a header's hash binds them through data_hash).
         let head = match self.blocks(url, 0, 1, true).await {
             Ok(head) => head,
-            Err(e) => return Outcome::Fail(e),
+            Err(outcome) => return outcome,
         };
         let height = head.get("height").and_then(Value::as_u64).unwrap_or(0);
         let from = height.saturating_sub(recent);
         match self.blocks(url, from, recent, true).await {
             Ok(page) => Outcome::Ok(json!({"from": from, "blocks": page["blocks"]})),
-            Err(e) => Outcome::Fail(e),
+            Err(outcome) => outcome,
         }
     }
 
@@ -203,7 +211,10 @@ impl OrdealClient {
                 .await
             {
                 Ok(page) => page,
-                Err(e) => return Outcome::Fail(e),
+                Err(Outcome::Unavailable(e) | Outcome::Fail(e) | Outcome::Info(e)) => {
+                    return Outcome::Fail(e)
+                }
+                Err(Outcome::Ok(_)) => unreachable!("blocks() errs with a failure only"),
             };
             let height = page.get("height").and_then(Value::as_u64).unwrap_or(0);
             let got = page
@@ -225,7 +236,7 @@ impl OrdealClient {
 /// may have reached it is unknown.
 fn classify_send_error(e: reqwest::Error) -> Outcome {
     if e.is_connect() {
-        Outcome::Fail(format!("connect: {e}"))
+        Outcome::Unavailable(format!("connect: {e}"))
     } else if e.is_timeout() {
         Outcome::Info("timeout".to_string())
     } else {
@@ -248,7 +259,7 @@ fn classify_status(status: u16, answer: Value) -> Result<Value, Outcome> {
     match status {
         200 => Ok(answer),
         400..=499 => Err(Outcome::Fail(format!("http {status}: {error}"))),
-        503 if retryable => Err(Outcome::Fail(format!("http 503: {error}"))),
+        503 if retryable => Err(Outcome::Unavailable(format!("http 503: {error}"))),
         _ => Err(Outcome::Info(format!("http {status}: {error}"))),
     }
 }
@@ -271,7 +282,7 @@ mod tests {
         ));
         assert!(matches!(
             classify_status(503, body(true)),
-            Err(Outcome::Fail(_))
+            Err(Outcome::Unavailable(_))
         ));
         assert!(matches!(
             classify_status(503, body(false)),

@@ -155,7 +155,7 @@ impl EtcdClient {
             .await
             .map_err(|e| {
                 if e.is_connect() {
-                    Outcome::Fail(format!("connect: {e}"))
+                    Outcome::Unavailable(format!("connect: {e}"))
                 } else if e.is_timeout() {
                     Outcome::Info("timeout".to_string())
                 } else {

@@ -79,6 +79,11 @@ pub enum Outcome {
     Ok(Value),
     /// It certainly did not take effect; why.
     Fail(String),
+    /// It certainly did not take effect, because the node cannot serve any
+    /// op now: it refused the connection, knows no leader, or is
+    /// overloaded. Recorded as `fail`; the worker backs off before its
+    /// process tries that node again.
+    Unavailable(String),
     /// Unknown whether it took effect; why.
     Info(String),
 }

@@ -29,6 +29,14 @@ const ROTATION: [(&str, &str); 12] = [
     ("register", "all"),
 ];
 
+/// How long a node lets a submit wait for its commit before it answers
+/// 504 (unknown, `info`): two thirds of the client's request timeout, so
+/// that the node's answer, which names why, arrives before the client
+/// gives up (issue 18; README, "Timeouts").
+pub fn submit_timeout_ms(request_timeout_ms: u64) -> u64 {
+    (request_timeout_ms * 2 / 3).max(1)
+}
+
 /// `ordeal-node`.
 #[derive(Debug, Clone, Copy)]
 pub struct Ordeal;
@@ -56,6 +64,8 @@ impl System for Ordeal {
             "1",
             "--snapshot-interval-bytes",
             &plan.snapshot_interval_bytes.to_string(),
+            "--submit-timeout-ms",
+            &submit_timeout_ms(plan.request_timeout_ms).to_string(),
         ]
         .iter()
         .map(|s| s.to_string())
