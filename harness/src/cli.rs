@@ -39,6 +39,10 @@ pub enum Command {
         /// faults, as fast as the cluster answers).
         #[command(flatten)]
         test: Box<TestArgs>,
+        /// Run the benchmark with plain data directories and on faultfs,
+        /// alternately, and print the ratio (faultfs / plain).
+        #[arg(long)]
+        compare_faultfs: bool,
     },
     /// Run tests back to back for a while, rotating workload × nemesis with
     /// fresh seeds; keep the store of every invalid or unknown run; print
@@ -79,8 +83,9 @@ pub struct TestArgs {
     /// (keyed cas-registers, checked for linearizability).
     #[arg(long, default_value = "ordering")]
     pub workload: String,
-    /// Faults to inject: none, kill, pause, partition, clock, all, or a
-    /// comma-separated list (kill,partition).
+    /// Faults to inject: none, kill, pause, partition, clock, power, torn,
+    /// slow-disk, disk-error, all, or a comma-separated list
+    /// (kill,partition). The disk faults need FUSE (root and /dev/fuse).
     #[arg(long, default_value = "none")]
     pub nemesis: String,
     /// Number of nodes (3 or 5 are typical; at least 1, at most 9).
@@ -136,4 +141,8 @@ pub struct TestArgs {
     /// The etcd binary for `--sut etcd` (default: `etcd` on PATH).
     #[arg(long, env = "ORDEAL_ETCD_BIN")]
     pub etcd_binary: Option<PathBuf>,
+    /// Put every node's data directory on its own faultfs mount even
+    /// without a disk fault (the disk faults always do; docs/faultfs.md).
+    #[arg(long)]
+    pub faultfs: bool,
 }

@@ -5,6 +5,7 @@
 mod binary;
 mod cli;
 mod clock;
+mod disk;
 mod grudge;
 mod history;
 mod judge;
@@ -83,7 +84,9 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             Ok(exit_code(results.valid))
         }
         Some(Command::Clean { store }) => {
-            let mut cleaned = runtime::process::clean_leftovers(&store.join(".work"))?;
+            // Mounts first: removing a work directory must not walk into one.
+            let mut cleaned = disk::clean_leftovers(&store.join(".work"))?;
+            cleaned.extend(runtime::process::clean_leftovers(&store.join(".work"))?);
             if runtime::docker::daemon_answers() {
                 cleaned.extend(runtime::docker::clean_leftovers().await?);
             }
@@ -93,7 +96,11 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             println!("clean: {} leftovers removed", cleaned.len());
             Ok(EXIT_VALID)
         }
-        Some(Command::Bench { test }) => bench(&test, slot).await,
+        Some(Command::Bench {
+            test,
+            compare_faultfs: true,
+        }) => disk::bench_compare(&test, slot).await,
+        Some(Command::Bench { test, .. }) => bench(&test, slot).await,
         Some(Command::Soak {
             duration_s,
             keep_valid,

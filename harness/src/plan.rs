@@ -25,7 +25,7 @@ pub enum Workload {
 
 /// A fault the nemesis can inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Fault {
     /// SIGKILL and restart.
     Kill,
@@ -35,6 +35,15 @@ pub enum Fault {
     Partition,
     /// Clock bumps, strobes and rate changes through libfaketime.
     Clock,
+    /// SIGKILL and `lose-unfsynced` on faultfs (one node or every node),
+    /// restart on what the disk kept.
+    Power,
+    /// The same with `torn`: a seeded prefix of the unsynced changes kept.
+    Torn,
+    /// fsync delayed past half the election timeout on one node.
+    SlowDisk,
+    /// fsync fails with EIO on one node.
+    DiskError,
 }
 
 impl Fault {
@@ -45,6 +54,10 @@ impl Fault {
             Fault::Pause => "pause",
             Fault::Partition => "partition",
             Fault::Clock => "clock",
+            Fault::Power => "power",
+            Fault::Torn => "torn",
+            Fault::SlowDisk => "slow-disk",
+            Fault::DiskError => "disk-error",
         }
     }
 }
@@ -96,6 +109,8 @@ pub struct Plan {
     pub request_timeout_ms: u64,
     /// Raft election timeout the nodes run with, ms.
     pub election_timeout_ms: u64,
+    /// Every data directory on faultfs (`--faultfs`, or any disk fault).
+    pub faultfs: bool,
     /// The command line, to rerun the test.
     pub command_line: String,
     /// The store root.
@@ -117,12 +132,19 @@ pub fn parse_nemesis(text: &str) -> anyhow::Result<Vec<Fault>> {
     for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         match word {
             "none" => {}
-            "all" => set.extend([Fault::Kill, Fault::Pause, Fault::Partition, Fault::Clock]),
+            "all" => {
+                set.extend([Fault::Kill, Fault::Pause, Fault::Partition, Fault::Clock]);
+                set.extend(crate::disk::DISK_FAULTS);
+            }
             "kill" => _ = set.insert(Fault::Kill),
             "pause" => _ = set.insert(Fault::Pause),
             "partition" => _ = set.insert(Fault::Partition),
             "clock" => _ = set.insert(Fault::Clock),
-            other => bail!("--nemesis: unknown fault `{other}` (expected none, kill, pause, partition, clock, all or a comma list)"),
+            "power" => _ = set.insert(Fault::Power),
+            "torn" => _ = set.insert(Fault::Torn),
+            "slow-disk" => _ = set.insert(Fault::SlowDisk),
+            "disk-error" => _ = set.insert(Fault::DiskError),
+            other => bail!("--nemesis: unknown fault `{other}` (expected none, kill, pause, partition, clock, power, torn, slow-disk, disk-error, all or a comma list)"),
         }
     }
     Ok(set.into_iter().collect())
@@ -174,6 +196,29 @@ fn check_sut(
     Ok(read_mode.expect("checked for each system above"))
 }
 
+/// The disk faults: refused by name when FUSE cannot be had or the system
+/// cannot run on faultfs; dropped from `all` then, with a note.
+fn check_disk(args: &TestArgs, sut: Sut, nemesis: &mut Vec<Fault>) -> anyhow::Result<()> {
+    let named = |f: Fault| args.nemesis.split(',').any(|w| w.trim() == f.name());
+    let fuse = nemesis
+        .iter()
+        .any(|f| crate::disk::is_disk(*f))
+        .then(crate::disk::fuse_unavailable)
+        .flatten();
+    for f in crate::disk::DISK_FAULTS {
+        let why = sut.refuses(f).map(str::to_string).or_else(|| fuse.clone());
+        let Some(why) = why.filter(|_| nemesis.contains(&f)) else {
+            continue;
+        };
+        if named(f) {
+            bail!("--nemesis {}: disk faults need faultfs, which cannot be had here: {why}", f.name());
+        }
+        eprintln!("--nemesis all: without {} ({why})", f.name());
+        nemesis.retain(|g| *g != f);
+    }
+    Ok(())
+}
+
 /// Bug names, counts, rates and durations.
 fn check_numbers(args: &TestArgs) -> anyhow::Result<()> {
     for bug in &args.bugs {
@@ -212,6 +257,7 @@ impl Plan {
         let mut nemesis = parse_nemesis(&args.nemesis)?;
         let sut: Sut = args.sut.parse().map_err(|e| anyhow!("--sut: {e}"))?;
         let read_mode = check_sut(args, sut, workload, &mut nemesis)?;
+        check_disk(args, sut, &mut nemesis)?;
         if args.nodes == 0 || args.nodes > NODES_MAX {
             bail!("--nodes: {} is out of range 1..={NODES_MAX}", args.nodes);
         }
@@ -261,6 +307,7 @@ impl Plan {
             recovery_s: args.recovery_s,
             request_timeout_ms: args.request_timeout_ms,
             election_timeout_ms: sut.election_timeout_ms(),
+            faultfs: args.faultfs,
             command_line: String::new(),
             store: args.store.clone(),
             node_binary: args.node_binary.clone(),
@@ -307,6 +354,9 @@ impl Plan {
         for bug in &self.bugs {
             cmd.push_str(&format!(" --bug {bug}"));
         }
+        if self.faultfs {
+            cmd.push_str(" --faultfs");
+        }
         cmd
     }
 }
@@ -322,7 +372,11 @@ mod tests {
             parse_nemesis("partition,kill").unwrap(),
             vec![Fault::Kill, Fault::Partition]
         );
-        assert_eq!(parse_nemesis("all").unwrap().len(), 4);
+        assert_eq!(parse_nemesis("all").unwrap().len(), 8);
+        assert_eq!(
+            parse_nemesis("slow-disk,power").unwrap(),
+            vec![Fault::Power, Fault::SlowDisk]
+        );
         assert!(parse_nemesis("kil")
             .unwrap_err()
             .to_string()

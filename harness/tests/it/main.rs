@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod disk;
+
 const HARNESS: &str = env!("CARGO_BIN_EXE_harness");
 
 /// The debug `ordeal-node` beside this test's binaries, built if missing.
