@@ -324,8 +324,12 @@ pub async fn inject(
     let mut rt = runtime.lock().await;
     let targets = match fault {
         Fault::Power | Fault::Torn => {
-            // Alternating guarantees a correlated loss in any two.
-            let every = (*losses + rng.gen_range(0..2)) % 2 == 0 && nodes.len() > 1;
+            // Every other loss takes every node (the first or the second,
+            // seeded), so any two power faults hold a correlated loss.
+            if *losses == 0 {
+                *losses = rng.gen_range(1..=2);
+            }
+            let every = *losses % 2 == 0 && nodes.len() > 1;
             *losses += 1;
             let targets = if every { nodes.to_vec() } else { one };
             let seed: u64 = rng.gen();
