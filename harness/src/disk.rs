@@ -162,6 +162,9 @@ impl Disks {
     pub fn unmount(&mut self) -> anyhow::Result<()> {
         let mut failed = Vec::new();
         for mut disk in self.disks.drain(..) {
+            // Detached first: a container's copy of the mount can keep a
+            // plain unmount busy until faultfs's stop times out.
+            let _ = faultfs::force_unmount(&disk.mountpoint);
             drop(disk.stop.take());
             let ended = disk.thread.take().map(|t| t.join());
             match ended {
