@@ -54,7 +54,9 @@ pub fn fuse_unavailable() -> Option<String> {
     // /proc/self belongs to the process's effective user.
     let euid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").ok()?);
     if euid != 0 {
-        return Some("faultfs mounts need root (CAP_SYS_ADMIN); the harness runs as another user".into());
+        return Some(
+            "faultfs mounts need root (CAP_SYS_ADMIN); the harness runs as another user".into(),
+        );
     }
     if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open(dev) {
         return Some(format!("/dev/fuse cannot be opened: {e}"));
@@ -291,7 +293,7 @@ fn kill_faultfs_serving(mountpoint: &Path) {
             .collect();
         let is_faultfs = args.first().is_some_and(|a| a.ends_with("faultfs"))
             && args.get(1).is_some_and(|a| a == "mount");
-        if is_faultfs && args.iter().any(|a| *a == needle) {
+        if is_faultfs && args.contains(&needle) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -337,7 +339,10 @@ pub async fn inject(
             let targets = if every { nodes.to_vec() } else { one };
             let seed: u64 = rng.gen();
             let scope = if every { "every node" } else { "one node" };
-            recorder.nemesis(fault, json!({"phase": "start", "targets": targets, "scope": scope}));
+            recorder.nemesis(
+                fault,
+                json!({"phase": "start", "targets": targets, "scope": scope}),
+            );
             for t in &targets {
                 rt.kill(t).await?;
             }
@@ -348,7 +353,10 @@ pub async fn inject(
                     FsCommand::LoseUnfsynced
                 };
                 let answer = rt.disk(t, command).await?;
-                recorder.nemesis(fault, json!({"phase": "disk", "targets": [t], "faultfs": answer}));
+                recorder.nemesis(
+                    fault,
+                    json!({"phase": "disk", "targets": [t], "faultfs": answer}),
+                );
             }
             targets
         }
@@ -356,13 +364,18 @@ pub async fn inject(
             let ms = election_timeout_ms / 2 + election_timeout_ms / 4;
             let jitter_ms = election_timeout_ms / 2;
             recorder.nemesis(fault, json!({"phase": "start", "targets": one, "delay_fsync_ms": ms, "jitter_ms": jitter_ms}));
-            rt.disk(&one[0], FsCommand::DelayFsync { ms, jitter_ms }).await?;
+            rt.disk(&one[0], FsCommand::DelayFsync { ms, jitter_ms })
+                .await?;
             one
         }
         Fault::DiskError => {
-            recorder.nemesis(fault, json!({"phase": "start", "targets": one, "fail_fsync": "EIO"}));
+            recorder.nemesis(
+                fault,
+                json!({"phase": "start", "targets": one, "fail_fsync": "EIO"}),
+            );
             let error = FsyncError::Eio;
-            rt.disk(&one[0], FsCommand::FailFsync { error, count: None }).await?;
+            rt.disk(&one[0], FsCommand::FailFsync { error, count: None })
+                .await?;
             one
         }
         other => bail!("{} is not a disk fault", other.name()),
@@ -441,7 +454,11 @@ pub async fn bench_compare(
     let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     let mut worst = checker::verdict::Validity::Valid;
     for round in 0..BENCH_ROUNDS {
-        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
         for faultfs in order {
             let mut a = args.clone();
             a.nemesis = "none".into();
@@ -453,7 +470,10 @@ pub async fn bench_compare(
             let (ok, fail, info) = outcome.counts;
             let rate = (ok + fail + info) as f64 / outcome.workload_s.max(1e-9);
             let side = if faultfs { "faultfs" } else { "plain" };
-            println!("{}", json!({"round": round, "disk": side, "ops_per_s": rate, "ok": ok, "seed": plan.seed}));
+            println!(
+                "{}",
+                json!({"round": round, "disk": side, "ops_per_s": rate, "ok": ok, "seed": plan.seed})
+            );
             rates[usize::from(faultfs)].push(rate);
             worst = crate::verdict::worst(worst, outcome.results.valid);
         }
@@ -463,6 +483,9 @@ pub async fn bench_compare(
         (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0
     };
     let (plain, fs) = (median(&mut rates[0]), median(&mut rates[1]));
-    println!("{}", json!({"plain_ops_per_s": plain, "faultfs_ops_per_s": fs, "ratio": fs / plain.max(1e-9), "rounds": BENCH_ROUNDS}));
+    println!(
+        "{}",
+        json!({"plain_ops_per_s": plain, "faultfs_ops_per_s": fs, "ratio": fs / plain.max(1e-9), "rounds": BENCH_ROUNDS})
+    );
     Ok(crate::verdict::exit_code(worst))
 }

@@ -211,7 +211,10 @@ fn check_disk(args: &TestArgs, sut: Sut, nemesis: &mut Vec<Fault>) -> anyhow::Re
             continue;
         };
         if named(f) {
-            bail!("--nemesis {}: disk faults need faultfs, which cannot be had here: {why}", f.name());
+            bail!(
+                "--nemesis {}: disk faults need faultfs, which cannot be had here: {why}",
+                f.name()
+            );
         }
         eprintln!("--nemesis all: without {} ({why})", f.name());
         nemesis.retain(|g| *g != f);

@@ -64,7 +64,7 @@ fn build_runtime(plan: &Plan, binary: &Path, label: &str) -> anyhow::Result<AnyR
             .join(".work")
             .join(label),
         run_label: label.to_string(),
-        disk: crate::disk::spec_for(plan)?,
+        disk: crate::disk::spec_for(plan)?.map(Box::new),
     };
     match plan.runtime {
         RuntimeKind::Process => {
@@ -72,7 +72,9 @@ fn build_runtime(plan: &Plan, binary: &Path, label: &str) -> anyhow::Result<AnyR
             let options = ProcessOptions {
                 faketime_lib: lib.is_file().then_some(lib),
             };
-            Ok(AnyRuntime::Process(ProcessRuntime::new(spec, options)))
+            Ok(AnyRuntime::Process(Box::new(ProcessRuntime::new(
+                spec, options,
+            ))))
         }
         RuntimeKind::Docker => crate::runtime::docker::build(spec),
     }

@@ -367,26 +367,7 @@ pub fn fsync(path: &Path, nodes: &[NodeFsync], slow: &[FaultWindow]) -> Result<(
 
 fn draw_fsync(path: &Path, nodes: &[NodeFsync], slow: &[FaultWindow]) -> Result<(), Problem> {
     let root = root(path)?;
-    let over: Vec<String> = nodes
-        .iter()
-        .map(|n| {
-            let warned = n
-                .slow_disk_warnings
-                .map_or(String::new(), |w| format!(" ({w} warned)"));
-            if n.available {
-                format!("{} {}{warned}", n.node, n.over_threshold)
-            } else {
-                format!("{} unreachable", n.node)
-            }
-        })
-        .collect();
-    let root = root.titled(
-        &format!(
-            "Persist (write + fsync) durations — over threshold: {}",
-            over.join(", ")
-        ),
-        (FONT, 20),
-    )?;
+    let root = root.titled(&fsync_title(nodes), (FONT, 20))?;
     let (left, right) = root.split_horizontally(SIZE.0 / 2);
     let threshold = nodes.iter().map(|n| n.threshold_ms).fold(0.0, f64::max);
     let max = nodes
@@ -447,6 +428,28 @@ fn draw_fsync(path: &Path, nodes: &[NodeFsync], slow: &[FaultWindow]) -> Result<
     legend(&mut cdf, 12, Some(SeriesLabelPosition::LowerRight))?;
     legend(&mut series, 12, None)?;
     Ok(root.present()?)
+}
+
+/// The fsync figure's title: each node's persists over the threshold and
+/// the slow-disk warnings in its log.
+fn fsync_title(nodes: &[NodeFsync]) -> String {
+    let over: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            let warned = n
+                .slow_disk_warnings
+                .map_or(String::new(), |w| format!(" ({w} warned)"));
+            if n.available {
+                format!("{} {}{warned}", n.node, n.over_threshold)
+            } else {
+                format!("{} unreachable", n.node)
+            }
+        })
+        .collect();
+    format!(
+        "Persist (write + fsync) durations — over threshold: {}",
+        over.join(", ")
+    )
 }
 
 /// Says on the figure why a half of it is empty.

@@ -359,7 +359,10 @@ impl Runtime for DockerRuntime {
     }
 
     async fn disk(&mut self, node: &str, command: faultfs::Command) -> anyhow::Result<String> {
-        let disks = self.disks.as_ref().context("this run has no faultfs mounts")?;
+        let disks = self
+            .disks
+            .as_ref()
+            .context("this run has no faultfs mounts")?;
         disks.command(node, command).await
     }
 

@@ -36,7 +36,7 @@ pub struct ClusterSpec {
     pub run_label: String,
     /// Put every node's data directory on its own faultfs mount (for the
     /// disk faults); `None`: plain directories.
-    pub disk: Option<crate::disk::DiskSpec>,
+    pub disk: Option<Box<crate::disk::DiskSpec>>,
 }
 
 /// Who drops whose traffic: `grudge[a]` is the set of nodes whose packets
@@ -116,7 +116,7 @@ pub fn owner_alive(label: &str) -> bool {
 #[derive(Debug)]
 pub enum AnyRuntime {
     /// Local processes with fault proxies.
-    Process(process::ProcessRuntime),
+    Process(Box<process::ProcessRuntime>),
     /// Containers on a Docker network.
     Docker(Box<docker::DockerRuntime>),
 }

@@ -443,8 +443,11 @@ impl Runtime for ProcessRuntime {
             });
         }
         if let Some(disk) = &self.spec.disk {
-            let dirs: Vec<(String, PathBuf)> =
-                self.nodes.iter().map(|n| (n.name.clone(), n.dir.clone())).collect();
+            let dirs: Vec<(String, PathBuf)> = self
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.dir.clone()))
+                .collect();
             self.disks = Some(crate::disk::Disks::mount(disk, &dirs)?);
         }
         for index in 0..n {
@@ -540,7 +543,10 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn disk(&mut self, node: &str, command: faultfs::Command) -> anyhow::Result<String> {
-        let disks = self.disks.as_ref().context("this run has no faultfs mounts")?;
+        let disks = self
+            .disks
+            .as_ref()
+            .context("this run has no faultfs mounts")?;
         disks.command(node, command).await
     }
 

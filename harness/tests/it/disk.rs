@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 /// Whether FUSE tests can run; with `ORDEAL_REQUIRE_FUSE=1` (CI) a missing
 /// FUSE is a failure, otherwise the test says loudly it skipped.
 fn fuse_available(test: &str) -> bool {
-    let root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    let root =
+        std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
     let ok = Path::new("/dev/fuse").exists() && root.unwrap_or(false);
     if !ok {
         assert!(
@@ -67,7 +68,11 @@ fn disk_run(args: &[&str]) -> Run {
 fn assert_disk_faults(r: &Run, fault: &str) {
     let starts = r.nemesis(fault, "start");
     assert!(!starts.is_empty(), "{fault} was injected\n{}", r.explain());
-    assert_eq!(starts.len(), r.nemesis(fault, "end").len(), "{fault} healed");
+    assert_eq!(
+        starts.len(),
+        r.nemesis(fault, "end").len(),
+        "{fault} healed"
+    );
 }
 
 #[test]
@@ -87,13 +92,21 @@ fn no_fsync_is_caught_by_power_losses_in_k_of_n_seeded_runs() {
             .iter()
             .filter(|e| e["value"]["scope"] == "every node")
             .count();
-        assert!(every >= 1, "seed {seed}: a correlated loss\n{}", r.explain());
+        assert!(
+            every >= 1,
+            "seed {seed}: a correlated loss\n{}",
+            r.explain()
+        );
         if r.code() == 1 {
             caught += 1;
         }
         eprintln!("seed {seed}: exit {}", r.code());
     }
-    assert!(caught >= 1, "no-fsync caught in {caught} of {} runs", seeds.len());
+    assert!(
+        caught >= 1,
+        "no-fsync caught in {caught} of {} runs",
+        seeds.len()
+    );
 }
 
 #[test]
@@ -101,7 +114,14 @@ fn the_correct_node_survives_power_losses_and_torn_writes() {
     if !fuse_available("the_correct_node_survives_power_losses_and_torn_writes") {
         return;
     }
-    let r = disk_run(&["--nemesis", "power,torn", "--seed", "21", "--time-limit-s", "20"]);
+    let r = disk_run(&[
+        "--nemesis",
+        "power,torn",
+        "--seed",
+        "21",
+        "--time-limit-s",
+        "20",
+    ]);
     assert_eq!(r.code(), 0, "valid\n{}", r.explain());
     assert_disk_faults(&r, "power");
     assert_disk_faults(&r, "torn");
@@ -111,7 +131,8 @@ fn the_correct_node_survives_power_losses_and_torn_writes() {
         .filter(|e| e["f"] == "torn" && e["value"]["phase"] == "disk")
         .collect();
     assert!(
-        torn.iter().all(|e| e["value"]["faultfs"].as_str().unwrap().contains("kept")),
+        torn.iter()
+            .all(|e| e["value"]["faultfs"].as_str().unwrap().contains("kept")),
         "faultfs said what torn kept: {torn:?}"
     );
 }
@@ -170,13 +191,23 @@ fn a_failing_disk_stops_its_node_and_nothing_unpersisted_is_acknowledged() {
 #[test]
 fn disk_faults_are_refused_by_name_where_faultfs_cannot_reach() {
     let out = Command::new(HARNESS)
-        .args(["--sut", "etcd", "--workload", "register", "--nemesis", "power"])
+        .args([
+            "--sut",
+            "etcd",
+            "--workload",
+            "register",
+            "--nemesis",
+            "power",
+        ])
         .args(["--runtime", "process", "--store", "/nonexistent-store"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("--nemesis power") && err.contains("mmap"), "{err}");
+    assert!(
+        err.contains("--nemesis power") && err.contains("mmap"),
+        "{err}"
+    );
 }
 
 /// Starts a long power run in the background; returns it once its mounts
@@ -184,7 +215,14 @@ fn disk_faults_are_refused_by_name_where_faultfs_cannot_reach() {
 fn start_long_run(store: &Path) -> std::process::Child {
     std::env::set_var("ORDEAL_FAULTFS_BIN", faultfs_binary());
     let child = Command::new(HARNESS)
-        .args(["--runtime", "process", "--time-limit-s", "120", "--nemesis", "power"])
+        .args([
+            "--runtime",
+            "process",
+            "--time-limit-s",
+            "120",
+            "--nemesis",
+            "power",
+        ])
         .arg("--store")
         .arg(store)
         .arg("--node-binary")
@@ -220,7 +258,10 @@ fn ctrl_c_unmounts_every_disk() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    assert_eq!(wait_no_mounts(store.path(), Duration::from_secs(5)), Vec::<PathBuf>::new());
+    assert_eq!(
+        wait_no_mounts(store.path(), Duration::from_secs(5)),
+        Vec::<PathBuf>::new()
+    );
 }
 
 #[test]
@@ -233,7 +274,10 @@ fn a_killed_harness_leaves_no_mount_and_clean_finds_leftovers() {
     child.kill().unwrap();
     child.wait().unwrap();
     // Each faultfs gets SIGTERM when its thread dies with the harness.
-    assert_eq!(wait_no_mounts(store.path(), Duration::from_secs(15)), Vec::<PathBuf>::new());
+    assert_eq!(
+        wait_no_mounts(store.path(), Duration::from_secs(15)),
+        Vec::<PathBuf>::new()
+    );
     // A leftover (a faultfs whose parent was not the harness, so nothing
     // took it down) is found and removed by `clean`.
     let work = store.path().join(".work").join("ordeal-1-1").join("n1");
@@ -264,6 +308,9 @@ fn a_killed_harness_leaves_no_mount_and_clean_finds_leftovers() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("faultfs mount"), "{text}");
     let _ = stray.wait();
-    assert_eq!(wait_no_mounts(store.path(), Duration::from_secs(5)), Vec::<PathBuf>::new());
+    assert_eq!(
+        wait_no_mounts(store.path(), Duration::from_secs(5)),
+        Vec::<PathBuf>::new()
+    );
     assert!(!store.path().join(".work").join("ordeal-1-1").exists());
 }
