@@ -4,7 +4,8 @@
 //! `process` (local processes on distinct loopback addresses).
 //!
 //! Fault verbs come in pairs whose docs name each other: kill / restart,
-//! pause / resume, partition / heal, set_clock / reset_clock.
+//! pause / resume, partition / heal, set_clock / reset_clock; `disk`
+//! sends faultfs commands, its `heal` command undoing delays and failures.
 
 pub mod docker;
 pub mod image;
