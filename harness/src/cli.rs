@@ -61,6 +61,10 @@ pub enum Command {
         /// The test to measure.
         #[command(flatten)]
         test: Box<TestArgs>,
+        /// Run the benchmark with plain data directories and on faultfs,
+        /// alternately, and print the ratio (faultfs / plain).
+        #[arg(long)]
+        compare_faultfs: bool,
     },
     /// Run tests back to back for a while, rotating workload × nemesis with
     /// fresh seeds; keep the store of every invalid or unknown run; print
@@ -142,8 +146,9 @@ pub struct TestArgs {
     /// (keyed cas-registers, checked for linearizability).
     #[arg(long, default_value = "ordering")]
     pub workload: String,
-    /// Faults to inject: none, kill, pause, partition, clock, lag, all, or
-    /// a comma-separated list (kill,partition).
+    /// Faults to inject: none, kill, pause, partition, clock, lag, power,
+    /// torn, slow-disk, disk-error, all, or a comma-separated list
+    /// (kill,partition). The disk faults need FUSE (root and /dev/fuse).
     #[arg(long, default_value = "none")]
     pub nemesis: String,
     /// Number of nodes (3 or 5 are typical; at least 1, at most 9).
@@ -211,4 +216,8 @@ pub struct TestArgs {
     /// enough that a 60 s run at 200 ops/s takes several on every node.
     #[arg(long, default_value_t = 32_768)]
     pub snapshot_interval_bytes: u64,
+    /// Put every node's data directory on its own faultfs mount even
+    /// without a disk fault (the disk faults always do; docs/faultfs.md).
+    #[arg(long)]
+    pub faultfs: bool,
 }

@@ -7,6 +7,7 @@ mod catchup;
 mod check;
 mod cli;
 mod clock;
+mod disk;
 mod grudge;
 mod history;
 mod judge;
@@ -88,7 +89,9 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             workload,
         }) => check::check(&dir, history.as_deref(), workload.as_deref()),
         Some(Command::Clean { store, ssh }) => {
-            let mut cleaned = runtime::process::clean_leftovers(&store.join(".work"))?;
+            // Mounts first: removing a work directory must not walk into one.
+            let mut cleaned = disk::clean_leftovers(&store.join(".work"))?;
+            cleaned.extend(runtime::process::clean_leftovers(&store.join(".work"))?);
             if runtime::docker::daemon_answers() {
                 cleaned.extend(runtime::docker::clean_leftovers().await?);
             }
@@ -104,7 +107,11 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             println!("clean: {} leftovers removed", cleaned.len());
             Ok(EXIT_VALID)
         }
-        Some(Command::Bench { test }) => bench(&test, slot).await,
+        Some(Command::Bench {
+            test,
+            compare_faultfs: true,
+        }) => disk::bench_compare(&test, slot).await,
+        Some(Command::Bench { test, .. }) => bench(&test, slot).await,
         Some(Command::Soak {
             duration_s,
             keep_valid,

@@ -39,6 +39,7 @@ enum Active {
     Partition(Vec<String>),
     Clock(Vec<String>, Option<JoinHandle<()>>),
     Lag(Vec<String>, crate::lag::Lagging),
+    Disk(crate::disk::DiskActive),
 }
 
 impl Active {
@@ -49,6 +50,7 @@ impl Active {
             Active::Partition(_) => Fault::Partition,
             Active::Clock(..) => Fault::Clock,
             Active::Lag(..) => Fault::Lag,
+            Active::Disk(d) => d.fault,
         }
     }
 
@@ -59,6 +61,7 @@ impl Active {
             | Active::Partition(t)
             | Active::Clock(t, _)
             | Active::Lag(t, _) => t,
+            Active::Disk(d) => &d.targets,
         }
     }
 }
@@ -81,6 +84,8 @@ pub struct Nemesis {
     pub active: Arc<std::sync::Mutex<Vec<String>>>,
     /// The seed.
     pub seed: u64,
+    /// The nodes' election timeout (a slow disk is slower than half of it).
+    pub election_timeout_ms: u64,
 }
 
 impl Nemesis {
@@ -91,6 +96,8 @@ impl Nemesis {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ NEMESIS_SEED_SALT);
         let mut round: Vec<Fault> = Vec::new();
+        // Power losses so far (every other one takes every node).
+        let mut losses = 0;
         loop {
             if sleep_or_stop(&mut stop, self.interval / 2).await {
                 return Ok(());
@@ -102,7 +109,7 @@ impl Nemesis {
             // targets is what it was before rounds.
             let at = rng.gen_range(0..round.len() as u32) as usize;
             let fault = round.swap_remove(at);
-            let mut active = self.inject(fault, &mut rng).await?;
+            let mut active = self.inject(fault, &mut rng, &mut losses).await?;
             self.active.lock().expect("active lock").push(format!(
                 "{} {}",
                 fault.name(),
@@ -132,7 +139,12 @@ impl Nemesis {
         )
     }
 
-    async fn inject(&self, fault: Fault, rng: &mut ChaCha8Rng) -> anyhow::Result<Active> {
+    async fn inject(
+        &self,
+        fault: Fault,
+        rng: &mut ChaCha8Rng,
+        losses: &mut u64,
+    ) -> anyhow::Result<Active> {
         match fault {
             Fault::Kill => {
                 let (targets, how) = self.pick_targets(rng).await;
@@ -158,6 +170,13 @@ impl Nemesis {
             }
             Fault::Partition => self.partition(rng).await,
             Fault::Clock => self.clock(rng).await,
+            Fault::Power | Fault::Torn | Fault::SlowDisk | Fault::DiskError => {
+                let (rt, rec) = (&self.runtime, &self.recorder);
+                let et = self.election_timeout_ms;
+                crate::disk::inject(fault, rng, losses, rt, rec, &self.nodes, et)
+                    .await
+                    .map(Active::Disk)
+            }
             Fault::Lag => {
                 let lagging = crate::lag::inject(self, rng).await?;
                 Ok(Active::Lag(vec![lagging.target.clone()], lagging))
@@ -275,6 +294,7 @@ impl Nemesis {
                     rt.reset_clock(n).await?;
                 }
             }
+            Active::Disk(d) => crate::disk::heal(&d, &mut rt).await?,
         }
         drop(rt);
         let value: Value = json!({"phase": "end", "targets": targets});

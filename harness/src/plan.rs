@@ -25,7 +25,7 @@ pub enum Workload {
 
 /// A fault the nemesis can inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Fault {
     /// SIGKILL and restart.
     Kill,
@@ -38,6 +38,15 @@ pub enum Fault {
     /// A follower cut off until the leader has compacted its log past it,
     /// so that it must catch up by snapshot.
     Lag,
+    /// SIGKILL and `lose-unfsynced` on faultfs (one node or every node),
+    /// restart on what the disk kept.
+    Power,
+    /// The same with `torn`: a seeded prefix of the unsynced changes kept.
+    Torn,
+    /// fsync delayed past half the election timeout on one node.
+    SlowDisk,
+    /// fsync fails with EIO on one node.
+    DiskError,
 }
 
 impl Fault {
@@ -49,6 +58,10 @@ impl Fault {
             Fault::Partition => "partition",
             Fault::Clock => "clock",
             Fault::Lag => "lag",
+            Fault::Power => "power",
+            Fault::Torn => "torn",
+            Fault::SlowDisk => "slow-disk",
+            Fault::DiskError => "disk-error",
         }
     }
 }
@@ -104,6 +117,8 @@ pub struct Plan {
     pub snapshot_interval_bytes: u64,
     /// Raft election timeout the nodes run with, ms.
     pub election_timeout_ms: u64,
+    /// Every data directory on faultfs (`--faultfs`, or any disk fault).
+    pub faultfs: bool,
     /// The command line, to rerun the test.
     pub command_line: String,
     /// The store root.
@@ -134,19 +149,26 @@ pub fn parse_nemesis(text: &str) -> anyhow::Result<Vec<Fault>> {
     for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         match word {
             "none" => {}
-            "all" => set.extend([
-                Fault::Kill,
-                Fault::Pause,
-                Fault::Partition,
-                Fault::Clock,
-                Fault::Lag,
-            ]),
+            "all" => {
+                set.extend([
+                    Fault::Kill,
+                    Fault::Pause,
+                    Fault::Partition,
+                    Fault::Clock,
+                    Fault::Lag,
+                ]);
+                set.extend(crate::disk::DISK_FAULTS);
+            }
             "kill" => _ = set.insert(Fault::Kill),
             "pause" => _ = set.insert(Fault::Pause),
             "partition" => _ = set.insert(Fault::Partition),
             "clock" => _ = set.insert(Fault::Clock),
             "lag" => _ = set.insert(Fault::Lag),
-            other => bail!("--nemesis: unknown fault `{other}` (expected none, kill, pause, partition, clock, lag, all or a comma list)"),
+            "power" => _ = set.insert(Fault::Power),
+            "torn" => _ = set.insert(Fault::Torn),
+            "slow-disk" => _ = set.insert(Fault::SlowDisk),
+            "disk-error" => _ = set.insert(Fault::DiskError),
+            other => bail!("--nemesis: unknown fault `{other}` (expected none, kill, pause, partition, clock, lag, power, torn, slow-disk, disk-error, all or a comma list)"),
         }
     }
     Ok(set.into_iter().collect())
@@ -204,7 +226,7 @@ fn check_sut(
 fn resolve_runtime(
     args: &TestArgs,
     docker_answers: bool,
-    nemesis: &[Fault],
+    nemesis: &mut Vec<Fault>,
 ) -> anyhow::Result<(RuntimeKind, Vec<crate::ssh::HostSpec>)> {
     let hosts = crate::ssh::hosts_from(&args.ssh)?;
     let runtime = match args.runtime.as_str() {
@@ -217,18 +239,20 @@ fn resolve_runtime(
             bail!("--runtime: unknown runtime `{other}` (expected auto, docker, process or ssh)")
         }
     };
-    let hosts = check_hosts(runtime, hosts, args.nodes, nemesis)?;
+    let hosts = check_hosts(runtime, hosts, args, nemesis)?;
     Ok((runtime, hosts))
 }
 
 /// Hosts go with `--runtime ssh` alone, one per node; the ssh runtime
-/// drives kill, pause, partition and clock faults, and refuses the rest.
+/// drives kill, pause, partition, clock and lag faults, and refuses the
+/// rest when named (`all` drops them, with a note).
 fn check_hosts(
     runtime: RuntimeKind,
     hosts: Option<Vec<crate::ssh::HostSpec>>,
-    nodes: usize,
-    nemesis: &[Fault],
+    args: &TestArgs,
+    nemesis: &mut Vec<Fault>,
 ) -> anyhow::Result<Vec<crate::ssh::HostSpec>> {
+    let nodes = args.nodes;
     let Some(hosts) = hosts else {
         if runtime == RuntimeKind::Ssh {
             bail!("--runtime ssh needs its hosts: --hosts HOST[,HOST…] or --hosts-file FILE");
@@ -244,19 +268,58 @@ fn check_hosts(
             hosts.len()
         );
     }
-    let over_ssh = |f: &&Fault| {
+    let over_ssh = |f: &Fault| {
         matches!(
             f,
             Fault::Kill | Fault::Pause | Fault::Partition | Fault::Clock | Fault::Lag
         )
     };
-    if let Some(f) = nemesis.iter().find(|f| !over_ssh(f)) {
+    let named = |f: &Fault| args.nemesis.split(',').any(|w| w.trim() == f.name());
+    if let Some(f) = nemesis.iter().find(|f| !over_ssh(f) && named(f)) {
         bail!(
             "--nemesis {}: the ssh runtime cannot inject this fault yet (disk faults over ssh are not supported)",
             f.name()
         );
     }
+    let dropped: Vec<&str> = nemesis
+        .iter()
+        .filter(|f| !over_ssh(f))
+        .map(|f| f.name())
+        .collect();
+    if !dropped.is_empty() {
+        eprintln!(
+            "--nemesis all: without {} over ssh (disk faults are not supported there)",
+            dropped.join(", ")
+        );
+    }
+    nemesis.retain(over_ssh);
     Ok(hosts)
+}
+
+/// The disk faults: refused by name when FUSE cannot be had or the system
+/// cannot run on faultfs; dropped from `all` then, with a note.
+fn check_disk(args: &TestArgs, sut: Sut, nemesis: &mut Vec<Fault>) -> anyhow::Result<()> {
+    let named = |f: Fault| args.nemesis.split(',').any(|w| w.trim() == f.name());
+    let fuse = nemesis
+        .iter()
+        .any(|f| crate::disk::is_disk(*f))
+        .then(crate::disk::fuse_unavailable)
+        .flatten();
+    for f in crate::disk::DISK_FAULTS {
+        let why = sut.refuses(f).map(str::to_string).or_else(|| fuse.clone());
+        let Some(why) = why.filter(|_| nemesis.contains(&f)) else {
+            continue;
+        };
+        if named(f) {
+            bail!(
+                "--nemesis {}: disk faults need faultfs, which cannot be had here: {why}",
+                f.name()
+            );
+        }
+        eprintln!("--nemesis all: without {} ({why})", f.name());
+        nemesis.retain(|g| *g != f);
+    }
+    Ok(())
 }
 
 /// Bug names, counts, rates and durations.
@@ -300,10 +363,11 @@ impl Plan {
         let mut nemesis = parse_nemesis(&args.nemesis)?;
         let sut: Sut = args.sut.parse().map_err(|e| anyhow!("--sut: {e}"))?;
         let read_mode = check_sut(args, sut, workload, &mut nemesis)?;
+        check_disk(args, sut, &mut nemesis)?;
         if args.nodes == 0 || args.nodes > NODES_MAX {
             bail!("--nodes: {} is out of range 1..={NODES_MAX}", args.nodes);
         }
-        let (runtime, hosts) = resolve_runtime(args, docker_answers, &nemesis)?;
+        let (runtime, hosts) = resolve_runtime(args, docker_answers, &mut nemesis)?;
         let Some(ack) = Ack::parse(&args.ack) else {
             bail!("--ack: `{}` is neither committed nor accepted", args.ack);
         };
@@ -343,6 +407,7 @@ impl Plan {
             request_timeout_ms: args.request_timeout_ms,
             snapshot_interval_bytes: args.snapshot_interval_bytes,
             election_timeout_ms: sut.election_timeout_ms(),
+            faultfs: args.faultfs,
             command_line: String::new(),
             store: args.store.clone(),
             node_binary: args.node_binary.clone(),
@@ -402,6 +467,9 @@ impl Plan {
             cmd.push_str(&format!(" --bug {bug}"));
         }
         cmd.push_str(&self.host_flags);
+        if self.faultfs {
+            cmd.push_str(" --faultfs");
+        }
         cmd
     }
 }
@@ -417,8 +485,12 @@ mod tests {
             parse_nemesis("partition,kill").unwrap(),
             vec![Fault::Kill, Fault::Partition]
         );
-        assert_eq!(parse_nemesis("all").unwrap().len(), 5);
+        assert_eq!(parse_nemesis("all").unwrap().len(), 9);
         assert_eq!(parse_nemesis("lag").unwrap(), vec![Fault::Lag]);
+        assert_eq!(
+            parse_nemesis("slow-disk,power").unwrap(),
+            vec![Fault::Power, Fault::SlowDisk]
+        );
         assert!(parse_nemesis("kil")
             .unwrap_err()
             .to_string()

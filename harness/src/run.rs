@@ -64,6 +64,7 @@ fn build_runtime(plan: &Plan, binary: &Path, label: &str) -> anyhow::Result<AnyR
             .join(".work")
             .join(label),
         run_label: label.to_string(),
+        disk: crate::disk::spec_for(plan)?.map(Box::new),
     };
     match plan.runtime {
         RuntimeKind::Process => {
@@ -71,7 +72,9 @@ fn build_runtime(plan: &Plan, binary: &Path, label: &str) -> anyhow::Result<AnyR
             let options = ProcessOptions {
                 faketime_lib: lib.is_file().then_some(lib),
             };
-            Ok(AnyRuntime::Process(ProcessRuntime::new(spec, options)))
+            Ok(AnyRuntime::Process(Box::new(ProcessRuntime::new(
+                spec, options,
+            ))))
         }
         RuntimeKind::Docker => crate::runtime::docker::build(spec),
         RuntimeKind::Ssh => {
@@ -297,6 +300,7 @@ fn assemble(
         interval: Duration::from_secs(plan.nemesis_interval_s),
         active: active.clone(),
         seed: plan.seed,
+        election_timeout_ms: plan.election_timeout_ms,
     };
     Ok(Assembly {
         client,
@@ -378,6 +382,9 @@ async fn heal_and_recover(
             if plan.nemesis.contains(&crate::plan::Fault::Clock) {
                 rt.reset_clock(n).await?;
             }
+        }
+        if plan.nemesis.iter().any(|f| crate::disk::is_disk(*f)) {
+            crate::disk::heal_all(&mut rt, &plan.nodes).await?;
         }
     }
     let recovered = probe

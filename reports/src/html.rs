@@ -104,12 +104,12 @@ fn params_table(test: Option<&Value>) -> String {
 
 /// Each node's persist durations and leader changes.
 fn fsync_table(s: &Summary) -> String {
-    let mut fsync = String::from("<table><tr><th>node</th><th>persists</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>threshold ms</th><th>over threshold</th><th>leader changes (whole run)</th><th>log</th></tr>");
+    let mut fsync = String::from("<table><tr><th>node</th><th>persists</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>threshold ms</th><th>over threshold</th><th>leader changes (whole run)</th><th>slow-disk warnings (log)</th><th>log</th></tr>");
     for n in &s.fsync {
         if n.available {
-            let _ = write!(fsync, "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.0}</td><td>{}</td><td>{}</td><td><a href=\"nodes/{0}/node.log\">node.log</a></td></tr>", esc(&n.node), n.count, n.p50_ms, n.p99_ms, n.max_ms, n.threshold_ms, n.over_threshold, n.leader_changes.map_or("—".into(), |c| c.to_string()));
+            let _ = write!(fsync, "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"nodes/{0}/node.log\">node.log</a></td></tr>", esc(&n.node), n.count, n.p50_ms, n.p99_ms, n.max_ms, n.threshold_ms, n.over_threshold, n.leader_changes.map_or("—".into(), |c| c.to_string()), n.slow_disk_warnings.map_or("—".into(), |c| c.to_string()));
         } else {
-            let _ = write!(fsync, "<tr><td>{0}</td><td colspan=7>the node did not answer at the end of the run</td><td><a href=\"nodes/{0}/node.log\">node.log</a></td></tr>", esc(&n.node));
+            let _ = write!(fsync, "<tr><td>{0}</td><td colspan=8>the node did not answer at the end of the run</td><td><a href=\"nodes/{0}/node.log\">node.log</a></td></tr>", esc(&n.node));
         }
     }
     fsync.push_str("</table>");

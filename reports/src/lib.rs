@@ -13,6 +13,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod disk;
 pub mod fault_rate;
 mod html;
 pub mod load;
@@ -95,14 +96,18 @@ pub fn render(run_dir: &Path) -> Result<Summary, ReportError> {
     let results = load::json(&run_dir.join("results.json"));
     let metrics = load::node_metrics(run_dir);
     let started_ms = test.as_ref().and_then(|t| t["started_unix_ms"].as_f64());
-    let fsync = stats::fsync(&metrics, started_ms);
+    let mut fsync = stats::fsync(&metrics, started_ms);
+    for n in &mut fsync {
+        n.slow_disk_warnings = disk::warnings(run_dir, &n.node);
+    }
     let samples = status::read(&run_dir.join("status.jsonl"));
     let recovery_s = test.as_ref().and_then(|t| t["recovery_s"].as_f64());
     let buckets = stats::buckets(&loaded.ops, loaded.end_s);
     plots::latency_raw(&run_dir.join("latency-raw.png"), &loaded)?;
     plots::latency_quantiles(&run_dir.join("latency-quantiles.png"), &loaded, &buckets)?;
     plots::rate(&run_dir.join("rate.png"), &loaded, &buckets)?;
-    plots::fsync(&run_dir.join("fsync.png"), &fsync)?;
+    let slow = disk::slow_windows(&loaded.windows);
+    plots::fsync(&run_dir.join("fsync.png"), &fsync, &slow)?;
     let mut summary = Summary {
         valid: results.as_ref().map_or(Value::Null, |r| r["valid"].clone()),
         ops: loaded.ops.len() as u64,

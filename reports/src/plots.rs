@@ -359,30 +359,15 @@ fn draw_rate(path: &Path, loaded: &Loaded, buckets: &Buckets) -> Result<(), Prob
 }
 
 /// `fsync.png`: each node's persist durations — distribution (left) and
-/// over time (right) — with the slow-disk threshold.
-pub fn fsync(path: &Path, nodes: &[NodeFsync]) -> Result<(), PlotError> {
-    draw_fsync(path, nodes).map_err(err(path))
+/// over time (right, `slow` fault windows shaded) — with the slow-disk
+/// threshold and each node's slow-disk warnings.
+pub fn fsync(path: &Path, nodes: &[NodeFsync], slow: &[FaultWindow]) -> Result<(), PlotError> {
+    draw_fsync(path, nodes, slow).map_err(err(path))
 }
 
-fn draw_fsync(path: &Path, nodes: &[NodeFsync]) -> Result<(), Problem> {
+fn draw_fsync(path: &Path, nodes: &[NodeFsync], slow: &[FaultWindow]) -> Result<(), Problem> {
     let root = root(path)?;
-    let over: Vec<String> = nodes
-        .iter()
-        .map(|n| {
-            if n.available {
-                format!("{} {}", n.node, n.over_threshold)
-            } else {
-                format!("{} unreachable", n.node)
-            }
-        })
-        .collect();
-    let root = root.titled(
-        &format!(
-            "Persist (write + fsync) durations — over threshold: {}",
-            over.join(", ")
-        ),
-        (FONT, 20),
-    )?;
+    let root = root.titled(&fsync_title(nodes), (FONT, 20))?;
     let (left, right) = root.split_horizontally(SIZE.0 / 2);
     let threshold = nodes.iter().map(|n| n.threshold_ms).fold(0.0, f64::max);
     let max = nodes
@@ -394,6 +379,7 @@ fn draw_fsync(path: &Path, nodes: &[NodeFsync]) -> Result<(), Problem> {
     let end = nodes
         .iter()
         .flat_map(|n| n.samples.iter().map(|s| s.0))
+        .chain(slow.iter().map(|w| w.end_s))
         .fold(1.0, f64::max);
     let mut cdf = fsync_chart(
         &left,
@@ -409,6 +395,7 @@ fn draw_fsync(path: &Path, nodes: &[NodeFsync]) -> Result<(), Problem> {
         (FSYNC_LO..max).log_scale(),
         ("time since the test began (s)", "duration (ms, log scale)"),
     )?;
+    shade_faults(&mut series, slow, (FSYNC_LO, max))?;
     for (i, n) in nodes.iter().enumerate() {
         let c = Palette99::pick(i).to_rgba();
         draw_node_cdf(&mut cdf, n, c)?;
@@ -441,6 +428,28 @@ fn draw_fsync(path: &Path, nodes: &[NodeFsync]) -> Result<(), Problem> {
     legend(&mut cdf, 12, Some(SeriesLabelPosition::LowerRight))?;
     legend(&mut series, 12, None)?;
     Ok(root.present()?)
+}
+
+/// The fsync figure's title: each node's persists over the threshold and
+/// the slow-disk warnings in its log.
+fn fsync_title(nodes: &[NodeFsync]) -> String {
+    let over: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            let warned = n
+                .slow_disk_warnings
+                .map_or(String::new(), |w| format!(" ({w} warned)"));
+            if n.available {
+                format!("{} {}{warned}", n.node, n.over_threshold)
+            } else {
+                format!("{} unreachable", n.node)
+            }
+        })
+        .collect();
+    format!(
+        "Persist (write + fsync) durations — over threshold: {}",
+        over.join(", ")
+    )
 }
 
 /// Says on the figure why a half of it is empty.

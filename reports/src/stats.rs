@@ -115,6 +115,8 @@ pub struct NodeFsync {
     pub over_threshold: u64,
     /// Leader changes the node counted over the run.
     pub leader_changes: Option<u64>,
+    /// Slow-disk warnings in the node's log over the run (`None`: no log).
+    pub slow_disk_warnings: Option<u64>,
     /// (seconds since the test began, ms) of recent persists.
     #[serde(skip)]
     pub samples: Vec<(f64, f64)>,
@@ -270,6 +272,7 @@ pub fn fsync(nodes: &[(String, Value)], started_unix_ms: Option<f64>) -> Vec<Nod
                 threshold_ms: f["threshold_ms"].as_f64().unwrap_or(0.0),
                 over_threshold: f["over_threshold"].as_u64().unwrap_or(0),
                 leader_changes,
+                slow_disk_warnings: None,
                 samples,
                 histogram,
                 buckets: f["buckets"]

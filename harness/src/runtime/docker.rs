@@ -45,6 +45,8 @@ pub struct DockerRuntime {
     containers: BTreeMap<String, ContainerAsync<GenericImage>>,
     ips: BTreeMap<String, IpAddr>,
     partitioned: BTreeSet<String>,
+    /// The nodes' faultfs mounts on the host, bound at `/data`.
+    disks: Option<crate::disk::Disks>,
     torn_down: bool,
 }
 
@@ -69,6 +71,7 @@ pub fn build(spec: ClusterSpec) -> anyhow::Result<AnyRuntime> {
         containers: BTreeMap::new(),
         ips: BTreeMap::new(),
         partitioned: BTreeSet::new(),
+        disks: None,
         torn_down: false,
     })))
 }
@@ -167,6 +170,13 @@ impl DockerRuntime {
                 clock.to_string_lossy().to_string(),
                 "/clock",
             ));
+        let request = match self.disks.as_ref().and_then(|d| d.mountpoint(&node)) {
+            Some(data) => request.with_mount(Mount::bind_mount(
+                data.to_string_lossy().to_string(),
+                "/data",
+            )),
+            None => request,
+        };
         let request = if self.spec.sut.reads_faketime() {
             request
                 .with_env_var("LD_PRELOAD", FAKETIME_LIB)
@@ -212,6 +222,12 @@ impl Runtime for DockerRuntime {
         let image =
             tokio::task::spawn_blocking(move || ensure_image(&binary, name, entrypoint)).await??;
         self.create_network().await?;
+        if let Some(disk) = &self.spec.disk {
+            let dirs: Vec<(String, PathBuf)> = (1..=self.spec.nodes)
+                .map(|i| (format!("n{i}"), self.spec.work_dir.join(format!("n{i}"))))
+                .collect();
+            self.disks = Some(crate::disk::Disks::mount(disk, &dirs)?);
+        }
         for i in 1..=self.spec.nodes {
             self.start_node(i, &image).await?;
         }
@@ -342,6 +358,27 @@ impl Runtime for DockerRuntime {
         self.set_clock(node, ClockSetting::REAL).await
     }
 
+    async fn disk(&mut self, node: &str, command: faultfs::Command) -> anyhow::Result<String> {
+        let disks = self
+            .disks
+            .as_ref()
+            .context("this run has no faultfs mounts")?;
+        disks.command(node, command).await
+    }
+
+    async fn running(&mut self, node: &str) -> bool {
+        let Ok(id) = self.container(node).map(|c| c.id().to_string()) else {
+            return false;
+        };
+        self.docker
+            .inspect_container(&id, None)
+            .await
+            .ok()
+            .and_then(|i| i.state)
+            .and_then(|s| s.running)
+            .unwrap_or(false)
+    }
+
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
         let id = self.container(node)?.id().to_string();
         let mut logs = self.docker.logs::<String>(
@@ -382,6 +419,9 @@ impl Runtime for DockerRuntime {
         if let Err(e) = self.docker.remove_network(&self.network).await {
             tracing::warn!(network = %self.network, error = %e, "could not remove the network");
         }
+        if let Some(mut disks) = self.disks.take() {
+            disks.unmount()?;
+        }
         if self.spec.work_dir.exists() {
             std::fs::remove_dir_all(&self.spec.work_dir)
                 .with_context(|| format!("removing {}", self.spec.work_dir.display()))?;
@@ -405,6 +445,7 @@ impl Drop for DockerRuntime {
         let _ = std::process::Command::new("docker")
             .args(["network", "rm", &self.network])
             .output();
+        drop(self.disks.take());
         let _ = std::fs::remove_dir_all(&self.spec.work_dir);
     }
 }

@@ -5,7 +5,8 @@
 //! (processes on remote hosts, one per node).
 //!
 //! Fault verbs come in pairs whose docs name each other: kill / restart,
-//! pause / resume, partition / heal, set_clock / reset_clock.
+//! pause / resume, partition / heal, set_clock / reset_clock; `disk`
+//! sends faultfs commands, its `heal` command undoing delays and failures.
 
 pub mod docker;
 pub mod image;
@@ -36,6 +37,9 @@ pub struct ClusterSpec {
     /// Label value put on everything the runtime creates, so that
     /// `harness clean` can find what a killed harness left behind.
     pub run_label: String,
+    /// Put every node's data directory on its own faultfs mount (for the
+    /// disk faults); `None`: plain directories.
+    pub disk: Option<Box<crate::disk::DiskSpec>>,
 }
 
 /// Who drops whose traffic: `grudge[a]` is the set of nodes whose packets
@@ -76,6 +80,15 @@ pub trait Runtime {
     async fn set_clock(&mut self, node: &str, setting: ClockSetting) -> anyhow::Result<()>;
     /// Puts the node's clock back to real time. Undoes [`Runtime::set_clock`].
     async fn reset_clock(&mut self, node: &str) -> anyhow::Result<()>;
+    /// Sends a faultfs command to the node's disk (its data directory's
+    /// mount) and returns the answer after `ok`. `delay` and `fail` are
+    /// undone by the command `heal`; `lose-unfsynced` and `torn` are power
+    /// losses, undone by [`Runtime::restart`] on what they left. Fails when
+    /// the run has no faultfs mounts.
+    async fn disk(&mut self, node: &str, command: faultfs::Command) -> anyhow::Result<String>;
+    /// Whether the node's process (container) runs: false after
+    /// [`Runtime::kill`] and after the node stopped by itself.
+    async fn running(&mut self, node: &str) -> bool;
     /// Copies the node's log (all restarts) to `dest`.
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()>;
     /// Stops and removes everything the runtime created. Idempotent; also
@@ -106,7 +119,7 @@ pub fn owner_alive(label: &str) -> bool {
 #[derive(Debug)]
 pub enum AnyRuntime {
     /// Local processes with fault proxies.
-    Process(process::ProcessRuntime),
+    Process(Box<process::ProcessRuntime>),
     /// Containers on a Docker network.
     Docker(Box<docker::DockerRuntime>),
     /// Processes on remote hosts over SSH.
@@ -156,6 +169,12 @@ impl Runtime for AnyRuntime {
     }
     async fn reset_clock(&mut self, node: &str) -> anyhow::Result<()> {
         dispatch!(self, rt => rt.reset_clock(node).await)
+    }
+    async fn disk(&mut self, node: &str, command: faultfs::Command) -> anyhow::Result<String> {
+        dispatch!(self, rt => rt.disk(node, command).await)
+    }
+    async fn running(&mut self, node: &str) -> bool {
+        dispatch!(self, rt => rt.running(node).await)
     }
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
         dispatch!(self, rt => rt.collect_log(node, dest).await)

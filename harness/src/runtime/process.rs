@@ -100,6 +100,8 @@ pub struct ProcessRuntime {
     options: ProcessOptions,
     nodes: Vec<NodeProc>,
     proxies: Vec<Proxy>,
+    /// The nodes' faultfs mounts, when the spec asks for them.
+    disks: Option<crate::disk::Disks>,
     torn_down: bool,
 }
 
@@ -111,6 +113,7 @@ impl ProcessRuntime {
             options,
             nodes: Vec::new(),
             proxies: Vec::new(),
+            disks: None,
             torn_down: false,
         }
     }
@@ -439,6 +442,14 @@ impl Runtime for ProcessRuntime {
                 advertised_peer: advertised.get(i - 1).cloned().unwrap_or_default(),
             });
         }
+        if let Some(disk) = &self.spec.disk {
+            let dirs: Vec<(String, PathBuf)> = self
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.dir.clone()))
+                .collect();
+            self.disks = Some(crate::disk::Disks::mount(disk, &dirs)?);
+        }
         for index in 0..n {
             self.spawn(index)?;
         }
@@ -531,6 +542,23 @@ impl Runtime for ProcessRuntime {
         write_atomically(&clock_file(&dir), "+0 x1\n")
     }
 
+    async fn disk(&mut self, node: &str, command: faultfs::Command) -> anyhow::Result<String> {
+        let disks = self
+            .disks
+            .as_ref()
+            .context("this run has no faultfs mounts")?;
+        disks.command(node, command).await
+    }
+
+    async fn running(&mut self, node: &str) -> bool {
+        let Ok(proc) = self.find_mut(node) else {
+            return false;
+        };
+        proc.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
         let src = self.find(node)?.dir.join("node.log");
         if let Some(parent) = dest.parent() {
@@ -554,6 +582,9 @@ impl Runtime for ProcessRuntime {
         }
         self.kill_all_now();
         self.torn_down = true;
+        if let Some(mut disks) = self.disks.take() {
+            disks.unmount()?;
+        }
         if self.spec.work_dir.exists() {
             fs::remove_dir_all(&self.spec.work_dir)
                 .with_context(|| format!("removing {}", self.spec.work_dir.display()))?;
@@ -573,6 +604,8 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
 impl Drop for ProcessRuntime {
     fn drop(&mut self) {
         self.kill_all_now();
+        // Unmounted before the work directory goes.
+        drop(self.disks.take());
         if !self.torn_down && self.spec.work_dir.exists() {
             let _ = fs::remove_dir_all(&self.spec.work_dir);
         }

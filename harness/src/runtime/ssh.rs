@@ -521,6 +521,21 @@ impl Runtime for SshRuntime {
         self.set_clock(node, ClockSetting::REAL).await
     }
 
+    async fn disk(&mut self, node: &str, _command: faultfs::Command) -> anyhow::Result<String> {
+        // The plan refuses disk faults over ssh; nothing should ask.
+        anyhow::bail!("{node}: the ssh runtime has no faultfs mounts (disk faults are not supported over ssh)")
+    }
+
+    async fn running(&mut self, node: &str) -> bool {
+        let Ok(n) = self.find(node) else {
+            return false;
+        };
+        match n.pid {
+            Some(pid) => n.remote.run(&format!("kill -0 {pid}")).await.is_ok(),
+            None => false,
+        }
+    }
+
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
         let n = self.find(node)?;
         let log = n

@@ -105,6 +105,9 @@ impl System for Etcd {
     }
 
     fn refuses(&self, fault: Fault) -> Option<&'static str> {
+        if crate::disk::is_disk(fault) {
+            return Some("etcd's bbolt maps its file (mmap), which faultfs refuses");
+        }
         match fault {
             Fault::Clock => Some("Go reads the clock through the vDSO, past libfaketime"),
             // etcd 3.4 keeps a fixed 5,000 entries behind each snapshot

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod disk;
 mod load;
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_harness");
