@@ -12,6 +12,7 @@ mod nemesis;
 mod plan;
 mod probe;
 mod progress;
+mod raft_check;
 mod run;
 mod runtime;
 mod soak;

@@ -76,6 +76,9 @@ pub trait Runtime {
     async fn reset_clock(&mut self, node: &str) -> anyhow::Result<()>;
     /// Copies the node's log (all restarts) to `dest`.
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()>;
+    /// Where the node's Raft trace file (`--trace`, all restarts) is on
+    /// the host, while the runtime lives.
+    fn trace_file(&self, node: &str) -> PathBuf;
     /// Stops and removes everything the runtime created. Idempotent; also
     /// run from Drop as a last resort.
     async fn teardown(&mut self) -> anyhow::Result<()>;
@@ -154,6 +157,9 @@ impl Runtime for AnyRuntime {
     }
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
         dispatch!(self, rt => rt.collect_log(node, dest).await)
+    }
+    fn trace_file(&self, node: &str) -> PathBuf {
+        dispatch!(self, rt => rt.trace_file(node))
     }
     async fn teardown(&mut self) -> anyhow::Result<()> {
         dispatch!(self, rt => rt.teardown().await)

@@ -171,6 +171,7 @@ impl ProcessRuntime {
             peers: node.peers.clone(),
             cluster_token: &self.spec.run_label,
             flags: &self.spec.node_args,
+            trace_file: trace_file(&node.dir).to_string_lossy().into_owned(),
         }
     }
 
@@ -233,6 +234,11 @@ fn set_pdeathsig(cmd: &mut Command) {
 
 fn clock_file(dir: &Path) -> PathBuf {
     dir.join("faketime")
+}
+
+/// The node's Raft trace: beside its data directory, never inside it.
+fn trace_file(dir: &Path) -> PathBuf {
+    dir.join("trace.jsonl")
 }
 
 fn free_port(ip: Ipv4Addr) -> anyhow::Result<u16> {
@@ -539,6 +545,10 @@ impl Runtime for ProcessRuntime {
         fs::copy(&src, dest)
             .with_context(|| format!("copying {} to {}", src.display(), dest.display()))?;
         Ok(())
+    }
+
+    fn trace_file(&self, node: &str) -> PathBuf {
+        trace_file(&self.spec.work_dir.join(node))
     }
 
     async fn teardown(&mut self) -> anyhow::Result<()> {
