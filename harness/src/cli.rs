@@ -136,4 +136,10 @@ pub struct TestArgs {
     /// The etcd binary for `--sut etcd` (default: `etcd` on PATH).
     #[arg(long, env = "ORDEAL_ETCD_BIN")]
     pub etcd_binary: Option<PathBuf>,
+    /// Kill and pause prefer, when they do not take the leader, a node
+    /// holding entries beyond its commit index (a restart with an
+    /// uncommitted tail); `harness soak` sets it when its coverage says
+    /// that situation is rare.
+    #[arg(long)]
+    pub aim_uncommitted_tail: bool,
 }

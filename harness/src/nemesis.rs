@@ -74,6 +74,9 @@ pub struct Nemesis {
     pub active: Arc<std::sync::Mutex<Vec<String>>>,
     /// The seed.
     pub seed: u64,
+    /// Kill and pause prefer a node holding an uncommitted tail when they
+    /// do not take the leader (`--aim-uncommitted-tail`).
+    pub aim_uncommitted_tail: bool,
 }
 
 impl Nemesis {
@@ -110,10 +113,19 @@ impl Nemesis {
         }
     }
 
+    /// Kill's and pause's target: the leader half the time (Jepsen's
+    /// primaries), else, when aiming, a node holding an uncommitted tail,
+    /// else any node. Without aiming the draws are what they always were.
     async fn pick_targets(&self, rng: &mut ChaCha8Rng) -> (Vec<String>, &'static str) {
         if rng.gen_bool(0.5) {
             if let Some(leader) = self.probe.leader().await {
                 return (vec![leader], "leader");
+            }
+        }
+        if self.aim_uncommitted_tail {
+            let holding = crate::probe::uncommitted_tails(&self.probe.statuses().await);
+            if let Some(node) = holding.choose(rng) {
+                return (vec![node.clone()], "uncommitted_tail");
             }
         }
         (

@@ -96,6 +96,8 @@ pub struct Plan {
     pub request_timeout_ms: u64,
     /// Raft election timeout the nodes run with, ms.
     pub election_timeout_ms: u64,
+    /// Kill and pause prefer a node holding an uncommitted tail.
+    pub aim_uncommitted_tail: bool,
     /// The command line, to rerun the test.
     pub command_line: String,
     /// The store root.
@@ -261,6 +263,7 @@ impl Plan {
             recovery_s: args.recovery_s,
             request_timeout_ms: args.request_timeout_ms,
             election_timeout_ms: sut.election_timeout_ms(),
+            aim_uncommitted_tail: args.aim_uncommitted_tail,
             command_line: String::new(),
             store: args.store.clone(),
             node_binary: args.node_binary.clone(),
@@ -306,6 +309,9 @@ impl Plan {
         ));
         for bug in &self.bugs {
             cmd.push_str(&format!(" --bug {bug}"));
+        }
+        if self.aim_uncommitted_tail {
+            cmd.push_str(" --aim-uncommitted-tail");
         }
         cmd
     }

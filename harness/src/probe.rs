@@ -156,6 +156,19 @@ impl Probe {
     }
 }
 
+/// The nodes whose status shows log entries beyond their commit index
+/// (`last_index > commit_index`), in name order.
+pub fn uncommitted_tails(statuses: &BTreeMap<String, Value>) -> Vec<String> {
+    statuses
+        .iter()
+        .filter(|(_, s)| {
+            let last = s["last_index"].as_u64().unwrap_or(0);
+            last > s["commit_index"].as_u64().unwrap_or(u64::MAX)
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// Sends a request and reads its answer as JSON; `None` when either fails.
 async fn answer_json(request: reqwest::RequestBuilder) -> Option<Value> {
     request.send().await.ok()?.json().await.ok()

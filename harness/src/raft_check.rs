@@ -25,7 +25,7 @@ use tokio::sync::Mutex;
 /// The checker's name in `results.json`.
 pub const CHECKER: &str = "raft";
 /// The checker's artifact in the run directory.
-pub const RAFT_JSON: &str = "raft.json";
+pub const RAFT_JSON: &str = reports::raft::RAFT_JSON;
 /// A node's trace in its store directory, `nodes/<n>/trace.jsonl`.
 pub const TRACE_FILE_NAME: &str = "trace.jsonl";
 /// The coverage name of the situation the nemesis can aim at.
@@ -292,13 +292,7 @@ fn to_result(run_dir: &Path, report: &Report, lines: &Lines, started: Instant) -
 /// A run's coverage from its `raft.json`, `None` when it has none
 /// (skipped, unknown or not judged).
 pub fn coverage(run_dir: &Path) -> Option<BTreeMap<String, u64>> {
-    let text = std::fs::read_to_string(run_dir.join(RAFT_JSON)).ok()?;
-    let value: Value = serde_json::from_str(&text).ok()?;
-    value["coverage"]
-        .as_array()?
-        .iter()
-        .map(|row| Some((row["name"].as_str()?.to_string(), row["count"].as_u64()?)))
-        .collect()
+    reports::raft::coverage(&reports::raft::load(run_dir)?)
 }
 
 /// Coverage summed over runs.

@@ -281,6 +281,7 @@ fn assemble(
         interval: Duration::from_secs(plan.nemesis_interval_s),
         active: active.clone(),
         seed: plan.seed,
+        aim_uncommitted_tail: plan.aim_uncommitted_tail,
     };
     Ok(Assembly {
         client,

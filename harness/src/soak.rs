@@ -107,6 +107,7 @@ pub async fn soak(
     let mut rows: Vec<Value> = Vec::new();
     let mut kept_valid: Vec<PathBuf> = Vec::new();
     let mut worst = Validity::Valid;
+    let mut coverage = crate::raft_check::CoverageSum::default();
     let mut turn = 0usize;
     while started.elapsed() < duration && turn < max_runs {
         let (sut, workload, nemesis) = turns[turn % turns.len()].clone();
@@ -117,11 +118,15 @@ pub async fn soak(
         test.nemesis = nemesis.into();
         test.seed = Some(seeds.next_u64() >> 12);
         test.test_count = 1;
+        test.aim_uncommitted_tail |= coverage.uncommitted_tail_rare();
         let plan = crate::plan::Plan::resolve(&test)?;
         let binary = plan.sut.binary(&plan)?;
         let outcome = run_test(&plan, &binary, slot)
             .await
             .with_context(|| format!("soak test {} seed {}", plan.name, plan.seed))?;
+        if let Some(run) = crate::raft_check::coverage(&outcome.dir) {
+            coverage.add(&run);
+        }
         let code = crate::verdict::exit_code(outcome.results.valid);
         worst = crate::verdict::worst(worst, outcome.results.valid);
         let (ok, fail, info) = outcome.counts;
@@ -150,10 +155,16 @@ pub async fn soak(
         rows.push(row);
     }
     print_table(&rows);
+    println!(
+        "\nraft coverage summed over {} runs:\n{}",
+        coverage.runs,
+        coverage.table()
+    );
+    println!("never reached: {}", coverage.never_reached().join(", "));
     let path = args.store.join("soak-summary.json");
     crate::store::write_json(
         &path,
-        &json!({"master_seed": master, "duration_s": started.elapsed().as_secs(), "runs": rows}),
+        &json!({"master_seed": master, "duration_s": started.elapsed().as_secs(), "runs": rows, "raft_coverage": coverage.to_json()}),
     )?;
     println!("summary: {}", path.display());
     Ok(crate::verdict::exit_code(worst))

@@ -16,6 +16,7 @@
 mod html;
 pub mod load;
 pub mod plots;
+pub mod raft;
 pub mod stats;
 pub mod synthetic;
 
@@ -68,6 +69,9 @@ pub struct Summary {
     pub fsync: Vec<NodeFsync>,
     /// History lines that could not be used.
     pub skipped_lines: u64,
+    /// The Raft situations the run reached, by name (from the `raft`
+    /// checker's `raft.json`; `null` when its traces were not checked).
+    pub raft_coverage: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 fn write(path: &Path, text: &str) -> Result<(), ReportError> {
@@ -87,6 +91,7 @@ pub fn render(run_dir: &Path) -> Result<Summary, ReportError> {
     let test = load::json(&run_dir.join("test.json"));
     let results = load::json(&run_dir.join("results.json"));
     let metrics = load::node_metrics(run_dir);
+    let raft = raft::load(run_dir);
     let started_ms = test.as_ref().and_then(|t| t["started_unix_ms"].as_f64());
     let fsync = stats::fsync(&metrics, started_ms);
     let buckets = stats::buckets(&loaded.ops, loaded.end_s);
@@ -103,11 +108,19 @@ pub fn render(run_dir: &Path) -> Result<Summary, ReportError> {
         faults: stats::faults(&loaded),
         fsync,
         skipped_lines: loaded.skipped_lines,
+        raft_coverage: raft.as_ref().and_then(raft::coverage),
     };
+    let raft_section = raft::section(raft.as_ref(), results.as_ref(), started_ms);
     let nodes: Vec<String> = metrics.iter().map(|(n, _)| n.clone()).collect();
     write(
         &run_dir.join("index.html"),
-        &html::page(&summary, test.as_ref(), results.as_ref(), &nodes),
+        &html::page(
+            &summary,
+            test.as_ref(),
+            results.as_ref(),
+            &nodes,
+            &raft_section,
+        ),
     )?;
     let json = serde_json::to_string_pretty(&summary).expect("the summary encodes");
     write(&run_dir.join("summary.json"), &(json + "\n"))?;
