@@ -173,3 +173,25 @@ pub fn uncommitted_tails(statuses: &BTreeMap<String, Value>) -> Vec<String> {
 async fn answer_json(request: reqwest::RequestBuilder) -> Option<Value> {
     request.send().await.ok()?.json().await.ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_holding_entries_beyond_its_commit_holds_an_uncommitted_tail() {
+        let statuses = BTreeMap::from([
+            (
+                "n1".to_string(),
+                json!({"commit_index": 10, "last_index": 12}),
+            ),
+            (
+                "n2".to_string(),
+                json!({"commit_index": 10, "last_index": 10}),
+            ),
+            // An older node without `last_index` is never aimed at.
+            ("n3".to_string(), json!({"commit_index": 10})),
+        ]);
+        assert_eq!(uncommitted_tails(&statuses), vec!["n1".to_string()]);
+    }
+}

@@ -379,6 +379,82 @@ pub fn print_details(results: &Results) {
 mod tests {
     use super::*;
 
+    const START: &str = r#"{"node":NODE,"seq":SEQ,"lamport":LAMPORT,"time_ms":1000,"ev":"start","term":TERM,"vote":VOTE,"commit":0,"first_index":1,"last_index":0,"last_term":0}"#;
+
+    fn start(node: u64, seq: u64, term: u64, vote: u64) -> String {
+        START
+            .replace("NODE", &node.to_string())
+            .replace("SEQ", &seq.to_string())
+            .replace("LAMPORT", &(seq + 1).to_string())
+            .replace("TERM", &term.to_string())
+            .replace("VOTE", &vote.to_string())
+            + "\n"
+    }
+
+    /// A run directory of `sut` with nodes n1, n2 and their trace texts.
+    fn run_dir(sut: &str, traces: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let test = json!({"sut": sut, "nodes": ["n1", "n2"]});
+        std::fs::write(dir.path().join("test.json"), test.to_string()).unwrap();
+        for (node, text) in traces {
+            let node_dir = dir.path().join("nodes").join(node);
+            std::fs::create_dir_all(&node_dir).unwrap();
+            std::fs::write(node_dir.join(TRACE_FILE_NAME), text).unwrap();
+        }
+        dir
+    }
+
+    fn judge(dir: &tempfile::TempDir) -> CheckResult {
+        let history = checker::history::read_history(&b""[..]).unwrap();
+        check(dir.path(), &history).unwrap()
+    }
+
+    #[test]
+    fn a_forgotten_vote_is_invalid_with_its_events_and_a_partial_line_is_said() {
+        let n1 = start(1, 0, 2, 1) + &start(1, 1, 0, 0) + r#"{"node":1,"seq":2"#;
+        let dir = run_dir("ordeal", &[("n1", &n1), ("n2", &start(2, 0, 2, 1))]);
+        let result = judge(&dir);
+        assert_eq!(result.valid, Validity::Invalid);
+        assert_eq!(result.anomalies[0].kind, "Vote Kept");
+        let events = &result.anomalies[0].examples[0]["events"];
+        assert_eq!(events[1]["seq"], 1);
+        assert_eq!(events[1]["line"]["term"], 0, "the full line: {events}");
+        assert_eq!(result.counts["traces_truncated"], 1);
+        assert!(result.note.unwrap().contains("nodes/n1/trace.jsonl"));
+        let raft = reports::raft::load(dir.path()).unwrap();
+        assert_eq!(raft["coverage"].as_array().unwrap().len(), COVERAGE.len());
+        assert_eq!(coverage(dir.path()).unwrap()["restarts"], 1);
+    }
+
+    #[test]
+    fn consistent_traces_are_valid() {
+        let dir = run_dir(
+            "ordeal",
+            &[("n1", &start(1, 0, 1, 1)), ("n2", &start(2, 0, 1, 1))],
+        );
+        let result = judge(&dir);
+        assert_eq!((result.valid, result.counts["nodes"]), (Validity::Valid, 2));
+        assert!(result.anomalies.is_empty() && result.note.is_none());
+    }
+
+    #[test]
+    fn etcd_is_skipped_and_missing_or_bad_traces_are_unknown_by_name() {
+        let skipped = judge(&run_dir("etcd", &[]));
+        assert_eq!(skipped.valid, Validity::Valid);
+        assert_eq!(skipped.note.unwrap(), "skipped: etcd writes no Raft trace");
+        let missing = judge(&run_dir("ordeal", &[("n1", &start(1, 0, 1, 1))]));
+        assert_eq!(missing.valid, Validity::Unknown);
+        assert!(missing.note.unwrap().contains("nodes/n2/trace.jsonl"));
+        let bad = start(1, 0, 1, 1) + "not json\n";
+        let bad = judge(&run_dir(
+            "ordeal",
+            &[("n1", &bad), ("n2", &start(2, 0, 1, 1))],
+        ));
+        assert_eq!(bad.valid, Validity::Unknown);
+        let note = bad.note.unwrap();
+        assert!(note.contains("n1/trace.jsonl:2"), "{note}");
+    }
+
     #[test]
     fn seq_is_found_without_parsing_the_line() {
         assert_eq!(seq_of(br#"{"node":1,"seq":42,"lamport":3}"#), Some(42));
