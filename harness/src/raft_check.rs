@@ -318,6 +318,13 @@ impl CoverageSum {
         }
     }
 
+    /// Adds the coverage of the run stored in `run_dir`, if it has one.
+    pub fn add_run(&mut self, run_dir: &Path) {
+        if let Some(run) = coverage(run_dir) {
+            self.add(&run);
+        }
+    }
+
     /// The situations of [`COVERAGE`] no run reached.
     pub fn never_reached(&self) -> Vec<&'static str> {
         COVERAGE
@@ -343,6 +350,16 @@ impl CoverageSum {
             out.push_str(&format!("{name:<34} {count:>10}  {meaning}\n"));
         }
         out
+    }
+
+    /// Prints the summed table and the situations never reached.
+    pub fn print(&self) {
+        println!(
+            "\nraft coverage summed over {} runs:\n{}",
+            self.runs,
+            self.table()
+        );
+        println!("never reached: {}", self.never_reached().join(", "));
     }
 
     /// As soak-summary.json holds it.

@@ -124,9 +124,7 @@ pub async fn soak(
         let outcome = run_test(&plan, &binary, slot)
             .await
             .with_context(|| format!("soak test {} seed {}", plan.name, plan.seed))?;
-        if let Some(run) = crate::raft_check::coverage(&outcome.dir) {
-            coverage.add(&run);
-        }
+        coverage.add_run(&outcome.dir);
         let code = crate::verdict::exit_code(outcome.results.valid);
         worst = crate::verdict::worst(worst, outcome.results.valid);
         let (ok, fail, info) = outcome.counts;
@@ -154,13 +152,7 @@ pub async fn soak(
         );
         rows.push(row);
     }
-    print_table(&rows);
-    println!(
-        "\nraft coverage summed over {} runs:\n{}",
-        coverage.runs,
-        coverage.table()
-    );
-    println!("never reached: {}", coverage.never_reached().join(", "));
+    print_table(&rows, &coverage);
     let path = args.store.join("soak-summary.json");
     crate::store::write_json(
         &path,
@@ -190,7 +182,8 @@ fn keep_recent(kept: &mut Vec<PathBuf>, dir: PathBuf, keep: usize) -> anyhow::Re
     Ok(())
 }
 
-fn print_table(rows: &[Value]) {
+/// The runs, then the raft coverage summed over them.
+fn print_table(rows: &[Value], coverage: &crate::raft_check::CoverageSum) {
     println!(
         "\n{:<44} {:>18} {:>7} {:>8} {:>9}  anomalies",
         "test", "seed", "ops", "verdict", "p99_ms"
@@ -209,6 +202,7 @@ fn print_table(rows: &[Value]) {
             r["anomalies"].as_str().unwrap_or("")
         );
     }
+    coverage.print();
 }
 
 #[cfg(test)]
