@@ -973,3 +973,61 @@ fn a_correct_run_has_no_raft_anomalies_and_a_coverage_table() {
             && page.contains("No Raft rule was broken")
     );
 }
+
+#[test]
+fn a_soak_sums_raft_coverage_and_lists_what_was_never_reached() {
+    let store = tempfile::tempdir().unwrap();
+    let out = Command::new(HARNESS)
+        .args([
+            "soak",
+            "--duration-s",
+            "600",
+            "--max-runs",
+            "2",
+            "--suts",
+            "ordeal",
+        ])
+        .args([
+            "--runtime",
+            "process",
+            "--time-limit-s",
+            "8",
+            "--nemesis-interval-s",
+            "2",
+        ])
+        .args(["--recovery-s", "5", "--rate", "50", "--seed", "77"])
+        .arg("--store")
+        .arg(store.path())
+        .arg("--node-binary")
+        .arg(node_binary())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("raft coverage summed over 2 runs") && stdout.contains("never reached:")
+    );
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(store.path().join("soak-summary.json")).unwrap(),
+    )
+    .unwrap();
+    let coverage = &summary["raft_coverage"];
+    assert_eq!(coverage["runs"], 2, "{coverage}");
+    // Two runs of partitions: leaders were elected; nobody was restarted.
+    assert!(coverage["counts"]["votes_won"].as_u64().unwrap() >= 2);
+    let never: Vec<&str> = coverage["never_reached"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        never.contains(&"restarts") && !never.contains(&"votes_won"),
+        "{never:?}"
+    );
+}
