@@ -5,6 +5,11 @@
 //! plan's set, hold it for an interval, heal it. Faults are drawn in rounds,
 //! each kind once per round in a seeded order, so that a mix of k kinds has
 //! shown every one of them after k cycles.
+//!
+//! Kill and pause take the leader half the time (Jepsen's primaries); with
+//! `--aim-uncommitted-tail` (set by the soak when its Raft coverage shows
+//! few restarts with an uncommitted tail) the other half prefers a node
+//! whose status shows entries beyond its commit index.
 
 use crate::clock::{ClockMode, ClockSetting};
 use crate::grudge::{self, GrudgeKind};
