@@ -58,6 +58,8 @@ pub async fn collect_trace(
 /// The checker (an entry of `judge::checks`): replays the stored traces.
 pub fn check(run_dir: &Path, _history: &History) -> anyhow::Result<CheckResult> {
     let started = Instant::now();
+    // A re-judged run must not show an earlier replay's findings.
+    let _ = std::fs::remove_file(run_dir.join(RAFT_JSON));
     let test = read_test(run_dir)?;
     let sut = test["sut"].as_str().unwrap_or("ordeal");
     let sut: Sut = sut.parse().map_err(|e| {
@@ -459,8 +461,14 @@ mod tests {
         let skipped = judge(&run_dir("etcd", &[]));
         assert_eq!(skipped.valid, Validity::Valid);
         assert_eq!(skipped.note.unwrap(), "skipped: etcd writes no Raft trace");
-        let missing = judge(&run_dir("ordeal", &[("n1", &start(1, 0, 1, 1))]));
+        let dir = run_dir("ordeal", &[("n1", &start(1, 0, 1, 1))]);
+        std::fs::write(dir.path().join(RAFT_JSON), "{}").unwrap();
+        let missing = judge(&dir);
         assert_eq!(missing.valid, Validity::Unknown);
+        assert!(
+            !dir.path().join(RAFT_JSON).exists(),
+            "a stale raft.json is removed"
+        );
         assert!(missing.note.unwrap().contains("nodes/n2/trace.jsonl"));
         let bad = start(1, 0, 1, 1) + "not json\n";
         let bad = judge(&run_dir(
