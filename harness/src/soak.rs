@@ -131,7 +131,7 @@ pub async fn soak(
         let verdict = serde_json::to_value(outcome.results.valid)?;
         let row = json!({"test": plan.name, "seed": plan.seed, "ops": ok + fail + info, "ok": ok, "fail": fail, "info": info,
             "verdict": verdict, "anomalies": anomalies(&outcome.results), "p99_ms": p99_ms(&outcome.dir.join("history.jsonl")),
-            "store": outcome.dir, "rerun": if code == 0 { Value::Null } else { json!(plan.rerun_command()) }});
+            "store": outcome.dir, "aim_uncommitted_tail": plan.aim_uncommitted_tail, "rerun": if code == 0 { Value::Null } else { json!(plan.rerun_command()) }});
         if code == 0 {
             keep_recent(&mut kept_valid, outcome.dir.clone(), keep_valid)?;
         } else {
