@@ -220,4 +220,10 @@ pub struct TestArgs {
     /// without a disk fault (the disk faults always do; docs/faultfs.md).
     #[arg(long)]
     pub faultfs: bool,
+    /// Kill and pause prefer, when they do not take the leader, a node
+    /// holding entries beyond its commit index (a restart with an
+    /// uncommitted tail); `harness soak` sets it when its coverage says
+    /// that situation is rare.
+    #[arg(long)]
+    pub aim_uncommitted_tail: bool,
 }

@@ -28,8 +28,8 @@ type Check = fn(&Path, &Path) -> anyhow::Result<CheckResult>;
 /// The checkers that judge a workload. A new checker is one entry here.
 fn checks(workload: Workload) -> &'static [Check] {
     match workload {
-        Workload::Ordering => &[ordering],
-        Workload::Register => &[linearizable],
+        Workload::Ordering => &[ordering, crate::raft_check::check],
+        Workload::Register => &[linearizable, crate::raft_check::check],
     }
 }
 

@@ -16,6 +16,7 @@ mod nemesis;
 mod plan;
 mod probe;
 mod progress;
+mod raft_check;
 mod run;
 mod runtime;
 mod sampler;

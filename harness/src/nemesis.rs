@@ -6,6 +6,11 @@
 //! [`crate::lag::hold`]), heal it. Faults are drawn in rounds,
 //! each kind once per round in a seeded order, so that a mix of k kinds has
 //! shown every one of them after k cycles.
+//!
+//! Kill and pause take the leader half the time (Jepsen's primaries); with
+//! `--aim-uncommitted-tail` (set by the soak when its Raft coverage shows
+//! few restarts with an uncommitted tail) the other half prefers a node
+//! whose status shows entries beyond its commit index.
 
 use crate::clock::{ClockMode, ClockSetting};
 use crate::grudge::{self, GrudgeKind};
@@ -86,6 +91,9 @@ pub struct Nemesis {
     pub seed: u64,
     /// The nodes' election timeout (a slow disk is slower than half of it).
     pub election_timeout_ms: u64,
+    /// Kill and pause prefer a node holding an uncommitted tail when they
+    /// do not take the leader (`--aim-uncommitted-tail`).
+    pub aim_uncommitted_tail: bool,
 }
 
 impl Nemesis {
@@ -127,10 +135,19 @@ impl Nemesis {
         }
     }
 
+    /// Kill's and pause's target: the leader half the time (Jepsen's
+    /// primaries), else, when aiming, a node holding an uncommitted tail,
+    /// else any node. Without aiming the draws are what they always were.
     async fn pick_targets(&self, rng: &mut ChaCha8Rng) -> (Vec<String>, &'static str) {
         if rng.gen_bool(0.5) {
             if let Some(leader) = self.probe.leader().await {
                 return (vec![leader], "leader");
+            }
+        }
+        if self.aim_uncommitted_tail {
+            let holding = crate::probe::uncommitted_tails(&self.probe.statuses().await);
+            if let Some(node) = holding.choose(rng) {
+                return (vec![node.clone()], "uncommitted_tail");
             }
         }
         (

@@ -119,6 +119,8 @@ pub struct Plan {
     pub election_timeout_ms: u64,
     /// Every data directory on faultfs (`--faultfs`, or any disk fault).
     pub faultfs: bool,
+    /// Kill and pause prefer a node holding an uncommitted tail.
+    pub aim_uncommitted_tail: bool,
     /// The command line, to rerun the test.
     pub command_line: String,
     /// The store root.
@@ -408,6 +410,7 @@ impl Plan {
             snapshot_interval_bytes: args.snapshot_interval_bytes,
             election_timeout_ms: sut.election_timeout_ms(),
             faultfs: args.faultfs,
+            aim_uncommitted_tail: args.aim_uncommitted_tail,
             command_line: String::new(),
             store: args.store.clone(),
             node_binary: args.node_binary.clone(),
@@ -469,6 +472,9 @@ impl Plan {
         cmd.push_str(&self.host_flags);
         if self.faultfs {
             cmd.push_str(" --faultfs");
+        }
+        if self.aim_uncommitted_tail {
+            cmd.push_str(" --aim-uncommitted-tail");
         }
         cmd
     }

@@ -156,7 +156,42 @@ impl Probe {
     }
 }
 
+/// The nodes whose status shows log entries beyond their commit index
+/// (`last_index > commit_index`), in name order.
+pub fn uncommitted_tails(statuses: &BTreeMap<String, Value>) -> Vec<String> {
+    statuses
+        .iter()
+        .filter(|(_, s)| {
+            let last = s["last_index"].as_u64().unwrap_or(0);
+            last > s["commit_index"].as_u64().unwrap_or(u64::MAX)
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// Sends a request and reads its answer as JSON; `None` when either fails.
 async fn answer_json(request: reqwest::RequestBuilder) -> Option<Value> {
     request.send().await.ok()?.json().await.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_holding_entries_beyond_its_commit_holds_an_uncommitted_tail() {
+        let statuses = BTreeMap::from([
+            (
+                "n1".to_string(),
+                json!({"commit_index": 10, "last_index": 12}),
+            ),
+            (
+                "n2".to_string(),
+                json!({"commit_index": 10, "last_index": 10}),
+            ),
+            // An older node without `last_index` is never aimed at.
+            ("n3".to_string(), json!({"commit_index": 10})),
+        ]);
+        assert_eq!(uncommitted_tails(&statuses), vec!["n1".to_string()]);
+    }
 }

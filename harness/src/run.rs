@@ -188,7 +188,7 @@ async fn drive(
     if let (Workload::Ordering, SutClient::Ordeal(client)) = (plan.workload, &*client) {
         final_reads(client, &history.recorder, &plan.nodes).await;
     }
-    collect(&runtime, &cluster.probe, run_dir, &plan.nodes).await?;
+    collect(plan, &runtime, &cluster.probe, run_dir, &plan.nodes).await?;
     history.close()?;
     Ok(Driven {
         events: history.recorder.len(),
@@ -301,6 +301,7 @@ fn assemble(
         active: active.clone(),
         seed: plan.seed,
         election_timeout_ms: plan.election_timeout_ms,
+        aim_uncommitted_tail: plan.aim_uncommitted_tail,
     };
     Ok(Assembly {
         client,
@@ -447,6 +448,7 @@ async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[String
 /// Phase six: each node's artifacts into its store directory. A new
 /// per-node artifact is one more step in this loop.
 async fn collect(
+    plan: &Plan,
     runtime: &Arc<Mutex<AnyRuntime>>,
     probe: &Probe,
     run_dir: &RunDir,
@@ -462,6 +464,11 @@ async fn collect(
             .await
         {
             tracing::warn!(node = %n, error = %e, "could not collect the node log");
+        }
+        if plan.sut.traces() {
+            if let Err(e) = crate::raft_check::collect_trace(runtime, n, &dir).await {
+                tracing::warn!(node = %n, error = %e, "could not collect the node's Raft trace");
+            }
         }
     }
     Ok(())

@@ -118,6 +118,7 @@ pub async fn soak(
     let mut rows: Vec<Value> = Vec::new();
     let mut kept_valid: Vec<PathBuf> = Vec::new();
     let mut worst = Validity::Valid;
+    let mut coverage = crate::raft_check::CoverageSum::default();
     let mut turn = 0usize;
     while started.elapsed() < duration && turn < max_runs {
         let (sut, workload, nemesis) = turns[turn % turns.len()].clone();
@@ -128,18 +129,20 @@ pub async fn soak(
         test.nemesis = nemesis.into();
         test.seed = Some(seeds.next_u64() >> 12);
         test.test_count = 1;
+        test.aim_uncommitted_tail |= coverage.uncommitted_tail_rare();
         let plan = crate::plan::Plan::resolve(&test)?;
         let binary = plan.sut.binary(&plan)?;
         let outcome = run_test(&plan, &binary, slot)
             .await
             .with_context(|| format!("soak test {} seed {}", plan.name, plan.seed))?;
+        coverage.add_run(&outcome.dir);
         let code = crate::verdict::exit_code(outcome.results.valid);
         worst = crate::verdict::worst(worst, outcome.results.valid);
         let (ok, fail, info) = outcome.counts;
         let verdict = serde_json::to_value(outcome.results.valid)?;
         let row = json!({"test": plan.name, "seed": plan.seed, "ops": ok + fail + info, "ok": ok, "fail": fail, "info": info,
             "verdict": verdict, "anomalies": anomalies(&outcome.results), "p99_ms": p99_ms(&outcome.dir.join("history.jsonl")),
-            "store": outcome.dir, "rerun": if code == 0 { Value::Null } else { json!(plan.rerun_command()) }});
+            "store": outcome.dir, "aim_uncommitted_tail": plan.aim_uncommitted_tail, "rerun": if code == 0 { Value::Null } else { json!(plan.rerun_command()) }});
         if code == 0 {
             keep_recent(&mut kept_valid, outcome.dir.clone(), keep_valid)?;
         } else {
@@ -160,12 +163,12 @@ pub async fn soak(
         );
         rows.push(row);
     }
-    print_table(&rows);
+    print_table(&rows, &coverage);
     let path = args.store.join("soak-summary.json");
     crate::store::write_json(
         &path,
         &json!({"master_seed": master, "duration_s": started.elapsed().as_secs(), "runs": rows,
-            "shard": shard.map(|s| s.to_string())}),
+            "shard": shard.map(|s| s.to_string()), "raft_coverage": coverage.to_json()}),
     )?;
     println!("summary: {}", path.display());
     Ok(crate::verdict::exit_code(worst))
@@ -207,7 +210,8 @@ fn keep_recent(kept: &mut Vec<PathBuf>, dir: PathBuf, keep: usize) -> anyhow::Re
     Ok(())
 }
 
-fn print_table(rows: &[Value]) {
+/// The runs, then the raft coverage summed over them.
+fn print_table(rows: &[Value], coverage: &crate::raft_check::CoverageSum) {
     println!(
         "\n{:<44} {:>18} {:>7} {:>8} {:>9}  anomalies",
         "test", "seed", "ops", "verdict", "p99_ms"
@@ -226,6 +230,7 @@ fn print_table(rows: &[Value]) {
             r["anomalies"].as_str().unwrap_or("")
         );
     }
+    coverage.print();
 }
 
 #[cfg(test)]

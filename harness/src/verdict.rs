@@ -63,6 +63,7 @@ pub fn print(results: &Results) {
             }
         );
     }
+    crate::raft_check::print_details(results);
 }
 
 #[cfg(test)]

@@ -54,6 +54,9 @@ pub struct StatusView {
     pub leader: u64,
     /// Raft commit index.
     pub commit_index: u64,
+    /// The last log index fsynced; above `commit_index` when the node
+    /// holds an uncommitted tail.
+    pub last_index: u64,
     /// Raft applied index.
     pub applied_index: u64,
     /// Ledger height.
@@ -903,6 +906,7 @@ impl RaftLoop {
             term: r.term,
             leader: r.leader_id,
             commit_index: r.raft_log.committed,
+            last_index: r.raft_log.persisted,
             applied_index: self.applied_index,
             height,
             active_nodes: active,

@@ -5,7 +5,7 @@ use crate::Summary;
 use serde_json::Value;
 use std::fmt::Write as _;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -122,6 +122,7 @@ pub fn page(
     test: Option<&Value>,
     results: Option<&Value>,
     nodes: &[String],
+    raft: &str,
 ) -> String {
     let (word, colour) = verdict_word(&s.valid);
     let params = params_table(test);
@@ -156,6 +157,7 @@ pub fn page(
 <body><h1>{name}</h1><p class="verdict">{word}</p>
 <p>seed {seed} · {ops} operations in {dur:.1} s ({rate:.0} ops/s) · <a href="history.jsonl">history.jsonl</a> · <a href="results.json">results.json</a> · <a href="test.json">test.json</a> · <a href="summary.json">summary.json</a>{skipped}</p>
 <h2>Verdicts</h2>{checkers}
+<h2>Raft</h2>{raft}
 <h2>Latency</h2><img src="latency-raw.png" alt="latency of every operation"><img src="latency-quantiles.png" alt="latency quantiles per window">{latency}
 <h2>Throughput</h2><img src="rate.png" alt="throughput per window">
 <h2>Faults and recovery</h2>{faults}

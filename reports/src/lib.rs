@@ -18,6 +18,7 @@ pub mod fault_rate;
 mod html;
 pub mod load;
 pub mod plots;
+pub mod raft;
 pub mod stats;
 pub mod status;
 pub mod synthetic;
@@ -76,6 +77,9 @@ pub struct Summary {
     pub fault_rates: fault_rate::FaultRates,
     /// History lines that could not be used.
     pub skipped_lines: u64,
+    /// The Raft situations the run reached, by name (from the `raft`
+    /// checker's `raft.json`; `null` when its traces were not checked).
+    pub raft_coverage: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 fn write(path: &Path, text: &str) -> Result<(), ReportError> {
@@ -95,6 +99,7 @@ pub fn render(run_dir: &Path) -> Result<Summary, ReportError> {
     let test = load::json(&run_dir.join("test.json"));
     let results = load::json(&run_dir.join("results.json"));
     let metrics = load::node_metrics(run_dir);
+    let raft = raft::load(run_dir);
     let started_ms = test.as_ref().and_then(|t| t["started_unix_ms"].as_f64());
     let mut fsync = stats::fsync(&metrics, started_ms);
     for n in &mut fsync {
@@ -119,12 +124,20 @@ pub fn render(run_dir: &Path) -> Result<Summary, ReportError> {
         snapshots: status::snapshots(&samples, &metrics),
         fault_rates: fault_rate::fault_rates(&loaded),
         skipped_lines: loaded.skipped_lines,
+        raft_coverage: raft.as_ref().and_then(raft::coverage),
     };
     stats::recovery(&mut summary.faults, &loaded, &samples, recovery_s);
+    let raft_section = raft::section(raft.as_ref(), results.as_ref(), started_ms);
     let nodes: Vec<String> = metrics.iter().map(|(n, _)| n.clone()).collect();
     write(
         &run_dir.join("index.html"),
-        &html::page(&summary, test.as_ref(), results.as_ref(), &nodes),
+        &html::page(
+            &summary,
+            test.as_ref(),
+            results.as_ref(),
+            &nodes,
+            &raft_section,
+        ),
     )?;
     let json = serde_json::to_string_pretty(&summary).expect("the summary encodes");
     write(&run_dir.join("summary.json"), &(json + "\n"))?;

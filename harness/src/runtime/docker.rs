@@ -95,6 +95,17 @@ fn clock_dir(spec: &ClusterSpec, node: &str) -> PathBuf {
     spec.work_dir.join(node).join("clock")
 }
 
+/// The host directory bind-mounted at [`TRACE_DIR`] in the node's
+/// container: the trace outlives the container and is read from here.
+fn trace_dir(spec: &ClusterSpec, node: &str) -> PathBuf {
+    spec.work_dir.join(node).join("trace")
+}
+
+/// Where the Raft trace directory is inside a container.
+const TRACE_DIR: &str = "/trace";
+/// The trace file's name in that directory.
+const TRACE_FILE_NAME: &str = "trace.jsonl";
+
 impl DockerRuntime {
     fn container(&self, node: &str) -> anyhow::Result<&ContainerAsync<GenericImage>> {
         self.containers
@@ -149,6 +160,7 @@ impl DockerRuntime {
             peers,
             cluster_token: &self.spec.run_label,
             flags: &self.spec.node_args,
+            trace_file: format!("{TRACE_DIR}/{TRACE_FILE_NAME}"),
         })
     }
 
@@ -157,6 +169,8 @@ impl DockerRuntime {
         let clock = clock_dir(&self.spec, &node);
         std::fs::create_dir_all(&clock).with_context(|| format!("creating {}", clock.display()))?;
         std::fs::write(clock.join("faketime"), "+0 x1\n")?;
+        let trace = trace_dir(&self.spec, &node);
+        std::fs::create_dir_all(&trace).with_context(|| format!("creating {}", trace.display()))?;
         let (name, tag) = image.split_once(':').expect("image is name:tag");
         let request = GenericImage::new(name, tag)
             .with_wait_for(WaitFor::Nothing)
@@ -169,6 +183,10 @@ impl DockerRuntime {
             .with_mount(Mount::bind_mount(
                 clock.to_string_lossy().to_string(),
                 "/clock",
+            ))
+            .with_mount(Mount::bind_mount(
+                trace.to_string_lossy().to_string(),
+                TRACE_DIR,
             ));
         let request = match self.disks.as_ref().and_then(|d| d.mountpoint(&node)) {
             Some(data) => request.with_mount(Mount::bind_mount(
@@ -402,6 +420,13 @@ impl Runtime for DockerRuntime {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::write(dest, bytes).with_context(|| format!("writing {}", dest.display()))
+    }
+
+    async fn collect_trace(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
+        let source = trace_dir(&self.spec, node).join(TRACE_FILE_NAME);
+        std::fs::copy(&source, dest)
+            .with_context(|| format!("copying {} to {}", source.display(), dest.display()))?;
+        Ok(())
     }
 
     async fn teardown(&mut self) -> anyhow::Result<()> {

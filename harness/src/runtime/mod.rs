@@ -91,6 +91,8 @@ pub trait Runtime {
     async fn running(&mut self, node: &str) -> bool;
     /// Copies the node's log (all restarts) to `dest`.
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()>;
+    /// Copies the node's Raft trace (`--trace`, all restarts) to `dest`.
+    async fn collect_trace(&mut self, node: &str, dest: &Path) -> anyhow::Result<()>;
     /// Stops and removes everything the runtime created. Idempotent; also
     /// run from Drop as a last resort.
     async fn teardown(&mut self) -> anyhow::Result<()>;
@@ -178,6 +180,9 @@ impl Runtime for AnyRuntime {
     }
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
         dispatch!(self, rt => rt.collect_log(node, dest).await)
+    }
+    async fn collect_trace(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
+        dispatch!(self, rt => rt.collect_trace(node, dest).await)
     }
     async fn teardown(&mut self) -> anyhow::Result<()> {
         dispatch!(self, rt => rt.teardown().await)

@@ -174,6 +174,7 @@ impl ProcessRuntime {
             peers: node.peers.clone(),
             cluster_token: &self.spec.run_label,
             flags: &self.spec.node_args,
+            trace_file: trace_file(&node.dir).to_string_lossy().into_owned(),
         }
     }
 
@@ -236,6 +237,11 @@ fn set_pdeathsig(cmd: &mut Command) {
 
 fn clock_file(dir: &Path) -> PathBuf {
     dir.join("faketime")
+}
+
+/// The node's Raft trace: beside its data directory, never inside it.
+fn trace_file(dir: &Path) -> PathBuf {
+    dir.join("trace.jsonl")
 }
 
 fn free_port(ip: Ipv4Addr) -> anyhow::Result<u16> {
@@ -566,6 +572,13 @@ impl Runtime for ProcessRuntime {
         }
         fs::copy(&src, dest)
             .with_context(|| format!("copying {} to {}", src.display(), dest.display()))?;
+        Ok(())
+    }
+
+    async fn collect_trace(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
+        let source = trace_file(&self.spec.work_dir.join(node));
+        std::fs::copy(&source, dest)
+            .with_context(|| format!("copying {} to {}", source.display(), dest.display()))?;
         Ok(())
     }
 

@@ -317,6 +317,7 @@ impl SshRuntime {
             peers,
             cluster_token: &self.spec.run_label,
             flags: &self.spec.node_args,
+            trace_file: format!("{}/trace.jsonl", node.dir),
         }
     }
 
@@ -548,6 +549,16 @@ impl Runtime for SshRuntime {
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(dest, log).with_context(|| format!("writing {}", dest.display()))
+    }
+
+    async fn collect_trace(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
+        let n = self.find(node)?;
+        let trace = n
+            .remote
+            .run(&format!("cat {}/trace.jsonl", quote(&n.dir)))
+            .await
+            .with_context(|| format!("reading the Raft trace of {node}"))?;
+        std::fs::write(dest, trace).with_context(|| format!("writing {}", dest.display()))
     }
 
     async fn teardown(&mut self) -> anyhow::Result<()> {

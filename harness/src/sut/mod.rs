@@ -80,6 +80,10 @@ pub struct Launch<'a> {
     pub cluster_token: &'a str,
     /// Flags every node gets ([`System::node_flags`]).
     pub flags: &'a [String],
+    /// Where the node writes its Raft trace (`docs/trace.md`), as the node
+    /// sees it; outside its data directory. Ignored by a system without
+    /// one ([`System::traces`]).
+    pub trace_file: String,
 }
 
 /// What the harness needs to know of a system under test.
@@ -116,6 +120,9 @@ pub trait System {
     async fn fsync(&self, probe: &Probe, node: &str, prometheus: Option<&str>) -> Option<Value>;
     /// The soak's turns for this system: (workload, nemesis).
     fn rotation(&self) -> &'static [(&'static str, &'static str)];
+    /// Whether the nodes write a Raft trace (`Launch::trace_file`) for
+    /// the `raft` checker.
+    fn traces(&self) -> bool;
 }
 
 impl Sut {
@@ -183,5 +190,8 @@ impl System for Sut {
     }
     fn rotation(&self) -> &'static [(&'static str, &'static str)] {
         dispatch!(self, s => s.rotation())
+    }
+    fn traces(&self) -> bool {
+        dispatch!(self, s => s.traces())
     }
 }

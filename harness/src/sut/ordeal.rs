@@ -99,6 +99,8 @@ impl System for Ordeal {
             launch.listen_client.clone(),
             "--data-dir".into(),
             launch.data_dir.clone(),
+            "--trace".into(),
+            launch.trace_file.clone(),
         ];
         args.extend(launch.flags.iter().cloned());
         args
@@ -137,5 +139,9 @@ impl System for Ordeal {
 
     fn rotation(&self) -> &'static [(&'static str, &'static str)] {
         &ROTATION
+    }
+
+    fn traces(&self) -> bool {
+        true
     }
 }
