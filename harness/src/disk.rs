@@ -489,3 +489,16 @@ pub async fn bench_compare(
     );
     Ok(crate::verdict::exit_code(worst))
 }
+
+/// A runtime's [`Runtime::disk`](crate::runtime::Runtime::disk): the
+/// command sent to the node's faultfs, or an error when the run has none.
+pub async fn command_on(
+    disks: Option<&Disks>,
+    node: &str,
+    command: FsCommand,
+) -> anyhow::Result<String> {
+    disks
+        .context("this run has no faultfs mounts")?
+        .command(node, command)
+        .await
+}

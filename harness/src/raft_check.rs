@@ -56,7 +56,12 @@ pub fn check(run_dir: &Path, _history: &Path) -> anyhow::Result<CheckResult> {
     let started = Instant::now();
     // A re-judged run must not show an earlier replay's findings.
     let _ = std::fs::remove_file(run_dir.join(RAFT_JSON));
-    let test = read_test(run_dir)?;
+    // A run directory made by hand may have no test.json: nothing to replay.
+    let test = if run_dir.join("test.json").exists() {
+        read_test(run_dir)?
+    } else {
+        Value::Null
+    };
     let sut = test["sut"].as_str().unwrap_or("ordeal");
     let sut: Sut = sut.parse().map_err(|e| {
         anyhow::anyhow!("{}: field `sut`: {e}", run_dir.join("test.json").display())
@@ -80,7 +85,14 @@ pub fn check(run_dir: &Path, _history: &Path) -> anyhow::Result<CheckResult> {
         .filter(|f| !f.is_file())
         .map(|f| relative(run_dir, f))
         .collect();
-    if files.is_empty() || !missing.is_empty() {
+    if missing.len() == files.len() {
+        // A history judged without its run (`harness check --history`, an
+        // EDN file from Jepsen): no node left a trace to replay. A run
+        // that lost some of its traces is `unknown` below instead.
+        let note = "skipped: no Raft trace in this run directory (nodes/<n>/trace.jsonl)";
+        return Ok(result(Validity::Valid, started, Some(note.to_string())));
+    }
+    if !missing.is_empty() {
         let note = format!(
             "no Raft trace for every node: missing {}",
             missing.join(", ")
@@ -457,6 +469,10 @@ mod tests {
         let skipped = judge(&run_dir("etcd", &[]));
         assert_eq!(skipped.valid, Validity::Valid);
         assert_eq!(skipped.note.unwrap(), "skipped: etcd writes no Raft trace");
+        // A history judged without its run: no trace at all, nothing to replay.
+        let none = judge(&run_dir("ordeal", &[]));
+        assert_eq!(none.valid, Validity::Valid);
+        assert!(none.note.unwrap().starts_with("skipped: no Raft trace"));
         let dir = run_dir("ordeal", &[("n1", &start(1, 0, 1, 1))]);
         std::fs::write(dir.path().join(RAFT_JSON), "{}").unwrap();
         let missing = judge(&dir);

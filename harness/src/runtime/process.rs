@@ -549,11 +549,7 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn disk(&mut self, node: &str, command: faultfs::Command) -> anyhow::Result<String> {
-        let disks = self
-            .disks
-            .as_ref()
-            .context("this run has no faultfs mounts")?;
-        disks.command(node, command).await
+        crate::disk::command_on(self.disks.as_ref(), node, command).await
     }
 
     async fn running(&mut self, node: &str) -> bool {
