@@ -28,17 +28,7 @@ fn fuse_available(test: &str) -> bool {
 /// The debug faultfs beside the test binaries (built if missing), given to
 /// the harness through `ORDEAL_FAULTFS_BIN`.
 fn faultfs_binary() -> PathBuf {
-    let path = Path::new(HARNESS).with_file_name("faultfs");
-    if !path.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "faultfs", "--bin", "faultfs"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "building faultfs");
-    }
-    path
+    super::workspace_binary("faultfs", "faultfs")
 }
 
 /// faultfs mounts whose mount point is under `root`.

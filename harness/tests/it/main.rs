@@ -16,16 +16,21 @@ const HARNESS: &str = env!("CARGO_BIN_EXE_harness");
 
 /// The debug `ordeal-node` beside this test's binaries, built if missing.
 fn node_binary() -> PathBuf {
-    let dir = Path::new(HARNESS).parent().unwrap();
-    let path = dir.join("ordeal-node");
+    workspace_binary("node", "ordeal-node")
+}
+
+/// A debug binary of the workspace beside the test binaries, built if
+/// missing.
+fn workspace_binary(package: &str, bin: &str) -> PathBuf {
+    let path = Path::new(HARNESS).with_file_name(bin);
     if !path.is_file() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "node", "--bin", "ordeal-node"])
+            .args(["build", "-q", "-p", package, "--bin", bin])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .unwrap();
-        assert!(status.success(), "building ordeal-node");
+        assert!(status.success(), "building {bin}");
     }
     path
 }
