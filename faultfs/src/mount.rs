@@ -212,8 +212,15 @@ pub fn is_mounted(path: &Path) -> io::Result<bool> {
 }
 
 /// Detaches a mount left behind (a faultfs killed without `fusermount3`).
+/// A mount already gone (its faultfs's watchdog detached it first: the
+/// kernel answers EINVAL for a path that is no mount point) is done, not an
+/// error.
 pub fn force_unmount(path: &Path) -> io::Result<()> {
-    nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH).map_err(io::Error::from)
+    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EINVAL) if !is_mounted(path)? => Ok(()),
+        Err(e) => Err(io::Error::from(e)),
+    }
 }
 
 #[cfg(test)]

@@ -295,7 +295,8 @@ fn a_killed_harness_leaves_no_mount_and_clean_finds_leftovers() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}{errors}");
     assert!(text.contains("faultfs mount"), "{text}");
     let _ = stray.wait();
     assert_eq!(
