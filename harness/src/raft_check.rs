@@ -112,6 +112,11 @@ pub fn check(run_dir: &Path, _history: &Path) -> anyhow::Result<CheckResult> {
         }
     };
     let (traces, report) = traces;
+    if report.events_read == 0 {
+        // Trace files with no whole event say nothing about Raft's rules.
+        let note = "the traces hold no whole event: nothing was replayed".to_string();
+        return Ok(result(Validity::Unknown, started, Some(note)));
+    }
     let lines = event_lines(&traces, &report)?;
     write_json(
         &run_dir.join(RAFT_JSON),
@@ -473,6 +478,10 @@ mod tests {
         let none = judge(&run_dir("ordeal", &[]));
         assert_eq!(none.valid, Validity::Valid);
         assert!(none.note.unwrap().starts_with("skipped: no Raft trace"));
+        // Traces with no whole event (a node killed in its first line).
+        let empty = judge(&run_dir("ordeal", &[("n1", ""), ("n2", "{\"node\":2")]));
+        assert_eq!(empty.valid, Validity::Unknown);
+        assert!(empty.note.unwrap().contains("no whole event"));
         let dir = run_dir("ordeal", &[("n1", &start(1, 0, 1, 1))]);
         std::fs::write(dir.path().join(RAFT_JSON), "{}").unwrap();
         let missing = judge(&dir);
