@@ -102,7 +102,7 @@ impl Cluster {
 
     /// Submits `id` to node `i`, retrying until it is acknowledged.
     fn submit(&self, i: usize, id: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         let body = json!({"id": id, "payload": format!("payload of {id}"), "ack": "committed"});
         loop {
             if let Some((200, v)) = http(self.client_ports[i], "POST", "/submit", Some(&body)) {
