@@ -141,7 +141,17 @@ async fn acknowledged_transactions_survive_a_leader_kill() {
         "only {} of 1000 acknowledged",
         acked.len()
     );
-    let restarted = status(&http, &cluster.url(leader)).await.unwrap();
+    // The restarted node may still be recovering on a busy machine: ask
+    // until it answers, for a bounded time.
+    let mut restarted = None;
+    for _ in 0..100 {
+        restarted = status(&http, &cluster.url(leader)).await;
+        if restarted.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let restarted = restarted.expect("the restarted node answers /status within 20 s");
     assert_eq!(
         restarted["restarts"], 1,
         "the killed node reports its restart"
