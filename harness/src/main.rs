@@ -12,6 +12,8 @@ mod grudge;
 mod history;
 mod judge;
 mod lag;
+#[allow(dead_code)] // the member nemesis (issue 14) and its readers use it
+mod membership;
 mod nemesis;
 mod plan;
 mod probe;
