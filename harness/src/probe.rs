@@ -16,7 +16,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug)]
 pub struct Probe {
     http: reqwest::Client,
-    nodes: Vec<(String, String)>,
+    /// (name, base URL); nodes the `member` nemesis starts are appended.
+    nodes: Arc<std::sync::RwLock<Vec<(String, String)>>>,
     /// The system the nodes run.
     sut: Sut,
     /// Member id → node name, for systems that name the leader by an id of
@@ -37,7 +38,7 @@ impl Probe {
         let http = reqwest::Client::builder().timeout(PROBE_TIMEOUT).build()?;
         Ok(Probe {
             http,
-            nodes,
+            nodes: Arc::new(std::sync::RwLock::new(nodes)),
             sut,
             members: Default::default(),
         })
@@ -67,11 +68,24 @@ impl Probe {
         self.sut.status(self, node).await
     }
 
-    fn url(&self, node: &str) -> Option<&str> {
-        self.nodes
-            .iter()
+    fn url(&self, node: &str) -> Option<String> {
+        self.names_urls()
+            .into_iter()
             .find(|(n, _)| n == node)
-            .map(|(_, u)| u.as_str())
+            .map(|(_, u)| u)
+    }
+
+    fn names_urls(&self) -> Vec<(String, String)> {
+        self.nodes.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Adds a node (one the `member` nemesis started) to those probed.
+    #[allow(dead_code)] // the member nemesis (issue 14) calls it
+    pub fn add_node(&self, name: &str, url: &str) {
+        let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+        if nodes.iter().all(|(n, _)| n != name) {
+            nodes.push((name.to_string(), url.to_string()));
+        }
     }
 
     /// `GET path` on a node as JSON.
@@ -83,8 +97,8 @@ impl Probe {
     /// `GET /status` of every node that answers.
     pub async fn statuses(&self) -> BTreeMap<String, Value> {
         let mut out = BTreeMap::new();
-        for (name, _) in &self.nodes {
-            if let Some(s) = self.status(name).await {
+        for (name, _) in self.names_urls() {
+            if let Some(s) = self.status(&name).await {
                 out.insert(name.clone(), s);
             }
         }
@@ -128,7 +142,7 @@ impl Probe {
                 .values()
                 .map(|s| s["height"].as_u64().unwrap_or(0))
                 .collect();
-            let agreed = statuses.len() == self.nodes.len()
+            let agreed = statuses.len() == self.names_urls().len()
                 && leaders.iter().all(|&l| l != 0 && l == leaders[0])
                 && heights.iter().all(|&h| h == heights[0]);
             stable = if agreed { stable + 1 } else { 0 };

@@ -47,7 +47,8 @@ impl Ack {
 #[derive(Debug)]
 pub struct OrdealClient {
     http: reqwest::Client,
-    nodes: Vec<(String, String)>,
+    /// (name, base URL); nodes the `member` nemesis starts are appended.
+    nodes: std::sync::RwLock<Vec<(String, String)>>,
     ack: Ack,
     id_prefix: String,
     next_id: AtomicU64,
@@ -65,24 +66,42 @@ impl OrdealClient {
         let http = crate::http_client(request_timeout)?;
         Ok(Self {
             http,
-            nodes,
+            nodes: std::sync::RwLock::new(nodes),
             ack,
             id_prefix: id_prefix.to_string(),
             next_id: AtomicU64::new(0),
         })
     }
 
-    fn node(&self, index: usize) -> &(String, String) {
-        &self.nodes[index % self.nodes.len()]
+    fn node(&self, index: usize) -> (String, String) {
+        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        nodes[index % nodes.len()].clone()
+    }
+
+    /// Appends a node (one the `member` nemesis started); returns its index.
+    /// A name already known keeps its index.
+    pub fn add_node(&self, name: &str, url: &str) -> usize {
+        let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = nodes.iter().position(|(n, _)| n == name) {
+            return i;
+        }
+        nodes.push((name.to_string(), url.to_string()));
+        nodes.len() - 1
+    }
+
+    /// The index of the node named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        nodes.iter().position(|(n, _)| n == name)
     }
 
     /// Carries out one invocation against node `node_index`.
     pub async fn invoke(&self, inv: &Invocation, node_index: usize) -> Completion {
         let (name, url) = self.node(node_index);
         let outcome = match inv.f {
-            Op::Submit => self.submit(url, &inv.value).await,
-            Op::Deliver => self.deliver_recent(url, &inv.value).await,
-            Op::Read | Op::Write | Op::Cas => self.register_op(url, inv).await,
+            Op::Submit => self.submit(&url, &inv.value).await,
+            Op::Deliver => self.deliver_recent(&url, &inv.value).await,
+            Op::Read | Op::Write | Op::Cas => self.register_op(&url, inv).await,
         };
         Completion {
             outcome,
@@ -207,7 +226,7 @@ impl OrdealClient {
         let mut blocks: Vec<Value> = Vec::new();
         for _ in 0..CHAIN_PAGES_MAX {
             let page = match self
-                .blocks(url, blocks.len() as u64, BLOCKS_PAGE_MAX, false)
+                .blocks(&url, blocks.len() as u64, BLOCKS_PAGE_MAX, false)
                 .await
             {
                 Ok(page) => page,
