@@ -43,6 +43,10 @@ pub struct DockerRuntime {
     docker: Docker,
     network: String,
     containers: BTreeMap<String, ContainerAsync<GenericImage>>,
+    /// Every node started, in start order (founders, then added nodes).
+    names: Vec<String>,
+    /// The image the nodes run (`name:tag`), once built.
+    image: Option<String>,
     ips: BTreeMap<String, IpAddr>,
     partitioned: BTreeSet<String>,
     /// The nodes' faultfs mounts on the host, bound at `/data`.
@@ -69,6 +73,8 @@ pub fn build(spec: ClusterSpec) -> anyhow::Result<AnyRuntime> {
         docker,
         network,
         containers: BTreeMap::new(),
+        names: Vec::new(),
+        image: None,
         ips: BTreeMap::new(),
         partitioned: BTreeSet::new(),
         disks: None,
@@ -136,19 +142,15 @@ impl DockerRuntime {
         Ok(())
     }
 
-    /// The command line of node `i`: peers are named by container name,
-    /// which Docker's DNS resolves on the run's network.
-    fn node_args(&self, i: usize) -> Vec<String> {
+    /// The command line of node `i`, dialling the nodes `peers` (`join`:
+    /// the founders, for a node added during the run, else empty): peers
+    /// are named by container name, which Docker's DNS resolves on the
+    /// run's network.
+    fn node_args(&self, i: usize, peers: &[usize], join: &[usize]) -> Vec<String> {
         let node = format!("n{i}");
         let host = self.container_name(&node);
-        let peers: Vec<(usize, String)> = (1..=self.spec.nodes)
-            .map(|j| {
-                (
-                    j,
-                    format!("{}:{PEER_PORT}", self.container_name(&format!("n{j}"))),
-                )
-            })
-            .collect();
+        let ids: BTreeSet<usize> = peers.iter().copied().chain([i]).collect();
+        let peers: Vec<(usize, String)> = ids.into_iter().map(|j| (j, self.peer_addr(j))).collect();
         self.spec.sut.command(&Launch {
             name: &node,
             id: i,
@@ -161,10 +163,16 @@ impl DockerRuntime {
             cluster_token: &self.spec.run_label,
             flags: &self.spec.node_args,
             trace_file: format!("{TRACE_DIR}/{TRACE_FILE_NAME}"),
+            join: join.to_vec(),
         })
     }
 
-    async fn start_node(&mut self, i: usize, image: &str) -> anyhow::Result<()> {
+    /// Where members dial node `id`: its container's name on the network.
+    fn peer_addr(&self, id: usize) -> String {
+        format!("{}:{PEER_PORT}", self.container_name(&format!("n{id}")))
+    }
+
+    async fn start_node(&mut self, i: usize, image: &str, args: Vec<String>) -> anyhow::Result<()> {
         let node = format!("n{i}");
         let clock = clock_dir(&self.spec, &node);
         std::fs::create_dir_all(&clock).with_context(|| format!("creating {}", clock.display()))?;
@@ -174,7 +182,7 @@ impl DockerRuntime {
         let (name, tag) = image.split_once(':').expect("image is name:tag");
         let request = GenericImage::new(name, tag)
             .with_wait_for(WaitFor::Nothing)
-            .with_cmd(self.node_args(i))
+            .with_cmd(args)
             .with_network(self.network.clone())
             .with_container_name(self.container_name(&node))
             .with_label(LABEL, "1")
@@ -219,6 +227,7 @@ impl DockerRuntime {
             .with_context(|| format!("the address of {node}"))?;
         tracing::info!(node, %ip, id = container.id(), "container started");
         self.ips.insert(node.clone(), ip);
+        self.names.push(node.clone());
         self.containers.insert(node, container);
         Ok(())
     }
@@ -246,14 +255,46 @@ impl Runtime for DockerRuntime {
                 .collect();
             self.disks = Some(crate::disk::Disks::mount(disk, &dirs)?);
         }
+        let founders: Vec<usize> = (1..=self.spec.nodes).collect();
         for i in 1..=self.spec.nodes {
-            self.start_node(i, &image).await?;
+            let args = self.node_args(i, &founders, &[]);
+            self.start_node(i, &image, args).await?;
         }
+        self.image = Some(image);
         Ok(())
     }
 
     fn nodes(&self) -> Vec<String> {
-        (1..=self.spec.nodes).map(|i| format!("n{i}")).collect()
+        self.names.clone()
+    }
+
+    /// A new container `n<id>` on the run's network, on an empty data
+    /// directory (a faultfs mount when the run has them). A container keeps
+    /// the command line it was created with, so a member restarted later
+    /// learns the added node's address only from its log (see the README's
+    /// limits).
+    async fn add_node(
+        &mut self,
+        id: usize,
+        founders: &[usize],
+        peers: &[usize],
+    ) -> anyhow::Result<super::Added> {
+        let name = format!("n{id}");
+        if id == 0 || self.containers.contains_key(&name) {
+            bail!("cannot add {name}: ids start at 1 and are used once");
+        }
+        let image = self.image.clone().context("add_node before start")?;
+        if let (Some(spec), Some(disks)) = (&self.spec.disk, self.disks.as_mut()) {
+            let dir = self.spec.work_dir.join(&name);
+            disks.mount_one(spec, id as u64 - 1, &name, &dir)?;
+        }
+        let args = self.node_args(id, peers, founders);
+        self.start_node(id, &image, args).await?;
+        Ok(super::Added {
+            url: self.client_url(&name),
+            peer_addr: self.peer_addr(id),
+            name,
+        })
     }
 
     fn client_url(&self, node: &str) -> String {
