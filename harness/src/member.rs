@@ -158,15 +158,23 @@ struct Planned {
 
 impl Planned {
     fn targets(&self) -> Vec<String> {
-        self.add.iter().chain(&self.remove).map(|id| name(*id)).collect()
+        self.add
+            .iter()
+            .chain(&self.remove)
+            .map(|id| name(*id))
+            .collect()
     }
 }
 
 /// Draws one change that keeps the voters in range.
 fn draw(rng: &mut ChaCha8Rng, before: &Config, founders: usize, next_id: u64) -> Option<Planned> {
     let change = *allowed(before.voters.len(), founders, before.leader != 0).choose(rng)?;
-    let followers: Vec<u64> =
-        before.voters.iter().copied().filter(|v| *v != before.leader).collect();
+    let followers: Vec<u64> = before
+        .voters
+        .iter()
+        .copied()
+        .filter(|v| *v != before.leader)
+        .collect();
     let remove = match change {
         Change::Remove | Change::Replace => Some(*followers.choose(rng)?),
         Change::RemoveLeader => Some(before.leader),
@@ -176,7 +184,13 @@ fn draw(rng: &mut ChaCha8Rng, before: &Config, founders: usize, next_id: u64) ->
         .then(|| followers.choose(rng).copied())
         .flatten();
     let add = matches!(change, Change::Add | Change::Replace).then_some(next_id);
-    Some(Planned { change, add, remove, transfer_to, leader: change == Change::RemoveLeader })
+    Some(Planned {
+        change,
+        add,
+        remove,
+        transfer_to,
+        leader: change == Change::RemoveLeader,
+    })
 }
 
 /// Talks to the members: finds the leader, sends changes, follows `421`.
@@ -189,8 +203,14 @@ pub struct Members<'a> {
 impl<'a> Members<'a> {
     /// A session for one change, which must end by `deadline`.
     pub fn new(nemesis: &'a Nemesis, deadline: Instant) -> anyhow::Result<Members<'a>> {
-        let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build()?;
-        Ok(Members { http, nemesis, deadline })
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()?;
+        Ok(Members {
+            http,
+            nemesis,
+            deadline,
+        })
     }
 
     fn registry(&self) -> &Membership {
@@ -207,7 +227,10 @@ impl<'a> Members<'a> {
         let mut votes: std::collections::BTreeMap<u64, usize> = Default::default();
         for node in self.registry().members() {
             let status = self.nemesis.probe.status(&node).await;
-            if let Some(l) = status.and_then(|s| s["leader"].as_u64()).filter(|l| *l != 0) {
+            if let Some(l) = status
+                .and_then(|s| s["leader"].as_u64())
+                .filter(|l| *l != 0)
+            {
                 *votes.entry(l).or_default() += 1;
             }
         }
@@ -239,7 +262,9 @@ impl<'a> Members<'a> {
     /// `POST path` on a node: the status and the body (`error` when it
     /// is an error).
     async fn post(&self, node: &str, path: &str, body: &Value) -> Result<(u16, Value), String> {
-        let url = self.url(node).ok_or_else(|| format!("{node} is not in the registry"))?;
+        let url = self
+            .url(node)
+            .ok_or_else(|| format!("{node} is not in the registry"))?;
         let answer = self
             .http
             .post(format!("{url}{path}"))
@@ -285,7 +310,9 @@ impl<'a> Members<'a> {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
-        Err(format!("{changes}: not applied within the change's time: {last}"))
+        Err(format!(
+            "{changes}: not applied within the change's time: {last}"
+        ))
     }
 
     /// Moves leadership to `to` and waits until the members name it
@@ -314,7 +341,12 @@ impl<'a> Members<'a> {
                 }
             }
         }
-        (leader, Err(format!("leadership did not reach {to} within the change's time: {last}")))
+        (
+            leader,
+            Err(format!(
+                "leadership did not reach {to} within the change's time: {last}"
+            )),
+        )
     }
 
     /// The registry follows a configuration: its voters and learners are
@@ -344,7 +376,10 @@ impl<'a> Members<'a> {
 
 /// The `error` of an error answer, else the answer itself.
 fn error_of(answer: &Value) -> String {
-    answer["error"].as_str().map(str::to_string).unwrap_or_else(|| answer.to_string())
+    answer["error"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| answer.to_string())
 }
 
 /// The leader a `421` names ("the leader is node 3"); `None` for 0.
@@ -383,7 +418,13 @@ pub async fn inject(nemesis: &Nemesis, rng: &mut ChaCha8Rng) -> anyhow::Result<V
     nemesis.recorder.nemesis(Fault::Member, start);
     let outcome = make(&members, &planned).await;
     let after = members.settle().await;
-    end(&nemesis.recorder, &planned, &targets, after.as_ref(), outcome);
+    end(
+        &nemesis.recorder,
+        &planned,
+        &targets,
+        after.as_ref(),
+        outcome,
+    );
     Ok(targets)
 }
 
@@ -473,8 +514,12 @@ pub async fn transfer(nemesis: &Nemesis, rng: &mut ChaCha8Rng) -> anyhow::Result
         tracing::warn!("transfer: no leader answered; no transfer this round");
         return Ok(Vec::new());
     };
-    let followers: Vec<u64> =
-        config.voters.iter().copied().filter(|v| name(*v) != from).collect();
+    let followers: Vec<u64> = config
+        .voters
+        .iter()
+        .copied()
+        .filter(|v| name(*v) != from)
+        .collect();
     // Drawn as the other faults draw (a u32), so a schedule is stable.
     if followers.is_empty() {
         return Ok(Vec::new());
@@ -498,6 +543,7 @@ pub async fn transfer(nemesis: &Nemesis, rng: &mut ChaCha8Rng) -> anyhow::Result
 
 #[cfg(test)]
 mod tests {
+    use super::proof::Proof;
     use super::*;
     use rand::SeedableRng;
 
@@ -506,7 +552,11 @@ mod tests {
         use Change::*;
         assert_eq!(allowed(3, 3, true), [Add, Replace], "3 of 3: never below 3");
         assert_eq!(allowed(4, 3, true), [Remove, RemoveLeader, Add, Replace]);
-        assert_eq!(allowed(5, 3, true), [Remove, RemoveLeader], "3 founders: at most 5");
+        assert_eq!(
+            allowed(5, 3, true),
+            [Remove, RemoveLeader],
+            "3 founders: at most 5"
+        );
         assert_eq!(allowed(7, 5, false), [Remove], "5 founders: at most 7");
         assert_eq!(allowed(6, 5, true).len(), 4);
         assert_eq!(allowed(1, 1, true), [Add]);
@@ -514,14 +564,21 @@ mod tests {
 
     #[test]
     fn a_drawn_change_names_its_nodes_and_never_removes_the_leader_unless_it_says_so() {
-        let before = Config { voters: vec![1, 2, 3, 4], learners: vec![], leader: 2 };
+        let before = Config {
+            voters: vec![1, 2, 3, 4],
+            learners: vec![],
+            leader: 2,
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..200 {
             let p = draw(&mut rng, &before, 3, 5).unwrap();
             seen.insert(p.change.word());
             assert_eq!(p.leader, p.remove == Some(2), "{p:?}");
-            assert_eq!(p.add.is_some(), matches!(p.change, Change::Add | Change::Replace));
+            assert_eq!(
+                p.add.is_some(),
+                matches!(p.change, Change::Add | Change::Replace)
+            );
             if p.leader {
                 assert!(p.transfer_to.is_some_and(|t| t != 2));
             }
@@ -535,13 +592,213 @@ mod tests {
         let body = json!({"voters": [1, 2, 4], "voters_outgoing": [], "learners": [5],
             "removed_at": null, "leader": 1});
         let c = Config::from_json(&body).unwrap();
-        assert_eq!(c, Config { voters: vec![1, 2, 4], learners: vec![5], leader: 1 });
-        assert_eq!(c.names(), json!({"voters": ["n1", "n2", "n4"], "learners": ["n5"]}));
+        assert_eq!(
+            c,
+            Config {
+                voters: vec![1, 2, 4],
+                learners: vec![5],
+                leader: 1
+            }
+        );
+        assert_eq!(
+            c.names(),
+            json!({"voters": ["n1", "n2", "n4"], "learners": ["n5"]})
+        );
         assert!(Config::from_json(&json!({"voters": "x"})).is_none());
-        let m = "this node does not lead; the leader is node 3 (0: none known); send the request there";
+        let m =
+            "this node does not lead; the leader is node 3 (0: none known); send the request there";
         assert_eq!(named_leader(m), Some(3));
         assert_eq!(named_leader("the leader is node 0 (0: none known)"), None);
         assert_eq!(named_leader("busy"), None);
         assert_eq!(id_of("n12"), Some(12));
+    }
+
+    /// The proof (node-api.md, eviction): a follower cut off by a
+    /// real partition (the process runtime's proxies; the target is the
+    /// node added first when it does not lead, so that its hello-telling
+    /// inbound proxy is what cuts it) is removed while away; after the heal
+    /// it learns it, halts (`removed`, submits answer 410), and the leader
+    /// and its term stay what they were for several election timeouts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_removed_while_partitioned_away_halts_after_the_heal_and_disrupts_nothing() {
+        let Some(proof) = Proof::start().await else {
+            return;
+        };
+        proof.run().await;
+    }
+}
+
+#[cfg(test)]
+mod proof {
+    use super::*;
+    use crate::runtime::process::{ProcessOptions, ProcessRuntime};
+    use crate::runtime::{AnyRuntime, ClusterSpec, Runtime};
+    use std::sync::Arc;
+    use tokio::sync::Mutex;
+
+    /// Election timeout of the nodes here (100 ms ticks × 10).
+    const ELECTION_MS: u64 = 1000;
+
+    pub(super) struct Proof {
+        nemesis: Nemesis,
+        _store: tempfile::TempDir,
+    }
+
+    fn node_binary() -> Option<std::path::PathBuf> {
+        let path = std::env::var_os("ORDEAL_NODE_BIN")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                crate::binary::target_dir()
+                    .join("debug")
+                    .join("ordeal-node")
+            });
+        if path.is_file() {
+            return Some(path);
+        }
+        eprintln!(
+            "SKIPPED the eviction proof: no {} (cargo build -p node)",
+            path.display()
+        );
+        None
+    }
+
+    impl Proof {
+        pub(super) async fn start() -> Option<Proof> {
+            let binary = node_binary()?;
+            let store = tempfile::tempdir().unwrap();
+            let flags = [
+                "--tick-ms",
+                "100",
+                "--election-tick",
+                "10",
+                "--heartbeat-tick",
+                "1",
+            ];
+            let spec = ClusterSpec {
+                sut: crate::sut::Sut::Ordeal,
+                nodes: 3,
+                binary,
+                node_args: flags.iter().map(|f| f.to_string()).collect(),
+                work_dir: store.path().join("work"),
+                run_label: format!("ordeal-{}-eviction", std::process::id()),
+                disk: None,
+            };
+            let mut rt = ProcessRuntime::new(spec, ProcessOptions::default());
+            rt.start().await.unwrap();
+            let nodes: Vec<(String, String)> = rt
+                .nodes()
+                .into_iter()
+                .map(|n| (n.clone(), rt.client_url(&n)))
+                .collect();
+            let probe = crate::probe::Probe::new(nodes.clone(), crate::sut::Sut::Ordeal).unwrap();
+            let timeout = Duration::from_secs(3);
+            let client = workloads::OrdealClient::new(
+                nodes.clone(),
+                workloads::Ack::Committed,
+                timeout,
+                "proof",
+            )
+            .unwrap();
+            let nemesis = Nemesis {
+                faults: Vec::new(),
+                membership: Membership::founders(&nodes),
+                founders: 3,
+                client: Arc::new(workloads::SutClient::Ordeal(client)),
+                runtime: Arc::new(Mutex::new(AnyRuntime::Process(Box::new(rt)))),
+                probe,
+                recorder: Recorder::create(&store.path().join("history.jsonl")).unwrap(),
+                interval: Duration::from_secs(10),
+                active: Default::default(),
+                seed: 1,
+                election_timeout_ms: ELECTION_MS,
+                aim_uncommitted_tail: false,
+            };
+            let first = Instant::now() + Duration::from_secs(30);
+            assert!(nemesis.probe.wait_recovered(first).await, "no first leader");
+            Some(Proof {
+                nemesis,
+                _store: store,
+            })
+        }
+
+        fn members(&self) -> Members<'_> {
+            Members::new(&self.nemesis, Instant::now() + Duration::from_secs(20)).unwrap()
+        }
+
+        async fn status(&self, node: &str) -> Value {
+            self.nemesis.probe.status(node).await.unwrap_or(Value::Null)
+        }
+
+        pub(super) async fn run(self) {
+            let members = self.members();
+            add(&members, 4).await.expect("n4 added and promoted");
+            let (leader, config) = members.leader().await.expect("a leader");
+            assert_eq!(config.voters, [1, 2, 3, 4]);
+            let away = if leader == "n4" { "n3" } else { "n4" }.to_string();
+            let g = crate::grudge::isolate(&away, &self.nemesis.members());
+            self.nemesis
+                .runtime
+                .lock()
+                .await
+                .partition(&g)
+                .await
+                .unwrap();
+            remove(&self.members(), id_of(&away).unwrap(), None)
+                .await
+                .expect("removed while away");
+            let (leader, config) = members.leader().await.expect("a leader");
+            assert!(!config.has(id_of(&away).unwrap()), "{config:?}");
+            let away_status = self.status(&away).await;
+            assert_eq!(
+                away_status["removed"], false,
+                "cut off, it cannot know: {away_status}"
+            );
+            // Away for two election timeouts: it campaigns meanwhile.
+            tokio::time::sleep(Duration::from_millis(2 * ELECTION_MS)).await;
+            let term = self.status(&leader).await["term"]
+                .as_u64()
+                .expect("the leader's term");
+            self.nemesis.runtime.lock().await.heal().await.unwrap();
+            self.wait_halted(&away).await;
+            self.assert_undisturbed(&leader, term).await;
+            self.nemesis.runtime.lock().await.teardown().await.unwrap();
+        }
+
+        /// The node comes back, learns it was removed and halts: `removed`
+        /// in its status, `410` to a submit.
+        async fn wait_halted(&self, away: &str) {
+            let until = Instant::now() + Duration::from_secs(15);
+            while !self.status(away).await["removed"]
+                .as_bool()
+                .unwrap_or(false)
+            {
+                assert!(Instant::now() < until, "{away} never learnt its removal");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let url = self.nemesis.membership.get(away).unwrap().url;
+            let body = json!({"id": "after-eviction", "payload": "x", "ack": "committed"});
+            let answer = reqwest::Client::new()
+                .post(format!("{url}/submit"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status().as_u16(), 410, "{away} must refuse submits");
+        }
+
+        /// The leader and its term stay as they were for five election
+        /// timeouts after the heal, on every member.
+        async fn assert_undisturbed(&self, leader: &str, term: u64) {
+            let until = Instant::now() + Duration::from_millis(5 * ELECTION_MS);
+            let want = id_of(leader).unwrap();
+            while Instant::now() < until {
+                for node in self.nemesis.members() {
+                    let s = self.status(&node).await;
+                    assert_eq!(s["leader"].as_u64(), Some(want), "{node}: {s}");
+                    assert_eq!(s["term"].as_u64(), Some(term), "{node}: {s}");
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
     }
 }

@@ -290,7 +290,11 @@ fn check_hosts(
     };
     let named = |f: &Fault| args.nemesis.split(',').any(|w| w.trim() == f.name());
     if let Some(f) = nemesis.iter().find(|f| !over_ssh(f) && named(f)) {
-        bail!("--nemesis {}: the ssh runtime cannot inject this fault ({})", f.name(), ssh_refusal(*f));
+        bail!(
+            "--nemesis {}: the ssh runtime cannot inject this fault ({})",
+            f.name(),
+            ssh_refusal(*f)
+        );
     }
     let dropped: Vec<&str> = nemesis
         .iter()

@@ -75,8 +75,12 @@ pub trait Runtime {
     /// [`Runtime::teardown`] removes it. It takes part once a member adds
     /// it (`POST /members`) at [`Added::peer_addr`]; nodes restarted later
     /// are given its address. `id` must be unused in this run.
-    async fn add_node(&mut self, id: usize, founders: &[usize], peers: &[usize])
-        -> anyhow::Result<Added>;
+    async fn add_node(
+        &mut self,
+        id: usize,
+        founders: &[usize],
+        peers: &[usize],
+    ) -> anyhow::Result<Added>;
     /// Base URL of a node's client API, e.g. `http://172.18.0.2:8001`,
     /// reachable from the harness process.
     fn client_url(&self, node: &str) -> String;

@@ -459,13 +459,20 @@ impl ProcessRuntime {
     ) -> anyhow::Result<super::Added> {
         let name = format!("n{id}");
         if self.spec.sut.peer_links() != PeerLinks::PerPair {
-            bail!("{} cannot take nodes added during a run", self.spec.sut.name());
+            bail!(
+                "{} cannot take nodes added during a run",
+                self.spec.sut.name()
+            );
         }
         if id == 0 || id > ADDED_ID_MAX || self.find(&name).is_ok() {
             bail!("cannot add {name}: ids run from 1 to {ADDED_ID_MAX} and are used once");
         }
         let ip = Ipv4Addr::new(127, 0, 0, id as u8);
-        let addrs = NodeAddrs { ip, peer_port: free_port(ip)?, client_port: free_port(ip)? };
+        let addrs = NodeAddrs {
+            ip,
+            peer_port: free_port(ip)?,
+            client_port: free_port(ip)?,
+        };
         let own = SocketAddr::from((ip, addrs.peer_port));
         let inbound = TcpListener::bind((ip, 0))
             .await
@@ -478,13 +485,19 @@ impl ProcessRuntime {
                 .await
                 .with_context(|| format!("binding the proxy {name}->n{peer_id}"))?;
             links.push((peer_id, listener.local_addr()?.to_string()));
-            self.add_proxy(listener, target, Sender::Fixed(name.clone()), format!("n{peer_id}"));
+            self.add_proxy(
+                listener,
+                target,
+                Sender::Fixed(name.clone()),
+                format!("n{peer_id}"),
+            );
         }
         for node in &mut self.nodes {
             node.peers.push((id, peer_addr.clone()));
         }
         let dir = self.spec.work_dir.join(&name);
-        fs::create_dir_all(dir.join("data")).with_context(|| format!("creating {}", dir.display()))?;
+        fs::create_dir_all(dir.join("data"))
+            .with_context(|| format!("creating {}", dir.display()))?;
         fs::write(clock_file(&dir), "+0 x1\n").context("writing the clock file")?;
         if let (Some(spec), Some(disks)) = (&self.spec.disk, self.disks.as_mut()) {
             disks.mount_one(spec, id as u64 - 1, &name, &dir)?;
@@ -502,7 +515,11 @@ impl ProcessRuntime {
         });
         self.spawn(self.nodes.len() - 1)?;
         let url = self.client_url(&name);
-        Ok(super::Added { name, url, peer_addr })
+        Ok(super::Added {
+            name,
+            url,
+            peer_addr,
+        })
     }
 
     /// The real peer address of each started node among `ids`.
