@@ -761,7 +761,35 @@ mod proof {
             self.nemesis.runtime.lock().await.heal().await.unwrap();
             self.wait_halted(&away).await;
             self.assert_undisturbed(&leader, term).await;
+            self.remove_the_leader(&leader).await;
             self.nemesis.runtime.lock().await.teardown().await.unwrap();
+        }
+
+        /// Removing the leader: leadership moves first (`POST /transfer`),
+        /// then the new leader removes the old one, which halts.
+        async fn remove_the_leader(&self, leader: &str) {
+            let members = self.members();
+            remove(&members, id_of(leader).unwrap(), None)
+                .await
+                .expect("the leader removed");
+            let (now, config) = members.leader().await.expect("a new leader");
+            assert_ne!(now, leader);
+            assert_eq!(config.voters.len(), 2, "{config:?}");
+            assert!(!config.has(id_of(leader).unwrap()), "{config:?}");
+            let registry = &self.nemesis.membership;
+            assert_eq!(registry.get(leader).unwrap().standing, Standing::Removed);
+            let (to, moved) = members
+                .transfer(
+                    &config
+                        .voters
+                        .iter()
+                        .map(|v| name(*v))
+                        .find(|v| *v != now)
+                        .unwrap(),
+                )
+                .await;
+            moved.expect("leadership transferred");
+            assert_ne!(to.as_deref(), Some(now.as_str()));
         }
 
         /// The node comes back, learns it was removed and halts: `removed`
