@@ -101,5 +101,23 @@ fn member_adds_and_removes_nodes_and_the_run_stays_valid() {
 fn docker_member_adds_and_removes_containers_and_the_run_stays_valid() {
     if docker_available("docker_member") {
         member_check("docker");
+        // Every node's data volume (founders' and added nodes') is gone.
+        let out = std::process::Command::new("docker")
+            .args([
+                "volume",
+                "ls",
+                "--filter",
+                "label=ordeal=1",
+                "--format",
+                "{{.Name}}",
+            ])
+            .output()
+            .unwrap();
+        let left: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|v| v.contains("-11-n") && v.ends_with("-data"))
+            .map(str::to_string)
+            .collect();
+        assert!(left.is_empty(), "volumes left behind: {left:?}");
     }
 }
