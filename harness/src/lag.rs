@@ -60,7 +60,9 @@ fn leader_of(statuses: &BTreeMap<String, Value>) -> Option<(String, &Value)> {
 /// The leader, its compactions counter and applied index, when a leader
 /// answers.
 async fn leader_compactions(nemesis: &Nemesis) -> Option<(String, u64, u64)> {
-    let statuses = nemesis.probe.statuses().await;
+    let members = nemesis.members();
+    let mut statuses = nemesis.probe.statuses().await;
+    statuses.retain(|node, _| members.contains(node));
     let (leader, status) = leader_of(&statuses)?;
     let applied = status["applied_index"].as_u64().unwrap_or(0);
     Some((leader, status["compactions"].as_u64()?, applied))

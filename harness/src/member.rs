@@ -224,19 +224,9 @@ impl<'a> Members<'a> {
     /// The leader most members name, when one does and it answers
     /// `GET /members` as the leader.
     pub async fn leader(&self) -> Option<(String, Config)> {
-        let mut votes: std::collections::BTreeMap<u64, usize> = Default::default();
-        for node in self.registry().members() {
-            let status = self.nemesis.probe.status(&node).await;
-            if let Some(l) = status
-                .and_then(|s| s["leader"].as_u64())
-                .filter(|l| *l != 0)
-            {
-                *votes.entry(l).or_default() += 1;
-            }
-        }
-        let (id, _) = votes.into_iter().max_by_key(|(_, n)| *n)?;
-        let config = self.config(&name(id)).await?;
-        (config.leader == id).then(|| (name(id), config))
+        let leader = self.nemesis.leader().await?;
+        let config = self.config(&leader).await?;
+        (config.leader == id_of(&leader)?).then_some((leader, config))
     }
 
     /// The leader, asked until one answers or the deadline passes.

@@ -122,6 +122,14 @@ impl Nemesis {
         self.membership.members()
     }
 
+    /// The leader most members name, when it is a member (a removed node
+    /// may still name the leader it last knew).
+    pub async fn leader(&self) -> Option<String> {
+        let members = self.members();
+        let leader = self.probe.leader_among(&members).await?;
+        members.contains(&leader).then_some(leader)
+    }
+
     /// Runs fault cycles until `stop` turns true, then heals what is in force.
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
         if self.faults.is_empty() {
@@ -165,7 +173,7 @@ impl Nemesis {
     /// else any node. Without aiming the draws are what they always were.
     async fn pick_targets(&self, rng: &mut ChaCha8Rng) -> (Vec<String>, &'static str) {
         if rng.gen_bool(0.5) {
-            if let Some(leader) = self.probe.leader().await {
+            if let Some(leader) = self.leader().await {
                 return (vec![leader], "leader");
             }
         }
@@ -237,7 +245,7 @@ impl Nemesis {
         let kinds = GrudgeKind::for_nodes(nodes.len());
         let mut kind = *kinds.choose(rng).expect("kinds");
         let g = match kind {
-            GrudgeKind::IsolateLeader => match self.probe.leader().await {
+            GrudgeKind::IsolateLeader => match self.leader().await {
                 Some(leader) => grudge::isolate(&leader, &nodes),
                 None => {
                     kind = GrudgeKind::IsolateOne;
