@@ -800,6 +800,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ordeal_senders_are_told_by_their_hello_frame() {
+        let mut hello = vec![9, 0, 0, 0, 1];
+        hello.extend_from_slice(&12u64.to_le_bytes());
+        assert_eq!(hello_sender(&hello), Some("n12".into()));
+        let mut raft = hello.clone();
+        raft[4] = 2;
+        assert_eq!(hello_sender(&raft), None, "not a hello frame");
+        assert_eq!(hello_sender(&hello[..12]), None, "cut short");
+    }
+
+    #[test]
     fn etcd_senders_are_told_by_their_peer_urls_header() {
         let senders = vec![
             ("http://127.0.0.1:4001".to_string(), "n1".to_string()),
