@@ -529,6 +529,40 @@ mod tests {
     }
 
     #[test]
+    fn membership_faults_are_ordeal_only_and_refused_over_ssh_naming_why() {
+        use clap::Parser;
+        let plan = |flags: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from([&["harness"], flags].concat()).unwrap();
+            Plan::from_args(&cli.test, false)
+        };
+        let error = |flags: &[&str]| format!("{:#}", plan(flags).unwrap_err());
+        let ok = plan(&["--nemesis", "all", "--runtime", "process"]).unwrap();
+        assert!(ok.nemesis.contains(&Fault::Member) && ok.nemesis.contains(&Fault::Transfer));
+        let etcd = [
+            "--sut",
+            "etcd",
+            "--workload",
+            "register",
+            "--runtime",
+            "process",
+        ];
+        let e = error(&[&etcd[..], &["--nemesis", "member"]].concat());
+        assert!(
+            e.contains("cannot reach etcd") && e.contains("POST /members"),
+            "{e}"
+        );
+        let all = plan(&[&etcd[..], &["--nemesis", "all"]].concat()).unwrap();
+        assert!(!all.nemesis.contains(&Fault::Member) && !all.nemesis.contains(&Fault::Transfer));
+        let e = error(&["--hosts", "a,b,c", "--nemesis", "transfer"]);
+        assert!(
+            e.contains("ssh runtime cannot inject") && e.contains("one host per node"),
+            "{e}"
+        );
+        let ssh_all = plan(&["--hosts", "a,b,c", "--nemesis", "all"]).unwrap();
+        assert!(!ssh_all.nemesis.contains(&Fault::Member));
+    }
+
+    #[test]
     fn ssh_hosts_go_with_the_ssh_runtime_one_per_node() {
         use clap::Parser;
         let plan = |flags: &[&str]| {
