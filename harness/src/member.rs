@@ -270,7 +270,14 @@ impl<'a> Members<'a> {
     /// Sends `changes` to the leader until one answers `200` or `goal`
     /// holds of the leader's configuration (a change whose answer was lost
     /// may have applied); bounded by the deadline. Returns the last error.
-    async fn change(&self, changes: Value, goal: impl Fn(&Config) -> bool) -> Result<(), String> {
+    /// When `not_by` leads, returns [`Sent::ItLeads`] without sending (a
+    /// leader does not remove itself).
+    async fn change(
+        &self,
+        changes: Value,
+        goal: impl Fn(&Config) -> bool,
+        not_by: Option<&str>,
+    ) -> Result<Sent, String> {
         let body = json!({ "changes": changes });
         let mut backoff = BACKOFF_MIN;
         let mut last = "no leader answered".to_string();
@@ -280,13 +287,17 @@ impl<'a> Members<'a> {
                 Some(l) => Some(l),
                 None => self.leader().await.map(|(l, _)| l),
             };
+            if leader.is_some() && leader.as_deref() == not_by {
+                return Ok(Sent::ItLeads);
+            }
             if let Some(leader) = leader {
                 match self.post(&leader, "/members", &body).await {
-                    Ok((200, _)) => return Ok(()),
+                    Ok((200, _)) => return Ok(Sent::Applied),
                     Ok((421, answer)) => {
                         last = error_of(&answer);
                         to = named_leader(&last).map(name);
                         if to.is_some() {
+                            tokio::time::sleep(BACKOFF_MIN).await;
                             continue;
                         }
                     }
@@ -294,7 +305,7 @@ impl<'a> Members<'a> {
                     Err(e) => last = e,
                 }
                 if self.config(&leader).await.is_some_and(|c| goal(&c)) {
-                    return Ok(());
+                    return Ok(Sent::Applied);
                 }
             }
             tokio::time::sleep(backoff).await;
@@ -362,6 +373,15 @@ impl<'a> Members<'a> {
         self.follow(&config);
         Some(config)
     }
+}
+
+/// How [`Members::change`] ended, when not in error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// The change is applied.
+    Applied,
+    /// The node the change must not go through leads: nothing was sent.
+    ItLeads,
 }
 
 /// The `error` of an error answer, else the answer itself.
@@ -468,28 +488,40 @@ async fn add(members: &Members<'_>, id: u64) -> Result<(), String> {
     nemesis.client.add_node(&added.name, &added.url);
     nemesis.probe.add_node(&added.name, &added.url);
     let change = json!([{"op": "add", "id": id, "addr": added.peer_addr}]);
-    members.change(change, |c| c.has(id)).await?;
+    members.change(change, |c| c.has(id), None).await?;
     members.settle().await;
     let promote = json!([{"op": "promote", "id": id}]);
-    members.change(promote, |c| c.voters.contains(&id)).await?;
+    members
+        .change(promote, |c| c.voters.contains(&id), None)
+        .await?;
     members.settle().await;
     Ok(())
 }
 
-/// Removes `n<id>`; when it leads, leadership goes to `transfer_to` (or
-/// another voter) first.
+/// Removes `n<id>`; whenever it leads, leadership goes to `transfer_to`
+/// (or another voter) first.
 async fn remove(members: &Members<'_>, id: u64, transfer_to: Option<u64>) -> Result<(), String> {
-    if let Some((leader, config)) = members.leader().await {
-        if leader == name(id) {
-            let to = transfer_to
-                .filter(|t| config.voters.contains(t))
-                .or_else(|| config.voters.iter().copied().find(|v| *v != id))
-                .ok_or_else(|| format!("{leader} leads and is the only voter"))?;
-            members.transfer(&name(to)).await.1?;
+    let node = name(id);
+    let change = json!([{"op": "remove", "id": id}]);
+    loop {
+        match members
+            .change(change.clone(), |c| !c.has(id), Some(&node))
+            .await?
+        {
+            Sent::Applied => break,
+            Sent::ItLeads => {
+                let (_, config) = members
+                    .leader()
+                    .await
+                    .ok_or("the leader stopped answering")?;
+                let to = transfer_to
+                    .filter(|t| config.voters.contains(t))
+                    .or_else(|| config.voters.iter().copied().find(|v| *v != id))
+                    .ok_or_else(|| format!("{node} leads and is the only voter"))?;
+                members.transfer(&name(to)).await.1?;
+            }
         }
     }
-    let change = json!([{"op": "remove", "id": id}]);
-    members.change(change, |c| !c.has(id)).await?;
     members.settle().await;
     Ok(())
 }
