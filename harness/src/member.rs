@@ -643,7 +643,27 @@ mod tests {
     /// and its term stay what they were for several election timeouts.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_node_removed_while_partitioned_away_halts_after_the_heal_and_disrupts_nothing() {
-        let Some(proof) = Proof::start().await else {
+        let Some(proof) = Proof::start(false).await else {
+            return;
+        };
+        proof.run().await;
+    }
+
+    /// The same over Docker: the partition is nft rules inside the
+    /// containers. Skipped loudly without a daemon, failed with
+    /// `ORDEAL_REQUIRE_DOCKER=1`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn docker_a_node_removed_while_partitioned_away_halts_after_the_heal() {
+        if !crate::runtime::docker::daemon_answers() {
+            let required = std::env::var("ORDEAL_REQUIRE_DOCKER").as_deref() == Ok("1");
+            assert!(
+                !required,
+                "ORDEAL_REQUIRE_DOCKER=1 but no Docker daemon answers"
+            );
+            eprintln!("SKIPPED the Docker eviction proof: no Docker daemon answers");
+            return;
+        }
+        let Some(proof) = Proof::start(true).await else {
             return;
         };
         proof.run().await;
@@ -685,7 +705,7 @@ mod proof {
     }
 
     impl Proof {
-        pub(super) async fn start() -> Option<Proof> {
+        pub(super) async fn start(docker: bool) -> Option<Proof> {
             let binary = node_binary()?;
             let store = tempfile::tempdir().unwrap();
             let flags = [
@@ -705,7 +725,14 @@ mod proof {
                 run_label: format!("ordeal-{}-eviction", std::process::id()),
                 disk: None,
             };
-            let mut rt = ProcessRuntime::new(spec, ProcessOptions::default());
+            let mut rt = if docker {
+                crate::runtime::docker::build(spec).unwrap()
+            } else {
+                AnyRuntime::Process(Box::new(ProcessRuntime::new(
+                    spec,
+                    ProcessOptions::default(),
+                )))
+            };
             rt.start().await.unwrap();
             let nodes: Vec<(String, String)> = rt
                 .nodes()
@@ -726,7 +753,7 @@ mod proof {
                 membership: Membership::founders(&nodes),
                 founders: 3,
                 client: Arc::new(workloads::SutClient::Ordeal(client)),
-                runtime: Arc::new(Mutex::new(AnyRuntime::Process(Box::new(rt)))),
+                runtime: Arc::new(Mutex::new(rt)),
                 probe,
                 recorder: Recorder::create(&store.path().join("history.jsonl")).unwrap(),
                 interval: Duration::from_secs(10),
