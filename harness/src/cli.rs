@@ -147,8 +147,9 @@ pub struct TestArgs {
     #[arg(long, default_value = "ordering")]
     pub workload: String,
     /// Faults to inject: none, kill, pause, partition, clock, lag, power,
-    /// torn, slow-disk, disk-error, all, or a comma-separated list
-    /// (kill,partition). The disk faults need FUSE (root and /dev/fuse).
+    /// torn, slow-disk, disk-error, member, transfer, all, or a
+    /// comma-separated list (kill,partition). The disk faults need FUSE
+    /// (root and /dev/fuse).
     #[arg(long, default_value = "none")]
     pub nemesis: String,
     /// Number of nodes (3 or 5 are typical; at least 1, at most 9).

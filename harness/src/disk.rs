@@ -136,6 +136,20 @@ impl Disks {
         Ok(disks)
     }
 
+    /// Mounts one more node's data directory (a node added during the
+    /// run), seeded as node `index` of [`Disks::mount`] would be.
+    pub fn mount_one(
+        &mut self,
+        spec: &DiskSpec,
+        index: u64,
+        node: &str,
+        dir: &Path,
+    ) -> anyhow::Result<()> {
+        let disk = mount_node(spec, spec.seed.wrapping_add(index), node, dir)?;
+        self.disks.push(disk);
+        Ok(())
+    }
+
     /// The node's data directory (the mount point) on the host.
     pub fn mountpoint(&self, node: &str) -> Option<&Path> {
         self.find(node).ok().map(|d| d.mountpoint.as_path())

@@ -60,7 +60,9 @@ fn leader_of(statuses: &BTreeMap<String, Value>) -> Option<(String, &Value)> {
 /// The leader, its compactions counter and applied index, when a leader
 /// answers.
 async fn leader_compactions(nemesis: &Nemesis) -> Option<(String, u64, u64)> {
-    let statuses = nemesis.probe.statuses().await;
+    let members = nemesis.members();
+    let mut statuses = nemesis.probe.statuses().await;
+    statuses.retain(|node, _| members.contains(node));
     let (leader, status) = leader_of(&statuses)?;
     let applied = status["applied_index"].as_u64().unwrap_or(0);
     Some((leader, status["compactions"].as_u64()?, applied))
@@ -73,14 +75,14 @@ pub async fn inject(nemesis: &Nemesis, rng: &mut ChaCha8Rng) -> anyhow::Result<L
         .await
         .map(|(leader, compactions, _)| (leader, compactions));
     let leader = baseline.as_ref().map(|(l, _)| l.clone());
-    let followers: Vec<&String> = nemesis
-        .nodes
+    let members = nemesis.members();
+    let followers: Vec<&String> = members
         .iter()
         .filter(|n| Some(*n) != leader.as_ref())
         .collect();
     let target = match followers.choose(rng) {
         Some(t) => (*t).clone(),
-        None => nemesis.nodes.choose(rng).expect("nodes").clone(),
+        None => members.choose(rng).expect("a member").clone(),
     };
     let applied_index = nemesis
         .probe
@@ -88,7 +90,7 @@ pub async fn inject(nemesis: &Nemesis, rng: &mut ChaCha8Rng) -> anyhow::Result<L
         .await
         .and_then(|s| s["applied_index"].as_u64())
         .unwrap_or(0);
-    let g = grudge::isolate(&target, &nemesis.nodes);
+    let g = grudge::isolate(&target, &members);
     nemesis.recorder.nemesis(
         Fault::Lag,
         json!({"phase": "start", "targets": [target], "grudge": g, "leader": leader,

@@ -7,6 +7,12 @@
 //! each kind once per round in a seeded order, so that a mix of k kinds has
 //! shown every one of them after k cycles.
 //!
+//! Every fault draws its targets among the nodes that are members now
+//! (the registry, [`crate::membership`]), which the `member` nemesis
+//! changes ([`crate::member`]); `member` and `transfer` record their end as
+//! soon as the change is made, and the hold that follows has nothing to
+//! undo.
+//!
 //! Kill and pause take the leader half the time (Jepsen's primaries); with
 //! `--aim-uncommitted-tail` (set by the soak when its Raft coverage shows
 //! few restarts with an uncommitted tail) the other half prefers a node
@@ -45,6 +51,10 @@ enum Active {
     Clock(Vec<String>, Option<JoinHandle<()>>),
     Lag(Vec<String>, crate::lag::Lagging),
     Disk(crate::disk::DiskActive),
+    /// A membership change, already made and recorded.
+    Member(Vec<String>),
+    /// A leadership transfer, already made and recorded.
+    Transfer(Vec<String>),
 }
 
 impl Active {
@@ -56,6 +66,8 @@ impl Active {
             Active::Clock(..) => Fault::Clock,
             Active::Lag(..) => Fault::Lag,
             Active::Disk(d) => d.fault,
+            Active::Member(_) => Fault::Member,
+            Active::Transfer(_) => Fault::Transfer,
         }
     }
 
@@ -65,7 +77,9 @@ impl Active {
             | Active::Pause(t)
             | Active::Partition(t)
             | Active::Clock(t, _)
-            | Active::Lag(t, _) => t,
+            | Active::Lag(t, _)
+            | Active::Member(t)
+            | Active::Transfer(t) => t,
             Active::Disk(d) => &d.targets,
         }
     }
@@ -75,8 +89,13 @@ impl Active {
 pub struct Nemesis {
     /// Faults to choose from.
     pub faults: Vec<Fault>,
-    /// Node names.
-    pub nodes: Vec<String>,
+    /// The nodes started and where they stand; faults choose among the
+    /// members, and the `member` nemesis changes it.
+    pub membership: crate::membership::Membership,
+    /// How many nodes founded the cluster (`n1..=nN`).
+    pub founders: usize,
+    /// The workers' client, told of nodes the `member` nemesis starts.
+    pub client: Arc<workloads::SutClient>,
     /// The cluster.
     pub runtime: Arc<Mutex<AnyRuntime>>,
     /// Status queries (to find the leader, to observe clocks).
@@ -97,6 +116,20 @@ pub struct Nemesis {
 }
 
 impl Nemesis {
+    /// The nodes that are members now (voters and learners), which every
+    /// fault chooses its targets among.
+    pub fn members(&self) -> Vec<String> {
+        self.membership.members()
+    }
+
+    /// The leader most members name, when it is a member (a removed node
+    /// may still name the leader it last knew).
+    pub async fn leader(&self) -> Option<String> {
+        let members = self.members();
+        let leader = self.probe.leader_among(&members).await?;
+        members.contains(&leader).then_some(leader)
+    }
+
     /// Runs fault cycles until `stop` turns true, then heals what is in force.
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
         if self.faults.is_empty() {
@@ -140,7 +173,7 @@ impl Nemesis {
     /// else any node. Without aiming the draws are what they always were.
     async fn pick_targets(&self, rng: &mut ChaCha8Rng) -> (Vec<String>, &'static str) {
         if rng.gen_bool(0.5) {
-            if let Some(leader) = self.probe.leader().await {
+            if let Some(leader) = self.leader().await {
                 return (vec![leader], "leader");
             }
         }
@@ -150,8 +183,9 @@ impl Nemesis {
                 return (vec![node.clone()], "uncommitted_tail");
             }
         }
+        let members = self.members();
         (
-            vec![self.nodes.choose(rng).expect("nodes").clone()],
+            vec![members.choose(rng).expect("a member").clone()],
             "random",
         )
     }
@@ -190,7 +224,8 @@ impl Nemesis {
             Fault::Power | Fault::Torn | Fault::SlowDisk | Fault::DiskError => {
                 let (rt, rec) = (&self.runtime, &self.recorder);
                 let et = self.election_timeout_ms;
-                crate::disk::inject(fault, rng, losses, rt, rec, &self.nodes, et)
+                let members = self.members();
+                crate::disk::inject(fault, rng, losses, rt, rec, &members, et)
                     .await
                     .map(Active::Disk)
             }
@@ -198,28 +233,31 @@ impl Nemesis {
                 let lagging = crate::lag::inject(self, rng).await?;
                 Ok(Active::Lag(vec![lagging.target.clone()], lagging))
             }
+            Fault::Member => Ok(Active::Member(crate::member::inject(self, rng).await?)),
+            Fault::Transfer => Ok(Active::Transfer(crate::member::transfer(self, rng).await?)),
         }
     }
 
     async fn partition(&self, rng: &mut ChaCha8Rng) -> anyhow::Result<Active> {
-        let mut order = self.nodes.clone();
+        let nodes = self.members();
+        let mut order = nodes.clone();
         order.shuffle(rng);
-        let kinds = GrudgeKind::for_nodes(self.nodes.len());
+        let kinds = GrudgeKind::for_nodes(nodes.len());
         let mut kind = *kinds.choose(rng).expect("kinds");
         let g = match kind {
-            GrudgeKind::IsolateLeader => match self.probe.leader().await {
-                Some(leader) => grudge::isolate(&leader, &self.nodes),
+            GrudgeKind::IsolateLeader => match self.leader().await {
+                Some(leader) => grudge::isolate(&leader, &nodes),
                 None => {
                     kind = GrudgeKind::IsolateOne;
-                    grudge::isolate(&order[0], &self.nodes)
+                    grudge::isolate(&order[0], &nodes)
                 }
             },
-            GrudgeKind::IsolateOne => grudge::isolate(&order[0], &self.nodes),
+            GrudgeKind::IsolateOne => grudge::isolate(&order[0], &nodes),
             GrudgeKind::Halves => grudge::halves(&order),
             GrudgeKind::MajoritiesRing => grudge::majorities_ring(&order),
             GrudgeKind::Bridge => grudge::bridge(&order),
         };
-        let targets: Vec<String> = grudge::isolated_side(&g, &self.nodes);
+        let targets: Vec<String> = grudge::isolated_side(&g, &nodes);
         self.recorder.nemesis(
             Fault::Partition,
             json!({"phase": "start", "targets": targets, "grudge": g, "grudge_kind": kind}),
@@ -229,7 +267,7 @@ impl Nemesis {
     }
 
     async fn clock(&self, rng: &mut ChaCha8Rng) -> anyhow::Result<Active> {
-        let target = self.nodes.choose(rng).expect("nodes").clone();
+        let target = self.members().choose(rng).expect("a member").clone();
         let mode = *ClockMode::ALL.choose(rng).expect("modes");
         let setting = match mode {
             ClockMode::Rate => ClockSetting {
@@ -288,6 +326,9 @@ impl Nemesis {
     }
 
     async fn heal(&self, active: Active) -> anyhow::Result<()> {
+        if let Active::Member(_) | Active::Transfer(_) = active {
+            return Ok(());
+        }
         let f = active.fault();
         let targets = active.targets().to_vec();
         let mut rt = self.runtime.lock().await;
@@ -312,6 +353,7 @@ impl Nemesis {
                 }
             }
             Active::Disk(d) => crate::disk::heal(&d, &mut rt).await?,
+            Active::Member(_) | Active::Transfer(_) => {}
         }
         drop(rt);
         let value: Value = json!({"phase": "end", "targets": targets});

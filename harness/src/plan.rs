@@ -47,6 +47,11 @@ pub enum Fault {
     SlowDisk,
     /// fsync fails with EIO on one node.
     DiskError,
+    /// Consenter-set changes: remove a voter, add a fresh node (learner,
+    /// then voter), remove the leader (after a transfer), replace a node.
+    Member,
+    /// Leadership moved to a chosen follower (`POST /transfer`).
+    Transfer,
 }
 
 impl Fault {
@@ -62,6 +67,8 @@ impl Fault {
             Fault::Torn => "torn",
             Fault::SlowDisk => "slow-disk",
             Fault::DiskError => "disk-error",
+            Fault::Member => "member",
+            Fault::Transfer => "transfer",
         }
     }
 }
@@ -158,6 +165,8 @@ pub fn parse_nemesis(text: &str) -> anyhow::Result<Vec<Fault>> {
                     Fault::Partition,
                     Fault::Clock,
                     Fault::Lag,
+                    Fault::Member,
+                    Fault::Transfer,
                 ]);
                 set.extend(crate::disk::DISK_FAULTS);
             }
@@ -170,7 +179,9 @@ pub fn parse_nemesis(text: &str) -> anyhow::Result<Vec<Fault>> {
             "torn" => _ = set.insert(Fault::Torn),
             "slow-disk" => _ = set.insert(Fault::SlowDisk),
             "disk-error" => _ = set.insert(Fault::DiskError),
-            other => bail!("--nemesis: unknown fault `{other}` (expected none, kill, pause, partition, clock, lag, power, torn, slow-disk, disk-error, all or a comma list)"),
+            "member" => _ = set.insert(Fault::Member),
+            "transfer" => _ = set.insert(Fault::Transfer),
+            other => bail!("--nemesis: unknown fault `{other}` (expected none, kill, pause, partition, clock, lag, power, torn, slow-disk, disk-error, member, transfer, all or a comma list)"),
         }
     }
     Ok(set.into_iter().collect())
@@ -247,7 +258,8 @@ fn resolve_runtime(
 
 /// Hosts go with `--runtime ssh` alone, one per node; the ssh runtime
 /// drives kill, pause, partition, clock and lag faults, and refuses the
-/// rest when named (`all` drops them, with a note).
+/// rest when named (`all` drops them, with a note): disk faults, and the
+/// membership faults (a node added needs a host nobody named).
 fn check_hosts(
     runtime: RuntimeKind,
     hosts: Option<Vec<crate::ssh::HostSpec>>,
@@ -279,8 +291,9 @@ fn check_hosts(
     let named = |f: &Fault| args.nemesis.split(',').any(|w| w.trim() == f.name());
     if let Some(f) = nemesis.iter().find(|f| !over_ssh(f) && named(f)) {
         bail!(
-            "--nemesis {}: the ssh runtime cannot inject this fault yet (disk faults over ssh are not supported)",
-            f.name()
+            "--nemesis {}: the ssh runtime cannot inject this fault ({})",
+            f.name(),
+            ssh_refusal(*f)
         );
     }
     let dropped: Vec<&str> = nemesis
@@ -290,12 +303,20 @@ fn check_hosts(
         .collect();
     if !dropped.is_empty() {
         eprintln!(
-            "--nemesis all: without {} over ssh (disk faults are not supported there)",
+            "--nemesis all: without {} over ssh (disk faults are not supported there; membership faults need hosts for the nodes they add)",
             dropped.join(", ")
         );
     }
     nemesis.retain(over_ssh);
     Ok(hosts)
+}
+
+/// Why the ssh runtime refuses a fault it does not drive.
+fn ssh_refusal(fault: Fault) -> &'static str {
+    match fault {
+        Fault::Member | Fault::Transfer => "membership faults start nodes during the run, and the ssh runtime has one host per node named before it",
+        _ => "disk faults over ssh are not supported",
+    }
 }
 
 /// The disk faults: refused by name when FUSE cannot be had or the system
@@ -491,7 +512,11 @@ mod tests {
             parse_nemesis("partition,kill").unwrap(),
             vec![Fault::Kill, Fault::Partition]
         );
-        assert_eq!(parse_nemesis("all").unwrap().len(), 9);
+        assert_eq!(parse_nemesis("all").unwrap().len(), 11);
+        assert_eq!(
+            parse_nemesis("member,transfer").unwrap(),
+            vec![Fault::Member, Fault::Transfer]
+        );
         assert_eq!(parse_nemesis("lag").unwrap(), vec![Fault::Lag]);
         assert_eq!(
             parse_nemesis("slow-disk,power").unwrap(),
@@ -501,6 +526,40 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`kil`"));
+    }
+
+    #[test]
+    fn membership_faults_are_ordeal_only_and_refused_over_ssh_naming_why() {
+        use clap::Parser;
+        let plan = |flags: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from([&["harness"], flags].concat()).unwrap();
+            Plan::from_args(&cli.test, false)
+        };
+        let error = |flags: &[&str]| format!("{:#}", plan(flags).unwrap_err());
+        let ok = plan(&["--nemesis", "all", "--runtime", "process"]).unwrap();
+        assert!(ok.nemesis.contains(&Fault::Member) && ok.nemesis.contains(&Fault::Transfer));
+        let etcd = [
+            "--sut",
+            "etcd",
+            "--workload",
+            "register",
+            "--runtime",
+            "process",
+        ];
+        let e = error(&[&etcd[..], &["--nemesis", "member"]].concat());
+        assert!(
+            e.contains("cannot reach etcd") && e.contains("POST /members"),
+            "{e}"
+        );
+        let all = plan(&[&etcd[..], &["--nemesis", "all"]].concat()).unwrap();
+        assert!(!all.nemesis.contains(&Fault::Member) && !all.nemesis.contains(&Fault::Transfer));
+        let e = error(&["--hosts", "a,b,c", "--nemesis", "transfer"]);
+        assert!(
+            e.contains("ssh runtime cannot inject") && e.contains("one host per node"),
+            "{e}"
+        );
+        let ssh_all = plan(&["--hosts", "a,b,c", "--nemesis", "all"]).unwrap();
+        assert!(!ssh_all.nemesis.contains(&Fault::Member));
     }
 
     #[test]

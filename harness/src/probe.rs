@@ -105,10 +105,14 @@ impl Probe {
         out
     }
 
-    /// The leader most nodes report, as a node name.
-    pub async fn leader(&self) -> Option<String> {
+    /// The leader most of `nodes` report, as a node name (the nemesis asks
+    /// the members: a removed node may name the leader it last knew).
+    pub async fn leader_among(&self, nodes: &[String]) -> Option<String> {
         let mut votes: BTreeMap<u64, usize> = BTreeMap::new();
-        for s in self.statuses().await.values() {
+        for node in nodes {
+            let Some(s) = self.status(node).await else {
+                continue;
+            };
             if let Some(l) = s["leader"].as_u64().filter(|&l| l != 0) {
                 *votes.entry(l).or_default() += 1;
             }

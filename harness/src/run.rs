@@ -188,7 +188,8 @@ async fn drive(
     if let (Workload::Ordering, SutClient::Ordeal(client)) = (plan.workload, &*client) {
         final_reads(client, &history.recorder, &plan.nodes).await;
     }
-    collect(plan, &runtime, &cluster.probe, run_dir, &plan.nodes).await?;
+    let started = runtime.lock().await.nodes();
+    collect(plan, &runtime, &cluster.probe, run_dir, &started).await?;
     history.close()?;
     Ok(Driven {
         events: history.recorder.len(),
@@ -293,7 +294,9 @@ fn assemble(
     let active = Arc::new(std::sync::Mutex::new(Vec::new()));
     let nemesis = Nemesis {
         faults: plan.nemesis.clone(),
-        nodes: plan.nodes.clone(),
+        membership: crate::membership::Membership::founders(&cluster.nodes),
+        founders: cluster.nodes.len(),
+        client: client.clone(),
         runtime,
         probe: cluster.probe.clone(),
         recorder: recorder.clone(),

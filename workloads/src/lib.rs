@@ -134,4 +134,14 @@ impl SutClient {
             SutClient::Etcd(c) => c.invoke(inv, node_index).await,
         }
     }
+
+    /// Appends a node the `member` nemesis started and returns its index;
+    /// `None` for a system whose nodes are fixed (etcd: the harness does
+    /// not change its membership).
+    pub fn add_node(&self, name: &str, url: &str) -> Option<usize> {
+        match self {
+            SutClient::Ordeal(c) => Some(c.add_node(name, url)),
+            SutClient::Etcd(_) => None,
+        }
+    }
 }

@@ -6,9 +6,13 @@
 //! `CAP_NET_ADMIN`, so a user who can use Docker needs no root); clocks
 //! through libfaketime reading a file bind-mounted from the host.
 //!
+//! Each node's data directory is a labelled volume (or its faultfs mount),
+//! so that a node restarted after another joined can get a new container,
+//! whose command line names the new peer, on the same data.
+//!
 //! Everything is labelled `ordeal=1` and `ordeal.run=<label>`, and the
 //! network is named `ordeal-<label>`, so that `harness clean` finds what a
-//! killed harness left behind.
+//! killed harness left behind (volumes too).
 
 use super::image::ensure_image;
 use super::{AnyRuntime, ClockSetting, ClusterSpec, Grudge, Runtime};
@@ -23,6 +27,7 @@ use testcontainers::bollard::container::{
     KillContainerOptions, ListContainersOptions, LogOutput, LogsOptions, RemoveContainerOptions,
 };
 use testcontainers::bollard::network::{CreateNetworkOptions, ListNetworksOptions};
+use testcontainers::bollard::volume::{CreateVolumeOptions, ListVolumesOptions};
 use testcontainers::bollard::Docker;
 use testcontainers::core::{CmdWaitFor, ExecCommand, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
@@ -34,6 +39,8 @@ const PEER_PORT: u16 = 7001;
 const CLIENT_PORT: u16 = 8001;
 /// Label on everything this runtime creates.
 pub const LABEL: &str = "ordeal";
+/// A node's log from the containers it had before the current one.
+const EARLIER_LOG: &str = "earlier.log";
 /// The nftables table holding partition rules.
 const NFT_TABLE: &str = "ordeal_partition";
 
@@ -43,6 +50,14 @@ pub struct DockerRuntime {
     docker: Docker,
     network: String,
     containers: BTreeMap<String, ContainerAsync<GenericImage>>,
+    /// Every node started, in start order (founders, then added nodes).
+    names: Vec<String>,
+    /// The image the nodes run (`name:tag`), once built.
+    image: Option<String>,
+    /// The command line each node's container was created with.
+    launched: BTreeMap<String, Vec<String>>,
+    /// The founders' ids of each node that joined during the run.
+    joined: BTreeMap<String, Vec<usize>>,
     ips: BTreeMap<String, IpAddr>,
     partitioned: BTreeSet<String>,
     /// The nodes' faultfs mounts on the host, bound at `/data`.
@@ -69,6 +84,10 @@ pub fn build(spec: ClusterSpec) -> anyhow::Result<AnyRuntime> {
         docker,
         network,
         containers: BTreeMap::new(),
+        names: Vec::new(),
+        image: None,
+        launched: BTreeMap::new(),
+        joined: BTreeMap::new(),
         ips: BTreeMap::new(),
         partitioned: BTreeSet::new(),
         disks: None,
@@ -136,19 +155,15 @@ impl DockerRuntime {
         Ok(())
     }
 
-    /// The command line of node `i`: peers are named by container name,
-    /// which Docker's DNS resolves on the run's network.
-    fn node_args(&self, i: usize) -> Vec<String> {
+    /// The command line of node `i`, dialling the nodes `peers` (`join`:
+    /// the founders, for a node added during the run, else empty): peers
+    /// are named by container name, which Docker's DNS resolves on the
+    /// run's network.
+    fn node_args(&self, i: usize, peers: &[usize], join: &[usize]) -> Vec<String> {
         let node = format!("n{i}");
         let host = self.container_name(&node);
-        let peers: Vec<(usize, String)> = (1..=self.spec.nodes)
-            .map(|j| {
-                (
-                    j,
-                    format!("{}:{PEER_PORT}", self.container_name(&format!("n{j}"))),
-                )
-            })
-            .collect();
+        let ids: BTreeSet<usize> = peers.iter().copied().chain([i]).collect();
+        let peers: Vec<(usize, String)> = ids.into_iter().map(|j| (j, self.peer_addr(j))).collect();
         self.spec.sut.command(&Launch {
             name: &node,
             id: i,
@@ -161,10 +176,16 @@ impl DockerRuntime {
             cluster_token: &self.spec.run_label,
             flags: &self.spec.node_args,
             trace_file: format!("{TRACE_DIR}/{TRACE_FILE_NAME}"),
+            join: join.to_vec(),
         })
     }
 
-    async fn start_node(&mut self, i: usize, image: &str) -> anyhow::Result<()> {
+    /// Where members dial node `id`: its container's name on the network.
+    fn peer_addr(&self, id: usize) -> String {
+        format!("{}:{PEER_PORT}", self.container_name(&format!("n{id}")))
+    }
+
+    async fn start_node(&mut self, i: usize, image: &str, args: Vec<String>) -> anyhow::Result<()> {
         let node = format!("n{i}");
         let clock = clock_dir(&self.spec, &node);
         std::fs::create_dir_all(&clock).with_context(|| format!("creating {}", clock.display()))?;
@@ -174,7 +195,7 @@ impl DockerRuntime {
         let (name, tag) = image.split_once(':').expect("image is name:tag");
         let request = GenericImage::new(name, tag)
             .with_wait_for(WaitFor::Nothing)
-            .with_cmd(self.node_args(i))
+            .with_cmd(args.clone())
             .with_network(self.network.clone())
             .with_container_name(self.container_name(&node))
             .with_label(LABEL, "1")
@@ -193,7 +214,9 @@ impl DockerRuntime {
                 data.to_string_lossy().to_string(),
                 "/data",
             )),
-            None => request,
+            None => {
+                request.with_mount(Mount::volume_mount(self.data_volume(&node).await?, "/data"))
+            }
         };
         let request = if self.spec.sut.reads_faketime() {
             request
@@ -219,8 +242,94 @@ impl DockerRuntime {
             .with_context(|| format!("the address of {node}"))?;
         tracing::info!(node, %ip, id = container.id(), "container started");
         self.ips.insert(node.clone(), ip);
+        if !self.names.contains(&node) {
+            self.names.push(node.clone());
+        }
+        self.launched.insert(node.clone(), args);
         self.containers.insert(node, container);
         Ok(())
+    }
+
+    /// The node's data volume (labelled, created when missing): the data
+    /// directory outlives the container, so that a container can be made
+    /// anew with another command line on the same data.
+    async fn data_volume(&self, node: &str) -> anyhow::Result<String> {
+        let name = format!("{}-data", self.container_name(node));
+        let labels = HashMap::from([
+            (LABEL.to_string(), "1".to_string()),
+            ("ordeal.run".to_string(), self.spec.run_label.clone()),
+        ]);
+        let options = CreateVolumeOptions {
+            name: name.clone(),
+            labels,
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(options)
+            .await
+            .with_context(|| format!("creating the volume {name}"))?;
+        Ok(name)
+    }
+
+    /// The command line a node should be (re)started with now: every node
+    /// started in the run is a peer, so that a member restarted after an
+    /// add can reach the added node even when its snapshot holds the add.
+    fn current_args(&self, node: &str) -> Option<Vec<String>> {
+        let id: usize = node.strip_prefix('n')?.parse().ok()?;
+        let join = self.joined.get(node).cloned().unwrap_or_default();
+        let mut peers: Vec<usize> = (1..=self.spec.nodes).collect();
+        if !self.joined.is_empty() {
+            peers = self
+                .names
+                .iter()
+                .filter_map(|n| n.strip_prefix('n')?.parse().ok())
+                .collect();
+        }
+        Some(self.node_args(id, &peers, &join))
+    }
+
+    /// Makes a stopped node's container anew with `args` on its data: its
+    /// log so far is kept in `earlier.log` for [`Runtime::collect_log`].
+    async fn recreate(&mut self, node: &str, args: Vec<String>) -> anyhow::Result<()> {
+        let earlier = self.spec.work_dir.join(node).join(EARLIER_LOG);
+        let mut log = std::fs::read(&earlier).unwrap_or_default();
+        log.extend(self.container_log(node).await?);
+        std::fs::write(&earlier, log).with_context(|| format!("writing {}", earlier.display()))?;
+        if let Some(old) = self.containers.remove(node) {
+            old.rm()
+                .await
+                .with_context(|| format!("removing the old container of {node}"))?;
+        }
+        let id: usize = node[1..].parse().context("a node name is n<id>")?;
+        let image = self.image.clone().context("restart before start")?;
+        tracing::info!(
+            node,
+            "container made anew with every started node as a peer"
+        );
+        self.start_node(id, &image, args).await
+    }
+
+    /// Everything the node's current container wrote to stdout and stderr.
+    async fn container_log(&self, node: &str) -> anyhow::Result<Vec<u8>> {
+        let id = self.container(node)?.id().to_string();
+        let mut logs = self.docker.logs::<String>(
+            &id,
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        );
+        let mut bytes = Vec::new();
+        while let Some(chunk) = logs.next().await {
+            match chunk.with_context(|| format!("reading the log of {node}"))? {
+                LogOutput::StdOut { message }
+                | LogOutput::StdErr { message }
+                | LogOutput::Console { message } => bytes.extend_from_slice(&message),
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        Ok(bytes)
     }
 
     async fn exec(&self, node: &str, cmd: Vec<String>) -> anyhow::Result<()> {
@@ -246,14 +355,47 @@ impl Runtime for DockerRuntime {
                 .collect();
             self.disks = Some(crate::disk::Disks::mount(disk, &dirs)?);
         }
+        let founders: Vec<usize> = (1..=self.spec.nodes).collect();
         for i in 1..=self.spec.nodes {
-            self.start_node(i, &image).await?;
+            let args = self.node_args(i, &founders, &[]);
+            self.start_node(i, &image, args).await?;
         }
+        self.image = Some(image);
         Ok(())
     }
 
     fn nodes(&self) -> Vec<String> {
-        (1..=self.spec.nodes).map(|i| format!("n{i}")).collect()
+        self.names.clone()
+    }
+
+    /// A new container `n<id>` on the run's network, on an empty data
+    /// volume (a faultfs mount when the run has them). A container keeps
+    /// the command line it was created with, so a member restarted later
+    /// gets a new container on its data, naming every started node
+    /// ([`DockerRuntime::recreate`]).
+    async fn add_node(
+        &mut self,
+        id: usize,
+        founders: &[usize],
+        peers: &[usize],
+    ) -> anyhow::Result<super::Added> {
+        let name = format!("n{id}");
+        if id == 0 || self.containers.contains_key(&name) {
+            bail!("cannot add {name}: ids start at 1 and are used once");
+        }
+        let image = self.image.clone().context("add_node before start")?;
+        if let (Some(spec), Some(disks)) = (&self.spec.disk, self.disks.as_mut()) {
+            let dir = self.spec.work_dir.join(&name);
+            disks.mount_one(spec, id as u64 - 1, &name, &dir)?;
+        }
+        let args = self.node_args(id, peers, founders);
+        self.joined.insert(name.clone(), founders.to_vec());
+        self.start_node(id, &image, args).await?;
+        Ok(super::Added {
+            url: self.client_url(&name),
+            peer_addr: self.peer_addr(id),
+            name,
+        })
     }
 
     fn client_url(&self, node: &str) -> String {
@@ -284,6 +426,11 @@ impl Runtime for DockerRuntime {
             .unwrap_or(false);
         if running {
             return Ok(());
+        }
+        if let Some(args) = self.current_args(node) {
+            if self.launched.get(node) != Some(&args) {
+                return self.recreate(node, args).await;
+            }
         }
         self.docker
             .start_container::<String>(&id, None)
@@ -394,24 +541,9 @@ impl Runtime for DockerRuntime {
     }
 
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
-        let id = self.container(node)?.id().to_string();
-        let mut logs = self.docker.logs::<String>(
-            &id,
-            Some(LogsOptions {
-                stdout: true,
-                stderr: true,
-                ..Default::default()
-            }),
-        );
-        let mut bytes = Vec::new();
-        while let Some(chunk) = logs.next().await {
-            match chunk.with_context(|| format!("reading the log of {node}"))? {
-                LogOutput::StdOut { message }
-                | LogOutput::StdErr { message }
-                | LogOutput::Console { message } => bytes.extend_from_slice(&message),
-                LogOutput::StdIn { .. } => {}
-            }
-        }
+        let earlier = self.spec.work_dir.join(node).join(EARLIER_LOG);
+        let mut bytes = std::fs::read(earlier).unwrap_or_default();
+        bytes.extend(self.container_log(node).await?);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -440,6 +572,12 @@ impl Runtime for DockerRuntime {
         if let Err(e) = self.docker.remove_network(&self.network).await {
             tracing::warn!(network = %self.network, error = %e, "could not remove the network");
         }
+        for node in self.names.clone() {
+            let volume = format!("{}-data", self.container_name(&node));
+            if let Err(e) = self.docker.remove_volume(&volume, None).await {
+                tracing::warn!(volume, error = %e, "could not remove the data volume");
+            }
+        }
         if let Some(mut disks) = self.disks.take() {
             disks.unmount()?;
         }
@@ -466,9 +604,40 @@ impl Drop for DockerRuntime {
         let _ = std::process::Command::new("docker")
             .args(["network", "rm", &self.network])
             .output();
+        for node in &self.names {
+            let _ = std::process::Command::new("docker")
+                .args([
+                    "volume",
+                    "rm",
+                    &format!("{}-data", self.container_name(node)),
+                ])
+                .output();
+        }
         drop(self.disks.take());
         let _ = std::fs::remove_dir_all(&self.spec.work_dir);
     }
+}
+
+/// Removes the labelled data volumes of harnesses no longer running.
+async fn clean_volumes(docker: &Docker) -> anyhow::Result<Vec<String>> {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL}=1")])]);
+    let volumes = docker
+        .list_volumes(Some(ListVolumesOptions { filters }))
+        .await
+        .context("listing volumes")?;
+    let mut removed = Vec::new();
+    for v in volumes.volumes.unwrap_or_default() {
+        if super::owner_alive(v.labels.get("ordeal.run").map_or("", String::as_str)) {
+            continue;
+        }
+        // A volume still held (by a container another clean is removing)
+        // is left for the next clean, not an error of this one.
+        match docker.remove_volume(&v.name, None).await {
+            Ok(()) => removed.push(format!("volume {}", v.name)),
+            Err(e) => tracing::warn!(volume = %v.name, error = %e, "could not remove the volume"),
+        }
+    }
+    Ok(removed)
 }
 
 /// Removes every container and network labelled by ordeal (what a killed
@@ -529,6 +698,7 @@ pub async fn clean_leftovers() -> anyhow::Result<Vec<String>> {
             .with_context(|| format!("removing network {name}"))?;
         removed.push(format!("network {name}"));
     }
+    removed.extend(clean_volumes(&docker).await?);
     if removed.is_empty() && !daemon_answers() {
         bail!("the Docker daemon does not answer");
     }

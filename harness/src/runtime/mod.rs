@@ -46,6 +46,18 @@ pub struct ClusterSpec {
 /// node `a` drops (Jepsen's grudge). Symmetric cuts list both directions.
 pub type Grudge = BTreeMap<String, BTreeSet<String>>;
 
+/// A node started to join the running cluster ([`Runtime::add_node`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    /// `n<id>`.
+    pub name: String,
+    /// Base URL of its client API, reachable from the harness.
+    pub url: String,
+    /// The peer address every member dials it at: the `addr` of the
+    /// `add` change (`host:port`).
+    pub peer_addr: String,
+}
+
 /// The operations every runtime offers. Implemented by
 /// [`docker::DockerRuntime`] and [`process::ProcessRuntime`]; the harness
 /// dispatches over them through [`AnyRuntime`].
@@ -54,8 +66,21 @@ pub trait Runtime {
     /// Starts every node of the spec and returns when all processes run
     /// (not when a leader is elected).
     async fn start(&mut self) -> anyhow::Result<()>;
-    /// Node names, `n1..=nN`.
+    /// Every node started, in start order: the founders `n1..=nN`, then
+    /// the nodes [`Runtime::add_node`] started.
     fn nodes(&self) -> Vec<String>;
+    /// Starts a new node `n<id>` on an empty data directory that joins the
+    /// cluster founded by `founders` (`--join`), dialling the nodes `peers`
+    /// (raft ids of the members now); every fault verb then reaches it and
+    /// [`Runtime::teardown`] removes it. It takes part once a member adds
+    /// it (`POST /members`) at [`Added::peer_addr`]; nodes restarted later
+    /// are given its address. `id` must be unused in this run.
+    async fn add_node(
+        &mut self,
+        id: usize,
+        founders: &[usize],
+        peers: &[usize],
+    ) -> anyhow::Result<Added>;
     /// Base URL of a node's client API, e.g. `http://172.18.0.2:8001`,
     /// reachable from the harness process.
     fn client_url(&self, node: &str) -> String;
@@ -147,6 +172,14 @@ impl Runtime for AnyRuntime {
     }
     fn client_url(&self, node: &str) -> String {
         dispatch!(self, rt => rt.client_url(node))
+    }
+    async fn add_node(
+        &mut self,
+        id: usize,
+        founders: &[usize],
+        peers: &[usize],
+    ) -> anyhow::Result<Added> {
+        dispatch!(self, rt => rt.add_node(id, founders, peers).await)
     }
     async fn kill(&mut self, node: &str) -> anyhow::Result<()> {
         dispatch!(self, rt => rt.kill(node).await)

@@ -37,6 +37,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// The largest raft id a node added during a run may have (its loopback
+/// address is `127.0.0.<id>`).
+const ADDED_ID_MAX: usize = 254;
+
 /// Name of the pid file inside the work directory.
 pub const PID_FILE_NAME: &str = "pids";
 
@@ -71,6 +75,8 @@ struct NodeProc {
     /// [`PeerLinks::Advertised`]: the address other members dial (this
     /// node's inbound proxy), `host:port`.
     advertised_peer: String,
+    /// The founders' ids when this node joined a running cluster.
+    join: Vec<usize>,
 }
 
 /// One fault proxy: node `from` (or, with [`PeerLinks::Advertised`], any
@@ -91,6 +97,10 @@ enum Sender {
     Fixed(String),
     /// Told from the `X-PeerURLs` header: (advertised URL, node name).
     Sniffed(Arc<Vec<(String, String)>>),
+    /// Told from the hello frame that begins each ordeal-node peer link
+    /// (it names the sender's raft id): the inbound proxy of a node added
+    /// during the run, whose one `addr` every member dials.
+    Hello,
 }
 
 /// Nodes as local processes with a fault proxy on every peer link.
@@ -175,6 +185,7 @@ impl ProcessRuntime {
             cluster_token: &self.spec.run_label,
             flags: &self.spec.node_args,
             trace_file: trace_file(&node.dir).to_string_lossy().into_owned(),
+            join: node.join.clone(),
         }
     }
 
@@ -274,6 +285,31 @@ async fn sniff_sender(
     (peer_urls_sender(&head, senders), head)
 }
 
+/// ordeal-node's hello frame: length 9 (u32 LE), kind 1, the sender's raft
+/// id (u64 LE) (`node/src/transport.rs`).
+const HELLO_BYTES: usize = 13;
+
+/// Reads the hello frame that opens an ordeal-node peer link and names
+/// its sender `n<id>`; returns the bytes read (to be forwarded).
+async fn sniff_hello(inbound: &mut TcpStream) -> (Option<String>, Vec<u8>) {
+    let mut head = vec![0u8; HELLO_BYTES];
+    let read = tokio::time::timeout(SNIFF_TIMEOUT, inbound.read_exact(&mut head)).await;
+    if !matches!(read, Ok(Ok(_))) {
+        return (None, Vec::new());
+    }
+    (hello_sender(&head), head)
+}
+
+/// The sender a hello frame names, `n<id>`.
+fn hello_sender(head: &[u8]) -> Option<String> {
+    let frame: &[u8; HELLO_BYTES] = head.try_into().ok()?;
+    if frame[..5] != [9, 0, 0, 0, 1] {
+        return None;
+    }
+    let id = u64::from_le_bytes(frame[5..].try_into().ok()?);
+    Some(format!("n{id}"))
+}
+
 /// The node whose advertised URL the request head's `X-PeerURLs` lists.
 fn peer_urls_sender(head: &[u8], senders: &[(String, String)]) -> Option<String> {
     let text = String::from_utf8_lossy(head);
@@ -318,6 +354,7 @@ async fn run_proxy(
             let (from, head) = match sender {
                 Sender::Fixed(name) => (Some(name), Vec::new()),
                 Sender::Sniffed(senders) => sniff_sender(&mut inbound, &senders).await,
+                Sender::Hello => sniff_hello(&mut inbound).await,
             };
             if is_cut(&from, &blocked.borrow()) {
                 return;
@@ -409,6 +446,92 @@ impl ProcessRuntime {
     }
 }
 
+impl ProcessRuntime {
+    /// [`Runtime::add_node`]: `n<id>` on `127.0.0.<id>`, behind one
+    /// inbound proxy that tells senders by their hello frame (its address
+    /// is the `addr` every member dials); it dials each started node
+    /// through a proxy of its own link; restarted nodes are given it.
+    async fn add_process(
+        &mut self,
+        id: usize,
+        founders: &[usize],
+        peers: &[usize],
+    ) -> anyhow::Result<super::Added> {
+        let name = format!("n{id}");
+        if self.spec.sut.peer_links() != PeerLinks::PerPair {
+            bail!(
+                "{} cannot take nodes added during a run",
+                self.spec.sut.name()
+            );
+        }
+        if id == 0 || id > ADDED_ID_MAX || self.find(&name).is_ok() {
+            bail!("cannot add {name}: ids run from 1 to {ADDED_ID_MAX} and are used once");
+        }
+        let ip = Ipv4Addr::new(127, 0, 0, id as u8);
+        let addrs = NodeAddrs {
+            ip,
+            peer_port: free_port(ip)?,
+            client_port: free_port(ip)?,
+        };
+        let own = SocketAddr::from((ip, addrs.peer_port));
+        let inbound = TcpListener::bind((ip, 0))
+            .await
+            .with_context(|| format!("binding the inbound proxy of {name}"))?;
+        let peer_addr = inbound.local_addr()?.to_string();
+        self.add_proxy(inbound, own, Sender::Hello, name.clone());
+        let mut links = vec![(id, own.to_string())];
+        for (peer_id, target) in self.dial_targets(peers) {
+            let listener = TcpListener::bind((ip, 0))
+                .await
+                .with_context(|| format!("binding the proxy {name}->n{peer_id}"))?;
+            links.push((peer_id, listener.local_addr()?.to_string()));
+            self.add_proxy(
+                listener,
+                target,
+                Sender::Fixed(name.clone()),
+                format!("n{peer_id}"),
+            );
+        }
+        for node in &mut self.nodes {
+            node.peers.push((id, peer_addr.clone()));
+        }
+        let dir = self.spec.work_dir.join(&name);
+        fs::create_dir_all(dir.join("data"))
+            .with_context(|| format!("creating {}", dir.display()))?;
+        fs::write(clock_file(&dir), "+0 x1\n").context("writing the clock file")?;
+        if let (Some(spec), Some(disks)) = (&self.spec.disk, self.disks.as_mut()) {
+            disks.mount_one(spec, id as u64 - 1, &name, &dir)?;
+        }
+        self.nodes.push(NodeProc {
+            name: name.clone(),
+            id,
+            addrs,
+            dir,
+            child: None,
+            paused: false,
+            peers: links,
+            advertised_peer: String::new(),
+            join: founders.to_vec(),
+        });
+        self.spawn(self.nodes.len() - 1)?;
+        let url = self.client_url(&name);
+        Ok(super::Added {
+            name,
+            url,
+            peer_addr,
+        })
+    }
+
+    /// The real peer address of each started node among `ids`.
+    fn dial_targets(&self, ids: &[usize]) -> Vec<(usize, SocketAddr)> {
+        self.nodes
+            .iter()
+            .filter(|n| ids.contains(&n.id))
+            .map(|n| (n.id, SocketAddr::from((n.addrs.ip, n.addrs.peer_port))))
+            .collect()
+    }
+}
+
 impl Runtime for ProcessRuntime {
     async fn start(&mut self) -> anyhow::Result<()> {
         let n = self.spec.nodes;
@@ -446,6 +569,7 @@ impl Runtime for ProcessRuntime {
                 paused: false,
                 peers,
                 advertised_peer: advertised.get(i - 1).cloned().unwrap_or_default(),
+                join: Vec::new(),
             });
         }
         if let Some(disk) = &self.spec.disk {
@@ -463,7 +587,7 @@ impl Runtime for ProcessRuntime {
     }
 
     fn nodes(&self) -> Vec<String> {
-        (1..=self.spec.nodes).map(|i| format!("n{i}")).collect()
+        self.nodes.iter().map(|n| n.name.clone()).collect()
     }
 
     fn client_url(&self, node: &str) -> String {
@@ -471,6 +595,15 @@ impl Runtime for ProcessRuntime {
             Ok(n) => format!("http://{}:{}", n.addrs.ip, n.addrs.client_port),
             Err(_) => format!("http://invalid-node-{node}"),
         }
+    }
+
+    async fn add_node(
+        &mut self,
+        id: usize,
+        founders: &[usize],
+        peers: &[usize],
+    ) -> anyhow::Result<super::Added> {
+        self.add_process(id, founders, peers).await
     }
 
     async fn kill(&mut self, node: &str) -> anyhow::Result<()> {
@@ -665,6 +798,17 @@ pub fn clean_leftovers(root: &Path) -> anyhow::Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ordeal_senders_are_told_by_their_hello_frame() {
+        let mut hello = vec![9, 0, 0, 0, 1];
+        hello.extend_from_slice(&12u64.to_le_bytes());
+        assert_eq!(hello_sender(&hello), Some("n12".into()));
+        let mut raft = hello.clone();
+        raft[4] = 2;
+        assert_eq!(hello_sender(&raft), None, "not a hello frame");
+        assert_eq!(hello_sender(&hello[..12]), None, "cut short");
+    }
 
     #[test]
     fn etcd_senders_are_told_by_their_peer_urls_header() {

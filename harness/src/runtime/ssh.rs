@@ -318,6 +318,7 @@ impl SshRuntime {
             cluster_token: &self.spec.run_label,
             flags: &self.spec.node_args,
             trace_file: format!("{}/trace.jsonl", node.dir),
+            join: Vec::new(),
         }
     }
 
@@ -417,6 +418,15 @@ impl Runtime for SshRuntime {
             Ok(n) => format!("http://{}", self.launch(n).advertise_client),
             Err(_) => format!("http://invalid-node-{node}"),
         }
+    }
+
+    async fn add_node(
+        &mut self,
+        id: usize,
+        _founders: &[usize],
+        _peers: &[usize],
+    ) -> anyhow::Result<super::Added> {
+        bail!("the ssh runtime cannot start n{id}: it runs one node per host named before the run (--hosts), and has no host for a node added during it")
     }
 
     async fn kill(&mut self, node: &str) -> anyhow::Result<()> {

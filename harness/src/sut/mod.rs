@@ -84,6 +84,10 @@ pub struct Launch<'a> {
     /// sees it; outside its data directory. Ignored by a system without
     /// one ([`System::traces`]).
     pub trace_file: String,
+    /// A node that joins a running cluster (`member` nemesis): the
+    /// founders' ids, so that it starts empty outside the configuration.
+    /// Empty for a founder.
+    pub join: Vec<usize>,
 }
 
 /// What the harness needs to know of a system under test.

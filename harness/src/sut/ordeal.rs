@@ -102,6 +102,10 @@ impl System for Ordeal {
             "--trace".into(),
             launch.trace_file.clone(),
         ];
+        if !launch.join.is_empty() {
+            let founders: Vec<String> = launch.join.iter().map(|id| id.to_string()).collect();
+            args.extend(["--join".to_string(), founders.join(",")]);
+        }
         args.extend(launch.flags.iter().cloned());
         args
     }

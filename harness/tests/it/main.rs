@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 
 mod disk;
 mod load;
+mod member;
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_harness");
 
