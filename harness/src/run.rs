@@ -5,6 +5,7 @@
 use crate::clock::FAKETIME_LIB;
 use crate::history::{Kind, Process, Record, Recorder, F};
 use crate::judge;
+use crate::membership::{Entry, Membership};
 use crate::nemesis::Nemesis;
 use crate::plan::{Plan, RuntimeKind, Workload};
 use crate::probe::Probe;
@@ -12,7 +13,7 @@ use crate::runtime::process::{ProcessOptions, ProcessRuntime};
 use crate::runtime::{AnyRuntime, ClusterSpec, Runtime};
 use crate::store::RunDir;
 use crate::sut::System;
-use crate::workers::{Counters, Workers};
+use crate::workers::{Counters, Placement, Workers};
 use anyhow::{bail, Context};
 use checker::verdict::Results;
 use serde_json::{json, Value};
@@ -175,20 +176,21 @@ async fn drive(
     let cluster = start(plan, &runtime).await?;
     let history = History::open(run_dir)?;
     let test = assemble(plan, &cluster, &history.recorder, runtime.clone())?;
+    let placement = Placement::new(cluster.membership.clone());
     let client = test.client.clone();
     let sampler = crate::sampler::Sampler::start(
         &run_dir.path.join("status.jsonl"),
         cluster.probe.clone(),
-        plan.nodes.clone(),
         history.recorder.clone(),
     )?;
-    let ran = run_workload(plan, test, &history.recorder).await?;
-    heal_and_recover(plan, &runtime, &cluster.probe).await?;
+    let ran = run_workload(plan, test, placement, &history.recorder).await?;
+    heal_and_recover(plan, &runtime, &cluster.probe, &cluster.membership).await?;
     sampler.stop().await?;
     if let (Workload::Ordering, SutClient::Ordeal(client)) = (plan.workload, &*client) {
-        final_reads(client, &history.recorder, &plan.nodes).await;
+        final_reads(client, &history.recorder, &cluster.membership.all()).await;
     }
-    collect(plan, &runtime, &cluster.probe, run_dir, &plan.nodes).await?;
+    let started: Vec<String> = cluster.membership.all().into_iter().map(|e| e.name).collect();
+    collect(plan, &runtime, &cluster.probe, run_dir, &started).await?;
     history.close()?;
     Ok(Driven {
         events: history.recorder.len(),
@@ -203,6 +205,9 @@ struct Cluster {
     nodes: Vec<(String, String)>,
     /// Status queries against the nodes.
     probe: Probe,
+    /// Every node started in the run and its standing (the `member`
+    /// nemesis adds and removes; workers, final reads and recovery read).
+    membership: Membership,
 }
 
 /// Phase one: starts every node and waits for the first leader.
@@ -227,7 +232,12 @@ async fn start(plan: &Plan, runtime: &Arc<Mutex<AnyRuntime>>) -> anyhow::Result<
     {
         bail!("the cluster did not elect a leader within {FIRST_LEADER_WAIT_MAX:?}; see the node logs under {}", plan.store.join(".work").display());
     }
-    Ok(Cluster { nodes, probe })
+    let membership = Membership::founders(&nodes);
+    Ok(Cluster {
+        nodes,
+        probe,
+        membership,
+    })
 }
 
 /// The history file and the task that flushes it; the task stops when this
@@ -326,6 +336,7 @@ struct WorkloadRan {
 async fn run_workload(
     plan: &Plan,
     test: Assembly,
+    placement: Placement,
     recorder: &Recorder,
 ) -> anyhow::Result<WorkloadRan> {
     let cpu_at_start = cpu_s();
@@ -335,7 +346,7 @@ async fn run_workload(
         generator: std::sync::Mutex::new(test.generator),
         client: test.client,
         recorder: recorder.clone(),
-        nodes: plan.nodes.clone(),
+        placement,
         deadline,
         rate: plan.rate,
         started,
@@ -366,18 +377,21 @@ async fn run_workload(
     })
 }
 
-/// Phase four: undoes every fault, whatever the nemesis left, and gives
-/// the cluster `recovery_s` to elect a leader and catch up; returns whether
-/// it did.
+/// Phase four: undoes every fault, whatever the nemesis left, on every
+/// node the runtime runs (those the `member` nemesis started included),
+/// and gives the members `recovery_s` to elect a leader and catch up;
+/// returns whether they did. Removed nodes are not waited for: they
+/// halted and never catch up.
 async fn heal_and_recover(
     plan: &Plan,
     runtime: &Arc<Mutex<AnyRuntime>>,
     probe: &Probe,
+    membership: &Membership,
 ) -> anyhow::Result<bool> {
     {
         let mut rt = runtime.lock().await;
         rt.heal().await?;
-        for n in &plan.nodes {
+        for n in &rt.nodes() {
             rt.resume(n).await?;
             rt.restart(n).await?;
             if plan.nemesis.contains(&crate::plan::Fault::Clock) {
@@ -388,8 +402,12 @@ async fn heal_and_recover(
             crate::disk::heal_all(&mut rt, &plan.nodes).await?;
         }
     }
+    let members = membership.members();
     let recovered = probe
-        .wait_recovered(Instant::now() + Duration::from_secs(plan.recovery_s))
+        .wait_recovered_of(
+            Instant::now() + Duration::from_secs(plan.recovery_s),
+            &members,
+        )
         .await;
     if !recovered {
         tracing::warn!(
@@ -400,14 +418,26 @@ async fn heal_and_recover(
     Ok(recovered)
 }
 
-/// Phase five (ordering workload): reads every node's whole chain,
-/// recorded as final `deliver` ops. These reads are not bound by `p mod n`:
-/// process `1_000_000 + i` reads node `i`, one process per node, after
-/// the workers' processes are done.
-async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[String]) {
-    for (i, node) in nodes.iter().enumerate() {
+/// The argument of the final read of `entry`: a whole chain, and whether
+/// the node is a member at the end (`"member": false` for a removed node,
+/// or one whose addition never committed; its chain must be a prefix of
+/// the members', `docs/ordering-history.md`).
+pub fn final_read_arg(entry: &Entry) -> Value {
+    let standing = serde_json::to_value(entry.standing).unwrap_or(Value::Null);
+    json!({"from": 0, "final": true, "member": entry.standing.is_member(), "standing": standing})
+}
+
+/// Phase five (ordering workload): reads the whole chain of every node
+/// started in the run, removed ones included, recorded as final `deliver`
+/// ops. These reads are not bound by `p mod n`: process `1_000_000 + i`
+/// reads the `i`-th node started, one process per node, after the
+/// workers' processes are done.
+async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[Entry]) {
+    for (i, entry) in nodes.iter().enumerate() {
+        let node = &entry.name;
         let process = Process::Client(1_000_000 + i as u64);
-        let arg = json!({"from": 0, "final": true});
+        let arg = final_read_arg(entry);
+        let index = client.add_node(node, &entry.url);
         recorder.record(&Record {
             process,
             kind: Kind::Invoke,
@@ -417,9 +447,10 @@ async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[String
             node: Some(node),
             error: None,
         });
-        match client.deliver_chain(i).await {
+        match client.deliver_chain(index).await {
             Outcome::Ok(mut v) => {
                 v["final"] = Value::Bool(true);
+                v["member"] = arg["member"].clone();
                 recorder.record(&Record {
                     process,
                     kind: Kind::Ok,
@@ -430,7 +461,7 @@ async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[String
                     error: None,
                 });
             }
-            Outcome::Fail(e) | Outcome::Unavailable(e) | Outcome::Info(e) => {
+            Outcome::Fail(e) | Outcome::Unavailable(e) | Outcome::Removed(e) | Outcome::Info(e) => {
                 recorder.record(&Record {
                     process,
                     kind: Kind::Fail,
