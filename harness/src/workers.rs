@@ -354,6 +354,7 @@ impl Workers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::membership::Standing;
 
     #[test]
     fn backoff_doubles_to_its_bound_resets_and_is_seeded() {
@@ -375,5 +376,99 @@ mod tests {
         let mut c = Backoff::new(7, 4);
         let other: Vec<Duration> = (0..8).map(|_| c.refused()).collect();
         assert_ne!(waits, other, "workers do not retry in step");
+    }
+
+    fn three() -> Membership {
+        Membership::founders(&[
+            ("n1".into(), "http://a".into()),
+            ("n2".into(), "http://b".into()),
+            ("n3".into(), "http://c".into()),
+        ])
+    }
+
+    /// Binds `concurrency` workers; their nodes.
+    fn bind_all(p: &Placement, concurrency: u64) -> Vec<String> {
+        (0..concurrency).map(|w| p.bind(w)).collect()
+    }
+
+    fn counts(nodes: &[String]) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for n in nodes {
+            *out.entry(n.clone()).or_default() += 1;
+        }
+        out
+    }
+
+    /// Lets every worker ask once whether it moves, as the loop does.
+    fn round(p: &Placement, nodes: &mut [String], rng: &mut ChaCha8Rng) -> usize {
+        let mut moved = 0;
+        for n in nodes.iter_mut() {
+            if let Some(to) = p.next(n, rng, |_| true) {
+                *n = to;
+                moved += 1;
+            }
+        }
+        moved
+    }
+
+    #[test]
+    fn with_the_founders_alone_workers_keep_p_mod_n() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for concurrency in [1, 2, 3, 5, 10] {
+            let p = Placement::new(three());
+            let mut nodes = bind_all(&p, concurrency);
+            let want: Vec<String> = (0..concurrency).map(|w| format!("n{}", w % 3 + 1)).collect();
+            assert_eq!(nodes, want);
+            assert_eq!(round(&p, &mut nodes, &mut rng), 0, "nobody moves at {concurrency}");
+        }
+    }
+
+    #[test]
+    fn removed_nodes_are_left_and_added_members_get_workers() {
+        let m = three();
+        let p = Placement::new(m.clone());
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut nodes = bind_all(&p, 10);
+        // n4 started: not a member yet, nobody goes there.
+        m.started("n4", "http://d", 4);
+        assert_eq!(round(&p, &mut nodes, &mut rng), 0);
+        m.set("n4", Standing::Learner);
+        round(&p, &mut nodes, &mut rng);
+        let c = counts(&nodes);
+        assert_eq!(c.values().sum::<u64>(), 10);
+        assert!(c.values().all(|&k| (2..=3).contains(&k)), "spread: {c:?}");
+        // n2 removed (the registry says so): its workers leave, spread.
+        m.set("n2", Standing::Removed);
+        round(&p, &mut nodes, &mut rng);
+        let c = counts(&nodes);
+        assert!(!c.contains_key("n2"), "{c:?}");
+        assert!(c.values().all(|&k| (3..=4).contains(&k)), "spread: {c:?}");
+        // n3 answered 410 before the registry knew: left as well.
+        p.left("n3");
+        round(&p, &mut nodes, &mut rng);
+        let c = counts(&nodes);
+        assert_eq!(c.keys().collect::<Vec<_>>(), ["n1", "n4"], "{c:?}");
+        assert_eq!(round(&p, &mut nodes, &mut rng), 0, "settled");
+        // A node the client does not know is never chosen.
+        m.started("n5", "http://e", 5);
+        m.set("n5", Standing::Voter);
+        let unknown = |n: &str| n != "n5";
+        assert!(nodes.iter().all(|n| p.next(n, &mut rng, unknown).is_none()));
+    }
+
+    #[test]
+    fn moves_are_seeded() {
+        let run = |seed| {
+            let m = three();
+            let p = Placement::new(m.clone());
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut nodes = bind_all(&p, 6);
+            m.set("n1", Standing::Removed);
+            round(&p, &mut nodes, &mut rng);
+            nodes
+        };
+        assert_eq!(run(3), run(3));
+        let differ = (0..20).any(|s| run(s) != run(3));
+        assert!(differ, "the draw among equally loaded members depends on the seed");
     }
 }
