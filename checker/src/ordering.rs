@@ -799,19 +799,28 @@ mod tests {
         let cases: Vec<(&str, History, Vec<&str>, Validity)> = vec![
             (
                 "a removed node's shorter chain is a prefix",
-                with_removed(&history(&ok, &[("n1", good.clone()), ("n3", short.clone())]), &["n3"]),
+                with_removed(
+                    &history(&ok, &[("n1", good.clone()), ("n3", short.clone())]),
+                    &["n3"],
+                ),
                 vec![],
                 Validity::Valid,
             ),
             (
                 "a removed node's diverging chain",
-                with_removed(&history(&ok, &[("n1", good.clone()), ("n3", diverged.clone())]), &["n3"]),
+                with_removed(
+                    &history(&ok, &[("n1", good.clone()), ("n3", diverged.clone())]),
+                    &["n3"],
+                ),
                 vec!["fork", "removed-not-prefix"],
                 Validity::Invalid,
             ),
             (
                 "loss is judged against the members, not a removed node's longer chain",
-                with_removed(&history(&ok, &[("n3", good.clone()), ("n1", short.clone())]), &["n3"]),
+                with_removed(
+                    &history(&ok, &[("n3", good.clone()), ("n1", short.clone())]),
+                    &["n3"],
+                ),
                 vec!["lost", "removed-not-prefix"],
                 Validity::Invalid,
             ),
@@ -823,7 +832,10 @@ mod tests {
             ),
             (
                 "members' chains still must agree",
-                with_removed(&history(&ok, &[("n1", good.clone()), ("n2", diverged.clone())]), &[]),
+                with_removed(
+                    &history(&ok, &[("n1", good.clone()), ("n2", diverged.clone())]),
+                    &[],
+                ),
                 vec!["fork"],
                 Validity::Invalid,
             ),
@@ -845,13 +857,23 @@ mod tests {
             &history(&ok, &[("n1", good.clone()), ("n3", diverged)]),
             &["n3"],
         ));
-        let a = r.anomalies.iter().find(|a| a.kind == REMOVED_NOT_PREFIX).unwrap();
+        let a = r
+            .anomalies
+            .iter()
+            .find(|a| a.kind == REMOVED_NOT_PREFIX)
+            .unwrap();
         assert_eq!(a.examples[0]["node"], "n3");
         assert_eq!(a.examples[0]["first_difference"], 1);
         assert_eq!(a.examples[0]["member"], "n1");
-        let r = check_history(&with_removed(&history(&ok, &[("n1", good.clone()), ("n3", short)]), &["n3"]));
+        let r = check_history(&with_removed(
+            &history(&ok, &[("n1", good.clone()), ("n3", short)]),
+            &["n3"],
+        ));
         assert_eq!(r.counts["removed-final-reads"], 1);
-        assert_eq!(r.counts["chain-blocks"], 3, "the member's chain is the reference");
+        assert_eq!(
+            r.counts["chain-blocks"], 3,
+            "the member's chain is the reference"
+        );
     }
 
     #[test]
@@ -881,7 +903,11 @@ mod tests {
         .map(|l| l.to_string() + "\n")
         .collect::<String>();
         let r = check_reader(text.as_bytes()).unwrap();
-        assert_eq!(r.valid, Validity::Unknown, "the only chain read is a removed node's");
+        assert_eq!(
+            r.valid,
+            Validity::Unknown,
+            "the only chain read is a removed node's"
+        );
     }
 
     #[test]

@@ -189,7 +189,12 @@ async fn drive(
     if let (Workload::Ordering, SutClient::Ordeal(client)) = (plan.workload, &*client) {
         final_reads(client, &history.recorder, &cluster.membership.all()).await;
     }
-    let started: Vec<String> = cluster.membership.all().into_iter().map(|e| e.name).collect();
+    let started: Vec<String> = cluster
+        .membership
+        .all()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     collect(plan, &runtime, &cluster.probe, run_dir, &started).await?;
     history.close()?;
     Ok(Driven {

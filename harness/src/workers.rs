@@ -110,7 +110,12 @@ impl Placement {
     /// more than the least loaded member. `known` says whether the client
     /// can reach a node (the nemesis adds new nodes to it). The move is
     /// counted at once, so that concurrent workers do not all follow.
-    pub fn next(&self, node: &str, rng: &mut ChaCha8Rng, known: impl Fn(&str) -> bool) -> Option<String> {
+    pub fn next(
+        &self,
+        node: &str,
+        rng: &mut ChaCha8Rng,
+        known: impl Fn(&str) -> bool,
+    ) -> Option<String> {
         let gone = self.gone.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let members: Vec<String> = self
             .membership
@@ -126,7 +131,10 @@ impl Placement {
         if stay {
             return None;
         }
-        let choices: Vec<&String> = others.into_iter().filter(|m| count(&load, m) == least).collect();
+        let choices: Vec<&String> = others
+            .into_iter()
+            .filter(|m| count(&load, m) == least)
+            .collect();
         let to = choices[rng.gen_range(0..choices.len())].clone();
         if let Some(c) = load.get_mut(node) {
             *c = c.saturating_sub(1);
@@ -241,7 +249,8 @@ impl Workers {
         let mut process = w;
         let mut node = self.placement.bind(w);
         let mut backoff = Backoff::new(self.seed, w);
-        let mut moves = ChaCha8Rng::seed_from_u64(self.seed ^ PLACEMENT_SEED_SALT ^ w.rotate_left(32));
+        let mut moves =
+            ChaCha8Rng::seed_from_u64(self.seed ^ PLACEMENT_SEED_SALT ^ w.rotate_left(32));
         let fresh = self.concurrency * self.placement.founders();
         while Instant::now() < self.deadline {
             let known = |n: &str| self.client.index_of(n).is_some();
@@ -417,9 +426,15 @@ mod tests {
         for concurrency in [1, 2, 3, 5, 10] {
             let p = Placement::new(three());
             let mut nodes = bind_all(&p, concurrency);
-            let want: Vec<String> = (0..concurrency).map(|w| format!("n{}", w % 3 + 1)).collect();
+            let want: Vec<String> = (0..concurrency)
+                .map(|w| format!("n{}", w % 3 + 1))
+                .collect();
             assert_eq!(nodes, want);
-            assert_eq!(round(&p, &mut nodes, &mut rng), 0, "nobody moves at {concurrency}");
+            assert_eq!(
+                round(&p, &mut nodes, &mut rng),
+                0,
+                "nobody moves at {concurrency}"
+            );
         }
     }
 
@@ -469,6 +484,9 @@ mod tests {
         };
         assert_eq!(run(3), run(3));
         let differ = (0..20).any(|s| run(s) != run(3));
-        assert!(differ, "the draw among equally loaded members depends on the seed");
+        assert!(
+            differ,
+            "the draw among equally loaded members depends on the seed"
+        );
     }
 }

@@ -320,9 +320,12 @@ mod tests {
             classify_status(500, body(false)),
             Err(Outcome::Info(_))
         ));
-        let gone = json!({"error": "this node was removed from the configuration", "retryable": true});
+        let gone =
+            json!({"error": "this node was removed from the configuration", "retryable": true});
         match classify_status(410, gone) {
-            Err(Outcome::Removed(e)) => assert!(e.starts_with("removed: http 410: this node"), "{e}"),
+            Err(Outcome::Removed(e)) => {
+                assert!(e.starts_with("removed: http 410: this node"), "{e}")
+            }
             other => panic!("410 is not Removed: {other:?}"),
         }
     }
