@@ -123,7 +123,8 @@ fn configurations(s: &Summary) -> String {
         return String::new();
     }
     format!(
-        "<h3>Configuration over time</h3><p>Voters, then learners as <code>(+n4)</code>; a removed node halts and is read at the end, its chain a prefix of the members'.</p>{}",
+        "<h3>Configuration over time</h3>{}<p>Voters, then learners as <code>(+n4)</code>; a removed node halts and is read at the end, its chain a prefix of the members'.</p>{}",
+        crate::members::timeline(&s.configurations, s.duration_s, esc),
         crate::members::table(&s.configurations, esc)
     )
 }

@@ -166,6 +166,92 @@ pub fn standing_at(changes: &[ConfigChange], t_s: f64) -> Option<Standing> {
     Some(Standing { members, removed })
 }
 
+/// The configuration in force at `t_s` (as [`standing_at`]), voters and
+/// learners apart; `None` without `member` changes.
+pub fn config_at(changes: &[ConfigChange], t_s: f64) -> Option<Config> {
+    let member = || changes.iter().filter(|c| c.f == "member");
+    let mut config = member().find_map(|c| c.before.clone())?;
+    for c in member() {
+        if let (Some(end), Some(after)) = (c.end_s, &c.after) {
+            if end <= t_s {
+                config = after.clone();
+            }
+        }
+    }
+    Some(config)
+}
+
+/// A node's part in one stretch of the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Voter,
+    Learner,
+    Out,
+}
+
+/// The configuration over time as HTML bars, one row per node that was
+/// ever a member: green while a voter, light green while a learner, grey
+/// once out (removed, or not yet added). Nothing without `member` changes.
+pub fn timeline(changes: &[ConfigChange], duration_s: f64, esc: fn(&str) -> String) -> String {
+    let Some(first) = config_at(changes, 0.0) else {
+        return String::new();
+    };
+    let mut cuts: Vec<f64> = changes
+        .iter()
+        .filter(|c| c.f == "member")
+        .filter_map(|c| c.end_s)
+        .collect();
+    cuts.push(0.0);
+    cuts.push(duration_s.max(1e-9));
+    cuts.sort_by(f64::total_cmp);
+    cuts.dedup();
+    let configs: Vec<(f64, f64, Config)> = cuts
+        .windows(2)
+        .filter_map(|w| Some((w[0], w[1], config_at(changes, w[0])?)))
+        .collect();
+    let mut nodes: Vec<String> = first.members().into_iter().collect();
+    for (_, _, c) in &configs {
+        for n in c.members() {
+            if !nodes.contains(&n) {
+                nodes.push(n);
+            }
+        }
+    }
+    let span = duration_s.max(1e-9);
+    let mut out = String::from("<div class=\"timeline\" style=\"font-size:12px\">");
+    for node in &nodes {
+        out.push_str(&format!("<div style=\"display:flex;align-items:center;margin:2px 0\"><span style=\"width:3em\">{}</span><div style=\"position:relative;flex:1;height:14px;background:#eee\">", esc(node)));
+        let mut spans: Vec<(f64, f64, Part)> = Vec::new();
+        for (from, to, c) in &configs {
+            let part = if c.voters.contains(node) {
+                Part::Voter
+            } else if c.learners.contains(node) {
+                Part::Learner
+            } else {
+                Part::Out
+            };
+            match spans.last_mut() {
+                Some(last) if last.2 == part => last.1 = *to,
+                _ => spans.push((*from, *to, part)),
+            }
+        }
+        for (from, to, part) in spans {
+            let colour = match part {
+                Part::Voter => "#1e8c3c",
+                Part::Learner => "#8fd19e",
+                Part::Out => continue,
+            };
+            out.push_str(&format!(
+                "<div title=\"{from:.1}–{to:.1} s\" style=\"position:absolute;left:{:.2}%;width:{:.2}%;height:100%;background:{colour}\"></div>",
+                from / span * 100.0,
+                (to - from) / span * 100.0
+            ));
+        }
+        out.push_str("</div></div>");
+    }
+    out + "<p>green: voter · light green: learner · grey: not in the configuration</p></div>"
+}
+
 /// The page's table of configuration changes (nothing without them).
 pub fn table(changes: &[ConfigChange], esc: fn(&str) -> String) -> String {
     if changes.is_empty() {
@@ -268,6 +354,27 @@ mod tests {
         );
         assert!(page.contains("never"));
         assert_eq!(table(&[], |s| s.to_string()), "");
+    }
+
+    #[test]
+    fn the_timeline_has_a_row_per_node_ever_a_member() {
+        let c = replace_then_transfer();
+        assert_eq!(config_at(&c, 4.5).unwrap().text(), "n1 n3 n4");
+        let html = timeline(&c, 10.0, |s| s.to_string());
+        for n in ["n1", "n2", "n3", "n4"] {
+            assert!(
+                html.contains(&format!("<span style=\"width:3em\">{n}</span>")),
+                "{n}: {html}"
+            );
+        }
+        // n2 a voter from 0 to 4 s (40 %), n4 from 4 s to the end.
+        assert!(html.contains("left:0.00%;width:40.00%"), "{html}");
+        assert!(html.contains("left:40.00%;width:60.00%"), "{html}");
+        assert!(
+            html.contains("left:0.00%;width:100.00%"),
+            "n1 throughout: {html}"
+        );
+        assert_eq!(timeline(&[], 10.0, |s| s.to_string()), "");
     }
 
     #[test]
