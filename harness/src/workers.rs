@@ -253,10 +253,7 @@ impl Workers {
             ChaCha8Rng::seed_from_u64(self.seed ^ PLACEMENT_SEED_SALT ^ w.rotate_left(32));
         let fresh = self.concurrency * self.placement.founders();
         while Instant::now() < self.deadline {
-            let known = |n: &str| self.client.index_of(n).is_some();
-            if let Some(to) = self.placement.next(&node, &mut moves, known) {
-                tracing::info!(worker = w, from = %node, to = %to, "the worker moves to another member");
-                node = to;
+            if self.relocate(w, &mut node, &mut moves) {
                 process += fresh;
                 backoff.reset();
             }
@@ -281,9 +278,14 @@ impl Workers {
                 continue;
             }
             if ended == Ended::Removed {
-                // Moves (under a fresh process) at the top of the loop.
                 self.placement.left(&node);
-                continue;
+                if self.relocate(w, &mut node, &mut moves) {
+                    process += fresh;
+                    backoff.reset();
+                    continue;
+                }
+                // No other member the client knows: back off, as from a
+                // node that cannot serve.
             }
             if ended == Ended::Info {
                 process += fresh;
@@ -291,6 +293,18 @@ impl Workers {
             let until = (Instant::now() + backoff.refused()).min(self.deadline);
             tokio::time::sleep_until(until.into()).await;
         }
+    }
+
+    /// Moves worker `w` off `node` when [`Placement::next`] says so;
+    /// whether it moved (its process is then retired).
+    fn relocate(&self, w: u64, node: &mut String, moves: &mut ChaCha8Rng) -> bool {
+        let known = |n: &str| self.client.index_of(n).is_some();
+        let Some(to) = self.placement.next(node, moves, known) else {
+            return false;
+        };
+        tracing::info!(worker = w, from = %node, to = %to, "the worker moves to another member");
+        *node = to;
+        true
     }
 
     /// The instant of the next pacing slot. Slots missed while every worker
