@@ -559,6 +559,10 @@ mod tests {
         }
     }
 
+    /// How long the workers run: time for the changes (each retried for up
+    /// to 20 s on a loaded machine) and four seconds after them.
+    const WORKLOAD: Duration = Duration::from_secs(14);
+
     fn read_lines(path: &Path) -> Vec<Value> {
         std::fs::read_to_string(path)
             .unwrap()
@@ -596,7 +600,7 @@ mod tests {
             client: client.clone(),
             recorder: recorder.clone(),
             placement: Placement::new(membership.clone()),
-            deadline: started + Duration::from_secs(9),
+            deadline: started + WORKLOAD,
             rate: 60.0,
             started,
             slot: AtomicU64::new(0),
@@ -625,6 +629,12 @@ mod tests {
         let gone_name = format!("n{}", gone + 1);
         let remove = json!({"changes": [{"op": "remove", "id": gone + 1}]});
         change(&http, &c.url(leader), remove).await;
+        let left = WORKLOAD.saturating_sub(started.elapsed());
+        assert!(
+            left >= Duration::from_secs(4),
+            "the changes took until {:?} of the {WORKLOAD:?} workload: too late to see the workers move",
+            started.elapsed()
+        );
         for h in handles {
             h.await.unwrap();
         }
@@ -671,6 +681,11 @@ mod tests {
             }
             ok_on_n4 += u64::from(node == "n4" && e["type"] == "ok");
         }
+        eprintln!(
+            "{} events, {} processes, {removed_answers} answers 410 from {gone}, {after_first_410} ops sent there after the first, {ok_on_n4} ok on n4",
+            lines.len(),
+            nodes_of.len()
+        );
         assert!(
             removed_answers > 0,
             "no worker was told its node was removed"
