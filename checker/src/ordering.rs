@@ -1,7 +1,14 @@
 //! The ordering checker: total-order broadcast over a hash-chained ledger
 //! (`docs/ordering-history.md`). Every delivered block is compared with
-//! every other delivery of the same number; the longest final chain is the
-//! reference for loss, duplicates and order.
+//! every other delivery of the same number; the longest final chain of a
+//! member is the reference for loss, duplicates and order.
+//!
+//! Membership (issue 14): a final read marked `"member": false` (on its
+//! invoke or its ok value) is of a node a committed configuration removed.
+//! It halted, so its chain may be short, but it must be a prefix of the
+//! reference (`removed-not-prefix` otherwise); it is never the reference.
+//! Final reads without the mark are of members, so a history with no
+//! membership change is judged exactly as before.
 
 use crate::history::{for_each_event, Event, EventType, History, HistoryError, Process};
 use crate::validate::{Validation, Vocabulary};
@@ -12,8 +19,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::BufRead;
 use std::time::Instant;
 
+/// The anomaly kind of a removed node's final chain that is not a prefix
+/// of the members' reference chain. Listed only for histories with a
+/// removed node's final read.
+pub const REMOVED_NOT_PREFIX: &str = "removed-not-prefix";
+
 /// The anomaly kinds, in report order.
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 9] = [
     "fork",
     "broken-hash-chain",
     "non-contiguous",
@@ -22,6 +34,7 @@ pub const KINDS: [&str; 8] = [
     "unsubmitted",
     "failed-present",
     "realtime-order",
+    REMOVED_NOT_PREFIX,
 ];
 
 /// A transaction as delivered, borrowed from the history.
@@ -173,20 +186,31 @@ struct Submit {
 enum Open {
     /// Index into `Judge::submits`.
     Submit(usize),
-    /// A deliver: its op id, node and whether the invoke asked for a final
-    /// read.
+    /// A deliver: its op id, node, whether the invoke asked for a final
+    /// read and whether it named the node a member.
     Deliver {
         op: usize,
         node: Option<String>,
         is_final: bool,
+        member: bool,
     },
 }
 
-/// The reference chain (the longest final read of a whole chain): its
-/// transaction ids in order with their block numbers.
+/// The reference chain (the longest final read of a whole chain of a
+/// member): its transaction ids in order with their block numbers, and its
+/// block hashes (to judge removed nodes' chains against).
 struct Chain {
+    node: Option<Box<str>>,
     blocks: usize,
     txs: Vec<(u64, Box<str>)>,
+    hashes: Vec<Box<str>>,
+}
+
+/// A removed node's final chain: its block hashes, judged at the end
+/// against the reference (which may still grow while the history streams).
+struct RemovedChain {
+    node: Option<Box<str>>,
+    hashes: Vec<Box<str>>,
 }
 
 /// What the checker keeps while a history streams through it: open ops,
@@ -206,11 +230,18 @@ struct Judge {
     seen: HashMap<u64, (Box<str>, Option<Box<str>>)>,
     deliveries: u64,
     reference: Option<Chain>,
+    removed: Vec<RemovedChain>,
     bad: Option<Anomalies>,
 }
 
 fn is_final(v: &Value) -> bool {
     v.get("final").and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// Whether a deliver's value names its node a member: only an explicit
+/// `"member": false` says it is not (a removed node's final read).
+fn is_member(v: &Value) -> bool {
+    v.get("member").and_then(Value::as_bool).unwrap_or(true)
 }
 
 impl Judge {
@@ -233,6 +264,7 @@ impl Judge {
                     op: self.ops,
                     node: e.node.clone(),
                     is_final: is_final(&e.value),
+                    member: is_member(&e.value),
                 }
             };
             self.ops += 1;
@@ -247,16 +279,23 @@ impl Judge {
                     s.complete_time = Some(e.time);
                 }
             }
-            Some(Open::Deliver { op, node, is_final })
-                if e.f == "deliver" && e.kind == EventType::Ok =>
-            {
-                self.deliver(op, node.as_deref(), is_final, &e.value);
+            Some(Open::Deliver {
+                op,
+                node,
+                is_final,
+                member,
+            }) if e.f == "deliver" && e.kind == EventType::Ok => {
+                let member = member && is_member(&e.value);
+                self.deliver(op, node.as_deref(), (is_final, member), &e.value);
             }
             _ => {}
         }
     }
 
-    fn deliver(&mut self, op: usize, node: Option<&str>, asked_final: bool, value: &Value) {
+    /// Checks one completed delivery; `asked` is (the invoke asked for a
+    /// final read, the node is a member).
+    fn deliver(&mut self, op: usize, node: Option<&str>, asked: (bool, bool), value: &Value) {
+        let (asked_final, member) = asked;
         let bad = self.bad.get_or_insert_with(Anomalies::new);
         let blocks: Option<Vec<Block>> = value
             .get("blocks")
@@ -293,18 +332,36 @@ impl Judge {
                 }
             }
         }
+        if d.is_final && d.from == 0 {
+            self.final_chain(&d, member);
+        }
+    }
+
+    /// Keeps a whole final chain: a member's becomes the reference when it
+    /// is the longest so far; a removed node's hashes wait for the end.
+    fn final_chain(&mut self, d: &Delivery, member: bool) {
+        let hashes = || d.blocks.iter().map(|b| Box::from(b.hash)).collect();
+        if !member {
+            self.removed.push(RemovedChain {
+                node: d.node.map(Box::from),
+                hashes: hashes(),
+            });
+            return;
+        }
         let longest = self
             .reference
             .as_ref()
             .is_none_or(|r| d.blocks.len() >= r.blocks);
-        if d.is_final && d.from == 0 && longest {
+        if longest {
             let txs = d
                 .blocks
                 .iter()
                 .flat_map(|b| b.txs.iter().flatten().map(|t| (b.number, Box::from(t.id))));
             self.reference = Some(Chain {
+                node: d.node.map(Box::from),
                 blocks: d.blocks.len(),
                 txs: txs.collect(),
+                hashes: hashes(),
             });
         }
     }
@@ -317,6 +374,12 @@ impl Judge {
             .reference
             .as_ref()
             .map(|chain| check_against_chain(&self.submits, chain, &mut bad, &mut counts));
+        if let Some(chain) = &self.reference {
+            removed_prefixes(&self.removed, chain, &mut bad);
+        }
+        if !self.removed.is_empty() {
+            counts.insert("removed-final-reads".into(), self.removed.len() as u64);
+        }
         let any_bad = bad.0.values().any(|a| a.count > 0);
         let (valid, note) = match (any_bad, valid) {
             (true, _) => (Validity::Invalid, None),
@@ -324,11 +387,12 @@ impl Judge {
             (false, None) => (
                 Validity::Unknown,
                 Some(
-                    "no final read of a whole chain succeeded, so loss and order cannot be judged"
+                    "no final read of a member's whole chain succeeded, so loss and order cannot be judged"
                         .to_string(),
                 ),
             ),
         };
+        let listed = |k: &&&str| **k != REMOVED_NOT_PREFIX || !self.removed.is_empty();
         CheckResult {
             checker: "ordering".into(),
             valid,
@@ -336,6 +400,7 @@ impl Judge {
             counts,
             anomalies: KINDS
                 .iter()
+                .filter(listed)
                 .map(|k| bad.0.remove(k).expect("every kind is present"))
                 .collect(),
             artifacts: Vec::new(),
@@ -424,6 +489,33 @@ fn check_against_chain(
     counts.insert("info-not-found".into(), info_missing);
     counts.insert("chain-transactions".into(), reference.txs.len() as u64);
     counts.insert("chain-blocks".into(), reference.blocks as u64);
+}
+
+/// Each removed node's final chain must be a prefix of the members'
+/// reference chain: no longer, and the same hash at every number.
+fn removed_prefixes(removed: &[RemovedChain], reference: &Chain, bad: &mut Anomalies) {
+    for r in removed {
+        let differs = r
+            .hashes
+            .iter()
+            .zip(&reference.hashes)
+            .position(|(a, b)| a != b);
+        let problem = match differs {
+            Some(n) => format!("block {n} differs from the members' chain"),
+            None if r.hashes.len() > reference.hashes.len() => format!(
+                "{} blocks, longer than the members' longest chain of {}",
+                r.hashes.len(),
+                reference.hashes.len()
+            ),
+            None => continue,
+        };
+        bad.add(
+            REMOVED_NOT_PREFIX,
+            json!({"node": r.node, "blocks": r.hashes.len(), "member": reference.node,
+                   "member_blocks": reference.hashes.len(), "first_difference": differs,
+                   "problem": problem}),
+        );
+    }
 }
 
 /// A acknowledged before B was invoked, yet B ordered before A.
@@ -671,6 +763,151 @@ mod tests {
         let text = "{\"process\":0,\"type\":\"invoke\",\"f\":\"submit\",\"value\":\"a\",\"time\":1}\n{\"process\":0,\"type\":\"ok\",\"f\":\"submit\",\"time\":\"soon\"}\n";
         let e = check_reader(text.as_bytes()).unwrap_err().to_string();
         assert!(e.starts_with("line 2: field `time`"), "{e}");
+    }
+
+    /// `history`, with a `member` nemesis change that removed `n3`
+    /// before the final reads, and the final reads of `removed` nodes
+    /// marked `"member": false` (on the invoke, as the harness writes it).
+    fn with_removed(base: &History, removed: &[&str]) -> History {
+        let start = json!({"process": "nemesis", "type": "info", "f": "member", "time": 0,
+            "value": {"phase": "start", "change": "remove", "targets": ["n3"], "add": [], "remove": ["n3"],
+                      "leader": false, "before": {"voters": ["n1", "n2", "n3"], "learners": []}}});
+        let end = json!({"process": "nemesis", "type": "info", "f": "member", "time": 1,
+            "value": {"phase": "end", "change": "remove", "targets": ["n3"], "committed": true,
+                      "after": {"voters": ["n1", "n2"], "learners": []}}});
+        let mut lines = vec![start, end];
+        for e in &base.events {
+            let mut v = serde_json::to_value(e).unwrap();
+            v.as_object_mut().unwrap().remove("index");
+            v["time"] = json!(e.time + 2);
+            let named = e.node.as_deref().is_some_and(|n| removed.contains(&n));
+            if e.f == "deliver" && named && e.kind == EventType::Invoke {
+                v["value"]["member"] = json!(false);
+            }
+            lines.push(v);
+        }
+        let text: String = lines.iter().map(|l| l.to_string() + "\n").collect();
+        read_history(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_removed_nodes_chain_must_be_a_prefix_of_the_members_chain() {
+        let ok = [(0, "a", "ok"), (1, "b", "ok")];
+        let good = chain(&[&["a"], &["b"]]);
+        let short = chain(&[&["a"]]);
+        let diverged = chain(&[&["b"]]);
+        let cases: Vec<(&str, History, Vec<&str>, Validity)> = vec![
+            (
+                "a removed node's shorter chain is a prefix",
+                with_removed(
+                    &history(&ok, &[("n1", good.clone()), ("n3", short.clone())]),
+                    &["n3"],
+                ),
+                vec![],
+                Validity::Valid,
+            ),
+            (
+                "a removed node's diverging chain",
+                with_removed(
+                    &history(&ok, &[("n1", good.clone()), ("n3", diverged.clone())]),
+                    &["n3"],
+                ),
+                vec!["fork", "removed-not-prefix"],
+                Validity::Invalid,
+            ),
+            (
+                "loss is judged against the members, not a removed node's longer chain",
+                with_removed(
+                    &history(&ok, &[("n3", good.clone()), ("n1", short.clone())]),
+                    &["n3"],
+                ),
+                vec!["lost", "removed-not-prefix"],
+                Validity::Invalid,
+            ),
+            (
+                "only a removed node was read: loss cannot be judged",
+                with_removed(&history(&ok, &[("n3", good.clone())]), &["n3"]),
+                vec![],
+                Validity::Unknown,
+            ),
+            (
+                "members' chains still must agree",
+                with_removed(
+                    &history(&ok, &[("n1", good.clone()), ("n2", diverged.clone())]),
+                    &[],
+                ),
+                vec!["fork"],
+                Validity::Invalid,
+            ),
+        ];
+        for (name, h, expected, validity) in cases {
+            let r = check_history(&h);
+            let text: String = h
+                .events
+                .iter()
+                .map(|e| serde_json::to_string(e).unwrap() + "\n")
+                .collect();
+            let mut streamed = check_reader(text.as_bytes()).expect(name);
+            streamed.check_ms = r.check_ms;
+            assert_eq!(streamed, r, "{name}: read as a stream, the same result");
+            assert_eq!(kinds(&r), expected, "{name}: {:?}", r.anomalies);
+            assert_eq!(r.valid, validity, "{name}: {:?}", r.note);
+        }
+        let r = check_history(&with_removed(
+            &history(&ok, &[("n1", good.clone()), ("n3", diverged)]),
+            &["n3"],
+        ));
+        let a = r
+            .anomalies
+            .iter()
+            .find(|a| a.kind == REMOVED_NOT_PREFIX)
+            .unwrap();
+        assert_eq!(a.examples[0]["node"], "n3");
+        assert_eq!(a.examples[0]["first_difference"], 1);
+        assert_eq!(a.examples[0]["member"], "n1");
+        let r = check_history(&with_removed(
+            &history(&ok, &[("n1", good.clone()), ("n3", short)]),
+            &["n3"],
+        ));
+        assert_eq!(r.counts["removed-final-reads"], 1);
+        assert_eq!(
+            r.counts["chain-blocks"], 3,
+            "the member's chain is the reference"
+        );
+    }
+
+    #[test]
+    fn without_a_removed_node_the_results_are_those_of_before_membership() {
+        let ok = [(0, "a", "ok"), (1, "b", "ok")];
+        let good = chain(&[&["a"], &["b"]]);
+        let plain = check_history(&history(&ok, &[("n1", good.clone())]));
+        assert!(plain.anomalies.iter().all(|a| a.kind != REMOVED_NOT_PREFIX));
+        assert_eq!(plain.anomalies.len(), KINDS.len() - 1);
+        assert!(!plain.counts.contains_key("removed-final-reads"));
+        // Member events alone change nothing.
+        let mut evented = check_history(&with_removed(&history(&ok, &[("n1", good)]), &[]));
+        evented.check_ms = plain.check_ms;
+        assert_eq!(evented, plain);
+    }
+
+    #[test]
+    fn a_member_mark_on_the_ok_value_counts_too() {
+        let good = chain(&[&["a"]]);
+        let text = [
+            json!({"process": 0, "type": "invoke", "f": "submit", "value": "a", "time": 1}),
+            json!({"process": 0, "type": "ok", "f": "submit", "value": "a", "time": 2}),
+            json!({"process": 9, "type": "invoke", "f": "deliver", "value": {"from": 0, "final": true}, "time": 3, "node": "n1"}),
+            json!({"process": 9, "type": "ok", "f": "deliver", "value": {"from": 0, "final": true, "member": false, "blocks": good}, "time": 4, "node": "n1"}),
+        ]
+        .iter()
+        .map(|l| l.to_string() + "\n")
+        .collect::<String>();
+        let r = check_reader(text.as_bytes()).unwrap();
+        assert_eq!(
+            r.valid,
+            Validity::Unknown,
+            "the only chain read is a removed node's"
+        );
     }
 
     #[test]

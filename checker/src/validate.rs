@@ -279,4 +279,19 @@ mod tests {
         let h = read_history(text.as_bytes()).unwrap();
         validate(&h, Vocabulary::Model(Model::CasRegister)).unwrap();
     }
+
+    #[test]
+    fn membership_changes_and_leader_transfers_are_nemesis_events_like_any_other() {
+        let text = r#"{"process":"nemesis","type":"info","f":"member","value":{"phase":"start","change":"replace","targets":["n2","n4"],"add":["n4"],"remove":["n2"],"leader":false,"before":{"voters":["n1","n2","n3"],"learners":[]}},"time":0}
+{"process":"nemesis","type":"info","f":"transfer","value":{"phase":"start","targets":["n3"],"from":"n1"},"time":1}
+{"process":0,"type":"invoke","f":"submit","value":"t1","time":2}
+{"process":0,"type":"fail","f":"submit","value":"t1","error":"removed: http 410: this node was removed","time":3}
+{"process":"nemesis","type":"info","f":"transfer","value":{"phase":"end","targets":["n3"],"leader":null},"time":4}
+{"process":"nemesis","type":"info","f":"member","value":{"phase":"end","change":"replace","targets":["n2","n4"],"committed":false,"after":{"voters":["n1","n2","n3"],"learners":["n4"]},"error":"http 503"},"time":5}
+{"process":1000000,"type":"invoke","f":"deliver","value":{"from":0,"final":true,"member":false},"node":"n2","time":6}
+{"process":1000000,"type":"fail","f":"deliver","value":{"from":0,"final":true,"member":false},"node":"n2","time":7}"#;
+        let h = read_history(text.as_bytes()).unwrap();
+        validate(&h, Vocabulary::Ordering).unwrap();
+        crate::ordering::check_reader(text.as_bytes()).unwrap();
+    }
 }

@@ -30,7 +30,7 @@ pub fn check(run_dir: &Path) -> anyhow::Result<Option<CheckResult>> {
         .unwrap_or(RECOVERY_S_DEFAULT);
     let mut behind = Anomaly::new("not-caught-up");
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    let per_window = status::catch_up(&samples, &loaded.windows, recovery_s);
+    let per_window = status::catch_up(&samples, &loaded.windows, &loaded.changes, recovery_s);
     for (w, nodes) in loaded.windows.iter().zip(&per_window) {
         for c in nodes {
             let key = match c.state {
@@ -38,6 +38,8 @@ pub fn check(run_dir: &Path) -> anyhow::Result<Option<CheckResult>> {
                 CatchUpState::Behind => "behind",
                 CatchUpState::Interrupted => "interrupted",
                 CatchUpState::Unmeasured => "unmeasured",
+                CatchUpState::Removed => "removed",
+                CatchUpState::NotMember => "not-member",
             };
             *counts.entry(key.into()).or_default() += 1;
             if c.state == CatchUpState::Behind {
@@ -107,5 +109,32 @@ mod tests {
         assert_eq!(r.counts["caught-up"], 2);
         std::fs::remove_file(dir.path().join("status.jsonl")).unwrap();
         assert!(check(dir.path()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_removed_node_is_counted_removed_not_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = [
+            r#"{"index":0,"process":"nemesis","type":"info","f":"member","value":{"phase":"start","change":"remove","targets":["n2"],"add":[],"remove":["n2"],"leader":false,"before":{"voters":["n1","n2","n3"],"learners":[]}},"time":1000000000}"#,
+            r#"{"index":1,"process":"nemesis","type":"info","f":"member","value":{"phase":"end","change":"remove","targets":["n2"],"committed":true,"after":{"voters":["n1","n3"],"learners":[]}},"time":3000000000}"#,
+        ];
+        std::fs::write(dir.path().join("history.jsonl"), history.join("\n")).unwrap();
+        std::fs::write(dir.path().join("test.json"), r#"{"recovery_s": 2}"#).unwrap();
+        let status: Vec<String> = [(0.5, 10, 10), (2.9, 40, 12), (3.5, 45, 12), (5.5, 60, 12)]
+            .iter()
+            .flat_map(|(t, h, h2)| {
+                [("n1", h), ("n3", h), ("n2", h2)].map(|(n, h)| {
+                    format!(
+                        r#"{{"time":{},"node":"{n}","status":{{"height":{h},"leader":1,"term":2}}}}"#,
+                        (t * 1e9) as u64
+                    )
+                })
+            })
+            .collect();
+        std::fs::write(dir.path().join("status.jsonl"), status.join("\n")).unwrap();
+        let r = check(dir.path()).unwrap().unwrap();
+        assert_eq!(r.valid, Validity::Valid, "{r:?}");
+        assert_eq!(r.counts["removed"], 1);
+        assert_eq!(r.counts["caught-up"], 2);
     }
 }

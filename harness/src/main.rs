@@ -13,7 +13,6 @@ mod history;
 mod judge;
 mod lag;
 mod member;
-#[allow(dead_code)] // the member nemesis (issue 14) and its readers use it
 mod membership;
 mod nemesis;
 mod plan;

@@ -87,11 +87,13 @@ impl Membership {
     }
 
     /// Names of the voters now.
+    #[cfg(test)]
     pub fn voters(&self) -> Vec<String> {
         self.with_standing(Standing::Voter)
     }
 
     /// Names of the nodes with `standing`.
+    #[cfg(test)]
     pub fn with_standing(&self, standing: Standing) -> Vec<String> {
         self.read()
             .iter()

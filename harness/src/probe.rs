@@ -79,8 +79,12 @@ impl Probe {
         self.nodes.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The names of the nodes probed, in the order they were added.
+    pub fn names(&self) -> Vec<String> {
+        self.names_urls().into_iter().map(|(n, _)| n).collect()
+    }
+
     /// Adds a node (one the `member` nemesis started) to those probed.
-    #[allow(dead_code)] // the member nemesis (issue 14) calls it
     pub fn add_node(&self, name: &str, url: &str) {
         let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
         if nodes.iter().all(|(n, _)| n != name) {
@@ -135,9 +139,21 @@ impl Probe {
     /// Waits until every node answers, agrees on one leader and has applied
     /// the same height; returns whether that happened before `deadline`.
     pub async fn wait_recovered(&self, deadline: Instant) -> bool {
+        let all: Vec<String> = self.names_urls().into_iter().map(|(n, _)| n).collect();
+        self.wait_recovered_of(deadline, &all).await
+    }
+
+    /// [`Probe::wait_recovered`] over `nodes` only (the members at the end
+    /// of a run: removed nodes halted and never catch up).
+    pub async fn wait_recovered_of(&self, deadline: Instant, nodes: &[String]) -> bool {
         let mut stable = 0;
         while Instant::now() < deadline {
-            let statuses = self.statuses().await;
+            let mut statuses = BTreeMap::new();
+            for n in nodes {
+                if let Some(s) = self.status(n).await {
+                    statuses.insert(n.clone(), s);
+                }
+            }
             let leaders: Vec<u64> = statuses
                 .values()
                 .map(|s| s["leader"].as_u64().unwrap_or(0))
@@ -146,7 +162,7 @@ impl Probe {
                 .values()
                 .map(|s| s["height"].as_u64().unwrap_or(0))
                 .collect();
-            let agreed = statuses.len() == self.names_urls().len()
+            let agreed = statuses.len() == nodes.len()
                 && leaders.iter().all(|&l| l != 0 && l == leaders[0])
                 && heights.iter().all(|&h| h == heights[0]);
             stable = if agreed { stable + 1 } else { 0 };

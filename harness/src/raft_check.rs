@@ -52,6 +52,22 @@ pub async fn collect_trace(
 }
 
 /// The checker (an entry of `judge::checks`): replays the stored traces.
+/// Nodes the `member` nemesis started during the run (not in `test.json`'s
+/// founders) that left a trace under `nodes/<n>/`, in name order.
+fn added_nodes(run_dir: &Path, founders: &[String]) -> Vec<String> {
+    let Ok(dirs) = std::fs::read_dir(run_dir.join("nodes")) else {
+        return Vec::new();
+    };
+    let mut added: Vec<String> = dirs
+        .filter_map(|d| d.ok())
+        .filter(|d| d.path().join(TRACE_FILE_NAME).is_file())
+        .filter_map(|d| d.file_name().into_string().ok())
+        .filter(|n| !founders.contains(n))
+        .collect();
+    added.sort();
+    added
+}
+
 pub fn check(run_dir: &Path, _history: &Path) -> anyhow::Result<CheckResult> {
     let started = Instant::now();
     // A re-judged run must not show an earlier replay's findings.
@@ -70,12 +86,13 @@ pub fn check(run_dir: &Path, _history: &Path) -> anyhow::Result<CheckResult> {
         let note = format!("skipped: {} writes no Raft trace", sut.name());
         return Ok(result(Validity::Valid, started, Some(note)));
     }
-    let nodes: Vec<String> = test["nodes"]
+    let mut nodes: Vec<String> = test["nodes"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|n| n.as_str().map(String::from))
         .collect();
+    nodes.extend(added_nodes(run_dir, &nodes));
     let files: Vec<PathBuf> = nodes
         .iter()
         .map(|n| run_dir.join("nodes").join(n).join(TRACE_FILE_NAME))

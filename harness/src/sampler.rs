@@ -25,13 +25,9 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Creates `path` and starts polling `nodes` through `probe`.
-    pub fn start(
-        path: &Path,
-        probe: Probe,
-        nodes: Vec<String>,
-        recorder: Recorder,
-    ) -> anyhow::Result<Sampler> {
+    /// Creates `path` and starts polling every node `probe` knows, each
+    /// round (nodes the `member` nemesis adds to it are sampled from then on).
+    pub fn start(path: &Path, probe: Probe, recorder: Recorder) -> anyhow::Result<Sampler> {
         let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
         let (stop, mut stopped) = watch::channel(false);
         let shown = path.display().to_string();
@@ -39,6 +35,7 @@ impl Sampler {
             let mut out = BufWriter::new(file);
             loop {
                 let round = Instant::now();
+                let nodes = probe.names();
                 let asked = nodes.iter().map(|n| probe.status(n));
                 let answers = futures_util::future::join_all(asked).await;
                 let time = recorder.time_of(Instant::now());

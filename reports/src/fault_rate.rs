@@ -9,7 +9,8 @@
 //! workload left out; "outside" is that span less every window. Within a
 //! window, the ops of its *live* nodes are counted apart too: a killed or
 //! paused node is not live, nor is a node on the minority side of a
-//! partition's grudge; every other fault (a clock bump, a slow disk) leaves
+//! partition's grudge, nor a node a `member` change removes (it halts);
+//! every other fault (a clock bump, a slow disk, a leader transfer) leaves
 //! every node live.
 
 use crate::load::{FaultWindow, Loaded, OpRecord, Outcome};
@@ -76,6 +77,12 @@ pub fn cut_off(w: &FaultWindow) -> Vec<String> {
     match w.fault.as_str() {
         "kill" | "pause" => w.targets.clone(),
         "partition" => minority(&w.start["grudge"]),
+        "member" => w.start["remove"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -314,6 +321,17 @@ mod tests {
             start: json!({"phase": "start", "targets": ["n1"]}),
         };
         assert!(cut_off(&w).is_empty());
+        let replace = FaultWindow {
+            fault: "member".into(),
+            start: json!({"phase": "start", "change": "replace", "targets": ["n2", "n4"], "add": ["n4"], "remove": ["n2"]}),
+            ..w.clone()
+        };
+        assert_eq!(cut_off(&replace), vec!["n2".to_string()]);
+        let transfer = FaultWindow {
+            fault: "transfer".into(),
+            ..w
+        };
+        assert!(cut_off(&transfer).is_empty());
     }
 
     #[test]

@@ -116,6 +116,19 @@ fn fsync_table(s: &Summary) -> String {
     fsync
 }
 
+/// The configuration over time: each `member` / `transfer` change with
+/// the configuration before and after it (nothing without changes).
+fn configurations(s: &Summary) -> String {
+    if s.configurations.is_empty() {
+        return String::new();
+    }
+    format!(
+        "<h3>Configuration over time</h3>{}<p>Voters, then learners as <code>(+n4)</code>; a removed node halts and is read at the end, its chain a prefix of the members'.</p>{}",
+        crate::members::timeline(&s.configurations, s.duration_s, esc),
+        crate::members::table(&s.configurations, esc)
+    )
+}
+
 /// Renders the page.
 pub fn page(
     s: &Summary,
@@ -160,7 +173,7 @@ pub fn page(
 <h2>Raft</h2>{raft}
 <h2>Latency</h2><img src="latency-raw.png" alt="latency of every operation"><img src="latency-quantiles.png" alt="latency quantiles per window">{latency}
 <h2>Throughput</h2><img src="rate.png" alt="throughput per window">
-<h2>Faults and recovery</h2>{faults}
+<h2>Faults and recovery</h2>{faults}{configurations}
 <h2>Load during faults</h2>{load}
 <h2>Disk: persist (write + fsync) durations, snapshots</h2><img src="fsync.png" alt="fsync durations">{fsync}
 <h2>Test</h2>{params}<p>Node logs: {logs}</p>
@@ -183,6 +196,7 @@ window.addEventListener('load', function () {{
             String::new()
         },
         checkers = checkers(results),
+        configurations = configurations(s),
         load = crate::fault_rate::html_table(&s.fault_rates, esc),
         logs = logs.join(" · "),
     )

@@ -17,6 +17,7 @@ pub mod disk;
 pub mod fault_rate;
 mod html;
 pub mod load;
+pub mod members;
 pub mod plots;
 pub mod raft;
 pub mod stats;
@@ -75,6 +76,8 @@ pub struct Summary {
     pub snapshots: Vec<status::NodeSnapshots>,
     /// `ok` ops/s inside the fault windows against outside them.
     pub fault_rates: fault_rate::FaultRates,
+    /// The configuration changes (`member`, `transfer`), in start order.
+    pub configurations: Vec<members::ConfigChange>,
     /// History lines that could not be used.
     pub skipped_lines: u64,
     /// The Raft situations the run reached, by name (from the `raft`
@@ -123,6 +126,7 @@ pub fn render(run_dir: &Path) -> Result<Summary, ReportError> {
         fsync,
         snapshots: status::snapshots(&samples, &metrics),
         fault_rates: fault_rate::fault_rates(&loaded),
+        configurations: loaded.changes.clone(),
         skipped_lines: loaded.skipped_lines,
         raft_coverage: raft.as_ref().and_then(raft::coverage),
     };

@@ -74,6 +74,9 @@ pub struct Loaded {
     pub skipped_lines: u64,
     /// Time of the last event, s.
     pub end_s: f64,
+    /// The `member` and `transfer` changes, in start order (also fault
+    /// windows).
+    pub changes: Vec<crate::members::ConfigChange>,
 }
 
 /// Reads `history.jsonl` line by line.
@@ -82,6 +85,7 @@ pub fn history(path: &Path) -> std::io::Result<Loaded> {
     let mut out = Loaded::default();
     let mut open_ops: HashMap<String, (f64, String, bool)> = HashMap::new();
     let mut open_windows: HashMap<String, FaultWindow> = HashMap::new();
+    let mut changes = crate::members::Collector::default();
     for line in reader.lines() {
         let line = line?;
         let Ok(e) = serde_json::from_str::<Value>(&line) else {
@@ -96,6 +100,7 @@ pub fn history(path: &Path) -> std::io::Result<Loaded> {
         out.end_s = out.end_s.max(t);
         let f = e["f"].as_str().unwrap_or("?").to_string();
         if e["process"] == "nemesis" {
+            changes.event(&f, t, &e["value"]);
             nemesis_event(&e, f, t, &mut open_windows, &mut out.windows);
             continue;
         }
@@ -131,6 +136,7 @@ pub fn history(path: &Path) -> std::io::Result<Loaded> {
         out.windows.push(w);
     }
     out.windows.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    out.changes = changes.finish();
     Ok(out)
 }
 

@@ -214,7 +214,7 @@ pub fn recovery(
 ) {
     let recovery_s = recovery_s.unwrap_or(10.0);
     let changes = crate::status::leader_changes(samples, &loaded.windows, recovery_s);
-    let catch_up = crate::status::catch_up(samples, &loaded.windows, recovery_s);
+    let catch_up = crate::status::catch_up(samples, &loaded.windows, &loaded.changes, recovery_s);
     for ((f, c), u) in faults.iter_mut().zip(changes).zip(catch_up) {
         f.leader_changes = c;
         f.catch_up = u;
@@ -356,6 +356,7 @@ mod tests {
             windows: vec![window(10.0, 14.5), window(20.0, 24.0)],
             skipped_lines: 0,
             end_s: 30.0,
+            changes: vec![],
         };
         let f = faults(&loaded);
         assert_eq!(f[0].first_failure_after_s, None);

@@ -5,6 +5,7 @@
 //! window, and each node's snapshot counters summed over its restarts.
 
 use crate::load::FaultWindow;
+use crate::members::ConfigChange;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,6 +64,12 @@ pub enum CatchUpState {
     Interrupted,
     /// The samples end before `recovery_s` had passed (a run cut short).
     Unmeasured,
+    /// A configuration change removed it by the heal: it halted and is
+    /// not expected to catch up (issue 14).
+    Removed,
+    /// It was not in the configuration at the heal (started, its addition
+    /// not yet or never committed): not expected to catch up.
+    NotMember,
 }
 
 /// One node after one fault's heal.
@@ -85,7 +92,17 @@ pub struct CatchUp {
 /// highest height any node reported up to the heal (the leader's then).
 /// It is measured until `recovery_s` after the heal or the next window's
 /// start, whichever is first.
-pub fn catch_up(samples: &[Sample], windows: &[FaultWindow], recovery_s: f64) -> Vec<Vec<CatchUp>> {
+///
+/// With configuration changes (`changes`, issue 14), only the members at
+/// the heal are expected to catch up — a node added by the change the
+/// window is, from its end — and the others are shown as `Removed` or
+/// `NotMember`, not judged.
+pub fn catch_up(
+    samples: &[Sample],
+    windows: &[FaultWindow],
+    changes: &[ConfigChange],
+    recovery_s: f64,
+) -> Vec<Vec<CatchUp>> {
     let nodes: BTreeSet<&str> = samples.iter().map(|s| s.node.as_str()).collect();
     let last_s = samples.last().map_or(0.0, |s| s.t_s);
     windows
@@ -107,6 +124,9 @@ pub fn catch_up(samples: &[Sample], windows: &[FaultWindow], recovery_s: f64) ->
             nodes
                 .iter()
                 .map(|node| {
+                    if let Some(c) = outside(samples, changes, node, heal, target) {
+                        return c;
+                    }
                     let mine = samples
                         .iter()
                         .filter(|s| s.node == *node && s.t_s >= heal && s.t_s <= cut);
@@ -141,6 +161,37 @@ pub fn catch_up(samples: &[Sample], windows: &[FaultWindow], recovery_s: f64) ->
                 .collect()
         })
         .collect()
+}
+
+/// A node outside the configuration at `heal` (removed, or never added):
+/// shown as such, at its last height up to the heal, and not judged.
+/// `None` for a member, or for every node without configuration changes.
+fn outside(
+    samples: &[Sample],
+    changes: &[ConfigChange],
+    node: &str,
+    heal: f64,
+    target: u64,
+) -> Option<CatchUp> {
+    let standing = crate::members::standing_at(changes, heal)?;
+    let state = if standing.members.contains(node) {
+        return None;
+    } else if standing.removed.contains(node) {
+        CatchUpState::Removed
+    } else {
+        CatchUpState::NotMember
+    };
+    Some(CatchUp {
+        node: node.to_string(),
+        state,
+        after_heal_s: None,
+        height: samples
+            .iter()
+            .filter(|s| s.node == node && s.t_s <= heal)
+            .filter_map(height)
+            .next_back(),
+        target_height: target,
+    })
 }
 
 /// Per window: leader changes from its start until `recovery_s` after its
@@ -252,6 +303,8 @@ pub fn catch_up_cell(catch_up: &[CatchUp]) -> String {
                 c.target_height
             ),
             (CatchUpState::Interrupted, _) => format!("{} next fault first", c.node),
+            (CatchUpState::Removed, _) => format!("{} removed", c.node),
+            (CatchUpState::NotMember, _) => format!("{} not a member", c.node),
             _ => format!("{} unmeasured", c.node),
         })
         .collect();
@@ -316,23 +369,72 @@ mod tests {
             sample(20.0, "n1", st(90)),
             sample(20.0, "n2", st(90)),
         ];
-        let got = catch_up(&samples, &[window(2.0, 5.0)], 10.0);
+        let got = catch_up(&samples, &[window(2.0, 5.0)], &[], 10.0);
         assert_eq!(got[0][0].state, CatchUpState::CaughtUp);
         assert_eq!(got[0][0].after_heal_s, Some(0.0));
         assert_eq!(got[0][1].after_heal_s, Some(2.0));
         assert_eq!(got[0][1].target_height, 50);
         // Measured for one second only: n2 is still at 12, behind.
-        let got = catch_up(&samples[..8], &[window(2.0, 5.0)], 1.0);
+        let got = catch_up(&samples[..8], &[window(2.0, 5.0)], &[], 1.0);
         assert_eq!(
             (got[0][1].state, got[0][1].height),
             (CatchUpState::Behind, Some(12))
         );
         // The next fault began half a second after the heal.
-        let got = catch_up(&samples, &[window(2.0, 5.0), window(5.6, 6.0)], 1.0);
+        let got = catch_up(&samples, &[window(2.0, 5.0), window(5.6, 6.0)], &[], 1.0);
         assert_eq!(got[0][1].state, CatchUpState::Interrupted);
         // The samples stop before the recovery window is over.
-        let got = catch_up(&samples[..6], &[window(2.0, 5.0)], 10.0);
+        let got = catch_up(&samples[..6], &[window(2.0, 5.0)], &[], 10.0);
         assert_eq!(got[0][1].state, CatchUpState::Unmeasured);
+    }
+
+    #[test]
+    fn removed_nodes_are_shown_removed_and_added_ones_are_expected_once_added() {
+        let st = |h: u64| json!({"height": h, "leader": 1, "term": 2});
+        let mut c = crate::members::Collector::default();
+        c.event("member", 2.0, &json!({"phase": "start", "change": "replace", "targets": ["n2", "n4"], "before": {"voters": ["n1", "n2", "n3"], "learners": []}}));
+        c.event("member", 5.0, &json!({"phase": "end", "change": "replace", "committed": true, "after": {"voters": ["n1", "n3", "n4"], "learners": []}}));
+        let changes = c.finish();
+        let mut member = window(2.0, 5.0);
+        member.fault = "member".into();
+        let later = window(8.0, 9.0);
+        let samples = vec![
+            sample(1.0, "n1", st(10)),
+            sample(1.0, "n2", st(10)),
+            sample(1.0, "n3", st(10)),
+            sample(4.0, "n4", st(0)),
+            sample(4.5, "n2", st(20)),
+            sample(5.0, "n1", st(30)),
+            sample(5.0, "n3", st(30)),
+            sample(5.5, "n4", st(30)),
+            sample(6.0, "n2", st(20)),
+            sample(9.0, "n1", st(40)),
+            sample(9.0, "n3", st(40)),
+            sample(9.2, "n4", st(40)),
+            sample(30.0, "n2", st(20)),
+        ];
+        let got = catch_up(&samples, &[member, later], &changes, 3.0);
+        let state = |w: usize, n: &str| {
+            let c = got[w].iter().find(|c| c.node == n).unwrap();
+            (c.state, c.after_heal_s)
+        };
+        assert_eq!(state(0, "n2"), (CatchUpState::Removed, None), "{got:?}");
+        assert_eq!(state(0, "n4"), (CatchUpState::CaughtUp, Some(0.5)));
+        assert_eq!(state(1, "n2"), (CatchUpState::Removed, None));
+        assert_eq!(state(1, "n4").0, CatchUpState::CaughtUp);
+        assert!(got
+            .iter()
+            .flatten()
+            .all(|c| c.state != CatchUpState::Behind));
+        // Without the configuration changes, n2 is left behind.
+        let got = catch_up(&samples, &[window(2.0, 5.0)], &[], 3.0);
+        let n2 = got[0].iter().find(|c| c.node == "n2").unwrap();
+        assert_eq!(n2.state, CatchUpState::Behind);
+        // A node started whose addition is not in the configuration.
+        let got = catch_up(&samples, &[window(0.5, 1.5)], &changes, 3.0);
+        let n4 = got[0].iter().find(|c| c.node == "n4").unwrap();
+        assert_eq!(n4.state, CatchUpState::NotMember);
+        assert!(catch_up_cell(&got[0]).contains("n4 not a member"));
     }
 
     #[test]

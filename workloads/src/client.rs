@@ -230,9 +230,12 @@ impl OrdealClient {
                 .await
             {
                 Ok(page) => page,
-                Err(Outcome::Unavailable(e) | Outcome::Fail(e) | Outcome::Info(e)) => {
-                    return Outcome::Fail(e)
-                }
+                Err(
+                    Outcome::Unavailable(e)
+                    | Outcome::Removed(e)
+                    | Outcome::Fail(e)
+                    | Outcome::Info(e),
+                ) => return Outcome::Fail(e),
                 Err(Outcome::Ok(_)) => unreachable!("blocks() errs with a failure only"),
             };
             let height = page.get("height").and_then(Value::as_u64).unwrap_or(0);
@@ -264,7 +267,8 @@ fn classify_send_error(e: reqwest::Error) -> Outcome {
 }
 
 /// Sorts an HTTP answer per docs/node-api.md: 4xx and a retryable 503 are
-/// definite refusals; 504, 500 and anything unexpected are unknown.
+/// definite refusals (410, the node was removed, its own kind:
+/// [`Outcome::Removed`]); 504, 500 and anything unexpected are unknown.
 fn classify_status(status: u16, answer: Value) -> Result<Value, Outcome> {
     let error = answer
         .get("error")
@@ -277,6 +281,7 @@ fn classify_status(status: u16, answer: Value) -> Result<Value, Outcome> {
         .unwrap_or(false);
     match status {
         200 => Ok(answer),
+        410 => Err(Outcome::Removed(format!("removed: http 410: {error}"))),
         400..=499 => Err(Outcome::Fail(format!("http {status}: {error}"))),
         503 if retryable => Err(Outcome::Unavailable(format!("http 503: {error}"))),
         _ => Err(Outcome::Info(format!("http {status}: {error}"))),
@@ -315,5 +320,13 @@ mod tests {
             classify_status(500, body(false)),
             Err(Outcome::Info(_))
         ));
+        let gone =
+            json!({"error": "this node was removed from the configuration", "retryable": true});
+        match classify_status(410, gone) {
+            Err(Outcome::Removed(e)) => {
+                assert!(e.starts_with("removed: http 410: this node"), "{e}")
+            }
+            other => panic!("410 is not Removed: {other:?}"),
+        }
     }
 }

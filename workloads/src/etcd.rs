@@ -82,6 +82,12 @@ impl EtcdClient {
     }
 
     /// Carries out one register invocation against member `node_index`.
+    /// The index of the node named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|(n, _)| n == name)
+    }
+
+    /// Carries out one invocation against node `node_index`.
     pub async fn invoke(&self, inv: &Invocation, node_index: usize) -> Completion {
         let (name, url) = &self.nodes[node_index % self.nodes.len()];
         let key = b64(inv.key.as_deref().unwrap_or(""));

@@ -84,6 +84,11 @@ pub enum Outcome {
     /// overloaded. Recorded as `fail`; the worker backs off before its
     /// process tries that node again.
     Unavailable(String),
+    /// It certainly did not take effect, because a committed configuration
+    /// removed the node (ordeal-node's `410`, issue 14): it will never
+    /// serve again. Recorded as `fail`, with an error starting `removed:`;
+    /// the worker leaves the node for a live member.
+    Removed(String),
     /// Unknown whether it took effect; why.
     Info(String),
 }
@@ -127,6 +132,15 @@ pub enum SutClient {
 }
 
 impl SutClient {
+    /// The index of the node named `name`, for [`SutClient::invoke`]
+    /// (nodes the `member` nemesis started included).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        match self {
+            SutClient::Ordeal(c) => c.index_of(name),
+            SutClient::Etcd(c) => c.index_of(name),
+        }
+    }
+
     /// Carries out one invocation against node `node_index` (0-based).
     pub async fn invoke(&self, inv: &Invocation, node_index: usize) -> Completion {
         match self {

@@ -56,6 +56,43 @@ fn the_summary_has_the_figures_of_the_run() {
     );
 }
 
+/// Issue 14: a run whose history holds `member` and `transfer` events
+/// lists its configuration changes in summary.json and on the page.
+#[test]
+fn membership_changes_are_listed_with_the_configuration_over_time() {
+    let dir = tempfile::tempdir().unwrap();
+    reports::synthetic::write_run(dir.path(), 2_000, 20.0).unwrap();
+    let events = [
+        r#"{"process":"nemesis","type":"info","f":"member","time":30000000000,"value":{"phase":"start","change":"replace","targets":["n2","n4"],"add":["n4"],"remove":["n2"],"leader":false,"before":{"voters":["n1","n2","n3"],"learners":[]}}}"#,
+        r#"{"process":"nemesis","type":"info","f":"member","time":34000000000,"value":{"phase":"end","change":"replace","targets":["n2","n4"],"committed":true,"after":{"voters":["n1","n3","n4"],"learners":[]}}}"#,
+        r#"{"process":"nemesis","type":"info","f":"transfer","time":35000000000,"value":{"phase":"start","targets":["n3"],"from":"n1"}}"#,
+        r#"{"process":"nemesis","type":"info","f":"transfer","time":36000000000,"value":{"phase":"end","targets":["n3"],"leader":"n3"}}"#,
+    ];
+    let path = dir.path().join("history.jsonl");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&(events.join("\n") + "\n"));
+    std::fs::write(&path, text).unwrap();
+    let s = reports::render(dir.path()).unwrap();
+    assert_eq!(s.configurations.len(), 2);
+    assert_eq!(s.configurations[0].committed, Some(true));
+    assert_eq!(s.configurations[1].leader.as_deref(), Some("n3"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        json["configurations"][0]["after"]["voters"],
+        serde_json::json!(["n1", "n3", "n4"])
+    );
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(html.contains("Configuration over time"));
+    assert!(html.contains("<td>n1 n2 n3</td><td>n1 n3 n4</td><td>yes</td>"));
+    // Without such events the section is absent.
+    let (plain, s) = rendered();
+    assert!(s.configurations.is_empty());
+    let html = std::fs::read_to_string(plain.path().join("index.html")).unwrap();
+    assert!(!html.contains("Configuration over time"));
+}
+
 fn chromium() -> Option<&'static str> {
     ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
