@@ -2,9 +2,12 @@
 //! Fabric makes them, one node at a time, through ordeal-node's
 //! `POST /members` and `POST /transfer` (docs/node-api.md).
 //!
-//! Each `member` fault is one change, drawn (seeded) among those that keep
-//! the voters in range — from 3 (fewer when the run started with fewer)
-//! to two more than the run started with:
+//! Each `member` fault starts with one change, drawn (seeded) among those
+//! that keep the voters in range — from 3 (fewer when the run started with
+//! fewer) to two more than the run started with — and, when that change
+//! left the voters other than the founders' number, heals with one more
+//! that brings them back ([`restore`]), so that every `member` fault adds
+//! a node and removes one:
 //!
 //! - `remove`: a random follower leaves;
 //! - `add`: a fresh node `n<id>` (the next unused id) is started on an
@@ -166,9 +169,42 @@ impl Planned {
     }
 }
 
-/// Draws one change that keeps the voters in range.
-fn draw(rng: &mut ChaCha8Rng, before: &Config, founders: usize, next_id: u64) -> Option<Planned> {
-    let change = *allowed(before.voters.len(), founders, before.leader != 0).choose(rng)?;
+/// The changes that bring `voters` back to the founders' number after a
+/// fault's hold (none when it is there).
+fn restoring(voters: usize, founders: usize, leader_known: bool) -> Vec<Change> {
+    use std::cmp::Ordering;
+    match voters.cmp(&founders) {
+        Ordering::Greater if leader_known => vec![Change::Remove, Change::RemoveLeader],
+        Ordering::Greater => vec![Change::Remove],
+        Ordering::Less => vec![Change::Add],
+        Ordering::Equal => Vec::new(),
+    }
+}
+
+/// Which set of changes a draw chooses from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Any change that keeps the voters in range (a fault's start).
+    Any,
+    /// Back to the founders' number (a fault's heal).
+    Restore,
+}
+
+/// Draws one change that keeps the voters in range (`Any`) or restores the
+/// founders' number (`Restore`).
+fn draw(
+    rng: &mut ChaCha8Rng,
+    before: &Config,
+    founders: usize,
+    next_id: u64,
+    direction: Direction,
+) -> Option<Planned> {
+    let (voters, known) = (before.voters.len(), before.leader != 0);
+    let changes = match direction {
+        Direction::Any => allowed(voters, founders, known),
+        Direction::Restore => restoring(voters, founders, known),
+    };
+    let change = *changes.choose(rng)?;
     let followers: Vec<u64> = before
         .voters
         .iter()
@@ -403,6 +439,24 @@ fn named_leader(message: &str) -> Option<u64> {
 /// records its end. Returns the nodes it touched (none when no leader
 /// answered, and then nothing is recorded).
 pub async fn inject(nemesis: &Nemesis, rng: &mut ChaCha8Rng) -> anyhow::Result<Vec<String>> {
+    change(nemesis, rng, Direction::Any).await
+}
+
+/// Heals a `member` fault: when its change left the voters other than the
+/// founders' number (an `add` or a `remove`), one more change brings them
+/// back (a `remove` — of a follower or the leader — or an `add`), recorded
+/// as its own start and end. So every `member` fault adds a node and
+/// removes one: a `replace`, or an `add` then a `remove` (or the reverse)
+/// one interval apart.
+pub async fn restore(nemesis: &Nemesis, rng: &mut ChaCha8Rng) -> anyhow::Result<Vec<String>> {
+    change(nemesis, rng, Direction::Restore).await
+}
+
+async fn change(
+    nemesis: &Nemesis,
+    rng: &mut ChaCha8Rng,
+    direction: Direction,
+) -> anyhow::Result<Vec<String>> {
     let deadline = Instant::now() + change_time(nemesis.interval);
     let members = Members::new(nemesis, deadline)?;
     let Some((_, before)) = members.leader_until_deadline().await else {
@@ -411,8 +465,10 @@ pub async fn inject(nemesis: &Nemesis, rng: &mut ChaCha8Rng) -> anyhow::Result<V
     };
     members.follow(&before);
     let next_id = nemesis.membership.next_id();
-    let Some(planned) = draw(rng, &before, nemesis.founders, next_id) else {
-        tracing::warn!(?before, "member: no change keeps the voters in range");
+    let Some(planned) = draw(rng, &before, nemesis.founders, next_id, direction) else {
+        if direction == Direction::Any {
+            tracing::warn!(?before, "member: no change keeps the voters in range");
+        }
         return Ok(Vec::new());
     };
     let targets = planned.targets();
@@ -594,7 +650,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..200 {
-            let p = draw(&mut rng, &before, 3, 5).unwrap();
+            let p = draw(&mut rng, &before, 3, 5, Direction::Any).unwrap();
             seen.insert(p.change.word());
             assert_eq!(p.leader, p.remove == Some(2), "{p:?}");
             assert_eq!(
@@ -607,6 +663,30 @@ mod tests {
             assert!(p.targets().iter().all(|t| t.starts_with('n')));
         }
         assert_eq!(seen.len(), 3, "add, remove and replace all drawn: {seen:?}");
+    }
+
+    #[test]
+    fn a_heal_brings_the_voters_back_to_the_founders_number() {
+        use Change::*;
+        assert_eq!(restoring(4, 3, true), [Remove, RemoveLeader]);
+        assert_eq!(restoring(4, 3, false), [Remove]);
+        assert_eq!(restoring(4, 5, true), [Add]);
+        assert!(restoring(3, 3, true).is_empty(), "after a replace: nothing");
+        let before = Config {
+            voters: vec![1, 2, 3, 4],
+            learners: vec![],
+            leader: 2,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..50 {
+            let p = draw(&mut rng, &before, 3, 5, Direction::Restore).unwrap();
+            assert!(p.add.is_none() && p.remove.is_some(), "{p:?}");
+        }
+        let three = Config {
+            voters: vec![1, 2, 3],
+            ..before
+        };
+        assert!(draw(&mut rng, &three, 3, 5, Direction::Restore).is_none());
     }
 
     #[test]

@@ -160,6 +160,9 @@ impl Nemesis {
             if let (Active::Lag(_, lagging), false) = (&mut active, stopped) {
                 stopped = crate::lag::hold(&self, lagging, &mut stop).await;
             }
+            if let Active::Member(_) = active {
+                crate::member::restore(&self, &mut rng).await?;
+            }
             self.heal(active).await?;
             self.active.lock().expect("active lock").clear();
             if stopped {
