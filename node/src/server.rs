@@ -338,15 +338,6 @@ impl RaftLoop {
 
     fn turn(&mut self) -> Result<(), LoopError> {
         let now = Instant::now();
-        let r = self.turn_inner(now);
-        let took = now.elapsed();
-        if took > Duration::from_millis(15) {
-            tracing::info!(took_ms = took.as_secs_f64() * 1e3, "TIMING slow turn");
-        }
-        r
-    }
-
-    fn turn_inner(&mut self, now: Instant) -> Result<(), LoopError> {
         if now >= self.next_tick {
             // A removed node's raft stops: no elections, no campaigns.
             if self.removed.is_none() {
@@ -730,13 +721,6 @@ impl RaftLoop {
             .lock()
             .expect("metrics lock")
             .record_persist(started.elapsed(), bytes);
-        if started.elapsed() > Duration::from_millis(15) {
-            tracing::info!(
-                ms = started.elapsed().as_secs_f64() * 1e3,
-                n = entries.len(),
-                "TIMING slow persist"
-            );
-        }
         let last_before = self.raw.store().last_index().expect("memory storage");
         if !entries.is_empty() {
             self.raw

@@ -96,16 +96,6 @@ impl Snapshotter {
 }
 
 fn write(dir: &Path, job: SnapshotJob) -> Result<Written, WalError> {
-    let t0 = std::time::Instant::now();
-    let r = write_inner(dir, job);
-    tracing::info!(
-        ms = t0.elapsed().as_secs_f64() * 1e3,
-        "TIMING snapshot write"
-    );
-    r
-}
-
-fn write_inner(dir: &Path, job: SnapshotJob) -> Result<Written, WalError> {
     let mut snapshot = Snapshot {
         data: job.state.to_snapshot_data().into(),
         ..Default::default()
