@@ -216,6 +216,19 @@ impl LocalCluster {
         }
     }
 
+    /// CPU time (user and system) the running nodes have used so far;
+    /// `None` when `/proc` cannot tell.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        // SAFETY: sysconf reads a constant of the system; no memory of ours.
+        let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let ticks_per_s = u64::try_from(ticks_per_s).ok().filter(|&t| t > 0)?;
+        let mut ticks = 0;
+        for child in self.children.iter().flatten() {
+            ticks += process_cpu_ticks(child.id())?;
+        }
+        Some(Duration::from_micros(ticks * 1_000_000 / ticks_per_s))
+    }
+
     /// The stderr log of node `i`.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.root.join(format!("n{}.log", i + 1))).unwrap_or_default()
@@ -244,6 +257,18 @@ impl LocalCluster {
             self.root.display()
         )))
     }
+}
+
+/// utime + stime of a process, in clock ticks, from `/proc/<pid>/stat`
+/// (fields 14 and 15, counted after the command's closing parenthesis).
+fn process_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_command = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_command.split_whitespace().collect();
+    // `after_command` starts at field 3 (state): utime is field 14.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 impl Drop for LocalCluster {
@@ -317,6 +342,10 @@ pub struct Run {
     pub commit_latency_ms_p99: Option<f64>,
     /// Commit latency p99 at saturation, ms.
     pub saturated_latency_ms_p99: f64,
+    /// The nodes' CPU time (all of them, user and system) per committed
+    /// transaction at saturation, µs: unlike tx/s, barely moved by other
+    /// work on the machine.
+    pub cpu_us_per_tx: Option<f64>,
     /// The leader's persist duration p50, ms.
     pub fsync_ms_p50: f64,
     /// The leader's persist duration p99, ms.
@@ -342,6 +371,15 @@ pub struct Comparison {
     pub paired_ratios: Vec<f64>,
     /// The median of `paired_ratios`.
     pub paired_ratio_median: f64,
+    /// Median CPU µs per transaction of A.
+    pub a_cpu_us_per_tx_median: Option<f64>,
+    /// Median CPU µs per transaction of B.
+    pub b_cpu_us_per_tx_median: Option<f64>,
+    /// B's CPU per transaction over A's, within each round: the cost of
+    /// B's difference, robust to the machine's load.
+    pub cpu_paired_ratios: Vec<f64>,
+    /// The median of `cpu_paired_ratios`.
+    pub cpu_paired_ratio_median: Option<f64>,
     /// Median half-load p99 of A, ms (with both phases).
     pub a_latency_ms_p99_median: Option<f64>,
     /// Median half-load p99 of B, ms.
@@ -436,13 +474,14 @@ pub async fn run(exe: &Path, args: BenchArgs) -> Result<BenchReport, BenchError>
         }
         for v in order {
             let run = measure(&v.exe, &args, v, round).await?;
+            let or_dash = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
             eprintln!(
-                "round {round} {}: {:.0} tx/s, half-load p99 {} ms, saturated p99 {:.1} ms",
+                "round {round} {}: {:.0} tx/s, half-load p99 {} ms, saturated p99 {:.1} ms, {} CPU µs/tx",
                 v.name,
                 run.tx_per_s,
-                run.commit_latency_ms_p99
-                    .map_or("-".to_string(), |p| format!("{p:.1}")),
-                run.saturated_latency_ms_p99
+                or_dash(run.commit_latency_ms_p99),
+                run.saturated_latency_ms_p99,
+                or_dash(run.cpu_us_per_tx),
             );
             runs.push(run);
         }
@@ -538,6 +577,14 @@ fn compare(a: &Variant, b: &Variant, runs: &[Run]) -> Comparison {
             .collect();
         (!v.is_empty()).then(|| median(v))
     };
+    let cpu = |name| {
+        let v: Vec<f64> = of(runs, name).filter_map(|r| r.cpu_us_per_tx).collect();
+        (!v.is_empty()).then(|| median(v))
+    };
+    let cpu_paired_ratios: Vec<f64> = of(runs, a.name)
+        .zip(of(runs, b.name))
+        .filter_map(|(ra, rb)| Some(rb.cpu_us_per_tx? / ra.cpu_us_per_tx?))
+        .collect();
     let paired_ratios: Vec<f64> = of(runs, a.name)
         .zip(of(runs, b.name))
         .map(|(ra, rb)| rb.tx_per_s / ra.tx_per_s)
@@ -559,6 +606,11 @@ fn compare(a: &Variant, b: &Variant, runs: &[Run]) -> Comparison {
         ratio_of_medians: tx(b.name) / tx(a.name),
         paired_ratio_median: median(paired_ratios.clone()),
         paired_ratios,
+        a_cpu_us_per_tx_median: cpu(a.name),
+        b_cpu_us_per_tx_median: cpu(b.name),
+        cpu_paired_ratio_median: (!cpu_paired_ratios.is_empty())
+            .then(|| median(cpu_paired_ratios.clone())),
+        cpu_paired_ratios,
         a_latency_ms_p99_median: p99(a.name),
         b_latency_ms_p99_median: p99(b.name),
     }
@@ -631,7 +683,14 @@ async fn measure(
         latency_us: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds")),
     });
     let phase = Duration::from_secs(args.duration_s);
+    let cpu_before = cluster.cpu_time();
     let (tx_per_s, saturated) = saturate(&load, args.concurrency, phase).await;
+    let cpu_us_per_tx = match (cpu_before, cluster.cpu_time()) {
+        (Some(before), Some(after)) if tx_per_s > 0.0 => {
+            Some(after.saturating_sub(before).as_micros() as f64 / (tx_per_s * phase.as_secs_f64()))
+        }
+        _ => None,
+    };
     tracing::info!(
         tx_per_s,
         variant = variant.name,
@@ -659,6 +718,7 @@ async fn measure(
         commit_latency_ms_p50: half.as_ref().map(|h| ms(h, 0.5)),
         commit_latency_ms_p99: half.as_ref().map(|h| ms(h, 0.99)),
         saturated_latency_ms_p99: ms(&saturated, 0.99),
+        cpu_us_per_tx,
         fsync_ms_p50: fsync["p50_ms"].as_f64().unwrap_or(f64::NAN),
         fsync_ms_p99: fsync["p99_ms"].as_f64().unwrap_or(f64::NAN),
     })
@@ -683,6 +743,7 @@ mod tests {
             commit_latency_ms_p50: None,
             commit_latency_ms_p99: None,
             saturated_latency_ms_p99: 1.0,
+            cpu_us_per_tx: Some(tx_per_s / 1000.0),
             fsync_ms_p50: 1.0,
             fsync_ms_p99: 1.0,
         }
@@ -715,6 +776,7 @@ mod tests {
         assert_eq!((c.a, c.b), ("trace-off", "trace-on"));
         assert_eq!(c.paired_ratios, vec![0.95, 0.95, 0.9]);
         assert_eq!(c.paired_ratio_median, 0.95);
+        assert_eq!(c.cpu_paired_ratio_median, Some(0.95));
         assert_eq!(c.ratio_of_medians, 19_000.0 / 20_000.0);
         assert_eq!(r.tx_per_s, 20_000.0, "the untraced median");
         assert_eq!(r.trace_ratio, Some(0.95));
