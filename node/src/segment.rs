@@ -107,7 +107,7 @@ impl Pipeline {
                                 return;
                             }
                         }
-                        Job::Remove(paths) => remove(&paths),
+                        Job::Remove(paths) => remove(&dir, &paths),
                     }
                 }
             })?;
@@ -162,13 +162,20 @@ fn prepare(dir: &Path, seq: u64) -> std::io::Result<Prepared> {
     Ok(Prepared { seq, path, file })
 }
 
-/// Removes compacted segments. No fsync: a removal a crash undoes brings
-/// back only entries the snapshot covers, which recovery skips.
-fn remove(paths: &[PathBuf]) {
+/// Removes compacted segments, then fsyncs the directory (off the raft
+/// thread, so it costs that thread nothing). A removal a crash undoes
+/// brings back only records that later ones override or the snapshot
+/// covers; the fsync makes each batch durable before the next one starts,
+/// so a segment holding a reset record never goes while the older
+/// segments it resets could still come back.
+fn remove(dir: &Path, paths: &[PathBuf]) {
     for path in paths {
         if let Err(e) = fs::remove_file(path) {
             tracing::warn!(file = %path.display(), error = %e, "could not remove a compacted log segment");
         }
+    }
+    if let Err(e) = sync_dir(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not fsync the directory after removing log segments");
     }
 }
 

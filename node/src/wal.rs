@@ -255,7 +255,10 @@ impl Wal {
     /// reports, that the buffer is durable.)
     pub fn sync(&mut self, fsync: bool) -> Result<(), WalError> {
         self.sync_active(fsync)?;
-        if self.cut_wanted {
+        // Only after a real fsync: a segment left must hold only durable
+        // records (with the no-fsync bug the log stays in one segment, and
+        // a power loss tears its tail as it did before segments).
+        if self.cut_wanted && fsync {
             self.cut()?;
         }
         Ok(())
