@@ -340,6 +340,11 @@ pub struct Run {
     pub commit_latency_ms_p50: Option<f64>,
     /// Commit latency p99 at half the saturation rate, ms.
     pub commit_latency_ms_p99: Option<f64>,
+    /// Half load: ms from the last submit to the last answer. Near the
+    /// p99 when the cluster kept up; far above it when the machine's other
+    /// work took the cluster below the half-load rate and submits queued
+    /// (the p99 is then the queue's, not the node's).
+    pub half_load_drain_ms: Option<f64>,
     /// Commit latency p99 at saturation, ms.
     pub saturated_latency_ms_p99: f64,
     /// The nodes' CPU time (all of them, user and system) per committed
@@ -476,10 +481,11 @@ pub async fn run(exe: &Path, args: BenchArgs) -> Result<BenchReport, BenchError>
             let run = measure(&v.exe, &args, v, round).await?;
             let or_dash = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
             eprintln!(
-                "round {round} {}: {:.0} tx/s, half-load p99 {} ms, saturated p99 {:.1} ms, {} CPU µs/tx",
+                "round {round} {}: {:.0} tx/s, half-load p99 {} ms (drain {} ms), saturated p99 {:.1} ms, {} CPU µs/tx",
                 v.name,
                 run.tx_per_s,
                 or_dash(run.commit_latency_ms_p99),
+                or_dash(run.half_load_drain_ms),
                 run.saturated_latency_ms_p99,
                 or_dash(run.cpu_us_per_tx),
             );
@@ -644,8 +650,9 @@ async fn saturate(load: &Arc<Load>, concurrency: usize, phase: Duration) -> (f64
     (ok as f64 / phase.as_secs_f64(), saturated)
 }
 
-/// An open loop at `rate` tx/s for `phase`.
-async fn half_load(load: &Arc<Load>, rate: f64, phase: Duration) -> Histogram<u64> {
+/// An open loop at `rate` tx/s for `phase`; the latencies, and how long
+/// the last answers took to come after the last submit (the drain).
+async fn half_load(load: &Arc<Load>, rate: f64, phase: Duration) -> (Histogram<u64>, Duration) {
     let started = Instant::now();
     let mut sent = 0u64;
     let mut tasks = Vec::new();
@@ -658,10 +665,11 @@ async fn half_load(load: &Arc<Load>, rate: f64, phase: Duration) -> Histogram<u6
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    let sending_ended = Instant::now();
     for t in tasks {
         let _ = t.await;
     }
-    load.reset().1
+    (load.reset().1, sending_ended.elapsed())
 }
 
 /// One cluster: saturation, then (with `half`) half load.
@@ -715,8 +723,9 @@ async fn measure(
         variant: variant.name,
         round,
         tx_per_s,
-        commit_latency_ms_p50: half.as_ref().map(|h| ms(h, 0.5)),
-        commit_latency_ms_p99: half.as_ref().map(|h| ms(h, 0.99)),
+        commit_latency_ms_p50: half.as_ref().map(|h| ms(&h.0, 0.5)),
+        commit_latency_ms_p99: half.as_ref().map(|h| ms(&h.0, 0.99)),
+        half_load_drain_ms: half.as_ref().map(|h| h.1.as_secs_f64() * 1e3),
         saturated_latency_ms_p99: ms(&saturated, 0.99),
         cpu_us_per_tx,
         fsync_ms_p50: fsync["p50_ms"].as_f64().unwrap_or(f64::NAN),
@@ -742,6 +751,7 @@ mod tests {
             tx_per_s,
             commit_latency_ms_p50: None,
             commit_latency_ms_p99: None,
+            half_load_drain_ms: None,
             saturated_latency_ms_p99: 1.0,
             cpu_us_per_tx: Some(tx_per_s / 1000.0),
             fsync_ms_p50: 1.0,
