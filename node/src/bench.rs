@@ -340,11 +340,13 @@ pub struct Run {
     pub commit_latency_ms_p50: Option<f64>,
     /// Commit latency p99 at half the saturation rate, ms.
     pub commit_latency_ms_p99: Option<f64>,
-    /// Half load: ms from the last submit to the last answer. Near the
-    /// p99 when the cluster kept up; far above it when the machine's other
-    /// work took the cluster below the half-load rate and submits queued
-    /// (the p99 is then the queue's, not the node's).
+    /// Half load: ms from the last submit to the last answer; far above
+    /// the latencies when submits were still queued at the phase's end
+    /// (the machine's other work took the cluster below the rate).
     pub half_load_drain_ms: Option<f64>,
+    /// Snapshots the nodes took during the half-load phase (summed over
+    /// the nodes): each serialises and writes the whole ledger.
+    pub half_load_snapshots: Option<u64>,
     /// Commit latency p99 at saturation, ms.
     pub saturated_latency_ms_p99: f64,
     /// The nodes' CPU time (all of them, user and system) per committed
@@ -481,11 +483,12 @@ pub async fn run(exe: &Path, args: BenchArgs) -> Result<BenchReport, BenchError>
             let run = measure(&v.exe, &args, v, round).await?;
             let or_dash = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
             eprintln!(
-                "round {round} {}: {:.0} tx/s, half-load p99 {} ms (drain {} ms), saturated p99 {:.1} ms, {} CPU µs/tx",
+                "round {round} {}: {:.0} tx/s, half-load p99 {} ms (drain {} ms, {} snapshots), saturated p99 {:.1} ms, {} CPU µs/tx",
                 v.name,
                 run.tx_per_s,
                 or_dash(run.commit_latency_ms_p99),
                 or_dash(run.half_load_drain_ms),
+                run.half_load_snapshots.map_or("-".to_string(), |n| n.to_string()),
                 run.saturated_latency_ms_p99,
                 or_dash(run.cpu_us_per_tx),
             );
@@ -672,6 +675,24 @@ async fn half_load(load: &Arc<Load>, rate: f64, phase: Duration) -> (Histogram<u
     (load.reset().1, sending_ended.elapsed())
 }
 
+/// Snapshots taken so far, summed over the nodes (`/status`); `None` when
+/// a node does not answer.
+async fn snapshots_taken(http: &reqwest::Client, cluster: &LocalCluster) -> Option<u64> {
+    let mut sum = 0;
+    for i in 0..cluster.len() {
+        let status: Value = http
+            .get(format!("{}/status", cluster.url(i)))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        sum += status["snapshots_taken"].as_u64()?;
+    }
+    Some(sum)
+}
+
 /// One cluster: saturation, then (with `half`) half load.
 async fn measure(
     exe: &Path,
@@ -705,10 +726,16 @@ async fn measure(
         round,
         "saturation phase done"
     );
+    let snapshots_before = snapshots_taken(&http, &cluster).await;
     let half = if variant.half {
         Some(half_load(&load, (tx_per_s / 2.0).max(1.0), phase).await)
     } else {
         None
+    };
+    let snapshots_after = snapshots_taken(&http, &cluster).await;
+    let half_load_snapshots = match (variant.half, snapshots_before, snapshots_after) {
+        (true, Some(before), Some(after)) => Some(after.saturating_sub(before)),
+        _ => None,
     };
     let fsync: Value = match http
         .get(format!("{}/fsync", cluster.url(leader)))
@@ -726,6 +753,7 @@ async fn measure(
         commit_latency_ms_p50: half.as_ref().map(|h| ms(&h.0, 0.5)),
         commit_latency_ms_p99: half.as_ref().map(|h| ms(&h.0, 0.99)),
         half_load_drain_ms: half.as_ref().map(|h| h.1.as_secs_f64() * 1e3),
+        half_load_snapshots,
         saturated_latency_ms_p99: ms(&saturated, 0.99),
         cpu_us_per_tx,
         fsync_ms_p50: fsync["p50_ms"].as_f64().unwrap_or(f64::NAN),
@@ -752,6 +780,7 @@ mod tests {
             commit_latency_ms_p50: None,
             commit_latency_ms_p99: None,
             half_load_drain_ms: None,
+            half_load_snapshots: None,
             saturated_latency_ms_p99: 1.0,
             cpu_us_per_tx: Some(tx_per_s / 1000.0),
             fsync_ms_p50: 1.0,
