@@ -312,6 +312,10 @@ pub struct BenchArgs {
     /// the same rounds as this one, both phases, for a same-run comparison.
     #[arg(long)]
     pub compare_exe: Option<PathBuf>,
+    /// The nodes' `--snapshot-interval-bytes` (default: the node's own), to
+    /// see what snapshots cost: a large one takes none during the bench.
+    #[arg(long)]
+    pub snapshot_interval_bytes: Option<u64>,
 }
 
 /// Whether the bench's nodes write the Raft trace.
@@ -700,7 +704,12 @@ async fn measure(
     variant: &Variant,
     round: usize,
 ) -> Result<Run, BenchError> {
-    let cluster = LocalCluster::start_traced(exe, args.nodes, &[], variant.trace)?;
+    let interval = args.snapshot_interval_bytes.map(|b| b.to_string());
+    let extra: Vec<&str> = match &interval {
+        Some(bytes) => vec!["--snapshot-interval-bytes", bytes],
+        None => Vec::new(),
+    };
+    let cluster = LocalCluster::start_traced(exe, args.nodes, &extra, variant.trace)?;
     let http = http_client()?;
     let leader = cluster.wait_leader(&http).await?;
     let load = Arc::new(Load {
@@ -800,6 +809,7 @@ mod tests {
             trace: TraceMode::Both,
             rounds: 3,
             compare_exe: None,
+            snapshot_interval_bytes: None,
         };
         let variants = variants(Path::new("x"), &args).unwrap();
         let runs = vec![
@@ -832,6 +842,7 @@ mod tests {
             trace: TraceMode::Off,
             rounds: 0,
             compare_exe: None,
+            snapshot_interval_bytes: None,
         };
         assert!(variants(Path::new("x"), &args).is_err());
         args.rounds = ROUNDS_MAX + 1;
