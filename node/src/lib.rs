@@ -25,6 +25,7 @@ pub mod kv;
 pub mod launch;
 pub mod ledger;
 pub mod metrics;
+mod segment;
 pub mod server;
 mod slog_bridge;
 pub mod snapshotter;

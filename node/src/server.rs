@@ -856,6 +856,9 @@ impl RaftLoop {
 
     /// Puts a snapshot the thread wrote in place and compacts the log,
     /// keeping `--snapshot-catchup-entries` entries behind it in memory.
+    /// The log file is not rewritten here (`Wal::compact`): the next sync
+    /// moves on to a segment prepared off this thread, and the segments
+    /// the snapshot covers are removed off it too.
     fn finish_snapshot(&mut self, written: Written) -> Result<(), LoopError> {
         let meta = written.snapshot.get_metadata().clone();
         if meta.index <= self.raw.store().snapshot_meta().0 {
@@ -866,14 +869,12 @@ impl RaftLoop {
         wal::publish_snapshot(&self.data_dir, &written.file)?;
         self.trace.snapshot("taken", meta.index, meta.term, None);
         let catchup = self.shared.config.args.snapshot_catchup_entries;
-        let (compacted_to, tail) = self
+        let compacted_to = self
             .raw
             .mut_store()
             .compact_to(written.snapshot, catchup)
             .expect("compacting below the applied index");
-        let hs = self.raw.store().hard_state();
-        self.wal.rewrite(&self.hard_state_to_persist(&hs), &tail)?;
-        self.note_synced();
+        self.wal.compact(meta.index);
         self.trace.compact(compacted_to);
         let block = written.height.saturating_sub(1);
         let mut metrics = self.shared.metrics.lock().expect("metrics lock");
@@ -885,7 +886,6 @@ impl RaftLoop {
             index = meta.index,
             block,
             compacted_to,
-            tail = tail.len(),
             "snapshot taken, log compacted"
         );
         Ok(())

@@ -52,6 +52,7 @@ impl Snapshotter {
         std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
+                lower_priority();
                 for job in jobs_rx {
                     if done_tx.send(write(&dir, job)).is_err() {
                         return;
@@ -92,6 +93,25 @@ impl Snapshotter {
                 None
             }
         }
+    }
+}
+
+/// The snapshot thread's nice value: serialising and writing a whole
+/// ledger takes hundreds of milliseconds of CPU on every node at once, and
+/// on a small machine the raft and API threads must come first (a
+/// snapshot only needs to finish before the next one is due).
+const SNAPSHOT_NICE: libc::c_int = 10;
+
+/// Lowers the calling thread's CPU priority to [`SNAPSHOT_NICE`] (Linux
+/// keeps a nice value per thread); a failure is logged, not fatal.
+fn lower_priority() {
+    let tid = nix::unistd::gettid().as_raw();
+    // SAFETY: setpriority takes plain integers and touches no memory of
+    // ours; `tid` is this thread's id.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, SNAPSHOT_NICE) };
+    if rc != 0 {
+        let error = std::io::Error::last_os_error();
+        tracing::warn!(%error, "could not lower the snapshot thread's priority");
     }
 }
 

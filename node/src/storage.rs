@@ -92,21 +92,13 @@ impl NodeStorage {
     /// entries it covers but the last `catchup` (Fabric's
     /// SnapshotCatchUpEntries: a follower just behind still gets entries,
     /// not the snapshot). Returns the index compacted to (the new first
-    /// index − 1) and the entries after the snapshot, for the log file.
-    pub fn compact_to(&self, snapshot: Snapshot, catchup: u64) -> raft::Result<(u64, Vec<Entry>)> {
+    /// index − 1).
+    pub fn compact_to(&self, snapshot: Snapshot, catchup: u64) -> raft::Result<u64> {
         let index = snapshot.get_metadata().index;
         *self.snapshot.write().expect("snapshot lock") = snapshot;
         let keep_from = (index + 1).saturating_sub(catchup).max(1);
         self.mem.wl().compact(keep_from)?;
-        let compacted_to = self.mem.first_index()? - 1;
-        let last = self.mem.last_index()?;
-        if last <= index {
-            return Ok((compacted_to, Vec::new()));
-        }
-        let tail = self
-            .mem
-            .entries(index + 1, last + 1, None, GetEntriesContext::empty(false))?;
-        Ok((compacted_to, tail))
+        Ok(self.mem.first_index()? - 1)
     }
 
     /// The latest snapshot's (index, term); (0, 0) when there is none.

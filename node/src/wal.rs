@@ -1,31 +1,45 @@
 //! The write-ahead log of raft entries and hard state, and the snapshot
 //! file beside it.
 //!
+//! The log is a sequence of segment files (`segment.rs`: `wal.log`,
+//! `wal.log.1`, …) replayed in order; the raft thread appends to the last.
+//! After a snapshot, compaction does not rewrite the log (etcd's and
+//! Fabric's way): the raft thread moves on to a segment prepared ahead by
+//! the `wal-segments` thread, and that thread removes the oldest segments
+//! once every entry they hold is covered by the snapshot. A segment is
+//! left only right after a sync, so every segment but the one being
+//! written holds only fsynced records.
+//!
 //! A record is `len: u32 LE | crc32: u32 LE | kind: u8 | body` where `len`
 //! counts `kind` and `body` and the CRC covers them. Recovery replays every
 //! record. Only a *short* last record — a header cut off, or a record whose
 //! (in range) length runs past the end of the file: what a crash mid-write
-//! leaves — is a torn tail, truncated with a warning. Any other damage (a
-//! bad checksum, a length out of range, an undecodable record), even in
-//! the last record, was fsynced data and refuses to start, naming the file
-//! and offset. The directory is fsynced after the log or snapshot file is
+//! leaves — in the segment being written (every later one empty) is a torn
+//! tail, truncated with a warning. Any other damage (a bad checksum, a
+//! length out of range, an undecodable record), even in the last record,
+//! was fsynced data and refuses to start, naming the file and offset. The
+//! directory is fsynced after a log segment or the snapshot file is
 //! created or replaced, so the name survives a crash as well as the data.
 
+use crate::segment::{self, Pipeline};
 use protobuf::Message as PbMessage;
 use raft::prelude::{Entry, HardState, Snapshot};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Record kinds.
 const KIND_ENTRY: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
+/// Every entry before it is dropped (written after installing a snapshot:
+/// the log then starts over above it).
+const KIND_RESET: u8 = 3;
 /// Bytes before a record's body.
 const HEADER_BYTES: usize = 9;
 /// Largest record accepted on recovery (a block is at most tens of MiB).
 pub const RECORD_BYTES_MAX: usize = 256 << 20;
-/// The log's file name in the data directory.
-pub const WAL_FILE: &str = "wal.log";
+/// The first log segment's file name in the data directory.
+pub const WAL_FILE: &str = segment::FIRST_SEGMENT;
 /// The snapshot's file name in the data directory.
 pub const SNAPSHOT_FILE: &str = "snapshot.bin";
 
@@ -67,16 +81,42 @@ pub struct Recovered {
     /// Entries in index order, later writes replacing earlier ones from
     /// their index on (raft's conflict truncation).
     pub entries: Vec<Entry>,
-    /// Offset the log was truncated at, when its tail was torn.
+    /// Offset the segment being written was truncated at, when its tail
+    /// was torn.
     pub truncated_at: Option<u64>,
+}
+
+/// One segment file of the log.
+#[derive(Debug)]
+struct Segment {
+    seq: u64,
+    path: PathBuf,
+    /// The highest entry index written into it since its last reset
+    /// record (0: none); it may be removed once a snapshot covers that.
+    index_max: u64,
 }
 
 /// The open log, appending.
 #[derive(Debug)]
 pub struct Wal {
-    path: PathBuf,
     dir: PathBuf,
+    /// The segment being written.
+    active: Segment,
     writer: BufWriter<File>,
+    /// Older segments, in replay order; each holds only fsynced records.
+    closed: Vec<Segment>,
+    /// Compacted segments the pipeline could not take yet.
+    to_remove: Vec<PathBuf>,
+    pipeline: Pipeline,
+    /// A compaction asked to move on to a new segment at the next sync.
+    cut_wanted: bool,
+    /// The last hard state written (the first record of a new segment).
+    hard_state: Option<HardState>,
+    /// Whether the active segment holds a hard state a sync covered: only
+    /// then may older segments (and their hard states) go.
+    active_hard_state_synced: bool,
+    /// A hard state was written since the last sync.
+    hard_state_unsynced: bool,
     /// The commit index of the last hard state written since the last sync.
     unsynced_commit: Option<u64>,
     /// The commit index of the last hard state a sync covered.
@@ -104,47 +144,96 @@ fn push_entry(entries: &mut Vec<Entry>, e: Entry) {
     entries.push(e);
 }
 
+/// What replaying one segment found beyond the entries.
+struct SegmentReplay {
+    /// Where a torn tail starts.
+    cut_off_at: Option<u64>,
+    /// The highest entry index after its last reset record.
+    index_max: u64,
+    /// Whether it holds a reset record.
+    reset: bool,
+    /// Whether it holds a hard state.
+    hard_state: bool,
+}
+
 impl Wal {
     /// Opens (or creates) the log in `dir`, replaying what it holds.
     pub fn open(dir: &Path) -> Result<(Wal, Recovered), WalError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
-        let path = dir.join(WAL_FILE);
-        let created = !path.exists();
+        let mut found = segment::list(dir).map_err(io(dir))?;
+        if found.is_empty() {
+            let path = dir.join(WAL_FILE);
+            File::create(&path).map_err(io(&path))?;
+            segment::sync_dir(dir).map_err(io(dir))?;
+            found.push((0, path));
+        }
+        let mut recovered = Recovered::default();
+        let mut segments: Vec<Segment> = Vec::with_capacity(found.len());
+        let mut active_hard_state = false;
+        for (i, (seq, path)) in found.iter().enumerate() {
+            let bytes = fs::read(path).map_err(io(path))?;
+            let replayed = replay(path, &bytes, &mut recovered)?;
+            if replayed.reset {
+                segments.iter_mut().for_each(|s| s.index_max = 0);
+            }
+            if let Some(offset) = replayed.cut_off_at {
+                let later_empty = found[i + 1..]
+                    .iter()
+                    .all(|(_, p)| fs::metadata(p).is_ok_and(|m| m.len() == 0));
+                if !later_empty {
+                    return Err(WalError::Corrupt {
+                        path: path.clone(),
+                        offset,
+                        problem: "a record cut off in a segment a later one follows".into(),
+                    });
+                }
+                truncate_torn(path, bytes.len() as u64, offset)?;
+                recovered.truncated_at = Some(offset);
+            }
+            active_hard_state = replayed.hard_state;
+            segments.push(Segment {
+                seq: *seq,
+                path: path.clone(),
+                index_max: replayed.index_max,
+            });
+        }
+        let active = segments.pop().expect("at least one segment");
         let mut file = OpenOptions::new()
-            .read(true)
             .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        if created {
-            sync_dir(dir)?;
-        }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io(&path))?;
-        let recovered = replay(&path, &bytes)?;
-        if let Some(offset) = recovered.truncated_at {
-            tracing::warn!(file = %path.display(), offset, dropped_bytes = bytes.len() as u64 - offset, "torn tail in write-ahead log, truncating");
-            file.set_len(offset).map_err(io(&path))?;
-            file.sync_all().map_err(io(&path))?;
-        }
-        file.seek(SeekFrom::End(0)).map_err(io(&path))?;
+            .open(&active.path)
+            .map_err(io(&active.path))?;
+        file.seek(SeekFrom::End(0)).map_err(io(&active.path))?;
+        let mut pipeline = Pipeline::start(dir.to_path_buf()).map_err(io(dir))?;
+        pipeline.prepare(active.seq + 1);
         let wal = Wal {
-            path,
             dir: dir.to_path_buf(),
+            active,
             writer: BufWriter::with_capacity(1 << 20, file),
+            closed: segments,
+            to_remove: Vec::new(),
+            pipeline,
+            cut_wanted: false,
+            hard_state: recovered.hard_state.clone(),
+            active_hard_state_synced: active_hard_state,
+            hard_state_unsynced: false,
             unsynced_commit: None,
             synced_commit: recovered.hard_state.as_ref().map_or(0, |hs| hs.commit),
         };
         Ok((wal, recovered))
     }
 
+    fn write_record(&mut self, kind: u8, body: &[u8]) -> Result<(), WalError> {
+        self.writer
+            .write_all(&frame(kind, body))
+            .map_err(io(&self.active.path))
+    }
+
     /// Buffers entries (call [`Wal::sync`] before depending on them).
     pub fn append_entries(&mut self, entries: &[Entry]) -> Result<(), WalError> {
         for e in entries {
             let body = e.write_to_bytes().expect("an entry always encodes");
-            self.writer
-                .write_all(&frame(KIND_ENTRY, &body))
-                .map_err(io(&self.path))?;
+            self.write_record(KIND_ENTRY, &body)?;
+            self.active.index_max = self.active.index_max.max(e.index);
         }
         Ok(())
     }
@@ -152,23 +241,68 @@ impl Wal {
     /// Buffers a hard state.
     pub fn set_hard_state(&mut self, hs: &HardState) -> Result<(), WalError> {
         let body = hs.write_to_bytes().expect("a hard state always encodes");
-        self.writer
-            .write_all(&frame(KIND_HARD_STATE, &body))
-            .map_err(io(&self.path))?;
+        self.write_record(KIND_HARD_STATE, &body)?;
+        self.hard_state = Some(hs.clone());
+        self.hard_state_unsynced = true;
         self.unsynced_commit = Some(hs.commit);
         Ok(())
     }
 
-    /// Writes the buffer out and, when `fsync`, waits for the disk.
+    /// Writes the buffer out and, when `fsync`, waits for the disk; then,
+    /// when a compaction asked for it and the next segment is ready,
+    /// moves on to it.
     /// (`fsync` false is the no-fsync bug: the node then believes, and
     /// reports, that the buffer is durable.)
     pub fn sync(&mut self, fsync: bool) -> Result<(), WalError> {
-        self.writer.flush().map_err(io(&self.path))?;
+        self.sync_active(fsync)?;
+        // Only after a real fsync: a segment left must hold only durable
+        // records (with the no-fsync bug the log stays in one segment, and
+        // a power loss tears its tail as it did before segments).
+        if self.cut_wanted && fsync {
+            self.cut()?;
+        }
+        Ok(())
+    }
+
+    fn sync_active(&mut self, fsync: bool) -> Result<(), WalError> {
+        self.writer.flush().map_err(io(&self.active.path))?;
         if fsync {
-            self.writer.get_ref().sync_data().map_err(io(&self.path))?;
+            self.writer
+                .get_ref()
+                .sync_data()
+                .map_err(io(&self.active.path))?;
+        }
+        if std::mem::take(&mut self.hard_state_unsynced) {
+            self.active_hard_state_synced = true;
         }
         if let Some(commit) = self.unsynced_commit.take() {
             self.synced_commit = commit;
+        }
+        Ok(())
+    }
+
+    /// Moves on to the prepared segment, if it is ready (called right
+    /// after a sync: the segment left holds only fsynced records). Its
+    /// first record is the last hard state.
+    fn cut(&mut self) -> Result<(), WalError> {
+        let prepared = match self.pipeline.take() {
+            None => return Ok(()),
+            Some(p) => p.map_err(io(&self.dir))?,
+        };
+        let next = Segment {
+            seq: prepared.seq,
+            path: prepared.path,
+            index_max: 0,
+        };
+        self.writer = BufWriter::with_capacity(1 << 20, prepared.file);
+        self.closed.push(std::mem::replace(&mut self.active, next));
+        self.pipeline.prepare(self.active.seq + 1);
+        self.cut_wanted = false;
+        self.active_hard_state_synced = false;
+        if let Some(hs) = self.hard_state.clone() {
+            let body = hs.write_to_bytes().expect("a hard state always encodes");
+            self.write_record(KIND_HARD_STATE, &body)?;
+            self.hard_state_unsynced = true;
         }
         Ok(())
     }
@@ -179,56 +313,88 @@ impl Wal {
         self.synced_commit
     }
 
-    /// Replaces the log with `hs` and `entries` (compaction after a
-    /// snapshot): written to a temporary file, synced, renamed over.
-    pub fn rewrite(&mut self, hs: &HardState, entries: &[Entry]) -> Result<(), WalError> {
-        self.sync(true)?;
-        let tmp = self.dir.join(format!("{WAL_FILE}.tmp"));
-        {
-            let mut w = BufWriter::new(File::create(&tmp).map_err(io(&tmp))?);
-            for e in entries {
-                let body = e.write_to_bytes().expect("an entry always encodes");
-                w.write_all(&frame(KIND_ENTRY, &body)).map_err(io(&tmp))?;
-            }
-            w.write_all(&frame(
-                KIND_HARD_STATE,
-                &hs.write_to_bytes().expect("encodes"),
-            ))
-            .map_err(io(&tmp))?;
-            w.flush().map_err(io(&tmp))?;
-            w.get_ref().sync_all().map_err(io(&tmp))?;
+    /// Compaction after a snapshot at `snapshot_index` was put in place:
+    /// the next sync moves on to a new segment, and the oldest segments
+    /// holding only entries the snapshot covers are handed to the
+    /// `wal-segments` thread to remove. Nothing is rewritten or fsynced
+    /// here. Call only once the snapshot file is durable.
+    pub fn compact(&mut self, snapshot_index: u64) {
+        self.cut_wanted = true;
+        if self.active_hard_state_synced {
+            // A prefix only: a later segment's records override earlier
+            // ones, so removing one from the middle could bring back
+            // entries it had truncated.
+            let covered = self
+                .closed
+                .iter()
+                .take_while(|s| s.index_max <= snapshot_index)
+                .count();
+            self.to_remove
+                .extend(self.closed.drain(..covered).map(|s| s.path));
         }
-        fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
-        sync_dir(&self.dir)?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(io(&self.path))?;
-        self.writer = BufWriter::with_capacity(1 << 20, file);
-        self.unsynced_commit = None;
-        self.synced_commit = hs.commit;
+        self.hand_over_removals();
+    }
+
+    fn hand_over_removals(&mut self) {
+        if !self.to_remove.is_empty() && self.pipeline.remove(self.to_remove.clone()) {
+            self.to_remove.clear();
+        }
+    }
+
+    /// Replaces the log with `hs` and `entries` (after installing a
+    /// snapshot): a reset record, the entries and the hard state are
+    /// appended and synced, so every earlier record is dropped on replay;
+    /// the older segments are then removed.
+    pub fn rewrite(&mut self, hs: &HardState, entries: &[Entry]) -> Result<(), WalError> {
+        self.write_record(KIND_RESET, &[])?;
+        self.active.index_max = 0;
+        self.append_entries(entries)?;
+        self.set_hard_state(hs)?;
+        self.sync_active(true)?;
+        self.to_remove.extend(self.closed.drain(..).map(|s| s.path));
+        self.hand_over_removals();
+        self.cut_wanted = true;
         Ok(())
+    }
+
+    /// The log's segment files, in replay order (for tests and tools).
+    pub fn segment_paths(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self.closed.iter().map(|s| s.path.clone()).collect();
+        out.push(self.active.path.clone());
+        out
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+fn truncate_torn(path: &Path, len: u64, offset: u64) -> Result<(), WalError> {
+    tracing::warn!(file = %path.display(), offset, dropped_bytes = len - offset, "torn tail in write-ahead log, truncating");
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io(path))?;
+    file.set_len(offset).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
 }
 
-/// Replays log bytes; see the module doc for the torn-tail rule.
-fn replay(path: &Path, bytes: &[u8]) -> Result<Recovered, WalError> {
-    let mut out = Recovered::default();
+/// Replays one segment's bytes into `out`; see the module doc for the
+/// torn-tail rule.
+fn replay(path: &Path, bytes: &[u8], out: &mut Recovered) -> Result<SegmentReplay, WalError> {
+    let mut found = SegmentReplay {
+        cut_off_at: None,
+        index_max: 0,
+        reset: false,
+        hard_state: false,
+    };
     let mut offset = 0usize;
     while offset < bytes.len() {
         match decode_at(bytes, offset) {
             Ok((kind, body, next)) => {
-                apply_record(path, offset, kind, body, &mut out)?;
+                apply_record(path, offset, kind, body, out, &mut found)?;
                 offset = next;
             }
             Err(problem) => {
                 if is_cut_off(bytes, offset) {
-                    out.truncated_at = Some(offset as u64);
-                    return Ok(out);
+                    found.cut_off_at = Some(offset as u64);
+                    return Ok(found);
                 }
                 return Err(WalError::Corrupt {
                     path: path.to_path_buf(),
@@ -238,7 +404,7 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<Recovered, WalError> {
             }
         }
     }
-    Ok(out)
+    Ok(found)
 }
 
 /// Whether the record at `offset` is a write cut off: a short header, or a
@@ -279,6 +445,7 @@ fn apply_record(
     kind: u8,
     body: &[u8],
     out: &mut Recovered,
+    found: &mut SegmentReplay,
 ) -> Result<(), WalError> {
     let corrupt = |problem: String| WalError::Corrupt {
         path: path.to_path_buf(),
@@ -289,12 +456,19 @@ fn apply_record(
         KIND_ENTRY => {
             let e = Entry::parse_from_bytes(body)
                 .map_err(|e| corrupt(format!("undecodable entry: {e}")))?;
+            found.index_max = found.index_max.max(e.index);
             push_entry(&mut out.entries, e);
         }
         KIND_HARD_STATE => {
             let hs = HardState::parse_from_bytes(body)
                 .map_err(|e| corrupt(format!("undecodable hard state: {e}")))?;
             out.hard_state = Some(hs);
+            found.hard_state = true;
+        }
+        KIND_RESET if body.is_empty() => {
+            out.entries.clear();
+            found.index_max = 0;
+            found.reset = true;
         }
         other => return Err(corrupt(format!("unknown record kind {other}"))),
     }
@@ -307,8 +481,14 @@ pub fn save_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<(), WalError> {
     publish_snapshot(dir, &tmp)
 }
 
+/// Bytes of a snapshot written between two syncs: a whole ledger written
+/// then synced at once makes every log fsync meanwhile wait behind it (on
+/// ext4, a journal commit flushes the ordered data of other files too).
+const SNAPSHOT_SYNC_CHUNK_BYTES: usize = 4 << 20;
+
 /// Writes and fsyncs a snapshot beside the real one, as
-/// `snapshot.bin.<suffix>`, for [`publish_snapshot`] to put in place.
+/// `snapshot.bin.<suffix>`, for [`publish_snapshot`] to put in place; in
+/// chunks of [`SNAPSHOT_SYNC_CHUNK_BYTES`], each synced.
 pub fn write_snapshot_file(
     dir: &Path,
     snapshot: &Snapshot,
@@ -320,9 +500,13 @@ pub fn write_snapshot_file(
         .expect("a snapshot always encodes");
     let mut f = File::create(&tmp).map_err(io(&tmp))?;
     f.write_all(&crc32fast::hash(&body).to_le_bytes())
-        .and_then(|()| f.write_all(&body))
-        .and_then(|()| f.sync_all())
         .map_err(io(&tmp))?;
+    for chunk in body.chunks(SNAPSHOT_SYNC_CHUNK_BYTES) {
+        f.write_all(chunk)
+            .and_then(|()| f.sync_data())
+            .map_err(io(&tmp))?;
+    }
+    f.sync_all().map_err(io(&tmp))?;
     Ok(tmp)
 }
 
@@ -330,7 +514,7 @@ pub fn write_snapshot_file(
 pub fn publish_snapshot(dir: &Path, written: &Path) -> Result<(), WalError> {
     let path = dir.join(SNAPSHOT_FILE);
     fs::rename(written, &path).map_err(io(&path))?;
-    sync_dir(dir)
+    segment::sync_dir(dir).map_err(io(dir))
 }
 
 /// Reads the snapshot, if one was saved. A damaged snapshot is an error:
@@ -411,6 +595,119 @@ mod tests {
         let (wal, rec) = Wal::open(dir.path()).unwrap();
         assert_eq!(wal.synced_commit(), 3);
         assert_eq!(rec.hard_state.unwrap().commit, 3);
+    }
+
+    /// Syncs until the log moved on to a new segment (the pipeline
+    /// prepares it on its own thread); bounded.
+    fn sync_until_cut(wal: &mut Wal) {
+        let before = wal.segment_paths().len();
+        for _ in 0..400 {
+            wal.sync(true).unwrap();
+            if wal.segment_paths().len() != before {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("no new segment within 2 s");
+    }
+
+    /// Waits until the pipeline removed `path`; bounded.
+    fn wait_removed(path: &Path) {
+        for _ in 0..400 {
+            if !path.exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("{} not removed within 2 s", path.display());
+    }
+
+    /// Compaction never rewrites: it moves on to a new segment and removes
+    /// only the oldest segments every entry of which the snapshot covers;
+    /// every entry above the snapshot, and the last hard state, survive.
+    #[test]
+    fn compaction_moves_to_a_new_segment_and_removes_only_covered_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        wal.append_entries(&[entry(1, 1), entry(2, 1), entry(3, 1)])
+            .unwrap();
+        wal.set_hard_state(&hs(1, 1, 3)).unwrap();
+        wal.compact(2);
+        sync_until_cut(&mut wal);
+        let first = wal.segment_paths()[0].clone();
+        assert!(first.ends_with(WAL_FILE));
+        wal.append_entries(&[entry(4, 1), entry(5, 1)]).unwrap();
+        wal.sync(true).unwrap();
+        wal.compact(2);
+        assert!(first.exists(), "entry 3 is above the snapshot at 2");
+        wal.compact(3);
+        wait_removed(&first);
+        sync_until_cut(&mut wal);
+        wal.append_entries(&[entry(5, 2)]).unwrap();
+        wal.set_hard_state(&hs(2, 2, 4)).unwrap();
+        wal.sync(true).unwrap();
+        assert_eq!(wal.synced_commit(), 4);
+        drop(wal);
+        let (wal, r) = Wal::open(dir.path()).unwrap();
+        assert_eq!(r.entries, vec![entry(4, 1), entry(5, 2)]);
+        assert_eq!(r.hard_state, Some(hs(2, 2, 4)));
+        assert_eq!(wal.synced_commit(), 4);
+        // Segments 1 and 2, and 3 when it was prepared ahead (empty) before
+        // the drop: writing goes on in the last one.
+        assert!(!first.exists());
+        let paths = wal.segment_paths();
+        assert!(paths[0].ends_with("wal.log.1") && paths[1].ends_with("wal.log.2"));
+        assert!((2..=3).contains(&paths.len()), "{paths:?}");
+    }
+
+    /// Only the segment being written may end in a torn record: in a
+    /// segment a non-empty one follows, every record was fsynced before
+    /// the log moved on, so a cut-off one there is damage.
+    #[test]
+    fn a_cut_off_record_before_the_last_segment_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        wal.append_entries(&[entry(1, 1)]).unwrap();
+        wal.set_hard_state(&hs(1, 1, 1)).unwrap();
+        wal.compact(0);
+        sync_until_cut(&mut wal);
+        wal.sync(true).unwrap();
+        drop(wal);
+        let first = dir.path().join(WAL_FILE);
+        let whole = fs::metadata(&first).unwrap().len();
+        let mut f = OpenOptions::new().append(true).open(&first).unwrap();
+        f.write_all(&frame(KIND_ENTRY, &entry(2, 1).write_to_bytes().unwrap())[..10])
+            .unwrap();
+        drop(f);
+        let err = Wal::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, WalError::Corrupt { offset, .. } if *offset == whole),
+            "{err}"
+        );
+        assert!(err.to_string().contains("wal.log"), "{err}");
+    }
+
+    /// After a snapshot is installed the log starts over: entries before
+    /// the reset record, in this segment or older ones (even when their
+    /// removal is undone by a crash), are not recovered.
+    #[test]
+    fn a_rewrite_drops_older_entries_even_if_old_segments_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        wal.append_entries(&[entry(1, 1), entry(2, 1)]).unwrap();
+        wal.set_hard_state(&hs(1, 1, 1)).unwrap();
+        wal.compact(0);
+        sync_until_cut(&mut wal);
+        let first = dir.path().join(WAL_FILE);
+        let kept = fs::read(&first).unwrap();
+        wal.append_entries(&[entry(3, 1), entry(9, 1)]).unwrap();
+        wal.rewrite(&hs(3, 2, 7), &[entry(8, 3)]).unwrap();
+        wait_removed(&first);
+        drop(wal);
+        fs::write(&first, kept).unwrap(); // a crash undid the removal
+        let (_, r) = Wal::open(dir.path()).unwrap();
+        assert_eq!(r.entries, vec![entry(8, 3)]);
+        assert_eq!(r.hard_state, Some(hs(3, 2, 7)));
     }
 
     #[test]
