@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         tokio::select! {
             r = dispatch(cli, &slot) => r,
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupted() => {
                 eprintln!("harness: interrupted; tearing down the cluster");
                 let rt = slot.lock().expect("slot lock").take();
                 if let Some(rt) = rt {
@@ -79,6 +79,23 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("harness: error: {e:#}");
             ExitCode::from(EXIT_HARNESS_FAILED)
+        }
+    }
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM (`kill`, a CI job cancelled): either tears
+/// the cluster down before the harness exits.
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -569,6 +569,14 @@ impl Runtime for DockerRuntime {
                 tracing::warn!(node, error = %e, "could not remove the container");
             }
         }
+        // A container whose start was in flight when the harness was
+        // interrupted (the start's future dropped) is in no map: swept by
+        // its run label, twice, the second after the engine has had time
+        // to finish a create it had already received.
+        for pause in [std::time::Duration::ZERO, RUN_SWEEP_PAUSE] {
+            tokio::time::sleep(pause).await;
+            remove_run_containers(&self.docker, &self.spec.run_label).await;
+        }
         if let Err(e) = self.docker.remove_network(&self.network).await {
             tracing::warn!(network = %self.network, error = %e, "could not remove the network");
         }
@@ -638,6 +646,34 @@ async fn clean_volumes(docker: &Docker) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(removed)
+}
+
+/// How long teardown waits before its second sweep of the run's containers.
+const RUN_SWEEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Force-removes every container labelled with this run (`ordeal.run`).
+async fn remove_run_containers(docker: &Docker, run_label: &str) {
+    let filters = HashMap::from([("label".to_string(), vec![format!("ordeal.run={run_label}")])]);
+    let options = ListContainersOptions {
+        all: true,
+        filters,
+        ..Default::default()
+    };
+    let Ok(containers) = docker.list_containers(Some(options)).await else {
+        return;
+    };
+    for c in containers {
+        let id = c.id.unwrap_or_default();
+        let _ = docker.unpause_container(&id).await;
+        let force = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        if let Err(e) = docker.remove_container(&id, Some(force)).await {
+            tracing::warn!(container = id, error = %e, "could not remove the container");
+        }
+    }
 }
 
 /// Removes every container and network labelled by ordeal (what a killed

@@ -607,12 +607,10 @@ fn labelled_containers(run_marker: &str) -> usize {
         .count()
 }
 
-#[test]
-fn docker_leftovers_of_a_killed_harness_are_removed_by_clean() {
-    if !docker_available("docker_clean") {
-        return;
-    }
-    let store = tempfile::tempdir().unwrap();
+/// Starts a 60 s Docker run without faults and returns once its three
+/// containers run, with the marker its container names carry (the
+/// harness's pid and the seed).
+fn docker_run_started(store: &std::path::Path, seed: u64) -> (std::process::Child, String) {
     let mut child = Command::new(HARNESS)
         .args([
             "--runtime",
@@ -621,22 +619,52 @@ fn docker_leftovers_of_a_killed_harness_are_removed_by_clean() {
             "60",
             "--nemesis",
             "none",
-            "--seed",
-            "777",
         ])
+        .arg("--seed")
+        .arg(seed.to_string())
         .arg("--store")
-        .arg(store.path())
+        .arg(store)
         .arg("--node-binary")
         .arg(node_binary())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    // Container names carry the harness's pid and the seed.
-    let marker = format!("ordeal-{}-777", child.id());
+    let marker = format!("ordeal-{}-{seed}", child.id());
     while labelled_containers(&marker) < 3 && std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
     assert_eq!(labelled_containers(&marker), 3, "the containers started");
+    (child, marker)
+}
+
+#[test]
+fn docker_sigterm_tears_the_cluster_down_like_ctrl_c() {
+    if !docker_available("docker_sigterm") {
+        return;
+    }
+    let store = tempfile::tempdir().unwrap();
+    let (child, marker) = docker_run_started(store.path(), 778);
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "a terminated harness exits 130"
+    );
+    assert_eq!(labelled_containers(&marker), 0, "nothing is left running");
+}
+
+#[test]
+fn docker_leftovers_of_a_killed_harness_are_removed_by_clean() {
+    if !docker_available("docker_clean") {
+        return;
+    }
+    let store = tempfile::tempdir().unwrap();
+    let (mut child, marker) = docker_run_started(store.path(), 777);
     child.kill().unwrap();
     child.wait().unwrap();
     let out = Command::new(HARNESS)
