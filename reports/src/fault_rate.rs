@@ -12,9 +12,13 @@
 //! nemesis keeps its fault on until its round ends) counts the seconds it
 //! had load, not the seconds after. "Outside" is the span less every
 //! window. Within a window, the ops of its *live* nodes are counted apart
-//! too: a killed or paused node is not live, nor is a node on the minority
-//! side of a partition's grudge; every other fault (a clock bump, a slow
-//! disk) leaves every node live.
+//! too: a killed, paused, powered-off (`power`, `torn`) or stopped
+//! (`disk-error`) node is not live, nor is a node on the minority side of a
+//! partition's grudge; every other fault (a clock bump, a slow disk) leaves
+//! every node live. A window that leaves no majority live (a power loss of
+//! every node) can carry no load at all, whatever the harness does: the
+//! ratio is also given over the windows that leave a majority live
+//! (`quorate_ratio`), next to the ratio over every window.
 
 use crate::load::{FaultWindow, Loaded, OpRecord, Outcome};
 use serde::Serialize;
@@ -49,6 +53,8 @@ pub struct WindowRate {
     /// `ok_live_per_s` over the `ok` rate outside every window (`null` when
     /// nothing ran outside).
     pub live_vs_outside: Option<f64>,
+    /// Whether the fault left a majority of the nodes live.
+    pub quorate: bool,
 }
 
 /// The run's load inside against outside the fault windows
@@ -70,6 +76,13 @@ pub struct FaultRates {
     /// `inside_ok_per_s / outside_ok_per_s`: the figure (`null`
     /// without both an inside and an outside).
     pub ratio: Option<f64>,
+    /// Seconds of the load's span inside some window that left a majority
+    /// of the nodes live.
+    pub quorate_s: f64,
+    /// `ok` ops completed inside those windows.
+    pub quorate_ok: u64,
+    /// Their `ok` rate over `outside_ok_per_s` (`null` without both).
+    pub quorate_ratio: Option<f64>,
     /// Per window.
     pub windows: Vec<WindowRate>,
 }
@@ -82,7 +95,7 @@ fn done_s(op: &OpRecord) -> f64 {
 /// The nodes a fault window cut off (see the module's doc).
 pub fn cut_off(w: &FaultWindow) -> Vec<String> {
     match w.fault.as_str() {
-        "kill" | "pause" => w.targets.clone(),
+        "kill" | "pause" | "power" | "torn" | "disk-error" => w.targets.clone(),
         "partition" => minority(&w.start["grudge"]),
         _ => Vec::new(),
     }
@@ -151,58 +164,110 @@ pub fn fault_rates(loaded: &Loaded) -> FaultRates {
     ) else {
         return FaultRates::default();
     };
-    let inside = union(&loaded.windows, lo, hi);
-    let inside_s: f64 = inside.iter().map(|(a, b)| b - a).sum();
-    let outside_s = (hi - lo) - inside_s;
-    let is_inside = |t: f64| inside.iter().any(|&(a, b)| t >= a && t < b);
     // The span is half-open, as the windows are: an op completed at its
     // end, or later, drained after the workload.
     let oks: Vec<&OpRecord> = load
         .into_iter()
         .filter(|o| o.outcome == Outcome::Ok && (lo..hi).contains(&done_s(o)))
         .collect();
-    let inside_ok = oks.iter().filter(|o| is_inside(done_s(o))).count() as u64;
-    let outside_ok = oks.len() as u64 - inside_ok;
-    let outside_ok_per_s = per_s(outside_ok, outside_s);
-    let inside_ok_per_s = per_s(inside_ok, inside_s);
-    let windows = loaded
+    let nodes: BTreeSet<&str> = loaded
+        .ops
+        .iter()
+        .filter_map(|o| o.node.as_deref())
+        .collect();
+    let windows: Vec<WindowRate> = loaded
         .windows
         .iter()
-        .map(|w| {
-            let cut = cut_off(w);
-            let (a, b) = (w.start_s.max(lo), w.end_s.min(hi));
-            let seconds = (b - a).max(0.0);
-            let within: Vec<&&OpRecord> =
-                oks.iter().filter(|o| (a..b).contains(&done_s(o))).collect();
-            let live = within
-                .iter()
-                .filter(|o| o.node.as_ref().is_none_or(|n| !cut.contains(n)))
-                .count() as u64;
-            let ok_live_per_s = per_s(live, seconds);
-            WindowRate {
-                fault: w.fault.clone(),
-                label: w.label.clone(),
-                cut_off: cut,
-                start_s: w.start_s,
-                end_s: w.end_s,
-                load_s: seconds,
-                ok: within.len() as u64,
-                ok_per_s: per_s(within.len() as u64, seconds),
-                ok_live: live,
-                ok_live_per_s,
-                live_vs_outside: ratio(ok_live_per_s, outside_ok_per_s, seconds > 0.0),
-            }
-        })
+        .map(|w| window_rate(w, &oks, (lo, hi), nodes.len()))
         .collect();
+    let inside = Spans::of(loaded.windows.iter(), lo, hi, &oks);
+    let quorate = Spans::of(
+        loaded
+            .windows
+            .iter()
+            .zip(&windows)
+            .filter(|(_, r)| r.quorate)
+            .map(|(w, _)| w),
+        lo,
+        hi,
+        &oks,
+    );
+    let outside_s = (hi - lo) - inside.seconds;
+    let outside_ok = oks.len() as u64 - inside.ok;
+    let outside_ok_per_s = per_s(outside_ok, outside_s);
+    let mut windows = windows;
+    for w in &mut windows {
+        w.live_vs_outside = ratio(w.ok_live_per_s, outside_ok_per_s, w.load_s > 0.0);
+    }
+    let inside_ok_per_s = per_s(inside.ok, inside.seconds);
     FaultRates {
         outside_s,
         outside_ok,
         outside_ok_per_s,
-        inside_s,
-        inside_ok,
+        inside_s: inside.seconds,
+        inside_ok: inside.ok,
         inside_ok_per_s,
-        ratio: ratio(inside_ok_per_s, outside_ok_per_s, inside_s > 0.0),
+        ratio: ratio(inside_ok_per_s, outside_ok_per_s, inside.seconds > 0.0),
+        quorate_s: quorate.seconds,
+        quorate_ok: quorate.ok,
+        quorate_ratio: ratio(
+            per_s(quorate.ok, quorate.seconds),
+            outside_ok_per_s,
+            quorate.seconds > 0.0,
+        ),
         windows,
+    }
+}
+
+/// The merged spans of some windows within the load's span, and the `ok`
+/// ops completed inside them.
+struct Spans {
+    seconds: f64,
+    ok: u64,
+}
+
+impl Spans {
+    fn of<'a>(
+        windows: impl Iterator<Item = &'a FaultWindow>,
+        lo: f64,
+        hi: f64,
+        oks: &[&OpRecord],
+    ) -> Spans {
+        let windows: Vec<FaultWindow> = windows.cloned().collect();
+        let spans = union(&windows, lo, hi);
+        let is_inside = |t: f64| spans.iter().any(|&(a, b)| t >= a && t < b);
+        Spans {
+            seconds: spans.iter().map(|(a, b)| b - a).sum(),
+            ok: oks.iter().filter(|o| is_inside(done_s(o))).count() as u64,
+        }
+    }
+}
+
+/// One window's rates (`live_vs_outside` is filled in by the caller, which
+/// knows the rate outside).
+fn window_rate(w: &FaultWindow, oks: &[&OpRecord], (lo, hi): (f64, f64), n: usize) -> WindowRate {
+    let cut = cut_off(w);
+    let (a, b) = (w.start_s.max(lo), w.end_s.min(hi));
+    let seconds = (b - a).max(0.0);
+    let within: Vec<&&OpRecord> = oks.iter().filter(|o| (a..b).contains(&done_s(o))).collect();
+    let live = within
+        .iter()
+        .filter(|o| o.node.as_ref().is_none_or(|n| !cut.contains(n)))
+        .count() as u64;
+    let quorate = n == 0 || n.saturating_sub(cut.len()) * 2 > n;
+    WindowRate {
+        fault: w.fault.clone(),
+        label: w.label.clone(),
+        cut_off: cut,
+        start_s: w.start_s,
+        end_s: w.end_s,
+        load_s: seconds,
+        ok: within.len() as u64,
+        ok_per_s: per_s(within.len() as u64, seconds),
+        ok_live: live,
+        ok_live_per_s: per_s(live, seconds),
+        live_vs_outside: None,
+        quorate,
     }
 }
 
@@ -212,8 +277,9 @@ pub fn html_table(r: &FaultRates, esc: impl Fn(&str) -> String) -> String {
     use std::fmt::Write as _;
     let ratio = |x: Option<f64>| x.map_or("—".into(), |x| format!("{:.0}%", x * 100.0));
     let mut out = format!(
-        "<p>ok ops/s outside faults: {:.1} ({} ok in {:.1} s) · inside faults: {:.1} ({} ok in {:.1} s) · inside / outside: <b>{}</b></p>",
-        r.outside_ok_per_s, r.outside_ok, r.outside_s, r.inside_ok_per_s, r.inside_ok, r.inside_s, ratio(r.ratio)
+        "<p>ok ops/s outside faults: {:.1} ({} ok in {:.1} s) · inside faults: {:.1} ({} ok in {:.1} s) · inside / outside: <b>{}</b> · inside the faults that left a majority live / outside: <b>{}</b> ({} ok in {:.1} s)</p>",
+        r.outside_ok_per_s, r.outside_ok, r.outside_s, r.inside_ok_per_s, r.inside_ok, r.inside_s, ratio(r.ratio),
+        ratio(r.quorate_ratio), r.quorate_ok, r.quorate_s
     );
     out.push_str("<table><tr><th>fault</th><th>kind</th><th>cut off</th><th>start s</th><th>end s</th><th>s with load</th><th>ok/s, all nodes</th><th>ok/s, live nodes</th><th>live / outside</th></tr>");
     for w in &r.windows {
@@ -347,6 +413,54 @@ mod tests {
         assert!((kill.load_s - 2.0).abs() < 1e-6, "{kill:?}");
         assert_eq!((kill.ok, kill.ok_live), (2, 1));
         assert!((kill.ok_live_per_s - 0.5).abs() < 1e-6);
+    }
+
+    /// A power loss of every node leaves nothing that could serve: it
+    /// counts in `ratio`, not in `quorate_ratio`; a power loss of one node
+    /// counts in both, its node cut off.
+    #[test]
+    fn a_fault_that_stops_every_node_is_left_out_of_the_quorate_ratio() {
+        let mut events: Vec<Value> = [
+            op(0, "n1", 0.0, 1.0, "ok"),
+            op(1, "n2", 1.0, 1.9, "ok"),
+            op(2, "n3", 2.5, 3.0, "ok"), // inside the one-node power loss, live
+            op(3, "n1", 3.0, 3.5, "ok"), // inside it, cut off
+            op(4, "n2", 5.0, 6.0, "fail"),
+            op(5, "n3", 7.0, 8.0, "ok"),
+            op(6, "n1", 9.0, 9.5, "ok"),
+            op(7, "n2", 10.0, 10.5, "ok"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let every = json!(["n1", "n2", "n3"]);
+        events.extend([
+            nemesis(
+                "power",
+                2.0,
+                json!({"phase": "start", "scope": "one node", "targets": ["n1"]}),
+            ),
+            nemesis("power", 4.0, json!({"phase": "end", "targets": ["n1"]})),
+            nemesis(
+                "power",
+                4.0,
+                json!({"phase": "start", "scope": "every node", "targets": every}),
+            ),
+            nemesis("power", 6.0, json!({"phase": "end", "targets": every})),
+        ]);
+        events.sort_by_key(|e| e["time"].as_u64().unwrap());
+        let r = fault_rates(&history(&events));
+        let [one, all] = &r.windows[..] else {
+            panic!("two windows: {r:?}")
+        };
+        assert_eq!(one.cut_off, vec!["n1".to_string()]);
+        assert!(one.quorate && !all.quorate, "{r:?}");
+        assert_eq!((one.ok, one.ok_live, all.ok), (2, 1, 0));
+        // Outside: 0 .. 2 and 6 .. 10, 6 s, ops 0, 1, 5, 6.
+        assert_eq!((r.outside_ok, r.inside_ok, r.quorate_ok), (4, 2, 2));
+        assert!((r.ratio.unwrap() - (2.0 / 4.0) / (4.0 / 6.0)).abs() < 1e-6);
+        assert!((r.quorate_s - 2.0).abs() < 1e-6);
+        assert!((r.quorate_ratio.unwrap() - (2.0 / 2.0) / (4.0 / 6.0)).abs() < 1e-6);
     }
 
     #[test]
