@@ -28,6 +28,22 @@ pub const FRAME_BYTES_MAX: usize = 64 << 20;
 pub const PEER_QUEUE_MAX: usize = 8192;
 /// How long a dialer waits between connection attempts.
 const REDIAL_DELAY: Duration = Duration::from_millis(100);
+/// How long a dialer waits for a connection to be made. A partition that
+/// drops packets (nft) drops the SYN too, and the kernel would retry it for
+/// about two minutes while the peer's frames pile up in its queue.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long bytes written to a peer may stay unacknowledged before the
+/// kernel drops the connection (`TCP_USER_TIMEOUT`): without it a link cut
+/// by dropped packets keeps its connection, retransmitting with a backoff
+/// that reaches seconds, and after the heal the peer waits for the next
+/// retransmission (seconds) before it hears anything new.
+const UNACKED_TIMEOUT: Duration = Duration::from_secs(2);
+/// TCP keepalive on every peer connection, so that an idle one whose peer
+/// vanished (its FIN or RST dropped) ends: idle time before the first
+/// probe, the time between probes and how many go unanswered.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(2);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_PROBES: u32 = 3;
 /// How long an acceptor waits for the `Hello` frame.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -278,27 +294,52 @@ async fn dial_loop(
 ) {
     let report = Reporter { to, inbox };
     loop {
-        let stream = match TcpStream::connect(&addr).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::trace!(to, %addr, error = %e, "dial failed");
-                report.unreachable();
-                drain_for(&mut rx, REDIAL_DELAY, &report).await;
-                if rx.is_closed() {
-                    return;
+        match connect(&addr).await {
+            Ok(stream) => {
+                tracing::debug!(to, %addr, "peer connected");
+                match write_frames(me, stream, &mut rx, &report).await {
+                    Ok(()) => return, // the node is shutting down
+                    Err(e) => tracing::debug!(to, %addr, error = %e, "peer connection lost"),
                 }
-                continue;
             }
-        };
-        let _ = stream.set_nodelay(true);
-        tracing::debug!(to, %addr, "peer connected");
-        if let Err(e) = write_frames(me, stream, &mut rx, &report).await {
-            tracing::debug!(to, %addr, error = %e, "peer connection lost");
-            report.unreachable();
-        } else {
-            return; // the node is shutting down
+            Err(e) => tracing::trace!(to, %addr, error = %e, "dial failed"),
+        }
+        report.unreachable();
+        // Wait before redialing (a peer that accepts and closes at once,
+        // like a cut fault proxy, would otherwise be dialed in a spin).
+        drain_for(&mut rx, REDIAL_DELAY, &report).await;
+        if rx.is_closed() {
+            return;
         }
     }
+}
+
+/// A connection to `addr` within [`CONNECT_TIMEOUT`], with the options of
+/// every peer link ([`link_options`]).
+async fn connect(addr: &str) -> std::io::Result<TcpStream> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no connection within {CONNECT_TIMEOUT:?}"),
+            )
+        })??;
+    link_options(&stream)?;
+    Ok(stream)
+}
+
+/// No Nagle delay, keepalive, and (dialer and acceptor alike) a bound on
+/// how long written bytes may stay unacknowledged.
+fn link_options(stream: &TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let sock = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    sock.set_tcp_keepalive(&keepalive)?;
+    sock.set_tcp_user_timeout(Some(UNACKED_TIMEOUT))
 }
 
 /// Tells the raft loop about one peer's link.
@@ -330,19 +371,39 @@ async fn drain_for(rx: &mut Queues<mpsc::Receiver<Frame>>, period: Duration, rep
     }
 }
 
+/// Writes queued frames to one connection until it fails (`Err`) or the
+/// queues close (`Ok`, the node is shutting down).
+///
+/// The acceptor never writes back, so anything the connection reads —
+/// end of file (the peer, or a cut fault proxy, closed it), a reset, a
+/// keepalive's timeout — means it is over: the dialer redials at once
+/// instead of learning it from the next write, which the kernel takes
+/// and the peer never sees. (In an election that lost frame is a vote or
+/// its answer, and costs a whole election timeout.)
 async fn write_frames(
     me: u64,
     stream: TcpStream,
     rx: &mut Queues<mpsc::Receiver<Frame>>,
     report: &Reporter,
 ) -> std::io::Result<()> {
-    let mut w = BufWriter::with_capacity(256 << 10, stream);
+    let (mut read, write) = stream.into_split();
+    let closed = closed_by_peer(&mut read);
+    tokio::pin!(closed);
+    let mut w = BufWriter::with_capacity(256 << 10, write);
     w.write_all(&frame_bytes(KIND_HELLO, &me.to_le_bytes()))
         .await?;
     w.flush().await?;
     // Which frames of the batch in hand are snapshots.
     let mut batch: Vec<bool> = Vec::new();
-    while let Some(frame) = rx.recv().await {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            e = &mut closed => return Err(e),
+            frame = rx.recv() => match frame {
+                Some(frame) => frame,
+                None => return Ok(()),
+            },
+        };
         batch.clear();
         let mut written = write_frame(&mut w, &frame).await;
         batch.push(frame.is_snapshot());
@@ -358,7 +419,23 @@ async fn write_frames(
         }
         report.snapshots(&batch, true);
     }
-    Ok(())
+}
+
+/// Resolves when the read side of a dialed connection, on which the peer
+/// never writes, shows that the connection is over.
+async fn closed_by_peer<R: AsyncRead + Unpin>(read: &mut R) -> std::io::Error {
+    let mut byte = [0u8; 1];
+    match read.read(&mut byte).await {
+        Ok(0) => std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the peer closed the connection",
+        ),
+        Ok(_) => std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the peer wrote on a link it only reads",
+        ),
+        Err(e) => e,
+    }
 }
 
 /// Accepts peer connections and turns their frames into events.
@@ -372,6 +449,9 @@ pub async fn serve(listener: TcpListener, me: u64, known: Known, events: Inbox) 
                 continue;
             }
         };
+        if let Err(e) = link_options(&stream) {
+            tracing::debug!(%addr, error = %e, "peer connection options not set");
+        }
         let events = events.clone();
         let known = known.clone();
         tokio::spawn(async move {
@@ -631,6 +711,64 @@ mod tests {
             ),
             "{seen:?}"
         );
+    }
+
+    /// Issue 18: a peer link closed by the other end while idle (a fault
+    /// proxy cutting the link, a peer that restarted) is redialed at once,
+    /// so that the next frame — in an election, a vote or its answer — goes
+    /// out on a live connection instead of into the dead one, where the
+    /// kernel takes it and the peer never sees it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_link_closed_while_idle_is_redialed_before_the_next_frame() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peers = BTreeMap::from([
+            (1, "unused".to_string()),
+            (2, listener.local_addr().unwrap().to_string()),
+        ]);
+        let (inbox, _outbox) = crate::event::inbox(1024);
+        let transport = Transport::start(1, &peers, &inbox);
+        let accept = || async {
+            let (mut s, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+                .await
+                .expect("the dialer connects within 5 s")
+                .unwrap();
+            let hello = read_frame(&mut s).await.unwrap();
+            assert_eq!(hello, Some((KIND_HELLO, 1u64.to_le_bytes().to_vec())));
+            s
+        };
+        let first = accept().await;
+        drop(first); // the peer's end closes the idle link
+        let mut second = accept().await; // redialed with nothing to send
+        let vote = Message {
+            msg_type: raft::prelude::MessageType::MsgRequestPreVote,
+            from: 1,
+            to: 2,
+            ..Default::default()
+        };
+        assert!(transport.send_raft(&vote, 7));
+        let (kind, body) = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut second))
+            .await
+            .expect("the vote arrives within 5 s")
+            .unwrap()
+            .expect("a frame");
+        assert!(matches!(
+            decode_event(2, 1, kind, &body),
+            Ok(Event::Peer { lamport: 7, .. })
+        ));
+    }
+
+    /// Every peer connection gets keepalive and a bound on unacknowledged
+    /// bytes, so that a link a partition cut does not outlive it.
+    #[tokio::test]
+    async fn peer_connections_get_keepalive_and_an_unacked_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stream = connect(&addr).await.unwrap();
+        let sock = socket2::SockRef::from(&stream);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        assert_eq!(sock.tcp_user_timeout().unwrap(), Some(UNACKED_TIMEOUT));
+        assert!(stream.nodelay().unwrap());
     }
 
     /// Defect 5 (issue 13), outbound: forwarded submits queued for a peer

@@ -5,13 +5,21 @@
 //! Counted from the history alone. The windows are the nemesis's start and
 //! end events; an op counts where it *completed* (an `ok` is work the
 //! cluster finished then). The load's span runs from the first client
-//! invoke to the last completion of a client op, the final reads after the
-//! workload left out; "outside" is that span less every window. Within a
-//! window, the ops of its *live* nodes are counted apart too: a killed or
-//! paused node is not live, nor is a node on the minority side of a
+//! invoke to the last one — the time the workload offered load; the ops
+//! still in flight after it only drain, at a falling rate, and the final
+//! reads after the workload are left out. A window is counted only over
+//! its part inside that span: one the workload's end cut short (the
+//! nemesis keeps its fault on until its round ends) counts the seconds it
+//! had load, not the seconds after. "Outside" is the span less every
+//! window. Within a window, the ops of its *live* nodes are counted apart
+//! too: a killed, paused, powered-off (`power`, `torn`) or stopped
+//! (`disk-error`) node is not live, nor is a node on the minority side of a
 //! partition's grudge, nor a node a `member` change removes (it halts);
 //! every other fault (a clock bump, a slow disk, a leader transfer) leaves
-//! every node live.
+//! every node live. A window that leaves no majority live (a power loss of
+//! every node) can carry no load at all, whatever the harness does: the
+//! ratio is also given over the windows that leave a majority live
+//! (`quorate_ratio`), next to the ratio over every window.
 
 use crate::load::{FaultWindow, Loaded, OpRecord, Outcome};
 use serde::Serialize;
@@ -31,6 +39,10 @@ pub struct WindowRate {
     pub start_s: f64,
     /// Window end, s.
     pub end_s: f64,
+    /// Seconds of the window inside the load's span (less than
+    /// `end_s - start_s` when the workload ended first); the rates below
+    /// are per these seconds.
+    pub load_s: f64,
     /// `ok` ops completed in the window, on any node.
     pub ok: u64,
     /// `ok` ops per second in the window, on any node.
@@ -42,6 +54,8 @@ pub struct WindowRate {
     /// `ok_live_per_s` over the `ok` rate outside every window (`null` when
     /// nothing ran outside).
     pub live_vs_outside: Option<f64>,
+    /// Whether the fault left a majority of the nodes live.
+    pub quorate: bool,
 }
 
 /// The run's load inside against outside the fault windows
@@ -63,6 +77,13 @@ pub struct FaultRates {
     /// `inside_ok_per_s / outside_ok_per_s`: the figure (`null`
     /// without both an inside and an outside).
     pub ratio: Option<f64>,
+    /// Seconds of the load's span inside some window that left a majority
+    /// of the nodes live.
+    pub quorate_s: f64,
+    /// `ok` ops completed inside those windows.
+    pub quorate_ok: u64,
+    /// Their `ok` rate over `outside_ok_per_s` (`null` without both).
+    pub quorate_ratio: Option<f64>,
     /// Per window.
     pub windows: Vec<WindowRate>,
 }
@@ -75,7 +96,7 @@ fn done_s(op: &OpRecord) -> f64 {
 /// The nodes a fault window cut off (see the module's doc).
 pub fn cut_off(w: &FaultWindow) -> Vec<String> {
     match w.fault.as_str() {
-        "kill" | "pause" => w.targets.clone(),
+        "kill" | "pause" | "power" | "torn" | "disk-error" => w.targets.clone(),
         "partition" => minority(&w.start["grudge"]),
         "member" => w.start["remove"]
             .as_array()
@@ -146,59 +167,114 @@ pub fn fault_rates(loaded: &Loaded) -> FaultRates {
     let load: Vec<&OpRecord> = loaded.ops.iter().filter(|o| !o.final_read).collect();
     let (Some(lo), Some(hi)) = (
         load.iter().map(|o| o.invoke_s).min_by(f64::total_cmp),
-        load.iter().map(|o| done_s(o)).max_by(f64::total_cmp),
+        load.iter().map(|o| o.invoke_s).max_by(f64::total_cmp),
     ) else {
         return FaultRates::default();
     };
-    let inside = union(&loaded.windows, lo, hi);
-    let inside_s: f64 = inside.iter().map(|(a, b)| b - a).sum();
-    let outside_s = (hi - lo) - inside_s;
-    let is_inside = |t: f64| inside.iter().any(|&(a, b)| t >= a && t < b);
+    // The span is half-open, as the windows are: an op completed at its
+    // end, or later, drained after the workload.
     let oks: Vec<&OpRecord> = load
         .into_iter()
-        .filter(|o| o.outcome == Outcome::Ok)
+        .filter(|o| o.outcome == Outcome::Ok && (lo..hi).contains(&done_s(o)))
         .collect();
-    let inside_ok = oks.iter().filter(|o| is_inside(done_s(o))).count() as u64;
-    let outside_ok = oks.len() as u64 - inside_ok;
-    let outside_ok_per_s = per_s(outside_ok, outside_s);
-    let inside_ok_per_s = per_s(inside_ok, inside_s);
-    let windows = loaded
+    let nodes: BTreeSet<&str> = loaded
+        .ops
+        .iter()
+        .filter_map(|o| o.node.as_deref())
+        .collect();
+    let windows: Vec<WindowRate> = loaded
         .windows
         .iter()
-        .map(|w| {
-            let cut = cut_off(w);
-            let (a, b) = (w.start_s.max(lo), w.end_s.min(hi));
-            let seconds = (b - a).max(0.0);
-            let within: Vec<&&OpRecord> =
-                oks.iter().filter(|o| (a..b).contains(&done_s(o))).collect();
-            let live = within
-                .iter()
-                .filter(|o| o.node.as_ref().is_none_or(|n| !cut.contains(n)))
-                .count() as u64;
-            let ok_live_per_s = per_s(live, seconds);
-            WindowRate {
-                fault: w.fault.clone(),
-                label: w.label.clone(),
-                cut_off: cut,
-                start_s: w.start_s,
-                end_s: w.end_s,
-                ok: within.len() as u64,
-                ok_per_s: per_s(within.len() as u64, seconds),
-                ok_live: live,
-                ok_live_per_s,
-                live_vs_outside: ratio(ok_live_per_s, outside_ok_per_s, seconds > 0.0),
-            }
-        })
+        .map(|w| window_rate(w, &oks, (lo, hi), nodes.len()))
         .collect();
+    let inside = Spans::of(loaded.windows.iter(), lo, hi, &oks);
+    let quorate = Spans::of(
+        loaded
+            .windows
+            .iter()
+            .zip(&windows)
+            .filter(|(_, r)| r.quorate)
+            .map(|(w, _)| w),
+        lo,
+        hi,
+        &oks,
+    );
+    let outside_s = (hi - lo) - inside.seconds;
+    let outside_ok = oks.len() as u64 - inside.ok;
+    let outside_ok_per_s = per_s(outside_ok, outside_s);
+    let mut windows = windows;
+    for w in &mut windows {
+        w.live_vs_outside = ratio(w.ok_live_per_s, outside_ok_per_s, w.load_s > 0.0);
+    }
+    let inside_ok_per_s = per_s(inside.ok, inside.seconds);
     FaultRates {
         outside_s,
         outside_ok,
         outside_ok_per_s,
-        inside_s,
-        inside_ok,
+        inside_s: inside.seconds,
+        inside_ok: inside.ok,
         inside_ok_per_s,
-        ratio: ratio(inside_ok_per_s, outside_ok_per_s, inside_s > 0.0),
+        ratio: ratio(inside_ok_per_s, outside_ok_per_s, inside.seconds > 0.0),
+        quorate_s: quorate.seconds,
+        quorate_ok: quorate.ok,
+        quorate_ratio: ratio(
+            per_s(quorate.ok, quorate.seconds),
+            outside_ok_per_s,
+            quorate.seconds > 0.0,
+        ),
         windows,
+    }
+}
+
+/// The merged spans of some windows within the load's span, and the `ok`
+/// ops completed inside them.
+struct Spans {
+    seconds: f64,
+    ok: u64,
+}
+
+impl Spans {
+    fn of<'a>(
+        windows: impl Iterator<Item = &'a FaultWindow>,
+        lo: f64,
+        hi: f64,
+        oks: &[&OpRecord],
+    ) -> Spans {
+        let windows: Vec<FaultWindow> = windows.cloned().collect();
+        let spans = union(&windows, lo, hi);
+        let is_inside = |t: f64| spans.iter().any(|&(a, b)| t >= a && t < b);
+        Spans {
+            seconds: spans.iter().map(|(a, b)| b - a).sum(),
+            ok: oks.iter().filter(|o| is_inside(done_s(o))).count() as u64,
+        }
+    }
+}
+
+/// One window's rates (`live_vs_outside` is filled in by the caller, which
+/// knows the rate outside).
+fn window_rate(w: &FaultWindow, oks: &[&OpRecord], (lo, hi): (f64, f64), n: usize) -> WindowRate {
+    let cut = cut_off(w);
+    let (a, b) = (w.start_s.max(lo), w.end_s.min(hi));
+    let seconds = (b - a).max(0.0);
+    let within: Vec<&&OpRecord> = oks.iter().filter(|o| (a..b).contains(&done_s(o))).collect();
+    let live = within
+        .iter()
+        .filter(|o| o.node.as_ref().is_none_or(|n| !cut.contains(n)))
+        .count() as u64;
+    let quorate = n == 0 || n.saturating_sub(cut.len()) * 2 > n;
+    WindowRate {
+        fault: w.fault.clone(),
+        label: w.label.clone(),
+        cut_off: cut,
+        start_s: w.start_s,
+        end_s: w.end_s,
+        load_s: seconds,
+        ok: within.len() as u64,
+        ok_per_s: per_s(within.len() as u64, seconds),
+        ok_live: live,
+        ok_live_per_s: per_s(live, seconds),
+        live_vs_outside: None,
+        quorate,
     }
 }
 
@@ -208,20 +284,21 @@ pub fn html_table(r: &FaultRates, esc: impl Fn(&str) -> String) -> String {
     use std::fmt::Write as _;
     let ratio = |x: Option<f64>| x.map_or("—".into(), |x| format!("{:.0}%", x * 100.0));
     let mut out = format!(
-        "<p>ok ops/s outside faults: {:.1} ({} ok in {:.1} s) · inside faults: {:.1} ({} ok in {:.1} s) · inside / outside: <b>{}</b></p>",
-        r.outside_ok_per_s, r.outside_ok, r.outside_s, r.inside_ok_per_s, r.inside_ok, r.inside_s, ratio(r.ratio)
+        "<p>ok ops/s outside faults: {:.1} ({} ok in {:.1} s) · inside faults: {:.1} ({} ok in {:.1} s) · inside / outside: <b>{}</b> · inside the faults that left a majority live / outside: <b>{}</b> ({} ok in {:.1} s)</p>",
+        r.outside_ok_per_s, r.outside_ok, r.outside_s, r.inside_ok_per_s, r.inside_ok, r.inside_s, ratio(r.ratio),
+        ratio(r.quorate_ratio), r.quorate_ok, r.quorate_s
     );
-    out.push_str("<table><tr><th>fault</th><th>kind</th><th>cut off</th><th>start s</th><th>end s</th><th>ok/s, all nodes</th><th>ok/s, live nodes</th><th>live / outside</th></tr>");
+    out.push_str("<table><tr><th>fault</th><th>kind</th><th>cut off</th><th>start s</th><th>end s</th><th>s with load</th><th>ok/s, all nodes</th><th>ok/s, live nodes</th><th>live / outside</th></tr>");
     for w in &r.windows {
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
-            esc(&w.fault), esc(&w.label), esc(&w.cut_off.join(", ")), w.start_s, w.end_s,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
+            esc(&w.fault), esc(&w.label), esc(&w.cut_off.join(", ")), w.start_s, w.end_s, w.load_s,
             w.ok_per_s, w.ok_live_per_s, ratio(w.live_vs_outside)
         );
     }
     if r.windows.is_empty() {
-        out.push_str("<tr><td colspan=8>no faults were injected</td></tr>");
+        out.push_str("<tr><td colspan=9>no faults were injected</td></tr>");
     }
     out + "</table>"
 }
@@ -258,16 +335,17 @@ mod tests {
     fn rates_inside_and_outside_windows_are_counted_by_completion() {
         let mut lines = Vec::new();
         let mut ops = vec![
-            op(0, "n2", 0.0, 0.5, "ok"),   // outside
-            op(1, "n2", 0.5, 1.5, "ok"),   // outside
-            op(2, "n1", 1.9, 2.1, "ok"),   // inside kill (completed at 2.1), cut off
-            op(3, "n2", 1.5, 3.0, "ok"),   // inside kill, live
-            op(4, "n1", 2.5, 2.6, "fail"), // not ok: not counted
-            op(5, "n3", 3.9, 4.5, "ok"),   // outside (completed after the heal)
-            op(6, "n1", 6.5, 7.0, "ok"),   // inside partition, live
-            op(7, "n3", 6.5, 7.5, "ok"),   // inside partition, cut off
-            op(8, "n2", 7.0, 7.9, "info"), // not ok
-            op(9, "n2", 8.0, 10.0, "ok"),  // outside (8.0 is the end: outside)
+            op(0, "n2", 0.0, 0.5, "ok"),    // outside
+            op(1, "n2", 0.5, 1.5, "ok"),    // outside
+            op(2, "n1", 1.9, 2.1, "ok"),    // inside kill (completed at 2.1), cut off
+            op(3, "n2", 1.5, 3.0, "ok"),    // inside kill, live
+            op(4, "n1", 2.5, 2.6, "fail"),  // not ok: not counted
+            op(5, "n3", 3.9, 4.5, "ok"),    // outside (completed after the heal)
+            op(6, "n1", 6.5, 7.0, "ok"),    // inside partition, live
+            op(7, "n3", 6.5, 7.5, "ok"),    // inside partition, cut off
+            op(8, "n2", 7.0, 7.9, "info"),  // not ok
+            op(9, "n2", 8.0, 9.5, "ok"),    // outside (8.0 is the end: outside)
+            op(10, "n1", 10.0, 12.0, "ok"), // the last invoke: drained, not counted
         ];
         let grudge = json!({"n3": ["n1", "n2"], "n1": ["n3"], "n2": ["n3"]});
         // Final reads after the load are left out of the span and counts.
@@ -286,7 +364,8 @@ mod tests {
         events.sort_by_key(|e| e["time"].as_u64().unwrap());
         lines.extend(events);
         let r = fault_rates(&history(&lines));
-        // Span 0 .. 10 s; windows 2 .. 4 and 6 .. 8: 4 s inside, 6 s outside.
+        // Span 0 .. 10 s (first to last invoke); windows 2 .. 4 and 6 .. 8:
+        // 4 s inside, 6 s outside.
         assert!((r.inside_s - 4.0).abs() < 1e-6, "{r:?}");
         assert!((r.outside_s - 6.0).abs() < 1e-6, "{r:?}");
         // Outside: ops 0, 1, 5, 9. Inside: 2, 3, 6, 7.
@@ -304,6 +383,91 @@ mod tests {
         assert_eq!(partition.cut_off, vec!["n3".to_string()]);
         assert_eq!(partition.label, "isolate-one");
         assert_eq!((partition.ok, partition.ok_live), (2, 1));
+    }
+
+    /// A window the workload's end cut short counts only its seconds with
+    /// load: the fault from 8 s to 14 s, the last invoke at 10 s, so 2 s
+    /// of window, and the ops that completed after 10 s count nowhere.
+    #[test]
+    fn a_window_cut_short_by_the_workloads_end_counts_only_its_part_with_load() {
+        let mut events: Vec<Value> = [
+            op(0, "n1", 0.0, 1.0, "ok"),
+            op(1, "n1", 2.0, 3.0, "ok"),
+            op(2, "n2", 4.0, 5.0, "ok"),
+            op(3, "n2", 6.0, 7.0, "ok"),
+            op(4, "n2", 8.5, 9.0, "ok"),   // inside, live
+            op(5, "n1", 9.0, 9.5, "ok"),   // inside, cut off
+            op(6, "n2", 10.0, 10.5, "ok"), // the last invoke: drained
+            op(7, "n2", 9.8, 13.0, "ok"),  // completed after the load: drained
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        events.extend([
+            nemesis("kill", 8.0, json!({"phase": "start", "targets": ["n1"]})),
+            nemesis("kill", 14.0, json!({"phase": "end", "targets": ["n1"]})),
+        ]);
+        events.sort_by_key(|e| e["time"].as_u64().unwrap());
+        let r = fault_rates(&history(&events));
+        assert!((r.inside_s - 2.0).abs() < 1e-6, "{r:?}");
+        assert!((r.outside_s - 8.0).abs() < 1e-6, "{r:?}");
+        assert_eq!((r.outside_ok, r.inside_ok), (4, 2));
+        assert!((r.ratio.unwrap() - (2.0 / 2.0) / (4.0 / 8.0)).abs() < 1e-6);
+        let [kill] = &r.windows[..] else {
+            panic!("one window: {r:?}")
+        };
+        assert_eq!((kill.start_s, kill.end_s), (8.0, 14.0));
+        assert!((kill.load_s - 2.0).abs() < 1e-6, "{kill:?}");
+        assert_eq!((kill.ok, kill.ok_live), (2, 1));
+        assert!((kill.ok_live_per_s - 0.5).abs() < 1e-6);
+    }
+
+    /// A power loss of every node leaves nothing that could serve: it
+    /// counts in `ratio`, not in `quorate_ratio`; a power loss of one node
+    /// counts in both, its node cut off.
+    #[test]
+    fn a_fault_that_stops_every_node_is_left_out_of_the_quorate_ratio() {
+        let mut events: Vec<Value> = [
+            op(0, "n1", 0.0, 1.0, "ok"),
+            op(1, "n2", 1.0, 1.9, "ok"),
+            op(2, "n3", 2.5, 3.0, "ok"), // inside the one-node power loss, live
+            op(3, "n1", 3.0, 3.5, "ok"), // inside it, cut off
+            op(4, "n2", 5.0, 6.0, "fail"),
+            op(5, "n3", 7.0, 8.0, "ok"),
+            op(6, "n1", 9.0, 9.5, "ok"),
+            op(7, "n2", 10.0, 10.5, "ok"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let every = json!(["n1", "n2", "n3"]);
+        events.extend([
+            nemesis(
+                "power",
+                2.0,
+                json!({"phase": "start", "scope": "one node", "targets": ["n1"]}),
+            ),
+            nemesis("power", 4.0, json!({"phase": "end", "targets": ["n1"]})),
+            nemesis(
+                "power",
+                4.0,
+                json!({"phase": "start", "scope": "every node", "targets": every}),
+            ),
+            nemesis("power", 6.0, json!({"phase": "end", "targets": every})),
+        ]);
+        events.sort_by_key(|e| e["time"].as_u64().unwrap());
+        let r = fault_rates(&history(&events));
+        let [one, all] = &r.windows[..] else {
+            panic!("two windows: {r:?}")
+        };
+        assert_eq!(one.cut_off, vec!["n1".to_string()]);
+        assert!(one.quorate && !all.quorate, "{r:?}");
+        assert_eq!((one.ok, one.ok_live, all.ok), (2, 1, 0));
+        // Outside: 0 .. 2 and 6 .. 10, 6 s, ops 0, 1, 5, 6.
+        assert_eq!((r.outside_ok, r.inside_ok, r.quorate_ok), (4, 2, 2));
+        assert!((r.ratio.unwrap() - (2.0 / 4.0) / (4.0 / 6.0)).abs() < 1e-6);
+        assert!((r.quorate_s - 2.0).abs() < 1e-6);
+        assert!((r.quorate_ratio.unwrap() - (2.0 / 2.0) / (4.0 / 6.0)).abs() < 1e-6);
     }
 
     #[test]
@@ -336,7 +500,11 @@ mod tests {
 
     #[test]
     fn no_windows_or_no_ops_give_no_ratio() {
-        let lines: Vec<Value> = op(0, "n1", 0.0, 1.0, "ok").into();
+        // The span is 0 .. 1 s (first to last invoke); the second op drains.
+        let lines: Vec<Value> = [op(0, "n1", 0.0, 0.5, "ok"), op(1, "n1", 1.0, 1.5, "ok")]
+            .into_iter()
+            .flatten()
+            .collect();
         let r = fault_rates(&history(&lines));
         assert_eq!((r.outside_ok, r.inside_ok, r.ratio), (1, 0, None));
         assert_eq!(fault_rates(&Loaded::default()), FaultRates::default());
