@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn the_rotation_interleaves_systems_and_never_clocks_etcd() {
         let turns = rotation(&["ordeal".into(), "etcd".into()]);
-        assert_eq!(turns.len(), 16);
+        assert_eq!(turns.len(), 18);
         assert_eq!(turns[0].0, "ordeal");
         assert_eq!(turns[1].0, "etcd");
         assert!(turns

@@ -13,8 +13,10 @@ pub const NODE_TICK_MS: u64 = 100;
 /// Election timeout in ticks the harness gives nodes.
 pub const NODE_ELECTION_TICK: u64 = 10;
 
-/// ordeal's soak rotation: every workload under every fault, then the mix.
-const ROTATION: [(&str, &str); 12] = [
+/// ordeal's soak rotation: every workload under every fault (membership
+/// changes with partitions and kills, as issue 14's proof runs them), then
+/// the mix.
+const ROTATION: [(&str, &str); 14] = [
     ("ordering", "partition"),
     ("register", "partition"),
     ("ordering", "kill"),
@@ -25,6 +27,8 @@ const ROTATION: [(&str, &str); 12] = [
     ("register", "clock"),
     ("ordering", "lag"),
     ("register", "lag"),
+    ("ordering", "member,partition,kill"),
+    ("register", "member,partition,kill"),
     ("ordering", "all"),
     ("register", "all"),
 ];
