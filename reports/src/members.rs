@@ -143,42 +143,34 @@ pub struct Standing {
     pub removed: BTreeSet<String>,
 }
 
-/// The configuration at `t_s`: the first `member` change's `before`, then
-/// each ended change's `after` (the configuration the nemesis saw at its
-/// end, committed or not). `None` for a history without `member` changes.
+/// The configurations in force up to `t_s`, in order: the first `member`
+/// change's `before`, then each ended change's `after` (the configuration
+/// the nemesis saw at its end, committed or not). `None` for a history
+/// without `member` changes.
+fn configs_until(changes: &[ConfigChange], t_s: f64) -> Option<Vec<&Config>> {
+    let member = || changes.iter().filter(|c| c.f == "member");
+    let first = member().find_map(|c| c.before.as_ref())?;
+    let ended = member().filter_map(|c| match (c.end_s, &c.after) {
+        (Some(end), Some(after)) if end <= t_s => Some(after),
+        _ => None,
+    });
+    Some(std::iter::once(first).chain(ended).collect())
+}
+
+/// Who is a member at `t_s`, and who was and is no longer (see
+/// [`configs_until`]).
 pub fn standing_at(changes: &[ConfigChange], t_s: f64) -> Option<Standing> {
-    let mut members = changes
-        .iter()
-        .filter(|c| c.f == "member")
-        .find_map(|c| c.before.as_ref())?
-        .members();
-    let mut ever = members.clone();
-    for c in changes.iter().filter(|c| c.f == "member") {
-        let (Some(end), Some(after)) = (c.end_s, &c.after) else {
-            continue;
-        };
-        if end <= t_s {
-            members = after.members();
-            ever.extend(members.iter().cloned());
-        }
-    }
+    let configs = configs_until(changes, t_s)?;
+    let members = configs.last()?.members();
+    let ever: BTreeSet<String> = configs.iter().flat_map(|c| c.members()).collect();
     let removed = ever.difference(&members).cloned().collect();
     Some(Standing { members, removed })
 }
 
-/// The configuration in force at `t_s` (as [`standing_at`]), voters and
+/// The configuration in force at `t_s` (see [`configs_until`]), voters and
 /// learners apart; `None` without `member` changes.
 pub fn config_at(changes: &[ConfigChange], t_s: f64) -> Option<Config> {
-    let member = || changes.iter().filter(|c| c.f == "member");
-    let mut config = member().find_map(|c| c.before.clone())?;
-    for c in member() {
-        if let (Some(end), Some(after)) = (c.end_s, &c.after) {
-            if end <= t_s {
-                config = after.clone();
-            }
-        }
-    }
-    Some(config)
+    configs_until(changes, t_s)?.last().map(|c| (*c).clone())
 }
 
 /// A node's part in one stretch of the timeline.
