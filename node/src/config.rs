@@ -76,6 +76,11 @@ pub struct RunArgs {
     /// Disable check-quorum.
     #[arg(long)]
     pub no_check_quorum: bool,
+    /// A leader whose own fsyncs take this long twice in a row hands
+    /// leadership to its most caught-up voter (0: never; see
+    /// `slow_disk.rs`). Default: a quarter of the election timeout.
+    #[arg(long, default_value_t = 250)]
+    pub slow_fsync_transfer_ms: u64,
     /// Block cutter: transactions per block at most.
     #[arg(long, default_value_t = 500)]
     pub max_message_count: usize,

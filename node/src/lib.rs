@@ -28,6 +28,7 @@ pub mod metrics;
 mod segment;
 pub mod server;
 mod slog_bridge;
+pub mod slow_disk;
 pub mod snapshotter;
 pub mod storage;
 pub mod trace;

@@ -40,6 +40,9 @@ pub struct Metrics {
     pub snapshots_installed: u64,
     /// Times the log was compacted.
     pub compactions: u64,
+    /// Times this node, leading, handed leadership away because its own
+    /// fsyncs were slow (`slow_disk.rs`).
+    pub slow_disk_transfers: u64,
 }
 
 /// What the metrics need of the node's state to render.
@@ -72,6 +75,7 @@ impl Metrics {
             threshold,
             over_threshold: 0,
             leader_changes: 0,
+            slow_disk_transfers: 0,
             proposal_failures: 0,
             normal_proposals_received: 0,
             snapshot_block_number: 0,
@@ -127,7 +131,7 @@ impl Metrics {
     }
 
     /// Each plain series: name, kind, help, value.
-    fn series(&self, g: Gauges) -> [(&'static str, &'static str, &'static str, f64); 11] {
+    fn series(&self, g: Gauges) -> [(&'static str, &'static str, &'static str, f64); 12] {
         [
             (
                 "is_leader",
@@ -194,6 +198,12 @@ impl Metrics {
                 "counter",
                 "Times the log was compacted.",
                 self.compactions as f64,
+            ),
+            (
+                "slow_disk_transfers",
+                "counter",
+                "Times this leader handed leadership away for its slow fsyncs.",
+                self.slow_disk_transfers as f64,
             ),
         ]
     }

@@ -13,6 +13,7 @@ use crate::event::{Event, MemberReply, Origin, Outbox, SubmitReply};
 use crate::forward::{self, Forwards};
 use crate::fsm::{self, StateMachine};
 use crate::metrics::{Gauges, Metrics};
+use crate::slow_disk::{self, SlowDisk};
 use crate::snapshotter::{SnapshotJob, Snapshotter, Written};
 use crate::storage::NodeStorage;
 use crate::trace::{LogState, Reason, Trace, TraceError};
@@ -167,6 +168,8 @@ pub struct RaftLoop {
     removed: Option<u64>,
     /// Nodes applied configurations removed, with the index (this run's).
     removed_peers: HashMap<u64, u64>,
+    /// The watch over this node's own fsync durations.
+    slow_disk: SlowDisk,
 }
 
 /// The node that campaigns first on a fresh cluster (Fabric's rule): the
@@ -251,6 +254,7 @@ impl RaftLoop {
             pending_member: None,
             removed: None,
             removed_peers: HashMap::new(),
+            slow_disk: SlowDisk::new(cfg.args.slow_fsync_transfer_ms),
             snapshotter: parts.snapshotter,
             cutter,
             queued: VecDeque::new(),
@@ -716,11 +720,13 @@ impl RaftLoop {
         self.wal.sync(!self.shared.config.has_bug(Bug::NoFsync))?;
         self.note_synced();
         let bytes = entries.iter().map(|e| e.data.len()).sum();
+        let took = started.elapsed();
         self.shared
             .metrics
             .lock()
             .expect("metrics lock")
-            .record_persist(started.elapsed(), bytes);
+            .record_persist(took, bytes);
+        self.step_aside_if_slow(took);
         let last_before = self.raw.store().last_index().expect("memory storage");
         if !entries.is_empty() {
             self.raw
@@ -741,6 +747,35 @@ impl RaftLoop {
                 .persist(&self.log_state(), &appended, truncated_from);
         }
         Ok(())
+    }
+
+    /// A leader whose fsyncs stall hands leadership to its most
+    /// caught-up voter (issue 18; `slow_disk.rs`).
+    fn step_aside_if_slow(&mut self, took: Duration) {
+        let now = Instant::now();
+        if !self.slow_disk.observe(took, now) || self.role != StateRole::Leader {
+            return;
+        }
+        let prs = self.raw.raft.prs();
+        let voters = prs.conf().voters().ids();
+        let matched = voters
+            .iter()
+            .filter_map(|id| prs.get(id).map(|p| (id, p.matched)));
+        let Some(to) = slow_disk::successor(self.shared.config.args.id, matched) else {
+            return;
+        };
+        tracing::warn!(
+            fsync_ms = took.as_millis() as u64,
+            to,
+            "slow disk: fsyncs over the threshold; handing leadership away"
+        );
+        self.raw.transfer_leader(to);
+        self.slow_disk.transferred(now);
+        self.shared
+            .metrics
+            .lock()
+            .expect("metrics lock")
+            .slow_disk_transfers += 1;
     }
 
     /// After a sync or rewrite of the log: the commit index it covered.

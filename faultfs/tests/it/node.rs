@@ -326,3 +326,70 @@ fn acknowledged_transactions_survive_a_power_loss_of_every_node() {
         m.stop();
     }
 }
+
+/// The leader, as `/status` of node `i` reports it (0: none known).
+fn leader_seen_by(cluster: &Cluster, i: usize) -> u64 {
+    http(cluster.client_ports[i], "GET", "/status", None)
+        .and_then(|(_, s)| s["leader"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Issue 18: a leader whose disk stalls hands leadership to a caught-up
+/// voter (`node/src/slow_disk.rs`) instead of slowing every commit; the
+/// old leader says so in its log, and the cluster commits under the new
+/// leader while the old one's fsyncs are still slow.
+#[test]
+fn a_leader_on_a_slow_disk_hands_leadership_away() {
+    if !fuse_or_skip("a_leader_on_a_slow_disk_hands_leadership_away") {
+        return;
+    }
+    let exe = node_exe().expect("ordeal-node built (cargo build -p node)");
+    let mut mounts: Vec<Mount> = (0..3).map(|i| Mount::start(40 + i)).collect();
+    let mut cluster = Cluster {
+        exe,
+        peer_ports: (0..3).map(|_| free_port()).collect(),
+        client_ports: (0..3).map(|_| free_port()).collect(),
+        dirs: mounts.iter().map(|m| m.path("data")).collect(),
+        children: (0..3).map(|_| None).collect(),
+    };
+    for i in 0..3 {
+        cluster.start(i);
+    }
+    cluster.submit(0, "before");
+    let slow = leader_seen_by(&cluster, 0);
+    assert!(slow > 0, "a leader after the first commit");
+    let slow_i = slow as usize - 1;
+    mounts[slow_i]
+        .client()
+        .delay_fsync(Duration::from_millis(800), Duration::ZERO)
+        .unwrap();
+    let other = (slow_i + 1) % 3;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    let new_leader = loop {
+        // Load keeps the slow leader's log growing, so it fsyncs.
+        cluster.submit(other, &format!("during-{n}"));
+        n += 1;
+        let seen = leader_seen_by(&cluster, other);
+        if seen != 0 && seen != slow {
+            break seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {slow} on a slow disk still leads after {n} commits"
+        );
+    };
+    for k in 0..5 {
+        cluster.submit(new_leader as usize - 1, &format!("after-{k}"));
+    }
+    let log = std::fs::read_to_string(mounts[slow_i].dir.path().join("node.log")).unwrap();
+    assert!(
+        log.contains("slow disk: fsyncs over the threshold; handing leadership away"),
+        "node {slow} lost leadership without handing it away (an election?):\n{log}"
+    );
+    mounts[slow_i].client().heal().unwrap();
+    drop(cluster);
+    for m in &mut mounts {
+        m.stop();
+    }
+}
