@@ -35,6 +35,15 @@ pub enum Command {
         #[arg(long)]
         workload: Option<String>,
     },
+    /// The Docker runtime's reaper (started by the harness itself): waits
+    /// for end of file on stdin, then removes the containers, network and
+    /// volumes labelled with the run.
+    #[command(hide = true)]
+    Reap {
+        /// The run's label (`ordeal.run`).
+        #[arg(long)]
+        run_label: String,
+    },
     /// Remove what a killed harness left behind: processes from pid files
     /// under the store, work directories, Docker containers and networks.
     Clean {

@@ -108,6 +108,10 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             history,
             workload,
         }) => check::check(&dir, history.as_deref(), workload.as_deref()),
+        Some(Command::Reap { run_label }) => {
+            runtime::reaper::reap(&run_label).await?;
+            Ok(EXIT_VALID)
+        }
         Some(Command::Clean { store, ssh }) => {
             // Mounts first: removing a work directory must not walk into one.
             let mut cleaned = disk::clean_leftovers(&store.join(".work"))?;

@@ -12,7 +12,9 @@
 //!
 //! Everything is labelled `ordeal=1` and `ordeal.run=<label>`, and the
 //! network is named `ordeal-<label>`, so that `harness clean` finds what a
-//! killed harness left behind (volumes too).
+//! killed harness left behind (volumes too); a reaper process
+//! (`reaper.rs`) removes them by that label when the harness dies, even
+//! by SIGKILL.
 
 use super::image::ensure_image;
 use super::{AnyRuntime, ClockSetting, ClusterSpec, Grudge, Runtime};
@@ -63,6 +65,9 @@ pub struct DockerRuntime {
     /// The nodes' faultfs mounts on the host, bound at `/data`.
     disks: Option<crate::disk::Disks>,
     torn_down: bool,
+    /// Sweeps the run's label when the harness dies (`reaper.rs`); dropped
+    /// after teardown.
+    _reaper: Option<super::reaper::Reaper>,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -79,7 +84,9 @@ pub fn build(spec: ClusterSpec) -> anyhow::Result<AnyRuntime> {
     let docker =
         Docker::connect_with_local_defaults().context("connecting to the Docker daemon")?;
     let network = format!("ordeal-{}", spec.run_label);
+    let reaper = super::reaper::Reaper::start(&spec.run_label);
     Ok(AnyRuntime::Docker(Box::new(DockerRuntime {
+        _reaper: reaper,
         spec,
         docker,
         network,
@@ -691,6 +698,19 @@ async fn remove_run_containers(docker: &Docker, run_label: &str) {
     }
 }
 
+/// Whether the engine answered 404: what was to be removed is gone.
+fn gone_already<T>(result: &Result<T, testcontainers::bollard::errors::Error>) -> bool {
+    matches!(
+        result,
+        Err(
+            testcontainers::bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }
+        )
+    )
+}
+
 /// Removes every container and network labelled by ordeal (what a killed
 /// harness left behind). Returns what was removed.
 pub async fn clean_leftovers() -> anyhow::Result<Vec<String>> {
@@ -718,17 +738,16 @@ pub async fn clean_leftovers() -> anyhow::Result<Vec<String>> {
         }
         let id = c.id.unwrap_or_default();
         let _ = docker.unpause_container(&id).await;
-        docker
-            .remove_container(
-                &id,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    v: true,
-                    ..Default::default()
-                }),
-            )
-            .await
-            .with_context(|| format!("removing container {id}"))?;
+        let force = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        let result = docker.remove_container(&id, Some(force)).await;
+        if gone_already(&result) {
+            continue; // the run's reaper was first
+        }
+        result.with_context(|| format!("removing container {id}"))?;
         removed.push(format!(
             "container {}",
             c.names.unwrap_or_default().join(",")
@@ -743,10 +762,11 @@ pub async fn clean_leftovers() -> anyhow::Result<Vec<String>> {
         if super::owner_alive(name.strip_prefix("ordeal-").unwrap_or("")) {
             continue;
         }
-        docker
-            .remove_network(&name)
-            .await
-            .with_context(|| format!("removing network {name}"))?;
+        let result = docker.remove_network(&name).await;
+        if gone_already(&result) {
+            continue;
+        }
+        result.with_context(|| format!("removing network {name}"))?;
         removed.push(format!("network {name}"));
     }
     removed.extend(clean_volumes(&docker).await?);

@@ -11,6 +11,7 @@
 pub mod docker;
 pub mod image;
 pub mod process;
+pub mod reaper;
 pub mod ssh;
 
 use std::collections::{BTreeMap, BTreeSet};

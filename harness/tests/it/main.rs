@@ -609,9 +609,18 @@ fn labelled_containers(run_marker: &str) -> usize {
 
 /// Starts a 60 s Docker run without faults and returns once its three
 /// containers run, with the marker its container names carry (the
-/// harness's pid and the seed).
-fn docker_run_started(store: &std::path::Path, seed: u64) -> (std::process::Child, String) {
-    let mut child = Command::new(HARNESS)
+/// harness's pid and the seed). `reaper`: false runs it without its
+/// reaper (`ORDEAL_NO_REAPER`), so that `harness clean` is tested alone.
+fn docker_run_started(
+    store: &std::path::Path,
+    seed: u64,
+    reaper: bool,
+) -> (std::process::Child, String) {
+    let mut cmd = Command::new(HARNESS);
+    if !reaper {
+        cmd.env("ORDEAL_NO_REAPER", "1");
+    }
+    let mut child = cmd
         .args([
             "--runtime",
             "docker",
@@ -646,7 +655,7 @@ fn docker_sigterm_tears_the_cluster_down_like_ctrl_c() {
         return;
     }
     let store = tempfile::tempdir().unwrap();
-    let (child, marker) = docker_run_started(store.path(), 778);
+    let (child, marker) = docker_run_started(store.path(), 778, true);
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -658,13 +667,53 @@ fn docker_sigterm_tears_the_cluster_down_like_ctrl_c() {
     assert_eq!(labelled_containers(&marker), 0, "nothing is left running");
 }
 
+/// Names of Docker objects (`docker <kind> ls`) that carry `marker`.
+fn docker_objects(kind: &str, marker: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([kind, "ls", "--format", "{{.Name}}"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(marker))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A SIGKILLed harness cannot tear down; its reaper (`reaper.rs`) removes
+/// the containers, network and volumes without anyone running `clean`.
+#[test]
+fn docker_a_sigkilled_harness_s_cluster_is_reaped() {
+    if !docker_available("docker_reaped") {
+        return;
+    }
+    let store = tempfile::tempdir().unwrap();
+    let (mut child, marker) = docker_run_started(store.path(), 779, true);
+    assert!(
+        !docker_objects("volume", &marker).is_empty(),
+        "the run has data volumes"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let left = || {
+        let mut left = docker_objects("volume", &marker);
+        left.extend(docker_objects("network", &marker));
+        (labelled_containers(&marker), left)
+    };
+    while left() != (0, vec![]) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert_eq!(left(), (0, vec![]), "the reaper removed everything");
+}
+
 #[test]
 fn docker_leftovers_of_a_killed_harness_are_removed_by_clean() {
     if !docker_available("docker_clean") {
         return;
     }
     let store = tempfile::tempdir().unwrap();
-    let (mut child, marker) = docker_run_started(store.path(), 777);
+    let (mut child, marker) = docker_run_started(store.path(), 777, false);
     child.kill().unwrap();
     child.wait().unwrap();
     let out = Command::new(HARNESS)
