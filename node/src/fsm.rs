@@ -3,8 +3,8 @@
 
 use crate::kv::{Kv, OpResult};
 use crate::ledger::{Block, Ledger};
-use crate::tx::Tx;
-use serde::{Deserialize, Serialize};
+use crate::tx::{bin, Tx};
+use serde::Deserialize;
 use std::sync::Arc;
 
 /// What one applied block produced.
@@ -61,8 +61,80 @@ impl StateMachine {
         }
     }
 
-    /// Rebuilds from snapshot data, verifying the chain.
+    /// Rebuilds from snapshot data (the binary form, or the JSON one
+    /// nodes before it wrote), verifying the chain. Untrusted input: any
+    /// damage is an error naming it, never a panic.
     pub fn from_snapshot_data(data: &[u8]) -> Result<StateMachine, SnapshotDataError> {
+        let blocks_and_kv = match data.strip_prefix(SNAPSHOT_MAGIC) {
+            Some(body) => decode_snapshot(body).map_err(SnapshotDataError)?,
+            None => from_json_snapshot(data)?,
+        };
+        let (blocks, kv) = blocks_and_kv;
+        let ledger = Ledger::from_blocks(blocks).map_err(|e| SnapshotDataError(e.to_string()))?;
+        Ok(StateMachine { ledger, kv })
+    }
+}
+
+/// The first bytes of binary snapshot data (JSON snapshot data, from nodes
+/// before it, starts with `{`).
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"\0ordsnp1";
+
+/// The first bytes of a binary batch in an entry (a JSON one, from nodes
+/// before it, starts with `[`).
+pub const BATCH_MAGIC: &[u8; 8] = b"\0ordbat1";
+
+/// Smallest encoded block: number, three hashes, transaction count.
+const BLOCK_BYTES_MIN: usize = 8 + 3 * 32 + 4;
+
+fn decode_snapshot(body: &[u8]) -> Result<(Vec<Block>, Kv), String> {
+    let mut r = bin::Reader::new(body);
+    let n = r.count(BLOCK_BYTES_MIN, "block count")?;
+    let mut blocks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let number = r.u64("block number")?;
+        let previous_hash = r.hash("previous hash")?;
+        let data_hash = r.hash("data hash")?;
+        let hash = r.hash("header hash")?;
+        let txs = decode_txs(&mut r)?;
+        blocks.push(Block {
+            number,
+            previous_hash,
+            data_hash,
+            hash,
+            txs,
+        });
+    }
+    let n = r.count(12, "register count")?;
+    let mut registers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let key = r.str("register key")?;
+        registers.push((key, r.u64("register value")? as i64));
+    }
+    r.finish("snapshot")?;
+    if registers.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err("register keys are not in strictly increasing order".into());
+    }
+    Ok((blocks, Kv::from_registers(registers)))
+}
+
+fn decode_txs(r: &mut bin::Reader<'_>) -> Result<Vec<Tx>, String> {
+    let n = r.count(bin::TX_BYTES_MIN, "transaction count")?;
+    let mut txs = Vec::with_capacity(n);
+    for _ in 0..n {
+        txs.push(r.tx()?);
+    }
+    Ok(txs)
+}
+
+fn put_txs(out: &mut Vec<u8>, txs: &[Tx]) {
+    bin::put_u32(out, txs.len() as u32);
+    for tx in txs {
+        bin::put_tx(out, tx);
+    }
+}
+
+fn from_json_snapshot(data: &[u8]) -> Result<(Vec<Block>, Kv), SnapshotDataError> {
+    {
         #[derive(Deserialize)]
         struct Raw {
             ledger: RawLedger,
@@ -74,9 +146,7 @@ impl StateMachine {
         }
         let raw: Raw =
             serde_json::from_slice(data).map_err(|e| SnapshotDataError(e.to_string()))?;
-        let ledger =
-            Ledger::from_blocks(raw.ledger.blocks).map_err(|e| SnapshotDataError(e.to_string()))?;
-        Ok(StateMachine { ledger, kv: raw.kv })
+        Ok((raw.ledger.blocks, raw.kv))
     }
 }
 
@@ -88,24 +158,35 @@ pub struct Captured {
 }
 
 impl Captured {
-    /// The snapshot form: `{"ledger": {"blocks": [...]}, "kv": ...}`.
+    /// The snapshot form, binary (ARCHITECTURE.md): [`SNAPSHOT_MAGIC`],
+    /// `blocks: u32 count`, each block `number: u64 | previous_hash |
+    /// data_hash | hash (32 bytes each) | txs: u32 count | tx...` (the
+    /// encoding of `tx::bin`), then `registers: u32 count`, each `key:
+    /// string | value: i64`, keys in increasing order. Sized first, so the
+    /// buffer is allocated once.
     pub fn to_snapshot_data(&self) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct View<'a> {
-            ledger: LedgerView<'a>,
-            kv: &'a Kv,
+        let blocks: usize = self
+            .blocks
+            .iter()
+            .map(|b| BLOCK_BYTES_MIN + b.txs.iter().map(bin::tx_len).sum::<usize>())
+            .sum();
+        let registers: usize = self.kv.registers().map(|(k, _)| 12 + k.len()).sum();
+        let mut out = Vec::with_capacity(SNAPSHOT_MAGIC.len() + 8 + blocks + registers);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        bin::put_u32(&mut out, self.blocks.len() as u32);
+        for b in &self.blocks {
+            bin::put_u64(&mut out, b.number);
+            out.extend_from_slice(&b.previous_hash);
+            out.extend_from_slice(&b.data_hash);
+            out.extend_from_slice(&b.hash);
+            put_txs(&mut out, &b.txs);
         }
-        #[derive(Serialize)]
-        struct LedgerView<'a> {
-            blocks: Vec<&'a Block>,
+        bin::put_u32(&mut out, self.kv.registers().count() as u32);
+        for (key, value) in self.kv.registers() {
+            bin::put_str(&mut out, key);
+            bin::put_u64(&mut out, value as u64);
         }
-        let view = View {
-            ledger: LedgerView {
-                blocks: self.blocks.iter().map(|b| &**b).collect(),
-            },
-            kv: &self.kv,
-        };
-        serde_json::to_vec(&view).expect("the state machine always encodes")
+        out
     }
 
     /// The ledger height captured.
@@ -114,14 +195,28 @@ impl Captured {
     }
 }
 
-/// Encodes a proposal (a cut batch) as entry data.
+/// Encodes a proposal (a cut batch) as entry data: [`BATCH_MAGIC`], then
+/// `txs: u32 count | tx...` (the encoding of `tx::bin`).
 pub fn encode_batch(txs: &[Tx]) -> Vec<u8> {
-    serde_json::to_vec(txs).expect("transactions always encode")
+    let len = BATCH_MAGIC.len() + 4 + txs.iter().map(bin::tx_len).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(BATCH_MAGIC);
+    put_txs(&mut out, txs);
+    out
 }
 
-/// Decodes entry data into a batch.
-pub fn decode_batch(data: &[u8]) -> Result<Vec<Tx>, serde_json::Error> {
-    serde_json::from_slice(data)
+/// Decodes entry data into a batch: the binary form, or the JSON array
+/// nodes before it wrote (their logs still replay).
+pub fn decode_batch(data: &[u8]) -> Result<Vec<Tx>, String> {
+    match data.strip_prefix(BATCH_MAGIC) {
+        Some(body) => {
+            let mut r = bin::Reader::new(body);
+            let txs = decode_txs(&mut r)?;
+            r.finish("batch")?;
+            Ok(txs)
+        }
+        None => serde_json::from_slice(data).map_err(|e| e.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -150,5 +245,74 @@ mod tests {
             vec![tx]
         );
         assert!(StateMachine::from_snapshot_data(b"{}").is_err());
+    }
+
+    fn sample() -> StateMachine {
+        let mut sm = StateMachine::default();
+        for b in 0..3 {
+            let txs = (0..4)
+                .map(|i| Tx {
+                    id: format!("t{b}-{i}"),
+                    payload: "p".repeat(i),
+                    ops: vec![KvOp::Write {
+                        key: format!("k{i}"),
+                        value: i as i64 - 2,
+                    }],
+                })
+                .collect();
+            sm.apply(txs);
+        }
+        sm
+    }
+
+    #[test]
+    fn the_binary_snapshot_is_exactly_sized_and_refuses_damage() {
+        let sm = sample();
+        let data = sm.to_snapshot_data();
+        assert!(data.starts_with(SNAPSHOT_MAGIC));
+        assert_eq!(data.capacity(), data.len(), "sized once");
+        let back = StateMachine::from_snapshot_data(&data).unwrap();
+        assert_eq!((back.ledger, back.kv), (sm.ledger.clone(), sm.kv.clone()));
+        // Cut anywhere: an error, never a panic.
+        for cut in SNAPSHOT_MAGIC.len()..data.len() {
+            let e = StateMachine::from_snapshot_data(&data[..cut]).unwrap_err();
+            assert!(e.to_string().starts_with("snapshot data: "), "{e}");
+        }
+        let mut longer = data.clone();
+        longer.push(0);
+        let e = StateMachine::from_snapshot_data(&longer).unwrap_err();
+        assert!(e.to_string().contains("after the end"), "{e}");
+        // A flipped payload byte breaks the chain check.
+        let mut flipped = data.clone();
+        let at = data.windows(3).position(|w| w == b"ppp").unwrap();
+        flipped[at] = b'q';
+        let e = StateMachine::from_snapshot_data(&flipped).unwrap_err();
+        assert!(e.to_string().contains("hash does not match"), "{e}");
+        // A count far beyond the bytes is refused before allocating.
+        let mut huge = SNAPSHOT_MAGIC.to_vec();
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        let e = StateMachine::from_snapshot_data(&huge).unwrap_err();
+        assert!(e.to_string().contains("cannot fit"), "{e}");
+    }
+
+    /// Snapshots and log entries written by nodes before the binary
+    /// encoding still load.
+    #[test]
+    fn json_snapshots_and_batches_of_older_nodes_still_decode() {
+        let sm = sample();
+        let blocks: Vec<&Block> = sm.ledger.blocks().iter().map(|b| &**b).collect();
+        let json = serde_json::json!({"ledger": {"blocks": blocks}, "kv": sm.kv});
+        let back = StateMachine::from_snapshot_data(&serde_json::to_vec(&json).unwrap()).unwrap();
+        assert_eq!((back.ledger, back.kv), (sm.ledger.clone(), sm.kv.clone()));
+        let txs = sm.ledger.blocks()[1].txs.clone();
+        assert_eq!(
+            decode_batch(&serde_json::to_vec(&txs).unwrap()).unwrap(),
+            txs
+        );
+        let binary = encode_batch(&txs);
+        assert!(binary.starts_with(BATCH_MAGIC));
+        assert_eq!(decode_batch(&binary).unwrap(), txs);
+        assert!(decode_batch(&binary[..binary.len() - 1]).is_err());
+        assert!(decode_batch(b"garbage").is_err());
     }
 }

@@ -26,6 +26,18 @@ pub struct Kv {
 }
 
 impl Kv {
+    /// Every register, in key order.
+    pub fn registers(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.registers.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+
+    /// Registers from `(key, value)` pairs.
+    pub fn from_registers(registers: impl IntoIterator<Item = (String, i64)>) -> Kv {
+        Kv {
+            registers: registers.into_iter().collect(),
+        }
+    }
+
     /// Applies `ops` in order and returns one result per op.
     pub fn apply(&mut self, ops: &[KvOp]) -> Vec<OpResult> {
         ops.iter().map(|op| self.apply_one(op)).collect()

@@ -7,6 +7,12 @@ use node::bench::BenchArgs;
 use node::config::{NodeConfig, RunArgs};
 use std::process::ExitCode;
 
+/// mimalloc, not glibc's malloc: per-thread free lists without glibc's
+/// consolidation of fast bins whenever a large (block-sized) buffer is
+/// freed; the node allocates per request and per block on many threads.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An ordering service node modelled on Hyperledger Fabric's etcdraft
 /// orderer (docs/node-api.md).
 #[derive(Debug, Parser)]

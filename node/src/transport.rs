@@ -11,7 +11,8 @@
 //! a warning; nothing a peer sends can panic the node.
 
 use crate::event::{Event, Inbox, Origin, SubmitReply};
-use crate::tx::{Ack, Tx};
+use crate::kv::OpResult;
+use crate::tx::{bin, Ack, Tx};
 use protobuf::Message as PbMessage;
 use raft::prelude::Message;
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,9 @@ const UNACKED_TIMEOUT: Duration = Duration::from_secs(2);
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(2);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 const KEEPALIVE_PROBES: u32 = 3;
+/// The read buffer of an accepted peer connection: many small frames
+/// (forwarded submits and their answers) are taken per read.
+const PEER_READ_BUFFER_BYTES: usize = 64 << 10;
 /// How long an acceptor waits for the `Hello` frame.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -60,8 +64,19 @@ pub const RAFT_PART_BYTES: usize = 8 << 20;
 /// Largest raft message accepted in parts (a snapshot of the ledger).
 pub const RAFT_MESSAGE_BYTES_MAX: usize = 1 << 30;
 const _: () = assert!(RAFT_PART_BYTES < FRAME_BYTES_MAX);
+/// A forwarded submit as JSON (nodes before the binary one; still read).
 const KIND_FORWARD: u8 = 3;
+/// A forwarded submit's answer as JSON (still read).
 const KIND_FORWARD_REPLY: u8 = 4;
+/// A forwarded submit: `req_id: u64 | ack: u8 (0 committed, 1 accepted) |
+/// tx` (the encoding of `tx::bin`).
+const KIND_FORWARD_BIN: u8 = 8;
+/// Its answer: `req_id: u64 | tx_id: string | reply`, the reply a tag then
+/// 1 committed `id: string | block: u64 | position: u64 | results: u32
+/// count | result...` (a result `ok: u8 | value: u8 (0 absent, 1 null,
+/// 2 i64 follows) [i64]`), 2 accepted `id: string`, 3 refused `status:
+/// u32 | error: string | retryable: u8`.
+const KIND_FORWARD_REPLY_BIN: u8 = 9;
 /// `index: u64 LE`: "the configuration at this index removed you" (a
 /// member to a removed node that still sends raft messages).
 const KIND_REMOVED: u8 = 7;
@@ -114,12 +129,154 @@ impl Frame {
     fn encode(&self) -> Vec<u8> {
         let (kind, body) = match self {
             Frame::Raft { bytes, .. } => return frame_bytes(KIND_RAFT, bytes),
-            Frame::Forward(f) => (KIND_FORWARD, serde_json::to_vec(f).expect("encodes")),
-            Frame::ForwardReply(r) => (KIND_FORWARD_REPLY, serde_json::to_vec(r).expect("encodes")),
+            Frame::Forward(f) => return encode_forward(f),
+            Frame::ForwardReply(r) => return encode_forward_reply(r),
             Frame::Removed(index) => (KIND_REMOVED, index.to_le_bytes().to_vec()),
         };
         frame_bytes(kind, &body)
     }
+}
+
+/// Starts a frame of `kind` whose length is filled in by [`end_frame`].
+fn begin_frame(kind: u8, body_capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + body_capacity);
+    out.extend_from_slice(&[0, 0, 0, 0, kind]);
+    out
+}
+
+fn end_frame(mut out: Vec<u8>) -> Vec<u8> {
+    let len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    out
+}
+
+fn encode_forward(f: &Forward) -> Vec<u8> {
+    let mut out = begin_frame(KIND_FORWARD_BIN, 9 + bin::tx_len(&f.tx));
+    bin::put_u64(&mut out, f.req_id);
+    out.push(match f.ack {
+        Ack::Committed => 0,
+        Ack::Accepted => 1,
+    });
+    bin::put_tx(&mut out, &f.tx);
+    end_frame(out)
+}
+
+fn decode_forward(body: &[u8]) -> Result<Forward, String> {
+    let mut r = bin::Reader::new(body);
+    let req_id = r.u64("request id")?;
+    let ack = match r.u8("ack")? {
+        0 => Ack::Committed,
+        1 => Ack::Accepted,
+        other => return Err(format!("ack {other} is neither 0 nor 1")),
+    };
+    let tx = r.tx()?;
+    r.finish("forward")?;
+    Ok(Forward { req_id, tx, ack })
+}
+
+fn encode_forward_reply(f: &ForwardReply) -> Vec<u8> {
+    let mut out = begin_frame(KIND_FORWARD_REPLY_BIN, 64 + 2 * f.tx_id.len());
+    bin::put_u64(&mut out, f.req_id);
+    bin::put_str(&mut out, &f.tx_id);
+    match &f.reply {
+        SubmitReply::Committed {
+            id,
+            block,
+            position,
+            results,
+        } => {
+            out.push(1);
+            bin::put_str(&mut out, id);
+            bin::put_u64(&mut out, *block);
+            bin::put_u64(&mut out, *position);
+            bin::put_u32(&mut out, results.len() as u32);
+            for result in results {
+                out.push(u8::from(result.ok));
+                match result.value {
+                    None => out.push(0),
+                    Some(None) => out.push(1),
+                    Some(Some(v)) => {
+                        out.push(2);
+                        bin::put_u64(&mut out, v as u64);
+                    }
+                }
+            }
+        }
+        SubmitReply::Accepted { id } => {
+            out.push(2);
+            bin::put_str(&mut out, id);
+        }
+        SubmitReply::Refused {
+            status,
+            error,
+            retryable,
+        } => {
+            out.push(3);
+            bin::put_u32(&mut out, u32::from(*status));
+            bin::put_str(&mut out, error);
+            out.push(u8::from(*retryable));
+        }
+    }
+    end_frame(out)
+}
+
+fn decode_bool(r: &mut bin::Reader<'_>, what: &str) -> Result<bool, String> {
+    match r.u8(what)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(format!("{what} {other} is neither 0 nor 1")),
+    }
+}
+
+fn decode_forward_reply(body: &[u8]) -> Result<ForwardReply, String> {
+    let mut r = bin::Reader::new(body);
+    let req_id = r.u64("request id")?;
+    let tx_id = r.str("transaction id")?;
+    let reply = match r.u8("reply tag")? {
+        1 => {
+            let id = r.str("reply id")?;
+            let block = r.u64("block")?;
+            let position = r.u64("position")?;
+            let n = r.count(2, "results")?;
+            let mut results = Vec::with_capacity(n);
+            for _ in 0..n {
+                let ok = decode_bool(&mut r, "result ok")?;
+                let value = match r.u8("result value tag")? {
+                    0 => None,
+                    1 => Some(None),
+                    2 => Some(Some(r.u64("result value")? as i64)),
+                    other => return Err(format!("result value tag {other} is not 0, 1 or 2")),
+                };
+                results.push(OpResult { ok, value });
+            }
+            SubmitReply::Committed {
+                id,
+                block,
+                position,
+                results,
+            }
+        }
+        2 => SubmitReply::Accepted {
+            id: r.str("reply id")?,
+        },
+        3 => {
+            let status = r.u32("status")?;
+            let status =
+                u16::try_from(status).map_err(|_| format!("status {status} is not a u16"))?;
+            SubmitReply::Refused {
+                status,
+                error: r.str("error")?,
+                retryable: decode_bool(&mut r, "retryable")?,
+            }
+        }
+        other => return Err(format!("unknown reply tag {other}")),
+    };
+    r.finish("forward reply")?;
+    Ok(ForwardReply {
+        req_id,
+        tx_id,
+        reply,
+    })
 }
 
 fn frame_bytes(kind: u8, body: &[u8]) -> Vec<u8> {
@@ -455,6 +612,9 @@ pub async fn serve(listener: TcpListener, me: u64, known: Known, events: Inbox) 
         let events = events.clone();
         let known = known.clone();
         tokio::spawn(async move {
+            // Buffered: a frame is read as length, kind and body, which
+            // unbuffered are three syscalls per forwarded submit.
+            let stream = tokio::io::BufReader::with_capacity(PEER_READ_BUFFER_BYTES, stream);
             if let Err(problem) = read_peer(stream, me, &known, events).await {
                 tracing::warn!(%addr, %problem, "peer connection dropped");
             }
@@ -557,9 +717,12 @@ fn decode_event(me: u64, from: u64, kind: u8, body: &[u8]) -> Result<Event, Stri
              run one version of ordeal-node on every node"
                 .to_string(),
         ),
-        KIND_FORWARD => {
-            let f: Forward =
-                serde_json::from_slice(body).map_err(|e| format!("bad forward: {e}"))?;
+        KIND_FORWARD | KIND_FORWARD_BIN => {
+            let f: Forward = if kind == KIND_FORWARD_BIN {
+                decode_forward(body).map_err(|e| format!("bad forward: {e}"))?
+            } else {
+                serde_json::from_slice(body).map_err(|e| format!("bad forward: {e}"))?
+            };
             let tx_id = f.tx.id.clone();
             Ok(Event::Submit {
                 tx: f.tx,
@@ -571,9 +734,12 @@ fn decode_event(me: u64, from: u64, kind: u8, body: &[u8]) -> Result<Event, Stri
                 },
             })
         }
-        KIND_FORWARD_REPLY => {
-            let r: ForwardReply =
-                serde_json::from_slice(body).map_err(|e| format!("bad forward reply: {e}"))?;
+        KIND_FORWARD_REPLY | KIND_FORWARD_REPLY_BIN => {
+            let r: ForwardReply = if kind == KIND_FORWARD_REPLY_BIN {
+                decode_forward_reply(body).map_err(|e| format!("bad forward reply: {e}"))?
+            } else {
+                serde_json::from_slice(body).map_err(|e| format!("bad forward reply: {e}"))?
+            };
             Ok(Event::ForwardReply {
                 req_id: r.req_id,
                 tx_id: r.tx_id,
@@ -837,5 +1003,105 @@ mod tests {
         assert!(decode_event(1, 3, KIND_FORWARD, b"{}")
             .unwrap_err()
             .contains("bad forward"));
+    }
+
+    #[test]
+    fn binary_forwards_and_replies_round_trip_and_garbage_is_refused() {
+        let forward = Forward {
+            req_id: u64::MAX - 1,
+            tx: Tx {
+                id: "t1".into(),
+                payload: "x".repeat(100),
+                ops: vec![crate::tx::KvOp::Read { key: "k".into() }],
+            },
+            ack: Ack::Accepted,
+        };
+        let frame = Frame::Forward(forward.clone()).encode();
+        assert_eq!(frame[4], KIND_FORWARD_BIN);
+        assert_eq!(
+            u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize,
+            frame.len() - 4
+        );
+        match decode_event(1, 2, frame[4], &frame[5..]).unwrap() {
+            Event::Submit {
+                tx,
+                ack,
+                origin:
+                    Origin::Peer {
+                        from: 2,
+                        req_id,
+                        tx_id,
+                    },
+            } => {
+                assert_eq!(
+                    (tx, ack, req_id, tx_id),
+                    (
+                        forward.tx.clone(),
+                        Ack::Accepted,
+                        forward.req_id,
+                        "t1".to_string()
+                    )
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let replies = [
+            SubmitReply::Committed {
+                id: "t1".into(),
+                block: 7,
+                position: 3,
+                results: vec![
+                    OpResult {
+                        ok: true,
+                        value: None,
+                    },
+                    OpResult {
+                        ok: false,
+                        value: Some(None),
+                    },
+                    OpResult {
+                        ok: true,
+                        value: Some(Some(-5)),
+                    },
+                ],
+            },
+            SubmitReply::Accepted { id: "t1".into() },
+            SubmitReply::refused(503, "retry", true),
+        ];
+        for reply in replies {
+            let frame = Frame::ForwardReply(ForwardReply {
+                req_id: 9,
+                tx_id: "t1".into(),
+                reply: reply.clone(),
+            })
+            .encode();
+            assert_eq!(frame[4], KIND_FORWARD_REPLY_BIN);
+            match decode_event(1, 2, frame[4], &frame[5..]).unwrap() {
+                Event::ForwardReply {
+                    req_id: 9,
+                    tx_id,
+                    reply: got,
+                } => {
+                    assert_eq!((tx_id.as_str(), got), ("t1", reply.clone()));
+                }
+                other => panic!("{other:?}"),
+            }
+            for cut in 5..frame.len() - 1 {
+                assert!(
+                    decode_event(1, 2, frame[4], &frame[5..cut]).is_err(),
+                    "cut at {cut}"
+                );
+            }
+        }
+        // The JSON forms of older nodes are still read.
+        let json = serde_json::to_vec(&forward).unwrap();
+        assert!(matches!(
+            decode_event(1, 2, KIND_FORWARD, &json),
+            Ok(Event::Submit { .. })
+        ));
+        let mut bad_ack = frame[5..].to_vec();
+        bad_ack[8] = 2;
+        let e = decode_event(1, 2, KIND_FORWARD_BIN, &bad_ack).unwrap_err();
+        assert!(e.contains("bad forward: ack 2"), "{e}");
     }
 }

@@ -121,16 +121,28 @@ pub struct Wal {
     unsynced_commit: Option<u64>,
     /// The commit index of the last hard state a sync covered.
     synced_commit: u64,
+    /// A reused buffer for encoding entries.
+    scratch: Vec<u8>,
 }
 
-fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+/// Largest encoding buffer kept between appends.
+const SCRATCH_KEPT_BYTES: usize = 4 << 20;
+
+/// A record's header: `len | crc32 | kind`.
+fn header(kind: u8, body: &[u8]) -> [u8; HEADER_BYTES] {
     let mut crc = crc32fast::Hasher::new();
     crc.update(&[kind]);
     crc.update(body);
-    let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
-    out.extend_from_slice(&((body.len() + 1) as u32).to_le_bytes());
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out.push(kind);
+    let mut out = [0u8; HEADER_BYTES];
+    out[..4].copy_from_slice(&((body.len() + 1) as u32).to_le_bytes());
+    out[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
+    out[8] = kind;
+    out
+}
+
+#[cfg(test)]
+fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = header(kind, body).to_vec();
     out.extend_from_slice(body);
     out
 }
@@ -218,22 +230,31 @@ impl Wal {
             hard_state_unsynced: false,
             unsynced_commit: None,
             synced_commit: recovered.hard_state.as_ref().map_or(0, |hs| hs.commit),
+            scratch: Vec::new(),
         };
         Ok((wal, recovered))
     }
 
     fn write_record(&mut self, kind: u8, body: &[u8]) -> Result<(), WalError> {
+        // Header and body straight into the buffer: no record copy.
         self.writer
-            .write_all(&frame(kind, body))
+            .write_all(&header(kind, body))
+            .and_then(|()| self.writer.write_all(body))
             .map_err(io(&self.active.path))
     }
 
     /// Buffers entries (call [`Wal::sync`] before depending on them).
     pub fn append_entries(&mut self, entries: &[Entry]) -> Result<(), WalError> {
+        let mut body = std::mem::take(&mut self.scratch);
         for e in entries {
-            let body = e.write_to_bytes().expect("an entry always encodes");
+            body.clear();
+            e.write_to_vec(&mut body).expect("an entry always encodes");
             self.write_record(KIND_ENTRY, &body)?;
             self.active.index_max = self.active.index_max.max(e.index);
+        }
+        // Kept for the next entries, unless a large one made it huge.
+        if body.capacity() <= SCRATCH_KEPT_BYTES {
+            self.scratch = body;
         }
         Ok(())
     }
