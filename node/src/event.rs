@@ -288,9 +288,18 @@ impl Outbox {
         }
         let gone = first.is_none();
         batch.events.extend(first);
-        for _ in 1..EVENTS_PER_BATCH_MAX {
+        let mut yielded = false;
+        while batch.events.len() < EVENTS_PER_BATCH_MAX {
             match self.client.try_recv() {
                 Ok(ev) => batch.events.push(ev),
+                // Woken for one event: let the threads that submit run
+                // once before the turn, so that a turn takes what they
+                // were about to queue rather than the loop parking and
+                // being woken per submit.
+                Err(_) if !yielded && !gone => {
+                    yielded = true;
+                    std::thread::yield_now();
+                }
                 Err(_) => break,
             }
         }
