@@ -316,6 +316,11 @@ pub struct BenchArgs {
     /// see what snapshots cost: a large one takes none during the bench.
     #[arg(long)]
     pub snapshot_interval_bytes: Option<u64>,
+    /// The open loop's rate in tx/s instead of half the measured
+    /// saturation, so that binaries of different throughput are compared
+    /// at the same load.
+    #[arg(long)]
+    pub half_load_tx_per_s: Option<f64>,
 }
 
 /// Whether the bench's nodes write the Raft trace.
@@ -737,7 +742,8 @@ async fn measure(
     );
     let snapshots_before = snapshots_taken(&http, &cluster).await;
     let half = if variant.half {
-        Some(half_load(&load, (tx_per_s / 2.0).max(1.0), phase).await)
+        let rate = args.half_load_tx_per_s.unwrap_or(tx_per_s / 2.0);
+        Some(half_load(&load, rate.max(1.0), phase).await)
     } else {
         None
     };
@@ -810,6 +816,7 @@ mod tests {
             rounds: 3,
             compare_exe: None,
             snapshot_interval_bytes: None,
+            half_load_tx_per_s: None,
         };
         let variants = variants(Path::new("x"), &args).unwrap();
         let runs = vec![
@@ -843,6 +850,7 @@ mod tests {
             rounds: 0,
             compare_exe: None,
             snapshot_interval_bytes: None,
+            half_load_tx_per_s: None,
         };
         assert!(variants(Path::new("x"), &args).is_err());
         args.rounds = ROUNDS_MAX + 1;
