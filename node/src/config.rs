@@ -78,7 +78,7 @@ pub struct RunArgs {
     pub no_check_quorum: bool,
     /// A leader whose own fsyncs take this long twice in a row hands
     /// leadership to its most caught-up voter (0: never; see
-    /// `slow_disk.rs`). Default: a quarter of the election timeout.
+    /// `slow_disk.rs`). 250 ms: a quarter of the default election timeout.
     #[arg(long, default_value_t = 250)]
     pub slow_fsync_transfer_ms: u64,
     /// Block cutter: transactions per block at most.

@@ -54,6 +54,21 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// Three nodes, one on each mount's `data`, started.
+    fn started_on(exe: PathBuf, mounts: &[Mount]) -> Cluster {
+        let mut cluster = Cluster {
+            exe,
+            peer_ports: mounts.iter().map(|_| free_port()).collect(),
+            client_ports: mounts.iter().map(|_| free_port()).collect(),
+            dirs: mounts.iter().map(|m| m.path("data")).collect(),
+            children: mounts.iter().map(|_| None).collect(),
+        };
+        for i in 0..mounts.len() {
+            cluster.start(i);
+        }
+        cluster
+    }
+
     fn start(&mut self, i: usize) {
         let peers: Vec<String> = self
             .peer_ports
@@ -210,16 +225,7 @@ fn a_node_cluster_on_faultfs_commits_and_survives_a_kill_and_restart() {
         return;
     };
     let mut mounts: Vec<Mount> = (0..3).map(|i| Mount::start(20 + i)).collect();
-    let mut cluster = Cluster {
-        exe,
-        peer_ports: (0..3).map(|_| free_port()).collect(),
-        client_ports: (0..3).map(|_| free_port()).collect(),
-        dirs: mounts.iter().map(|m| m.path("data")).collect(),
-        children: (0..3).map(|_| None).collect(),
-    };
-    for i in 0..3 {
-        cluster.start(i);
-    }
+    let mut cluster = Cluster::started_on(exe, &mounts);
     let mut acked = Vec::new();
     for n in 0..30 {
         let id = format!("tx-{n}");
@@ -283,16 +289,7 @@ fn acknowledged_transactions_survive_a_power_loss_of_every_node() {
     }
     let exe = node_exe().expect("ordeal-node built (cargo build -p node)");
     let mut mounts: Vec<Mount> = (0..3).map(|i| Mount::start(30 + i)).collect();
-    let mut cluster = Cluster {
-        exe,
-        peer_ports: (0..3).map(|_| free_port()).collect(),
-        client_ports: (0..3).map(|_| free_port()).collect(),
-        dirs: mounts.iter().map(|m| m.path("data")).collect(),
-        children: (0..3).map(|_| None).collect(),
-    };
-    for i in 0..3 {
-        cluster.start(i);
-    }
+    let mut cluster = Cluster::started_on(exe, &mounts);
     let acked: Vec<String> = (0..10).map(|n| format!("tx-{n}")).collect();
     for (n, id) in acked.iter().enumerate() {
         cluster.submit(n % 3, id);
@@ -345,16 +342,7 @@ fn a_leader_on_a_slow_disk_hands_leadership_away() {
     }
     let exe = node_exe().expect("ordeal-node built (cargo build -p node)");
     let mut mounts: Vec<Mount> = (0..3).map(|i| Mount::start(40 + i)).collect();
-    let mut cluster = Cluster {
-        exe,
-        peer_ports: (0..3).map(|_| free_port()).collect(),
-        client_ports: (0..3).map(|_| free_port()).collect(),
-        dirs: mounts.iter().map(|m| m.path("data")).collect(),
-        children: (0..3).map(|_| None).collect(),
-    };
-    for i in 0..3 {
-        cluster.start(i);
-    }
+    let cluster = Cluster::started_on(exe, &mounts);
     cluster.submit(0, "before");
     let slow = leader_seen_by(&cluster, 0);
     assert!(slow > 0, "a leader after the first commit");
