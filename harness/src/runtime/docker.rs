@@ -673,8 +673,9 @@ async fn clean_volumes(docker: &Docker) -> anyhow::Result<Vec<String>> {
 /// How long teardown waits before its second sweep of the run's containers.
 const RUN_SWEEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Force-removes every container labelled with this run (`ordeal.run`).
-async fn remove_run_containers(docker: &Docker, run_label: &str) {
+/// Force-removes every container labelled with this run (`ordeal.run`);
+/// the names of those removed. A container already gone is skipped.
+pub(super) async fn remove_run_containers(docker: &Docker, run_label: &str) -> Vec<String> {
     let filters = HashMap::from([("label".to_string(), vec![format!("ordeal.run={run_label}")])]);
     let options = ListContainersOptions {
         all: true,
@@ -682,8 +683,9 @@ async fn remove_run_containers(docker: &Docker, run_label: &str) {
         ..Default::default()
     };
     let Ok(containers) = docker.list_containers(Some(options)).await else {
-        return;
+        return Vec::new();
     };
+    let mut removed = Vec::new();
     for c in containers {
         let id = c.id.unwrap_or_default();
         let _ = docker.unpause_container(&id).await;
@@ -692,9 +694,49 @@ async fn remove_run_containers(docker: &Docker, run_label: &str) {
             v: true,
             ..Default::default()
         };
-        if let Err(e) = docker.remove_container(&id, Some(force)).await {
-            tracing::warn!(container = id, error = %e, "could not remove the container");
+        let result = docker.remove_container(&id, Some(force)).await;
+        if container_gone_or_going(&result) {
+            continue;
         }
+        match result {
+            Ok(()) => removed.push(format!(
+                "container {}",
+                c.names.unwrap_or_default().join(",")
+            )),
+            Err(e) => tracing::warn!(container = id, error = %e, "could not remove the container"),
+        }
+    }
+    removed
+}
+
+/// How long a network whose containers another remover (a run's reaper,
+/// another `clean`) is still taking away is retried.
+const NETWORK_REMOVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Removes a network; while it still has endpoints (403) or the engine is
+/// busy with it (409), retries for [`NETWORK_REMOVE_PATIENCE`]. `Ok(false)`:
+/// it was gone already.
+pub(super) async fn remove_network_patiently(docker: &Docker, name: &str) -> anyhow::Result<bool> {
+    let deadline = tokio::time::Instant::now() + NETWORK_REMOVE_PATIENCE;
+    loop {
+        let result = docker.remove_network(name).await;
+        if gone_already(&result) {
+            return Ok(false);
+        }
+        let busy = matches!(
+            &result,
+            Err(
+                testcontainers::bollard::errors::Error::DockerResponseServerError {
+                    status_code: 403 | 409,
+                    ..
+                }
+            )
+        );
+        if !busy || tokio::time::Instant::now() >= deadline {
+            result.with_context(|| format!("removing network {name}"))?;
+            return Ok(true);
+        }
+        tokio::time::sleep(RUN_SWEEP_PAUSE).await;
     }
 }
 
@@ -709,6 +751,21 @@ fn gone_already<T>(result: &Result<T, testcontainers::bollard::errors::Error>) -
             }
         )
     )
+}
+
+/// [`gone_already`], or a 409: another remover is taking the container
+/// away (`removal … is already in progress`).
+fn container_gone_or_going<T>(result: &Result<T, testcontainers::bollard::errors::Error>) -> bool {
+    gone_already(result)
+        || matches!(
+            result,
+            Err(
+                testcontainers::bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409,
+                    ..
+                }
+            )
+        )
 }
 
 /// Removes every container and network labelled by ordeal (what a killed
@@ -744,7 +801,7 @@ pub async fn clean_leftovers() -> anyhow::Result<Vec<String>> {
             ..Default::default()
         };
         let result = docker.remove_container(&id, Some(force)).await;
-        if gone_already(&result) {
+        if container_gone_or_going(&result) {
             continue; // the run's reaper was first
         }
         result.with_context(|| format!("removing container {id}"))?;
@@ -762,12 +819,9 @@ pub async fn clean_leftovers() -> anyhow::Result<Vec<String>> {
         if super::owner_alive(name.strip_prefix("ordeal-").unwrap_or("")) {
             continue;
         }
-        let result = docker.remove_network(&name).await;
-        if gone_already(&result) {
-            continue;
+        if remove_network_patiently(&docker, &name).await? {
+            removed.push(format!("network {name}"));
         }
-        result.with_context(|| format!("removing network {name}"))?;
-        removed.push(format!("network {name}"));
     }
     removed.extend(clean_volumes(&docker).await?);
     if removed.is_empty() && !daemon_answers() {

@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use testcontainers::bollard::container::{ListContainersOptions, RemoveContainerOptions};
 use testcontainers::bollard::volume::ListVolumesOptions;
 use testcontainers::bollard::Docker;
 
@@ -100,32 +99,12 @@ pub async fn reap(run_label: &str) -> anyhow::Result<Vec<String>> {
 /// One already gone (another sweep, `harness clean`) is not an error.
 pub async fn sweep(docker: &Docker, run_label: &str) -> anyhow::Result<Vec<String>> {
     let filters = HashMap::from([("label".to_string(), vec![format!("ordeal.run={run_label}")])]);
-    let mut removed = Vec::new();
-    let containers = docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: filters.clone(),
-            ..Default::default()
-        }))
-        .await
-        .context("listing containers")?;
-    for c in containers {
-        let id = c.id.unwrap_or_default();
-        let _ = docker.unpause_container(&id).await;
-        let force = RemoveContainerOptions {
-            force: true,
-            v: true,
-            ..Default::default()
-        };
-        if docker.remove_container(&id, Some(force)).await.is_ok() {
-            removed.push(format!(
-                "container {}",
-                c.names.unwrap_or_default().join(",")
-            ));
-        }
-    }
+    let mut removed = super::docker::remove_run_containers(docker, run_label).await;
     let network = format!("ordeal-{run_label}");
-    if docker.remove_network(&network).await.is_ok() {
+    if super::docker::remove_network_patiently(docker, &network)
+        .await
+        .unwrap_or(false)
+    {
         removed.push(format!("network {network}"));
     }
     let volumes = docker
