@@ -319,8 +319,16 @@ pub struct BenchArgs {
     /// The open loop's rate in tx/s instead of half the measured
     /// saturation, so that binaries of different throughput are compared
     /// at the same load.
-    #[arg(long)]
+    #[arg(long, value_parser = positive_rate)]
     pub half_load_tx_per_s: Option<f64>,
+}
+
+/// `--half-load-tx-per-s`: a finite rate of at least 1 tx/s.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 1.0 => Ok(r),
+        _ => Err(format!("`{text}` is not a rate of at least 1 tx/s")),
+    }
 }
 
 /// Whether the bench's nodes write the Raft trace.
@@ -860,5 +868,14 @@ mod tests {
         args.compare_exe = Some(PathBuf::from("y"));
         let err = variants(Path::new("x"), &args).err().unwrap();
         assert!(err.to_string().contains("--compare-exe"), "{err}");
+    }
+
+    #[test]
+    fn a_half_load_rate_must_be_finite_and_at_least_one() {
+        assert_eq!(positive_rate("9000"), Ok(9000.0));
+        for bad in ["inf", "NaN", "0", "-5", "0.5", "fast"] {
+            let err = positive_rate(bad).unwrap_err();
+            assert!(err.contains(bad), "{err}");
+        }
     }
 }
