@@ -19,6 +19,7 @@
 //! is listed in a pid file under the work directory so that `harness clean`
 //! can kill what a SIGKILLed harness left behind.
 
+use super::ports::free_port;
 use super::{ClockSetting, ClusterSpec, Grudge, Runtime};
 use crate::sut::{Launch, PeerLinks, System};
 use anyhow::{bail, Context};
@@ -27,7 +28,7 @@ use nix::unistd::Pid;
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -253,11 +254,6 @@ fn clock_file(dir: &Path) -> PathBuf {
 /// The node's Raft trace: beside its data directory, never inside it.
 fn trace_file(dir: &Path) -> PathBuf {
     dir.join("trace.jsonl")
-}
-
-fn free_port(ip: Ipv4Addr) -> anyhow::Result<u16> {
-    let listener = StdTcpListener::bind((ip, 0)).with_context(|| format!("binding {ip}:0"))?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// Bytes of request head read at most to find `X-PeerURLs`.
