@@ -289,26 +289,25 @@ impl Nemesis {
                 }
             }
         };
-        let faketime = setting.faketime();
-        self.recorder.nemesis(Fault::Clock, json!({"phase": "start", "targets": [target], "mode": mode, "faketime": faketime, "offset_ms": (setting.offset_s * 1e3) as i64, "rate": setting.rate}));
+        // A rate starts now: libfaketime would apply it from the process's
+        // start, a jump the history would not show (offset_ms 0).
+        let uptime_ms = match mode {
+            ClockMode::Rate => self.probe.process_uptime_ms(&target).await,
+            ClockMode::Bump | ClockMode::Strobe => None,
+        };
+        let applied = match uptime_ms {
+            Some(up) => ClockSetting::rate_from_now(setting.rate, up),
+            None => setting,
+        };
+        let faketime = applied.faketime();
+        self.recorder.nemesis(Fault::Clock, json!({"phase": "start", "targets": [target], "mode": mode, "faketime": faketime, "offset_ms": (setting.offset_s * 1e3) as i64, "rate": setting.rate, "process_uptime_ms": uptime_ms}));
         self.runtime
             .lock()
             .await
-            .set_clock(&target, setting)
+            .set_clock(&target, applied)
             .await?;
-        // libfaketime rereads its file about once a second: poll the node's
-        // reported clock until it shows the setting (bounded).
-        let injected_ms = (setting.offset_s * 1e3) as i64;
-        let started = std::time::Instant::now();
-        let mut observed = None;
-        while started.elapsed() < CLOCK_SETTLE * 3 {
-            tokio::time::sleep(CLOCK_SETTLE / 3).await;
-            observed = self.probe.clock_offset_ms(&target).await;
-            if observed.is_some_and(|o| (o - injected_ms).abs() < CLOCK_AGREEMENT_MS) {
-                break;
-            }
-        }
-        self.recorder.nemesis(Fault::Clock, json!({"phase": "observed", "targets": [target], "offset_ms": (setting.offset_s * 1e3) as i64, "observed_offset_ms": observed}));
+        let (observed, observed_rate) = self.observe_clock(&target, mode, &setting).await;
+        self.recorder.nemesis(Fault::Clock, json!({"phase": "observed", "targets": [target], "offset_ms": (setting.offset_s * 1e3) as i64, "observed_offset_ms": observed, "rate": setting.rate, "observed_rate": observed_rate}));
         let strobe = (mode == ClockMode::Strobe).then(|| {
             let runtime = self.runtime.clone();
             let target = target.clone();
@@ -326,6 +325,41 @@ impl Nemesis {
             })
         });
         Ok(Active::Clock(vec![target], strobe))
+    }
+
+    /// What the node's clock shows once libfaketime reread its file (about
+    /// once a second): its offset from ours, ms, and for a rate its speed
+    /// measured over [`CLOCK_SETTLE`] / 2 (an offset agreeing with zero
+    /// says nothing about a rate that has not been read yet).
+    async fn observe_clock(
+        &self,
+        target: &str,
+        mode: ClockMode,
+        setting: &ClockSetting,
+    ) -> (Option<i64>, Option<f64>) {
+        let injected_ms = (setting.offset_s * 1e3) as i64;
+        if mode == ClockMode::Rate {
+            tokio::time::sleep(CLOCK_SETTLE).await;
+            let first = self.probe.clock_offset_ms(target).await;
+            let from = std::time::Instant::now();
+            tokio::time::sleep(CLOCK_SETTLE / 2).await;
+            let second = self.probe.clock_offset_ms(target).await;
+            let real_ms = from.elapsed().as_secs_f64() * 1e3;
+            let rate = first
+                .zip(second)
+                .map(|(a, b)| ((1.0 + (b - a) as f64 / real_ms) * 100.0).round() / 100.0);
+            return (second, rate);
+        }
+        let started = std::time::Instant::now();
+        let mut observed = None;
+        while started.elapsed() < CLOCK_SETTLE * 3 {
+            tokio::time::sleep(CLOCK_SETTLE / 3).await;
+            observed = self.probe.clock_offset_ms(target).await;
+            if observed.is_some_and(|o| (o - injected_ms).abs() < CLOCK_AGREEMENT_MS) {
+                break;
+            }
+        }
+        (observed, None)
     }
 
     async fn heal(&self, active: Active) -> anyhow::Result<()> {

@@ -136,6 +136,12 @@ impl Probe {
         Some(s["wall_clock_ms"].as_i64()? - (before + after) / 2)
     }
 
+    /// The node process's real uptime (`process_uptime_ms` of its status,
+    /// from the kernel, not its own clocks), `None` when it does not say.
+    pub async fn process_uptime_ms(&self, node: &str) -> Option<u64> {
+        self.get_json(node, "/status").await?["process_uptime_ms"].as_u64()
+    }
+
     /// Waits until every node answers, agrees on one leader and has applied
     /// the same height; returns whether that happened before `deadline`.
     pub async fn wait_recovered(&self, deadline: Instant) -> bool {

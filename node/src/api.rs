@@ -260,6 +260,7 @@ async fn status(State(state): State<ApiState>) -> Json<Value> {
         "compactions": compactions,
         "wall_clock_ms": unix_ms(),
         "monotonic_ms": state.shared.started.elapsed().as_millis() as u64,
+        "process_uptime_ms": crate::uptime::process_uptime_ms(),
         "started_ms": state.shared.started_ms,
         "restarts": state.shared.restarts,
         "bugs": bugs,

@@ -34,4 +34,5 @@ pub mod storage;
 pub mod trace;
 pub mod transport;
 pub mod tx;
+pub mod uptime;
 pub mod wal;

@@ -307,12 +307,13 @@ fn clock_check(runtime_flags: &[&str]) {
         "--nemesis",
         "clock",
         "--seed",
-        "8",
+        "9",
     ]);
     let r = run(&args);
     assert_eq!(r.code(), 0, "{}", r.explain());
     let observed = r.nemesis("clock", "observed");
     assert!(!observed.is_empty(), "{}", r.explain());
+    let mut rates = 0;
     for o in &observed {
         let injected = o["value"]["offset_ms"].as_i64().unwrap();
         let seen = o["value"]["observed_offset_ms"]
@@ -322,6 +323,19 @@ fn clock_check(runtime_flags: &[&str]) {
             (seen - injected).abs() < 4_000,
             "injected {injected} ms, node reports {seen} ms"
         );
+        if let Some(rate) = o["value"]["rate"].as_f64().filter(|&r| r != 1.0) {
+            let seen = o["value"]["observed_rate"].as_f64().expect("a rate seen");
+            assert!(
+                (seen - rate).abs() < 0.25,
+                "injected rate {rate}, node runs at {seen}"
+            );
+            rates += 1;
+        }
+    }
+    // Seed 9 draws a rate and a bump on the process runtime; other
+    // runtimes order their members otherwise and may draw other modes.
+    if runtime_flags == ["--runtime", "process"] {
+        assert!(rates > 0, "seed 9 drew no rate:\n{}", r.explain());
     }
 }
 
