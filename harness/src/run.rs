@@ -173,7 +173,7 @@ async fn drive(
     run_dir: &RunDir,
     runtime: Arc<Mutex<AnyRuntime>>,
 ) -> anyhow::Result<Driven> {
-    let cluster = start(plan, &runtime).await?;
+    let cluster = start(plan, run_dir, &runtime).await?;
     let history = History::open(run_dir)?;
     let test = assemble(plan, &cluster, &history.recorder, runtime.clone())?;
     let placement = Placement::new(cluster.membership.clone());
@@ -216,7 +216,11 @@ struct Cluster {
 }
 
 /// Phase one: starts every node and waits for the first leader.
-async fn start(plan: &Plan, runtime: &Arc<Mutex<AnyRuntime>>) -> anyhow::Result<Cluster> {
+async fn start(
+    plan: &Plan,
+    run_dir: &RunDir,
+    runtime: &Arc<Mutex<AnyRuntime>>,
+) -> anyhow::Result<Cluster> {
     runtime
         .lock()
         .await
@@ -235,7 +239,9 @@ async fn start(plan: &Plan, runtime: &Arc<Mutex<AnyRuntime>>) -> anyhow::Result<
         .wait_recovered(Instant::now() + FIRST_LEADER_WAIT_MAX)
         .await
     {
-        bail!("the cluster did not elect a leader within {FIRST_LEADER_WAIT_MAX:?}; see the node logs under {}", plan.store.join(".work").display());
+        let names: Vec<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
+        let why = no_leader_evidence(runtime, run_dir, &names).await;
+        bail!("the cluster did not elect a leader within {FIRST_LEADER_WAIT_MAX:?}:\n{why}");
     }
     let membership = Membership::founders(&nodes);
     Ok(Cluster {
@@ -243,6 +249,44 @@ async fn start(plan: &Plan, runtime: &Arc<Mutex<AnyRuntime>>) -> anyhow::Result<
         probe,
         membership,
     })
+}
+
+/// Lines of a node's log quoted when the cluster never elected a leader.
+const LOG_TAIL_LINES: usize = 5;
+
+/// Why a cluster may have never elected a leader, node by node: whether
+/// its process runs and the end of its log (copied into the run
+/// directory, which outlives the cluster).
+async fn no_leader_evidence(
+    runtime: &Arc<Mutex<AnyRuntime>>,
+    run_dir: &RunDir,
+    nodes: &[String],
+) -> String {
+    let mut out = String::new();
+    for n in nodes {
+        let mut rt = runtime.lock().await;
+        let state = if rt.running(n).await {
+            "running"
+        } else {
+            "NOT running"
+        };
+        let log = run_dir.node_dir(n).map(|d| d.join("node.log"));
+        let tail = match &log {
+            Ok(path) => match rt.collect_log(n, path).await {
+                Ok(()) => std::fs::read_to_string(path)
+                    .map(|text| {
+                        let lines: Vec<&str> = text.lines().collect();
+                        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n    ")
+                    })
+                    .unwrap_or_else(|e| format!("(unreadable: {e})")),
+                Err(e) => format!("(no log: {e:#})"),
+            },
+            Err(e) => format!("(no node directory: {e:#})"),
+        };
+        let place = log.map(|p| p.display().to_string()).unwrap_or_default();
+        out.push_str(&format!("  {n}: {state}; log {place} ends:\n    {tail}\n"));
+    }
+    out
 }
 
 /// The history file and the task that flushes it; the task stops when this
