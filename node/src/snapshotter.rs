@@ -124,7 +124,7 @@ fn write(dir: &Path, job: SnapshotJob) -> Result<Written, WalError> {
     meta.index = job.index;
     meta.term = job.term;
     meta.set_conf_state(job.conf_state);
-    let file = wal::write_snapshot_file(dir, &snapshot, WRITTEN_SUFFIX)?;
+    let file = wal::write_snapshot_file(dir, &snapshot, WRITTEN_SUFFIX, wal::SNAPSHOT_PACE)?;
     Ok(Written {
         snapshot,
         height: job.state.height(),
