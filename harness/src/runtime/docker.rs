@@ -604,7 +604,12 @@ impl Runtime for DockerRuntime {
         }
         for node in self.names.clone() {
             let volume = format!("{}-data", self.container_name(&node));
-            if let Err(e) = self.docker.remove_volume(&volume, None).await {
+            let removed = self.docker.remove_volume(&volume, None).await;
+            // A node on faultfs has a bind mount and no volume: 404 is gone.
+            if gone_already(&removed) {
+                continue;
+            }
+            if let Err(e) = removed {
                 tracing::warn!(volume, error = %e, "could not remove the data volume");
             }
         }
