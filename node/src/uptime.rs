@@ -5,8 +5,9 @@
 //! from the process's start, so `+0 x0.5` alone would set the clock back by
 //! half the uptime).
 
-/// Seconds since boot when the process started and now, from `/proc`;
-/// `None` where `/proc` cannot be read or parsed.
+/// Milliseconds since this process started: the kernel's time since boot
+/// (`/proc/uptime`) minus the process's start after boot
+/// (`/proc/self/stat`); `None` where `/proc` cannot be read or parsed.
 pub fn process_uptime_ms() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let uptime = std::fs::read_to_string("/proc/uptime").ok()?;

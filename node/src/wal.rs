@@ -507,9 +507,9 @@ pub fn save_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<(), WalError> {
 /// ext4, a journal commit flushes the ordered data of other files too).
 const SNAPSHOT_SYNC_CHUNK_BYTES: usize = 1 << 20;
 
-/// After each chunk the snapshot thread (the snapshotter) rests this many times as long as
-/// the chunk's write and sync took, leaving the disk to the log's fsyncs
-/// in between (every node snapshots at about the same index, so three
+/// After each chunk the snapshotter's thread rests this many times as
+/// long as the chunk's write and sync took, leaving the disk to the log's
+/// fsyncs in between (every node snapshots at about the same index, so three
 /// snapshots reach a shared disk at once). A snapshot only has to be in
 /// place before the next one is due. Measured (`ordeal-node bench
 /// --rounds 3 --compare-exe OLD --snapshot-interval-bytes 8000000`, three
