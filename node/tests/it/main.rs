@@ -270,6 +270,60 @@ async fn snapshots_compact_the_log_and_a_restarted_node_recovers_from_them() {
     assert_eq!(v["results"][0]["value"], 59, "{v}");
 }
 
+/// The nodes of a cluster apply the same bytes at the same moments; were
+/// their snapshot intervals in step, all would write a snapshot at once and
+/// every commit would wait on a node that is writing one. Each node's
+/// interval starts at its own phase (`server::snapshot_phase`): no index is
+/// snapshotted by every node, and each node still snapshots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_snapshot_out_of_step() {
+    let mut cluster = LocalCluster::start_traced(
+        Path::new(EXE),
+        3,
+        &["--snapshot-interval-bytes", "3000"],
+        true,
+    )
+    .unwrap();
+    let http = http();
+    cluster.wait_leader(&http).await.unwrap();
+    // One at a time: a block (an entry of about 150 bytes) per transaction,
+    // so that the nodes' phases fall on different entries.
+    for n in 0..120 {
+        let body = json!({"id": format!("p{n}"), "payload": "y".repeat(100)});
+        let r = http
+            .post(format!("{}/submit", cluster.url(n % 3)))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "p{n}: {}", r.status());
+    }
+    converge(&http, &cluster).await;
+    let mut taken: Vec<BTreeSet<u64>> = Vec::new();
+    for i in 0..3 {
+        assert!(cluster.terminate(i).unwrap().success(), "node {}", i + 1);
+        let indexes: BTreeSet<u64> = read_trace(&cluster.trace_path(i))
+            .iter()
+            .filter(|e| e["ev"] == "snapshot" && e["action"] == "taken")
+            .map(|e| e["index"].as_u64().unwrap())
+            .collect();
+        assert!(
+            indexes.len() >= 3,
+            "node {}: snapshots at {indexes:?}",
+            i + 1
+        );
+        taken.push(indexes);
+    }
+    let in_step: Vec<&u64> = taken[0]
+        .iter()
+        .filter(|i| taken[1].contains(i) && taken[2].contains(i))
+        .collect();
+    assert!(
+        in_step.is_empty(),
+        "every node snapshotted at {in_step:?} (nodes: {taken:?})"
+    );
+}
+
 /// Nothing from the network can panic a node: garbage on the peer port is
 /// logged and dropped, malformed and oversized submits get errors naming
 /// the problem.
