@@ -113,6 +113,11 @@ impl LocalCluster {
         format!("http://127.0.0.1:{}", self.client_ports[i])
     }
 
+    /// The data directory of node `i` (0-based).
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.root.join(format!("n{}", i + 1))
+    }
+
     /// The peer address of node `i` (0-based).
     pub fn peer_addr(&self, i: usize) -> String {
         format!("127.0.0.1:{}", self.peer_ports[i])
@@ -170,7 +175,7 @@ impl LocalCluster {
                 &format!("127.0.0.1:{}", self.client_ports[i]),
             ])
             .arg("--data-dir")
-            .arg(self.root.join(format!("n{}", i + 1)))
+            .arg(self.data_dir(i))
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)

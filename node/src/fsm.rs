@@ -91,30 +91,121 @@ fn decode_snapshot(body: &[u8]) -> Result<(Vec<Block>, Kv), String> {
     let n = r.count(BLOCK_BYTES_MIN, "block count")?;
     let mut blocks = Vec::with_capacity(n);
     for _ in 0..n {
-        let number = r.u64("block number")?;
-        let previous_hash = r.hash("previous hash")?;
-        let data_hash = r.hash("data hash")?;
-        let hash = r.hash("header hash")?;
-        let txs = decode_txs(&mut r)?;
-        blocks.push(Block {
-            number,
-            previous_hash,
-            data_hash,
-            hash,
-            txs,
-        });
+        blocks.push(read_block(&mut r)?);
     }
+    let kv = read_registers(&mut r)?;
+    r.finish("snapshot")?;
+    Ok((blocks, kv))
+}
+
+/// One block in the snapshot's (and the block store's) encoding.
+pub(crate) fn read_block(r: &mut bin::Reader<'_>) -> Result<Block, String> {
+    let number = r.u64("block number")?;
+    let previous_hash = r.hash("previous hash")?;
+    let data_hash = r.hash("data hash")?;
+    let hash = r.hash("header hash")?;
+    let txs = decode_txs(r)?;
+    Ok(Block {
+        number,
+        previous_hash,
+        data_hash,
+        hash,
+        txs,
+    })
+}
+
+/// Appends `b` in the encoding [`read_block`] reads.
+pub(crate) fn put_block(out: &mut Vec<u8>, b: &Block) {
+    bin::put_u64(out, b.number);
+    out.extend_from_slice(&b.previous_hash);
+    out.extend_from_slice(&b.data_hash);
+    out.extend_from_slice(&b.hash);
+    put_txs(out, &b.txs);
+}
+
+/// The encoded size of `b`.
+pub(crate) fn block_len(b: &Block) -> usize {
+    BLOCK_BYTES_MIN + b.txs.iter().map(bin::tx_len).sum::<usize>()
+}
+
+fn read_registers(r: &mut bin::Reader<'_>) -> Result<Kv, String> {
     let n = r.count(12, "register count")?;
     let mut registers = Vec::with_capacity(n);
     for _ in 0..n {
         let key = r.str("register key")?;
         registers.push((key, r.u64("register value")? as i64));
     }
-    r.finish("snapshot")?;
     if registers.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Err("register keys are not in strictly increasing order".into());
     }
-    Ok((blocks, Kv::from_registers(registers)))
+    Ok(Kv::from_registers(registers))
+}
+
+fn put_registers(out: &mut Vec<u8>, kv: &Kv) {
+    bin::put_u32(out, kv.registers().count() as u32);
+    for (key, value) in kv.registers() {
+        bin::put_str(out, key);
+        bin::put_u64(out, value as u64);
+    }
+}
+
+/// The first bytes of a manifest: snapshot data on disk whose blocks are
+/// in the block store (`blockstore.rs`).
+pub const MANIFEST_MAGIC: &[u8; 8] = b"\0ordman1";
+
+/// What a snapshot file holds when its blocks are in the block store:
+/// [`MANIFEST_MAGIC`] | `generation: u64 | height: u64 | last block hash
+/// (32 bytes) | registers` (as in the snapshot form). The snapshot raft
+/// ships to a follower is the whole form ([`Captured::to_snapshot_data`]).
+#[derive(Debug, PartialEq)]
+pub struct Manifest {
+    /// The block store file's generation (`blocks.<generation>`).
+    pub generation: u64,
+    /// Blocks the snapshot holds: the store's first `height`.
+    pub height: u64,
+    /// The hash of block `height - 1` (zeros at height 0).
+    pub last_hash: [u8; 32],
+    /// The registers.
+    pub kv: Kv,
+}
+
+impl Manifest {
+    /// Decodes snapshot data that is a manifest; `None` when it is another
+    /// form (the whole state).
+    pub fn decode(data: &[u8]) -> Option<Result<Manifest, SnapshotDataError>> {
+        let body = data.strip_prefix(MANIFEST_MAGIC)?;
+        let mut r = bin::Reader::new(body);
+        let parsed = (|| {
+            let generation = r.u64("generation")?;
+            let height = r.u64("height")?;
+            let last_hash = r.hash("last block hash")?;
+            let kv = read_registers(&mut r)?;
+            r.finish("manifest")?;
+            Ok(Manifest {
+                generation,
+                height,
+                last_hash,
+                kv,
+            })
+        })();
+        Some(parsed.map_err(|e: String| SnapshotDataError(format!("manifest: {e}"))))
+    }
+
+    /// Rebuilds the state from the manifest and the store's blocks.
+    pub fn restore(self, blocks: Vec<Block>) -> Result<StateMachine, SnapshotDataError> {
+        let last = blocks.last().map_or([0; 32], |b| b.hash);
+        if blocks.len() as u64 != self.height || last != self.last_hash {
+            return Err(SnapshotDataError(format!(
+                "the block store's first {} blocks do not end in the manifest's last block hash",
+                self.height
+            )));
+        }
+        let ledger = Ledger::from_blocks(blocks).map_err(|e| SnapshotDataError(e.to_string()))?;
+        Ok(StateMachine {
+            ledger,
+            kv: self.kv,
+        })
+    }
 }
 
 fn decode_txs(r: &mut bin::Reader<'_>) -> Result<Vec<Tx>, String> {
@@ -165,28 +256,39 @@ impl Captured {
     /// string | value: i64`, keys in increasing order. Sized first, so the
     /// buffer is allocated once.
     pub fn to_snapshot_data(&self) -> Vec<u8> {
-        let blocks: usize = self
-            .blocks
-            .iter()
-            .map(|b| BLOCK_BYTES_MIN + b.txs.iter().map(bin::tx_len).sum::<usize>())
-            .sum();
-        let registers: usize = self.kv.registers().map(|(k, _)| 12 + k.len()).sum();
-        let mut out = Vec::with_capacity(SNAPSHOT_MAGIC.len() + 8 + blocks + registers);
+        let blocks: usize = self.blocks.iter().map(|b| block_len(b)).sum();
+        let mut out = Vec::with_capacity(SNAPSHOT_MAGIC.len() + 4 + blocks + self.registers_len());
         out.extend_from_slice(SNAPSHOT_MAGIC);
         bin::put_u32(&mut out, self.blocks.len() as u32);
         for b in &self.blocks {
-            bin::put_u64(&mut out, b.number);
-            out.extend_from_slice(&b.previous_hash);
-            out.extend_from_slice(&b.data_hash);
-            out.extend_from_slice(&b.hash);
-            put_txs(&mut out, &b.txs);
+            put_block(&mut out, b);
         }
-        bin::put_u32(&mut out, self.kv.registers().count() as u32);
-        for (key, value) in self.kv.registers() {
-            bin::put_str(&mut out, key);
-            bin::put_u64(&mut out, value as u64);
-        }
+        put_registers(&mut out, &self.kv);
         out
+    }
+
+    fn registers_len(&self) -> usize {
+        4 + self
+            .kv
+            .registers()
+            .map(|(k, _)| 12 + k.len())
+            .sum::<usize>()
+    }
+
+    /// The manifest form ([`Manifest`]) naming block store `generation`.
+    pub fn to_manifest(&self, generation: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(MANIFEST_MAGIC.len() + 48 + self.registers_len());
+        out.extend_from_slice(MANIFEST_MAGIC);
+        bin::put_u64(&mut out, generation);
+        bin::put_u64(&mut out, self.blocks.len() as u64);
+        out.extend_from_slice(&self.blocks.last().map_or([0; 32], |b| b.hash));
+        put_registers(&mut out, &self.kv);
+        out
+    }
+
+    /// The blocks captured.
+    pub fn blocks(&self) -> &[Arc<Block>] {
+        &self.blocks
     }
 
     /// The ledger height captured.
@@ -263,6 +365,34 @@ mod tests {
             sm.apply(txs);
         }
         sm
+    }
+
+    #[test]
+    fn a_manifest_restores_with_its_blocks_and_refuses_others() {
+        let sm = sample();
+        let captured = sm.capture();
+        let data = captured.to_manifest(7);
+        let m = Manifest::decode(&data).unwrap().unwrap();
+        assert_eq!((m.generation, m.height), (7, sm.ledger.height()));
+        let blocks = |n: usize| -> Vec<Block> {
+            sm.ledger.blocks()[..n]
+                .iter()
+                .map(|b| (**b).clone())
+                .collect()
+        };
+        let back = m.restore(blocks(sm.ledger.blocks().len())).unwrap();
+        assert_eq!((back.ledger, back.kv), (sm.ledger.clone(), sm.kv.clone()));
+        let m = Manifest::decode(&data).unwrap().unwrap();
+        let short = m.restore(blocks(2)).unwrap_err().to_string();
+        assert!(short.contains("last block hash"), "{short}");
+        // The whole form is not a manifest; a cut manifest is an error.
+        assert!(Manifest::decode(&sm.to_snapshot_data()).is_none());
+        for cut in MANIFEST_MAGIC.len()..data.len() {
+            assert!(
+                Manifest::decode(&data[..cut]).unwrap().is_err(),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]

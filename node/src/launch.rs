@@ -2,8 +2,10 @@
 //! loop and the API until SIGTERM / SIGINT, then sync and stop.
 
 use crate::api::{self, ApiState};
+use crate::blockstore::{self, StoreState};
 use crate::config::NodeConfig;
 use crate::event::{self, Inbox};
+use crate::fsm::Manifest;
 use crate::fsm::StateMachine;
 use crate::metrics::Metrics;
 use crate::server::{LoopError, LoopParts, RaftLoop, Shared, StatusView};
@@ -127,6 +129,8 @@ struct Recovery {
     applied: u64,
     fresh: bool,
     restarts: u64,
+    block_store: Option<StoreState>,
+    next_generation: u64,
 }
 
 /// Reads the snapshot and the log and builds raft on them.
@@ -138,19 +142,17 @@ fn recover(config: &NodeConfig) -> Result<Recovery, LaunchError> {
         source,
     })?;
     let restarts = count_restart(dir)?;
-    let snapshot = wal::load_snapshot(dir)?;
+    let mut snapshot = wal::load_snapshot(dir)?;
     let (wal, recovered) = Wal::open(dir)?;
     let fresh =
         snapshot.is_none() && recovered.entries.is_empty() && recovered.hard_state.is_none();
     let mut fsm = StateMachine::default();
     let mut applied = 0;
-    if let Some(s) = &snapshot {
-        fsm = StateMachine::from_snapshot_data(&s.data).map_err(|source| {
-            LaunchError::SnapshotData {
-                path: dir.join(wal::SNAPSHOT_FILE).display().to_string(),
-                source,
-            }
-        })?;
+    let mut block_store = None;
+    if let Some(s) = &mut snapshot {
+        let (restored, store) = restore_snapshot(dir, s)?;
+        fsm = restored;
+        block_store = store;
         applied = s.get_metadata().index;
     }
     let voters = founders(dir, config, fresh)?;
@@ -176,7 +178,38 @@ fn recover(config: &NodeConfig) -> Result<Recovery, LaunchError> {
         applied,
         fresh,
         restarts,
+        block_store,
+        next_generation: blockstore::next_generation(dir),
     })
+}
+
+/// The state a snapshot file holds: a manifest's blocks are read from the
+/// block store it names, and the snapshot's data becomes the whole state
+/// (what raft ships to a follower); older files hold the whole state.
+fn restore_snapshot(
+    dir: &Path,
+    s: &mut raft::prelude::Snapshot,
+) -> Result<(StateMachine, Option<StoreState>), LaunchError> {
+    let data_error = |source| LaunchError::SnapshotData {
+        path: dir.join(wal::SNAPSHOT_FILE).display().to_string(),
+        source,
+    };
+    let Some(manifest) = Manifest::decode(&s.data) else {
+        let fsm = StateMachine::from_snapshot_data(&s.data).map_err(data_error)?;
+        return Ok((fsm, None));
+    };
+    let manifest = manifest.map_err(data_error)?;
+    let (blocks, store) = blockstore::read(dir, manifest.generation, manifest.height)?;
+    let fsm = manifest
+        .restore(blocks)
+        .map_err(|source| LaunchError::SnapshotData {
+            path: blockstore::path(dir, store.generation)
+                .display()
+                .to_string(),
+            source,
+        })?;
+    s.data = fsm.to_snapshot_data().into();
+    Ok((fsm, Some(store)))
 }
 
 fn raft_config(config: &NodeConfig, applied: u64) -> Result<raft::Config, LaunchError> {
@@ -253,6 +286,8 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
             fresh: rec.fresh,
             applied_index: rec.applied,
             trace,
+            block_store: rec.block_store,
+            next_generation: rec.next_generation,
             snapshotter: Snapshotter::start(args.data_dir.clone()).map_err(|source| {
                 LaunchError::Io {
                     what: "spawn snapshot thread".into(),

@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod blockstore;
 pub mod config;
 pub mod cutter;
 pub mod event;

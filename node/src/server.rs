@@ -7,6 +7,7 @@
 //! snapshot, apply committed entries, persist entries and hard state with
 //! one fsync, only then send the messages that depend on them, advance.
 
+use crate::blockstore::StoreState;
 use crate::config::{Bug, NodeConfig};
 use crate::cutter::BlockCutter;
 use crate::event::{Event, MemberReply, Origin, Outbox, SubmitReply};
@@ -124,6 +125,11 @@ pub struct LoopParts {
     pub trace: Trace,
     /// The snapshot thread.
     pub snapshotter: Snapshotter,
+    /// The block store the snapshot in place names (`None`: none, or the
+    /// snapshot holds the whole state).
+    pub block_store: Option<StoreState>,
+    /// The block store generation after every one on disk.
+    pub next_generation: u64,
 }
 
 struct Waiter {
@@ -160,6 +166,8 @@ pub struct RaftLoop {
     durable_commit: u64,
     trace: Trace,
     snapshotter: Snapshotter,
+    block_store: Option<StoreState>,
+    next_generation: u64,
     /// The last snapshot a peer sent, decoded: (index, term, state).
     decoded_snapshot: Option<(u64, u64, StateMachine)>,
     /// The membership request proposed at an index, waiting to be applied.
@@ -256,6 +264,8 @@ impl RaftLoop {
             removed_peers: HashMap::new(),
             slow_disk: SlowDisk::new(cfg.args.slow_fsync_transfer_ms),
             snapshotter: parts.snapshotter,
+            block_store: parts.block_store,
+            next_generation: parts.next_generation,
             cutter,
             queued: VecDeque::new(),
             queued_bytes: 0,
@@ -838,7 +848,10 @@ impl RaftLoop {
             _ => StateMachine::from_snapshot_data(&snapshot.data)
                 .map_err(|e| LoopError::Snapshot(index, e))?,
         };
+        // The whole state, as the leader sent it: the next snapshot taken
+        // here starts a new block store generation.
         wal::save_snapshot(&self.data_dir, &snapshot)?;
+        self.block_store = None;
         self.raw
             .mut_store()
             .apply_snapshot(snapshot)
@@ -882,6 +895,8 @@ impl RaftLoop {
                 .conf_state()
                 .expect("memory storage never fails"),
             state: self.shared.fsm.read().expect("fsm lock").capture(),
+            store: self.block_store,
+            next_generation: self.next_generation,
         };
         if self.snapshotter.submit(job) {
             self.applied_bytes = 0;
@@ -902,6 +917,8 @@ impl RaftLoop {
             return Ok(());
         }
         wal::publish_snapshot(&self.data_dir, &written.file)?;
+        self.block_store = Some(written.store);
+        self.next_generation = self.next_generation.max(written.store.generation + 1);
         self.trace.snapshot("taken", meta.index, meta.term, None);
         let catchup = self.shared.config.args.snapshot_catchup_entries;
         let compacted_to = self

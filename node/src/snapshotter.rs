@@ -1,8 +1,12 @@
 //! Snapshots taken off the raft thread (Fabric's way): the raft loop
 //! captures the state at an applied index (pointers to the shared blocks),
-//! a thread of its own serialises it and writes and fsyncs the file, and
-//! the raft loop then puts the file in place and compacts the log.
+//! a thread of its own appends the blocks applied since the last snapshot
+//! to the block store (`blockstore.rs`), writes and fsyncs a small
+//! manifest naming them as the snapshot file, and serialises the whole
+//! state in memory for raft to ship to a follower; the raft loop then puts
+//! the file in place and compacts the log.
 
+use crate::blockstore::{self, StoreState};
 use crate::fsm::Captured;
 use crate::wal::{self, WalError};
 use raft::prelude::{ConfState, Snapshot};
@@ -23,13 +27,20 @@ pub struct SnapshotJob {
     pub conf_state: ConfState,
     /// The state machine at `index`.
     pub state: Captured,
+    /// The block store the last snapshot in place named (`None`: start a
+    /// new generation with every block).
+    pub store: Option<StoreState>,
+    /// The generation to start if one is started.
+    pub next_generation: u64,
 }
 
 /// A snapshot written and fsynced, not yet in place.
 #[derive(Debug)]
 pub struct Written {
-    /// The snapshot (metadata and data), as raft will serve it.
+    /// The snapshot (metadata and the whole state), as raft will serve it.
     pub snapshot: Snapshot,
+    /// The block store the written manifest names.
+    pub store: StoreState,
     /// The ledger height it holds.
     pub height: u64,
     /// The file to rename into place.
@@ -116,17 +127,30 @@ fn lower_priority() {
 }
 
 fn write(dir: &Path, job: SnapshotJob) -> Result<Written, WalError> {
-    let mut snapshot = Snapshot {
-        data: job.state.to_snapshot_data().into(),
+    // Generations other than the one in place: a new one only replaces it
+    // once its manifest is in place, which it is by the next job.
+    blockstore::remove_others(dir, job.store.map(|s| s.generation));
+    let store = blockstore::store(
+        dir,
+        job.store,
+        job.next_generation,
+        job.state.blocks(),
+        wal::SNAPSHOT_PACE,
+    )?;
+    let mut manifest = Snapshot {
+        data: job.state.to_manifest(store.generation).into(),
         ..Default::default()
     };
-    let meta = snapshot.mut_metadata();
+    let meta = manifest.mut_metadata();
     meta.index = job.index;
     meta.term = job.term;
     meta.set_conf_state(job.conf_state);
-    let file = wal::write_snapshot_file(dir, &snapshot, WRITTEN_SUFFIX, wal::SNAPSHOT_PACE)?;
+    let file = wal::write_snapshot_file(dir, &manifest, WRITTEN_SUFFIX, wal::SNAPSHOT_PACE)?;
+    let mut snapshot = manifest;
+    snapshot.data = job.state.to_snapshot_data().into();
     Ok(Written {
         snapshot,
+        store,
         height: job.state.height(),
         file,
     })

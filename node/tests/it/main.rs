@@ -243,6 +243,19 @@ async fn snapshots_compact_the_log_and_a_restarted_node_recovers_from_them() {
         !metrics.contains("consensus_etcdraft_snapshot_block_number 0\n"),
         "a snapshot was taken:\n{metrics}"
     );
+    // The snapshot file is a manifest; the blocks are in the block store.
+    let dir = cluster.data_dir(2);
+    let stores: Vec<u64> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("blocks."))
+        .map(|e| e.metadata().unwrap().len())
+        .collect();
+    let snapshot_len = std::fs::metadata(dir.join("snapshot.bin")).unwrap().len();
+    assert!(
+        stores.len() == 1 && stores[0] > 5 * snapshot_len,
+        "block stores {stores:?}, snapshot file {snapshot_len} bytes"
+    );
     cluster.kill(2);
     cluster.restart(2).unwrap();
     converge(&http, &cluster).await;
@@ -758,7 +771,7 @@ async fn a_follower_within_the_catch_up_margin_gets_entries_not_a_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_behind_the_compaction_catches_up_by_snapshot() {
     let http = http();
-    let (cluster, leader, lagging, s) = lag_and_rejoin(&http, "2").await;
+    let (mut cluster, leader, lagging, s) = lag_and_rejoin(&http, "2").await;
     assert!(
         s["snapshots_installed"].as_u64().unwrap() >= 1,
         "{s}\n{}",
@@ -773,6 +786,20 @@ async fn a_follower_behind_the_compaction_catches_up_by_snapshot() {
     assert!(
         !metrics.contains("consensus_etcdraft_snapshots_installed 0\n"),
         "{metrics}"
+    );
+    // Its own snapshots after the installed one start a new block store
+    // generation, from which it recovers after a SIGKILL.
+    let taken = s["snapshots_taken"].as_u64().unwrap();
+    submit_many_to(&http, &cluster, &[leader], "after", 200).await;
+    converge(&http, &cluster).await;
+    let s = status(&http, &urls[lagging]).await.unwrap();
+    assert!(s["snapshots_taken"].as_u64().unwrap() > taken, "{s}");
+    cluster.kill(lagging);
+    cluster.restart(lagging).unwrap();
+    converge(&http, &cluster).await;
+    assert_eq!(
+        chain(&http, &urls[lagging]).await,
+        chain(&http, &urls[leader]).await
     );
 }
 
