@@ -592,6 +592,48 @@ async fn a_dead_raft_thread_stops_the_node_with_an_error() {
     );
 }
 
+/// A block store damaged under a snapshot's manifest: the log before the
+/// snapshot is gone, so the node refuses to start, naming the file and the
+/// offset, rather than serve a ledger with a hole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_block_store_refuses_to_start_naming_file_and_offset() {
+    let mut cluster =
+        LocalCluster::start(Path::new(EXE), 1, &["--snapshot-interval-bytes", "1000"]).unwrap();
+    let http = http();
+    cluster.wait_leader(&http).await.unwrap();
+    submit_many(&http, &cluster, "d", 60).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&http, &cluster.url(0)).await.unwrap()["snapshots_taken"] == 0 {
+        assert!(Instant::now() < deadline, "no snapshot taken");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cluster.terminate(0).unwrap().success());
+    let store = std::fs::read_dir(cluster.data_dir(0))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("blocks.")
+        })
+        .expect("a block store");
+    let mut bytes = std::fs::read(&store).unwrap();
+    bytes[20] ^= 0xff; // inside block 0
+    std::fs::write(&store, &bytes).unwrap();
+    cluster.restart(0).unwrap();
+    let exit = cluster.wait_exit(0, Duration::from_secs(10));
+    let log = cluster.log(0);
+    let exit = exit.unwrap_or_else(|| panic!("the node started on a damaged store\n{log}"));
+    assert!(!exit.success(), "{exit:?}\n{log}");
+    let name = store.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        log.contains(&name) && log.contains("offset 0") && log.contains("checksum mismatch"),
+        "the error names the file and offset\n{log}"
+    );
+}
+
 /// Writes one peer frame: `len u32 LE | kind | body`.
 async fn write_peer_frame(s: &mut tokio::net::TcpStream, kind: u8, body: &[u8]) {
     use tokio::io::AsyncWriteExt;
