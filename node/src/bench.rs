@@ -5,7 +5,6 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,17 +44,14 @@ pub struct LocalCluster {
     founders: usize,
 }
 
+/// A listening port for a node: from the pool below the ephemeral range
+/// (`ports.rs`), so that a port found free is still free when the node
+/// binds it, and again when it restarts.
 fn free_port() -> Result<u16, BenchError> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|source| BenchError::Io {
+    crate::ports::free_port(std::net::Ipv4Addr::LOCALHOST).map_err(|source| BenchError::Io {
         what: "finding a free port".into(),
         source,
-    })?;
-    Ok(l.local_addr()
-        .map_err(|source| BenchError::Io {
-            what: "finding a free port".into(),
-            source,
-        })?
-        .port())
+    })
 }
 
 impl LocalCluster {

@@ -26,6 +26,7 @@ pub mod kv;
 pub mod launch;
 pub mod ledger;
 pub mod metrics;
+pub mod ports;
 mod segment;
 pub mod server;
 mod slog_bridge;

@@ -10,7 +10,6 @@
 
 pub mod docker;
 pub mod image;
-pub mod ports;
 pub mod process;
 pub mod reaper;
 pub mod ssh;

@@ -19,12 +19,12 @@
 //! is listed in a pid file under the work directory so that `harness clean`
 //! can kill what a SIGKILLed harness left behind.
 
-use super::ports::free_port;
 use super::{ClockSetting, ClusterSpec, Grudge, Runtime};
 use crate::sut::{Launch, PeerLinks, System};
 use anyhow::{bail, Context};
 use nix::sys::signal::{kill as send_signal, Signal};
 use nix::unistd::Pid;
+use node::ports::free_port;
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

@@ -4,15 +4,16 @@
 //! A port found free by binding port 0 comes from the ephemeral range, the
 //! range every outgoing connection and every `bind(0)` also draws from. The
 //! node binds it only after it starts, and binds it again after each
-//! restart: in between, the harness's own client connections (all from
-//! 127.0.0.1), a proxy's `bind(0)` or another run on the machine can take
-//! it, and the node exits with "address in use" (a cluster that never
-//! elects a leader, or a killed node that never comes back). Ports below
+//! restart: in between, the harness's or a test's own client connections
+//! (all from 127.0.0.1), a proxy's `bind(0)` or another run on the machine
+//! can take it, and the node exits with "address in use" (a cluster that
+//! never elects a leader, or a killed node that never comes back). Used by
+//! the harness's process runtime and by [`crate::bench::LocalCluster`]. Ports below
 //! the ephemeral range are taken only by listeners that ask for them by
 //! number: the pool walks them from a start drawn per process, skips any
 //! a bind finds busy, and never hands one out twice.
 
-use anyhow::Context;
+use std::io;
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::Mutex;
 
@@ -22,11 +23,11 @@ const POOL_LOW: u16 = 10_000;
 /// with fewer it falls back to `bind(0)`.
 const POOL_SIZE_MIN: u16 = 2_000;
 
-/// The next candidate (an offset into the pool), per harness process.
+/// The next candidate (an offset into the pool), per process.
 static CURSOR: Mutex<Option<u32>> = Mutex::new(None);
 
 /// A port free on `ip` now, that no other call in this process returned.
-pub fn free_port(ip: Ipv4Addr) -> anyhow::Result<u16> {
+pub fn free_port(ip: Ipv4Addr) -> io::Result<u16> {
     let Some(high) = ephemeral_low().filter(|&l| l >= POOL_LOW + POOL_SIZE_MIN) else {
         return bind_zero(ip);
     };
@@ -44,8 +45,9 @@ pub fn free_port(ip: Ipv4Addr) -> anyhow::Result<u16> {
     bind_zero(ip)
 }
 
-fn bind_zero(ip: Ipv4Addr) -> anyhow::Result<u16> {
-    let listener = TcpListener::bind((ip, 0)).with_context(|| format!("binding {ip}:0"))?;
+fn bind_zero(ip: Ipv4Addr) -> io::Result<u16> {
+    let listener = TcpListener::bind((ip, 0))
+        .map_err(|e| io::Error::new(e.kind(), format!("binding {ip}:0: {e}")))?;
     Ok(listener.local_addr()?.port())
 }
 
@@ -56,8 +58,8 @@ fn ephemeral_low() -> Option<u16> {
     range.split_whitespace().next()?.parse().ok()
 }
 
-/// Where this process starts in the pool: apart from other harness
-/// processes running at the same time (tests run several at once).
+/// Where this process starts in the pool: apart from other processes
+/// drawing from it at the same time (tests run several at once).
 fn start_offset(size: u32) -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
