@@ -107,10 +107,11 @@ impl Snapshotter {
     }
 }
 
-/// The snapshot thread's nice value: serialising and writing a whole
-/// ledger takes hundreds of milliseconds of CPU on every node at once, and
-/// on a small machine the raft and API threads must come first (a
-/// snapshot only needs to finish before the next one is due).
+/// The snapshot thread's nice value: serialising a whole ledger (for raft
+/// to ship) and writing the interval's blocks takes hundreds of
+/// milliseconds of CPU, and on a small machine the raft and API threads
+/// must come first (a snapshot only needs to finish before the next one is
+/// due).
 const SNAPSHOT_NICE: libc::c_int = 10;
 
 /// Lowers the calling thread's CPU priority to [`SNAPSHOT_NICE`] (Linux
