@@ -472,18 +472,28 @@ async fn dial_loop(
 }
 
 /// A connection to `addr` within [`CONNECT_TIMEOUT`], with the options of
-/// every peer link ([`link_options`]).
+/// every peer link ([`link_options`]). The bound is a relative sleep
+/// ([`real_sleep`]), not a timer: see [`drain_for`].
 async fn connect(addr: &str) -> std::io::Result<TcpStream> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| {
-            std::io::Error::new(
+    let stream = tokio::select! {
+        stream = TcpStream::connect(addr) => stream?,
+        () = real_sleep(CONNECT_TIMEOUT) => {
+            return Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!("no connection within {CONNECT_TIMEOUT:?}"),
-            )
-        })??;
+            ))
+        }
+    };
     link_options(&stream)?;
     Ok(stream)
+}
+
+/// Sleeps `period` on a blocking thread: a relative sleep, right however
+/// the monotonic clock moves. Tokio's timers take absolute deadlines from
+/// it, and under the clock nemesis (libfaketime fakes it) a clock set back
+/// by N seconds makes every timer fire at once for N seconds.
+async fn real_sleep(period: Duration) {
+    let _ = tokio::task::spawn_blocking(move || std::thread::sleep(period)).await;
 }
 
 /// No Nagle delay, keepalive, and (dialer and acceptor alike) a bound on
@@ -520,11 +530,24 @@ impl Reporter {
     }
 }
 
-/// Discards queued frames for `period` (a peer we cannot reach).
+/// Discards queued frames for `period` (a peer we cannot reach). The wait
+/// is a relative sleep ([`real_sleep`]): with tokio's timers firing at once
+/// (the monotonic clock set back), a timed wait let the dialer spin, and
+/// its thousands of connections a second left the node's ports in
+/// TIME_WAIT, cut off from the peer for a minute after the clock was right
+/// again (a soak's `not-caught-up`: a follower's answers never reached the
+/// leader after a clock fault and a partition).
 async fn drain_for(rx: &mut Queues<mpsc::Receiver<Frame>>, period: Duration, report: &Reporter) {
-    let deadline = tokio::time::Instant::now() + period;
-    while let Ok(Some(frame)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-        report.snapshots(&[frame.is_snapshot()], false);
+    let rest = real_sleep(period);
+    tokio::pin!(rest);
+    loop {
+        tokio::select! {
+            () = &mut rest => return,
+            frame = rx.recv() => match frame {
+                Some(frame) => report.snapshots(&[frame.is_snapshot()], false),
+                None => return,
+            },
+        }
     }
 }
 
@@ -921,6 +944,33 @@ mod tests {
             decode_event(2, 1, kind, &body),
             Ok(Event::Peer { lamport: 7, .. })
         ));
+    }
+
+    /// The dialer paces its redials and bounds its connects with relative
+    /// sleeps, not tokio's timers: with tokio's clock running ahead (here
+    /// paused time, which jumps to the next timer; on a node, a monotonic
+    /// clock the clock nemesis set back), a timer fires at once, and a
+    /// timer-paced dialer redialed a peer thousands of times a second.
+    #[tokio::test(start_paused = true)]
+    async fn the_dialer_s_waits_take_real_time_whatever_tokio_s_clock_does() {
+        let period = Duration::from_millis(200);
+        let started = std::time::Instant::now();
+        tokio::time::sleep(period).await;
+        assert!(started.elapsed() < period / 2, "tokio's clock jumps here");
+        let started = std::time::Instant::now();
+        real_sleep(period).await;
+        assert!(started.elapsed() >= period, "real_sleep");
+        // drain_for, between two dials: real time too, queued frames dropped.
+        let (inbox, _outbox) = crate::event::inbox(16);
+        let report = Reporter { to: 2, inbox };
+        let (raft_tx, raft) = mpsc::channel(8);
+        let (_client_tx, client) = mpsc::channel(8);
+        let mut rx = Queues { raft, client };
+        raft_tx.try_send(stamped(&Message::default(), 1)).unwrap();
+        let started = std::time::Instant::now();
+        drain_for(&mut rx, period, &report).await;
+        assert!(started.elapsed() >= period, "drain_for");
+        assert!(rx.try_recv().is_none(), "the queued frame was dropped");
     }
 
     /// Every peer connection gets keepalive and a bound on unacknowledged
