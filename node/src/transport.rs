@@ -532,11 +532,11 @@ impl Reporter {
 
 /// Discards queued frames for `period` (a peer we cannot reach). The wait
 /// is a relative sleep ([`real_sleep`]): with tokio's timers firing at once
-/// (the monotonic clock set back), a timed wait let the dialer spin, and
-/// its thousands of connections a second left the node's ports in
-/// TIME_WAIT, cut off from the peer for a minute after the clock was right
-/// again (a soak's `not-caught-up`: a follower's answers never reached the
-/// leader after a clock fault and a partition).
+/// (the monotonic clock set back), a timed wait let the dialer spin through
+/// a partition (a soak's `not-caught-up`: a follower's answers never
+/// reached the leader again after a clock fault and a partition; the
+/// spin's closed connections filling its ports with TIME_WAIT is the
+/// likely reason, not confirmed).
 async fn drain_for(rx: &mut Queues<mpsc::Receiver<Frame>>, period: Duration, report: &Reporter) {
     let rest = real_sleep(period);
     tokio::pin!(rest);
