@@ -53,6 +53,23 @@ async fn metrics_text(http: &reqwest::Client, url: &str) -> String {
     r.text().await.unwrap()
 }
 
+/// Submits `body` to the node at `url`; it must be ordered (200).
+async fn submit_ordered(http: &reqwest::Client, url: &str, body: &Value) {
+    let r = http
+        .post(format!("{url}/submit"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    assert!(
+        status.is_success(),
+        "{}: {status} {}",
+        body["id"],
+        r.text().await.unwrap()
+    );
+}
+
 /// Waits until every node reports the same ledger height.
 async fn converge(http: &reqwest::Client, c: &LocalCluster) -> u64 {
     let all: Vec<usize> = (0..c.len()).collect();
@@ -229,13 +246,7 @@ async fn snapshots_compact_the_log_and_a_restarted_node_recovers_from_them() {
     cluster.wait_leader(&http).await.unwrap();
     for n in 0..60 {
         let body = json!({"id": format!("s{n}"), "payload": "y".repeat(100), "ops": [{"op": "write", "key": "k", "value": n}]});
-        let r = http
-            .post(format!("{}/submit", cluster.url(n % 3)))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
+        submit_ordered(&http, &cluster.url(n % 3), &body).await;
     }
     let height = converge(&http, &cluster).await;
     let metrics = metrics_text(&http, &cluster.url(2)).await;
@@ -307,13 +318,7 @@ async fn the_nodes_snapshot_out_of_step() {
     // so that the nodes' phases fall on different entries.
     for n in 0..120 {
         let body = json!({"id": format!("p{n}"), "payload": "y".repeat(100)});
-        let r = http
-            .post(format!("{}/submit", cluster.url(n % 3)))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "p{n}: {}", r.status());
+        submit_ordered(&http, &cluster.url(n % 3), &body).await;
     }
     converge(&http, &cluster).await;
     let mut taken: Vec<BTreeSet<u64>> = Vec::new();
@@ -784,13 +789,7 @@ async fn lag_and_rejoin(
     for n in 0..60 {
         let body = json!({"id": format!("l{n}"), "payload": "z".repeat(100)});
         let url = cluster.url(if n % 2 == 0 { leader } else { other });
-        let r = http
-            .post(format!("{url}/submit"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        submit_ordered(http, &url, &body).await;
     }
     let s = status(http, &cluster.url(leader)).await.unwrap();
     assert!(s["snapshots_taken"].as_u64().unwrap() >= 1, "{s}");
