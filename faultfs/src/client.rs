@@ -8,13 +8,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-use crate::control::{Command, FsyncError};
+use crate::control::{Command, FsyncError, LINE_BYTES_MAX};
 use crate::mount::{force_unmount, is_mounted, wait_unmounted};
+use crate::overlay::{
+    Checkpoint, CorruptKind, Corruption, Damage, Lost, Restored, TailShape, Torn,
+};
 
-/// How long a command may take, answer included (a `torn` or `flush` writes
-/// data; a delayed fsync does not hold the control socket).
+/// How long a command may take, answer included (a `torn`, `flush`,
+/// `checkpoint` or `restore` writes data; a delayed fsync does not hold
+/// the control socket).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a started faultfs has to mount and answer.
@@ -41,6 +46,15 @@ pub enum ClientError {
         command: String,
         /// Its answer.
         reason: String,
+    },
+    /// The command cannot travel as one protocol line (a path with
+    /// whitespace, a line over [`LINE_BYTES_MAX`]); nothing was sent.
+    #[error("cannot send {command:?}: {reason}")]
+    Unsendable {
+        /// The command as it would have been sent.
+        command: String,
+        /// Why not.
+        reason: &'static str,
     },
     /// The answer was not `ok …` or `error …`.
     #[error("faultfs answered {command:?} with {answer:?}")]
@@ -77,6 +91,18 @@ impl Client {
     /// Sends one command; returns what followed `ok` (maybe empty).
     pub fn send(&self, command: &Command) -> Result<String, ClientError> {
         let line = command.line();
+        let unsendable = |reason| ClientError::Unsendable {
+            command: line.clone(),
+            reason,
+        };
+        if line.len() >= LINE_BYTES_MAX {
+            return Err(unsendable("longer than a protocol line"));
+        }
+        if Command::parse(&line).as_ref() != Ok(command) {
+            return Err(unsendable(
+                "it would not read back as sent (whitespace in a path or name?)",
+            ));
+        }
         let io = |source| ClientError::Io {
             socket: self.socket.clone(),
             source,
@@ -110,7 +136,21 @@ impl Client {
 
     /// `lose-unfsynced`: power loss.
     pub fn lose_unfsynced(&self) -> Result<(), ClientError> {
-        self.send(&Command::LoseUnfsynced).map(drop)
+        self.send(&Command::LoseUnfsynced {
+            tail: TailShape::Keep,
+            seed: None,
+        })
+        .map(drop)
+    }
+
+    /// `lose-unfsynced TAIL [SEED]`: power loss, files grown by lost writes
+    /// left with a tail of that shape; returns the tails written.
+    pub fn lose_unfsynced_with_tail(
+        &self,
+        tail: TailShape,
+        seed: Option<u64>,
+    ) -> Result<Lost, ClientError> {
+        self.typed(&Command::LoseUnfsynced { tail, seed })
     }
 
     /// `flush`: pending data written back without fsync.
@@ -120,7 +160,76 @@ impl Client {
 
     /// `torn`: a seeded prefix persisted, the rest lost; returns what was kept.
     pub fn torn(&self, seed: Option<u64>) -> Result<serde_json::Value, ClientError> {
-        self.json(&Command::Torn { seed })
+        self.json(&Command::Torn {
+            seed,
+            tail: TailShape::Keep,
+        })
+    }
+
+    /// `torn [SEED] TAIL`: a seeded prefix persisted, the rest lost, files
+    /// grown by lost writes left with a tail of that shape.
+    pub fn torn_with_tail(&self, seed: Option<u64>, tail: TailShape) -> Result<Torn, ClientError> {
+        self.typed(&Command::Torn { seed, tail })
+    }
+
+    /// `corrupt …`: damage to the durable file `path` (from the mount's
+    /// root) at the place `damage` names; returns exactly what was done.
+    pub fn corrupt(&self, path: &str, damage: Damage) -> Result<Corruption, ClientError> {
+        self.typed(&Command::Corrupt {
+            path: path.to_owned(),
+            damage,
+        })
+    }
+
+    /// `corrupt-pick KIND GLOB SEED [LENGTH_MAX]`: damage to a non-empty
+    /// durable file matching `glob` and a region in it, drawn from `seed`.
+    pub fn corrupt_pick(
+        &self,
+        kind: CorruptKind,
+        glob: &str,
+        seed: u64,
+        length_max: Option<u64>,
+    ) -> Result<Corruption, ClientError> {
+        self.typed(&Command::CorruptPick {
+            kind,
+            glob: glob.to_owned(),
+            seed,
+            length_max,
+        })
+    }
+
+    /// `enospc on [BYTES]`: the disk is full, after `after_bytes` more
+    /// written bytes when given.
+    pub fn enospc_on(&self, after_bytes: Option<u64>) -> Result<(), ClientError> {
+        self.send(&Command::EnospcOn { after_bytes }).map(drop)
+    }
+
+    /// `enospc off`: the disk has room again.
+    pub fn enospc_off(&self) -> Result<(), ClientError> {
+        self.send(&Command::EnospcOff).map(drop)
+    }
+
+    /// `checkpoint NAME`: the durable image copied aside.
+    pub fn checkpoint(&self, name: &str) -> Result<Checkpoint, ClientError> {
+        self.typed(&Command::Checkpoint {
+            name: name.to_owned(),
+        })
+    }
+
+    /// `restore NAME`: the durable image replaced by the checkpoint, every
+    /// pending change dropped; refused while files are open on the mount.
+    pub fn restore(&self, name: &str) -> Result<Restored, ClientError> {
+        self.typed(&Command::Restore {
+            name: name.to_owned(),
+        })
+    }
+
+    /// `drop-checkpoint NAME`.
+    pub fn drop_checkpoint(&self, name: &str) -> Result<(), ClientError> {
+        self.send(&Command::DropCheckpoint {
+            name: name.to_owned(),
+        })
+        .map(drop)
     }
 
     /// `delay fsync MS JITTER_MS`.
@@ -161,6 +270,10 @@ impl Client {
     }
 
     fn json(&self, command: &Command) -> Result<serde_json::Value, ClientError> {
+        self.typed(command)
+    }
+
+    fn typed<T: DeserializeOwned>(&self, command: &Command) -> Result<T, ClientError> {
         let text = self.send(command)?;
         serde_json::from_str(&text).map_err(|_| ClientError::BadAnswer {
             command: command.line(),

@@ -12,7 +12,6 @@ use fuser::{
     ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::control::{Command, Handler};
 use crate::faults::Faults;
 use crate::overlay::{Ino, Kind, Meta, Overlay, ROOT};
 
@@ -22,8 +21,8 @@ const TTL: Duration = Duration::ZERO;
 
 /// One open file or directory.
 #[derive(Debug)]
-struct Handle {
-    ino: Ino,
+pub(crate) struct Handle {
+    pub(crate) ino: Ino,
     /// The overlay's generation when opened; a power loss makes it stale.
     generation: u64,
     append: bool,
@@ -33,9 +32,9 @@ struct Handle {
 
 /// The overlay and its open handles, under one lock.
 #[derive(Debug)]
-struct State {
-    overlay: Overlay,
-    handles: HashMap<u64, Handle>,
+pub(crate) struct State {
+    pub(crate) overlay: Overlay,
+    pub(crate) handles: HashMap<u64, Handle>,
     next_fh: u64,
 }
 
@@ -115,11 +114,11 @@ impl State {
 /// The filesystem faultfs mounts.
 #[derive(Debug, Clone)]
 pub struct FaultFs {
-    state: Arc<Mutex<State>>,
-    faults: Arc<Mutex<Faults>>,
+    pub(crate) state: Arc<Mutex<State>>,
+    pub(crate) faults: Arc<Mutex<Faults>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in one request must not wedge every later one.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -145,14 +144,17 @@ impl FaultFs {
         }
     }
 
-    /// Waits as `delay fsync` says, then fails as `fail fsync` says.
+    /// Waits as `delay fsync` says, then fails as `fail fsync` says, or
+    /// with ENOSPC when the disk is full.
     fn before_fsync(&self) -> Result<(), Errno> {
         let delay = lock(&self.faults).next_fsync_delay();
         if let Some(d) = delay {
             std::thread::sleep(d);
         }
-        match lock(&self.faults).next_fsync_error() {
+        let mut faults = lock(&self.faults);
+        match faults.next_fsync_error() {
             Some(errno) => Err(Errno::from_i32(errno)),
+            None if faults.disk_full() => Err(Errno::ENOSPC),
             None => Ok(()),
         }
     }
@@ -166,6 +168,10 @@ impl FaultFs {
         mode: u32,
         umask: u32,
     ) -> Result<(Ino, FileAttr), Errno> {
+        // A new entry (and inode) needs room on the disk.
+        if lock(&self.faults).disk_full() {
+            return Err(Errno::ENOSPC);
+        }
         let now = SystemTime::now();
         let meta = Meta {
             perm: (mode & !umask & 0o7777) as u16,
@@ -177,57 +183,6 @@ impl FaultFs {
         let mut s = lock(&self.state);
         let ino = s.overlay.create(parent.0, name, kind, meta)?;
         Ok((ino, s.entry(ino)?))
-    }
-}
-
-impl Handler for FaultFs {
-    fn handle(&self, command: Command) -> Result<String, String> {
-        let errno = |e: Errno| format!("errno {}", i32::from(e));
-        match command {
-            Command::LoseUnfsynced => lock(&self.state)
-                .overlay
-                .lose()
-                .map(|()| String::new())
-                .map_err(errno),
-            Command::Flush => lock(&self.state)
-                .overlay
-                .flush_all()
-                .map(|()| String::new())
-                .map_err(errno),
-            Command::Torn { seed } => {
-                let seed = seed.unwrap_or_else(|| lock(&self.faults).draw_seed());
-                let torn = lock(&self.state).overlay.torn(seed).map_err(errno)?;
-                serde_json::to_string(&torn).map_err(|e| e.to_string())
-            }
-            Command::DelayFsync { ms, jitter_ms } => {
-                lock(&self.faults).delay_fsync(ms, jitter_ms);
-                Ok(String::new())
-            }
-            Command::DelayWrite { ms } => {
-                lock(&self.faults).delay_write(ms);
-                Ok(String::new())
-            }
-            Command::FailFsync { error, count } => {
-                lock(&self.faults).fail_fsync(error, count);
-                Ok(String::new())
-            }
-            Command::Heal => {
-                lock(&self.faults).heal();
-                Ok(String::new())
-            }
-            Command::Report => {
-                let report = lock(&self.state).overlay.report();
-                let faults = lock(&self.faults).view();
-                let json = serde_json::json!({
-                    "files": report.files,
-                    "bytes_total": report.bytes_total,
-                    "namespace": report.namespace,
-                    "faults": faults,
-                });
-                Ok(json.to_string())
-            }
-            Command::Ping => Ok(String::new()),
-        }
     }
 }
 
@@ -416,14 +371,24 @@ impl Filesystem for FaultFs {
         if let Some(d) = delay {
             std::thread::sleep(d);
         }
+        // A disk filling up takes part of the write: the kernel hands the
+        // short count to the process (direct I/O).
+        let Some(taken) = lock(&self.faults).admit_write(data.len() as u64) else {
+            return reply.error(Errno::ENOSPC);
+        };
+        let data = &data[..taken as usize];
         let mut s = lock(&self.state);
         let done = s
             .handle(fh)
             .map(|h| h.append)
             .and_then(|append| s.overlay.write(ino.0, offset, data, append));
+        drop(s);
         match done {
             Ok(_) => reply.written(data.len() as u32),
-            Err(e) => reply.error(e),
+            Err(e) => {
+                lock(&self.faults).refund_write(taken);
+                reply.error(e)
+            }
         }
     }
 
@@ -558,11 +523,14 @@ impl Filesystem for FaultFs {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let backing = lock(&self.state).overlay.backing.clone();
+        // A full disk says so to `df` too.
+        let full = lock(&self.faults).disk_full();
+        let free = |n: u64| if full { 0 } else { n };
         match nix::sys::statvfs::statvfs(&backing) {
             Ok(v) => reply.statfs(
                 v.blocks(),
-                v.blocks_free(),
-                v.blocks_available(),
+                free(v.blocks_free()),
+                free(v.blocks_available()),
                 v.files(),
                 v.files_free(),
                 v.block_size() as u32,

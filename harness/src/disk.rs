@@ -15,7 +15,7 @@ use crate::history::Recorder;
 use crate::plan::Fault;
 use crate::runtime::{AnyRuntime, Runtime};
 use anyhow::{bail, Context};
-use faultfs::{Command as FsCommand, FsyncError};
+use faultfs::{Command as FsCommand, FsyncError, TailShape};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -362,9 +362,15 @@ pub async fn inject(
             }
             for t in &targets {
                 let command = if fault == Fault::Torn {
-                    FsCommand::Torn { seed: Some(seed) }
+                    FsCommand::Torn {
+                        seed: Some(seed),
+                        tail: TailShape::Keep,
+                    }
                 } else {
-                    FsCommand::LoseUnfsynced
+                    FsCommand::LoseUnfsynced {
+                        tail: TailShape::Keep,
+                        seed: None,
+                    }
                 };
                 let answer = rt.disk(t, command).await?;
                 recorder.nemesis(
@@ -421,7 +427,14 @@ async fn heal_stopped(rt: &mut AnyRuntime, node: &str) -> anyhow::Result<()> {
     if let Err(e) = rt.kill(node).await {
         tracing::debug!(node, error = %e, "the node had already stopped");
     }
-    rt.disk(node, FsCommand::LoseUnfsynced).await?;
+    rt.disk(
+        node,
+        FsCommand::LoseUnfsynced {
+            tail: TailShape::Keep,
+            seed: None,
+        },
+    )
+    .await?;
     rt.restart(node).await
 }
 

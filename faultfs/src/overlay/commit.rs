@@ -10,16 +10,16 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use fuser::Errno;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::namespace::chosen_by_dir_fsync;
 use super::{
-    check_name, io_errno, DataOp, Ino, Kind, Meta, NsOp, Object, Overlay, NAMESPACE_OPS_MAX, ROOT,
-    STAGE_DIR,
+    check_name, io_errno, DataOp, Ino, Kind, Meta, NsOp, Object, Overlay, TailRegion, TailShape,
+    NAMESPACE_OPS_MAX, ROOT, STAGE_DIR,
 };
 
 /// What `torn` kept.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Torn {
     /// The seed that chose the cut.
     pub seed: u64,
@@ -29,12 +29,33 @@ pub struct Torn {
     pub of: usize,
     /// Bytes kept of the change at the cut, when it was a write.
     pub partial_bytes: u64,
+    /// The shape given to what was lost of writes that grew a file.
+    pub tail: TailShape,
+    /// The tails written (none for `keep`), drawn after the cut from the
+    /// same seed.
+    pub tails: Vec<TailRegion>,
 }
 
 /// A pending change of either kind, for `torn`'s global order.
 enum Change {
     Data(Ino, DataOp),
     Namespace(NsOp),
+}
+
+/// The data changes `torn` loses: those from the cut on, the one at the
+/// cut less the `partial_bytes` it kept.
+fn lost_data(from_cut: &[(u64, Change)], partial_bytes: u64) -> Vec<(Ino, DataOp)> {
+    let mut lost = Vec::new();
+    for (i, (_, change)) in from_cut.iter().enumerate() {
+        if let Change::Data(ino, op) = change {
+            let rest = match op.suffix(partial_bytes as usize) {
+                Some(rest) if i == 0 => rest,
+                _ => op.clone(),
+            };
+            lost.push((*ino, rest));
+        }
+    }
+    lost
 }
 
 fn model_error(what: &str) -> Errno {
@@ -439,10 +460,13 @@ impl Overlay {
                 obj.size = if obj.kind == Kind::File { m.len() } else { 0 };
             }
         }
-        let stage = self.backing.join(STAGE_DIR);
-        fs::remove_dir_all(&stage)
-            .and_then(|()| fs::create_dir(&stage))
-            .map_err(|e| io_errno("empty the stage directory", &stage, e))?;
+        self.empty_stage().map_err(|e| {
+            io_errno(
+                "empty the stage directory",
+                &self.backing.join(STAGE_DIR),
+                e,
+            )
+        })?;
         for ino in inos {
             self.reclaim(ino);
         }
@@ -451,8 +475,9 @@ impl Overlay {
 
     /// Persists a seeded prefix of every pending change in issue order
     /// (the change at the cut, when a write, keeps a seeded prefix of its
-    /// bytes), then loses the rest as [`Overlay::lose`] does.
-    pub fn torn(&mut self, seed: u64) -> Result<Torn, Errno> {
+    /// bytes), gives the files the lost writes grew the tail `tail` says,
+    /// then loses the rest as [`Overlay::lose`] does.
+    pub fn torn(&mut self, seed: u64, tail: TailShape) -> Result<Torn, Errno> {
         let mut changes: Vec<(u64, Change)> = self
             .namespace
             .iter()
@@ -479,12 +504,16 @@ impl Overlay {
                 self.persist(&Change::Data(*ino, part))?;
             }
         }
+        let lost = lost_data(&changes[kept..], partial_bytes);
+        let tails = self.shape_tails(lost, tail, &mut rng);
         self.lose()?;
         Ok(Torn {
             seed,
             kept,
             of: changes.len(),
             partial_bytes,
+            tail,
+            tails: tails?,
         })
     }
 

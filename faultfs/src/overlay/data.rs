@@ -74,6 +74,21 @@ impl DataOp {
             DataOp::Truncate { .. } => None,
         }
     }
+
+    /// What a torn write did not keep: the bytes of a write from `keep` on,
+    /// or `None` when this is not a write.
+    pub(crate) fn suffix(&self, keep: usize) -> Option<DataOp> {
+        match self {
+            DataOp::Write { offset, data } => {
+                let keep = keep.min(data.len());
+                Some(DataOp::Write {
+                    offset: offset + keep as u64,
+                    data: data[keep..].to_vec(),
+                })
+            }
+            DataOp::Truncate { .. } => None,
+        }
+    }
 }
 
 /// Reads `window.len()` bytes at `start` from `file`; what lies past the
@@ -137,5 +152,11 @@ mod tests {
             DataOp::Truncate { .. } => unreachable!(),
         }
         assert!(DataOp::Truncate { len: 1 }.prefix(1).is_none());
+        match op.suffix(2).unwrap() {
+            DataOp::Write { offset, data } => {
+                assert_eq!((offset, data.as_slice()), (9, &b"llo"[..]))
+            }
+            DataOp::Truncate { .. } => unreachable!(),
+        }
     }
 }

@@ -7,9 +7,13 @@
 //! nothing the process did reaches it but through a commit (fsync, fsyncdir,
 //! `flush`, `torn`).
 
+mod checkpoint;
 mod commit;
+mod corrupt;
 mod data;
+mod error;
 mod namespace;
+mod tail;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -21,8 +25,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::Errno;
 use serde::Serialize;
 
+pub use checkpoint::{Checkpoint, Restored, CHECKPOINTS_MAX, CHECKPOINT_DIR};
+pub use commit::Torn;
+pub use corrupt::{CorruptKind, Corruption, Damage};
 pub(crate) use data::DataOp;
+pub use error::FaultError;
 pub(crate) use namespace::NsOp;
+pub use tail::{Lost, TailRegion, TailShape};
 
 /// An object (inode) number; the root is [`ROOT`].
 pub type Ino = u64;
@@ -213,7 +222,7 @@ impl Overlay {
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let name = entry.file_name();
-            if dir == ROOT && name == STAGE_DIR {
+            if dir == ROOT && hidden(&name) {
                 continue;
             }
             let m = fs::symlink_metadata(entry.path())?;
@@ -244,6 +253,12 @@ impl Overlay {
             }
         }
         Ok(())
+    }
+
+    /// Empties the stage directory: nothing in it has a durable name.
+    fn empty_stage(&self) -> std::io::Result<()> {
+        let stage = self.backing.join(STAGE_DIR);
+        fs::remove_dir_all(&stage).and_then(|()| fs::create_dir(&stage))
     }
 
     fn alloc_ino(&mut self) -> Ino {
@@ -282,11 +297,21 @@ impl Overlay {
 
     /// The path the process sees, from the mount's root.
     pub fn visible_path(&self, ino: Ino) -> Option<String> {
+        self.name_path(ino, |o| o.visible.as_ref())
+    }
+
+    /// The durable name's path from the mount's root (what the file is
+    /// called after a power loss).
+    pub fn durable_name(&self, ino: Ino) -> Option<String> {
+        self.name_path(ino, |o| o.durable.as_ref())
+    }
+
+    fn name_path(&self, ino: Ino, link: fn(&Object) -> Option<&Link>) -> Option<String> {
         if ino == ROOT {
             return Some("/".into());
         }
-        let (parent, name) = self.objects.get(&ino)?.visible.as_ref()?;
-        let up = self.visible_path(*parent)?;
+        let (parent, name) = link(self.objects.get(&ino)?)?;
+        let up = self.name_path(*parent, link)?;
         let sep = if up.ends_with('/') { "" } else { "/" };
         Some(format!("{up}{sep}{}", name.to_string_lossy()))
     }
@@ -499,10 +524,15 @@ pub(crate) fn check_name(parent: Ino, name: &OsStr) -> Result<(), Errno> {
     if name.len() > NAME_BYTES_MAX {
         return Err(Errno::ENAMETOOLONG);
     }
-    if parent == ROOT && name == STAGE_DIR {
+    if parent == ROOT && hidden(name) {
         return Err(Errno::EPERM);
     }
     Ok(())
+}
+
+/// faultfs's own directories in the backing root, hidden from the mount.
+fn hidden(name: &OsStr) -> bool {
+    name == STAGE_DIR || name == CHECKPOINT_DIR
 }
 
 #[cfg(test)]

@@ -5,17 +5,21 @@
 //! `ORDEAL_REQUIRE_FUSE=1` (CI) they fail instead.
 
 mod control;
+mod corrupt;
 mod differential;
 mod durability;
+mod enospc;
 mod faults;
 mod node;
 mod posix;
+mod rollback;
+mod tails;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use faultfs::{is_mounted, Client, FaultfsProcess};
+use faultfs::{is_mounted, Client, ClientError, FaultfsProcess};
 
 const EXE: &str = env!("CARGO_BIN_EXE_faultfs");
 
@@ -55,19 +59,30 @@ impl Mount {
             .unwrap();
         std::fs::create_dir(dir.path().join("backing")).unwrap();
         std::fs::create_dir(dir.path().join("mnt")).unwrap();
-        let process = FaultfsProcess::start(
-            Path::new(EXE),
-            &dir.path().join("backing"),
-            &dir.path().join("mnt"),
-            &dir.path().join("control.sock"),
-            seed,
-            Some(&dir.path().join("faultfs.log")),
-        )
-        .unwrap();
+        let process = Self::spawn(dir.path(), seed, "faultfs.log");
         Mount {
             process: Some(process),
             dir,
         }
+    }
+
+    fn spawn(dir: &Path, seed: u64, log: &str) -> FaultfsProcess {
+        FaultfsProcess::start(
+            Path::new(EXE),
+            &dir.join("backing"),
+            &dir.join("mnt"),
+            &dir.join("control.sock"),
+            seed,
+            Some(&dir.join(log)),
+        )
+        .unwrap()
+    }
+
+    /// Stops faultfs and starts a new one on the same backing directory
+    /// and mount point: it sees the durable image only.
+    pub fn restart(&mut self, seed: u64) {
+        self.stop();
+        self.process = Some(Self::spawn(self.dir.path(), seed, "faultfs-restarted.log"));
     }
 
     pub fn mnt(&self) -> PathBuf {
@@ -137,5 +152,13 @@ pub fn write_durably(path: &Path, data: &[u8], dir_too: bool) {
     f.sync_all().unwrap();
     if dir_too {
         fsync_dir(path.parent().unwrap());
+    }
+}
+
+/// The reason faultfs gave for refusing a command; panics when it did not.
+pub fn refused<T: std::fmt::Debug>(answer: Result<T, ClientError>) -> String {
+    match answer {
+        Err(ClientError::Refused { reason, .. }) => reason,
+        other => panic!("not refused: {other:?}"),
     }
 }
