@@ -155,6 +155,18 @@ impl SutClient {
         }
     }
 
+    /// The final read of node `node_index`'s whole chain (the ordering
+    /// workload's final `deliver`s): ordeal-node's blocks from block 0, or
+    /// a NATS server's own copy of the stream from position 1. `Fail` when
+    /// it cannot be read, or for a system without the ordering workload.
+    pub async fn deliver_chain(&self, node_index: usize) -> Outcome {
+        match self {
+            SutClient::Ordeal(c) => c.deliver_chain(node_index).await,
+            SutClient::Nats(c) => c.deliver_chain(node_index).await,
+            SutClient::Etcd(_) => Outcome::Fail("etcd has no ordering workload".to_string()),
+        }
+    }
+
     /// Appends a node the `member` nemesis started and returns its index;
     /// `None` for a system whose nodes are fixed (etcd, NATS: the harness
     /// does not change their membership).

@@ -3,7 +3,7 @@
 //! id, a killed and restarted server, a server cut off by its route
 //! proxies, and every server's own copy read back in order.
 
-use crate::nats_cluster::{binary_or_skip, LocalNatsCluster};
+use crate::nats_cluster::{binary_or_skip, Advertised, LocalNatsCluster};
 use async_nats::connection::State;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -198,4 +198,61 @@ async fn a_server_cut_off_shows_its_own_shorter_copy() {
     let healed = copy_with(&client, 2, 20).await;
     assert_eq!(healed, majority);
     client.close_reader(2, &reader).await;
+}
+
+/// Waits until server `i` has `routes` routes; false after `deadline`.
+async fn routes_reach(
+    cluster: &LocalNatsCluster,
+    i: usize,
+    routes: u64,
+    deadline: Duration,
+) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        if cluster.routes_of(i).await == Ok(routes) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// Cuts n1–n3 only, restarts n3 (which meets n2, who tells n1 of it) and
+/// says whether n1 and n3 are linked again within a few seconds, which
+/// they can only be past the proxies.
+async fn cut_pair_leaks(binary: &std::path::Path, advertised: Advertised) -> bool {
+    let mut cluster = LocalNatsCluster::start_advertising(binary, 3, advertised)
+        .await
+        .expect("cluster");
+    for i in 0..3 {
+        assert!(
+            routes_reach(&cluster, i, 2, CATCH_UP_DEADLINE).await,
+            "n{} never met both",
+            i + 1
+        );
+    }
+    cluster.cut(0, 2);
+    assert!(
+        routes_reach(&cluster, 0, 1, CATCH_UP_DEADLINE).await,
+        "the cut did not close n1-n3"
+    );
+    cluster.restart(2).expect("restart n3");
+    routes_reach(&cluster, 0, 2, Duration::from_secs(10)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_go_only_through_the_proxies_when_servers_advertise_a_refused_address() {
+    let Some(binary) = binary_or_skip("nats route proxies") else {
+        return;
+    };
+    // The control: with their real listeners advertised, gossip links n1
+    // and n3 past the cut.
+    assert!(
+        cut_pair_leaks(&binary, Advertised::Listener).await,
+        "no leak to prevent"
+    );
+    assert!(
+        !cut_pair_leaks(&binary, Advertised::Refused).await,
+        "a cut pair linked past the proxies"
+    );
 }

@@ -11,6 +11,7 @@
 #![allow(dead_code)] // shared by the tests and the bench, which use parts
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -40,8 +41,24 @@ pub fn binary_or_skip(test: &str) -> Option<PathBuf> {
     if std::env::var("ORDEAL_REQUIRE_NATS").as_deref() == Ok("1") {
         panic!("{why}; ORDEAL_REQUIRE_NATS=1 requires it");
     }
-    eprintln!("SKIPPED {why}");
+    // Straight to stderr, not `eprintln!`, which the test harness keeps
+    // to itself unless the test fails: a skip must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {why} (set ORDEAL_REQUIRE_NATS=1 to make this a failure)"
+    );
     None
+}
+
+/// The cluster address each server advertises to the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advertised {
+    /// An address where a connection is refused, so that routes go only
+    /// through the proxies (what the harness must do).
+    Refused,
+    /// Its real cluster listener (nats-server's default), which gossip
+    /// hands to servers that then dial it past the proxies.
+    Listener,
 }
 
 /// One route proxy: forwards connections from `from` to `to`'s cluster
@@ -71,9 +88,19 @@ fn free_port() -> u16 {
 }
 
 impl LocalNatsCluster {
-    /// Starts `n` servers (JetStream on, routed through proxies). Needs a
-    /// tokio runtime (the proxies are its tasks).
+    /// Starts `n` servers (JetStream on, routed through proxies), each
+    /// advertising a refused address. Needs a tokio runtime (the proxies
+    /// are its tasks).
     pub async fn start(binary: &Path, n: usize) -> std::io::Result<Self> {
+        Self::start_advertising(binary, n, Advertised::Refused).await
+    }
+
+    /// [`LocalNatsCluster::start`], advertising as `advertised` says.
+    pub async fn start_advertising(
+        binary: &Path,
+        n: usize,
+        advertised: Advertised,
+    ) -> std::io::Result<Self> {
         let root = tempfile::Builder::new().prefix("ordeal-nats-").tempdir()?;
         let cluster_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let (cut, _) = watch::channel(BTreeSet::new());
@@ -108,7 +135,7 @@ impl LocalNatsCluster {
                 listen_client: format!("127.0.0.1:{}", free_port()),
                 http_port: free_port(),
                 listen_cluster: format!("127.0.0.1:{}", cluster_ports[i]),
-                advertise_cluster: Some(advertise),
+                advertise_cluster: (advertised == Advertised::Refused).then_some(advertise),
                 routes,
                 store_dir: root
                     .path()
@@ -187,6 +214,31 @@ impl LocalNatsCluster {
                 }
             }
         });
+    }
+
+    /// Cuts the route between servers `a` and `b` (both directions).
+    pub fn cut(&self, a: usize, b: usize) {
+        self.cut.send_modify(|cut| {
+            cut.insert((a, b));
+            cut.insert((b, a));
+        });
+    }
+
+    /// How many routes server `i` has now (its monitoring's `/routez`).
+    pub async fn routes_of(&self, i: usize) -> Result<u64, String> {
+        let url = format!(
+            "{}/routez",
+            self.servers[i].monitor_url().map_err(|e| e.to_string())?
+        );
+        let answer: serde_json::Value = reqwest::get(&url)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        answer["num_routes"]
+            .as_u64()
+            .ok_or(format!("{url}: no num_routes in {answer}"))
     }
 
     /// Lets every route through again.
