@@ -17,11 +17,13 @@
 
 mod client;
 mod etcd;
+pub mod nats;
 mod ordering;
 mod register;
 
 pub use client::{Ack, OrdealClient, REQUEST_TIMEOUT_DEFAULT};
 pub use etcd::{EtcdClient, ReadMode};
+pub use nats::NatsClient;
 pub use ordering::OrderingGenerator;
 pub use register::{RegisterGenerator, KEY_OPS_MAX};
 
@@ -129,6 +131,8 @@ pub enum SutClient {
     Ordeal(OrdealClient),
     /// etcd (the register workload).
     Etcd(EtcdClient),
+    /// NATS JetStream (the ordering workload).
+    Nats(NatsClient),
 }
 
 impl SutClient {
@@ -138,6 +142,7 @@ impl SutClient {
         match self {
             SutClient::Ordeal(c) => c.index_of(name),
             SutClient::Etcd(c) => c.index_of(name),
+            SutClient::Nats(c) => c.index_of(name),
         }
     }
 
@@ -146,16 +151,29 @@ impl SutClient {
         match self {
             SutClient::Ordeal(c) => c.invoke(inv, node_index).await,
             SutClient::Etcd(c) => c.invoke(inv, node_index).await,
+            SutClient::Nats(c) => c.invoke(inv, node_index).await,
+        }
+    }
+
+    /// The final read of node `node_index`'s whole chain (the ordering
+    /// workload's final `deliver`s): ordeal-node's blocks from block 0, or
+    /// a NATS server's own copy of the stream from position 1. `Fail` when
+    /// it cannot be read, or for a system without the ordering workload.
+    pub async fn deliver_chain(&self, node_index: usize) -> Outcome {
+        match self {
+            SutClient::Ordeal(c) => c.deliver_chain(node_index).await,
+            SutClient::Nats(c) => c.deliver_chain(node_index).await,
+            SutClient::Etcd(_) => Outcome::Fail("etcd has no ordering workload".to_string()),
         }
     }
 
     /// Appends a node the `member` nemesis started and returns its index;
-    /// `None` for a system whose nodes are fixed (etcd: the harness does
-    /// not change its membership).
+    /// `None` for a system whose nodes are fixed (etcd, NATS: the harness
+    /// does not change their membership).
     pub fn add_node(&self, name: &str, url: &str) -> Option<usize> {
         match self {
             SutClient::Ordeal(c) => Some(c.add_node(name, url)),
-            SutClient::Etcd(_) => None,
+            SutClient::Etcd(_) | SutClient::Nats(_) => None,
         }
     }
 }
