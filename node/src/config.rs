@@ -273,6 +273,39 @@ mod tests {
         }
     }
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<NodeConfig, ConfigError> {
+        use clap::Parser;
+        let base = ["ordeal-node", "--id", "1", "--peers", "1=a:1"];
+        let addrs = [
+            "--listen-peer",
+            "127.0.0.1:1",
+            "--listen-client",
+            "127.0.0.1:2",
+        ];
+        let args = base.iter().chain(&addrs).chain(&["--data-dir", "d"]);
+        NodeConfig::from_args(Cli::parse_from(args.chain(extra)).run)
+    }
+
+    #[test]
+    fn the_digest_interval_defaults_to_16_and_must_be_positive() {
+        assert_eq!(parse(&[]).unwrap().args.trace_digest_every, 16);
+        assert_eq!(
+            parse(&["--trace-digest-every", "4"])
+                .unwrap()
+                .args
+                .trace_digest_every,
+            4
+        );
+        let e = parse(&["--trace-digest-every", "0"]).unwrap_err();
+        assert_eq!(e.to_string(), "--trace-digest-every: must be positive");
+    }
+
     #[test]
     fn peers_are_distinct_positive_ids() {
         assert_eq!(parse_peers("1=a:1,2=b:2").unwrap().len(), 2);
