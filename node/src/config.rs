@@ -18,6 +18,20 @@ pub enum Bug {
     NoFsync,
     /// Do not persist term and vote (only the commit index).
     ForgetVote,
+    /// Installing a leader's snapshot restores every register but the
+    /// first in key order (an off-by-one in reading them): the replica's
+    /// state diverges silently (the trace's `digest` shows it).
+    InstallDropsRegister,
+    /// After a restart the state machine resumes one entry late: the entry
+    /// after the recovered snapshot's index is never applied (a gap in the
+    /// trace's `apply` events).
+    RestartSkipsEntry,
+    /// A follower sends its append responses before the fsync that covers
+    /// the entries they acknowledge (the fsync itself still happens).
+    AckBeforeFsync,
+    /// The first snapshot a node takes after installing a leader's panics
+    /// (a block store bookkeeping assertion): the process exits.
+    SnapshotAfterInstallPanics,
 }
 
 impl Bug {
@@ -28,6 +42,10 @@ impl Bug {
             Bug::AckBeforeCommit => "ack-before-commit",
             Bug::NoFsync => "no-fsync",
             Bug::ForgetVote => "forget-vote",
+            Bug::InstallDropsRegister => "install-drops-register",
+            Bug::RestartSkipsEntry => "restart-skips-entry",
+            Bug::AckBeforeFsync => "ack-before-fsync",
+            Bug::SnapshotAfterInstallPanics => "snapshot-after-install-panics",
         }
     }
 }
@@ -110,6 +128,10 @@ pub struct RunArgs {
     /// Append the Raft trace (NDJSON, docs/trace.md) to this file.
     #[arg(long)]
     pub trace: Option<PathBuf>,
+    /// The trace's `digest` event after every applied entry whose index is
+    /// a multiple of this (docs/trace.md).
+    #[arg(long, default_value_t = 16)]
+    pub trace_digest_every: u64,
     /// Test-only bug switches (repeatable).
     #[arg(long, value_enum)]
     pub bug: Vec<Bug>,
@@ -183,6 +205,9 @@ impl NodeConfig {
                 "must not exceed --absolute-max-bytes",
             );
         }
+        if args.trace_digest_every == 0 {
+            return err("trace-digest-every", "must be positive");
+        }
         if args.join.contains(&args.id) {
             return err("join", "lists the founders; this node is not one of them");
         }
@@ -237,6 +262,49 @@ fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The name each bug reports is the flag value that turns it on.
+    #[test]
+    fn bug_names_are_their_flag_values() {
+        for bug in Bug::value_variants() {
+            let flag = bug.to_possible_value().unwrap();
+            assert_eq!(flag.get_name(), bug.name());
+            assert_eq!(Bug::from_str(bug.name(), false), Ok(*bug));
+        }
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<NodeConfig, ConfigError> {
+        use clap::Parser;
+        let base = ["ordeal-node", "--id", "1", "--peers", "1=a:1"];
+        let addrs = [
+            "--listen-peer",
+            "127.0.0.1:1",
+            "--listen-client",
+            "127.0.0.1:2",
+        ];
+        let args = base.iter().chain(&addrs).chain(&["--data-dir", "d"]);
+        NodeConfig::from_args(Cli::parse_from(args.chain(extra)).run)
+    }
+
+    #[test]
+    fn the_digest_interval_defaults_to_16_and_must_be_positive() {
+        assert_eq!(parse(&[]).unwrap().args.trace_digest_every, 16);
+        assert_eq!(
+            parse(&["--trace-digest-every", "4"])
+                .unwrap()
+                .args
+                .trace_digest_every,
+            4
+        );
+        let e = parse(&["--trace-digest-every", "0"]).unwrap_err();
+        assert_eq!(e.to_string(), "--trace-digest-every: must be positive");
+    }
 
     #[test]
     fn peers_are_distinct_positive_ids() {

@@ -27,6 +27,18 @@ pub struct StateMachine {
     pub kv: Kv,
 }
 
+/// What the trace's `digest` event shows of a state (docs/trace.md): cheap
+/// to take, O(1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateDigest {
+    /// Blocks in the chain.
+    pub height: u64,
+    /// The last block's header hash (`None` for an empty chain).
+    pub head: Option<[u8; 32]>,
+    /// [`Kv::digest`] of the registers.
+    pub registers: u64,
+}
+
 /// A snapshot's data that does not describe a valid state.
 #[derive(Debug, thiserror::Error)]
 #[error("snapshot data: {0}")]
@@ -44,6 +56,15 @@ impl StateMachine {
             number: block.number,
             hash: block.hash,
             results,
+        }
+    }
+
+    /// The state's digest: chain height and head, registers' digest.
+    pub fn digest(&self) -> StateDigest {
+        StateDigest {
+            height: self.ledger.height(),
+            head: self.ledger.blocks().last().map(|b| b.hash),
+            registers: self.kv.digest(),
         }
     }
 
@@ -286,6 +307,15 @@ impl Captured {
         out
     }
 
+    /// The captured state's digest ([`StateMachine::digest`]).
+    pub fn digest(&self) -> StateDigest {
+        StateDigest {
+            height: self.height(),
+            head: self.blocks.last().map(|b| b.hash),
+            registers: self.kv.digest(),
+        }
+    }
+
     /// The blocks captured.
     pub fn blocks(&self) -> &[Arc<Block>] {
         &self.blocks
@@ -365,6 +395,32 @@ mod tests {
             sm.apply(txs);
         }
         sm
+    }
+
+    /// A state restored from any snapshot form has the digest of the state
+    /// it was taken from (docs/trace.md: digests at one index are equal on
+    /// every node, whichever way it got there).
+    #[test]
+    fn every_restored_form_keeps_the_digest() {
+        let sm = sample();
+        let d = sm.digest();
+        assert_eq!(d.height, 4);
+        assert_eq!(d.head, Some(sm.ledger.blocks()[3].hash));
+        assert_eq!(d.registers, sm.kv.digest());
+        assert_ne!(d.registers, 0);
+        assert_eq!(sm.capture().digest(), d);
+        let binary = StateMachine::from_snapshot_data(&sm.to_snapshot_data()).unwrap();
+        assert_eq!(binary.digest(), d);
+        let blocks: Vec<&Block> = sm.ledger.blocks().iter().map(|b| &**b).collect();
+        let json = serde_json::json!({"ledger": {"blocks": blocks}, "kv": sm.kv});
+        let from_json =
+            StateMachine::from_snapshot_data(&serde_json::to_vec(&json).unwrap()).unwrap();
+        assert_eq!(from_json.digest(), d);
+        let m = Manifest::decode(&sm.capture().to_manifest(1))
+            .unwrap()
+            .unwrap();
+        let owned = sm.ledger.blocks().iter().map(|b| (**b).clone()).collect();
+        assert_eq!(m.restore(owned).unwrap().digest(), d);
     }
 
     #[test]

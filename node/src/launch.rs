@@ -8,7 +8,7 @@ use crate::event::{self, Inbox};
 use crate::fsm::Manifest;
 use crate::fsm::StateMachine;
 use crate::metrics::Metrics;
-use crate::server::{LoopError, LoopParts, RaftLoop, Shared, StatusView};
+use crate::server::{self, LoopError, LoopParts, RaftLoop, Shared, StatusView};
 use crate::slog_bridge;
 use crate::snapshotter::Snapshotter;
 use crate::storage::NodeStorage;
@@ -157,8 +157,9 @@ fn recover(config: &NodeConfig) -> Result<Recovery, LaunchError> {
     }
     let voters = founders(dir, config, fresh)?;
     let storage = NodeStorage::recover(voters, snapshot, &recovered)?;
+    let resume = server::resume_applied(config, applied, storage.hard_state().commit);
     let raw = raft::RawNode::new(
-        &raft_config(config, applied)?,
+        &raft_config(config, resume)?,
         storage,
         &slog_bridge::logger(),
     )?;

@@ -12,12 +12,13 @@ use crate::config::{Bug, NodeConfig};
 use crate::cutter::BlockCutter;
 use crate::event::{Event, MemberReply, Origin, Outbox, SubmitReply};
 use crate::forward::{self, Forwards};
-use crate::fsm::{self, StateMachine};
+use crate::fsm::{self, StateDigest, StateMachine};
+use crate::kv::Kv;
 use crate::metrics::{Gauges, Metrics};
 use crate::slow_disk::{self, SlowDisk};
 use crate::snapshotter::{SnapshotJob, Snapshotter, Written};
 use crate::storage::NodeStorage;
-use crate::trace::{LogState, Reason, Trace, TraceError};
+use crate::trace::{DigestCause, LogState, Reason, Trace, TraceError};
 use crate::transport::{Forward, ForwardReply, Frame, Transport};
 use crate::tx::{Ack, Tx};
 use crate::wal::{self, Wal};
@@ -170,6 +171,11 @@ pub struct RaftLoop {
     next_generation: u64,
     /// The last snapshot a peer sent, decoded: (index, term, state).
     decoded_snapshot: Option<(u64, u64, StateMachine)>,
+    /// The digest of the state handed to the snapshot thread, at its index
+    /// (traced once the snapshot is in place).
+    snapshot_digest: Option<(u64, StateDigest)>,
+    /// A leader's snapshot was installed since this node last took one.
+    installed_since_taken: bool,
     /// The membership request proposed at an index, waiting to be applied.
     pending_member: Option<(u64, tokio::sync::oneshot::Sender<MemberReply>)>,
     /// The index of the configuration that removed this node.
@@ -259,6 +265,8 @@ impl RaftLoop {
             transport: parts.transport,
             trace: parts.trace,
             decoded_snapshot: None,
+            snapshot_digest: None,
+            installed_since_taken: false,
             pending_member: None,
             removed: None,
             removed_peers: HashMap::new(),
@@ -322,8 +330,14 @@ impl RaftLoop {
             .store()
             .conf_state()
             .expect("memory storage never fails");
-        self.trace
-            .start(&state, snap, conf.get_voters(), conf.get_learners());
+        self.trace.start(
+            &state,
+            snap,
+            self.applied_index,
+            conf.get_voters(),
+            conf.get_learners(),
+        );
+        self.trace_digest(self.applied_index, DigestCause::Start);
         self.trace.role(
             trace_role_name(self.role),
             state.term,
@@ -664,8 +678,9 @@ impl RaftLoop {
             self.install_snapshot(rd.snapshot().clone())?;
         }
         self.apply(rd.take_committed_entries())?;
+        let after_persist = self.send_acks_early(rd.take_persisted_messages())?;
         self.persist(rd.entries(), rd.hs())?;
-        self.send(rd.take_persisted_messages())?;
+        self.send(after_persist)?;
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
             // Written, not synced: the next persist's fsync covers it, and
@@ -706,6 +721,20 @@ impl RaftLoop {
             }
         }
         Ok(())
+    }
+
+    /// With the `ack-before-fsync` bug switch: sends the append responses
+    /// among `msgs` now, before the persist that covers them, and returns
+    /// the rest; without it, returns `msgs`.
+    fn send_acks_early(&mut self, msgs: Vec<Message>) -> Result<Vec<Message>, LoopError> {
+        if !self.shared.config.has_bug(Bug::AckBeforeFsync) {
+            return Ok(msgs);
+        }
+        let (acks, rest): (Vec<Message>, Vec<Message>) = msgs.into_iter().partition(|m| {
+            m.get_msg_type() == raft::prelude::MessageType::MsgAppendResponse && !m.reject
+        });
+        self.send(acks)?;
+        Ok(rest)
     }
 
     fn hard_state_to_persist(&self, hs: &HardState) -> HardState {
@@ -753,8 +782,12 @@ impl RaftLoop {
                 .first()
                 .map(|e| e.index)
                 .filter(|&first| first <= last_before);
-            self.trace
-                .persist(&self.log_state(), &appended, truncated_from);
+            self.trace.persist(
+                &self.log_state(),
+                &appended,
+                truncated_from,
+                took.as_micros() as u64,
+            );
         }
         Ok(())
     }
@@ -793,54 +826,77 @@ impl RaftLoop {
         self.durable_commit = self.durable_commit.max(self.wal.synced_commit());
     }
 
+    /// Applies committed entries in order; after each whose index is a
+    /// multiple of `--trace-digest-every`, the trace's `digest`.
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), LoopError> {
+        let every = self.shared.config.args.trace_digest_every;
         for e in entries {
-            self.applied_index = e.index;
             self.trace.flush_if_full()?;
-            while self.inflight.front().is_some_and(|&i| i <= e.index) {
-                self.inflight.pop_front();
+            let index = e.index;
+            self.apply_entry(e);
+            if index % every == 0 {
+                self.trace_digest(index, DigestCause::Apply);
             }
-            if e.get_entry_type() != EntryType::EntryNormal {
-                self.trace.apply(e.index, e.term, None);
-                self.apply_conf_change(&e);
-                continue;
-            }
-            if e.data.is_empty() {
-                self.trace.apply(e.index, e.term, None);
-                continue;
-            }
-            let txs = match fsm::decode_batch(&e.data) {
-                Ok(txs) => txs,
-                Err(err) => {
-                    tracing::error!(index = e.index, error = %err, "undecodable committed entry skipped");
-                    self.trace.apply(e.index, e.term, None);
-                    continue;
-                }
-            };
-            self.applied_bytes += e.data.len() as u64;
-            let applied = self.shared.fsm.write().expect("fsm lock").apply(txs);
-            self.trace
-                .apply(e.index, e.term, Some((applied.number, &applied.hash)));
-            for (position, (id, results)) in applied.results.into_iter().enumerate() {
-                for w in self.waiters.remove(&id).unwrap_or_default() {
-                    let reply = SubmitReply::Committed {
-                        id: id.clone(),
-                        block: applied.number,
-                        position: position as u64,
-                        results: results.clone(),
-                    };
-                    self.reply(w.origin, reply);
-                }
-            }
-            self.shared.height.send_replace(applied.number + 1);
         }
         Ok(())
+    }
+
+    /// One committed entry: a block to the state machine (answering its
+    /// waiters), a configuration change to raft, or nothing (empty).
+    fn apply_entry(&mut self, e: Entry) {
+        self.applied_index = e.index;
+        while self.inflight.front().is_some_and(|&i| i <= e.index) {
+            self.inflight.pop_front();
+        }
+        if e.get_entry_type() != EntryType::EntryNormal {
+            self.trace.apply(e.index, e.term, None);
+            self.apply_conf_change(&e);
+            return;
+        }
+        if e.data.is_empty() {
+            self.trace.apply(e.index, e.term, None);
+            return;
+        }
+        let txs = match fsm::decode_batch(&e.data) {
+            Ok(txs) => txs,
+            Err(err) => {
+                tracing::error!(index = e.index, error = %err, "undecodable committed entry skipped");
+                self.trace.apply(e.index, e.term, None);
+                return;
+            }
+        };
+        self.applied_bytes += e.data.len() as u64;
+        let applied = self.shared.fsm.write().expect("fsm lock").apply(txs);
+        self.trace
+            .apply(e.index, e.term, Some((applied.number, &applied.hash)));
+        for (position, (id, results)) in applied.results.into_iter().enumerate() {
+            for w in self.waiters.remove(&id).unwrap_or_default() {
+                let reply = SubmitReply::Committed {
+                    id: id.clone(),
+                    block: applied.number,
+                    position: position as u64,
+                    results: results.clone(),
+                };
+                self.reply(w.origin, reply);
+            }
+        }
+        self.shared.height.send_replace(applied.number + 1);
+    }
+
+    /// The trace's `digest` of the state machine as it is now, which holds
+    /// applied index `index`.
+    fn trace_digest(&mut self, index: u64, cause: DigestCause) {
+        if !self.trace.is_on() {
+            return;
+        }
+        let d = self.shared.fsm.read().expect("fsm lock").digest();
+        self.trace.digest(index, &d, cause);
     }
 
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), LoopError> {
         let index = snapshot.get_metadata().index;
         let term = snapshot.get_metadata().term;
-        let restored = match self.decoded_snapshot.take() {
+        let mut restored = match self.decoded_snapshot.take() {
             Some((i, t, sm)) if (i, t) == (index, term) => sm,
             // Raft hands over only snapshots this node stepped, which
             // `snapshot_usable` decoded; anything else means raft and
@@ -848,29 +904,42 @@ impl RaftLoop {
             _ => StateMachine::from_snapshot_data(&snapshot.data)
                 .map_err(|e| LoopError::Snapshot(index, e))?,
         };
+        if self.shared.config.has_bug(Bug::InstallDropsRegister) {
+            let kept = restored.kv.registers().skip(1);
+            restored.kv = Kv::from_registers(kept.map(|(k, v)| (k.to_string(), v)));
+        }
         // The whole state, as the leader sent it: the next snapshot taken
-        // here starts a new block store generation.
+        // here starts a new block store generation. Writing it and the
+        // log's rewrite is a persist, timed as one (Fabric times the
+        // snapshot's store with the entries').
+        let started = Instant::now();
+        let bytes = snapshot.data.len();
         wal::save_snapshot(&self.data_dir, &snapshot)?;
         self.block_store = None;
+        self.installed_since_taken = true;
         self.raw
             .mut_store()
             .apply_snapshot(snapshot)
             .expect("raft hands over snapshots newer than the log");
-        let height = restored.ledger.height();
+        let (height, digest) = (restored.ledger.height(), restored.digest());
         *self.shared.fsm.write().expect("fsm lock") = restored;
-        self.shared
-            .metrics
-            .lock()
-            .expect("metrics lock")
-            .snapshots_installed += 1;
         self.shared.height.send_replace(height);
         self.applied_index = index;
         let hs = self.raw.store().hard_state();
         self.wal.rewrite(&self.hard_state_to_persist(&hs), &[])?;
         self.note_synced();
+        let took = started.elapsed();
+        let mut metrics = self.shared.metrics.lock().expect("metrics lock");
+        metrics.snapshots_installed += 1;
+        metrics.record_persist(took, bytes);
+        drop(metrics);
         self.trace.snapshot("installed", index, term, None);
         // The log was rewritten and fsynced: its new bounds.
-        self.trace.persist(&self.log_state(), &[], None);
+        let duration_us = took.as_micros() as u64;
+        self.trace
+            .persist(&self.log_state(), &[], None, duration_us);
+        self.trace
+            .digest(index, &digest, DigestCause::SnapshotInstalled);
         tracing::info!(index, height, "installed snapshot from the leader");
         Ok(())
     }
@@ -886,6 +955,13 @@ impl RaftLoop {
             return Ok(());
         }
         let index = self.applied_index;
+        if self.shared.config.has_bug(Bug::SnapshotAfterInstallPanics) {
+            assert!(
+                !self.installed_since_taken,
+                "block store generation {} reused: the first snapshot after an installed one (bug switch snapshot-after-install-panics)",
+                self.next_generation
+            );
+        }
         let job = SnapshotJob {
             index,
             term: self.raw.store().term_of(index),
@@ -898,8 +974,10 @@ impl RaftLoop {
             store: self.block_store,
             next_generation: self.next_generation,
         };
+        let digest = job.state.digest();
         if self.snapshotter.submit(job) {
             self.applied_bytes = 0;
+            self.snapshot_digest = Some((index, digest));
         }
         Ok(())
     }
@@ -911,6 +989,7 @@ impl RaftLoop {
     /// the snapshot covers are removed off it too.
     fn finish_snapshot(&mut self, written: Written) -> Result<(), LoopError> {
         let meta = written.snapshot.get_metadata().clone();
+        let digest = self.snapshot_digest.take();
         if meta.index <= self.raw.store().snapshot_meta().0 {
             // A snapshot from the leader was installed meanwhile.
             let _ = std::fs::remove_file(&written.file);
@@ -919,7 +998,11 @@ impl RaftLoop {
         wal::publish_snapshot(&self.data_dir, &written.file)?;
         self.block_store = Some(written.store);
         self.next_generation = self.next_generation.max(written.store.generation + 1);
+        self.installed_since_taken = false;
         self.trace.snapshot("taken", meta.index, meta.term, None);
+        if let Some((index, d)) = digest.filter(|(index, _)| *index == meta.index) {
+            self.trace.digest(index, &d, DigestCause::SnapshotTaken);
+        }
         let catchup = self.shared.config.args.snapshot_catchup_entries;
         let compacted_to = self
             .raw
@@ -965,6 +1048,17 @@ impl RaftLoop {
             cluster_size: r.prs().conf().voters().ids().len() as u64,
             removed: self.removed.is_some(),
         };
+    }
+}
+
+/// The index raft resumes applying after on start: `applied`, the one the
+/// recovered state machine holds; with the `restart-skips-entry` bug
+/// switch one more when a committed entry is there (`commit`) to skip.
+pub fn resume_applied(config: &NodeConfig, applied: u64, commit: u64) -> u64 {
+    if config.has_bug(Bug::RestartSkipsEntry) && commit > applied {
+        applied + 1
+    } else {
+        applied
     }
 }
 

@@ -7,6 +7,7 @@
 //! cut back to its last complete line and `seq` / `lamport` carry on from
 //! that line, so a node killed mid-line leaves a readable file.
 
+use crate::fsm::StateDigest;
 use raft::prelude::{Message, MessageType};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -71,6 +72,30 @@ impl Reason {
     }
 }
 
+/// Why a `digest` event was written (docs/trace.md, `digest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestCause {
+    /// An entry whose index is a multiple of `--trace-digest-every` was applied.
+    Apply,
+    /// A snapshot taken at the index (the state it holds).
+    SnapshotTaken,
+    /// A leader's snapshot was installed (the state after it).
+    SnapshotInstalled,
+    /// The state recovered at start.
+    Start,
+}
+
+impl DigestCause {
+    fn name(self) -> &'static str {
+        match self {
+            DigestCause::Apply => "apply",
+            DigestCause::SnapshotTaken => "snapshot_taken",
+            DigestCause::SnapshotInstalled => "snapshot_installed",
+            DigestCause::Start => "start",
+        }
+    }
+}
+
 /// Raft's persistent state and log bounds, as `start` and `persist` show them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogState {
@@ -105,6 +130,33 @@ fn unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The host's real wall clock, ms since the Unix epoch (0 if the call
+/// fails): a raw `clock_gettime(CLOCK_REALTIME)` system call, not libc's
+/// wrapper (nor the vDSO), so that libfaketime — which replaces the
+/// wrapper — does not fake it under the harness's clock faults (the
+/// trace's `real_ms`). A libfaketime built with `INTERCEPT_SYSCALL` would
+/// fake this too; Debian's is not (the test
+/// `real_ms_is_not_faked_by_libfaketime` checks the one installed).
+pub fn real_unix_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one `timespec` through the pointer,
+    // which points at a live, writable one of ours.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clock_gettime,
+            libc::CLOCK_REALTIME as libc::c_long,
+            &mut ts as *mut libc::timespec,
+        )
+    };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
 }
 
 /// `null` or the number.
@@ -263,23 +315,38 @@ impl Trace {
         self.seq += 1;
     }
 
+    /// [`Trace::begin`] and the real clock (`real_ms`).
+    fn begin_real(&mut self, lamport: u64, ev: &str) {
+        self.begin(lamport, ev);
+        let _ = write!(self.buf, ",\"real_ms\":{}", real_unix_ms());
+    }
+
     fn end(&mut self) {
         self.buf.extend_from_slice(b"}\n");
     }
 
-    /// `start`: what recovery found; `trace_cut` says whether `open` cut a
-    /// partial last line (events of the previous run may be missing).
-    pub fn start(&mut self, s: &LogState, snapshot: (u64, u64), voters: &[u64], learners: &[u64]) {
+    /// `start`: what recovery found (`applied`: the index the recovered
+    /// state machine holds); `trace_cut` says whether `open` cut a partial
+    /// last line (events of the previous run may be missing).
+    pub fn start(
+        &mut self,
+        s: &LogState,
+        snapshot: (u64, u64),
+        applied: u64,
+        voters: &[u64],
+        learners: &[u64],
+    ) {
         if !self.is_on() {
             return;
         }
-        self.begin(self.lamport + 1, "start");
+        self.begin_real(self.lamport + 1, "start");
         self.log_state(s);
         let _ = write!(
             self.buf,
-            ",\"snapshot_index\":{},\"snapshot_term\":{},\"voters\":{},\"learners\":{},\"trace_cut\":{}",
+            ",\"snapshot_index\":{},\"snapshot_term\":{},\"applied\":{applied},\"pid\":{},\"voters\":{},\"learners\":{},\"trace_cut\":{}",
             snapshot.0,
             snapshot.1,
+            std::process::id(),
             Ids(voters),
             Ids(learners),
             self.cut
@@ -296,12 +363,20 @@ impl Trace {
         );
     }
 
-    /// `persist`: after an fsync of entries and/or hard state.
-    pub fn persist(&mut self, s: &LogState, appended: &[(u64, u64)], truncated_from: Option<u64>) {
+    /// `persist`: after an fsync of entries and/or hard state, which took
+    /// `duration_us` (the write and the fsync).
+    pub fn persist(
+        &mut self,
+        s: &LogState,
+        appended: &[(u64, u64)],
+        truncated_from: Option<u64>,
+        duration_us: u64,
+    ) {
         if !self.is_on() {
             return;
         }
-        self.begin(self.lamport + 1, "persist");
+        self.begin_real(self.lamport + 1, "persist");
+        let _ = write!(self.buf, ",\"duration_us\":{duration_us}");
         self.log_state(s);
         self.buf.extend_from_slice(b",\"appended\":[");
         for (i, (index, term)) in appended.iter().enumerate() {
@@ -317,7 +392,7 @@ impl Trace {
         if !self.is_on() {
             return;
         }
-        self.begin(self.lamport + 1, "role");
+        self.begin_real(self.lamport + 1, "role");
         let _ = write!(
             self.buf,
             ",\"role\":\"{role}\",\"term\":{term},\"leader\":{leader},\"reason\":"
@@ -377,7 +452,7 @@ impl Trace {
         if !self.is_on() {
             return;
         }
-        self.begin(self.lamport + 1, "snapshot");
+        self.begin_real(self.lamport + 1, "snapshot");
         let _ = write!(
             self.buf,
             ",\"action\":\"{action}\",\"index\":{index},\"term\":{term},\"to\":{}",
@@ -417,13 +492,38 @@ impl Trace {
         if !self.is_on() {
             return;
         }
-        self.begin(self.lamport + 1, "conf");
+        self.begin_real(self.lamport + 1, "conf");
         let change = serde_json::to_string(change).expect("a string encodes");
         let _ = write!(
             self.buf,
             ",\"index\":{index},\"voters\":{},\"learners\":{},\"change\":{change}",
             Ids(voters),
             Ids(learners),
+        );
+        self.end();
+    }
+
+    /// `digest`: the state machine's digest at applied index `index`.
+    pub fn digest(&mut self, index: u64, d: &StateDigest, cause: DigestCause) {
+        if !self.is_on() {
+            return;
+        }
+        self.begin_real(self.lamport + 1, "digest");
+        let _ = write!(
+            self.buf,
+            ",\"index\":{index},\"height\":{},\"head\":\"",
+            d.height
+        );
+        if let Some(head) = &d.head {
+            let mut hex = [0u8; 64];
+            hex::encode_to_slice(head, &mut hex).expect("64 hex digits for 32 bytes");
+            self.buf.extend_from_slice(&hex);
+        }
+        let _ = write!(
+            self.buf,
+            "\",\"registers\":\"{:016x}\",\"cause\":\"{}\"",
+            d.registers,
+            cause.name()
         );
         self.end();
     }
@@ -483,7 +583,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.jsonl");
         let mut t = Trace::open(&path, 2).unwrap();
-        t.start(&LogState::default(), (0, 0), &[1, 2, 3], &[]);
+        t.start(&LogState::default(), (0, 0), 0, &[1, 2, 3], &[]);
         t.persist(
             &LogState {
                 term: 1,
@@ -492,6 +592,7 @@ mod tests {
             },
             &[(1, 1), (2, 1)],
             Some(1),
+            1234,
         );
         let stamp = t.send(&heartbeat(2, 1));
         t.recv(&heartbeat(1, 2), 10);
@@ -518,12 +619,64 @@ mod tests {
         assert_eq!(v[7]["change"], "add \"3\"");
     }
 
+    /// The additions of issues 27 and 28 (docs/trace.md): `real_ms` on the
+    /// events that carry it and only those, `duration_us`, `applied` and
+    /// `pid`, and the `digest` event's fields.
+    #[test]
+    fn real_ms_duration_applied_pid_and_digest_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        let mut t = Trace::open(&path, 1).unwrap();
+        let before = real_unix_ms();
+        t.start(&LogState::default(), (40, 2), 40, &[1], &[]);
+        t.persist(&LogState::default(), &[], None, 77);
+        t.role("follower", 2, 0, None);
+        t.snapshot("taken", 48, 2, None);
+        t.conf(49, &[1], &[], "add 2");
+        let d = StateDigest {
+            height: 9,
+            head: Some([0x0f; 32]),
+            registers: 0xab,
+        };
+        t.digest(48, &d, DigestCause::SnapshotTaken);
+        let empty = StateDigest {
+            height: 0,
+            head: None,
+            registers: u64::MAX,
+        };
+        t.digest(0, &empty, DigestCause::Start);
+        t.send(&heartbeat(1, 2));
+        t.apply(50, 2, None);
+        t.compact(44);
+        t.flush().unwrap();
+        let after = real_unix_ms();
+        let v = lines(&path);
+        for e in &v[..7] {
+            let real = e["real_ms"].as_u64().unwrap_or_else(|| panic!("{e}"));
+            assert!(before <= real && real <= after, "{e}");
+        }
+        for e in &v[7..] {
+            assert!(e.get("real_ms").is_none(), "{e}");
+        }
+        assert_eq!(v[0]["applied"], 40);
+        assert_eq!(v[0]["pid"], std::process::id());
+        assert_eq!(v[1]["duration_us"], 77);
+        let expect = serde_json::json!({"index": 48, "height": 9, "head": "0f".repeat(32),
+            "registers": "00000000000000ab", "cause": "snapshot_taken"});
+        for (field, value) in expect.as_object().unwrap() {
+            assert_eq!(&v[5][field], value, "{field}");
+        }
+        assert_eq!(v[6]["head"], "");
+        assert_eq!(v[6]["registers"], "ffffffffffffffff");
+        assert_eq!(v[6]["cause"], "start");
+    }
+
     #[test]
     fn a_partial_last_line_is_cut_and_seq_and_lamport_continue() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.jsonl");
         let mut t = Trace::open(&path, 1).unwrap();
-        t.start(&LogState::default(), (0, 0), &[1], &[]);
+        t.start(&LogState::default(), (0, 0), 0, &[1], &[]);
         t.recv(&heartbeat(2, 1), 41);
         t.flush().unwrap();
         drop(t);
@@ -533,11 +686,11 @@ mod tests {
         drop(f);
         let mut t = Trace::open(&path, 1).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);
-        t.start(&LogState::default(), (0, 0), &[1], &[]);
+        t.start(&LogState::default(), (0, 0), 0, &[1], &[]);
         t.flush().unwrap();
         drop(t);
         let mut t = Trace::open(&path, 1).unwrap();
-        t.start(&LogState::default(), (0, 0), &[1], &[]);
+        t.start(&LogState::default(), (0, 0), 0, &[1], &[]);
         t.flush().unwrap();
         let v = lines(&path);
         assert_eq!(v.len(), 4);
@@ -570,7 +723,7 @@ mod tests {
     #[test]
     fn off_writes_nothing() {
         let mut t = Trace::off();
-        t.start(&LogState::default(), (0, 0), &[1], &[]);
+        t.start(&LogState::default(), (0, 0), 0, &[1], &[]);
         assert_eq!(t.send(&heartbeat(1, 2)), 0);
         assert!(t.buf.is_empty());
         t.flush().unwrap();

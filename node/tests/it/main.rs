@@ -467,8 +467,19 @@ async fn submit_many_to(
     prefix: &str,
     n: usize,
 ) {
-    for k in 0..n {
-        let body = json!({"id": format!("{prefix}{k}"), "payload": "t"});
+    let bodies = (0..n).map(|k| json!({"id": format!("{prefix}{k}"), "payload": "t"}));
+    submit_bodies_to(http, c, nodes, bodies).await
+}
+
+/// Submits each of `bodies` in turn, round-robin to `nodes`, retrying
+/// each (a node restarting, a leader changing) until it is ordered.
+async fn submit_bodies_to(
+    http: &reqwest::Client,
+    c: &LocalCluster,
+    nodes: &[usize],
+    bodies: impl Iterator<Item = Value>,
+) {
+    for (k, body) in bodies.enumerate() {
         let mut ok = false;
         for _attempt in 0..50 {
             let r = http
@@ -482,7 +493,7 @@ async fn submit_many_to(
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(ok, "{prefix}{k} never ordered");
+        assert!(ok, "{} never ordered", body["id"]);
     }
 }
 
@@ -849,3 +860,4 @@ async fn a_follower_behind_the_compaction_catches_up_by_snapshot() {
 }
 
 mod members;
+mod oracles;

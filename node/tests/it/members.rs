@@ -29,7 +29,7 @@ fn change(op: &str, id: u64, addr: Option<String>) -> Value {
 }
 
 /// Waits until node `i` reports `field` satisfying `ok`.
-async fn wait_status(
+pub(super) async fn wait_status(
     http: &reqwest::Client,
     c: &LocalCluster,
     i: usize,
