@@ -317,9 +317,10 @@ fn ok_spans(rows: &[Value]) -> Vec<Span> {
 /// Makes one get in the middle of each of `keys` non-linearizable, in one
 /// of three ways (by the key's place in `keys`): it loses a chunk an
 /// earlier completed get saw, it swaps two such chunks, or it returns the
-/// value of an earlier get although an append invoked after that get
-/// completed before it began. Each is a violation whatever the rest of the
-/// history. Returns the keys changed.
+/// value of an earlier get although an append (or put) invoked after that
+/// get completed before it began. Each is a violation whatever the rest of
+/// the history (every appended or put chunk is unique, so a state never
+/// recurs). Returns the keys changed.
 pub fn inject_kv_anomalies(rows: &mut [Value], keys: &[u64]) -> Vec<u64> {
     let spans = ok_spans(rows);
     let mut changed = Vec::new();
@@ -333,10 +334,13 @@ pub fn inject_kv_anomalies(rows: &mut [Value], keys: &[u64]) -> Vec<u64> {
             let pick = if n % 3 == 2 {
                 earlier.rfind(|g0| {
                     mine.iter()
-                        .any(|a| a.f == "append" && a.invoke > g0.complete && a.complete < g.invoke)
+                        .any(|a| a.f != "get" && a.invoke > g0.complete && a.complete < g.invoke)
                 })
             } else {
-                earlier.rfind(|g0| value(g0).matches(',').count() >= 3)
+                // `g` must extend what `g0` saw (no put in between).
+                earlier.rfind(|g0| {
+                    value(g0).matches(',').count() >= 3 && value(g).starts_with(&value(g0))
+                })
             };
             pick.map(|g0| (g.complete, value(g0), value(g)))
         });
@@ -361,6 +365,42 @@ pub fn inject_kv_anomalies(rows: &mut [Value], keys: &[u64]) -> Vec<u64> {
     changed
 }
 
+/// A key-value history from 50 clients where the verdict is known long
+/// before every key is decided (the shape of Porcupine's 50-client bad
+/// key-value history, issue 33): 25 processes append to 10 keys (1,000
+/// ops, key 1 made non-linearizable), 25 others put and append on keys 100
+/// and 101 (200 ops, 10% `info`), whose search takes seconds (3.9 s for
+/// both when valid, on the 2-core machine).
+fn kv_invalid_with_hard_keys(seed: u64) -> Vec<Value> {
+    let mut easy = generate(seed, 25, 10, 1_000, 0.0, Mix::KvAppend);
+    let bad = inject_kv_anomalies(&mut easy, &[1]);
+    assert_eq!(bad, [1], "the kv history has room for the anomaly");
+    let hard = generate(seed + 1, 25, 2, 200, 0.1, Mix::KvPut);
+    merge(easy, hard, 100)
+}
+
+/// Two histories as one: `b`'s processes and keys moved past `a`'s (keys
+/// by `key_offset`), the events of both in time order.
+fn merge(a: Vec<Value>, b: Vec<Value>, key_offset: u64) -> Vec<Value> {
+    let past = |rows: &[Value]| {
+        1 + rows
+            .iter()
+            .filter_map(|r| r["process"].as_u64())
+            .max()
+            .unwrap_or(0)
+    };
+    let process_offset = past(&a).max(past(&b));
+    let b = b.into_iter().map(|mut r| {
+        r["process"] = json!(r["process"].as_u64().unwrap_or(0) + process_offset);
+        r["key"] = json!(r["key"].as_u64().unwrap_or(0) + key_offset);
+        r
+    });
+    let mut out: Vec<Value> = a.into_iter().chain(b).collect();
+    // Stable: each history's own order is kept among equal times.
+    out.sort_by_key(|r| r["time"].as_u64().unwrap_or(0));
+    out
+}
+
 /// Writes the rows as a history file, so that measuring reads it the way
 /// the CLI does (streaming) with the generator's memory already freed.
 fn write_file(rows: &[Value]) -> tempfile::NamedTempFile {
@@ -376,15 +416,25 @@ fn write_file(rows: &[Value]) -> tempfile::NamedTempFile {
     file
 }
 
-/// Checks the rows the way a user would: written to a file, judged by this
-/// binary's `linearizable --json` in a child process, so that the figures
-/// (parse and check time, peak memory) are the checker's own and not the
-/// generator's. Prints and returns one JSON line.
-fn measure(name: &str, rows: Vec<Value>, model: &str, time_limit_s: u64) -> Value {
-    let file = write_file(&rows);
+/// A generated history written to a file, ready to be judged.
+struct Measured<'a> {
+    name: &'a str,
+    file: tempfile::NamedTempFile,
+    /// Its invokes: the op count when the checker gives none (ordering).
+    invokes: u64,
+}
+
+/// How the linearizability checker is run: its default (stop at the first
+/// invalid key) or `--all-keys`.
+const MODES: [&str; 2] = ["first-invalid-key", "all-keys"];
+
+/// Checks the history in `file` the way a user would: judged by this
+/// binary's `linearizable --json` (in `mode`, one of [`MODES`]) or
+/// `ordering --json` in a child process, so that the figures (parse and
+/// check time, peak memory) are the checker's own and not the generator's.
+/// Prints and returns one JSON line.
+fn measure(case: &Measured, model: &str, mode: &str, time_limit_s: u64) -> Value {
     let exe = std::env::current_exe().expect("the checker binary's path");
-    let invokes = rows.iter().filter(|r| r["type"] == "invoke").count();
-    drop(rows);
     let mut command = std::process::Command::new(exe);
     if model == "ordering" {
         command.args(["ordering", "--json"]);
@@ -392,9 +442,12 @@ fn measure(name: &str, rows: Vec<Value>, model: &str, time_limit_s: u64) -> Valu
         command
             .args(["linearizable", "--json", "--model", model, "--time-limit-s"])
             .arg(time_limit_s.to_string());
+        if mode == "all-keys" {
+            command.arg("--all-keys");
+        }
     }
     let output = command
-        .arg(file.path())
+        .arg(case.file.path())
         .output()
         .expect("running the checker");
     let text = String::from_utf8_lossy(&output.stdout);
@@ -405,9 +458,16 @@ fn measure(name: &str, rows: Vec<Value>, model: &str, time_limit_s: u64) -> Valu
         )
     });
     let counts = &got["counts"];
-    let ops = counts["ops"].as_u64().unwrap_or(invokes as u64);
+    let ops = counts["ops"].as_u64().unwrap_or(case.invokes);
     let check_s = got["check_ms"].as_f64().unwrap_or(f64::NAN) / 1e3;
-    let line = json!({"history": name, "ops": ops, "valid": got["valid"],
+    let first_violation_s = got["first_violation_ms"].as_f64().map(|ms| ms / 1e3);
+    let mode = if model == "ordering" {
+        Value::Null
+    } else {
+        json!(mode)
+    };
+    let line = json!({"history": case.name, "mode": mode, "ops": ops, "valid": got["valid"],
+        "first_violation_s": first_violation_s, "keys_decided": counts["keys-decided"],
         "parse_s": got["parse_ms"].as_f64().unwrap_or(f64::NAN) / 1e3, "check_s": check_s,
         "ops_per_s": ops as f64 / check_s.max(1e-9), "peak_rss_mb": got["peak_rss_mb"],
         "info_dropped": counts["info-dropped-by-reduction"], "info_kept": counts["info-kept"],
@@ -442,10 +502,7 @@ fn cases(args: &BenchArgs) -> Vec<Case> {
             limit,
             Box::new(move || {
                 let mut rows = generate(s, 10, 1, 10_000, 0.05, Mix::Register);
-                assert!(
-                    inject_stale_read(&mut rows),
-                    "the history has room for a stale read"
-                );
+                assert!(inject_stale_read(&mut rows), "room for a stale read");
                 rows
             }),
         ),
@@ -461,10 +518,15 @@ fn cases(args: &BenchArgs) -> Vec<Case> {
             limit,
             Box::new(move || {
                 let mut rows = generate(s + 3, 50, 10, 2_000, 0.0, Mix::KvAppend);
-                let bad = inject_kv_anomalies(&mut rows, &[1, 4, 7]);
-                assert_eq!(bad.len(), 3, "the kv history has room for every anomaly");
+                assert_eq!(inject_kv_anomalies(&mut rows, &[1, 4, 7]), [1, 4, 7]);
                 rows
             }),
+        ),
+        (
+            "kv 50 processes, 12 keys, 1 invalid, 2 keys needing seconds of search",
+            "kv",
+            limit,
+            Box::new(move || kv_invalid_with_hard_keys(s + 7)),
         ),
         (
             "cas-register 50k ops, 20 processes, 2% info",
@@ -513,18 +575,31 @@ pub fn run(args: BenchArgs) -> ExitCode {
             continue;
         }
         let rows = make();
+        let case = Measured {
+            name,
+            file: write_file(&rows),
+            invokes: rows.iter().filter(|r| r["type"] == "invoke").count() as u64,
+        };
+        drop(rows);
         if let Some(dir) = &args.save_dir {
             let slug: String = name
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
                 .collect();
             let path = dir.join(format!("{slug}.jsonl"));
-            if let Err(e) = write_file(&rows).persist(&path) {
+            if let Err(e) = std::fs::copy(case.file.path(), &path) {
                 eprintln!("checker bench: cannot keep {}: {e}", path.display());
                 return ExitCode::from(3);
             }
         }
-        measure(name, rows, model, time_limit_s);
+        let modes: &[&str] = if model == "ordering" {
+            &MODES[..1]
+        } else {
+            &MODES
+        };
+        for mode in modes {
+            measure(&case, model, mode, time_limit_s);
+        }
     }
     ExitCode::SUCCESS
 }

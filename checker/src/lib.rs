@@ -29,7 +29,7 @@
 //! reads a clock but the history's own (and its budget's deadline).
 #![deny(missing_docs)]
 
-pub mod edn;
+pub use history::edn;
 pub mod history;
 pub mod linearizable;
 pub mod ordering;

@@ -6,7 +6,7 @@
 //! cannot be read or written).
 
 use checker::history::{read_history_as, read_history_file, Format, History, HistoryError};
-use checker::linearizable::{Budget, Model};
+use checker::linearizable::{Budget, Model, Scope};
 use checker::validate::{validate, Vocabulary};
 use checker::verdict::{CheckResult, Validity};
 use clap::{Args, Parser, Subcommand};
@@ -61,6 +61,11 @@ enum Command {
         /// Give up (verdict unknown) when memoisation needs more than this.
         #[arg(long, default_value_t = 2048)]
         memory_mb: u64,
+        /// Judge every key within the budget (after the first invalid key,
+        /// the others get one more second), instead of stopping at the
+        /// first invalid key and naming the keys not decided.
+        #[arg(long)]
+        all_keys: bool,
         /// Write `linearizability-<key>.html` into DIR for each failing key;
         /// with several files, into DIR/<n>-<file stem>/.
         #[arg(long, value_name = "DIR")]
@@ -81,6 +86,20 @@ enum Command {
 struct Judged {
     result: CheckResult,
     pictures: Vec<(String, String)>,
+    /// When the first violation was found, ms into the check (the
+    /// linearizability checker's, when it found one).
+    first_violation_ms: Option<f64>,
+}
+
+impl Judged {
+    /// A verdict with no pictures and no first-violation time.
+    fn plain(result: CheckResult) -> Judged {
+        Judged {
+            result,
+            pictures: Vec::new(),
+            first_violation_ms: None,
+        }
+    }
 }
 
 /// A checker applied to each file; `true` asks for the pictures.
@@ -143,10 +162,7 @@ fn plan(command: Command) -> Result<Plan, String> {
         Command::Ordering { inputs } => Ok(Plan {
             inputs,
             vocabulary: Vocabulary::Ordering,
-            judge: Box::new(|h: &History, _| Judged {
-                result: checker::ordering::check_history(h),
-                pictures: Vec::new(),
-            }),
+            judge: Box::new(|h: &History, _| Judged::plain(checker::ordering::check_history(h))),
             stream: Some(checker::ordering::check_reader),
             picture_dir: None,
         }),
@@ -154,6 +170,7 @@ fn plan(command: Command) -> Result<Plan, String> {
             model,
             time_limit_s,
             memory_mb,
+            all_keys,
             picture,
             inputs,
         } => {
@@ -162,24 +179,35 @@ fn plan(command: Command) -> Result<Plan, String> {
                 time_limit: Duration::from_secs(time_limit_s),
                 memory_bytes_max: memory_mb << 20,
             };
+            let scope = if all_keys {
+                Scope::AllKeys
+            } else {
+                Scope::FirstInvalidKey
+            };
             Ok(Plan {
                 inputs,
                 vocabulary: Vocabulary::Model(model),
                 judge: Box::new(move |h: &History, draw: bool| {
-                    let report = checker::linearizable::check_history(h, model, budget);
-                    Judged {
-                        result: report.to_check_result(),
-                        pictures: if draw {
-                            report.every_picture().collect()
-                        } else {
-                            Vec::new()
-                        },
-                    }
+                    linearizable(h, model, budget, scope, draw)
                 }),
                 stream: None,
                 picture_dir: picture,
             })
         }
+    }
+}
+
+/// The linearizability checker on one history; `draw` asks for pictures.
+fn linearizable(h: &History, model: Model, budget: Budget, scope: Scope, draw: bool) -> Judged {
+    let report = checker::linearizable::check_history_scoped(h, model, budget, scope);
+    Judged {
+        result: report.to_check_result(),
+        pictures: if draw {
+            report.every_picture().collect()
+        } else {
+            Vec::new()
+        },
+        first_violation_ms: report.first_violation_ms,
     }
 }
 
@@ -237,9 +265,7 @@ fn judge_file(
     draw: bool,
 ) -> Result<(Judged, f64), HistoryError> {
     if let (Some(stream), Format::Jsonl) = (plan.stream, effective_format(file, format)) {
-        let result = stream(open(file)?)?;
-        let pictures = Vec::new();
-        return Ok((Judged { result, pictures }, 0.0));
+        return Ok((Judged::plain(stream(open(file)?)?), 0.0));
     }
     let parse_started = Instant::now();
     let history = load(file, format, plan.vocabulary)?;
@@ -269,9 +295,10 @@ fn check_file(
     };
     let r = &judged.result;
     let text = if plan.inputs.json {
-        json!({"file": file, "valid": r.valid, "anomalies": r.anomalies, "counts": r.counts, "parse_ms": parse_ms, "check_ms": r.check_ms, "peak_rss_mb": peak_rss_mb(), "note": r.note, "pictures": pictures}).to_string() + "\n"
+        json!({"file": file, "valid": r.valid, "anomalies": r.anomalies, "counts": r.counts, "parse_ms": parse_ms, "check_ms": r.check_ms,
+               "first_violation_ms": judged.first_violation_ms, "peak_rss_mb": peak_rss_mb(), "note": r.note, "pictures": pictures}).to_string() + "\n"
     } else {
-        human(file, r, parse_ms, &pictures)
+        human(file, &judged, parse_ms, &pictures)
     };
     (code, text)
 }
@@ -361,14 +388,19 @@ fn worse(a: u8, b: u8) -> u8 {
 }
 
 /// The verdict as text for a person.
-fn human(file: &Path, r: &CheckResult, parse_ms: f64, pictures: &[PathBuf]) -> String {
+fn human(file: &Path, judged: &Judged, parse_ms: f64, pictures: &[PathBuf]) -> String {
+    let r = &judged.result;
     let verdict = match r.valid {
         Validity::Valid => "valid",
         Validity::Invalid => "INVALID",
         Validity::Unknown => "unknown",
     };
+    let first = judged
+        .first_violation_ms
+        .map(|ms| format!(", first violation at {ms:.1} ms"))
+        .unwrap_or_default();
     let mut out = format!(
-        "{}: {} ({} checker; parse {parse_ms:.1} ms, check {:.1} ms)\n",
+        "{}: {} ({} checker; parse {parse_ms:.1} ms, check {:.1} ms{first})\n",
         file.display(),
         verdict,
         r.checker,

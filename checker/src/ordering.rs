@@ -518,30 +518,52 @@ fn removed_prefixes(removed: &[RemovedChain], reference: &Chain, bad: &mut Anoma
     }
 }
 
-/// A acknowledged before B was invoked, yet B ordered before A.
+/// Real-time order: if A was acknowledged before B was invoked, A comes
+/// before B in the chain. Every submit found in the chain takes part: its
+/// invoke bounds it whatever its outcome (it cannot take effect before it
+/// was sent), but only an `ok` completion bounds (an `info` op may take
+/// effect any time after its invoke; a `fail` found present is its own
+/// anomaly). Each B placed before such an A is reported once, with the
+/// earliest-acknowledged A after it in the chain as the witness.
+///
+/// One pass from the end of the chain keeps the earliest acknowledgement
+/// among transactions ordered later: O(n log n) for the sort, never
+/// quadratic.
 fn realtime_order(submits: &[Submit], position: &HashMap<&str, usize>, bad: &mut Anomalies) {
-    let mut acked: Vec<(usize, &Submit)> = submits
+    let mut found: Vec<(usize, &Submit)> = submits
         .iter()
-        .filter(|s| s.outcome == EventType::Ok)
         .filter_map(|s| {
             s.id.as_deref()
                 .and_then(|id| position.get(id))
                 .map(|p| (*p, s))
         })
         .collect();
-    acked.sort_by_key(|(p, _)| std::cmp::Reverse(*p));
-    // Walking from the end of the chain, keep the earliest acknowledgement
-    // among transactions ordered later.
-    let mut earliest_later: Option<&Submit> = None;
-    for (pos, b) in acked {
-        if let Some(a) = earliest_later {
-            if a.complete_time.is_some_and(|t| t < b.invoke_time) {
-                bad.add("realtime-order", json!({"acknowledged_first": a.id, "invoked_after": b.id, "position_of_later_invoked": pos}));
+    found.sort_by_key(|(p, _)| std::cmp::Reverse(*p));
+    let mut earliest_later: Option<(u64, &Submit)> = None;
+    let mut at = 0;
+    while at < found.len() {
+        // Submits of one id share a position: none is "later" than another.
+        let pos = found[at].0;
+        let same = found[at..].iter().take_while(|(p, _)| *p == pos).count();
+        let group = &found[at..at + same];
+        for (_, b) in group {
+            if let Some((acked, a)) = earliest_later.filter(|(t, _)| *t < b.invoke_time) {
+                bad.add(
+                    "realtime-order",
+                    json!({"acknowledged_first": a.id, "acknowledged_ns": acked,
+                           "invoked_after": b.id, "invoked_ns": b.invoke_time,
+                           "outcome_of_later_invoked": b.outcome,
+                           "position_of_later_invoked": pos}),
+                );
             }
         }
-        if earliest_later.is_none_or(|a| b.complete_time < a.complete_time) {
-            earliest_later = Some(b);
+        for (_, a) in group {
+            let acked = a.complete_time.filter(|_| a.outcome == EventType::Ok);
+            if let Some(t) = acked.filter(|t| earliest_later.is_none_or(|(e, _)| *t < e)) {
+                earliest_later = Some((t, a));
+            }
         }
+        at += same;
     }
 }
 
@@ -908,6 +930,226 @@ mod tests {
             Validity::Unknown,
             "the only chain read is a removed node's"
         );
+    }
+
+    /// A history of submits with their own times, (process, id, invoke
+    /// ns, outcome, completion ns), then one final read of `chain`.
+    fn timed(submits: &[(u64, &str, u64, &str, u64)], chain: Vec<Value>) -> History {
+        let mut events: Vec<(u64, Value)> = Vec::new();
+        for (p, id, invoked, outcome, completed) in submits {
+            events.push((
+                *invoked,
+                json!({"process": p, "type": "invoke", "f": "submit", "value": id, "time": invoked}),
+            ));
+            events.push((
+                *completed,
+                json!({"process": p, "type": outcome, "f": "submit", "value": id, "time": completed}),
+            ));
+        }
+        events.sort_by_key(|(t, _)| *t);
+        let t = events.last().map_or(0, |(t, _)| *t);
+        events.push((t + 1, json!({"process": 1000, "type": "invoke", "f": "deliver", "value": {"from": 0, "final": true}, "time": t + 1, "node": "n1"})));
+        events.push((t + 2, json!({"process": 1000, "type": "ok", "f": "deliver", "value": {"from": 0, "blocks": chain, "final": true}, "time": t + 2, "node": "n1"})));
+        let text: String = events.iter().map(|(_, l)| l.to_string() + "\n").collect();
+        read_history(text.as_bytes()).unwrap()
+    }
+
+    /// Real-time order (issue 25 item 5): if A was acknowledged before B
+    /// was invoked, A comes before B in the chain, for every B found in the
+    /// chain whatever its outcome; an `info` completion bounds nothing.
+    #[test]
+    fn real_time_order_holds_for_every_submit_found_in_the_chain() {
+        // (name, submits, chain, the (acknowledged first, invoked after)
+        // pairs reported, other anomaly kinds)
+        type Case<'a> = (
+            &'a str,
+            Vec<(u64, &'a str, u64, &'a str, u64)>,
+            Vec<Value>,
+            Vec<(&'a str, &'a str)>,
+            Vec<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "an info submit invoked after an ack, placed before it",
+                vec![(0, "a", 10, "ok", 20), (1, "b", 30, "info", 40)],
+                chain(&[&["b"], &["a"]]),
+                vec![("a", "b")],
+                vec![],
+            ),
+            (
+                "an info submit invoked after an ack, placed after it",
+                vec![(0, "a", 10, "ok", 20), (1, "b", 30, "info", 40)],
+                chain(&[&["a"], &["b"]]),
+                vec![],
+                vec![],
+            ),
+            (
+                "the same in one block: the order inside a block counts",
+                vec![(0, "a", 10, "ok", 20), (1, "b", 30, "info", 40)],
+                chain(&[&["b", "a"]]),
+                vec![("a", "b")],
+                vec![],
+            ),
+            (
+                "an info submit invoked before the ack may come first",
+                vec![(0, "a", 10, "ok", 40), (1, "b", 30, "info", 50)],
+                chain(&[&["b"], &["a"]]),
+                vec![],
+                vec![],
+            ),
+            (
+                "an info completion bounds nothing",
+                vec![(0, "a", 10, "info", 20), (1, "b", 30, "ok", 40)],
+                chain(&[&["b"], &["a"]]),
+                vec![],
+                vec![],
+            ),
+            (
+                "an info submit's invoke still bounds: an ack before it, after it",
+                vec![
+                    (0, "a", 10, "info", 20),
+                    (1, "b", 30, "ok", 40),
+                    (2, "c", 50, "ok", 60),
+                ],
+                chain(&[&["c"], &["a"], &["b"]]),
+                vec![("b", "c")],
+                vec![],
+            ),
+            (
+                "a failed submit found in the chain is bounded by its invoke too",
+                vec![(0, "a", 10, "ok", 20), (1, "b", 30, "fail", 40)],
+                chain(&[&["b"], &["a"]]),
+                vec![("a", "b")],
+                vec!["failed-present"],
+            ),
+            (
+                "acknowledged submits, as before",
+                vec![(0, "a", 10, "ok", 20), (1, "b", 30, "ok", 40)],
+                chain(&[&["b"], &["a"]]),
+                vec![("a", "b")],
+                vec![],
+            ),
+            (
+                "every submit placed too early is named",
+                vec![
+                    (0, "a", 10, "ok", 20),
+                    (1, "x", 5, "info", 25),
+                    (2, "b", 30, "info", 40),
+                    (3, "c", 50, "ok", 60),
+                    (4, "d", 70, "info", 80),
+                ],
+                chain(&[&["d", "b"], &["x", "c"], &["a"]]),
+                vec![("a", "d"), ("a", "b"), ("a", "c")],
+                vec![],
+            ),
+            (
+                "an info submit not found in the chain takes no part",
+                vec![(0, "a", 10, "ok", 20), (1, "b", 30, "info", 40)],
+                chain(&[&["a"]]),
+                vec![],
+                vec![],
+            ),
+        ];
+        for (name, submits, blocks, pairs, others) in cases {
+            let h = timed(&submits, blocks);
+            let r = check_history(&h);
+            let order = r
+                .anomalies
+                .iter()
+                .find(|a| a.kind == "realtime-order")
+                .unwrap();
+            let mut named: Vec<(&str, &str)> = order
+                .examples
+                .iter()
+                .map(|e| {
+                    (
+                        e["acknowledged_first"].as_str().unwrap(),
+                        e["invoked_after"].as_str().unwrap(),
+                    )
+                })
+                .collect();
+            let (mut expected, mut got) = (pairs.clone(), std::mem::take(&mut named));
+            expected.sort_unstable();
+            got.sort_unstable();
+            assert_eq!(got, expected, "{name}: {:?}", order.examples);
+            assert_eq!(order.count, pairs.len() as u64, "{name}");
+            let mut kinds_expected = others.clone();
+            if !pairs.is_empty() {
+                kinds_expected.push("realtime-order");
+            }
+            assert_eq!(kinds(&r), kinds_expected, "{name}: {:?}", r.anomalies);
+            let validity = if kinds_expected.is_empty() {
+                Validity::Valid
+            } else {
+                Validity::Invalid
+            };
+            assert_eq!(r.valid, validity, "{name}");
+        }
+    }
+
+    /// The one-pass real-time check flags exactly the submits a check of
+    /// every pair flags, on random small histories.
+    #[test]
+    fn real_time_order_flags_what_every_pair_would() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(25);
+        for case in 0..2_000 {
+            let n = rng.gen_range(1..12);
+            let outcomes = [EventType::Ok, EventType::Info, EventType::Fail];
+            let submits: Vec<Submit> = (0..n)
+                .map(|i| {
+                    let invoke_time = rng.gen_range(0..100);
+                    let outcome = outcomes[rng.gen_range(0..3)];
+                    Submit {
+                        id: Some(format!("t{i}").into()),
+                        outcome,
+                        invoke_time,
+                        complete_time: (outcome != EventType::Info)
+                            .then(|| invoke_time + rng.gen_range(0..30)),
+                        node: None,
+                    }
+                })
+                .collect();
+            let ids: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+            // A random order of a random subset: the chain.
+            let mut chain: Vec<usize> = (0..n).filter(|_| rng.gen_bool(0.8)).collect();
+            for i in (1..chain.len()).rev() {
+                chain.swap(i, rng.gen_range(0..=i));
+            }
+            let position: HashMap<&str, usize> = chain
+                .iter()
+                .enumerate()
+                .map(|(p, &i)| (ids[i].as_str(), p))
+                .collect();
+            let mut bad = Anomalies::new();
+            realtime_order(&submits, &position, &mut bad);
+            let a = &bad.0["realtime-order"];
+            let mut flagged: Vec<&str> = a
+                .examples
+                .iter()
+                .map(|e| e["invoked_after"].as_str().unwrap())
+                .collect();
+            let mut expected: Vec<&str> = Vec::new();
+            for b in &submits {
+                let Some(pb) = position.get(b.id.as_deref().unwrap()) else {
+                    continue;
+                };
+                let before_some_ack = submits.iter().any(|a| {
+                    let acked = a.outcome == EventType::Ok && a.complete_time < Some(b.invoke_time);
+                    acked
+                        && position
+                            .get(a.id.as_deref().unwrap())
+                            .is_some_and(|pa| pa > pb)
+                });
+                if before_some_ack {
+                    expected.push(b.id.as_deref().unwrap());
+                }
+            }
+            flagged.sort_unstable();
+            expected.sort_unstable();
+            assert_eq!(flagged, expected, "case {case}");
+            assert_eq!(a.count as usize, expected.len(), "case {case}");
+        }
     }
 
     #[test]

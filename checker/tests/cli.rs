@@ -75,11 +75,39 @@ fn bench_prints_one_measured_line_per_history() {
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
     let verdicts: Vec<&Value> = lines.iter().map(|l| &l["valid"]).collect();
-    let (t, f) = (&Value::Bool(true), &Value::Bool(false));
-    assert_eq!(verdicts, [t, f, t, f, t, &Value::from("unknown"), t]);
+    let (t, f, u) = (
+        &Value::Bool(true),
+        &Value::Bool(false),
+        &Value::from("unknown"),
+    );
+    // Each linearizability history in both modes, the ordering one once.
+    assert_eq!(verdicts, [t, t, f, f, t, t, f, f, f, f, t, t, u, u, t]);
     for l in &lines {
         assert!(l["peak_rss_mb"].as_f64().is_some_and(|m| m > 0.0), "{l}");
         assert!(l["check_s"].as_f64().is_some(), "{l}");
+    }
+    let modes: Vec<&str> = lines.iter().filter_map(|l| l["mode"].as_str()).collect();
+    assert_eq!(modes.len(), 14);
+    for pair in modes.chunks(2) {
+        assert_eq!(pair, ["first-invalid-key", "all-keys"]);
+    }
+    // The invalid kv history whose other keys need seconds: stopping at
+    // the first invalid key decides fewer keys; every invalid line says
+    // when its first violation was found.
+    let hard: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["history"]
+                .as_str()
+                .is_some_and(|h| h.contains("needing seconds"))
+        })
+        .collect();
+    assert!(
+        hard[0]["keys_decided"].as_u64() < hard[1]["keys_decided"].as_u64(),
+        "{hard:?}"
+    );
+    for l in lines.iter().filter(|l| l["valid"] == false) {
+        assert!(l["first_violation_s"].as_f64().is_some(), "{l}");
     }
 }
 
@@ -397,6 +425,7 @@ fn picture_draws_each_failing_key() {
         &[
             "linearizable",
             "--json",
+            "--all-keys",
             "--picture",
             pictures.to_str().unwrap(),
             &history,
@@ -450,13 +479,73 @@ fn picture_draws_each_failing_key() {
     let history = file(dir.path(), "twelve.jsonl", &twelve);
     let all = dir.path().join("all");
     let out = checker(
-        &["linearizable", "--picture", all.to_str().unwrap(), &history],
+        &[
+            "linearizable",
+            "--all-keys",
+            "--picture",
+            all.to_str().unwrap(),
+            &history,
+        ],
         None,
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let drawn = html_files(&all);
     assert_eq!(drawn.len(), 12, "{drawn:?}");
     assert_eq!(drawn[11], all.join("linearizability-k11.html"));
+}
+
+/// Issue 33: by default the check stops at the first invalid key and says
+/// so (keys decided, keys not); `--all-keys` judges every key.
+#[test]
+fn the_first_invalid_key_ends_the_check_unless_all_keys_are_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    // 40 keys, each reading a value never written: every one is invalid.
+    let text: String = (0..40u64)
+        .map(|k| {
+            format!(
+                r#"{{"process":{k},"type":"invoke","f":"read","key":"k{k:02}","value":null,"time":{}}}"#,
+                2 * k
+            ) + "\n"
+                + &format!(
+                    r#"{{"process":{k},"type":"ok","f":"read","key":"k{k:02}","value":7,"time":{}}}"#,
+                    2 * k + 1
+                )
+                + "\n"
+        })
+        .collect();
+    let history = file(dir.path(), "forty.jsonl", &text);
+    let all = checker(&["linearizable", "--json", "--all-keys", &history], None);
+    assert_eq!(all.status.code(), Some(1), "{all:?}");
+    let all = &json_lines(&all)[0];
+    assert_eq!(all["counts"]["keys-invalid"], 40, "{all}");
+    assert_eq!(all["counts"]["keys-decided"], 40, "{all}");
+    assert_eq!(all["note"], Value::Null, "{all}");
+
+    let first = checker(&["linearizable", "--json", &history], None);
+    assert_eq!(first.status.code(), Some(1), "{first:?}");
+    let first = &json_lines(&first)[0];
+    let decided = first["counts"]["keys-decided"].as_u64().unwrap();
+    assert!((1..=40).contains(&decided), "{first}");
+    assert_eq!(first["counts"]["keys-invalid"].as_u64(), Some(decided));
+    assert!(first["first_violation_ms"].as_f64().is_some(), "{first}");
+    if decided < 40 {
+        let note = first["note"]
+            .as_str()
+            .expect("a note names the keys not decided");
+        assert!(
+            note.starts_with(&format!(
+                "stopped at the first invalid key: {decided} of 40 keys decided; not decided: k"
+            )),
+            "{note}"
+        );
+    }
+
+    let text = checker(&["linearizable", &history], None);
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        out.contains("keys-decided: ") && out.contains("INVALID"),
+        "{out}"
+    );
 }
 
 #[test]

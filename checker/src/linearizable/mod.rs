@@ -15,8 +15,10 @@
 //! The search prunes orders that cannot matter (reads go first, a value is
 //! not left while a completed op still needs it, kv gets guard appends:
 //! see `search::search` for why each is sound and what it fixed). Once a
-//! key is invalid the verdict is known: the other keys get
-//! [`AFTER_VIOLATION`] more and those still undecided are named.
+//! key is invalid the verdict is known: with [`Scope::FirstInvalidKey`]
+//! the check stops there, with [`Scope::AllKeys`] (what [`check_history`]
+//! does) the other keys get [`AFTER_VIOLATION`] more; either way the keys
+//! still undecided are named.
 
 mod model;
 mod picture;
@@ -60,10 +62,36 @@ impl FromStr for Model {
     }
 }
 
-/// Once a key is found invalid the verdict is known: the other keys'
-/// searches go on for this long at most (within the budget), and those
-/// still undecided are named in the result's note.
+/// Once a key is found invalid the verdict is known: with
+/// [`Scope::AllKeys`] the other keys' searches go on for this long at most
+/// (within the budget), and those still undecided are named in the
+/// result's note.
 pub const AFTER_VIOLATION: Duration = Duration::from_secs(1);
+
+/// How far a check goes once a key is found invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Stop at the first invalid key: the verdict is known. Searches under
+    /// way stop, keys not yet searched are not; the result says how many
+    /// keys were decided and names those that were not (the CLI's
+    /// default).
+    FirstInvalidKey,
+    /// Every invalid key within the budget: after the first, the other
+    /// keys get [`AFTER_VIOLATION`] more, then those still undecided are
+    /// named (`checker linearizable --all-keys`, and the harness's
+    /// report through [`check_history`]).
+    AllKeys,
+}
+
+impl Scope {
+    /// How long the other keys may go on once one is invalid.
+    fn after_violation(self) -> Duration {
+        match self {
+            Scope::FirstInvalidKey => Duration::ZERO,
+            Scope::AllKeys => AFTER_VIOLATION,
+        }
+    }
+}
 
 /// What the checker may spend.
 #[derive(Debug, Clone, Copy)]
@@ -123,6 +151,10 @@ pub struct LinearizabilityReport {
     pub info_dropped: u64,
     /// `info` ops kept for the search.
     pub info_kept: u64,
+    /// How far the check went once a key was invalid.
+    pub scope: Scope,
+    /// When the first invalid key was found, ms after the check began.
+    pub first_violation_ms: Option<f64>,
 }
 
 fn key_text(key: &Option<Value>) -> String {
@@ -133,8 +165,20 @@ fn key_text(key: &Option<Value>) -> String {
     }
 }
 
-/// Checks a history against a model within a budget.
+/// Checks a history against a model within a budget, judging every key
+/// ([`Scope::AllKeys`]): what the harness reports.
 pub fn check_history(history: &History, model: Model, budget: Budget) -> LinearizabilityReport {
+    check_history_scoped(history, model, budget, Scope::AllKeys)
+}
+
+/// Checks a history against a model within a budget, going as far as
+/// `scope` says once a key is invalid.
+pub fn check_history_scoped(
+    history: &History,
+    model: Model,
+    budget: Budget,
+    scope: Scope,
+) -> LinearizabilityReport {
     let started = Instant::now();
     let ops = history.ops();
     let mut by_key: BTreeMap<String, (Option<Value>, Vec<usize>)> = BTreeMap::new();
@@ -149,10 +193,13 @@ pub fn check_history(history: &History, model: Model, budget: Budget) -> Lineari
     let groups: Vec<(Option<Value>, Vec<usize>)> = by_key.into_values().collect();
     let results: Vec<(KeyReport, u64, u64)> = groups
         .par_iter()
-        .map(|(key, ids)| match model {
-            Model::Register => check_key(&Register { cas: false }, key, ids, &ops, &limits),
-            Model::CasRegister => check_key(&Register { cas: true }, key, ids, &ops, &limits),
-            Model::Kv => check_key(&Kv, key, ids, &ops, &limits),
+        .map(|(key, ids)| {
+            let key = (key, ids.as_slice());
+            match model {
+                Model::Register => check_key(&Register { cas: false }, key, &ops, &limits, scope),
+                Model::CasRegister => check_key(&Register { cas: true }, key, &ops, &limits, scope),
+                Model::Kv => check_key(&Kv, key, &ops, &limits, scope),
+            }
         })
         .collect();
     let info_dropped = results.iter().map(|r| r.1).sum();
@@ -170,28 +217,45 @@ pub fn check_history(history: &History, model: Model, budget: Budget) -> Lineari
         check_ms: started.elapsed().as_secs_f64() * 1e3,
         info_dropped,
         info_kept,
+        scope,
+        first_violation_ms: limits
+            .first_violation()
+            .map(|d| (limits.started - started + d).as_secs_f64() * 1e3),
     }
 }
 
+impl KeyReport {
+    /// A key of `ops` ops, valid until shown otherwise.
+    fn new(key: &Option<Value>, ops: usize) -> KeyReport {
+        KeyReport {
+            key: key.clone(),
+            valid: Validity::Valid,
+            ops,
+            searched: 0,
+            prefix: vec![],
+            stuck: vec![],
+            witness: None,
+            error: None,
+            steps: 0,
+            memo_entries: 0,
+        }
+    }
+}
+
+/// Judges one key: `key` is the key and its ops' ids.
 fn check_key<M: SeqModel>(
     model: &M,
-    key: &Option<Value>,
-    ids: &[usize],
+    (key, ids): (&Option<Value>, &[usize]),
     ops: &[Op],
     limits: &Limits,
+    scope: Scope,
 ) -> (KeyReport, u64, u64) {
-    let mut report = KeyReport {
-        key: key.clone(),
-        valid: Validity::Valid,
-        ops: ids.len(),
-        searched: 0,
-        prefix: vec![],
-        stuck: vec![],
-        witness: None,
-        error: None,
-        steps: 0,
-        memo_entries: 0,
-    };
+    let mut report = KeyReport::new(key, ids.len());
+    if scope == Scope::FirstInvalidKey && limits.stopped_by_violation() {
+        // Another key is invalid: this one stays undecided, unsearched.
+        report.valid = Validity::Unknown;
+        return (report, 0, 0);
+    }
     let mut interner = Interner::default();
     let mut parsed: Vec<(usize, M::Input)> = Vec::with_capacity(ids.len());
     for &id in ids {
@@ -211,7 +275,7 @@ fn check_key<M: SeqModel>(
     let (kept, dropped, info_kept) = reduce(model, parsed, ops);
     report.searched = kept.len();
     if let Some((why, involved)) = witness::find(model, &kept, ops, &interner) {
-        limits.violation_found(AFTER_VIOLATION);
+        limits.violation_found(scope.after_violation());
         report.valid = Validity::Invalid;
         report.witness = Some(why);
         report.stuck = involved;
@@ -232,7 +296,7 @@ fn check_key<M: SeqModel>(
         Outcome::Linearizable => {}
         Outcome::Unknown => report.valid = Validity::Unknown,
         Outcome::Violation { prefix, stuck } => {
-            limits.violation_found(AFTER_VIOLATION);
+            limits.violation_found(scope.after_violation());
             report.valid = Validity::Invalid;
             report.prefix = prefix.into_iter().map(|i| kept[i].0).collect();
             report.stuck = stuck.into_iter().map(|i| kept[i].0).collect();
@@ -318,6 +382,10 @@ impl LinearizabilityReport {
         counts.insert("keys-invalid".into(), count(Validity::Invalid));
         counts.insert("keys-unknown".into(), count(Validity::Unknown));
         counts.insert(
+            "keys-decided".into(),
+            count(Validity::Invalid) + count(Validity::Valid),
+        );
+        counts.insert(
             "search-steps".into(),
             self.keys.iter().map(|k| k.steps).sum(),
         );
@@ -357,17 +425,23 @@ impl LinearizabilityReport {
         if undecided.len() > 10 {
             names += &format!(" and {} more", undecided.len() - 10);
         }
-        Some(if self.valid == Validity::Invalid {
-            format!(
+        let decided = self.keys.len()
+            - undecided.len()
+            - self.keys.iter().filter(|k| k.error.is_some()).count();
+        Some(match (self.valid, self.scope) {
+            (Validity::Invalid, Scope::FirstInvalidKey) => format!(
+                "stopped at the first invalid key: {decided} of {} keys decided; not decided: {names} (--all-keys judges every key)",
+                self.keys.len()
+            ),
+            (Validity::Invalid, Scope::AllKeys) => format!(
                 "a violation was found; {} other key(s) remain undecided (their search stopped at the budget, or {} s after the first violation): {names}",
                 undecided.len(),
                 AFTER_VIOLATION.as_secs_f64()
-            )
-        } else {
-            format!(
+            ),
+            _ => format!(
                 "the search exhausted its time or memory budget before deciding {} key(s): {names}",
                 undecided.len()
-            )
+            ),
         })
     }
 

@@ -39,6 +39,9 @@ pub struct Limits {
     /// violation was found ([`Limits::violation_found`]); `u64::MAX` until
     /// then.
     pub stop_ns: AtomicU64,
+    /// Nanoseconds after `started` at which the first violation was found;
+    /// `u64::MAX` until then.
+    pub first_violation_ns: AtomicU64,
 }
 
 impl Limits {
@@ -51,15 +54,31 @@ impl Limits {
             exhausted: AtomicBool::new(false),
             started: Instant::now(),
             stop_ns: AtomicU64::new(u64::MAX),
+            first_violation_ns: AtomicU64::new(u64::MAX),
         }
     }
 
     /// A key was found invalid, so the verdict is known: the other keys'
     /// searches get `grace` more, then stop (their keys stay undecided).
     pub fn violation_found(&self, grace: Duration) {
-        let at = (self.started.elapsed() + grace).as_nanos();
-        self.stop_ns
-            .fetch_min(u64::try_from(at).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let now = self.started.elapsed();
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.first_violation_ns
+            .fetch_min(ns(now), Ordering::Relaxed);
+        self.stop_ns.fetch_min(ns(now + grace), Ordering::Relaxed);
+    }
+
+    /// Whether the stop a violation set has come: a key not yet searched
+    /// need not be.
+    pub fn stopped_by_violation(&self) -> bool {
+        let stop = self.stop_ns.load(Ordering::Relaxed);
+        stop != u64::MAX && self.started.elapsed().as_nanos() >= u128::from(stop)
+    }
+
+    /// When the first violation was found, after `started`.
+    pub fn first_violation(&self) -> Option<Duration> {
+        let ns = self.first_violation_ns.load(Ordering::Relaxed);
+        (ns != u64::MAX).then(|| Duration::from_nanos(ns))
     }
 
     /// Whether searches must stop now; sets `exhausted` when they must.

@@ -488,12 +488,11 @@ fn keys_are_checked_independently_and_the_failing_one_is_named() {
     assert!(pictures[0].1.contains("<svg") && pictures[0].1.contains("Not linearizable"));
 }
 
-#[test]
-fn a_violation_does_not_wait_for_a_hard_key() {
-    // Key "hard": 40 info writes of 20 values, read back in an order that
-    // needs more writes than there are; repeated values defeat the
-    // reductions, so its search takes far longer than the budget after a
-    // violation. Key "bad": a stale read.
+/// Key "hard": 40 info writes of 20 values, read back in an order that
+/// needs more writes than there are; repeated values defeat the
+/// reductions, so its search takes far longer than the budget after a
+/// violation. Key "bad": a stale read.
+fn a_bad_key_and_a_hard_one() -> History {
     let n = Value::Null;
     let mut rows = vec![
         (0, "invoke", "write", json!(1), Some("bad")),
@@ -510,8 +509,17 @@ fn a_violation_does_not_wait_for_a_hard_key() {
         rows.push((100 + r, "invoke", "read", n.clone(), Some("hard")));
         rows.push((100 + r, "ok", "read", json!(r * 7 % 40 % 20), Some("hard")));
     }
+    keyed(&rows)
+}
+
+#[test]
+fn a_violation_does_not_wait_for_a_hard_key() {
     let started = Instant::now();
-    let report = check_history(&keyed(&rows), Model::CasRegister, Budget::default());
+    let report = check_history(
+        &a_bad_key_and_a_hard_one(),
+        Model::CasRegister,
+        Budget::default(),
+    );
     assert!(
         started.elapsed() < AFTER_VIOLATION + Duration::from_secs(20),
         "took {:?}",
@@ -528,6 +536,57 @@ fn a_violation_does_not_wait_for_a_hard_key() {
         note.contains("remain undecided") && note.contains("hard"),
         "{note}"
     );
+    assert_eq!(report.scope, Scope::AllKeys, "what the harness reports");
+}
+
+/// Issue 33: by default the check stops at the first invalid key and says
+/// how many keys it decided and which it did not. On one thread the keys
+/// go in order, so "hard" (after "bad") is never searched at all.
+#[test]
+fn the_first_invalid_key_stops_the_check_and_names_the_keys_not_decided() {
+    let history = a_bad_key_and_a_hard_one();
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let scoped = |scope| {
+        one_thread.install(|| {
+            check_history_scoped(&history, Model::CasRegister, Budget::default(), scope)
+        })
+    };
+    let report = scoped(Scope::FirstInvalidKey);
+    assert_eq!(report.valid, Invalid);
+    let verdicts: Vec<Validity> = report.keys.iter().map(|k| k.valid).collect();
+    assert_eq!(verdicts, [Invalid, Validity::Unknown]);
+    assert_eq!((report.keys[1].searched, report.keys[1].steps), (0, 0));
+    let first = report
+        .first_violation_ms
+        .expect("when the violation was found");
+    assert!(first <= report.check_ms, "{first} > {}", report.check_ms);
+    let result = report.to_check_result();
+    assert_eq!(result.counts["keys-decided"], 1);
+    assert_eq!(result.counts["keys-unknown"], 1);
+    assert_eq!(
+        result.note.as_deref(),
+        Some("stopped at the first invalid key: 1 of 2 keys decided; not decided: hard (--all-keys judges every key)")
+    );
+    assert_eq!(result.anomalies[0].count, 1);
+
+    // The same keys judged in every scope when no key is invalid, and no note.
+    let n = Value::Null;
+    let valid = keyed(&[
+        (0, "invoke", "write", json!(1), Some("x")),
+        (0, "ok", "write", json!(1), Some("x")),
+        (1, "invoke", "read", n.clone(), Some("y")),
+        (1, "ok", "read", n.clone(), Some("y")),
+    ]);
+    for scope in [Scope::FirstInvalidKey, Scope::AllKeys] {
+        let r = check_history_scoped(&valid, Model::CasRegister, Budget::default(), scope);
+        let verdicts: Vec<Validity> = r.keys.iter().map(|k| k.valid).collect();
+        assert_eq!(verdicts, [Valid, Valid], "{scope:?}");
+        assert_eq!(r.first_violation_ms, None);
+        assert_eq!(r.to_check_result().note, None, "{scope:?}");
+    }
 }
 
 #[test]

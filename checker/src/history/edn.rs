@@ -8,7 +8,7 @@
 //! hold and then read by the same code, so both formats obey one set of
 //! rules and name the same fields in their errors.
 
-use crate::history::{event_from_object, Collector, History, HistoryError};
+use crate::history::event::{event_from_object, Collector, History, HistoryError};
 use clojure_reader::edn::{self, Edn};
 use clojure_reader::error::Code;
 use serde_json::{json, Map, Number, Value};

@@ -1,14 +1,11 @@
-//! Histories (`docs/history.md`): event types, a streaming JSON Lines
-//! reader that validates as it goes (EDN is read by [`crate::edn`] into the
-//! same events), and the pairing of invokes with their completions into
-//! operations.
+//! What an event of a history is, how one is built from a JSON object
+//! (a JSON Lines line or a translated EDN map) and validated against those
+//! before it, and the pairing of events into operations. The layer below
+//! both readers (`jsonl`, `edn`).
 
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufRead, Read};
-use std::path::Path;
-use std::str::FromStr;
 
 /// Who issued an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -140,37 +137,6 @@ impl HistoryError {
     }
 }
 
-/// How a history file is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// JSON Lines, one event object per line (`docs/history.md`).
-    Jsonl,
-    /// Jepsen's EDN: one map per line, or one vector of maps.
-    Edn,
-}
-
-impl Format {
-    /// The format a file's name implies: `.edn` is EDN, anything else JSON
-    /// Lines.
-    pub fn of_path(path: &Path) -> Format {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some(e) if e.eq_ignore_ascii_case("edn") => Format::Edn,
-            _ => Format::Jsonl,
-        }
-    }
-}
-
-impl FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Format, String> {
-        match s {
-            "jsonl" => Ok(Format::Jsonl),
-            "edn" => Ok(Format::Edn),
-            other => Err(format!("unknown format `{other}` (expected jsonl or edn)")),
-        }
-    }
-}
-
 /// A complete operation: an invoke and how it ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Op {
@@ -218,60 +184,6 @@ pub(crate) fn field_err(
         line,
         field,
         problem: problem.into(),
-    }
-}
-
-/// Why a line that is not a JSON object may be something else, in words a
-/// user can act on.
-fn shape_hint(text: &str) -> Option<&'static str> {
-    let after_brace = text.strip_prefix('{').map(str::trim_start);
-    if text.starts_with('[') && text.contains("{:")
-        || after_brace.is_some_and(|t| t.starts_with(':'))
-        || text.starts_with(';')
-    {
-        Some("this looks like EDN (Jepsen's history format): name the file `.edn` or pass `--format edn`")
-    } else if text.starts_with('[') {
-        Some("this file looks like one JSON array; a history is JSON Lines, one event object per line (`jq -c '.[]'` converts it)")
-    } else if text == "{" {
-        Some("an event spread over several lines; each event must be one whole JSON object on one line")
-    } else {
-        None
-    }
-}
-
-/// Parses one JSON Lines line into an object, translating the parser's
-/// "line 1 column N" into the file's line.
-fn parse_json_line(line: u64, text: &str) -> Result<serde_json::Map<String, Value>, HistoryError> {
-    let problem = |what: String| {
-        let problem = match shape_hint(text) {
-            Some(hint) => format!("{hint} (parser: {what})"),
-            None => what,
-        };
-        HistoryError::Json { line, problem }
-    };
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(obj)) => Ok(obj),
-        Ok(other) => Err(problem(format!(
-            "expected an object, got {}",
-            json_kind(&other)
-        ))),
-        Err(e) => {
-            let message = e.to_string();
-            let suffix = format!(" at line {} column {}", e.line(), e.column());
-            let message = message.strip_suffix(&suffix).unwrap_or(&message);
-            Err(problem(format!("{message} at column {}", e.column())))
-        }
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -376,15 +288,18 @@ pub(crate) fn event_from_object(
     })
 }
 
+/// Checks each event against those before it: times never decrease, a
+/// process completes what it invoked, and is not used again after `info`.
 #[derive(Default)]
-struct Validator {
+pub(crate) struct Validator {
     pending: HashMap<u64, (u64, String)>,
     crashed: HashMap<u64, u64>,
     last_time: Option<(u64, u64)>,
 }
 
 impl Validator {
-    fn check(&mut self, line: u64, e: &Event) -> Result<(), HistoryError> {
+    /// Validates `e`, read at `line`, against the events before it.
+    pub(crate) fn check(&mut self, line: u64, e: &Event) -> Result<(), HistoryError> {
         if let Some((t, l)) = self.last_time {
             if e.time < t {
                 return Err(field_err(
@@ -477,94 +392,6 @@ impl Collector {
     }
 }
 
-/// Reads and validates a JSON Lines history line by line (blank lines are
-/// skipped).
-pub fn read_history(reader: impl BufRead) -> Result<History, HistoryError> {
-    let mut collector = Collector::default();
-    json_lines(reader, |line, mut obj| {
-        let e = event_from_object(line, &mut obj, collector.position())?;
-        collector.push(line, e)
-    })?;
-    Ok(collector.finish())
-}
-
-/// Reads and validates a JSON Lines history, handing each event and its
-/// line to `each` as soon as it is read and keeping none: for checkers that
-/// need only a summary of each event, so that their memory stays far below
-/// the history's (a long ordering run's final chains).
-pub fn for_each_event(
-    reader: impl BufRead,
-    mut each: impl FnMut(u64, Event) -> Result<(), HistoryError>,
-) -> Result<(), HistoryError> {
-    let mut validator = Validator::default();
-    let mut position = 0u64;
-    json_lines(reader, |line, mut obj| {
-        let e = event_from_object(line, &mut obj, position)?;
-        validator.check(line, &e)?;
-        position += 1;
-        each(line, e)
-    })
-}
-
-/// The JSON Lines loop: each non-blank line parsed into an object, with its
-/// line number.
-fn json_lines(
-    mut reader: impl BufRead,
-    mut each: impl FnMut(u64, serde_json::Map<String, Value>) -> Result<(), HistoryError>,
-) -> Result<(), HistoryError> {
-    let mut buf = String::new();
-    let mut line_no = 0u64;
-    loop {
-        buf.clear();
-        line_no += 1;
-        let n = reader
-            .read_line(&mut buf)
-            .map_err(|source| HistoryError::Io {
-                line: line_no,
-                source,
-            })?;
-        if n == 0 {
-            return Ok(());
-        }
-        let text = buf.trim();
-        if text.is_empty() {
-            continue;
-        }
-        each(line_no, parse_json_line(line_no, text)?)?;
-    }
-}
-
-/// Reads and validates a history in the given format.
-pub fn read_history_as(reader: impl BufRead, format: Format) -> Result<History, HistoryError> {
-    match format {
-        Format::Jsonl => read_history(reader),
-        Format::Edn => {
-            let mut text = String::new();
-            let read = reader
-                .take(crate::edn::EDN_BYTES_MAX + 1)
-                .read_to_string(&mut text)
-                .map_err(|source| HistoryError::Open { source })?;
-            if read as u64 > crate::edn::EDN_BYTES_MAX {
-                return Err(HistoryError::Open {
-                    source: std::io::Error::other(format!(
-                        "an EDN history is read whole, and this one is larger than {} bytes",
-                        crate::edn::EDN_BYTES_MAX
-                    )),
-                });
-            }
-            crate::edn::read_edn_history(&text)
-        }
-    }
-}
-
-/// Opens and reads a history file; `format` defaults to the one its name
-/// implies ([`Format::of_path`]).
-pub fn read_history_file(path: &Path, format: Option<Format>) -> Result<History, HistoryError> {
-    let file = std::fs::File::open(path).map_err(|source| HistoryError::Open { source })?;
-    let reader = std::io::BufReader::with_capacity(1 << 20, file);
-    read_history_as(reader, format.unwrap_or_else(|| Format::of_path(path)))
-}
-
 impl History {
     /// Pairs invokes with completions into operations of client processes,
     /// in invoke order. `fail` ops are kept (checkers drop them).
@@ -617,70 +444,5 @@ impl History {
     /// The nemesis events.
     pub fn nemesis_events(&self) -> impl Iterator<Item = &Event> {
         self.events.iter().filter(|e| e.process == Process::Nemesis)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn read(text: &str) -> Result<History, HistoryError> {
-        read_history(text.as_bytes())
-    }
-
-    #[test]
-    fn the_spec_example_reads_and_pairs() {
-        let text = r#"{"index":0,"process":0,"type":"invoke","f":"write","key":"x","value":3,"time":1000}
-{"index":1,"process":1,"type":"invoke","f":"read","key":"x","value":null,"time":1200}
-{"index":2,"process":0,"type":"ok","f":"write","key":"x","value":3,"time":5100}
-{"index":3,"process":1,"type":"ok","f":"read","key":"x","value":3,"time":5300,"extra":"ignored"}
-{"index":4,"process":"nemesis","type":"info","f":"partition","value":{"grudge":[["n1"],["n2","n3"]]},"time":6000}
-"#;
-        let h = read(text).unwrap();
-        assert_eq!(h.events.len(), 5);
-        let ops = h.ops();
-        assert_eq!(ops.len(), 2);
-        assert_eq!(ops[1].output, serde_json::json!(3));
-        assert_eq!(ops[0].complete_time, Some(5100));
-        let line = serde_json::to_string(&h.events[4]).unwrap();
-        assert!(
-            line.contains(r#""process":"nemesis""#) && !line.contains("node"),
-            "{line}"
-        );
-    }
-
-    #[test]
-    fn indexes_are_positions_and_lines_are_file_lines() {
-        let text = "\n{\"index\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"w\",\"time\":1}\n\n{\"process\":0,\"type\":\"ok\",\"f\":\"w\",\"time\":2}\n";
-        let h = read(text).unwrap();
-        assert_eq!(h.events[1].index, 1, "a missing index is the position");
-        assert_eq!((h.line_of(0), h.line_of(1)), (2, 4));
-    }
-
-    #[test]
-    fn every_malformation_names_line_and_field() {
-        let cases = [
-            (r#"{"process":0,"type":"ok","f":"read","value":1,"time":1}"#, "line 1: field `type`"),
-            ("{\"process\":0,\"type\":\"invoke\",\"f\":\"read\",\"time\":1}\n{\"process\":0,\"type\":\"invoke\",\"f\":\"read\",\"time\":2}", "line 2: field `process`"),
-            ("{\"process\":0,\"type\":\"invoke\",\"f\":\"w\",\"time\":1}\n{\"process\":0,\"type\":\"info\",\"f\":\"w\",\"time\":2}\n{\"process\":0,\"type\":\"invoke\",\"f\":\"w\",\"time\":3}", "line 3: field `process`"),
-            (r#"{"process":0,"type":"maybe","f":"read","time":1}"#, "line 1: field `type`"),
-            ("{\"process\":0,\"type\":\"invoke\",\"f\":\"r\",\"time\":5}\n{\"process\":0,\"type\":\"ok\",\"f\":\"r\",\"time\":4}", "line 2: field `time`"),
-            (r#"{"process":-1,"type":"invoke","f":"read","time":1}"#, "line 1: field `process`"),
-            (r#"{"process":0,"type":"invoke","time":1}"#, "line 1: field `f`"),
-            ("not json", "line 1: not a JSON object"),
-            ("{\"process\":0,\"type\":\"invoke\",\"f\":\"r\",\"time\":1}\n\n{\"process\": 1, \"type\" \"ok\"}", "line 3: not a JSON object: expected `:` at column 23"),
-            (r#"{"index":7,"process":0,"type":"invoke","f":"read","time":1}"#, "line 1: field `index`: 7 is not the event's position 0"),
-            (r#"[{"process":0,"type":"invoke","f":"read","time":1}]"#, "line 1: not a JSON object: this file looks like one JSON array"),
-            ("[\n{\"process\":0}\n]", "line 1: not a JSON object: this file looks like one JSON array"),
-            ("{:process 0, :type :invoke, :f :read, :time 1}", "line 1: not a JSON object: this looks like EDN"),
-            ("{\n\"process\": 0}", "line 1: not a JSON object: an event spread over several lines"),
-        ];
-        for (text, expected) in cases {
-            let e = read(text).unwrap_err().to_string();
-            assert!(
-                e.starts_with(expected),
-                "{text}\n  gave: {e}\n  want: {expected}"
-            );
-        }
     }
 }
