@@ -174,6 +174,9 @@ pub struct RaftLoop {
     pending_member: Option<(u64, tokio::sync::oneshot::Sender<MemberReply>)>,
     /// The index of the configuration that removed this node.
     removed: Option<u64>,
+    /// Whether a configuration this node recovered or applied named it:
+    /// only after that can one that leaves it out be its removal.
+    was_member: bool,
     /// Nodes applied configurations removed, with the index (this run's).
     removed_peers: HashMap<u64, u64>,
     /// The watch over this node's own fsync durations.
@@ -251,6 +254,8 @@ impl RaftLoop {
             && first_campaigner(&cfg.args.channel, &cfg.founders()) == cfg.args.id;
         let cutter = BlockCutter::new(cfg.batch);
         let durable_commit = parts.raw.store().hard_state().commit;
+        let recovered_conf = parts.raw.store().conf_state().expect("memory storage");
+        let was_member = members::members_of(&recovered_conf).contains(&cfg.args.id);
         RaftLoop {
             durable_commit,
             raw: parts.raw,
@@ -261,6 +266,7 @@ impl RaftLoop {
             decoded_snapshot: None,
             pending_member: None,
             removed: None,
+            was_member,
             removed_peers: HashMap::new(),
             slow_disk: SlowDisk::new(cfg.args.slow_fsync_transfer_ms),
             snapshotter: parts.snapshotter,
@@ -840,6 +846,8 @@ impl RaftLoop {
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), LoopError> {
         let index = snapshot.get_metadata().index;
         let term = snapshot.get_metadata().term;
+        let conf = snapshot.get_metadata().get_conf_state();
+        self.was_member |= members::members_of(conf).contains(&self.shared.config.args.id);
         let restored = match self.decoded_snapshot.take() {
             Some((i, t, sm)) if (i, t) == (index, term) => sm,
             // Raft hands over only snapshots this node stepped, which
