@@ -583,10 +583,11 @@ pub fn load_snapshot(dir: &Path) -> Result<Option<Snapshot>, WalError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn entry(index: u64, term: u64) -> Entry {
+    /// An entry whose data names its index and term.
+    pub(crate) fn entry(index: u64, term: u64) -> Entry {
         Entry {
             index,
             term,

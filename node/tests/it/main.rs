@@ -469,20 +469,54 @@ async fn submit_many_to(
 ) {
     for k in 0..n {
         let body = json!({"id": format!("{prefix}{k}"), "payload": "t"});
-        let mut ok = false;
-        for _attempt in 0..50 {
-            let r = http
-                .post(format!("{}/submit", c.url(nodes[k % nodes.len()])))
-                .json(&body)
-                .send()
-                .await;
-            if r.is_ok_and(|r| r.status().is_success()) {
-                ok = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let url = c.url(nodes[k % nodes.len()]);
+        assert!(
+            submit_until_ordered(http, &url, &body).await,
+            "{prefix}{k} never ordered"
+        );
+    }
+}
+
+/// Submits `body` to `url` until it is ordered (50 attempts, 100 ms
+/// apart); whether it was.
+async fn submit_until_ordered(http: &reqwest::Client, url: &str, body: &Value) -> bool {
+    for _attempt in 0..50 {
+        let r = http.post(format!("{url}/submit")).json(body).send().await;
+        if r.is_ok_and(|r| r.status().is_success()) {
+            return true;
         }
-        assert!(ok, "{prefix}{k} never ordered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Submits `per_worker` transactions of 100 bytes from each of `workers`
+/// concurrent clients, client `w` to node `w % len`, each retried until
+/// ordered.
+async fn submit_concurrently(
+    http: &reqwest::Client,
+    c: &LocalCluster,
+    prefix: &str,
+    workers: usize,
+    per_worker: usize,
+) {
+    let clients: Vec<_> = (0..workers)
+        .map(|w| {
+            let (http, url) = (http.clone(), c.url(w % c.len()));
+            let prefix = format!("{prefix}{w}-");
+            tokio::spawn(async move {
+                for k in 0..per_worker {
+                    let body = json!({"id": format!("{prefix}{k}"), "payload": "z".repeat(100)});
+                    assert!(
+                        submit_until_ordered(&http, &url, &body).await,
+                        "{prefix}{k} never ordered"
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
     }
 }
 
@@ -846,6 +880,55 @@ async fn a_follower_behind_the_compaction_catches_up_by_snapshot() {
         chain(&http, &urls[lagging]).await,
         chain(&http, &urls[leader]).await
     );
+}
+
+/// Issue 20, item 2: with `--snapshot-catchup-entries` `catchup`, under
+/// concurrent load, every node snapshots and compacts its log, and then
+/// the leader still proposes and the followers still append: the cluster
+/// keeps ordering, every node stays up and every chain is the same.
+async fn compaction_under_load(catchup: &str) {
+    let flags = [
+        "--snapshot-interval-bytes",
+        "3000",
+        "--snapshot-catchup-entries",
+        catchup,
+    ];
+    let cluster = LocalCluster::start(Path::new(EXE), 3, &flags).unwrap();
+    let http = http();
+    cluster.wait_leader(&http).await.unwrap();
+    submit_concurrently(&http, &cluster, "a", 8, 15).await;
+    let mut compactions = Vec::new();
+    for i in 0..3 {
+        let s = status(&http, &cluster.url(i)).await;
+        let s = s.unwrap_or_else(|| panic!("node {} down\n{}", i + 1, cluster.log(i)));
+        let n = s["compactions"].as_u64().unwrap();
+        assert!(n >= 1, "node {}: {s}", i + 1);
+        compactions.push(n);
+    }
+    submit_concurrently(&http, &cluster, "b", 8, 15).await;
+    converge(&http, &cluster).await;
+    let first = chain(&http, &cluster.url(0)).await;
+    for (i, before) in compactions.into_iter().enumerate() {
+        let s = status(&http, &cluster.url(i)).await.unwrap();
+        assert!(s["compactions"].as_u64().unwrap() > before, "{s}");
+        assert_eq!(chain(&http, &cluster.url(i)).await, first, "node {}", i + 1);
+        assert!(!cluster.log(i).contains("panicked"), "{}", cluster.log(i));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_without_a_catch_up_margin_keeps_the_cluster_ordering() {
+    compaction_under_load("0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_with_a_catch_up_margin_of_one_keeps_the_cluster_ordering() {
+    compaction_under_load("1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_with_the_default_catch_up_margin_keeps_the_cluster_ordering() {
+    compaction_under_load("4").await;
 }
 
 mod members;
