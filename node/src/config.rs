@@ -1,6 +1,7 @@
 //! The node's configuration: flags parsed into plain data, then validated.
 
 use crate::cutter::BatchConfig;
+use crate::tx::TX_BYTES_MAX;
 use clap::{Args, ValueEnum};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -87,7 +88,8 @@ pub struct RunArgs {
     /// Block cutter: preferred block size in bytes.
     #[arg(long, default_value_t = 2 << 20)]
     pub preferred_max_bytes: usize,
-    /// Largest transaction accepted, in bytes.
+    /// Largest transaction accepted, in bytes of its encoding (at most
+    /// 66060288: what a log record and a forwarded peer frame carry).
     #[arg(long, default_value_t = 10 << 20)]
     pub absolute_max_bytes: usize,
     /// Block cutter: cut a non-empty batch after this many ms.
@@ -177,6 +179,12 @@ impl NodeConfig {
                 "and --max-inflight-blocks must be positive",
             );
         }
+        if args.absolute_max_bytes > TX_BYTES_MAX {
+            return Err(ConfigError {
+                flag: "absolute-max-bytes",
+                problem: format!("{} exceeds {TX_BYTES_MAX}, the largest transaction a log record and a forwarded peer frame carry", args.absolute_max_bytes),
+            });
+        }
         if args.preferred_max_bytes > args.absolute_max_bytes {
             return err(
                 "preferred-max-bytes",
@@ -237,6 +245,41 @@ fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: RunArgs,
+    }
+
+    fn config(extra: &[&str]) -> Result<NodeConfig, ConfigError> {
+        let base = ["node", "--id", "1", "--peers", "1=a:1", "--listen-peer"];
+        let more = [
+            "127.0.0.1:1",
+            "--listen-client",
+            "127.0.0.1:2",
+            "--data-dir",
+            "d",
+        ];
+        let argv = base.iter().chain(&more).chain(extra);
+        NodeConfig::from_args(Cli::parse_from(argv).args)
+    }
+
+    /// Issue 20 (smaller items): `--absolute-max-bytes` above what a log
+    /// record and a forwarded frame carry is refused, naming the limit;
+    /// the limit itself is accepted.
+    #[test]
+    fn absolute_max_bytes_is_capped_by_what_the_log_and_the_link_carry() {
+        let max = TX_BYTES_MAX.to_string();
+        let over = (TX_BYTES_MAX + 1).to_string();
+        assert!(config(&["--absolute-max-bytes", &max]).is_ok());
+        let err = config(&["--absolute-max-bytes", &over]).unwrap_err();
+        assert_eq!(err.flag, "absolute-max-bytes");
+        assert!(err.problem.contains(&max), "{err}");
+        let err = config(&["--absolute-max-bytes", "300000000"]).unwrap_err();
+        assert!(err.to_string().contains("log record"), "{err}");
+    }
 
     #[test]
     fn peers_are_distinct_positive_ids() {

@@ -514,6 +514,15 @@ impl RaftLoop {
 
     /// On the leader: enqueue into the block cutter.
     fn order(&mut self, tx: Tx, ack: Ack, origin: Origin) {
+        let max = self.shared.config.args.absolute_max_bytes;
+        if tx.size_bytes() > max {
+            // A forwarded one: its follower allows more than this leader.
+            let why = format!(
+                "transaction of {} bytes exceeds absolute max bytes {max} (the leader's)",
+                tx.size_bytes()
+            );
+            return self.reply(origin, SubmitReply::refused(413, &why, false));
+        }
         let waiting = self.queued_bytes + self.cutter.pending_bytes();
         if waiting > 0 && waiting + tx.size_bytes() > self.backlog_bytes_max() {
             return self.reply(

@@ -64,6 +64,9 @@ pub const RAFT_PART_BYTES: usize = 8 << 20;
 /// Largest raft message accepted in parts (a snapshot of the ledger).
 pub const RAFT_MESSAGE_BYTES_MAX: usize = 1 << 30;
 const _: () = assert!(RAFT_PART_BYTES < FRAME_BYTES_MAX);
+/// A forwarded submit's frame: kind, request id and ack before the
+/// transaction, within the frame.
+const _: () = assert!(1 + 8 + 1 + crate::tx::TX_BYTES_MAX <= FRAME_BYTES_MAX);
 /// A forwarded submit as JSON (nodes before the binary one; still read).
 const KIND_FORWARD: u8 = 3;
 /// A forwarded submit's answer as JSON (still read).

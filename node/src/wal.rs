@@ -38,6 +38,12 @@ const KIND_RESET: u8 = 3;
 const HEADER_BYTES: usize = 9;
 /// Largest record accepted on recovery (a block is at most tens of MiB).
 pub const RECORD_BYTES_MAX: usize = 256 << 20;
+/// Room a block's entry takes beyond its transactions' bytes: the batch
+/// header and the entry's other protobuf fields, with much to spare. A
+/// block holds transactions of at most `--absolute-max-bytes` in all.
+const ENTRY_ROOM_BYTES: usize = 1 << 10;
+const _: () =
+    assert!(crate::tx::TX_BYTES_MAX + ENTRY_ROOM_BYTES + HEADER_BYTES <= RECORD_BYTES_MAX);
 /// The first log segment's file name in the data directory.
 pub const WAL_FILE: &str = segment::FIRST_SEGMENT;
 /// The snapshot's file name in the data directory.

@@ -745,6 +745,54 @@ async fn an_undecodable_snapshot_is_refused_before_raft_adopts_it() {
     );
 }
 
+/// Issue 20 (smaller items): a transaction larger than the leader's
+/// `--absolute-max-bytes` is refused with 413 also when a follower that
+/// allows more forwards it (the follower relays the leader's answer);
+/// nothing of it is ordered, and the cluster goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_transaction_over_the_leaders_limit_is_refused_413() {
+    let small = [
+        "--absolute-max-bytes",
+        "1000",
+        "--preferred-max-bytes",
+        "500",
+    ];
+    let mut cluster = LocalCluster::start(Path::new(EXE), 3, &small).unwrap();
+    let http = http();
+    let leader = cluster.wait_leader(&http).await.unwrap();
+    let follower = (leader + 1) % 3;
+    cluster.kill(follower);
+    let large = [
+        "--absolute-max-bytes",
+        "100000",
+        "--preferred-max-bytes",
+        "500",
+    ];
+    cluster.set_flags(follower, &large);
+    cluster.restart(follower).unwrap();
+    assert_eq!(cluster.wait_leader(&http).await.unwrap(), leader);
+    let body = json!({"id": "big", "payload": "y".repeat(5000)});
+    let r = http
+        .post(format!("{}/submit", cluster.url(follower)))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(code, 413, "{v}");
+    assert_eq!(v["retryable"], false, "{v}");
+    let why = v["error"].as_str().unwrap();
+    assert!(why.contains("exceeds absolute max bytes 1000"), "{v}");
+    submit_ordered(&http, &cluster.url(follower), &json!({"id": "small"})).await;
+    let ids: Vec<String> = chain(&http, &cluster.url(leader))
+        .await
+        .into_iter()
+        .flat_map(|b| b.txs.into_iter().map(|t| t.id))
+        .collect();
+    assert_eq!(ids, ["small"]);
+}
+
 /// Defect 6 (issue 13): what waits for an in-flight slot on the leader is
 /// bounded by bytes (Fabric stops reading at MaxInflightBlocks); the rest
 /// is refused at once with a retryable error instead of queueing up to a
