@@ -19,6 +19,7 @@ pub mod bench;
 pub mod blockstore;
 pub mod config;
 pub mod cutter;
+mod dirs;
 pub mod event;
 pub mod forward;
 pub mod fsm;

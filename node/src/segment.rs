@@ -8,6 +8,7 @@
 //! writing into it its name is already durable and the only fsync the
 //! raft thread pays is the one each persist pays anyway.
 
+use crate::dirs::sync_dir;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
@@ -47,12 +48,6 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     }
     out.sort_unstable_by_key(|(seq, _)| *seq);
     Ok(out)
-}
-
-/// Fsyncs a directory, so that names created or replaced in it survive a
-/// crash.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir).and_then(|d| d.sync_all())
 }
 
 /// A segment file prepared by the pipeline: empty, its name durable.

@@ -177,12 +177,12 @@ struct SegmentReplay {
 impl Wal {
     /// Opens (or creates) the log in `dir`, replaying what it holds.
     pub fn open(dir: &Path) -> Result<(Wal, Recovered), WalError> {
-        fs::create_dir_all(dir).map_err(io(dir))?;
+        crate::dirs::create_synced(dir).map_err(io(dir))?;
         let mut found = segment::list(dir).map_err(io(dir))?;
         if found.is_empty() {
             let path = dir.join(WAL_FILE);
             File::create(&path).map_err(io(&path))?;
-            segment::sync_dir(dir).map_err(io(dir))?;
+            crate::dirs::sync_dir(dir).map_err(io(dir))?;
             found.push((0, path));
         }
         let mut recovered = Recovered::default();
@@ -559,7 +559,7 @@ pub fn write_snapshot_file(
 pub fn publish_snapshot(dir: &Path, written: &Path) -> Result<(), WalError> {
     let path = dir.join(SNAPSHOT_FILE);
     fs::rename(written, &path).map_err(io(&path))?;
-    segment::sync_dir(dir).map_err(io(dir))
+    crate::dirs::sync_dir(dir).map_err(io(dir))
 }
 
 /// Reads the snapshot, if one was saved. A damaged snapshot is an error:
