@@ -28,6 +28,7 @@ pub mod launch;
 pub mod ledger;
 pub mod metrics;
 pub mod ports;
+mod record;
 mod segment;
 pub mod server;
 mod slog_bridge;

@@ -304,14 +304,14 @@ impl RaftLoop {
             // while the kernel does not. The waker thread's relative sleeps
             // stay correct under it, and scale with its rate.
             let Some(batch) = events.next_batch() else {
-                return Ok(self.wal.sync(true)?);
+                return Ok(self.wal.close()?);
             };
             for ev in batch.events {
                 self.handle(ev);
             }
             self.turn()?;
             if let Some(done) = batch.shutdown {
-                self.wal.sync(true)?;
+                self.wal.close()?;
                 tracing::info!("write-ahead log synced, raft loop stopped");
                 let _ = done.send(());
                 return Ok(());

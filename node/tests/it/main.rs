@@ -981,3 +981,4 @@ async fn compaction_with_the_default_catch_up_margin_keeps_the_cluster_ordering(
 
 mod dirs;
 mod members;
+mod wal;
