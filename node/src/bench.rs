@@ -38,6 +38,8 @@ pub struct LocalCluster {
     peer_ports: Vec<u16>,
     client_ports: Vec<u16>,
     extra: Vec<String>,
+    /// Flags node `i` starts with instead of `extra`, when set.
+    extra_of: Vec<Option<Vec<String>>>,
     trace: bool,
     children: Vec<Option<Child>>,
     /// Nodes started with the cluster (ids 1..=founders); later ones join.
@@ -82,6 +84,7 @@ impl LocalCluster {
             peer_ports: (0..n).map(|_| free_port()).collect::<Result<_, _>>()?,
             client_ports: (0..n).map(|_| free_port()).collect::<Result<_, _>>()?,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            extra_of: vec![None; n],
             trace,
             children: (0..n).map(|_| None).collect(),
             founders: n,
@@ -99,6 +102,7 @@ impl LocalCluster {
         self.peer_ports.push(free_port()?);
         self.client_ports.push(free_port()?);
         self.children.push(None);
+        self.extra_of.push(None);
         let i = self.children.len() - 1;
         self.restart(i)?;
         Ok(i)
@@ -172,7 +176,7 @@ impl LocalCluster {
             ])
             .arg("--data-dir")
             .arg(self.data_dir(i))
-            .args(&self.extra)
+            .args(self.extra_of[i].as_ref().unwrap_or(&self.extra))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -182,6 +186,12 @@ impl LocalCluster {
             })?;
         self.children[i] = Some(child);
         Ok(())
+    }
+
+    /// Node `i` starts with `extra` instead of the cluster's flags from its
+    /// next (re)start on.
+    pub fn set_flags(&mut self, i: usize, extra: &[&str]) {
+        self.extra_of[i] = Some(extra.iter().map(|s| s.to_string()).collect());
     }
 
     /// SIGKILLs node `i`.

@@ -16,9 +16,9 @@
 //! other generations are removed once a manifest naming a newer one is in
 //! place.
 
+use crate::dirs;
 use crate::fsm;
 use crate::ledger::Block;
-use crate::segment;
 use crate::tx::bin;
 use crate::wal::WalError;
 use std::fs::{self, File, OpenOptions};
@@ -108,7 +108,7 @@ pub fn store(
     state.len += chunk.len() as u64;
     state.height = blocks.len() as u64;
     if fresh {
-        segment::sync_dir(dir).map_err(io(dir))?;
+        dirs::sync_dir(dir).map_err(io(dir))?;
     }
     Ok(state)
 }

@@ -1,6 +1,7 @@
 //! The node's configuration: flags parsed into plain data, then validated.
 
 use crate::cutter::BatchConfig;
+use crate::tx::TX_BYTES_MAX;
 use clap::{Args, ValueEnum};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -105,7 +106,8 @@ pub struct RunArgs {
     /// Block cutter: preferred block size in bytes.
     #[arg(long, default_value_t = 2 << 20)]
     pub preferred_max_bytes: usize,
-    /// Largest transaction accepted, in bytes.
+    /// Largest transaction accepted, in bytes of its encoding (at most
+    /// 66060288: what a log record and a forwarded peer frame carry).
     #[arg(long, default_value_t = 10 << 20)]
     pub absolute_max_bytes: usize,
     /// Block cutter: cut a non-empty batch after this many ms.
@@ -199,6 +201,12 @@ impl NodeConfig {
                 "and --max-inflight-blocks must be positive",
             );
         }
+        if args.absolute_max_bytes > TX_BYTES_MAX {
+            return Err(ConfigError {
+                flag: "absolute-max-bytes",
+                problem: format!("{} exceeds {TX_BYTES_MAX}, the largest transaction a log record and a forwarded peer frame carry", args.absolute_max_bytes),
+            });
+        }
         if args.preferred_max_bytes > args.absolute_max_bytes {
             return err(
                 "preferred-max-bytes",
@@ -262,6 +270,41 @@ fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: RunArgs,
+    }
+
+    fn config(extra: &[&str]) -> Result<NodeConfig, ConfigError> {
+        let base = ["node", "--id", "1", "--peers", "1=a:1", "--listen-peer"];
+        let more = [
+            "127.0.0.1:1",
+            "--listen-client",
+            "127.0.0.1:2",
+            "--data-dir",
+            "d",
+        ];
+        let argv = base.iter().chain(&more).chain(extra);
+        NodeConfig::from_args(Cli::parse_from(argv).args)
+    }
+
+    /// Issue 20 (smaller items): `--absolute-max-bytes` above what a log
+    /// record and a forwarded frame carry is refused, naming the limit;
+    /// the limit itself is accepted.
+    #[test]
+    fn absolute_max_bytes_is_capped_by_what_the_log_and_the_link_carry() {
+        let max = TX_BYTES_MAX.to_string();
+        let over = (TX_BYTES_MAX + 1).to_string();
+        assert!(config(&["--absolute-max-bytes", &max]).is_ok());
+        let err = config(&["--absolute-max-bytes", &over]).unwrap_err();
+        assert_eq!(err.flag, "absolute-max-bytes");
+        assert!(err.problem.contains(&max), "{err}");
+        let err = config(&["--absolute-max-bytes", "300000000"]).unwrap_err();
+        assert!(err.to_string().contains("log record"), "{err}");
+    }
 
     /// The name each bug reports is the flag value that turns it on.
     #[test]
@@ -273,36 +316,17 @@ mod tests {
         }
     }
 
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        run: RunArgs,
-    }
-
-    fn parse(extra: &[&str]) -> Result<NodeConfig, ConfigError> {
-        use clap::Parser;
-        let base = ["ordeal-node", "--id", "1", "--peers", "1=a:1"];
-        let addrs = [
-            "--listen-peer",
-            "127.0.0.1:1",
-            "--listen-client",
-            "127.0.0.1:2",
-        ];
-        let args = base.iter().chain(&addrs).chain(&["--data-dir", "d"]);
-        NodeConfig::from_args(Cli::parse_from(args.chain(extra)).run)
-    }
-
     #[test]
     fn the_digest_interval_defaults_to_16_and_must_be_positive() {
-        assert_eq!(parse(&[]).unwrap().args.trace_digest_every, 16);
+        assert_eq!(config(&[]).unwrap().args.trace_digest_every, 16);
         assert_eq!(
-            parse(&["--trace-digest-every", "4"])
+            config(&["--trace-digest-every", "4"])
                 .unwrap()
                 .args
                 .trace_digest_every,
             4
         );
-        let e = parse(&["--trace-digest-every", "0"]).unwrap_err();
+        let e = config(&["--trace-digest-every", "0"]).unwrap_err();
         assert_eq!(e.to_string(), "--trace-digest-every: must be positive");
     }
 

@@ -4,6 +4,7 @@
 use crate::api::{self, ApiState};
 use crate::blockstore::{self, StoreState};
 use crate::config::NodeConfig;
+use crate::dirs;
 use crate::event::{self, Inbox};
 use crate::fsm::Manifest;
 use crate::fsm::StateMachine;
@@ -100,8 +101,7 @@ fn founders(dir: &Path, config: &NodeConfig, fresh: bool) -> Result<Vec<u64>, La
         let mut f = std::fs::File::create(&path).map_err(|e| io("create", e))?;
         std::io::Write::write_all(&mut f, ids.join(",").as_bytes()).map_err(|e| io("write", e))?;
         f.sync_all().map_err(|e| io("fsync", e))?;
-        let dir_synced = std::fs::File::open(dir).and_then(|d| d.sync_all());
-        dir_synced.map_err(|e| io("fsync the directory of", e))?;
+        dirs::sync_dir(dir).map_err(|e| io("fsync the directory of", e))?;
         return Ok(config.founders());
     }
     match std::fs::read_to_string(&path) {
@@ -137,10 +137,13 @@ struct Recovery {
 fn recover(config: &NodeConfig) -> Result<Recovery, LaunchError> {
     let args = &config.args;
     let dir = &args.data_dir;
-    std::fs::create_dir_all(dir).map_err(|source| LaunchError::Io {
-        what: format!("create {}", dir.display()),
+    let created = dirs::create_synced(dir).map_err(|source| LaunchError::Io {
+        what: format!("create {} (and fsync its parent)", dir.display()),
         source,
     })?;
+    if !created.is_empty() {
+        tracing::info!(created = ?created, "created the data directory, its name fsynced in its parent");
+    }
     let restarts = count_restart(dir)?;
     let mut snapshot = wal::load_snapshot(dir)?;
     let (wal, recovered) = Wal::open(dir)?;

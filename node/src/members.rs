@@ -6,8 +6,10 @@
 //! context the added nodes' addresses as JSON `{"id": "host:port"}`. Every
 //! node applies it when committed: raft's configuration, the storage's
 //! `ConfState` (which snapshots carry), the transport's links, the trace's
-//! `conf` event. A node the configuration leaves out stops: raft no longer
-//! lets it campaign, and it refuses submits.
+//! `conf` event. A node a configuration leaves out after naming it stops:
+//! raft no longer lets it campaign, and it refuses submits. A node being
+//! added applies configurations from before it joined (they do not name it
+//! yet): those do not stop it (issue 20, item 1).
 
 use super::RaftLoop;
 use crate::event::{MemberChange, MemberOp, MemberReply};
@@ -46,7 +48,7 @@ fn refusal(status: u16, message: String) -> Refusal {
 }
 
 /// Every id the configuration names.
-fn members_of(cs: &ConfState) -> BTreeSet<u64> {
+pub(super) fn members_of(cs: &ConfState) -> BTreeSet<u64> {
     cs.voters
         .iter()
         .chain(&cs.voters_outgoing)
@@ -258,11 +260,7 @@ impl RaftLoop {
         };
         self.raw.mut_store().set_conf_state(cs.clone());
         self.relink(&cc, &e.context, &cs, e.index);
-        let me = self.shared.config.args.id;
-        if !members_of(&cs).contains(&me) && self.removed.is_none() {
-            self.removed = Some(e.index);
-            tracing::warn!(index = e.index, "removed from the consenter set: halting this chain (no campaigns, submits refused)");
-        }
+        self.note_membership(&cs, e.index);
         let change = describe(&cc);
         self.trace.conf(e.index, &cs.voters, &cs.learners, &change);
         tracing::info!(index = e.index, %change, voters = ?cs.voters, learners = ?cs.learners, "configuration applied");
@@ -275,6 +273,26 @@ impl RaftLoop {
             let (_, reply) = self.pending_member.take().expect("checked");
             let body = json!({"index": e.index, "change": change, "voters": cs.voters, "learners": cs.learners});
             let _ = reply.send(Ok(body));
+        }
+    }
+
+    /// The removal rule: a configuration that leaves this node out removes
+    /// it only when an earlier one named it. A node that joined replays
+    /// the log from its start (or from a snapshot taken before it was
+    /// added) and applies configurations from before it was added, which
+    /// do not name it yet: those are not its removal.
+    fn note_membership(&mut self, cs: &ConfState, index: u64) {
+        let me = self.shared.config.args.id;
+        if members_of(cs).contains(&me) {
+            self.was_member = true;
+        } else if !self.was_member {
+            tracing::debug!(
+                index,
+                "a configuration from before this node was added: not its removal"
+            );
+        } else if self.removed.is_none() {
+            self.removed = Some(index);
+            tracing::warn!(index, "removed from the consenter set: halting this chain (no campaigns, submits refused)");
         }
     }
 

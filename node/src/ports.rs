@@ -8,10 +8,11 @@
 //! (all from 127.0.0.1), a proxy's `bind(0)` or another run on the machine
 //! can take it, and the node exits with "address in use" (a cluster that
 //! never elects a leader, or a killed node that never comes back). Used by
-//! the harness's process runtime and by [`crate::bench::LocalCluster`]. Ports below
-//! the ephemeral range are taken only by listeners that ask for them by
-//! number: the pool walks them from a start drawn per process, skips any
-//! a bind finds busy, and never hands one out twice.
+//! the harness's process runtime and by `bench::LocalCluster` (named, not
+//! linked: this module is a leaf below them). Ports below the ephemeral
+//! range are taken only by listeners that ask for them by number: the
+//! pool walks them from a start drawn per process, skips any a bind finds
+//! busy, and never hands one out twice.
 
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};

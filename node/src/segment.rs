@@ -3,12 +3,16 @@
 //! fsyncs the directory for, or deletes a log file itself.
 //!
 //! Segment `0` is `wal.log`, segment `n` is `wal.log.<n>`; replay goes in
-//! segment order. A segment is prepared ahead of use: created empty,
-//! fsynced, and the directory fsynced, so that once the raft thread starts
+//! segment order. A segment is prepared ahead of use: created holding only
+//! the format's header (`record::SEGMENT_MAGIC`), fsynced, and the
+//! directory fsynced, so that once the raft thread starts
 //! writing into it its name is already durable and the only fsync the
 //! raft thread pays is the one each persist pays anyway.
 
+use crate::dirs::sync_dir;
+use crate::record::SEGMENT_MAGIC;
 use std::fs::{self, File, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 
@@ -49,13 +53,14 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Fsyncs a directory, so that names created or replaced in it survive a
-/// crash.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir).and_then(|d| d.sync_all())
+/// Whether the segment at `path` holds records (more than its header);
+/// false when it cannot be read (then it holds none this node can use).
+pub fn holds_records(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.len() > SEGMENT_MAGIC.len() as u64)
 }
 
-/// A segment file prepared by the pipeline: empty, its name durable.
+/// A segment file prepared by the pipeline: its header only, its name
+/// durable.
 #[derive(Debug)]
 pub struct Prepared {
     /// Its number.
@@ -151,15 +156,26 @@ impl Pipeline {
     }
 }
 
-fn prepare(dir: &Path, seq: u64) -> std::io::Result<Prepared> {
+/// Creates segment `seq` holding its header, fsynced, its name fsynced in
+/// `dir`.
+pub fn prepare(dir: &Path, seq: u64) -> std::io::Result<Prepared> {
     let path = dir.join(segment_name(seq));
-    let file = OpenOptions::new()
+    let mut file = OpenOptions::new()
         .append(true)
         .create_new(true)
         .open(&path)?;
+    file.write_all(SEGMENT_MAGIC)?;
     file.sync_all()?;
     sync_dir(dir)?;
     Ok(Prepared { seq, path, file })
+}
+
+/// Writes a segment's header again over one cut off (a crash during
+/// [`prepare`]), fsynced.
+pub fn write_header(path: &Path) -> std::io::Result<()> {
+    let mut file = OpenOptions::new().write(true).truncate(true).open(path)?;
+    file.write_all(SEGMENT_MAGIC)?;
+    file.sync_all()
 }
 
 /// Removes compacted segments, then fsyncs the directory (off the raft
@@ -213,7 +229,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         };
         assert_eq!(prepared.seq, 10);
-        assert_eq!(fs::metadata(&prepared.path).unwrap().len(), 0);
+        assert_eq!(fs::read(&prepared.path).unwrap(), SEGMENT_MAGIC);
         pipeline.prepare(2);
         while pipeline.take().is_none() {
             std::thread::sleep(std::time::Duration::from_millis(5));

@@ -180,6 +180,9 @@ pub struct RaftLoop {
     pending_member: Option<(u64, tokio::sync::oneshot::Sender<MemberReply>)>,
     /// The index of the configuration that removed this node.
     removed: Option<u64>,
+    /// Whether a configuration this node recovered or applied named it:
+    /// only after that can one that leaves it out be its removal.
+    was_member: bool,
     /// Nodes applied configurations removed, with the index (this run's).
     removed_peers: HashMap<u64, u64>,
     /// The watch over this node's own fsync durations.
@@ -257,6 +260,8 @@ impl RaftLoop {
             && first_campaigner(&cfg.args.channel, &cfg.founders()) == cfg.args.id;
         let cutter = BlockCutter::new(cfg.batch);
         let durable_commit = parts.raw.store().hard_state().commit;
+        let recovered_conf = parts.raw.store().conf_state().expect("memory storage");
+        let was_member = members::members_of(&recovered_conf).contains(&cfg.args.id);
         RaftLoop {
             durable_commit,
             raw: parts.raw,
@@ -269,6 +274,7 @@ impl RaftLoop {
             installed_since_taken: false,
             pending_member: None,
             removed: None,
+            was_member,
             removed_peers: HashMap::new(),
             slow_disk: SlowDisk::new(cfg.args.slow_fsync_transfer_ms),
             snapshotter: parts.snapshotter,
@@ -306,14 +312,14 @@ impl RaftLoop {
             // while the kernel does not. The waker thread's relative sleeps
             // stay correct under it, and scale with its rate.
             let Some(batch) = events.next_batch() else {
-                return Ok(self.wal.sync(true)?);
+                return Ok(self.wal.close()?);
             };
             for ev in batch.events {
                 self.handle(ev);
             }
             self.turn()?;
             if let Some(done) = batch.shutdown {
-                self.wal.sync(true)?;
+                self.wal.close()?;
                 tracing::info!("write-ahead log synced, raft loop stopped");
                 let _ = done.send(());
                 return Ok(());
@@ -522,6 +528,15 @@ impl RaftLoop {
 
     /// On the leader: enqueue into the block cutter.
     fn order(&mut self, tx: Tx, ack: Ack, origin: Origin) {
+        let max = self.shared.config.args.absolute_max_bytes;
+        if tx.size_bytes() > max {
+            // A forwarded one: its follower allows more than this leader.
+            let why = format!(
+                "transaction of {} bytes exceeds absolute max bytes {max} (the leader's)",
+                tx.size_bytes()
+            );
+            return self.reply(origin, SubmitReply::refused(413, &why, false));
+        }
         let waiting = self.queued_bytes + self.cutter.pending_bytes();
         if waiting > 0 && waiting + tx.size_bytes() > self.backlog_bytes_max() {
             return self.reply(
@@ -896,6 +911,8 @@ impl RaftLoop {
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), LoopError> {
         let index = snapshot.get_metadata().index;
         let term = snapshot.get_metadata().term;
+        let conf = snapshot.get_metadata().get_conf_state();
+        self.was_member |= members::members_of(conf).contains(&self.shared.config.args.id);
         let mut restored = match self.decoded_snapshot.take() {
             Some((i, t, sm)) if (i, t) == (index, term) => sm,
             // Raft hands over only snapshots this node stepped, which

@@ -50,6 +50,11 @@ const KEEPALIVE_PROBES: u32 = 3;
 const PEER_READ_BUFFER_BYTES: usize = 64 << 10;
 /// How long an acceptor waits for the `Hello` frame.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest frame accepted before the peer said who it is: a hello is its
+/// kind and an 8-byte id. Anything larger is refused before a buffer for
+/// it is allocated (an unidentified connection may not make this node
+/// allocate up to [`FRAME_BYTES_MAX`]).
+const HELLO_FRAME_BYTES_MAX: usize = 64;
 
 const KIND_HELLO: u8 = 1;
 /// A raft message without a Lamport stamp (before the trace): refused.
@@ -64,6 +69,9 @@ pub const RAFT_PART_BYTES: usize = 8 << 20;
 /// Largest raft message accepted in parts (a snapshot of the ledger).
 pub const RAFT_MESSAGE_BYTES_MAX: usize = 1 << 30;
 const _: () = assert!(RAFT_PART_BYTES < FRAME_BYTES_MAX);
+/// A forwarded submit's frame: kind, request id and ack before the
+/// transaction, within the frame.
+const _: () = assert!(1 + 8 + 1 + crate::tx::TX_BYTES_MAX <= FRAME_BYTES_MAX);
 /// A forwarded submit as JSON (nodes before the binary one; still read).
 const KIND_FORWARD: u8 = 3;
 /// A forwarded submit's answer as JSON (still read).
@@ -646,6 +654,15 @@ pub async fn serve(listener: TcpListener, me: u64, known: Known, events: Inbox) 
 }
 
 async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<(u8, Vec<u8>)>, String> {
+    read_frame_at_most(stream, FRAME_BYTES_MAX).await
+}
+
+/// A frame of at most `max` bytes (`len`'s count); a longer one is refused
+/// from its length alone.
+async fn read_frame_at_most<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    max: usize,
+) -> Result<Option<(u8, Vec<u8>)>, String> {
     let mut len = [0u8; 4];
     match stream.read_exact(&mut len).await {
         Ok(_) => {}
@@ -653,9 +670,9 @@ async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<(u8, 
         Err(e) => return Err(format!("read: {e}")),
     }
     let len = u32::from_le_bytes(len) as usize;
-    if len == 0 || len > FRAME_BYTES_MAX {
+    if len == 0 || len > max {
         return Err(format!(
-            "frame length {len} out of range (garbage on the peer port?)"
+            "frame length {len} out of range 1..={max} (garbage on the peer port?)"
         ));
     }
     let kind = stream.read_u8().await.map_err(|e| format!("read: {e}"))?;
@@ -673,7 +690,8 @@ async fn read_peer<S: AsyncRead + Unpin>(
     known: &Known,
     events: Inbox,
 ) -> Result<(), String> {
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream))
+    let hello = read_frame_at_most(&mut stream, HELLO_FRAME_BYTES_MAX);
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, hello)
         .await
         .map_err(|_| "no hello within 5 s".to_string())??;
     let from = match hello {
@@ -971,6 +989,27 @@ mod tests {
         drain_for(&mut rx, period, &report).await;
         assert!(started.elapsed() >= period, "drain_for");
         assert!(rx.try_recv().is_none(), "the queued frame was dropped");
+    }
+
+    /// Issue 20 (smaller items): before the hello, a frame is bounded by
+    /// [`HELLO_FRAME_BYTES_MAX`]: a connection announcing 60 MiB is
+    /// refused from the length alone, naming the bound, without waiting for
+    /// (or allocating) the body.
+    #[tokio::test]
+    async fn a_frame_larger_than_a_hello_is_refused_before_the_hello() {
+        let (mut writer, reader) = tokio::io::duplex(1 << 10);
+        let mut header = ((60usize << 20) as u32).to_le_bytes().to_vec();
+        header.push(KIND_HELLO);
+        writer.write_all(&header).await.unwrap();
+        let known: Known = Arc::new(RwLock::new(BTreeSet::from([2])));
+        let (inbox, _outbox) = crate::event::inbox(16);
+        let read = read_peer(reader, 1, &known, inbox);
+        let refused = tokio::time::timeout(Duration::from_secs(2), read)
+            .await
+            .expect("refused at once, not after the hello timeout")
+            .unwrap_err();
+        assert!(refused.contains("out of range 1..=64"), "{refused}");
+        drop(writer);
     }
 
     /// Every peer connection gets keepalive and a bound on unacknowledged

@@ -6,6 +6,12 @@ use serde::{Deserialize, Serialize};
 /// Longest transaction id accepted, in bytes.
 pub const TX_ID_BYTES_MAX: usize = 256;
 
+/// The largest transaction any node carries, in bytes of its encoding
+/// ([`Tx::size_bytes`]); `--absolute-max-bytes` may not exceed it. A block
+/// of transactions up to it fits a write-ahead log record and a forwarded
+/// one a peer frame: `wal.rs` and `transport.rs` assert it at compile time.
+pub const TX_BYTES_MAX: usize = 63 << 20;
+
 /// One operation on the key-value state machine, executed when the block
 /// holding its transaction is applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,12 +45,6 @@ impl KvOp {
     pub fn is_read(&self) -> bool {
         matches!(self, KvOp::Read { .. })
     }
-
-    fn key(&self) -> &str {
-        match self {
-            KvOp::Read { key } | KvOp::Write { key, .. } | KvOp::Cas { key, .. } => key,
-        }
-    }
 }
 
 /// A client transaction.
@@ -61,11 +61,13 @@ pub struct Tx {
 }
 
 impl Tx {
-    /// The size the block cutter counts: id, payload and op keys.
+    /// The size the block cutter and `--absolute-max-bytes` count: the
+    /// transaction's encoded length ([`bin::tx_len`]: id, payload and ops
+    /// with their length prefixes and tags), what it takes in a block, a
+    /// log record and a forwarded frame (Fabric counts an envelope's
+    /// marshalled bytes the same way).
     pub fn size_bytes(&self) -> usize {
-        self.id.len()
-            + self.payload.len()
-            + self.ops.iter().map(|op| op.key().len() + 16).sum::<usize>()
+        bin::tx_len(self)
     }
 
     /// Whether every op only reads (and there is at least one).

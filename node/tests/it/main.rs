@@ -480,20 +480,55 @@ async fn submit_bodies_to(
     bodies: impl Iterator<Item = Value>,
 ) {
     for (k, body) in bodies.enumerate() {
-        let mut ok = false;
-        for _attempt in 0..50 {
-            let r = http
-                .post(format!("{}/submit", c.url(nodes[k % nodes.len()])))
-                .json(&body)
-                .send()
-                .await;
-            if r.is_ok_and(|r| r.status().is_success()) {
-                ok = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let url = c.url(nodes[k % nodes.len()]);
+        assert!(
+            submit_until_ordered(http, &url, &body).await,
+            "{} never ordered",
+            body["id"]
+        );
+    }
+}
+
+/// Submits `body` to `url` until it is ordered (50 attempts, 100 ms
+/// apart); whether it was.
+async fn submit_until_ordered(http: &reqwest::Client, url: &str, body: &Value) -> bool {
+    for _attempt in 0..50 {
+        let r = http.post(format!("{url}/submit")).json(body).send().await;
+        if r.is_ok_and(|r| r.status().is_success()) {
+            return true;
         }
-        assert!(ok, "{} never ordered", body["id"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Submits `per_worker` transactions of 100 bytes from each of `workers`
+/// concurrent clients, client `w` to node `w % len`, each retried until
+/// ordered.
+async fn submit_concurrently(
+    http: &reqwest::Client,
+    c: &LocalCluster,
+    prefix: &str,
+    workers: usize,
+    per_worker: usize,
+) {
+    let clients: Vec<_> = (0..workers)
+        .map(|w| {
+            let (http, url) = (http.clone(), c.url(w % c.len()));
+            let prefix = format!("{prefix}{w}-");
+            tokio::spawn(async move {
+                for k in 0..per_worker {
+                    let body = json!({"id": format!("{prefix}{k}"), "payload": "z".repeat(100)});
+                    assert!(
+                        submit_until_ordered(&http, &url, &body).await,
+                        "{prefix}{k} never ordered"
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
     }
 }
 
@@ -722,6 +757,54 @@ async fn an_undecodable_snapshot_is_refused_before_raft_adopts_it() {
     );
 }
 
+/// Issue 20 (smaller items): a transaction larger than the leader's
+/// `--absolute-max-bytes` is refused with 413 also when a follower that
+/// allows more forwards it (the follower relays the leader's answer);
+/// nothing of it is ordered, and the cluster goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_transaction_over_the_leaders_limit_is_refused_413() {
+    let small = [
+        "--absolute-max-bytes",
+        "1000",
+        "--preferred-max-bytes",
+        "500",
+    ];
+    let mut cluster = LocalCluster::start(Path::new(EXE), 3, &small).unwrap();
+    let http = http();
+    let leader = cluster.wait_leader(&http).await.unwrap();
+    let follower = (leader + 1) % 3;
+    cluster.kill(follower);
+    let large = [
+        "--absolute-max-bytes",
+        "100000",
+        "--preferred-max-bytes",
+        "500",
+    ];
+    cluster.set_flags(follower, &large);
+    cluster.restart(follower).unwrap();
+    assert_eq!(cluster.wait_leader(&http).await.unwrap(), leader);
+    let body = json!({"id": "big", "payload": "y".repeat(5000)});
+    let r = http
+        .post(format!("{}/submit", cluster.url(follower)))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(code, 413, "{v}");
+    assert_eq!(v["retryable"], false, "{v}");
+    let why = v["error"].as_str().unwrap();
+    assert!(why.contains("exceeds absolute max bytes 1000"), "{v}");
+    submit_ordered(&http, &cluster.url(follower), &json!({"id": "small"})).await;
+    let ids: Vec<String> = chain(&http, &cluster.url(leader))
+        .await
+        .into_iter()
+        .flat_map(|b| b.txs.into_iter().map(|t| t.id))
+        .collect();
+    assert_eq!(ids, ["small"]);
+}
+
 /// Defect 6 (issue 13): what waits for an in-flight slot on the leader is
 /// bounded by bytes (Fabric stops reading at MaxInflightBlocks); the rest
 /// is refused at once with a retryable error instead of queueing up to a
@@ -859,5 +942,56 @@ async fn a_follower_behind_the_compaction_catches_up_by_snapshot() {
     );
 }
 
+/// Issue 20, item 2: with `--snapshot-catchup-entries` `catchup`, under
+/// concurrent load, every node snapshots and compacts its log, and then
+/// the leader still proposes and the followers still append: the cluster
+/// keeps ordering, every node stays up and every chain is the same.
+async fn compaction_under_load(catchup: &str) {
+    let flags = [
+        "--snapshot-interval-bytes",
+        "3000",
+        "--snapshot-catchup-entries",
+        catchup,
+    ];
+    let cluster = LocalCluster::start(Path::new(EXE), 3, &flags).unwrap();
+    let http = http();
+    cluster.wait_leader(&http).await.unwrap();
+    submit_concurrently(&http, &cluster, "a", 8, 15).await;
+    let mut compactions = Vec::new();
+    for i in 0..3 {
+        let s = status(&http, &cluster.url(i)).await;
+        let s = s.unwrap_or_else(|| panic!("node {} down\n{}", i + 1, cluster.log(i)));
+        let n = s["compactions"].as_u64().unwrap();
+        assert!(n >= 1, "node {}: {s}", i + 1);
+        compactions.push(n);
+    }
+    submit_concurrently(&http, &cluster, "b", 8, 15).await;
+    converge(&http, &cluster).await;
+    let first = chain(&http, &cluster.url(0)).await;
+    for (i, before) in compactions.into_iter().enumerate() {
+        let s = status(&http, &cluster.url(i)).await.unwrap();
+        assert!(s["compactions"].as_u64().unwrap() > before, "{s}");
+        assert_eq!(chain(&http, &cluster.url(i)).await, first, "node {}", i + 1);
+        assert!(!cluster.log(i).contains("panicked"), "{}", cluster.log(i));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_without_a_catch_up_margin_keeps_the_cluster_ordering() {
+    compaction_under_load("0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_with_a_catch_up_margin_of_one_keeps_the_cluster_ordering() {
+    compaction_under_load("1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_with_the_default_catch_up_margin_keeps_the_cluster_ordering() {
+    compaction_under_load("4").await;
+}
+
+mod dirs;
 mod members;
 mod oracles;
+mod wal;

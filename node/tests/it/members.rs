@@ -444,3 +444,53 @@ async fn two_voters_change_through_a_joint_configuration() {
     ];
     assert_eq!(changes, want.map(|w| json!(w)));
 }
+
+/// Issue 20, item 1 (a joining node halted itself): at the node's default
+/// snapshot interval nothing is compacted, so node 5 catches up by
+/// replaying the log from its start and applies "add 4" — a configuration
+/// that does not name it yet — before the one that adds it. A node is
+/// removed only by a configuration applied after it was a member: node 5
+/// serves submits (not 410), ticks (as leader after a transfer it keeps
+/// its term through several election timeouts: its heartbeats go out) and
+/// the cluster takes writes through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_added_after_another_replays_its_change_and_still_serves_and_leads() {
+    let mut c = LocalCluster::start(Path::new(EXE), 3, &[]).unwrap();
+    let http = http();
+    let leader = c.wait_leader(&http).await.unwrap();
+    submit_many(&http, &c, "a", 10).await;
+    for id in [4u64, 5] {
+        let new = c.add_node().unwrap();
+        let add = change("add", id, Some(c.peer_addr(new)));
+        let (s, answer) = post(&http, &c, leader, "/members", add).await;
+        assert_eq!(s, 200, "{answer}");
+        retry_while_refused(&http, &c, leader, change("promote", id, None)).await;
+    }
+    let five = 4;
+    let s = wait_status(&http, &c, five, "counts 5 voters", |s| {
+        s["cluster_size"] == 5
+    })
+    .await;
+    assert_eq!(s["removed"], false, "{s}\n{}", c.log(five));
+    let body = json!({"id": "via-5", "payload": "x"});
+    let (code, answer) = post(&http, &c, five, "/submit", body).await;
+    assert_eq!(code, 200, "{answer}\n{}", c.log(five));
+    let (code, answer) = post(&http, &c, leader, "/transfer", json!({"to": 5})).await;
+    assert_eq!(code, 200, "{answer}");
+    let led = wait_status(&http, &c, five, "leads", |s| s["role"] == "leader").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let now = status(&http, &c.url(five)).await.unwrap();
+    assert_eq!(
+        (&now["role"], &now["term"]),
+        (&json!("leader"), &led["term"]),
+        "{now}\n{}",
+        c.log(five)
+    );
+    submit_many(&http, &c, "b", 10).await;
+    let all: Vec<usize> = (0..5).collect();
+    converge_some(&http, &c, &all).await;
+    assert_eq!(
+        chain(&http, &c.url(five)).await,
+        chain(&http, &c.url(leader)).await
+    );
+}
