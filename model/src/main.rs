@@ -174,6 +174,9 @@ fn print_replay(report: &model::replay::Report) {
     for (kind, count) in &report.unknown_events {
         println!("unknown event kind {kind:?}: {count}");
     }
+    for note in &report.notes {
+        println!("note: {note}");
+    }
     for anomaly in &report.anomalies {
         println!("ANOMALY {}: {}", anomaly.rule, anomaly.message);
         for event in &anomaly.events {

@@ -368,6 +368,10 @@ fn cli_replay_exit_codes_follow_the_verdict() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("votes_won"), "{text}");
+    assert!(
+        text.contains("note: no `digest` event in any trace"),
+        "{text}"
+    );
 
     let second = trace_file("replay", "n2.jsonl", &[&two]);
     let out = cli(&[
