@@ -175,18 +175,14 @@ impl Judge {
                 self.sends.installed(node, s.index, at)
             }
             Kind::Apply(apply) => {
-                let coverage = &mut self.coverage;
-                self.apply_order
-                    .apply(node, apply.index, at, coverage)
-                    .into_iter()
-                    .collect()
+                let found = self
+                    .apply_order
+                    .apply(node, apply.index, at, &mut self.coverage);
+                found.into_iter().collect()
             }
             Kind::Send(message) => {
-                let coverage = &mut self.coverage;
-                self.sends
-                    .send(node, message, at, coverage)
-                    .into_iter()
-                    .collect()
+                let found = self.sends.send(node, message, at, &mut self.coverage);
+                found.into_iter().collect()
             }
             Kind::Digest(digest) => {
                 let found = self
@@ -236,7 +232,8 @@ impl Judge {
             (
                 self.apply_order.unchecked,
                 "first applies of a process not checked for continuity: its `start` has no \
-                 `applied` (a node older than the field), so the index to follow is not known",
+                 `applied` (a node older than the field) or the trace has no `start` before \
+                 them, so the index to follow is not known",
             ),
             (
                 self.sends.lacking_fields,
