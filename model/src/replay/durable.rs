@@ -124,7 +124,7 @@ impl PersistBeforeSend {
         let found = sender
             .waiting
             .drain(..)
-            .map(|sent| early(node, &sent, None, Some(at)))
+            .map(|sent| early(node, &sent, Ending::ProcessEnded(at)))
             .collect();
         sender.durable = Some(Durable::new(&start.recovered, at));
         found
@@ -189,7 +189,7 @@ impl PersistBeforeSend {
         sender.waiting.push_back(sent);
         if sender.waiting.len() > WAITING_MAX {
             let oldest = sender.waiting.pop_front().expect("over the bound");
-            return Some(early(node, &oldest, None, None));
+            return Some(early(node, &oldest, Ending::TooManyWaiting));
         }
         None
     }
@@ -202,7 +202,7 @@ impl PersistBeforeSend {
                 sender
                     .waiting
                     .drain(..)
-                    .map(|s| early(node, &s, None, None)),
+                    .map(|s| early(node, &s, Ending::TraceEnded)),
             );
         }
         found
@@ -217,7 +217,7 @@ impl Sender {
         self.waiting.retain(|sent| {
             let covered = durable.covers(sent.need);
             if covered {
-                found.push(early(node, sent, Some(at), None));
+                found.push(early(node, sent, Ending::CoveredBy(at)));
             }
             !covered
         });
@@ -259,22 +259,42 @@ fn judged(node: NodeId, m: &Message) -> Judged {
     }
 }
 
-/// The anomaly for a send that left before the persist covering it: `covered_by` when one came
-/// later, `ended_at` the start that ended its process without one.
-fn early(
-    node: NodeId,
-    sent: &Sent,
-    covered_by: Option<&EventRef>,
-    ended_at: Option<&EventRef>,
-) -> Anomaly {
+/// How the wait of a send that left uncovered ended.
+#[derive(Clone, Copy)]
+enum Ending<'a> {
+    /// This persist (or installed snapshot) made it true.
+    CoveredBy(&'a EventRef),
+    /// This `start` began a new process first.
+    ProcessEnded(&'a EventRef),
+    /// The trace ended first.
+    TraceEnded,
+    /// More than [`WAITING_MAX`] sends of the node waited.
+    TooManyWaiting,
+}
+
+/// The anomaly for a send that left before the persist covering it.
+fn early(node: NodeId, sent: &Sent, ending: Ending<'_>) -> Anomaly {
     let durable = &sent.durable;
-    let after = match (covered_by, ended_at) {
-        (Some(persist), _) => format!("the {} at seq {} made it true", persist.ev, persist.seq),
-        (None, Some(start)) => format!(
-            "no persist made it true before the process ended (next start at seq {})",
-            start.seq
+    let (after, last) = match ending {
+        Ending::CoveredBy(persist) => (
+            format!("the {} at seq {} made it true", persist.ev, persist.seq),
+            Some(persist),
         ),
-        (None, None) => "no persist made it true before the trace ended".to_string(),
+        Ending::ProcessEnded(start) => (
+            format!(
+                "no persist made it true before the process ended (next start at seq {})",
+                start.seq
+            ),
+            Some(start),
+        ),
+        Ending::TraceEnded => (
+            "no persist made it true before the trace ended".to_string(),
+            None,
+        ),
+        Ending::TooManyWaiting => (
+            format!("no persist made it true while {WAITING_MAX} later sends waited too"),
+            None,
+        ),
     };
     let message = format!(
         "node {node} sent {} to {} (term {}, index {}) needing {} durable, when its last {} \
@@ -302,9 +322,12 @@ fn early(
         durable_last_index: durable.last_index,
         durable_term: durable.term,
         durable_vote: durable.vote,
-        covered_by_seq: covered_by.map(|p| p.seq),
+        covered_by_seq: match ending {
+            Ending::CoveredBy(persist) => Some(persist.seq),
+            _ => None,
+        },
     };
-    let events = [Some(&durable.at), Some(&sent.at), covered_by.or(ended_at)]
+    let events = [Some(&durable.at), Some(&sent.at), last]
         .into_iter()
         .flatten()
         .cloned()

@@ -686,3 +686,24 @@ fn every_anomaly_kind_survives_json() {
     let back: Report = serde_json::from_value(json).unwrap();
     assert_eq!(back.anomalies, report.anomalies);
 }
+
+#[test]
+fn sends_waiting_for_a_persist_are_bounded() {
+    let mut run = follower();
+    let sends = WAITING_MAX as u64 + 1;
+    for lamport in 0..sends {
+        run.send(2, 3 + lamport, "MsgAppendResponse", 1, 1, 2, false);
+    }
+    let report = run.check();
+    assert_eq!(report.anomalies.len() as u64, sends);
+    let first = &report.anomalies[0].message;
+    assert!(
+        first.ends_with(&format!(
+            "no persist made it true while {WAITING_MAX} later sends waited too"
+        )),
+        "{first}"
+    );
+    assert!(report.anomalies[1]
+        .message
+        .ends_with("before the trace ended"));
+}
