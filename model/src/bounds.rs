@@ -1,13 +1,18 @@
 //! What the model explores: bounds on servers, terms, client values and crashes, the network's
 //! guarantees, and which Raft rule (if any) is deliberately broken.
 
-use crate::log::LOG_MAX;
+use crate::log::{CONFIG_FLAG, LOG_MAX};
 use serde::Serialize;
 use std::fmt;
 use std::str::FromStr;
 
 /// The most servers a model can have.
 pub const SERVERS_MAX: usize = 5;
+
+// Client values stay below the configuration flag, and a member set of every server fits in
+// the bits below it.
+const _: () = assert!(LOG_MAX < CONFIG_FLAG as usize && SERVERS_MAX < 7);
+
 /// The highest term the model can reach; terms are stored in a `u8` and elections as a `u16` mask.
 pub const TERM_MAX: u8 = 15;
 

@@ -15,8 +15,10 @@
 //! ```
 #![deny(missing_docs)]
 
+mod action;
 mod bounds;
 mod check;
+mod describe;
 mod log;
 mod network;
 pub mod properties;
@@ -27,9 +29,11 @@ mod state;
 mod symmetry;
 mod trace;
 
+pub use action::Action;
 pub use bounds::{Bounds, BoundsError, Bug, Network, SERVERS_MAX, TERM_MAX};
 pub use check::{check, CheckOptions, CheckReport, PropertyReport, Strategy, Verdict};
+pub use describe::describe_action;
 pub use log::{Entry, Log, LOG_MAX};
-pub use raft::{Action, RaftModel};
+pub use raft::RaftModel;
 pub use state::{AppendRequest, Body, History, Message, Role, Server, ServerId, State};
-pub use trace::{describe_action, describe_path, describe_state, describe_state_in_full};
+pub use trace::{describe_path, describe_state, describe_state_in_full};

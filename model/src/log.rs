@@ -9,7 +9,6 @@ pub const LOG_MAX: usize = 6;
 /// Marks an entry's value as a configuration: the low bits are the member set (bit `i` set
 /// when server `i` is a voter). Client values stay below it (`--max-log` ≤ [`LOG_MAX`]).
 pub const CONFIG_FLAG: u8 = 0x80;
-const _: () = assert!(LOG_MAX < CONFIG_FLAG as usize && crate::bounds::SERVERS_MAX < 7);
 
 /// One log entry: the term in which a leader created it and the client value it carries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -1,5 +1,7 @@
 //! `model`: check the Raft model exhaustively, or browse it in stateright's Explorer.
 
+mod replay_bench;
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use model::{check, Bounds, Bug, CheckOptions, CheckReport, Network, RaftModel, Strategy, Verdict};
@@ -28,6 +30,17 @@ enum Command {
     /// Check real nodes' Raft traces (docs/trace.md) against the model's rules; exit 0 when
     /// valid, 1 on an anomaly, 3 when a trace cannot be read.
     Replay(ReplayArgs),
+    /// Measure the replay on a synthetic three-node run of --indices entries (written to a
+    /// temporary directory, then removed): prints one JSON line with the trace bytes, events,
+    /// time and peak resident memory.
+    ReplayBench(ReplayBenchArgs),
+}
+
+#[derive(Args)]
+struct ReplayBenchArgs {
+    /// Entries the synthetic run replicates (about 3 KB of trace each).
+    #[arg(long, default_value_t = 100_000)]
+    indices: u64,
 }
 
 #[derive(Args)]
@@ -137,6 +150,10 @@ fn main() -> Result<ExitCode> {
         Command::Check(args) => run_check(&args),
         Command::Explore(args) => run_explore(&args),
         Command::Replay(args) => run_replay(&args),
+        Command::ReplayBench(args) => {
+            println!("{}", replay_bench::run(args.indices)?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -173,6 +190,9 @@ fn print_replay(report: &model::replay::Report) {
     }
     for (kind, count) in &report.unknown_events {
         println!("unknown event kind {kind:?}: {count}");
+    }
+    for note in &report.notes {
+        println!("note: {note}");
     }
     for anomaly in &report.anomalies {
         println!("ANOMALY {}: {}", anomaly.rule, anomaly.message);

@@ -1,6 +1,8 @@
 //! The Raft model: its actions and how each changes the state (Raft paper Figure 2).
 
+use crate::action::Action;
 use crate::bounds::{Bounds, Bug, Network};
+use crate::describe;
 use crate::log::Entry;
 use crate::network;
 use crate::properties::{Property, PROPERTY_COUNT};
@@ -10,37 +12,6 @@ use crate::symmetry;
 use stateright::Expectation;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-/// A step of the system.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Action {
-    /// A follower or candidate's election timer fires: it starts an election in the next term.
-    Timeout(ServerId),
-    /// A client hands a fresh value to a leader, which appends it to its log.
-    ClientRequest(ServerId),
-    /// A leader sends AppendEntries (entries from `nextIndex`, or a heartbeat) to a follower.
-    AppendEntries {
-        /// The sender.
-        leader: ServerId,
-        /// The receiver.
-        follower: ServerId,
-    },
-    /// A leader starts a membership change: it appends a configuration that adds `server`
-    /// when it is not a voter, or removes it when it is (Raft dissertation §4.1).
-    ChangeMembership {
-        /// The leader.
-        leader: ServerId,
-        /// The server added or removed; never the leader itself.
-        server: ServerId,
-    },
-    /// A server crashes and restarts: volatile state lost, persistent state kept.
-    Restart(ServerId),
-    /// The network delivers a message.
-    Deliver(Message),
-    /// The network loses a message (offered on ordered networks, where a stuck channel head
-    /// would otherwise block the rest; elsewhere a message may simply never be delivered).
-    Drop(Message),
-}
 
 /// A model of Raft's leader election and log replication under the given bounds.
 #[derive(Clone, Debug)]
@@ -78,6 +49,13 @@ impl RaftModel {
     /// The same model with a rule broken.
     pub fn with_bug(self, bug: Option<Bug>) -> Self {
         RaftModel { bug, ..self }
+    }
+
+    /// The representative of `state` under server renaming.
+    pub fn representative(&self, state: &State) -> State {
+        let mut representative = state.clone();
+        symmetry::canonicalize(&mut representative, self.bounds);
+        representative
     }
 
     /// The same model with symmetry reduction switched on or off (always off with membership
@@ -612,12 +590,12 @@ impl stateright::Model for RaftModel {
     }
 
     fn format_action(&self, action: &Action) -> String {
-        crate::trace::describe_action(action)
+        describe::describe_action(action)
     }
 
     fn format_step(&self, state: &State, action: Action) -> Option<String> {
         self.step(state, action)
-            .map(|next| crate::trace::describe_state_in_full(self, &next))
+            .map(|next| describe::describe_state_in_full(self.bounds.servers, &next))
     }
 
     fn properties(&self) -> Vec<stateright::Property<Self>> {

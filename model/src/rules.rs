@@ -1,6 +1,6 @@
 //! Raft's safety rules, written once as pure functions over small views, and used twice: by
 //! the stateright model's properties (`properties.rs`, `raft.rs`) and by the trace checker
-//! ([`crate::replay`]) that replays a real run's node traces.
+//! (`model::replay`, which uses this module, never the reverse) that replays a real run's node traces.
 //!
 //! A log is seen through [`LogView`]: index → entry lookups that may not know every entry (a
 //! trace reports terms only, and not those below a snapshot). Every rule skips what is not

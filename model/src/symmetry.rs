@@ -5,10 +5,10 @@
 //! checkers, so the model itself renames servers into a canonical order after each step
 //! (see [`crate::RaftModel::canonicalize`]); this works with breadth-first search too.
 
+use crate::action::Action;
 use crate::bounds::{Bounds, SERVERS_MAX};
 use crate::log::Log;
 use crate::network;
-use crate::raft::{Action, RaftModel};
 use crate::state::{Body, Message, Role, Server, ServerId, State};
 
 /// A renaming of servers: server `i` becomes `permutation[i]`.
@@ -259,18 +259,10 @@ pub fn canonicalize(state: &mut State, bounds: Bounds) -> Permutation {
     permutation
 }
 
-impl RaftModel {
-    /// The representative of `state` under server renaming.
-    pub fn representative(&self, state: &State) -> State {
-        let mut representative = state.clone();
-        canonicalize(&mut representative, self.bounds);
-        representative
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft::RaftModel;
     use crate::state::{Body, Role};
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 /// Every coverage name a report holds, with what it counts.
-pub const COVERAGE: [(&str, &str); 16] = [
+pub const COVERAGE: [(&str, &str); 21] = [
     ("elections_started", "a node became candidate"),
     ("pre_votes_lost", "a pre-candidate went back to follower"),
     ("votes_won", "a node became leader"),
@@ -35,6 +35,26 @@ pub const COVERAGE: [(&str, &str); 16] = [
     ("snapshots_installed", "a node installed a snapshot"),
     ("compactions", "a node compacted its log"),
     ("conf_changes", "a configuration change was applied"),
+    (
+        "digests_compared",
+        "a state digest compared with the first one at its index",
+    ),
+    (
+        "digest_indices_across_nodes",
+        "an index whose digests from two or more nodes were compared",
+    ),
+    (
+        "digests_across_restarts",
+        "a node's digest compared with its own from an earlier process",
+    ),
+    (
+        "applies_checked",
+        "an apply checked to follow the one before (or the start's, or a snapshot's index)",
+    ),
+    (
+        "sends_checked",
+        "an append response, vote granted or vote request checked against the persists before it",
+    ),
 ];
 
 /// Counts by name; every name of [`COVERAGE`] is present.

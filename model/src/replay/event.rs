@@ -75,6 +75,7 @@ pub(crate) enum Kind {
     Compact(Compact),
     Apply(Apply),
     Conf(Conf),
+    Digest(Digest),
     /// An `ev` this reader does not know; counted, never judged.
     #[serde(skip)]
     Unknown(String),
@@ -93,14 +94,16 @@ impl Kind {
             Kind::Compact(_) => "compact",
             Kind::Apply(_) => "apply",
             Kind::Conf(_) => "conf",
+            Kind::Digest(_) => "digest",
             Kind::Unknown(name) => name,
         }
         .to_string()
     }
 
     /// Every `ev` this reader knows.
-    pub const KNOWN: [&'static str; 9] = [
+    pub const KNOWN: [&'static str; 10] = [
         "start", "persist", "role", "send", "recv", "snapshot", "compact", "apply", "conf",
+        "digest",
     ];
 }
 
@@ -129,6 +132,13 @@ pub(crate) struct Start {
     /// may have been a persist, so what the node held before is not known.
     #[serde(default)]
     pub trace_cut: bool,
+    /// The last index the state machine holds after recovery (the restored snapshot's, 0
+    /// without one); absent from the traces of older nodes.
+    #[serde(default)]
+    pub applied: Option<u64>,
+    /// The process id; absent from the traces of older nodes.
+    #[serde(default)]
+    pub pid: Option<u32>,
 }
 
 /// `persist`: the hard state and log after an fsync.
@@ -149,10 +159,21 @@ pub(crate) struct RoleChange {
     pub reason: Option<String>,
 }
 
-/// `send` / `recv`: a Raft message (only its type is used so far).
+/// `send` / `recv`: a Raft message. Every field but the type may be missing (`null`): what a
+/// check needs and does not find, it does not judge.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub(crate) struct Message {
     pub msg_type: String,
+    #[serde(default)]
+    pub from: Option<NodeId>,
+    #[serde(default)]
+    pub to: Option<NodeId>,
+    #[serde(default)]
+    pub term: Option<u64>,
+    #[serde(default)]
+    pub index: Option<u64>,
+    #[serde(default)]
+    pub reject: Option<bool>,
 }
 
 /// What a `snapshot` event reports.
@@ -191,4 +212,20 @@ pub(crate) struct Apply {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub(crate) struct Conf {
     pub index: u64,
+}
+
+/// `digest`: the state machine's digest at an applied index (`docs/trace.md`). A field
+/// missing from the line is `None` and is not compared.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub(crate) struct Digest {
+    /// The applied index the state covers.
+    pub index: u64,
+    #[serde(default)]
+    pub height: Option<u64>,
+    #[serde(default)]
+    pub head: Option<String>,
+    #[serde(default)]
+    pub registers: Option<String>,
+    #[serde(default)]
+    pub cause: Option<String>,
 }

@@ -1,11 +1,15 @@
 //! Replaying merged events through each node's state and the shared rules.
 
+use super::anomaly::{Anomalies, Anomaly, Rule};
+use super::context::Window;
+use super::continuity::ApplyOrder;
 use super::coverage::Coverage;
+use super::digest::Digests;
+use super::durable::{describe_vote, PersistBeforeSend};
 use super::event::{
     Apply, Event, EventRef, Kind, NodeId, Persist, Reported, Role, RoleChange, Snapshot,
     SnapshotAction, Start,
 };
-use super::{Anomaly, Rule, ANOMALIES_MAX};
 use crate::rules::{self, LogView, Vote};
 use std::collections::BTreeMap;
 
@@ -108,10 +112,15 @@ pub(crate) struct Judge {
     /// Per index, the first entry applied there: ((term, block, hash), where).
     applied: BTreeMap<u64, (AppliedEntry, EventRef)>,
     last_leader: Option<NodeId>,
-    anomalies: Vec<Anomaly>,
-    anomalies_not_listed: u64,
+    anomalies: Anomalies,
     starts_after_cut: u64,
     coverage: Coverage,
+    /// The oracles of issue 22, each with its own state.
+    digests: Digests,
+    apply_order: ApplyOrder,
+    sends: PersistBeforeSend,
+    /// The context each listed state divergence wants, by its position in the list.
+    windows: Vec<(usize, Window)>,
 }
 
 type AppliedEntry = (u64, Option<u64>, Option<String>);
@@ -122,6 +131,10 @@ pub(crate) struct Findings {
     pub anomalies_not_listed: u64,
     pub starts_after_cut: u64,
     pub coverage: BTreeMap<String, u64>,
+    /// Checks skipped for lack of data, in words.
+    pub notes: Vec<String>,
+    /// The context windows of listed anomalies, by position.
+    pub windows: Vec<(usize, Window)>,
 }
 
 impl Judge {
@@ -129,6 +142,7 @@ impl Judge {
     pub fn replay(&mut self, event: &Event) {
         let at = event.at();
         let node = event.header.node;
+        self.watch(event, &at);
         match &event.kind {
             Kind::Start(start) => self.start(node, start, at),
             Kind::Persist(persist) => self.persist(node, persist, at),
@@ -141,30 +155,108 @@ impl Judge {
                 log.bound(compact.index + 1, log.last_index.max(compact.index));
             }
             Kind::Conf(_) => self.coverage.add("conf_changes", 1),
-            Kind::Send(_) | Kind::Recv(_) | Kind::Unknown(_) => {}
+            Kind::Send(_) | Kind::Recv(_) | Kind::Digest(_) | Kind::Unknown(_) => {}
+        }
+    }
+
+    /// The oracles that watch one node's state machine and disk: state digests, apply
+    /// continuity, persist before send.
+    fn watch(&mut self, event: &Event, at: &EventRef) {
+        let node = event.header.node;
+        let found = match &event.kind {
+            Kind::Start(start) => {
+                self.digests.start(node, start, at);
+                self.apply_order.start(node, start, at);
+                self.sends.start(node, start, at)
+            }
+            Kind::Persist(persist) => self.sends.persist(node, persist, at),
+            Kind::Snapshot(s) if s.action == SnapshotAction::Installed => {
+                self.apply_order.installed(node, s.index, at);
+                self.sends.installed(node, s.index, at)
+            }
+            Kind::Apply(apply) => {
+                let found = self
+                    .apply_order
+                    .apply(node, apply.index, at, &mut self.coverage);
+                found.into_iter().collect()
+            }
+            Kind::Send(message) => {
+                let found = self.sends.send(node, message, at, &mut self.coverage);
+                found.into_iter().collect()
+            }
+            Kind::Digest(digest) => {
+                let found = self
+                    .digests
+                    .digest(event.header, digest, &mut self.coverage);
+                if let Some((anomaly, windows)) = found {
+                    if let Some(position) = self.anomalies.push(anomaly) {
+                        self.windows.extend(windows.map(|w| (position, w)));
+                    }
+                }
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
+        for anomaly in found {
+            self.anomalies.push(anomaly);
         }
     }
 
     /// What the replay found.
-    pub fn finish(self) -> Findings {
+    pub fn finish(mut self) -> Findings {
+        for anomaly in self.sends.finish() {
+            self.anomalies.push(anomaly);
+        }
+        let notes = self.notes();
         Findings {
-            anomalies: self.anomalies,
-            anomalies_not_listed: self.anomalies_not_listed,
+            anomalies: self.anomalies.listed,
+            anomalies_not_listed: self.anomalies.not_listed,
             starts_after_cut: self.starts_after_cut,
             coverage: self.coverage.into_map(),
+            notes,
+            windows: self.windows,
         }
     }
 
-    fn report(&mut self, rule: Rule, message: String, events: Vec<EventRef>) {
-        if self.anomalies.len() < ANOMALIES_MAX {
-            self.anomalies.push(Anomaly {
-                rule,
-                message,
-                events,
-            });
-        } else {
-            self.anomalies_not_listed += 1;
+    /// The oracles' checks skipped for lack of data, in words.
+    fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.digests.read == 0 {
+            notes.push(
+                "no `digest` event in any trace: the state machines were not compared \
+                 (nodes older than the digest trace)"
+                    .to_string(),
+            );
         }
+        let skipped = [
+            (
+                self.apply_order.unchecked,
+                "first applies of a process not checked for continuity: its `start` has no \
+                 `applied` (a node older than the field) or the trace has no `start` before \
+                 them, so the index to follow is not known",
+            ),
+            (
+                self.sends.lacking_fields,
+                "sends not checked for persist-before-send: they lack `to`, `term`, `index` or \
+                 `reject`",
+            ),
+            (
+                self.sends.before_start,
+                "sends not checked for persist-before-send: the trace has no `start` before them",
+            ),
+            (
+                self.sends.stale,
+                "append responses not checked for persist-before-send: their term is older \
+                 than the node's durable term (raft-rs may have made them before a newer \
+                 leader's append in the same turn; their receiver ignores them)",
+            ),
+        ];
+        for (count, what) in skipped {
+            if count > 0 {
+                notes.push(format!("{count} {what}"));
+            }
+        }
+        notes
     }
 
     /// A node's start: checked against what it reported before it stopped.
@@ -223,7 +315,8 @@ impl Judge {
         } else {
             return;
         };
-        self.report(Rule::Durability, lost, vec![persisted_at, at.clone()]);
+        self.anomalies
+            .rule(Rule::Durability, lost, vec![persisted_at, at.clone()]);
     }
 
     /// The term, vote and commit index of a persist or a start: checked, then recorded.
@@ -254,7 +347,7 @@ impl Judge {
             }
         }
         for (rule, message, events) in found {
-            self.report(rule, message, events);
+            self.anomalies.rule(rule, message, events);
         }
     }
 
@@ -306,7 +399,7 @@ impl Judge {
                     reported.term
                 );
                 let events = leading.into_iter().chain([at.clone()]).collect();
-                self.report(Rule::LeaderAppendOnly, message, events);
+                self.anomalies.rule(Rule::LeaderAppendOnly, message, events);
             }
         }
         let mut written: Vec<u64> = persist.appended.iter().map(|&(i, _)| i).collect();
@@ -336,7 +429,7 @@ impl Judge {
             found.push((message, events));
         }
         for (message, events) in found {
-            self.report(Rule::LogMatching, message, events);
+            self.anomalies.rule(Rule::LogMatching, message, events);
         }
     }
 
@@ -373,7 +466,8 @@ impl Judge {
                         first.term
                     );
                     let events = vec![first.at.clone(), at.clone()];
-                    self.report(Rule::StateMachineSafety, message, events);
+                    self.anomalies
+                        .rule(Rule::StateMachineSafety, message, events);
                 }
                 Some(_) => {}
             }
@@ -433,7 +527,8 @@ impl Judge {
         if !rules::election_safety(known, id) {
             let (known, known_at) = self.leaders[&term].clone();
             let message = format!("nodes {known} and {id} both led term {term}");
-            self.report(Rule::ElectionSafety, message, vec![known_at, at.clone()]);
+            self.anomalies
+                .rule(Rule::ElectionSafety, message, vec![known_at, at.clone()]);
         } else {
             self.leaders.insert(term, (id, at.clone()));
         }
@@ -449,7 +544,8 @@ impl Judge {
                 first.term, first.in_term
             );
             let events = vec![first.at.clone(), at];
-            self.report(Rule::LeaderCompleteness, message, events);
+            self.anomalies
+                .rule(Rule::LeaderCompleteness, message, events);
         }
     }
 
@@ -469,16 +565,12 @@ impl Judge {
                         describe_applied(&entry)
                     );
                     let events = vec![first_at.clone(), at];
-                    self.report(Rule::StateMachineSafety, message, events);
+                    self.anomalies
+                        .rule(Rule::StateMachineSafety, message, events);
                 }
             }
         }
     }
-}
-
-/// A vote in words: `vote for 2`, `no vote`.
-fn describe_vote(vote: Option<NodeId>) -> String {
-    vote.map_or("no vote".to_string(), |node| format!("vote for {node}"))
 }
 
 /// An applied entry in words: `term 1 block 7 hash ab12…`.

@@ -1,95 +1,182 @@
-//! Reading one node's trace file: untrusted NDJSON, checked line by line.
+//! Reading one node's trace file: untrusted NDJSON, checked line by line, streamed.
+//!
+//! A trace is never held in memory as events: a soak's files reach hundreds of MB. Each pass
+//! (the replay, then the context of an anomaly) reads the file again, event by event.
 
+use super::error::ReplayError;
 use super::event::{Event, Header, Kind, NodeId};
-use super::ReplayError;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The longest line accepted; a longer one is an error, not an allocation.
 pub const LINE_BYTES_MAX: usize = 1 << 20;
 
-/// The events of one node's trace file, in file order.
+/// The read buffer of a trace file on each pass.
+const READ_BUFFER_BYTES: usize = 1 << 16;
+
+/// One node's trace: where it is, whose it is, and whether it ends in a partial line. Its
+/// events are read on each pass ([`super::check`]), which reports a bad line by file and line.
 #[derive(Clone, Debug)]
 pub struct Trace {
-    /// Where the events were read from.
+    /// Where the events are read from.
     pub file: PathBuf,
-    /// The node that wrote them (`None` for a file without events).
+    /// The node that wrote them, from the first event (`None` for a file without events).
     pub node: Option<NodeId>,
-    pub(crate) events: Vec<Event>,
-    /// Whether the file ended in a partial line (a node killed mid-write), which was skipped.
+    /// Whether the file ends in a partial line (a node killed mid-write), which is skipped.
     pub truncated: bool,
+    source: Source,
+}
+
+/// Where a pass reads the events from.
+#[derive(Clone, Debug)]
+enum Source {
+    /// The file, opened again on each pass.
+    File,
+    /// Bytes handed to [`Trace::read`].
+    Memory(Arc<[u8]>),
+}
+
+impl Trace {
+    /// The trace file at `path`: its first event is read (and checked) now, the rest on each
+    /// pass.
+    pub fn read_file(path: &Path) -> Result<Trace, ReplayError> {
+        let mut file = File::open(path).map_err(|e| ReplayError::io(path, e))?;
+        let truncated = ends_in_partial_line(&mut file).map_err(|e| ReplayError::io(path, e))?;
+        let node = first_node(path, Box::new(BufReader::new(file)))?;
+        Ok(Trace {
+            file: path.to_path_buf(),
+            node,
+            truncated,
+            source: Source::File,
+        })
+    }
+
+    /// A trace read from `reader` into memory (tests, small traces); `file` names it in errors.
+    ///
+    /// Every complete line must be one event whose `node` is the file's, and whose `seq` and
+    /// `lamport` rise strictly: anything else is an error naming the file and line (here for
+    /// the first event, on each pass for the others). A last line without its newline is a
+    /// partial write: it is skipped and the trace marked truncated.
+    pub fn read(file: &Path, mut reader: impl Read) -> Result<Trace, ReplayError> {
+        let mut bytes = Vec::new();
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(|e| ReplayError::io(file, e))?;
+        let bytes: Arc<[u8]> = bytes.into();
+        let truncated = bytes.last().is_some_and(|&b| b != b'\n');
+        let node = first_node(file, Box::new(&bytes[..]))?;
+        Ok(Trace {
+            file: file.to_path_buf(),
+            node,
+            truncated,
+            source: Source::Memory(bytes),
+        })
+    }
+
+    /// A pass over the events, in file order.
+    pub(crate) fn events(&self) -> Result<Events<'_>, ReplayError> {
+        let reader: Box<dyn BufRead + '_> = match &self.source {
+            Source::File => {
+                let file = File::open(&self.file).map_err(|e| ReplayError::io(&self.file, e))?;
+                Box::new(BufReader::with_capacity(READ_BUFFER_BYTES, file))
+            }
+            Source::Memory(bytes) => Box::new(&bytes[..]),
+        };
+        Ok(Events::new(&self.file, reader))
+    }
+}
+
+/// Whether the file's last byte is not a newline (a line cut by a kill).
+fn ends_in_partial_line(file: &mut File) -> std::io::Result<bool> {
+    let length = file.metadata()?.len();
+    if length == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::Start(length - 1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(last[0] != b'\n')
+}
+
+/// The node of the first event, which is checked like any other.
+fn first_node(file: &Path, reader: Box<dyn BufRead + '_>) -> Result<Option<NodeId>, ReplayError> {
+    let first = Events::new(file, reader).next_event()?;
+    Ok(first.map(|event| event.header.node))
+}
+
+/// The events of one pass over a trace, checked as they are read.
+pub(crate) struct Events<'a> {
+    file: &'a Path,
+    reader: Box<dyn BufRead + 'a>,
+    buffer: Vec<u8>,
+    /// The 1-based line last read.
+    line: usize,
+    node: Option<NodeId>,
+    previous: Option<Header>,
+    done: bool,
     /// Events of kinds this reader does not know, by kind.
     pub unknown: BTreeMap<String, u64>,
 }
 
-impl Trace {
-    /// Reads the trace file at `path`.
-    pub fn read_file(path: &Path) -> Result<Trace, ReplayError> {
-        let file = std::fs::File::open(path).map_err(|source| ReplayError::Io {
-            file: path.to_path_buf(),
-            source,
-        })?;
-        Trace::read(path, file)
+impl<'a> Events<'a> {
+    fn new(file: &'a Path, reader: Box<dyn BufRead + 'a>) -> Self {
+        Events {
+            file,
+            reader,
+            buffer: Vec::new(),
+            line: 0,
+            node: None,
+            previous: None,
+            done: false,
+            unknown: BTreeMap::new(),
+        }
     }
 
-    /// Reads a trace from `reader`; `file` names it in errors.
-    ///
-    /// Every complete line must be one event whose `node` is the file's, and whose `seq` and
-    /// `lamport` rise strictly: anything else is an error naming the file and line. A last line
-    /// without its newline is a partial write: it is skipped and the trace marked truncated.
-    pub fn read(file: &Path, reader: impl Read) -> Result<Trace, ReplayError> {
-        let mut trace = Trace {
-            file: file.to_path_buf(),
-            node: None,
-            events: Vec::new(),
-            truncated: false,
-            unknown: BTreeMap::new(),
-        };
-        let mut reader = BufReader::new(reader);
-        let mut buffer = Vec::new();
-        for line in 1.. {
-            buffer.clear();
+    /// The next event; `None` at the end of the file or at a partial last line.
+    pub fn next_event(&mut self) -> Result<Option<Event>, ReplayError> {
+        while !self.done {
+            self.buffer.clear();
+            self.line += 1;
             let limit = LINE_BYTES_MAX as u64 + 1;
-            let read = (&mut reader)
+            (&mut self.reader)
                 .take(limit)
-                .read_until(b'\n', &mut buffer)
-                .map_err(|source| ReplayError::Io {
-                    file: file.to_path_buf(),
-                    source,
-                })?;
-            if read == 0 {
-                break;
-            }
-            if buffer.last() != Some(&b'\n') {
-                if buffer.len() > LINE_BYTES_MAX {
+                .read_until(b'\n', &mut self.buffer)
+                .map_err(|e| ReplayError::io(self.file, e))?;
+            if self.buffer.last() != Some(&b'\n') {
+                self.done = true;
+                if self.buffer.len() > LINE_BYTES_MAX {
                     let message = format!("line longer than {LINE_BYTES_MAX} bytes");
-                    return Err(ReplayError::parse(file, line, message));
+                    return Err(ReplayError::parse(self.file, self.line, message));
                 }
-                trace.truncated = true;
+                // The end of the file, or a partial last line: skipped.
                 break;
             }
-            if buffer.iter().all(u8::is_ascii_whitespace) {
+            if self.buffer.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let event = parse_line(&buffer).map_err(|m| ReplayError::parse(file, line, m))?;
-            trace.push(event, line)?;
+            let event = parse_line(&self.buffer)
+                .map_err(|m| ReplayError::parse(self.file, self.line, m))?;
+            return self.accept(event).map(Some);
         }
-        Ok(trace)
+        Ok(None)
     }
 
-    /// Appends an event after checking it continues the file's node, sequence and clock.
-    fn push(&mut self, mut event: Event, line: usize) -> Result<(), ReplayError> {
-        event.line = line;
+    /// Checks that `event` continues the file's node, sequence and clock.
+    fn accept(&mut self, mut event: Event) -> Result<Event, ReplayError> {
+        event.line = self.line;
         let header = event.header;
-        let fail = |message: String| Err(ReplayError::parse(&self.file, line, message));
+        let fail = |message: String| Err(ReplayError::parse(self.file, self.line, message));
         match self.node {
             Some(node) if node != header.node => {
                 return fail(format!("node {} in a trace of node {node}", header.node));
             }
             _ => self.node = Some(header.node),
         }
-        if let Some(previous) = self.events.last().map(|e| e.header) {
+        if let Some(previous) = self.previous {
             if header.seq <= previous.seq {
                 return fail(format!("seq {} after seq {}", header.seq, previous.seq));
             }
@@ -101,11 +188,11 @@ impl Trace {
                 ));
             }
         }
+        self.previous = Some(header);
         if let Kind::Unknown(name) = &event.kind {
             *self.unknown.entry(name.clone()).or_default() += 1;
         }
-        self.events.push(event);
-        Ok(())
+        Ok(event)
     }
 }
 

@@ -368,6 +368,10 @@ fn cli_replay_exit_codes_follow_the_verdict() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("votes_won"), "{text}");
+    assert!(
+        text.contains("note: no `digest` event in any trace"),
+        "{text}"
+    );
 
     let second = trace_file("replay", "n2.jsonl", &[&two]);
     let out = cli(&[
@@ -387,4 +391,26 @@ fn cli_replay_exit_codes_follow_the_verdict() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("n3.jsonl:2: not JSON"), "{stderr}");
     std::fs::remove_dir_all(valid.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn replay_bench_replays_a_clean_synthetic_run_and_says_what_it_measured() {
+    let out = cli(&["replay-bench", "--indices", "40"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Per index: node 1 sends 2, persists, receives 2, applies; each follower receives,
+    // persists, sends, applies: 14 events. Before: 3 starts, 3 persists, a role. And a
+    // digest per node every 16 indices.
+    assert_eq!(json["events"], 40 * 14 + 7 + 40 / 16 * 3);
+    assert_eq!(json["applies_checked"], 40 * 3);
+    assert_eq!(json["sends_checked"], 40 * 2);
+    assert_eq!(json["digests_compared"], 40 / 16 * 2);
+    assert!(json["trace_bytes"].as_u64().unwrap() > 40 * 2_000);
+    let out = cli(&["replay-bench", "--indices", "0"]);
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--indices must be between 1 and"),
+        "{stderr}"
+    );
 }

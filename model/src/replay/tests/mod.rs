@@ -4,6 +4,8 @@
 use super::*;
 use std::fmt::Write as _;
 
+mod oracles;
+
 /// Hand-written traces: events are appended per node with the Lamport clock given, so a test
 /// states the causal order; `seq` counts per node and `time_ms` is ten times the clock.
 #[derive(Default)]
@@ -384,6 +386,11 @@ fn coverage_counts_the_situations_reached() {
         ("snapshots_installed", 1),
         ("compactions", 1),
         ("conf_changes", 1),
+        ("digests_compared", 0),
+        ("digest_indices_across_nodes", 0),
+        ("digests_across_restarts", 0),
+        ("applies_checked", 0),
+        ("sends_checked", 0),
     ];
     let counted: Vec<_> = report
         .coverage
