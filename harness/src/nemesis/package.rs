@@ -8,8 +8,8 @@
 //! uncommitted tail) and returns a [`Planned`] fault, plain data with
 //! concrete nodes and parameters; [`FaultPackage::inject`] does a
 //! [`Planned`] fault without drawing anything. So a schedule recorded as
-//! its [`Planned`] faults can be injected again, in any order, without
-//! the random stream. The same holds at the heal
+//! its [`Planned`] faults can be injected again without the random
+//! stream. The same holds at the heal
 //! ([`FaultPackage::draw_heal`], then [`FaultPackage::heal`]).
 //!
 //! How the report draws a fault is not decided here: the reports crate
@@ -122,9 +122,9 @@ pub trait FaultPackage {
     }
 
     /// Draws its targets and parameters from `rng` (asking the cluster
-    /// what it must: the leader, the members). Records nothing, changes
-    /// nothing. Every draw takes from `rng` in the same order for the same
-    /// answers, so that a seed gives the same schedule.
+    /// what it must: the leader, the members). Records nothing and does
+    /// nothing to the cluster. Every draw takes from `rng` in the same
+    /// order for the same answers, so that a seed gives the same schedule.
     async fn draw(&self, ctx: &Context, rng: &mut ChaCha8Rng) -> anyhow::Result<Planned>;
 
     /// Does a planned fault, recording its start (and what it observed)
