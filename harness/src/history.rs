@@ -8,7 +8,6 @@
 //! [`Recorder::flush`] (the harness calls it every 100 ms), so a killed
 //! harness still leaves a readable history up to its last flush.
 
-use crate::plan::Fault;
 #[cfg(test)]
 use serde_json::json;
 use serde_json::Value;
@@ -48,8 +47,8 @@ pub enum Kind {
 pub enum F {
     /// A workload's operation.
     Op(Op),
-    /// A fault, on the nemesis's events.
-    Fault(Fault),
+    /// A fault, by its name (`kill`, `slow-disk`), on the nemesis's events.
+    Fault(&'static str),
 }
 
 impl F {
@@ -57,7 +56,7 @@ impl F {
     pub fn name(self) -> &'static str {
         match self {
             F::Op(op) => op.as_str(),
-            F::Fault(fault) => fault.name(),
+            F::Fault(fault) => fault,
         }
     }
 }
@@ -175,8 +174,9 @@ impl Recorder {
         time
     }
 
-    /// Records a nemesis event (`info`, process `nemesis`, `f` the fault).
-    pub fn nemesis(&self, fault: Fault, value: Value) -> u64 {
+    /// Records a nemesis event (`info`, process `nemesis`, `f` the fault's
+    /// name).
+    pub fn nemesis(&self, fault: &'static str, value: Value) -> u64 {
         self.record(&Record {
             process: Process::Nemesis,
             kind: Kind::Info,
@@ -242,7 +242,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        r.nemesis(Fault::Kill, json!({"phase": "start", "targets": ["n1"]}));
+        r.nemesis("kill", json!({"phase": "start", "targets": ["n1"]}));
         r.flush().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<Value> = text

@@ -2,44 +2,29 @@
 //! drive a workload under faults, record the history, judge it), re-judges
 //! a stored run, cleans up after a killed harness, or measures itself.
 
+// The layers, top to bottom (ARCHITECTURE.md, "harness/"): a module
+// imports only from its own layer or those below it
+// (`tests/it/layers.rs` keeps it so).
 mod binary;
-mod catchup;
-mod check;
 mod cli;
-mod clock;
-mod disk;
-mod grudge;
+mod cluster;
 mod history;
 mod judge;
-mod lag;
-mod member;
-mod membership;
 mod nemesis;
 mod plan;
-mod probe;
-mod progress;
-mod raft_check;
 mod run;
 mod runtime;
-mod sampler;
-mod shard;
 mod soak;
-mod soak_merge;
-mod ssh;
 mod store;
 mod sut;
-mod verdict;
-mod workers;
 
-use checker::verdict::Validity;
 use clap::Parser;
-use cli::{Cli, Command, TestArgs};
-use plan::Plan;
+use cli::{Cli, Command};
+use judge::verdict::{EXIT_HARNESS_FAILED, EXIT_VALID};
 use run::RuntimeSlot;
-use runtime::Runtime;
+use runtime::verbs::Runtime;
 use std::process::ExitCode;
 use sut::System;
-use verdict::{exit_code, EXIT_HARNESS_FAILED, EXIT_VALID};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -102,40 +87,25 @@ async fn interrupted() {
 
 async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
     match cli.command {
-        None => run_tests(&cli.test, slot).await,
+        None => cli::test::run_tests(&cli.test, slot).await,
         Some(Command::Check {
             dir,
             history,
             workload,
-        }) => check::check(&dir, history.as_deref(), workload.as_deref()),
+        }) => cli::check::check(&dir, history.as_deref(), workload.as_deref()),
         Some(Command::Reap { run_label }) => {
             runtime::reaper::reap(&run_label).await?;
             Ok(EXIT_VALID)
         }
         Some(Command::Clean { store, ssh }) => {
-            // Mounts first: removing a work directory must not walk into one.
-            let mut cleaned = disk::clean_leftovers(&store.join(".work"))?;
-            cleaned.extend(runtime::process::clean_leftovers(&store.join(".work"))?);
-            if runtime::docker::daemon_answers() {
-                cleaned.extend(runtime::docker::clean_leftovers().await?);
-            }
-            if let Some(hosts) = ssh::hosts_from(&ssh)? {
-                let trust = ssh::Trust {
-                    known_hosts: ssh.ssh_known_hosts.clone(),
-                };
-                cleaned.extend(runtime::ssh::clean_leftovers(&hosts, &trust).await?);
-            }
-            for c in &cleaned {
-                println!("removed {c}");
-            }
-            println!("clean: {} leftovers removed", cleaned.len());
+            cli::clean::clean(&store, &ssh).await?;
             Ok(EXIT_VALID)
         }
         Some(Command::Bench {
             test,
             compare_faultfs: true,
-        }) => disk::bench_compare(&test, slot).await,
-        Some(Command::Bench { test, .. }) => bench(&test, slot).await,
+        }) => cli::bench::compare_faultfs(&test, slot).await,
+        Some(Command::Bench { test, .. }) => cli::bench::bench(&test, slot).await,
         Some(Command::Soak {
             duration_s,
             keep_valid,
@@ -144,11 +114,14 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             shard,
             test,
         }) => {
-            let shard = shard.as_deref().map(shard::Shard::parse).transpose()?;
+            let shard = shard
+                .as_deref()
+                .map(soak::shard::Shard::parse)
+                .transpose()?;
             let suts: Vec<String> = if suts == "auto" {
                 sut::Sut::all()
                     .iter()
-                    .filter(|s| s.on_host(&test))
+                    .filter(|s| s.on_host(&test.binaries()))
                     .map(|s| s.name().to_string())
                     .collect()
             } else {
@@ -165,61 +138,6 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             )
             .await
         }
-        Some(Command::SoakMerge { files, out }) => soak_merge::merge(&files, out.as_deref()),
+        Some(Command::SoakMerge { files, out }) => soak::merge::merge(&files, out.as_deref()),
     }
-}
-
-async fn run_tests(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
-    let mut worst = Validity::Valid;
-    let mut args = args.clone();
-    for attempt in 0..args.test_count.max(1) {
-        if attempt > 0 {
-            args.seed = None;
-        }
-        let plan = Plan::resolve(&args)?;
-        let binary = plan.sut.binary(&plan)?;
-        let outcome = run::run_test(&plan, &binary, slot).await?;
-        let (ok, fail, info) = outcome.counts;
-        println!(
-            "\n{} seed {}: {} ops (ok {ok}, fail {fail}, info {info}) in {:.0} s",
-            plan.name,
-            plan.seed,
-            ok + fail + info,
-            outcome.workload_s
-        );
-        verdict::print(&outcome.results);
-        println!("store: {}", outcome.dir.display());
-        let valid = outcome.results.valid;
-        if valid != Validity::Valid {
-            println!("rerun: {}", plan.rerun_command());
-        }
-        worst = verdict::worst(worst, valid);
-        if valid == Validity::Invalid {
-            break;
-        }
-    }
-    Ok(exit_code(worst))
-}
-
-async fn bench(args: &TestArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
-    // No faults, one run (`--rate` defaults to 0 here: as fast as the
-    // cluster answers): what the harness can record.
-    if args.nemesis != "none" || args.test_count != 1 || args.nemesis_interval_s != 10 {
-        anyhow::bail!("harness bench runs one test without faults: --nemesis, --nemesis-interval-s and --test-count are not bench flags");
-    }
-    let plan = Plan::resolve(args)?;
-    let binary = plan.sut.binary(&plan)?;
-    let outcome = run::run_test(&plan, &binary, slot).await?;
-    let cpu = outcome.workload_cpu_s;
-    let (ok, fail, info) = outcome.counts;
-    let ops = ok + fail + info;
-    let line = serde_json::json!({
-        "ops": ops, "events": outcome.events, "workload_s": outcome.workload_s,
-        "ops_per_s_recorded": ops as f64 / outcome.workload_s,
-        "harness_cpu_s_during_workload": cpu, "recorder_cpu_s": outcome.recorder_busy.as_secs_f64(),
-        "recorder_share_of_harness_cpu": outcome.recorder_busy.as_secs_f64() / cpu.max(1e-9),
-        "concurrency": plan.concurrency, "rate": plan.rate,
-    });
-    println!("{line}");
-    Ok(exit_code(outcome.results.valid))
 }

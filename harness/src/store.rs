@@ -1,7 +1,7 @@
 //! The store: one directory per run (docs/store.md), and `store/latest`.
 
-use crate::plan::Plan;
 use anyhow::Context;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -48,9 +48,10 @@ pub fn unix_ms() -> u64 {
 }
 
 impl RunDir {
-    /// Creates the run directory and writes `test.json`.
-    pub fn create(plan: &Plan) -> anyhow::Result<RunDir> {
-        let base = plan.store.join(&plan.name);
+    /// Creates `root/<name>/<timestamp>` and writes `test.json`: the test
+    /// (the plan) with the start time and the harness's version.
+    pub fn create(root: &Path, name: &str, test: &impl Serialize) -> anyhow::Result<RunDir> {
+        let base = root.join(name);
         let mut path = base.join(timestamp());
         let mut n = 1;
         while path.exists() {
@@ -59,16 +60,16 @@ impl RunDir {
         }
         std::fs::create_dir_all(path.join("nodes"))
             .with_context(|| format!("creating {}", path.display()))?;
-        let mut test = serde_json::to_value(plan)?;
+        let mut test = serde_json::to_value(test)?;
         let extra =
             json!({"started_unix_ms": unix_ms(), "ordeal_version": env!("CARGO_PKG_VERSION")});
         test.as_object_mut()
-            .expect("plan is an object")
+            .expect("the test is an object")
             .extend(extra.as_object().expect("object").clone());
         write_json(&path.join("test.json"), &test)?;
         Ok(RunDir {
             path,
-            root: plan.store.clone(),
+            root: root.to_path_buf(),
         })
     }
 

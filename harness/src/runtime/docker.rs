@@ -16,17 +16,23 @@
 //! (`reaper.rs`) removes them by that label when the harness dies, even
 //! by SIGKILL.
 
-use super::image::ensure_image;
-use super::{AnyRuntime, ClockSetting, ClusterSpec, Grudge, Runtime};
-use crate::clock::FAKETIME_LIB;
-use crate::sut::{Launch, System};
+use crate::runtime::clock::{ClockSetting, FAKETIME_LIB};
+use crate::runtime::disk::Disks;
+use crate::runtime::image::ensure_image;
+use crate::runtime::label::owner_alive;
+use crate::runtime::reaper::{
+    container_gone_or_going, force_remove, gone_already, remove_network_patiently,
+    remove_run_containers, Reaper, RUN_SWEEP_PAUSE,
+};
+use crate::runtime::verbs::{Added, ClusterSpec, Grudge, Runtime};
+use crate::sut::{Ability, Launch, System};
 use anyhow::{bail, Context};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use testcontainers::bollard::container::{
-    KillContainerOptions, ListContainersOptions, LogOutput, LogsOptions, RemoveContainerOptions,
+    KillContainerOptions, ListContainersOptions, LogOutput, LogsOptions,
 };
 use testcontainers::bollard::network::{CreateNetworkOptions, ListNetworksOptions};
 use testcontainers::bollard::volume::{CreateVolumeOptions, ListVolumesOptions};
@@ -63,11 +69,11 @@ pub struct DockerRuntime {
     ips: BTreeMap<String, IpAddr>,
     partitioned: BTreeSet<String>,
     /// The nodes' faultfs mounts on the host, bound at `/data`.
-    disks: Option<crate::disk::Disks>,
+    disks: Option<Disks>,
     torn_down: bool,
     /// Sweeps the run's label when the harness dies (`reaper.rs`); dropped
     /// after teardown.
-    _reaper: Option<super::reaper::Reaper>,
+    _reaper: Option<Reaper>,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -79,27 +85,29 @@ impl std::fmt::Debug for DockerRuntime {
     }
 }
 
-/// Builds the Docker runtime for a spec.
-pub fn build(spec: ClusterSpec) -> anyhow::Result<AnyRuntime> {
-    let docker =
-        Docker::connect_with_local_defaults().context("connecting to the Docker daemon")?;
-    let network = format!("ordeal-{}", spec.run_label);
-    let reaper = super::reaper::Reaper::start(&spec.run_label);
-    Ok(AnyRuntime::Docker(Box::new(DockerRuntime {
-        _reaper: reaper,
-        spec,
-        docker,
-        network,
-        containers: BTreeMap::new(),
-        names: Vec::new(),
-        image: None,
-        launched: BTreeMap::new(),
-        joined: BTreeMap::new(),
-        ips: BTreeMap::new(),
-        partitioned: BTreeSet::new(),
-        disks: None,
-        torn_down: false,
-    })))
+impl DockerRuntime {
+    /// The Docker runtime for a spec (nothing started yet).
+    pub fn new(spec: ClusterSpec) -> anyhow::Result<DockerRuntime> {
+        let docker =
+            Docker::connect_with_local_defaults().context("connecting to the Docker daemon")?;
+        let network = format!("ordeal-{}", spec.run_label);
+        let reaper = Reaper::start(&spec.run_label);
+        Ok(DockerRuntime {
+            _reaper: reaper,
+            spec,
+            docker,
+            network,
+            containers: BTreeMap::new(),
+            names: Vec::new(),
+            image: None,
+            launched: BTreeMap::new(),
+            joined: BTreeMap::new(),
+            ips: BTreeMap::new(),
+            partitioned: BTreeSet::new(),
+            disks: None,
+            torn_down: false,
+        })
+    }
 }
 
 /// Whether a Docker daemon answers on its socket.
@@ -360,7 +368,7 @@ impl Runtime for DockerRuntime {
             let dirs: Vec<(String, PathBuf)> = (1..=self.spec.nodes)
                 .map(|i| (format!("n{i}"), self.spec.work_dir.join(format!("n{i}"))))
                 .collect();
-            self.disks = Some(crate::disk::Disks::mount(disk, &dirs)?);
+            self.disks = Some(Disks::mount(disk, &dirs)?);
         }
         let founders: Vec<usize> = (1..=self.spec.nodes).collect();
         for i in 1..=self.spec.nodes {
@@ -385,7 +393,7 @@ impl Runtime for DockerRuntime {
         id: usize,
         founders: &[usize],
         peers: &[usize],
-    ) -> anyhow::Result<super::Added> {
+    ) -> anyhow::Result<Added> {
         let name = format!("n{id}");
         if id == 0 || self.containers.contains_key(&name) {
             bail!("cannot add {name}: ids start at 1 and are used once");
@@ -398,7 +406,7 @@ impl Runtime for DockerRuntime {
         let args = self.node_args(id, peers, founders);
         self.joined.insert(name.clone(), founders.to_vec());
         self.start_node(id, &image, args).await?;
-        Ok(super::Added {
+        Ok(Added {
             url: self.client_url(&name),
             peer_addr: self.peer_addr(id),
             name,
@@ -532,7 +540,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn set_clock(&mut self, node: &str, setting: ClockSetting) -> anyhow::Result<()> {
-        if let Some(why) = self.spec.sut.refuses(crate::plan::Fault::Clock) {
+        if let Some(why) = self.spec.sut.lacks(Ability::Faketime) {
             bail!("clock faults cannot reach {}: {why}", self.spec.sut.name());
         }
         let dir = clock_dir(&self.spec, node);
@@ -546,7 +554,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn disk(&mut self, node: &str, command: faultfs::Command) -> anyhow::Result<String> {
-        crate::disk::command_on(self.disks.as_ref(), node, command).await
+        crate::runtime::disk::command_on(self.disks.as_ref(), node, command).await
     }
 
     async fn running(&mut self, node: &str) -> bool {
@@ -662,7 +670,7 @@ async fn clean_volumes(docker: &Docker) -> anyhow::Result<Vec<String>> {
         .context("listing volumes")?;
     let mut removed = Vec::new();
     for v in volumes.volumes.unwrap_or_default() {
-        if super::owner_alive(v.labels.get("ordeal.run").map_or("", String::as_str)) {
+        if owner_alive(v.labels.get("ordeal.run").map_or("", String::as_str)) {
             continue;
         }
         // A volume still held (by a container another clean is removing)
@@ -673,104 +681,6 @@ async fn clean_volumes(docker: &Docker) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(removed)
-}
-
-/// How long teardown waits before its second sweep of the run's containers.
-const RUN_SWEEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Force-removes every container labelled with this run (`ordeal.run`);
-/// the names of those removed. A container already gone is skipped.
-pub(super) async fn remove_run_containers(docker: &Docker, run_label: &str) -> Vec<String> {
-    let filters = HashMap::from([("label".to_string(), vec![format!("ordeal.run={run_label}")])]);
-    let options = ListContainersOptions {
-        all: true,
-        filters,
-        ..Default::default()
-    };
-    let Ok(containers) = docker.list_containers(Some(options)).await else {
-        return Vec::new();
-    };
-    let mut removed = Vec::new();
-    for c in containers {
-        let id = c.id.unwrap_or_default();
-        let _ = docker.unpause_container(&id).await;
-        let force = RemoveContainerOptions {
-            force: true,
-            v: true,
-            ..Default::default()
-        };
-        let result = docker.remove_container(&id, Some(force)).await;
-        if container_gone_or_going(&result) {
-            continue;
-        }
-        match result {
-            Ok(()) => removed.push(format!(
-                "container {}",
-                c.names.unwrap_or_default().join(",")
-            )),
-            Err(e) => tracing::warn!(container = id, error = %e, "could not remove the container"),
-        }
-    }
-    removed
-}
-
-/// How long a network whose containers another remover (a run's reaper,
-/// another `clean`) is still taking away is retried.
-const NETWORK_REMOVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Removes a network; while it still has endpoints (403) or the engine is
-/// busy with it (409), retries for [`NETWORK_REMOVE_PATIENCE`]. `Ok(false)`:
-/// it was gone already.
-pub(super) async fn remove_network_patiently(docker: &Docker, name: &str) -> anyhow::Result<bool> {
-    let deadline = tokio::time::Instant::now() + NETWORK_REMOVE_PATIENCE;
-    loop {
-        let result = docker.remove_network(name).await;
-        if gone_already(&result) {
-            return Ok(false);
-        }
-        let busy = matches!(
-            &result,
-            Err(
-                testcontainers::bollard::errors::Error::DockerResponseServerError {
-                    status_code: 403 | 409,
-                    ..
-                }
-            )
-        );
-        if !busy || tokio::time::Instant::now() >= deadline {
-            result.with_context(|| format!("removing network {name}"))?;
-            return Ok(true);
-        }
-        tokio::time::sleep(RUN_SWEEP_PAUSE).await;
-    }
-}
-
-/// Whether the engine answered 404: what was to be removed is gone.
-fn gone_already<T>(result: &Result<T, testcontainers::bollard::errors::Error>) -> bool {
-    matches!(
-        result,
-        Err(
-            testcontainers::bollard::errors::Error::DockerResponseServerError {
-                status_code: 404,
-                ..
-            }
-        )
-    )
-}
-
-/// [`gone_already`], or a 409: another remover is taking the container
-/// away (`removal … is already in progress`).
-fn container_gone_or_going<T>(result: &Result<T, testcontainers::bollard::errors::Error>) -> bool {
-    gone_already(result)
-        || matches!(
-            result,
-            Err(
-                testcontainers::bollard::errors::Error::DockerResponseServerError {
-                    status_code: 409,
-                    ..
-                }
-            )
-        )
 }
 
 /// Removes every container and network labelled by ordeal (what a killed
@@ -795,17 +705,11 @@ pub async fn clean_leftovers() -> anyhow::Result<Vec<String>> {
             .and_then(|l| l.get("ordeal.run"))
             .cloned()
             .unwrap_or_default();
-        if super::owner_alive(&run) {
+        if owner_alive(&run) {
             continue;
         }
         let id = c.id.unwrap_or_default();
-        let _ = docker.unpause_container(&id).await;
-        let force = RemoveContainerOptions {
-            force: true,
-            v: true,
-            ..Default::default()
-        };
-        let result = docker.remove_container(&id, Some(force)).await;
+        let result = force_remove(&docker, &id).await;
         if container_gone_or_going(&result) {
             continue; // the run's reaper was first
         }
@@ -821,7 +725,7 @@ pub async fn clean_leftovers() -> anyhow::Result<Vec<String>> {
         .context("listing networks")?;
     for n in networks {
         let name = n.name.unwrap_or_default();
-        if super::owner_alive(name.strip_prefix("ordeal-").unwrap_or("")) {
+        if owner_alive(name.strip_prefix("ordeal-").unwrap_or("")) {
             continue;
         }
         if remove_network_patiently(&docker, &name).await? {

@@ -11,12 +11,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::clock::FAKETIME_LIB;
+use crate::runtime::clock::FAKETIME_LIB;
 
-/// The image's repository name for ordeal-node.
-pub const IMAGE_NAME: &str = "ordeal-node";
-/// The image's repository name for etcd.
-pub const ETCD_IMAGE_NAME: &str = "ordeal-etcd";
 /// The nftables command, for partitions inside containers.
 pub const NFT: &str = "/usr/sbin/nft";
 

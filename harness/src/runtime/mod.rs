@@ -4,141 +4,57 @@
 //! `process` (local processes on distinct loopback addresses) and `ssh`
 //! (processes on remote hosts, one per node).
 //!
-//! Fault verbs come in pairs whose docs name each other: kill / restart,
-//! pause / resume, partition / heal, set_clock / reset_clock; `disk`
-//! sends faultfs commands, its `heal` command undoing delays and failures.
+//! Layers inside: this registry ([`AnyRuntime`], [`RuntimeKind`]), then
+//! the runtimes (`process.rs`, `docker.rs` with `image.rs` and
+//! `reaper.rs`, `ssh/`), then what they implement and share (`verbs.rs`:
+//! the [`Runtime`] trait; `disk.rs`: faultfs mounts; `clock.rs`: clock
+//! settings; `label.rs`: run labels).
 
+pub mod clock;
+pub mod disk;
 pub mod docker;
 pub mod image;
+pub mod label;
 pub mod process;
 pub mod reaper;
 pub mod ssh;
+pub mod verbs;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use clock::ClockSetting;
+use serde::Serialize;
+use std::path::Path;
+use verbs::{Added, Grudge, Runtime, Verb};
 
-pub use crate::clock::ClockSetting;
-pub use crate::sut::Sut;
-
-/// Everything a runtime needs to start a cluster.
-#[derive(Debug, Clone)]
-pub struct ClusterSpec {
-    /// The system under test: its command line, image and abilities. The
-    /// runtime asks it and never branches on which system it is.
-    pub sut: Sut,
-    /// Number of nodes; node names are `n1..=nN`, raft ids `1..=N`.
-    pub nodes: usize,
-    /// The `ordeal-node` (or `etcd`) binary on the host.
-    pub binary: PathBuf,
-    /// Extra arguments given to every node (tick settings, `--bug ...`).
-    pub node_args: Vec<String>,
-    /// A directory the runtime owns for this run (data dirs, logs, clock
-    /// files); removed by `teardown` unless the caller keeps it.
-    pub work_dir: PathBuf,
-    /// Label value put on everything the runtime creates, so that
-    /// `harness clean` can find what a killed harness left behind.
-    pub run_label: String,
-    /// Put every node's data directory on its own faultfs mount (for the
-    /// disk faults); `None`: plain directories.
-    pub disk: Option<Box<crate::disk::DiskSpec>>,
+/// Where nodes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Containers on a private Docker network.
+    Docker,
+    /// Local processes on loopback addresses.
+    Process,
+    /// Processes on remote hosts over SSH.
+    Ssh,
 }
 
-/// Who drops whose traffic: `grudge[a]` is the set of nodes whose packets
-/// node `a` drops (Jepsen's grudge). Symmetric cuts list both directions.
-pub type Grudge = BTreeMap<String, BTreeSet<String>>;
+impl RuntimeKind {
+    /// The name in `--runtime`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Docker => "docker",
+            RuntimeKind::Process => "process",
+            RuntimeKind::Ssh => "ssh",
+        }
+    }
 
-/// A node started to join the running cluster ([`Runtime::add_node`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Added {
-    /// `n<id>`.
-    pub name: String,
-    /// Base URL of its client API, reachable from the harness.
-    pub url: String,
-    /// The peer address every member dials it at: the `addr` of the
-    /// `add` change (`host:port`).
-    pub peer_addr: String,
-}
-
-/// The operations every runtime offers. Implemented by
-/// [`docker::DockerRuntime`] and [`process::ProcessRuntime`]; the harness
-/// dispatches over them through [`AnyRuntime`].
-#[allow(async_fn_in_trait)]
-pub trait Runtime {
-    /// Starts every node of the spec and returns when all processes run
-    /// (not when a leader is elected).
-    async fn start(&mut self) -> anyhow::Result<()>;
-    /// Every node started, in start order: the founders `n1..=nN`, then
-    /// the nodes [`Runtime::add_node`] started.
-    fn nodes(&self) -> Vec<String>;
-    /// Starts a new node `n<id>` on an empty data directory that joins the
-    /// cluster founded by `founders` (`--join`), dialling the nodes `peers`
-    /// (raft ids of the members now); every fault verb then reaches it and
-    /// [`Runtime::teardown`] removes it. It takes part once a member adds
-    /// it (`POST /members`) at [`Added::peer_addr`]; nodes restarted later
-    /// are given its address. `id` must be unused in this run.
-    async fn add_node(
-        &mut self,
-        id: usize,
-        founders: &[usize],
-        peers: &[usize],
-    ) -> anyhow::Result<Added>;
-    /// Base URL of a node's client API, e.g. `http://172.18.0.2:8001`,
-    /// reachable from the harness process.
-    fn client_url(&self, node: &str) -> String;
-    /// SIGKILLs the node's process; its data directory is kept. Undone by
-    /// [`Runtime::restart`].
-    async fn kill(&mut self, node: &str) -> anyhow::Result<()>;
-    /// Starts a killed node again on its data directory. Undoes
-    /// [`Runtime::kill`].
-    async fn restart(&mut self, node: &str) -> anyhow::Result<()>;
-    /// Freezes the node's process (SIGSTOP / docker pause). Undone by
-    /// [`Runtime::resume`].
-    async fn pause(&mut self, node: &str) -> anyhow::Result<()>;
-    /// Thaws a paused node. Undoes [`Runtime::pause`].
-    async fn resume(&mut self, node: &str) -> anyhow::Result<()>;
-    /// Drops packets between nodes as the grudge says, replacing any earlier
-    /// partition. Undone by [`Runtime::heal`].
-    async fn partition(&mut self, grudge: &Grudge) -> anyhow::Result<()>;
-    /// Removes every partition. Undoes [`Runtime::partition`].
-    async fn heal(&mut self) -> anyhow::Result<()>;
-    /// Changes the node's clock through libfaketime. Undone by
-    /// [`Runtime::reset_clock`].
-    async fn set_clock(&mut self, node: &str, setting: ClockSetting) -> anyhow::Result<()>;
-    /// Puts the node's clock back to real time. Undoes [`Runtime::set_clock`].
-    async fn reset_clock(&mut self, node: &str) -> anyhow::Result<()>;
-    /// Sends a faultfs command to the node's disk (its data directory's
-    /// mount) and returns the answer after `ok`. `delay` and `fail` are
-    /// undone by the command `heal`; `lose-unfsynced` and `torn` are power
-    /// losses, undone by [`Runtime::restart`] on what they left. Fails when
-    /// the run has no faultfs mounts.
-    async fn disk(&mut self, node: &str, command: faultfs::Command) -> anyhow::Result<String>;
-    /// Whether the node's process (container) runs: false after
-    /// [`Runtime::kill`] and after the node stopped by itself.
-    async fn running(&mut self, node: &str) -> bool;
-    /// Copies the node's log (all restarts) to `dest`.
-    async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()>;
-    /// Copies the node's Raft trace (`--trace`, all restarts) to `dest`.
-    async fn collect_trace(&mut self, node: &str, dest: &Path) -> anyhow::Result<()>;
-    /// Stops and removes everything the runtime created. Idempotent; also
-    /// run from Drop as a last resort.
-    async fn teardown(&mut self) -> anyhow::Result<()>;
-}
-
-/// Whether the harness that made `label` (`ordeal-<pid>-<seed>`) still
-/// runs, so that `clean` never takes a live run's cluster.
-pub fn owner_alive(label: &str) -> bool {
-    let Some(pid) = label
-        .strip_prefix("ordeal-")
-        .and_then(|rest| rest.split('-').next())
-        .and_then(|p| p.parse::<u32>().ok())
-    else {
-        return false;
-    };
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    String::from_utf8_lossy(&cmdline)
-        .split('\0')
-        .next()
-        .is_some_and(|program| program.ends_with("harness"))
+    /// Why this runtime cannot do `verb`, or `None` when it can.
+    pub fn lacks(self, verb: Verb) -> Option<&'static str> {
+        match (self, verb) {
+            (RuntimeKind::Ssh, Verb::Disk) => Some("disk faults over ssh are not supported"),
+            (RuntimeKind::Ssh, Verb::AddNode) => Some("membership faults start nodes during the run, and the ssh runtime has one host per node named before it"),
+            _ => None,
+        }
+    }
 }
 
 /// Every runtime the harness can drive, dispatching the [`Runtime`] verbs to

@@ -19,8 +19,10 @@
 //! is listed in a pid file under the work directory so that `harness clean`
 //! can kill what a SIGKILLed harness left behind.
 
-use super::{ClockSetting, ClusterSpec, Grudge, Runtime};
-use crate::sut::{Launch, PeerLinks, System};
+use crate::runtime::clock::ClockSetting;
+use crate::runtime::disk::Disks;
+use crate::runtime::verbs::{Added, ClusterSpec, Grudge, Runtime};
+use crate::sut::{Ability, Launch, PeerLinks, System};
 use anyhow::{bail, Context};
 use nix::sys::signal::{kill as send_signal, Signal};
 use nix::unistd::Pid;
@@ -112,7 +114,7 @@ pub struct ProcessRuntime {
     nodes: Vec<NodeProc>,
     proxies: Vec<Proxy>,
     /// The nodes' faultfs mounts, when the spec asks for them.
-    disks: Option<crate::disk::Disks>,
+    disks: Option<Disks>,
     torn_down: bool,
 }
 
@@ -452,7 +454,7 @@ impl ProcessRuntime {
         id: usize,
         founders: &[usize],
         peers: &[usize],
-    ) -> anyhow::Result<super::Added> {
+    ) -> anyhow::Result<Added> {
         let name = format!("n{id}");
         if self.spec.sut.peer_links() != PeerLinks::PerPair {
             bail!(
@@ -511,7 +513,7 @@ impl ProcessRuntime {
         });
         self.spawn(self.nodes.len() - 1)?;
         let url = self.client_url(&name);
-        Ok(super::Added {
+        Ok(Added {
             name,
             url,
             peer_addr,
@@ -574,7 +576,7 @@ impl Runtime for ProcessRuntime {
                 .iter()
                 .map(|n| (n.name.clone(), n.dir.clone()))
                 .collect();
-            self.disks = Some(crate::disk::Disks::mount(disk, &dirs)?);
+            self.disks = Some(Disks::mount(disk, &dirs)?);
         }
         for index in 0..n {
             self.spawn(index)?;
@@ -598,7 +600,7 @@ impl Runtime for ProcessRuntime {
         id: usize,
         founders: &[usize],
         peers: &[usize],
-    ) -> anyhow::Result<super::Added> {
+    ) -> anyhow::Result<Added> {
         self.add_process(id, founders, peers).await
     }
 
@@ -662,7 +664,7 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn set_clock(&mut self, node: &str, setting: ClockSetting) -> anyhow::Result<()> {
-        if let Some(why) = self.spec.sut.refuses(crate::plan::Fault::Clock) {
+        if let Some(why) = self.spec.sut.lacks(Ability::Faketime) {
             bail!("clock faults cannot reach {}: {why}", self.spec.sut.name());
         }
         if self.options.faketime_lib.is_none() {
@@ -678,7 +680,7 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn disk(&mut self, node: &str, command: faultfs::Command) -> anyhow::Result<String> {
-        crate::disk::command_on(self.disks.as_ref(), node, command).await
+        crate::runtime::disk::command_on(self.disks.as_ref(), node, command).await
     }
 
     async fn running(&mut self, node: &str) -> bool {
@@ -765,7 +767,7 @@ pub fn clean_leftovers(root: &Path) -> anyhow::Result<Vec<String>> {
             .path();
         if dir
             .file_name()
-            .is_some_and(|n| super::owner_alive(&n.to_string_lossy()))
+            .is_some_and(|n| crate::runtime::label::owner_alive(&n.to_string_lossy()))
         {
             continue;
         }

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use testcontainers::bollard::container::{ListContainersOptions, RemoveContainerOptions};
 use testcontainers::bollard::volume::ListVolumesOptions;
 use testcontainers::bollard::Docker;
 
@@ -99,9 +100,9 @@ pub async fn reap(run_label: &str) -> anyhow::Result<Vec<String>> {
 /// One already gone (another sweep, `harness clean`) is not an error.
 pub async fn sweep(docker: &Docker, run_label: &str) -> anyhow::Result<Vec<String>> {
     let filters = HashMap::from([("label".to_string(), vec![format!("ordeal.run={run_label}")])]);
-    let mut removed = super::docker::remove_run_containers(docker, run_label).await;
+    let mut removed = remove_run_containers(docker, run_label).await;
     let network = format!("ordeal-{run_label}");
-    if super::docker::remove_network_patiently(docker, &network)
+    if remove_network_patiently(docker, &network)
         .await
         .unwrap_or(false)
     {
@@ -117,4 +118,112 @@ pub async fn sweep(docker: &Docker, run_label: &str) -> anyhow::Result<Vec<Strin
         }
     }
     Ok(removed)
+}
+
+/// How long teardown waits before its second sweep of the run's containers.
+pub const RUN_SWEEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Force-removes every container labelled with this run (`ordeal.run`);
+/// the names of those removed. A container already gone is skipped.
+pub async fn remove_run_containers(docker: &Docker, run_label: &str) -> Vec<String> {
+    let filters = HashMap::from([("label".to_string(), vec![format!("ordeal.run={run_label}")])]);
+    let options = ListContainersOptions {
+        all: true,
+        filters,
+        ..Default::default()
+    };
+    let Ok(containers) = docker.list_containers(Some(options)).await else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for c in containers {
+        let id = c.id.unwrap_or_default();
+        let result = force_remove(docker, &id).await;
+        if container_gone_or_going(&result) {
+            continue;
+        }
+        match result {
+            Ok(()) => removed.push(format!(
+                "container {}",
+                c.names.unwrap_or_default().join(",")
+            )),
+            Err(e) => tracing::warn!(container = id, error = %e, "could not remove the container"),
+        }
+    }
+    removed
+}
+
+/// Unpauses and force-removes a container with its anonymous volumes.
+pub async fn force_remove(
+    docker: &Docker,
+    id: &str,
+) -> Result<(), testcontainers::bollard::errors::Error> {
+    let _ = docker.unpause_container(id).await;
+    let force = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    docker.remove_container(id, Some(force)).await
+}
+
+/// How long a network whose containers another remover (a run's reaper,
+/// another `clean`) is still taking away is retried.
+const NETWORK_REMOVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Removes a network; while it still has endpoints (403) or the engine is
+/// busy with it (409), retries for [`NETWORK_REMOVE_PATIENCE`]. `Ok(false)`:
+/// it was gone already.
+pub async fn remove_network_patiently(docker: &Docker, name: &str) -> anyhow::Result<bool> {
+    let deadline = tokio::time::Instant::now() + NETWORK_REMOVE_PATIENCE;
+    loop {
+        let result = docker.remove_network(name).await;
+        if gone_already(&result) {
+            return Ok(false);
+        }
+        let busy = matches!(
+            &result,
+            Err(
+                testcontainers::bollard::errors::Error::DockerResponseServerError {
+                    status_code: 403 | 409,
+                    ..
+                }
+            )
+        );
+        if !busy || tokio::time::Instant::now() >= deadline {
+            result.with_context(|| format!("removing network {name}"))?;
+            return Ok(true);
+        }
+        tokio::time::sleep(RUN_SWEEP_PAUSE).await;
+    }
+}
+
+/// Whether the engine answered 404: what was to be removed is gone.
+pub fn gone_already<T>(result: &Result<T, testcontainers::bollard::errors::Error>) -> bool {
+    matches!(
+        result,
+        Err(
+            testcontainers::bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }
+        )
+    )
+}
+
+/// [`gone_already`], or a 409: another remover is taking the container
+/// away (`removal … is already in progress`).
+pub fn container_gone_or_going<T>(
+    result: &Result<T, testcontainers::bollard::errors::Error>,
+) -> bool {
+    gone_already(result)
+        || matches!(
+            result,
+            Err(
+                testcontainers::bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409,
+                    ..
+                }
+            )
+        )
 }

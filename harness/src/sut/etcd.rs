@@ -3,18 +3,19 @@
 //! through the vDSO, past libfaketime). Its status and metrics are put into
 //! ordeal-node's shapes.
 
-use super::{Launch, PeerLinks, System};
-use crate::plan::{Fault, Plan};
-use crate::probe::Probe;
+use crate::sut::http::NodeHttp;
+use crate::sut::system::{Ability, Asked, Binaries, Launch, Options, PeerLinks, System};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use workloads::{EtcdClient, SutClient};
+use workloads::{EtcdClient, ReadMode, SutClient};
 
 /// etcd's heartbeat interval, ms (its default).
 pub const ETCD_HEARTBEAT_MS: u64 = 100;
 /// etcd's election timeout, ms (its default).
 pub const ETCD_ELECTION_MS: u64 = 1000;
+/// The etcd image's repository name (`runtime/image.rs` builds it).
+pub const ETCD_IMAGE_NAME: &str = "ordeal-etcd";
 
 /// etcd's soak rotation: the register workload under every fault that
 /// reaches a Go program.
@@ -34,15 +35,38 @@ impl System for Etcd {
         "etcd"
     }
 
-    fn binary(&self, plan: &Plan) -> anyhow::Result<PathBuf> {
-        etcd_binary(plan.etcd_binary.as_deref())
+    fn binary(&self, binaries: &Binaries) -> anyhow::Result<PathBuf> {
+        etcd_binary(binaries.etcd.as_deref())
     }
 
-    fn on_host(&self, args: &crate::cli::TestArgs) -> bool {
-        etcd_binary(args.etcd_binary.as_deref()).is_ok()
+    fn on_host(&self, binaries: &Binaries) -> bool {
+        etcd_binary(binaries.etcd.as_deref()).is_ok()
     }
 
-    fn node_flags(&self, _plan: &Plan) -> Vec<String> {
+    fn allows(&self, asked: &Asked) -> anyhow::Result<ReadMode> {
+        if asked.workload != "register" {
+            bail!("--sut etcd: only the register workload runs on etcd (it is not an ordering service)");
+        }
+        let Some(read_mode) = ReadMode::parse(asked.read_mode) else {
+            bail!(
+                "--read-mode: `{}` is neither linearizable nor serializable",
+                asked.read_mode
+            );
+        };
+        if !asked.bugs.is_empty() {
+            bail!("--bug: bug switches exist in ordeal-node only, not in etcd");
+        }
+        Ok(read_mode)
+    }
+
+    fn rerun_flags(&self, options: &Options) -> (String, String) {
+        (
+            format!("--sut etcd --read-mode {} ", options.read_mode.as_str()),
+            String::new(),
+        )
+    }
+
+    fn node_flags(&self, _options: &Options) -> Vec<String> {
         vec![
             "--heartbeat-interval".into(),
             ETCD_HEARTBEAT_MS.to_string(),
@@ -97,38 +121,35 @@ impl System for Etcd {
     }
 
     fn image(&self) -> (&'static str, &'static str) {
-        (crate::runtime::image::ETCD_IMAGE_NAME, "/etcd")
+        (ETCD_IMAGE_NAME, "/etcd")
     }
 
     fn container_env(&self) -> &'static [(&'static str, &'static str)] {
         &[]
     }
 
-    fn refuses(&self, fault: Fault) -> Option<&'static str> {
-        if crate::disk::is_disk(fault) {
-            return Some("etcd's bbolt maps its file (mmap), which faultfs refuses");
-        }
-        match fault {
-            Fault::Clock => Some("Go reads the clock through the vDSO, past libfaketime"),
+    fn lacks(&self, ability: Ability) -> Option<&'static str> {
+        Some(match ability {
+            Ability::Faultfs => "etcd's bbolt maps its file (mmap), which faultfs refuses",
+            Ability::Faketime => "Go reads the clock through the vDSO, past libfaketime",
             // etcd 3.4 keeps a fixed 5,000 entries behind each snapshot
             // (`SnapshotCatchUpEntries`), more than a run's lag leaves.
-            Fault::Lag => Some("etcd 3.4 keeps 5,000 entries behind every snapshot, so a run never compacts past a follower"),
-            Fault::Member | Fault::Transfer => Some("the harness changes membership through ordeal-node's POST /members and /transfer; etcd's member API is not driven"),
-            _ => None,
-        }
+            Ability::SnapshotCatchUp => "etcd 3.4 keeps 5,000 entries behind every snapshot, so a run never compacts past a follower",
+            Ability::MembershipApi => "the harness changes membership through ordeal-node's POST /members and /transfer; etcd's member API is not driven",
+        })
     }
 
-    fn client(&self, plan: &Plan, nodes: Vec<(String, String)>) -> anyhow::Result<SutClient> {
-        let timeout = std::time::Duration::from_millis(plan.request_timeout_ms);
-        let client =
-            EtcdClient::new(nodes, plan.read_mode, timeout).context("building the etcd client")?;
+    fn client(&self, options: &Options, nodes: Vec<(String, String)>) -> anyhow::Result<SutClient> {
+        let timeout = std::time::Duration::from_millis(options.request_timeout_ms);
+        let client = EtcdClient::new(nodes, options.read_mode, timeout)
+            .context("building the etcd client")?;
         Ok(SutClient::Etcd(client))
     }
 
     /// etcd's maintenance status with `leader` as the node number and
     /// `height` its applied index.
-    async fn status(&self, probe: &Probe, node: &str) -> Option<Value> {
-        let raw = probe.post_json(node, "/v3/maintenance/status").await?;
+    async fn status(&self, http: &NodeHttp, node: &str) -> Option<Value> {
+        let raw = http.post_json(node, "/v3/maintenance/status").await?;
         let number = |v: &Value| {
             v.as_str()
                 .and_then(|t| t.parse::<u64>().ok())
@@ -137,7 +158,7 @@ impl System for Etcd {
         let leader_id = raw["leader"].as_str().unwrap_or("0").to_string();
         let leader = match leader_id.as_str() {
             "0" => 0,
-            id => member_name(probe, node, id)
+            id => member_name(http, node, id)
                 .await
                 .and_then(|name| name.trim_start_matches('n').parse::<u64>().ok())
                 .unwrap_or(0),
@@ -150,7 +171,12 @@ impl System for Etcd {
         )
     }
 
-    async fn fsync(&self, _probe: &Probe, _node: &str, prometheus: Option<&str>) -> Option<Value> {
+    async fn fsync(
+        &self,
+        _http: &NodeHttp,
+        _node: &str,
+        prometheus: Option<&str>,
+    ) -> Option<Value> {
         prometheus.and_then(|text| etcd_fsync(text, ETCD_ELECTION_MS as f64 / 2.0))
     }
 
@@ -184,17 +210,17 @@ pub fn etcd_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// The node name of an etcd member id (decimal, as the gateway writes it),
 /// asking `node` for the member list when the id is new.
-async fn member_name(probe: &Probe, node: &str, id: &str) -> Option<String> {
-    if let Some(name) = probe.member(id) {
+async fn member_name(http: &NodeHttp, node: &str, id: &str) -> Option<String> {
+    if let Some(name) = http.member(id) {
         return Some(name);
     }
-    let list = probe.post_json(node, "/v3/cluster/member/list").await?;
+    let list = http.post_json(node, "/v3/cluster/member/list").await?;
     for m in list["members"].as_array()? {
         if let (Some(id), Some(name)) = (m["ID"].as_str(), m["name"].as_str()) {
-            probe.learn_member(id, name);
+            http.learn_member(id, name);
         }
     }
-    probe.member(id)
+    http.member(id)
 }
 
 /// etcd's WAL fsync histogram (`etcd_disk_wal_fsync_duration_seconds`) in

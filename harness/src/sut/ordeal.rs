@@ -1,17 +1,18 @@
 //! `ordeal-node`, our own ordering node: every workload, every fault.
 
-use super::{Launch, PeerLinks, System};
-use crate::plan::{Fault, Plan};
-use crate::probe::Probe;
-use anyhow::Context;
+use crate::sut::http::NodeHttp;
+use crate::sut::system::{Ability, Asked, Binaries, Launch, Options, PeerLinks, System};
+use anyhow::{bail, Context};
 use serde_json::Value;
 use std::path::PathBuf;
-use workloads::{OrdealClient, SutClient};
+use workloads::{OrdealClient, ReadMode, SutClient};
 
 /// Raft tick the harness gives nodes, ms.
 pub const NODE_TICK_MS: u64 = 100;
 /// Election timeout in ticks the harness gives nodes.
 pub const NODE_ELECTION_TICK: u64 = 10;
+/// The node image's repository name (`runtime/image.rs` builds it).
+pub const IMAGE_NAME: &str = "ordeal-node";
 
 /// ordeal's soak rotation: every workload under every fault (membership
 /// changes with partitions and kills, as issue 14's proof runs them), then
@@ -50,15 +51,32 @@ impl System for Ordeal {
         "ordeal"
     }
 
-    fn binary(&self, plan: &Plan) -> anyhow::Result<PathBuf> {
-        crate::binary::node_binary(plan.node_binary.as_deref(), "release")
+    fn binary(&self, binaries: &Binaries) -> anyhow::Result<PathBuf> {
+        crate::binary::node_binary(binaries.node.as_deref(), "release")
     }
 
-    fn on_host(&self, _args: &crate::cli::TestArgs) -> bool {
+    fn on_host(&self, _binaries: &Binaries) -> bool {
         true
     }
 
-    fn node_flags(&self, plan: &Plan) -> Vec<String> {
+    fn allows(&self, asked: &Asked) -> anyhow::Result<ReadMode> {
+        if ReadMode::parse(asked.read_mode) != Some(ReadMode::Linearizable) {
+            bail!("--read-mode: `{}` applies to --sut etcd only (ordeal-node serves every read through raft)", asked.read_mode);
+        }
+        Ok(ReadMode::Linearizable)
+    }
+
+    fn rerun_flags(&self, options: &Options) -> (String, String) {
+        (
+            String::new(),
+            format!(
+                " --snapshot-interval-bytes {}",
+                options.snapshot_interval_bytes
+            ),
+        )
+    }
+
+    fn node_flags(&self, options: &Options) -> Vec<String> {
         let mut args: Vec<String> = [
             "--tick-ms",
             &NODE_TICK_MS.to_string(),
@@ -67,14 +85,14 @@ impl System for Ordeal {
             "--heartbeat-tick",
             "1",
             "--snapshot-interval-bytes",
-            &plan.snapshot_interval_bytes.to_string(),
+            &options.snapshot_interval_bytes.to_string(),
             "--submit-timeout-ms",
-            &submit_timeout_ms(plan.request_timeout_ms).to_string(),
+            &submit_timeout_ms(options.request_timeout_ms).to_string(),
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        for bug in &plan.bugs {
+        for bug in &options.bugs {
             args.push("--bug".into());
             args.push(bug.clone());
         }
@@ -119,30 +137,30 @@ impl System for Ordeal {
     }
 
     fn image(&self) -> (&'static str, &'static str) {
-        (crate::runtime::image::IMAGE_NAME, "/ordeal-node")
+        (IMAGE_NAME, "/ordeal-node")
     }
 
     fn container_env(&self) -> &'static [(&'static str, &'static str)] {
         &[("RUST_LOG", "info,raft=warn")]
     }
 
-    fn refuses(&self, _fault: Fault) -> Option<&'static str> {
+    fn lacks(&self, _ability: Ability) -> Option<&'static str> {
         None
     }
 
-    fn client(&self, plan: &Plan, nodes: Vec<(String, String)>) -> anyhow::Result<SutClient> {
-        let timeout = std::time::Duration::from_millis(plan.request_timeout_ms);
-        let client = OrdealClient::new(nodes, plan.ack, timeout, &format!("s{}", plan.seed))
+    fn client(&self, options: &Options, nodes: Vec<(String, String)>) -> anyhow::Result<SutClient> {
+        let timeout = std::time::Duration::from_millis(options.request_timeout_ms);
+        let client = OrdealClient::new(nodes, options.ack, timeout, &format!("s{}", options.seed))
             .context("building the ordeal client")?;
         Ok(SutClient::Ordeal(client))
     }
 
-    async fn status(&self, probe: &Probe, node: &str) -> Option<Value> {
-        probe.get_json(node, "/status").await
+    async fn status(&self, http: &NodeHttp, node: &str) -> Option<Value> {
+        http.get_json(node, "/status").await
     }
 
-    async fn fsync(&self, probe: &Probe, node: &str, _prometheus: Option<&str>) -> Option<Value> {
-        probe.get_json(node, "/fsync").await
+    async fn fsync(&self, http: &NodeHttp, node: &str, _prometheus: Option<&str>) -> Option<Value> {
+        http.get_json(node, "/fsync").await
     }
 
     fn rotation(&self) -> &'static [(&'static str, &'static str)] {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod disk;
+mod layers;
 mod load;
 mod member;
 

@@ -1,0 +1,224 @@
+//! Soak runs: tests back to back, rotating system under test × workload ×
+//! nemesis with fresh seeds, keeping the evidence of every run that was not
+//! valid.
+//!
+//! Layers inside: this file (the soak loop and its summary), then
+//! `rotation.rs` (the turns), `shard.rs` (`--shard I/N`) and `merge.rs`
+//! (`harness soak-merge`: shards' summaries into one table).
+
+pub mod merge;
+pub mod rotation;
+pub mod shard;
+
+use crate::judge::raft::CoverageSum;
+use crate::judge::verdict::{exit_code, worst as worse};
+use crate::plan::args::TestArgs;
+use crate::plan::Plan;
+use crate::run::{run_test, RuntimeSlot};
+use crate::store::write_json;
+use crate::sut::Sut;
+use anyhow::Context;
+use checker::verdict::Validity;
+use rand::{RngCore, SeedableRng};
+use rotation::rotation;
+use serde_json::{json, Value};
+use shard::Shard;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use std::time::{Duration, Instant};
+
+/// p99 latency (ms) of completed client ops in a history file.
+fn p99_ms(history: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(history).ok()?;
+    let mut open: HashMap<String, u64> = HashMap::new();
+    let mut latencies: Vec<u64> = Vec::new();
+    for line in text.lines() {
+        let Ok(e) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if e["process"] == "nemesis" {
+            continue;
+        }
+        let (p, t) = (e["process"].to_string(), e["time"].as_u64().unwrap_or(0));
+        if e["type"] == "invoke" {
+            open.insert(p, t);
+        } else if let Some(start) = open.remove(&p) {
+            latencies.push(t.saturating_sub(start));
+        }
+    }
+    latencies.sort_unstable();
+    let i = (latencies.len() as f64 * 0.99).ceil() as usize;
+    latencies
+        .get(i.saturating_sub(1))
+        .map(|ns| *ns as f64 / 1e6)
+}
+
+fn anomalies(results: &checker::verdict::Results) -> String {
+    let found: Vec<String> = results
+        .results
+        .iter()
+        .flat_map(|r| r.anomalies.iter())
+        .filter(|a| a.count > 0)
+        .map(|a| format!("{}×{}", a.kind, a.count))
+        .collect();
+    if found.is_empty() {
+        "-".into()
+    } else {
+        found.join(" ")
+    }
+}
+
+/// The flags the rotation chooses (hidden from `soak --help`) are refused
+/// when given, rather than silently replaced.
+fn refuse_rotated(args: &TestArgs) -> anyhow::Result<()> {
+    if args.sut != "ordeal"
+        || args.workload != "ordering"
+        || args.nemesis != "none"
+        || args.test_count != 1
+    {
+        anyhow::bail!("harness soak chooses each test's system (from --suts), workload and nemesis by its rotation and runs each once: --sut, --workload, --nemesis and --test-count are not soak flags");
+    }
+    Ok(())
+}
+
+/// Runs the soak; exit code 1 when any run was invalid.
+pub async fn soak(
+    args: &TestArgs,
+    duration: Duration,
+    keep_valid: usize,
+    max_runs: usize,
+    suts: &[String],
+    shard: Option<Shard>,
+    slot: &RuntimeSlot,
+) -> anyhow::Result<u8> {
+    refuse_rotated(args)?;
+    let turns = soak_turns(suts, shard)?;
+    let master = args
+        .seed
+        .unwrap_or_else(|| rand::thread_rng().next_u64() >> 12);
+    eprintln!(
+        "soak: master seed {master}, {} s, systems {}",
+        duration.as_secs(),
+        suts.join(",")
+    );
+    let mut seeds = rand_chacha::ChaCha8Rng::seed_from_u64(master);
+    let started = Instant::now();
+    let mut rows: Vec<Value> = Vec::new();
+    let mut kept_valid: Vec<PathBuf> = Vec::new();
+    let mut worst = Validity::Valid;
+    let mut coverage = CoverageSum::default();
+    let mut turn = 0usize;
+    while started.elapsed() < duration && turn < max_runs {
+        let (sut, workload, nemesis) = turns[turn % turns.len()].clone();
+        turn += 1;
+        let mut test = args.clone();
+        test.sut = sut;
+        test.workload = workload.into();
+        test.nemesis = nemesis.into();
+        test.seed = Some(seeds.next_u64() >> 12);
+        test.test_count = 1;
+        test.aim_uncommitted_tail |= coverage.uncommitted_tail_rare();
+        let plan = Plan::resolve(&test)?;
+        let binary = plan.sut_binary()?;
+        let outcome = run_test(&plan, &binary, slot)
+            .await
+            .with_context(|| format!("soak test {} seed {}", plan.name, plan.seed))?;
+        coverage.add_run(&outcome.dir);
+        let code = exit_code(outcome.results.valid);
+        worst = worse(worst, outcome.results.valid);
+        let (ok, fail, info) = outcome.counts;
+        let verdict = serde_json::to_value(outcome.results.valid)?;
+        let row = json!({"test": plan.name, "seed": plan.seed, "ops": ok + fail + info, "ok": ok, "fail": fail, "info": info,
+            "verdict": verdict, "anomalies": anomalies(&outcome.results), "p99_ms": p99_ms(&outcome.dir.join("history.jsonl")),
+            "store": outcome.dir, "aim_uncommitted_tail": plan.aim_uncommitted_tail, "rerun": if code == 0 { Value::Null } else { json!(plan.rerun_command()) }});
+        if code == 0 {
+            keep_recent(&mut kept_valid, outcome.dir.clone(), keep_valid)?;
+        } else {
+            println!(
+                "soak: {} seed {} was {verdict}; rerun with:\n  {}",
+                plan.name,
+                plan.seed,
+                plan.rerun_command()
+            );
+        }
+        println!(
+            "soak: run {turn} {} seed {}: {} ops, {verdict}, anomalies {}, {:.0} s elapsed",
+            plan.name,
+            plan.seed,
+            ok + fail + info,
+            row["anomalies"].as_str().unwrap_or("-"),
+            started.elapsed().as_secs_f64()
+        );
+        rows.push(row);
+    }
+    print_table(&rows, &coverage);
+    let path = args.store.join("soak-summary.json");
+    write_json(
+        &path,
+        &json!({"master_seed": master, "duration_s": started.elapsed().as_secs(), "runs": rows,
+            "shard": shard.map(|s| s.to_string()), "raft_coverage": coverage.to_json()}),
+    )?;
+    println!("summary: {}", path.display());
+    Ok(exit_code(worst))
+}
+
+/// The turns this soak runs: the rotation of `suts`, or a shard's part.
+fn soak_turns(
+    suts: &[String],
+    shard: Option<Shard>,
+) -> anyhow::Result<Vec<(String, &'static str, &'static str)>> {
+    check_suts(suts)?;
+    let turns = rotation(suts);
+    if turns.is_empty() {
+        anyhow::bail!("--suts: no system under test to soak");
+    }
+    match shard {
+        Some(shard) => shard.select(&turns),
+        None => Ok(turns),
+    }
+}
+
+/// Refuses a name in `--suts` that is no system under test.
+fn check_suts(suts: &[String]) -> anyhow::Result<()> {
+    match suts.iter().find(|s| s.parse::<Sut>().is_err()) {
+        Some(bad) => anyhow::bail!(
+            "--suts: unknown system `{bad}` (expected a comma list of {}, or auto)",
+            Sut::listed("and")
+        ),
+        None => Ok(()),
+    }
+}
+
+/// Adds a valid run's store to `kept`, removing the oldest beyond `keep`.
+fn keep_recent(kept: &mut Vec<PathBuf>, dir: PathBuf, keep: usize) -> anyhow::Result<()> {
+    kept.push(dir);
+    if kept.len() > keep {
+        let old = kept.remove(0);
+        std::fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
+    }
+    Ok(())
+}
+
+/// The runs, then the raft coverage summed over them.
+fn print_table(rows: &[Value], coverage: &CoverageSum) {
+    println!(
+        "\n{:<44} {:>18} {:>7} {:>8} {:>9}  anomalies",
+        "test", "seed", "ops", "verdict", "p99_ms"
+    );
+    for r in rows {
+        let p99 = r["p99_ms"]
+            .as_f64()
+            .map_or("-".to_string(), |v| format!("{v:.1}"));
+        println!(
+            "{:<44} {:>18} {:>7} {:>8} {:>9}  {}",
+            r["test"].as_str().unwrap_or(""),
+            r["seed"],
+            r["ops"],
+            r["verdict"].to_string(),
+            p99,
+            r["anomalies"].as_str().unwrap_or("")
+        );
+    }
+    coverage.print();
+}

@@ -1,0 +1,159 @@
+//! What a system under test is to the harness (Jepsen's `DB`): the
+//! [`System`] protocol, where one node listens and whom it dials
+//! ([`Launch`], [`PeerLinks`]), the abilities faults ask for
+//! ([`Ability`]), and what a system reads of the test ([`Options`],
+//! [`Binaries`]: the plan hands them down, so that no system knows the
+//! plan).
+
+use super::http::NodeHttp;
+use serde_json::Value;
+use std::path::PathBuf;
+use workloads::{Ack, ReadMode, SutClient};
+
+/// An ability a fault needs of the system (Jepsen's optional protocols:
+/// a fault asks, the system says why it lacks one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ability {
+    /// Its nodes read their clocks through libfaketime (clock faults).
+    Faketime,
+    /// Its nodes run on faultfs (disk faults).
+    Faultfs,
+    /// The harness can change its membership and move its leadership
+    /// (ordeal-node's `POST /members`, `POST /transfer`).
+    MembershipApi,
+    /// A leader compacts past a follower cut off within a run, so that it
+    /// catches up by snapshot (the lag fault).
+    SnapshotCatchUp,
+}
+
+/// The binaries the flags name (`--node-binary`, `--etcd-binary`), each
+/// system taking its own.
+#[derive(Debug, Clone, Default)]
+pub struct Binaries {
+    /// ordeal-node's.
+    pub node: Option<PathBuf>,
+    /// etcd's.
+    pub etcd: Option<PathBuf>,
+}
+
+/// What the flags ask of a system beyond faults, for it to allow or
+/// refuse ([`System::allows`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    /// The workload's name (`--workload`).
+    pub workload: &'a str,
+    /// `--read-mode` as given.
+    pub read_mode: &'a str,
+    /// `--bug` switches.
+    pub bugs: &'a [String],
+}
+
+/// What a system reads of the test: timings and switches for its nodes'
+/// flags, and its client's settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The test's seed (names the client's transactions).
+    pub seed: u64,
+    /// When a node acknowledges a submit.
+    pub ack: Ack,
+    /// How reads are served (etcd).
+    pub read_mode: ReadMode,
+    /// Client request timeout, ms.
+    pub request_timeout_ms: u64,
+    /// ordeal-node's snapshot interval, bytes of applied transactions.
+    pub snapshot_interval_bytes: u64,
+    /// Node bug switches.
+    pub bugs: Vec<String>,
+}
+
+/// How a node reaches its peers, which decides how a runtime can cut links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerLinks {
+    /// Each node can be given its own address for every peer: one fault
+    /// proxy per ordered pair of nodes.
+    PerPair,
+    /// Every node dials the one address a peer advertises: one inbound
+    /// proxy per node, which tells senders apart by the `X-PeerURLs`
+    /// header the system sends.
+    Advertised,
+}
+
+/// Where one node listens and whom it dials, as the runtime arranged it.
+/// Addresses are `host:port`.
+#[derive(Debug, Clone)]
+pub struct Launch<'a> {
+    /// Node name, `n<id>`.
+    pub name: &'a str,
+    /// Raft id, 1-based.
+    pub id: usize,
+    /// The data directory as the node sees it.
+    pub data_dir: String,
+    /// Where the node listens for peers.
+    pub listen_peer: String,
+    /// Where peers reach this node ([`PeerLinks::Advertised`] only).
+    pub advertise_peer: String,
+    /// Where the node listens for clients.
+    pub listen_client: String,
+    /// Where clients reach this node.
+    pub advertise_client: String,
+    /// Every member (itself included): id and the address this node dials.
+    pub peers: Vec<(usize, String)>,
+    /// A token unique to the run (etcd's cluster token).
+    pub cluster_token: &'a str,
+    /// Flags every node gets ([`System::node_flags`]).
+    pub flags: &'a [String],
+    /// Where the node writes its Raft trace (`docs/trace.md`), as the node
+    /// sees it; outside its data directory. Ignored by a system without
+    /// one ([`System::traces`]).
+    pub trace_file: String,
+    /// A node that joins a running cluster (`member` nemesis): the
+    /// founders' ids, so that it starts empty outside the configuration.
+    /// Empty for a founder.
+    pub join: Vec<usize>,
+}
+
+/// What the harness needs to know of a system under test.
+#[allow(async_fn_in_trait)]
+pub trait System {
+    /// The name in flags, plan names and history.
+    fn name(&self) -> &'static str;
+    /// The system's binary on the host.
+    fn binary(&self, binaries: &Binaries) -> anyhow::Result<PathBuf>;
+    /// Whether the system can be run here without building anything.
+    fn on_host(&self, binaries: &Binaries) -> bool;
+    /// The read mode it serves, or an error naming the flag it cannot
+    /// take (a workload, a read mode, bug switches).
+    fn allows(&self, asked: &Asked) -> anyhow::Result<ReadMode>;
+    /// The flags that name it and its own settings in a rerun command:
+    /// those before `--workload`, and those after `--request-timeout-ms`.
+    fn rerun_flags(&self, options: &Options) -> (String, String);
+    /// The flags every node gets (test timings, bug switches).
+    fn node_flags(&self, options: &Options) -> Vec<String>;
+    /// The election timeout the nodes run with, ms.
+    fn election_timeout_ms(&self) -> u64;
+    /// The node's command line (after the program).
+    fn command(&self, launch: &Launch) -> Vec<String>;
+    /// How nodes dial each other.
+    fn peer_links(&self) -> PeerLinks;
+    /// The image name and the path of the binary inside it.
+    fn image(&self) -> (&'static str, &'static str);
+    /// Environment of a node that does not inherit the harness's (a
+    /// container).
+    fn container_env(&self) -> &'static [(&'static str, &'static str)];
+    /// Why the system lacks an ability some faults need, or `None` when
+    /// it has it (each fault asks for the abilities it needs).
+    fn lacks(&self, ability: Ability) -> Option<&'static str>;
+    /// The client the workers use.
+    fn client(&self, options: &Options, nodes: Vec<(String, String)>) -> anyhow::Result<SutClient>;
+    /// A node's status in ordeal-node's shape (`leader` as a node number,
+    /// `height`), `None` when it does not answer.
+    async fn status(&self, http: &NodeHttp, node: &str) -> Option<Value>;
+    /// A node's fsync summary (docs/store.md), from its Prometheus text
+    /// when the system has no other source.
+    async fn fsync(&self, http: &NodeHttp, node: &str, prometheus: Option<&str>) -> Option<Value>;
+    /// The soak's turns for this system: (workload, nemesis).
+    fn rotation(&self) -> &'static [(&'static str, &'static str)];
+    /// Whether the nodes write a Raft trace (`Launch::trace_file`) for
+    /// the `raft` checker.
+    fn traces(&self) -> bool;
+}
