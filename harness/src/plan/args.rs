@@ -74,7 +74,9 @@ pub struct TestArgs {
     #[arg(long, default_value = "committed")]
     pub ack: String,
     /// A node bug switch passed to every node (stale-read,
-    /// ack-before-commit, no-fsync, forget-vote); repeatable.
+    /// ack-before-commit, no-fsync, forget-vote, install-drops-register,
+    /// restart-skips-entry, ack-before-fsync,
+    /// snapshot-after-install-panics); repeatable.
     #[arg(long = "bug")]
     pub bugs: Vec<String>,
     /// Seed for the generators and the nemesis schedule (random when

@@ -94,7 +94,20 @@ pub struct Plan {
     pub host_flags: String,
 }
 
-const BUGS: [&str; 4] = ["stale-read", "ack-before-commit", "no-fsync", "forget-vote"];
+/// The node's bug switches (`ordeal-node run --bug`, docs/node-api.md):
+/// the first four break what clients see or a vote, the other four one
+/// oracle each of the `raft` checker (docs/trace.md) or the run's
+/// `crashed` oracle.
+const BUGS: [&str; 8] = [
+    "stale-read",
+    "ack-before-commit",
+    "no-fsync",
+    "forget-vote",
+    "install-drops-register",
+    "restart-skips-entry",
+    "ack-before-fsync",
+    "snapshot-after-install-panics",
+];
 
 /// Bug names, counts, rates and durations.
 fn check_numbers(args: &TestArgs) -> anyhow::Result<()> {
