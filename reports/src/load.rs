@@ -19,9 +19,18 @@ pub struct OpRecord {
     pub latency_ms: f64,
     /// The node the client talked to, when the history names it.
     pub node: Option<String>,
+    /// The client process (`null` for a process that is not a number).
+    pub process: Option<u64>,
     /// One of the final reads after the workload (`deliver` with
     /// `"final": true`), not part of the load.
     pub final_read: bool,
+}
+
+impl OpRecord {
+    /// When it completed, s since the test began.
+    pub fn done_s(&self) -> f64 {
+        self.invoke_s + self.latency_ms / 1e3
+    }
 }
 
 /// How an op ended.
@@ -126,6 +135,7 @@ pub fn history(path: &Path) -> std::io::Result<Loaded> {
                 invoke_s: start,
                 latency_ms: (t - start) * 1e3,
                 node: e["node"].as_str().map(String::from),
+                process: e["process"].as_u64(),
                 final_read,
             }),
             None => out.skipped_lines += 1,
@@ -240,6 +250,7 @@ mod tests {
                 invoke_s: 1.0,
                 latency_ms: 250.0,
                 node: None,
+                process: Some(0),
                 final_read: false,
             }
         );
