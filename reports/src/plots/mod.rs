@@ -110,18 +110,26 @@ fn shade_faults<Y: Ranged<ValueType = f64>>(
             FAULT_SHADE.mix(0.15).filled(),
         )
     }))?;
-    chart.draw_series(windows.iter().map(|w| {
+    let style = (FONT, 13).into_font().color(&RGBColor(60, 60, 140));
+    // A label that would run into the one before it is left out (a long
+    // run's windows are close): the shading still shows the window.
+    let mut free_from_px = i32::MIN;
+    let mut labels = Vec::new();
+    for w in windows {
         let text = if w.label.is_empty() {
             format!("{} {}", w.fault, w.targets.join(","))
         } else {
             format!("{} ({})", w.fault, w.label)
         };
-        Text::new(
-            text,
-            (w.start_s, y.1),
-            (FONT, 13).into_font().color(&RGBColor(60, 60, 140)),
-        )
-    }))?;
+        let (x, _) = chart.backend_coord(&(w.start_s, y.1));
+        if x < free_from_px {
+            continue;
+        }
+        let (width, _) = chart.plotting_area().estimate_text_size(&text, &style)?;
+        free_from_px = x + width as i32 + 6;
+        labels.push(Text::new(text, (w.start_s, y.1), style.clone()));
+    }
+    chart.draw_series(labels)?;
     Ok(())
 }
 
