@@ -1,9 +1,8 @@
 //! Slow-disk evidence for the fsync figure: the nodes' slow-disk warnings
 //! counted from their logs (every restart appends to the same log, so the
-//! count covers the whole run, unlike a node's counters), and the
-//! `slow-disk` fault windows to shade.
+//! count covers the whole run, unlike a node's counters). The fsync plot
+//! shades every fault window, the `slow-disk` ones among them.
 
-use crate::load::FaultWindow;
 use std::io::BufRead;
 use std::path::Path;
 
@@ -27,15 +26,6 @@ pub fn warnings(run_dir: &Path, node: &str) -> Option<u64> {
         }
     }
     Some(count)
-}
-
-/// The `slow-disk` fault windows.
-pub fn slow_windows(windows: &[FaultWindow]) -> Vec<FaultWindow> {
-    windows
-        .iter()
-        .filter(|w| w.fault == "slow-disk")
-        .cloned()
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `index.html`: one self-contained page per run (images by relative name,
 //! no network, no external CSS or JS).
 
+use crate::stats::FsyncSource;
 use crate::Summary;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -102,18 +103,65 @@ fn params_table(test: Option<&Value>) -> String {
     params
 }
 
+/// Where a node's persist figures come from, for its row.
+fn fsync_source(n: &crate::NodeFsync) -> String {
+    let processes = n.processes.map_or(String::new(), |p| {
+        format!(", {p} process{}", if p == 1 { "" } else { "es" })
+    });
+    match n.source {
+        FsyncSource::Trace => format!("trace: every persist{processes}"),
+        FsyncSource::Metrics => match n.persist_events {
+            Some(events) => format!(
+                "metrics.json: last process only (the trace's {events} persist events have no duration_us){processes}"
+            ),
+            None => "metrics.json: last process only (no trace)".into(),
+        },
+    }
+}
+
 /// Each node's persist durations and leader changes.
 fn fsync_table(s: &Summary) -> String {
-    let mut fsync = String::from("<table><tr><th>node</th><th>persists</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>threshold ms</th><th>over threshold</th><th>leader changes (whole run)</th><th>slow-disk warnings (log)</th><th>log</th></tr>");
+    let mut fsync = String::from("<table><tr><th>node</th><th>source</th><th>persists</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>threshold ms</th><th>over threshold</th><th>leader changes (last process)</th><th>slow-disk warnings (log)</th><th>log</th></tr>");
     for n in &s.fsync {
         if n.available {
-            let _ = write!(fsync, "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"nodes/{0}/node.log\">node.log</a></td></tr>", esc(&n.node), n.count, n.p50_ms, n.p99_ms, n.max_ms, n.threshold_ms, n.over_threshold, n.leader_changes.map_or("—".into(), |c| c.to_string()), n.slow_disk_warnings.map_or("—".into(), |c| c.to_string()));
+            let _ = write!(fsync, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"nodes/{0}/node.log\">node.log</a></td></tr>", esc(&n.node), esc(&fsync_source(n)), n.count, n.p50_ms, n.p99_ms, n.max_ms, n.threshold_ms, n.over_threshold, n.leader_changes.map_or("—".into(), |c| c.to_string()), n.slow_disk_warnings.map_or("—".into(), |c| c.to_string()));
         } else {
-            let _ = write!(fsync, "<tr><td>{0}</td><td colspan=8>the node did not answer at the end of the run</td><td><a href=\"nodes/{0}/node.log\">node.log</a></td></tr>", esc(&n.node));
+            let _ = write!(fsync, "<tr><td>{0}</td><td colspan=9>the node did not answer at the end of the run and its trace has no persist durations</td><td><a href=\"nodes/{0}/node.log\">node.log</a></td></tr>", esc(&n.node));
         }
     }
-    fsync.push_str("</table>");
+    fsync.push_str("</table><p>A trace holds every persist of every process of its node (each restart appends to it); <code>metrics.json</code> holds what the node's last process answered at the end of the run, so its figures leave out every process a kill, power loss or disk fault ended.</p>");
     fsync
+}
+
+/// What the page says of where its node figures come from.
+pub struct Notes<'a> {
+    /// How node events were placed on the run's time axis.
+    pub epoch: Option<&'static str>,
+    /// Traces that could not be read.
+    pub traces: &'a [String],
+    /// Whether any node has a trace (else the timeline's roles come from
+    /// the sampled status).
+    pub roles_from_traces: bool,
+}
+
+/// The timeline section: the picture and where its lanes come from.
+fn timeline(notes: &Notes<'_>) -> String {
+    let roles = if notes.roles_from_traces {
+        "Roles from each node's Raft trace (<code>role</code>, <code>start</code> and <code>conf</code> events); a node without a trace from its status sampled every 250 ms (<code>status.jsonl</code>)."
+    } else {
+        "Roles from each node's status sampled every 250 ms (<code>status.jsonl</code>): no node has a trace."
+    };
+    let mut out = format!(
+        "<img src=\"timeline.png\" alt=\"timeline of roles, faults and failed ops\"><p>{roles} Down: from a kill, power loss, torn write or disk error to the process's next start (without a trace: to the fault's end, or while its status went unanswered). Removed and learner: from the node's own configuration changes and the <code>member</code> nemesis. Failed and timed-out ops on the lane of the node they were sent to. Same time axis as the plots below."
+    );
+    if let Some(e) = notes.epoch {
+        let _ = write!(out, " Time: {}.", esc(e));
+    }
+    out.push_str("</p>");
+    for t in notes.traces {
+        let _ = write!(out, "<p><em>{}</em></p>", esc(t));
+    }
+    out
 }
 
 /// The configuration over time: each `member` / `transfer` change with
@@ -136,6 +184,7 @@ pub fn page(
     results: Option<&Value>,
     nodes: &[String],
     raft: &str,
+    notes: &Notes<'_>,
 ) -> String {
     let (word, colour) = verdict_word(&s.valid);
     let params = params_table(test);
@@ -171,11 +220,12 @@ pub fn page(
 <p>seed {seed} · {ops} operations in {dur:.1} s ({rate:.0} ops/s) · <a href="history.jsonl">history.jsonl</a> · <a href="results.json">results.json</a> · <a href="test.json">test.json</a> · <a href="summary.json">summary.json</a>{skipped}</p>
 <h2>Verdicts</h2>{checkers}
 <h2>Raft</h2>{raft}
+<h2>Timeline</h2>{timeline}
 <h2>Latency</h2><img src="latency-raw.png" alt="latency of every operation"><img src="latency-quantiles.png" alt="latency quantiles per window">{latency}
 <h2>Throughput</h2><img src="rate.png" alt="throughput per window">
 <h2>Faults and recovery</h2>{faults}{configurations}
 <h2>Load during faults</h2>{load}
-<h2>Disk: persist (write + fsync) durations, snapshots</h2><img src="fsync.png" alt="fsync durations">{fsync}
+<h2>Disk: persist (write + fsync) durations, snapshots</h2><img src="fsync.png" alt="persist durations over time"><img src="fsync-distribution.png" alt="persist duration distribution">{fsync}
 <h2>Test</h2>{params}<p>Node logs: {logs}</p>
 <script>
 window.addEventListener('load', function () {{
@@ -196,6 +246,7 @@ window.addEventListener('load', function () {{
             String::new()
         },
         checkers = checkers(results),
+        timeline = timeline(notes),
         configurations = configurations(s),
         load = crate::fault_rate::html_table(&s.fault_rates, esc),
         logs = logs.join(" · "),

@@ -1,7 +1,10 @@
 //! Reading a run directory leniently: a report must be drawn even from a
 //! history the checker rejects or a run cut short.
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::Path;
@@ -19,9 +22,18 @@ pub struct OpRecord {
     pub latency_ms: f64,
     /// The node the client talked to, when the history names it.
     pub node: Option<String>,
+    /// The client process (`null` for a process that is not a number).
+    pub process: Option<u64>,
     /// One of the final reads after the workload (`deliver` with
     /// `"final": true`), not part of the load.
     pub final_read: bool,
+}
+
+impl OpRecord {
+    /// When it completed, s since the test began.
+    pub fn done_s(&self) -> f64 {
+        self.invoke_s + self.latency_ms / 1e3
+    }
 }
 
 /// How an op ended.
@@ -79,36 +91,85 @@ pub struct Loaded {
     pub changes: Vec<crate::members::ConfigChange>,
 }
 
+/// The fields of a history line the reports read, each left unparsed
+/// until used: an op's `value` (a delivered chain can be large) is never
+/// parsed into a tree, only looked into for `final`.
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow)]
+    process: Option<&'a RawValue>,
+    #[serde(rename = "type", borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    f: Option<&'a RawValue>,
+    #[serde(borrow)]
+    time: Option<&'a RawValue>,
+    #[serde(borrow)]
+    node: Option<&'a RawValue>,
+    #[serde(borrow)]
+    value: Option<&'a RawValue>,
+}
+
+/// An invoke's `value.final`.
+#[derive(Deserialize)]
+struct FinalFlag<'a> {
+    #[serde(rename = "final", borrow)]
+    is_final: Option<&'a RawValue>,
+}
+
+/// A field that is a JSON string, as text (`None` for anything else).
+fn text(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+    serde_json::from_str(raw?.get()).ok()
+}
+
+/// Whether an invoke's value is an object with `"final": true`.
+fn is_final(value: Option<&RawValue>) -> bool {
+    value
+        .and_then(|v| serde_json::from_str::<FinalFlag>(v.get()).ok())
+        .and_then(|f| f.is_final)
+        .is_some_and(|f| f.get() == "true")
+}
+
 /// Reads `history.jsonl` line by line.
 pub fn history(path: &Path) -> std::io::Result<Loaded> {
-    let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
     let mut out = Loaded::default();
     let mut open_ops: HashMap<String, (f64, String, bool)> = HashMap::new();
     let mut open_windows: HashMap<String, FaultWindow> = HashMap::new();
     let mut changes = crate::members::Collector::default();
-    for line in reader.lines() {
-        let line = line?;
-        let Ok(e) = serde_json::from_str::<Value>(&line) else {
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        let Ok(e) = serde_json::from_slice::<Line>(&buf) else {
             out.skipped_lines += 1;
             continue;
         };
-        let (Some(kind), Some(time)) = (e["type"].as_str(), e["time"].as_u64()) else {
+        let time = e
+            .time
+            .and_then(|t| serde_json::from_str::<u64>(t.get()).ok());
+        let (Some(kind), Some(time)) = (text(e.kind), time) else {
             out.skipped_lines += 1;
             continue;
         };
         let t = time as f64 / 1e9;
         out.end_s = out.end_s.max(t);
-        let f = e["f"].as_str().unwrap_or("?").to_string();
-        if e["process"] == "nemesis" {
-            changes.event(&f, t, &e["value"]);
-            nemesis_event(&e, f, t, &mut open_windows, &mut out.windows);
+        let f = text(e.f).map_or_else(|| "?".to_string(), Cow::into_owned);
+        if text(e.process).as_deref() == Some("nemesis") {
+            let value = e
+                .value
+                .and_then(|v| serde_json::from_str(v.get()).ok())
+                .unwrap_or(Value::Null);
+            changes.event(&f, t, &value);
+            nemesis_event(&value, f, t, &mut open_windows, &mut out.windows);
             continue;
         }
-        let process = e["process"].to_string();
-        let outcome = match kind {
+        let process = e.process.map_or("null", RawValue::get).to_string();
+        let outcome = match kind.as_ref() {
             "invoke" => {
-                let final_read = e["value"]["final"] == Value::Bool(true);
-                open_ops.insert(process, (t, f, final_read));
+                open_ops.insert(process, (t, f, is_final(e.value)));
                 continue;
             }
             "ok" => Outcome::Ok,
@@ -125,7 +186,8 @@ pub fn history(path: &Path) -> std::io::Result<Loaded> {
                 outcome,
                 invoke_s: start,
                 latency_ms: (t - start) * 1e3,
-                node: e["node"].as_str().map(String::from),
+                node: text(e.node).map(Cow::into_owned),
+                process: e.process.and_then(|p| serde_json::from_str(p.get()).ok()),
                 final_read,
             }),
             None => out.skipped_lines += 1,
@@ -141,13 +203,12 @@ pub fn history(path: &Path) -> std::io::Result<Loaded> {
 }
 
 fn nemesis_event(
-    e: &Value,
+    v: &Value,
     f: String,
     t: f64,
     open: &mut HashMap<String, FaultWindow>,
     done: &mut Vec<FaultWindow>,
 ) {
-    let v = &e["value"];
     match v["phase"].as_str() {
         Some("start") => {
             let targets = v["targets"]
@@ -229,7 +290,10 @@ mod tests {
             r#"{"process":1,"type":"info","f":"write","time":4100000000}"#,
         ]
         .join("\n");
-        std::fs::write(&path, text).unwrap();
+        // A line that is not UTF-8 is skipped like any other bad line.
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(b"\n{\"process\":2,\"type\":\"invoke\",\"f\":\"\xff\"}\n");
+        std::fs::write(&path, bytes).unwrap();
         let l = history(&path).unwrap();
         assert_eq!(l.ops.len(), 2);
         assert_eq!(
@@ -240,6 +304,7 @@ mod tests {
                 invoke_s: 1.0,
                 latency_ms: 250.0,
                 node: None,
+                process: Some(0),
                 final_read: false,
             }
         );
@@ -255,6 +320,37 @@ mod tests {
                 start: serde_json::json!({"phase": "start", "targets": ["n1"]}),
             }]
         );
-        assert_eq!(l.skipped_lines, 1);
+        assert_eq!(l.skipped_lines, 2);
+    }
+
+    #[test]
+    fn final_reads_processes_and_nodes_are_read_from_their_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        let text = [
+            r#"{"process":1000000,"type":"invoke","f":"deliver","time":1,"value":{"final":true,"node":"n1"},"node":"n1"}"#,
+            r#"{"process":1000000,"type":"ok","f":"deliver","time":2,"value":{"blocks":[{"n":1}]},"node":"n1"}"#,
+            r#"{"process":4,"type":"invoke","f":"submit","time":3,"value":{"final":1},"node":"n2"}"#,
+            r#"{"process":4,"type":"fail","f":"submit","time":4,"value":null,"node":"n2"}"#,
+            r#"{"process":"p","type":"invoke","f":"submit","time":5,"value":[1]}"#,
+            r#"{"process":"p","type":"info","f":"submit","time":6}"#,
+        ]
+        .join("\n");
+        std::fs::write(&path, text).unwrap();
+        let l = history(&path).unwrap();
+        let got: Vec<(bool, Option<u64>, Option<&str>)> = l
+            .ops
+            .iter()
+            .map(|o| (o.final_read, o.process, o.node.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (true, Some(1_000_000), Some("n1")),
+                (false, Some(4), Some("n2")),
+                (false, None, None)
+            ]
+        );
+        assert_eq!(l.skipped_lines, 0);
     }
 }

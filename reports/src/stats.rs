@@ -117,6 +117,16 @@ pub struct NodeFsync {
     pub leader_changes: Option<u64>,
     /// Slow-disk warnings in the node's log over the run (`None`: no log).
     pub slow_disk_warnings: Option<u64>,
+    /// Where the figures come from (`trace` or `metrics`).
+    pub source: FsyncSource,
+    /// Processes its trace shows (its `start` events; `null` without a
+    /// trace).
+    pub processes: Option<u64>,
+    /// `persist` events in its trace, with a duration or not (`null`
+    /// without a trace).
+    pub persist_events: Option<u64>,
+    /// When each process after the first started, s (from its trace).
+    pub restarts_s: Vec<f64>,
     /// (seconds since the test began, ms) of recent persists.
     #[serde(skip)]
     pub samples: Vec<(f64, f64)>,
@@ -127,6 +137,17 @@ pub struct NodeFsync {
     /// when the node exposes buckets instead (etcd's Prometheus histogram).
     #[serde(skip)]
     pub buckets: Vec<(f64, u64)>,
+}
+
+/// Where a node's persist figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncSource {
+    /// Its Raft trace's `persist` events: every process over the whole run.
+    Trace,
+    /// Its `metrics.json`: the last process only, as the node answered at
+    /// the end of the run (etcd, or a trace without `duration_us`).
+    Metrics,
 }
 
 /// Latency per op kind.
@@ -221,8 +242,9 @@ pub fn recovery(
     }
 }
 
-/// Persist figures of each node from its `metrics.json`.
-pub fn fsync(nodes: &[(String, Value)], started_unix_ms: Option<f64>) -> Vec<NodeFsync> {
+/// Persist figures of each node from its `metrics.json`; `epoch_unix_ms`
+/// puts its samples' wall-clock times on the run's time axis.
+pub fn fsync(nodes: &[(String, Value)], epoch_unix_ms: Option<f64>) -> Vec<NodeFsync> {
     nodes
         .iter()
         .map(|(name, m)| {
@@ -235,7 +257,7 @@ pub fn fsync(nodes: &[(String, Value)], started_unix_ms: Option<f64>) -> Vec<Nod
                         .deserialize::<u64, _>(&mut raw.as_slice())
                         .ok()
                 });
-            let origin = started_unix_ms
+            let origin = epoch_unix_ms
                 .or_else(|| f["samples"].get(0).and_then(|s| s[0].as_f64()))
                 .unwrap_or(0.0);
             let samples = f["samples"]
@@ -273,6 +295,10 @@ pub fn fsync(nodes: &[(String, Value)], started_unix_ms: Option<f64>) -> Vec<Nod
                 over_threshold: f["over_threshold"].as_u64().unwrap_or(0),
                 leader_changes,
                 slow_disk_warnings: None,
+                source: FsyncSource::Metrics,
+                processes: None,
+                persist_events: None,
+                restarts_s: Vec::new(),
                 samples,
                 histogram,
                 buckets: f["buckets"]
@@ -336,6 +362,7 @@ mod tests {
             invoke_s,
             latency_ms,
             node: None,
+            process: None,
             final_read: false,
         };
         let window = |start_s, end_s| FaultWindow {
@@ -372,6 +399,7 @@ mod tests {
                 invoke_s: i as f64 / 1000.0,
                 latency_ms: (i % 997) as f64 * 0.37 + 0.05,
                 node: None,
+                process: None,
                 final_read: false,
             })
             .collect();

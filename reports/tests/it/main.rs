@@ -19,6 +19,7 @@ fn every_plot_exists_and_decodes_at_the_expected_size() {
         "latency-quantiles.png",
         "rate.png",
         "fsync.png",
+        "fsync-distribution.png",
     ] {
         let file =
             std::fs::File::open(dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -29,6 +30,107 @@ fn every_plot_exists_and_decodes_at_the_expected_size() {
         let info = reader.info();
         assert_eq!((info.width, info.height), reports::plots::SIZE, "{name}");
     }
+}
+
+/// The timeline is as wide as the time plots (so that their axes line
+/// up) and has a row per lane.
+#[test]
+fn the_timeline_is_as_wide_as_the_plots() {
+    let (dir, _) = rendered();
+    let file = std::fs::File::open(dir.path().join("timeline.png")).unwrap();
+    let reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .unwrap();
+    let (width, height) = (reader.info().width, reader.info().height);
+    assert_eq!(width, reports::plots::SIZE.0);
+    assert!((200..600).contains(&height), "{height}");
+}
+
+/// Every documented field of summary.json's `fsync` entries
+/// (docs/store.md) is there, with its type.
+#[test]
+fn the_summary_fsync_entries_have_the_documented_fields() {
+    let (dir, _) = traced(2_000, 20.0);
+    reports::render(dir.path()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
+            .unwrap();
+    for n in json["fsync"].as_array().unwrap() {
+        for k in ["node", "source"] {
+            assert!(n[k].is_string(), "{k}: {n}");
+        }
+        assert!(n["available"].is_boolean(), "{n}");
+        for k in ["count", "over_threshold", "processes", "persist_events"] {
+            assert!(n[k].is_u64(), "{k}: {n}");
+        }
+        for k in ["p50_ms", "p99_ms", "max_ms", "threshold_ms"] {
+            assert!(n[k].is_number(), "{k}: {n}");
+        }
+        for k in ["leader_changes", "slow_disk_warnings"] {
+            assert!(n[k].is_u64() || n[k].is_null(), "{k}: {n}");
+        }
+        assert!(n["restarts_s"].is_array(), "{n}");
+    }
+}
+
+/// A synthetic run with traces at a 60-second run's rates.
+fn traced(ops: u64, seconds: f64) -> (tempfile::TempDir, reports::synthetic::Written) {
+    let dir = tempfile::tempdir().unwrap();
+    let load = reports::synthetic::TraceLoad {
+        persists_per_s: 150.0,
+        messages_per_persist: 4,
+    };
+    let written = reports::synthetic::write(dir.path(), ops, seconds, Some(load)).unwrap();
+    (dir, written)
+}
+
+/// Issue 28: every persist event of every process is counted, from the
+/// traces; n2, killed twice, has three processes and two restarts.
+#[test]
+fn the_fsync_counts_are_the_persist_events_of_every_process() {
+    let (dir, written) = traced(20_000, 60.0);
+    let s = reports::render(dir.path()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
+            .unwrap();
+    for (node, events) in &written.persist_events {
+        let n = json["fsync"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node"] == *node.as_str())
+            .unwrap();
+        assert_eq!(n["source"], "trace", "{n}");
+        assert_eq!(n["count"].as_u64(), Some(*events), "{node}: {n}");
+        assert_eq!(n["persist_events"].as_u64(), Some(*events), "{node}");
+        assert!(n["available"].as_bool().unwrap(), "{node}");
+    }
+    // n2's three processes: the earlier two's persists are in the count
+    // (metrics.json says 2000, its last process's).
+    let n2 = s.fsync.iter().find(|n| n.node == "n2").unwrap();
+    let starts = &written.starts_s.iter().find(|(n, _)| n == "n2").unwrap().1;
+    assert_eq!(n2.processes, Some(3));
+    assert_eq!(n2.restarts_s.len(), 2);
+    for (got, want) in n2.restarts_s.iter().zip(&starts[1..]) {
+        assert!(
+            (got - want).abs() < 0.002,
+            "restart at {got} s, written {want} s"
+        );
+    }
+    let before_last = (starts[2] * 150.0) as u64;
+    assert!(n2.count > before_last, "{} persists", n2.count);
+    // One in 4096 persists is written slow, over the threshold of 500 ms.
+    assert!(s.fsync.iter().any(|n| n.over_threshold > 0));
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(
+        html.contains("trace: every persist, 3 processes"),
+        "the page says the source"
+    );
+    assert!(html.contains("timeline.png") && html.contains("fsync-distribution.png"));
+    assert!(
+        html.contains("history_epoch_unix_ms"),
+        "the page says how time was placed"
+    );
 }
 
 #[test]

@@ -1,9 +1,17 @@
 //! The PNG plots, drawn with plotters' bitmap backend and the font shipped
 //! in `assets/` (no system fonts needed). Points are thinned for drawing
-//! only; every figure in a table comes from all the data.
+//! only; every figure in a table comes from all the data. Every plot
+//! against the test's time is drawn by `time_chart` with the same width,
+//! margins and x range, so that their time axes line up on the page.
+
+mod fsync;
+mod timeline;
+
+pub use fsync::{fsync, fsync_distribution};
+pub use timeline::{timeline, TimelineInput};
 
 use crate::load::{FaultWindow, Loaded, Outcome};
-use crate::stats::{Buckets, NodeFsync};
+use crate::stats::Buckets;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
@@ -29,7 +37,7 @@ pub struct PlotError {
 fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");
+        let bytes: &'static [u8] = include_bytes!("../../assets/DejaVuSans.ttf");
         plotters::style::register_font(FONT, FontStyle::Normal, bytes)
             .map_err(|_| ())
             .expect("the shipped font is valid");
@@ -63,6 +71,25 @@ fn color(outcome: Outcome) -> RGBColor {
 
 const FAULT_SHADE: RGBColor = RGBColor(120, 120, 200);
 
+/// Node colours (Tableau's ten, distinct on white), in node order.
+const NODE_COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// The colour of the `i`-th node.
+fn node_color(i: usize) -> RGBColor {
+    NODE_COLORS[i % NODE_COLORS.len()]
+}
+
 /// A two-dimensional chart; `'a` borrows the drawing area, `'b` the file
 /// path.
 type Plane<'a, 'b, X, Y> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<X, Y>>;
@@ -83,19 +110,42 @@ fn shade_faults<Y: Ranged<ValueType = f64>>(
             FAULT_SHADE.mix(0.15).filled(),
         )
     }))?;
-    chart.draw_series(windows.iter().map(|w| {
+    let style = (FONT, 13).into_font().color(&RGBColor(60, 60, 140));
+    // A label that would run into the one before it is left out (a long
+    // run's windows are close): the shading still shows the window.
+    let mut free_from_px = i32::MIN;
+    let mut labels = Vec::new();
+    for w in windows {
         let text = if w.label.is_empty() {
             format!("{} {}", w.fault, w.targets.join(","))
         } else {
             format!("{} ({})", w.fault, w.label)
         };
-        Text::new(
-            text,
-            (w.start_s, y.1),
-            (FONT, 13).into_font().color(&RGBColor(60, 60, 140)),
-        )
-    }))?;
+        let (x, _) = chart.backend_coord(&(w.start_s, y.1));
+        if x < free_from_px {
+            continue;
+        }
+        let (width, _) = chart.plotting_area().estimate_text_size(&text, &style)?;
+        free_from_px = x + width as i32 + 6;
+        labels.push(Text::new(text, (w.start_s, y.1), style.clone()));
+    }
+    chart.draw_series(labels)?;
     Ok(())
+}
+
+/// The layout of every chart against the test's time: caption, margins
+/// and label areas, the same for all so that their x axes line up.
+fn time_builder<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    caption: &str,
+) -> ChartBuilder<'a, 'b, BitMapBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(caption, (FONT, 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70);
+    builder
 }
 
 /// A chart against the test's time with the house style: caption, axes,
@@ -111,12 +161,7 @@ where
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
-    let mut chart = ChartBuilder::on(root)
-        .caption(caption, (FONT, 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..end, y)?;
+    let mut chart = time_builder(root, caption).build_cartesian_2d(0.0..end, y)?;
     chart
         .configure_mesh()
         .x_desc("time since the test began (s)")
@@ -174,8 +219,15 @@ fn line_key<C: Color + Copy>(c: C) -> impl Fn((i32, i32)) -> PathElement<(i32, i
 }
 
 fn root(path: &Path) -> Result<DrawingArea<BitMapBackend<'_>, Shift>, Problem> {
+    root_sized(path, SIZE)
+}
+
+fn root_sized(
+    path: &Path,
+    size: (u32, u32),
+) -> Result<DrawingArea<BitMapBackend<'_>, Shift>, Problem> {
     register_font();
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    let root = BitMapBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE)?;
     Ok(root)
 }
@@ -356,195 +408,4 @@ fn draw_rate(path: &Path, loaded: &Loaded, buckets: &Buckets) -> Result<(), Prob
     }
     legend(&mut chart, 13, None)?;
     Ok(root.present()?)
-}
-
-/// `fsync.png`: each node's persist durations — distribution (left) and
-/// over time (right, `slow` fault windows shaded) — with the slow-disk
-/// threshold and each node's slow-disk warnings.
-pub fn fsync(path: &Path, nodes: &[NodeFsync], slow: &[FaultWindow]) -> Result<(), PlotError> {
-    draw_fsync(path, nodes, slow).map_err(err(path))
-}
-
-fn draw_fsync(path: &Path, nodes: &[NodeFsync], slow: &[FaultWindow]) -> Result<(), Problem> {
-    let root = root(path)?;
-    let root = root.titled(&fsync_title(nodes), (FONT, 20))?;
-    let (left, right) = root.split_horizontally(SIZE.0 / 2);
-    let threshold = nodes.iter().map(|n| n.threshold_ms).fold(0.0, f64::max);
-    let max = nodes
-        .iter()
-        .map(|n| n.max_ms)
-        .fold(threshold, f64::max)
-        .max(1.0)
-        * 2.0;
-    let end = nodes
-        .iter()
-        .flat_map(|n| n.samples.iter().map(|s| s.0))
-        .chain(slow.iter().map(|w| w.end_s))
-        .fold(1.0, f64::max);
-    let mut cdf = fsync_chart(
-        &left,
-        "Distribution (all persists)",
-        (FSYNC_LO..max).log_scale(),
-        0.0..1.0,
-        ("duration (ms, log scale)", "fraction of persists ≤ x"),
-    )?;
-    let mut series = fsync_chart(
-        &right,
-        "Over time (recent persists)",
-        0.0..end,
-        (FSYNC_LO..max).log_scale(),
-        ("time since the test began (s)", "duration (ms, log scale)"),
-    )?;
-    shade_faults(&mut series, slow, (FSYNC_LO, max))?;
-    for (i, n) in nodes.iter().enumerate() {
-        let c = Palette99::pick(i).to_rgba();
-        draw_node_cdf(&mut cdf, n, c)?;
-        let stride = n.samples.len().div_ceil(5_000).max(1);
-        series
-            .draw_series(
-                n.samples
-                    .iter()
-                    .step_by(stride)
-                    .map(|s| Circle::new((s.0, s.1.max(FSYNC_LO)), 2, c.filled())),
-            )?
-            .label(n.node.clone())
-            .legend(move |(x, y)| Circle::new((x, y), 4, c.filled()));
-    }
-    if threshold > 0.0 {
-        let red = RGBColor(200, 0, 0);
-        cdf.draw_series(LineSeries::new(
-            vec![(threshold, 0.0), (threshold, 1.0)],
-            red.stroke_width(2),
-        ))?
-        .label(format!("threshold {threshold:.0} ms"))
-        .legend(line_key(red));
-        let x_end = series.x_range().end;
-        series.draw_series(LineSeries::new(
-            vec![(0.0, threshold), (x_end, threshold)],
-            red.stroke_width(2),
-        ))?;
-    }
-    fsync_notes(nodes, &left, &right)?;
-    legend(&mut cdf, 12, Some(SeriesLabelPosition::LowerRight))?;
-    legend(&mut series, 12, None)?;
-    Ok(root.present()?)
-}
-
-/// The fsync figure's title: each node's persists over the threshold and
-/// the slow-disk warnings in its log.
-fn fsync_title(nodes: &[NodeFsync]) -> String {
-    let over: Vec<String> = nodes
-        .iter()
-        .map(|n| {
-            let warned = n
-                .slow_disk_warnings
-                .map_or(String::new(), |w| format!(" ({w} warned)"));
-            if n.available {
-                format!("{} {}{warned}", n.node, n.over_threshold)
-            } else {
-                format!("{} unreachable", n.node)
-            }
-        })
-        .collect();
-    format!(
-        "Persist (write + fsync) durations — over threshold: {}",
-        over.join(", ")
-    )
-}
-
-/// Says on the figure why a half of it is empty.
-fn fsync_notes(
-    nodes: &[NodeFsync],
-    left: &DrawingArea<BitMapBackend<'_>, Shift>,
-    right: &DrawingArea<BitMapBackend<'_>, Shift>,
-) -> Result<(), Problem> {
-    if nodes.iter().any(|n| n.available) && nodes.iter().all(|n| n.samples.is_empty()) {
-        right.draw(&Text::new(
-            "no per-persist samples: the nodes expose counts only",
-            (60, 80),
-            (FONT, 14),
-        ))?;
-    }
-    if nodes.iter().all(|n| !n.available) {
-        left.draw(&Text::new(
-            "no node answered at the end of the run",
-            (40, 80),
-            (FONT, 18),
-        ))?;
-    }
-    Ok(())
-}
-
-/// Smallest duration the fsync plots show, ms (their axes are logarithmic).
-const FSYNC_LO: f64 = 0.01;
-
-/// One half of the fsync figure: caption, axes and mesh.
-fn fsync_chart<'a, 'b, X, Y>(
-    area: &'a DrawingArea<BitMapBackend<'b>, Shift>,
-    caption: &str,
-    x: X,
-    y: Y,
-    (x_desc, y_desc): (&str, &str),
-) -> Result<Plane<'a, 'b, X::CoordDescType, Y::CoordDescType>, Problem>
-where
-    X: AsRangedCoord<Value = f64>,
-    Y: AsRangedCoord<Value = f64>,
-    X::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
-    Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
-{
-    let mut chart = ChartBuilder::on(area)
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .caption(caption, (FONT, 16))
-        .build_cartesian_2d(x, y)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .label_style((FONT, 12))
-        .draw()?;
-    Ok(chart)
-}
-
-/// A node's persist distribution: from its histogram when it has one, else
-/// a step curve through its Prometheus bucket bounds.
-fn draw_node_cdf<'a, 'b: 'a, X, Y>(
-    cdf: &mut Plane<'a, 'b, X, Y>,
-    n: &NodeFsync,
-    c: RGBAColor,
-) -> Result<(), Problem>
-where
-    X: Ranged<ValueType = f64>,
-    Y: Ranged<ValueType = f64>,
-{
-    let lo = FSYNC_LO;
-    if let Some(h) = &n.histogram {
-        let pts: Vec<(f64, f64)> = h
-            .iter_recorded()
-            .map(|v| {
-                (
-                    (v.value_iterated_to() as f64 / 1e3).max(lo),
-                    v.percentile() / 100.0,
-                )
-            })
-            .collect();
-        cdf.draw_series(LineSeries::new(pts, c.stroke_width(2)))?
-            .label(n.node.clone())
-            .legend(line_key(c));
-    } else if !n.buckets.is_empty() && n.count > 0 {
-        // Bucket counts only bound each persist from above: a step CDF.
-        let mut pts = Vec::new();
-        let mut below = 0.0;
-        for &(bound, cumulative) in &n.buckets {
-            let fraction = cumulative as f64 / n.count as f64;
-            pts.push((bound.max(lo), below));
-            pts.push((bound.max(lo), fraction));
-            below = fraction;
-        }
-        cdf.draw_series(LineSeries::new(pts, c.stroke_width(2)))?
-            .label(format!("{} (bucket bounds)", n.node))
-            .legend(line_key(c));
-    }
-    Ok(())
 }
