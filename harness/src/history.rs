@@ -117,6 +117,9 @@ struct Sink {
 pub struct Recorder {
     sink: Arc<Mutex<Sink>>,
     origin: Instant,
+    /// The wall clock at `origin`, ms since the Unix epoch: where the
+    /// history's time 0 falls on the nodes' `real_ms` (docs/store.md).
+    epoch_unix_ms: u64,
     busy_ns: Arc<AtomicU64>,
 }
 
@@ -132,8 +135,14 @@ impl Recorder {
                 failed: None,
             })),
             origin: Instant::now(),
+            epoch_unix_ms: crate::store::unix_ms(),
             busy_ns: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// The wall clock at the history's time 0, ms since the Unix epoch.
+    pub fn epoch_unix_ms(&self) -> u64 {
+        self.epoch_unix_ms
     }
 
     /// The history's time of an instant, ns.

@@ -73,6 +73,21 @@ impl RunDir {
         })
     }
 
+    /// Adds `key` to `test.json` (a fact known only once the run is under
+    /// way, such as where the history's clock starts).
+    pub fn amend_test(&self, key: &str, value: Value) -> anyhow::Result<()> {
+        let path = self.path.join("test.json");
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut test: Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let Some(fields) = test.as_object_mut() else {
+            anyhow::bail!("{}: not a JSON object", path.display());
+        };
+        fields.insert(key.to_string(), value);
+        write_json(&path, &test)
+    }
+
     /// Points `store/latest` at this run (a relative symlink).
     pub fn mark_latest(&self) -> anyhow::Result<()> {
         let link = self.root.join("latest");

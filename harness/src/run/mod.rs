@@ -166,6 +166,10 @@ struct History {
 impl History {
     fn open(run_dir: &RunDir) -> anyhow::Result<History> {
         let recorder = Recorder::create(&run_dir.history())?;
+        run_dir.amend_test(
+            "history_epoch_unix_ms",
+            serde_json::json!(recorder.epoch_unix_ms()),
+        )?;
         let r = recorder.clone();
         let flusher = tokio::spawn(async move {
             loop {
