@@ -145,18 +145,55 @@ pub fn inject_stale_read(rows: &mut [Value]) -> bool {
     false
 }
 
+/// Which kind of chain an ordering history is generated for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chain {
+    /// ordeal-node's hash-chained blocks; reads during the run carry
+    /// headers only.
+    Hashes,
+    /// NATS JetStream's stream: one message per position from 1, no
+    /// hashes, every read with its messages, acknowledgements naming their
+    /// position (`"chain": "positions"`).
+    Positions,
+}
+
 /// The chain an ordering history is generated against: full blocks, and
-/// the transactions waiting to be cut into the next one.
+/// the transactions waiting to be cut into the next one (a stream takes
+/// each message at once).
 struct Ledger {
+    chain: Chain,
     blocks: Vec<Value>,
     batch: Vec<(String, String)>,
 }
 
 impl Ledger {
-    fn new() -> Ledger {
+    fn new(chain: Chain) -> Ledger {
+        let blocks = match chain {
+            Chain::Hashes => vec![checker::ordering::block_json(0, &"0".repeat(64), &[])],
+            Chain::Positions => Vec::new(),
+        };
         Ledger {
-            blocks: vec![checker::ordering::block_json(0, &"0".repeat(64), &[])],
+            chain,
+            blocks,
             batch: Vec::new(),
+        }
+    }
+
+    /// Takes a transaction that will be ordered: into the next block, or
+    /// at once at the stream's next position, which it returns.
+    fn take(&mut self, id: &str) -> Option<u64> {
+        let payload = format!("payload-{id}");
+        match self.chain {
+            Chain::Hashes => {
+                self.batch.push((id.to_string(), payload));
+                None
+            }
+            Chain::Positions => {
+                let number = self.blocks.len() as u64 + 1;
+                let position = checker::ordering::position_json(number, id, &payload);
+                self.blocks.push(position);
+                Some(number)
+            }
         }
     }
 
@@ -172,31 +209,72 @@ impl Ledger {
         self.batch.clear();
     }
 
-    /// The newest `n` blocks of the first `height`, headers only.
-    fn recent_headers(&self, height: usize, n: usize) -> Value {
+    /// How many blocks every read holds at least: the genesis block of a
+    /// hashed chain.
+    fn genesis(&self) -> usize {
+        usize::from(self.chain == Chain::Hashes)
+    }
+
+    /// The number of the chain's first block.
+    fn first_number(&self) -> usize {
+        match self.chain {
+            Chain::Hashes => 0,
+            Chain::Positions => 1,
+        }
+    }
+
+    /// A read during the run of the newest `n` blocks of the first
+    /// `height`: headers only in a hashed chain.
+    fn recent(&self, height: usize, n: usize) -> Value {
         let from = height.saturating_sub(n);
-        let headers: Vec<Value> = self.blocks[from..height]
-            .iter()
-            .map(|b| {
-                let mut h = b.clone();
-                h.as_object_mut().map(|o| o.remove("txs"));
-                h
-            })
-            .collect();
-        json!({"from": from, "blocks": headers})
+        let blocks = &self.blocks[from..height];
+        match self.chain {
+            Chain::Hashes => {
+                let headers: Vec<Value> = blocks
+                    .iter()
+                    .map(|b| {
+                        let mut h = b.clone();
+                        h.as_object_mut().map(|o| o.remove("txs"));
+                        h
+                    })
+                    .collect();
+                json!({"from": from, "blocks": headers})
+            }
+            Chain::Positions => {
+                json!({"from": from + 1, "blocks": blocks, "chain": "positions"})
+            }
+        }
+    }
+
+    /// A final read of the whole chain's first `height` blocks.
+    fn whole(&self, height: usize) -> Value {
+        let mut value =
+            json!({"from": self.first_number(), "blocks": &self.blocks[..height], "final": true});
+        if self.chain == Chain::Positions {
+            value["chain"] = json!("positions");
+        }
+        value
     }
 }
 
 /// A seeded valid ordering history (`docs/ordering-history.md`):
 /// `processes` clients, process `p` talking to node `p mod nodes`, submit
 /// unique transactions (1% `fail`, 1% `info` of which half took effect);
-/// one op in ten is a header-only `deliver` of the 20 newest blocks its
-/// node has (nodes lag by up to two blocks); a submit is acknowledged once
-/// its block is cut. Then a final read of every node's whole chain.
-pub fn ordering_history(seed: u64, ops: usize, processes: u64, nodes: u64) -> Vec<Value> {
+/// one op in ten is a `deliver` of the 20 newest blocks its node has
+/// (nodes lag by up to two blocks; headers only in a hashed chain). In a
+/// hashed chain a submit is acknowledged once its block is cut; in a
+/// positions chain its position is taken at its invoke and named in its
+/// `ok`. Then a final read of every node's whole chain.
+pub fn ordering_history(
+    seed: u64,
+    ops: usize,
+    processes: u64,
+    nodes: u64,
+    chain: Chain,
+) -> Vec<Value> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut ledger = Ledger::new();
-    let mut pending: Vec<Option<(String, &str)>> = vec![None; processes as usize];
+    let mut ledger = Ledger::new(chain);
+    let mut pending: Vec<Option<(String, &str, Option<u64>)>> = vec![None; processes as usize];
     let mut pid: Vec<u64> = (0..processes).collect();
     let (mut out, mut started, mut t) = (Vec::with_capacity(ops * 2 + 8), 0, 0u64);
     let node_of = |p: usize| format!("n{}", p as u64 % nodes + 1);
@@ -207,12 +285,13 @@ pub fn ordering_history(seed: u64, ops: usize, processes: u64, nodes: u64) -> Ve
         if rng.gen_range(0..8) == 0 {
             ledger.cut();
         }
-        let Some((id, outcome)) = pending[p].take() else {
+        let Some((id, outcome, position)) = pending[p].take() else {
             if started >= ops {
                 continue;
             }
             started += 1;
             let (f, arg) = if rng.gen_range(0..10) == 0 {
+                pending[p] = Some((String::new(), "deliver", None));
                 ("deliver", json!({"recent": 20}))
             } else {
                 let id = format!("s{seed:x}-t{started}");
@@ -222,33 +301,18 @@ pub fn ordering_history(seed: u64, ops: usize, processes: u64, nodes: u64) -> Ve
                     3 => "info-lost",
                     _ => "ok",
                 };
-                if outcome != "fail" && outcome != "info-lost" {
-                    ledger.batch.push((id.clone(), format!("payload-{id}")));
-                }
-                pending[p] = Some((id.clone(), outcome));
+                let position = if outcome != "fail" && outcome != "info-lost" {
+                    ledger.take(&id)
+                } else {
+                    None
+                };
+                pending[p] = Some((id.clone(), outcome, position));
                 ("submit", json!(id))
             };
-            if f == "deliver" {
-                pending[p] = Some((String::new(), "deliver"));
-            }
             out.push(json!({"process": pid[p], "type": "invoke", "f": f, "value": arg, "time": t, "node": node}));
             continue;
         };
-        let row = match outcome {
-            "deliver" => {
-                let height = ledger.blocks.len() - rng.gen_range(0..3).min(ledger.blocks.len() - 1);
-                json!({"type": "ok", "f": "deliver", "value": ledger.recent_headers(height, 20)})
-            }
-            "ok" => {
-                if ledger.batch.iter().any(|(i, _)| *i == id) {
-                    ledger.cut();
-                }
-                json!({"type": "ok", "f": "submit", "value": id})
-            }
-            "fail" => json!({"type": "fail", "f": "submit", "value": id}),
-            _ => json!({"type": "info", "f": "submit", "value": id}),
-        };
-        let mut row = row;
+        let mut row = completion(&mut ledger, &mut rng, (id, outcome, position));
         row["process"] = json!(pid[p]);
         row["time"] = json!(t);
         row["node"] = json!(node);
@@ -262,6 +326,36 @@ pub fn ordering_history(seed: u64, ops: usize, processes: u64, nodes: u64) -> Ve
     out
 }
 
+/// The completion of a pending op (id, outcome, position), without its
+/// process, time and node: a read of the newest blocks lagging by up to
+/// two, or a submit's end (an `ok` cuts its block, or names its position).
+fn completion(
+    ledger: &mut Ledger,
+    rng: &mut ChaCha8Rng,
+    (id, outcome, position): (String, &str, Option<u64>),
+) -> Value {
+    match outcome {
+        "deliver" => {
+            let lag = rng
+                .gen_range(0..3)
+                .min(ledger.blocks.len() - ledger.genesis());
+            json!({"type": "ok", "f": "deliver", "value": ledger.recent(ledger.blocks.len() - lag, 20)})
+        }
+        "ok" => {
+            if ledger.batch.iter().any(|(i, _)| *i == id) {
+                ledger.cut();
+            }
+            let value = match position {
+                Some(n) => json!({"id": id, "position": n}),
+                None => json!(id),
+            };
+            json!({"type": "ok", "f": "submit", "value": value})
+        }
+        "fail" => json!({"type": "fail", "f": "submit", "value": id}),
+        _ => json!({"type": "info", "f": "submit", "value": id}),
+    }
+}
+
 /// A final read of every node's whole chain; the last node lags by two
 /// blocks.
 fn final_reads(out: &mut Vec<Value>, ledger: &Ledger, nodes: u64, mut t: u64) {
@@ -269,12 +363,16 @@ fn final_reads(out: &mut Vec<Value>, ledger: &Ledger, nodes: u64, mut t: u64) {
         let process = 1_000_000 + n;
         let node = format!("n{}", n + 1);
         let lag = if n + 1 == nodes && nodes > 1 { 2 } else { 0 };
-        let height = ledger.blocks.len().saturating_sub(lag).max(1);
+        let height = ledger
+            .blocks
+            .len()
+            .saturating_sub(lag)
+            .max(ledger.genesis());
         t += 1_000;
-        out.push(json!({"process": process, "type": "invoke", "f": "deliver", "value": {"from": 0, "final": true}, "time": t, "node": node}));
+        out.push(json!({"process": process, "type": "invoke", "f": "deliver", "value": {"from": ledger.first_number(), "final": true}, "time": t, "node": node}));
         t += 1_000_000;
         out.push(json!({"process": process, "type": "ok", "f": "deliver",
-            "value": {"from": 0, "blocks": &ledger.blocks[..height], "final": true}, "time": t, "node": node}));
+            "value": ledger.whole(height), "time": t, "node": node}));
     }
 }
 
@@ -485,6 +583,44 @@ fn measure(case: &Measured, model: &str, mode: &str, time_limit_s: u64) -> Value
 /// (seconds) and how to generate it.
 type Case = (&'static str, &'static str, u64, Box<dyn Fn() -> Vec<Value>>);
 
+/// The ordering histories' sizes: ops, nodes, the seed's offset, and the
+/// names of the two cases of that size (the second needs no `--quick`).
+type OrderingSize = (usize, u64, u64, [&'static str; 2]);
+const ORDERING_SIZES: [OrderingSize; 2] = [
+    (
+        20_000,
+        3,
+        5,
+        [
+            "ordering 20k ops, 30 processes, 3 nodes",
+            "ordering positions (NATS) 20k ops, 30 processes, 3 nodes",
+        ],
+    ),
+    (
+        215_000,
+        5,
+        6,
+        [
+            "ordering 215k ops, 30 processes, 5 nodes",
+            "ordering positions (NATS) 215k ops, 30 processes, 5 nodes",
+        ],
+    ),
+];
+
+/// Two ordering cases of one size from one seed, 30 processes: a hashed
+/// chain (ordeal-node's) and a chain of positions (NATS's).
+fn ordering_pair(size: &OrderingSize, seed: u64, limit: u64) -> [Case; 2] {
+    let &(ops, nodes, offset, names) = size;
+    let case = |name, chain| -> Case {
+        let make = move || ordering_history(seed + offset, ops, 30, nodes, chain);
+        (name, "ordering", limit, Box::new(make))
+    };
+    [
+        case(names[0], Chain::Hashes),
+        case(names[1], Chain::Positions),
+    ]
+}
+
 /// The bench's histories, seeded from `args.seed`.
 fn cases(args: &BenchArgs) -> Vec<Case> {
     let s = args.seed;
@@ -540,20 +676,10 @@ fn cases(args: &BenchArgs) -> Vec<Case> {
             5,
             Box::new(adversarial),
         ),
-        (
-            "ordering 20k ops, 30 processes, 3 nodes",
-            "ordering",
-            limit,
-            Box::new(move || ordering_history(s + 5, 20_000, 30, 3)),
-        ),
     ];
+    cases.extend(ordering_pair(&ORDERING_SIZES[0], s, limit));
     if !args.quick {
-        cases.push((
-            "ordering 215k ops, 30 processes, 5 nodes",
-            "ordering",
-            limit,
-            Box::new(move || ordering_history(s + 6, 215_000, 30, 5)),
-        ));
+        cases.extend(ordering_pair(&ORDERING_SIZES[1], s, limit));
         cases.push((
             "kv 1000 keys, 1M ops, 10 processes",
             "kv",
@@ -664,19 +790,28 @@ mod tests {
 
     #[test]
     fn a_generated_ordering_history_is_valid_and_a_lost_transaction_is_found() {
-        let rows = ordering_history(3, 3_000, 10, 3);
-        let text: String = rows.iter().map(|r| r.to_string() + "\n").collect();
-        let r = checker::ordering::check_reader(text.as_bytes()).expect("a valid history");
-        assert_eq!(r.valid, Validity::Valid, "{:?}", r.anomalies);
-        for count in ["acknowledged", "info-found", "info-not-found", "deliveries"] {
-            assert!(r.counts[count] > 0, "{count}: {:?}", r.counts);
+        for chain in [Chain::Hashes, Chain::Positions] {
+            let rows = ordering_history(3, 3_000, 10, 3, chain);
+            let text: String = rows.iter().map(|r| r.to_string() + "\n").collect();
+            let r = checker::ordering::check_reader(text.as_bytes()).expect("a valid history");
+            assert_eq!(r.valid, Validity::Valid, "{chain:?}: {:?}", r.anomalies);
+            for count in ["acknowledged", "info-found", "info-not-found", "deliveries"] {
+                assert!(r.counts[count] > 0, "{chain:?}: {count}: {:?}", r.counts);
+            }
+            let positions = r.counts.get("acknowledged-with-position");
+            assert_eq!(
+                positions.is_some(),
+                chain == Chain::Positions,
+                "{:?}",
+                r.counts
+            );
+            // Acknowledge a submit that failed: it is not in the chain.
+            let failed = text.find("\"type\":\"fail\"").expect("a failed submit");
+            let lost = format!("{}\"type\":\"ok\"{}", &text[..failed], &text[failed + 13..]);
+            let r = checker::ordering::check_reader(lost.as_bytes()).expect("a valid history");
+            let lost = r.anomalies.iter().find(|a| a.kind == "lost").unwrap();
+            assert_eq!((r.valid, lost.count), (Validity::Invalid, 1), "{chain:?}");
         }
-        // Acknowledge a submit that failed: it is not in the chain.
-        let failed = text.find("\"type\":\"fail\"").expect("a failed submit");
-        let lost = format!("{}\"type\":\"ok\"{}", &text[..failed], &text[failed + 13..]);
-        let r = checker::ordering::check_reader(lost.as_bytes()).expect("a valid history");
-        assert_eq!(r.anomalies[4].kind, "lost");
-        assert_eq!((r.valid, r.anomalies[4].count), (Validity::Invalid, 1));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - [`linearizable`]: Wing & Gong / Lowe search with memoisation,
 //!   P-compositionality and sound reductions for `info` operations.
 //! - [`ordering`]: agreement, integrity, no loss, no duplication and
-//!   real-time order of a replicated ledger.
+//!   real-time order of a replicated ledger, hash-chained (ordeal-node) or
+//!   a log of positions (NATS JetStream).
 //! - [`verdict`]: verdicts as data.
 //!
 //! ```

@@ -102,8 +102,10 @@ impl Judged {
     }
 }
 
-/// A checker applied to each file; `true` asks for the pictures.
-type Judge = Box<dyn Fn(&History, bool) -> Judged>;
+/// A checker applied to each file; `true` asks for the pictures. It may
+/// still refuse what validation let through (ordering: a delivered block
+/// it does not understand).
+type Judge = Box<dyn Fn(&History, bool) -> Result<Judged, HistoryError>>;
 
 /// A checker that judges a JSON Lines history as it reads it, validating
 /// each event on the way (ordering: a long run's final chains need not fit
@@ -162,7 +164,9 @@ fn plan(command: Command) -> Result<Plan, String> {
         Command::Ordering { inputs } => Ok(Plan {
             inputs,
             vocabulary: Vocabulary::Ordering,
-            judge: Box::new(|h: &History, _| Judged::plain(checker::ordering::check_history(h))),
+            judge: Box::new(|h: &History, _| {
+                checker::ordering::check_history(h).map(Judged::plain)
+            }),
             stream: Some(checker::ordering::check_reader),
             picture_dir: None,
         }),
@@ -188,7 +192,7 @@ fn plan(command: Command) -> Result<Plan, String> {
                 inputs,
                 vocabulary: Vocabulary::Model(model),
                 judge: Box::new(move |h: &History, draw: bool| {
-                    linearizable(h, model, budget, scope, draw)
+                    Ok(linearizable(h, model, budget, scope, draw))
                 }),
                 stream: None,
                 picture_dir: picture,
@@ -270,7 +274,7 @@ fn judge_file(
     let parse_started = Instant::now();
     let history = load(file, format, plan.vocabulary)?;
     let parse_ms = parse_started.elapsed().as_secs_f64() * 1e3;
-    Ok(((plan.judge)(&history, draw), parse_ms))
+    Ok(((plan.judge)(&history, draw)?, parse_ms))
 }
 
 /// Judges one file: its exit code and what it prints on stdout.

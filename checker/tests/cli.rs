@@ -80,8 +80,9 @@ fn bench_prints_one_measured_line_per_history() {
         &Value::Bool(false),
         &Value::from("unknown"),
     );
-    // Each linearizability history in both modes, the ordering one once.
-    assert_eq!(verdicts, [t, t, f, f, t, t, f, f, f, f, t, t, u, u, t]);
+    // Each linearizability history in both modes, the ordering ones (a
+    // hashed chain, a chain of positions) once.
+    assert_eq!(verdicts, [t, t, f, f, t, t, f, f, f, f, t, t, u, u, t, t]);
     for l in &lines {
         assert!(l["peak_rss_mb"].as_f64().is_some_and(|m| m > 0.0), "{l}");
         assert!(l["check_s"].as_f64().is_some(), "{l}");
@@ -563,4 +564,164 @@ fn a_reader_that_goes_away_is_not_a_panic() {
     let out = child.wait_with_output().expect("the checker ends");
     assert!(!stderr(&out).contains("panicked"), "{out:?}");
     assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+/// A NATS JetStream history as `workloads/src/nats/` writes it: submits
+/// whose `ok` names the stream sequence, a read during the run, and each
+/// server's own copy read at the end, every delivery `"chain":
+/// "positions"`. `copies` are the ids each of n1, n2, n3 holds from 1;
+/// the submits are `t1`, `t2`, `t3`, acknowledged at 1, 2, 3.
+fn nats_history(copies: [&[&str]; 3], mark: bool) -> String {
+    let block = |n: usize, id: &str| serde_json::json!({"number": n, "txs": [{"id": id, "payload": format!("payload-{id}")}]});
+    let blocks = |ids: &[&str]| {
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| block(i + 1, id))
+            .collect::<Vec<_>>()
+    };
+    let mut lines = Vec::new();
+    let mut t = 0;
+    for (p, id) in ["t1", "t2", "t3"].iter().enumerate() {
+        t += 10;
+        lines.push(serde_json::json!({"process": p, "type": "invoke", "f": "submit", "value": id, "time": t, "node": "n1"}));
+        lines.push(serde_json::json!({"process": p, "type": "ok", "f": "submit", "value": {"id": id, "position": p + 1}, "time": t + 5, "node": "n1"}));
+    }
+    let mut read = |p: u64, asked: Value, mut value: Value, node: &str| {
+        t += 10;
+        if mark {
+            value["chain"] = "positions".into();
+        }
+        lines.push(serde_json::json!({"process": p, "type": "invoke", "f": "deliver", "value": asked, "time": t, "node": node}));
+        lines.push(serde_json::json!({"process": p, "type": "ok", "f": "deliver", "value": value, "time": t + 5, "node": node}));
+    };
+    read(
+        10,
+        serde_json::json!({"recent": 20}),
+        serde_json::json!({"from": 1, "blocks": blocks(&["t1"])}),
+        "n2",
+    );
+    for (i, ids) in copies.iter().enumerate() {
+        let node = format!("n{}", i + 1);
+        let value =
+            serde_json::json!({"from": 1, "final": true, "server": node, "blocks": blocks(ids)});
+        read(
+            1_000_000 + i as u64,
+            serde_json::json!({"from": 1, "final": true}),
+            value,
+            &node,
+        );
+    }
+    lines.iter().map(|l| l.to_string() + "\n").collect()
+}
+
+/// Issue 31: the ordering checker judges a chain of positions (NATS
+/// JetStream), finds an acknowledged message lost and its sequence given to
+/// another, and refuses an unmarked or mixed history by line and field.
+#[test]
+fn a_nats_positions_history_is_judged_and_an_unmarked_or_mixed_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let all: &[&str] = &["t1", "t2", "t3"];
+    let valid = file(
+        dir.path(),
+        "nats.jsonl",
+        &nats_history([all, all, &["t1", "t2"]], true),
+    );
+    let out = checker(&["ordering", "--json", &valid], None);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let line = &json_lines(&out)[0];
+    let kinds: Vec<&str> = line["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "fork",
+            "non-contiguous",
+            "duplicate",
+            "lost",
+            "unsubmitted",
+            "failed-present",
+            "realtime-order",
+            "ack-position-mismatch"
+        ],
+        "broken-hash-chain does not apply to positions: {line}"
+    );
+    assert_eq!(line["counts"]["acknowledged-with-position"], 3, "{line}");
+
+    // Every copy lost t3 (a power failure before the sync), and sequence 3
+    // went to a message nobody acknowledged.
+    let lost: &[&str] = &["t1", "t2", "x"];
+    let reused = file(
+        dir.path(),
+        "lost.jsonl",
+        &nats_history([lost, lost, lost], true),
+    );
+    let out = checker(&["ordering", "--json", &reused], None);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let line = &json_lines(&out)[0];
+    let count = |kind: &str| {
+        line["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["kind"] == kind)
+            .unwrap()["count"]
+            .clone()
+    };
+    assert_eq!(
+        (
+            count("lost"),
+            count("ack-position-mismatch"),
+            count("unsubmitted")
+        ),
+        (1.into(), 1.into(), 1.into()),
+        "{line}"
+    );
+
+    // Without the mark the checker used to drop every block silently: this
+    // history came out `unknown` (exit 2; with `from: 0`, every submit
+    // `lost`). Now the first block without hashes is refused.
+    let unmarked = file(
+        dir.path(),
+        "unmarked.jsonl",
+        &nats_history([all, all, all], false),
+    );
+    let out = checker(&["ordering", &unmarked], None);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        stderr(&out).contains(&format!(
+            "{unmarked}: line 8: field `value.blocks[0].previous_hash`: missing"
+        )),
+        "{}",
+        stderr(&out)
+    );
+
+    let mut mixed = nats_history([all, all, all], true);
+    mixed.push_str(&(serde_json::json!({"process": 2_000_000, "type": "invoke", "f": "deliver", "value": {"from": 0, "final": true}, "time": 999, "node": "n4"}).to_string() + "\n"));
+    mixed.push_str(&(serde_json::json!({"process": 2_000_000, "type": "ok", "f": "deliver", "value": {"from": 0, "final": true, "blocks": []}, "time": 1000, "node": "n4"}).to_string() + "\n"));
+    let mixed = file(dir.path(), "mixed.jsonl", &mixed);
+    let out = checker(&["ordering", "--json", &mixed], None);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let line = &json_lines(&out)[0];
+    assert_eq!(line["line"], 16, "{line}");
+    assert!(line["error"].as_str().unwrap().starts_with("line 16: field `value.chain`: a `hashes` delivery in a history of `positions` deliveries (the first on line 8)"), "{line}");
+
+    // EDN is judged in memory: the same refusal of a block it does not
+    // understand.
+    let edn = r#"{:process 0, :type :invoke, :f :submit, :value "t1", :time 1}
+{:process 0, :type :ok, :f :submit, :value "t1", :time 2}
+{:process 1, :type :invoke, :f :deliver, :value {:from 1, :final true}, :time 3}
+{:process 1, :type :ok, :f :deliver, :value {:from 1, :final true, :chain "positions", :blocks [{:number 1, :txs [{:id "t1", :payload "p"} {:id "t2", :payload "q"}]}]}, :time 4}
+"#;
+    let edn = file(dir.path(), "nats.edn", edn);
+    let out = checker(&["ordering", &edn], None);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        stderr(&out).contains("line 4: field `value.blocks[0].txs`: a `positions` block holds exactly one transaction, got 2"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -109,6 +109,17 @@ pub enum HistoryError {
         /// What is wrong.
         problem: String,
     },
+    /// A field inside an event's value is missing or has the wrong type or
+    /// value (a delivered block the ordering checker does not understand).
+    #[error("line {line}: field `{path}`: {problem}")]
+    ValueField {
+        /// 1-based line.
+        line: u64,
+        /// Where in the event, as a path: `value.blocks[2].txs`.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The file holds no event.
     #[error("the history is empty: there is nothing to judge")]
     Empty,
@@ -129,7 +140,8 @@ impl HistoryError {
             HistoryError::Io { line, .. }
             | HistoryError::Json { line, .. }
             | HistoryError::Edn { line, .. }
-            | HistoryError::Field { line, .. } => Some(*line),
+            | HistoryError::Field { line, .. }
+            | HistoryError::ValueField { line, .. } => Some(*line),
             HistoryError::Open { .. } | HistoryError::Empty | HistoryError::NoOperations { .. } => {
                 None
             }

@@ -112,7 +112,8 @@ fn read_validated(path: &Path, vocabulary: Vocabulary) -> anyhow::Result<History
 fn ordering(_run_dir: &Path, path: &Path) -> anyhow::Result<CheckResult> {
     if Format::of_path(path) == Format::Edn {
         let history = read_validated(path, Vocabulary::Ordering)?;
-        return Ok(checker::ordering::check_history(&history));
+        return checker::ordering::check_history(&history)
+            .with_context(|| format!("{}: refused by the ordering checker", path.display()));
     }
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     checker::ordering::check_reader(BufReader::with_capacity(1 << 20, file)).with_context(|| {
