@@ -77,8 +77,8 @@ impl RunDir {
     /// way, such as where the history's clock starts).
     pub fn amend_test(&self, key: &str, value: Value) -> anyhow::Result<()> {
         let path = self.path.join("test.json");
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         let mut test: Value =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let Some(fields) = test.as_object_mut() else {

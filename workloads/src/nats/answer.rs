@@ -102,8 +102,14 @@ fn error_answer(error: &Value) -> Attempt {
 /// first acknowledgement; else info if any attempt may have been stored;
 /// else fail (`Unavailable` when the last refusal may pass later).
 pub fn settle(id: &str, attempts: &[Attempt]) -> Outcome {
-    if attempts.iter().any(|a| matches!(a, Attempt::Stored { .. })) {
-        return Outcome::Ok(Value::String(id.to_string()));
+    // The acknowledged stream sequence is the message's position: the
+    // ordering checker holds the final copies to it (`ack-position-mismatch`).
+    // A retried publish the stream deduplicated names the same sequence.
+    if let Some(sequence) = attempts.iter().find_map(|a| match a {
+        Attempt::Stored { sequence, .. } => Some(*sequence),
+        _ => None,
+    }) {
+        return Outcome::Ok(serde_json::json!({"id": id, "position": sequence}));
     }
     let reasons = || {
         attempts
@@ -192,7 +198,7 @@ mod tests {
         let refused = Attempt::Refused("no responders".into());
         let unknown = Attempt::Unknown("timed out".into());
         let rejected = Attempt::Rejected("too large".into());
-        let ok = Outcome::Ok(Value::String("t1".into()));
+        let ok = Outcome::Ok(serde_json::json!({"id": "t1", "position": 3}));
         assert_eq!(settle("t1", &[unknown.clone(), stored]), ok);
         assert!(
             matches!(settle("t1", &[unknown.clone(), refused.clone()]), Outcome::Info(e) if e == "timed out; no responders")

@@ -88,7 +88,11 @@ async fn every_server_keeps_every_acknowledged_message_through_a_kill_and_restar
     for t in 0..30 {
         let id = format!("k-t{t}");
         let s = client.submit(t % 3, &id).await;
-        assert_eq!(s.outcome, Outcome::Ok(json!(id)), "{s:?}");
+        assert_eq!(
+            s.outcome,
+            Outcome::Ok(json!({"id": id, "position": t + 1})),
+            "{s:?}"
+        );
         assert_eq!(
             s.position(),
             Some(t as u64 + 1),
