@@ -67,6 +67,10 @@ pub fn faultfs_binary(profile: &str) -> anyhow::Result<PathBuf> {
         if profile == "release" {
             cmd.arg("--release");
         }
+        // Said before cargo runs: a build (or a wait for another cargo's
+        // lock on the target directory) takes minutes with nothing else
+        // on the terminal.
+        tracing::info!(profile, "building faultfs");
         let status = cmd.status().context("running cargo to build faultfs")?;
         let built = crate::binary::target_dir().join(profile).join("faultfs");
         if status.success() && built.is_file() {
