@@ -991,6 +991,7 @@ async fn compaction_with_the_default_catch_up_margin_keeps_the_cluster_ordering(
     compaction_under_load("4").await;
 }
 
+mod crash_points;
 mod dirs;
 mod members;
 mod oracles;
