@@ -40,6 +40,15 @@ async fn arm(http: &reqwest::Client, c: &LocalCluster, i: usize, body: Value) ->
     answer
 }
 
+/// GETs `path` on node `i`; the status and the JSON answer (0 and null
+/// while the node does not answer: starting, or gone).
+async fn get(http: &reqwest::Client, c: &LocalCluster, i: usize, path: &str) -> (u16, Value) {
+    match http.get(format!("{}{path}", c.url(i))).send().await {
+        Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or(Value::Null)),
+        Err(_) => (0, Value::Null),
+    }
+}
+
 /// Starts a fourth node and has the leader add it; its index.
 async fn add_fourth(http: &reqwest::Client, c: &mut LocalCluster, leader: usize) -> usize {
     let new = c.add_node().unwrap();
@@ -232,30 +241,29 @@ under_load! {
     a_crash_before_compaction_recovers: "snapshot.take.after-dir-fsync" on leader;
 }
 
-/// A follower down while the leader compacted past it, leadership moved
-/// meanwhile (so the snapshot's term is newer than the follower's saved
-/// term), restarted with `point` armed by flag: it dies installing the
-/// leader's snapshot, and recovers when restarted.
-async fn crash_while_installing(point: &str) {
-    let http = http();
-    let (mut c, leader) = cluster(&http).await;
+/// A traced cluster whose follower was down while the leader compacted
+/// past it and leadership moved (so the snapshot's term is newer than the
+/// follower's saved term), restarted with `armed` flags while writes go on
+/// to the others: it installs the leader's snapshot. Returns the cluster,
+/// the lagging node and the load.
+async fn lag_and_restart(http: &reqwest::Client, armed: &[&str]) -> (LocalCluster, usize, Load) {
+    let (mut c, leader) = cluster(http).await;
     let (lagging, other) = ((leader + 1) % 3, (leader + 2) % 3);
-    submit_bodies_to(&http, &c, &[leader, other], register_writes("a", 20)).await;
+    submit_bodies_to(http, &c, &[leader, other], register_writes("a", 20)).await;
     c.kill(lagging);
-    let r = http
-        .post(format!("{}/transfer", c.url(leader)))
-        .json(&json!({"to": other + 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
-    wait_status(&http, &c, other, "leading", |s| s["role"] == "leader").await;
-    submit_bodies_to(&http, &c, &[leader, other], register_writes("bb", 40)).await;
-    let armed = [&FLAGS[..], &["--crash-point", point]].concat();
-    c.set_flags(lagging, &armed);
+    let (status, answer) = post(http, &c, leader, "/transfer", json!({"to": other + 1})).await;
+    assert_eq!(status, 200, "{answer}");
+    wait_status(http, &c, other, "leading", |s| s["role"] == "leader").await;
+    submit_bodies_to(http, &c, &[leader, other], register_writes("bb", 40)).await;
+    c.set_flags(lagging, &[&FLAGS[..], armed].concat());
     c.restart(lagging).unwrap();
-    let status = wait_exit(&mut c, lagging).await;
-    assert_aborted_at(&c, lagging, status, point);
+    let load = Load::start(http, &c, &[leader, other], "load-");
+    (c, lagging, load)
+}
+
+/// The lagging node's trace up to its crash: the crash came after it
+/// received a snapshot in a term newer than the one it had saved.
+fn assert_crashed_after_a_newer_snapshot(c: &LocalCluster, lagging: usize) -> Vec<Value> {
     let events = read_trace(&c.trace_path(lagging));
     let snapshot_term = events
         .iter()
@@ -270,6 +278,81 @@ async fn crash_while_installing(point: &str) {
         .map(|e| e["term"].as_u64().unwrap())
         .unwrap();
     assert!(saved_term < snapshot_term, "{saved_term} {snapshot_term}");
+    events
+}
+
+/// The lagging node restarted with `point` armed by flag: it dies
+/// installing the leader's snapshot, and recovers when restarted.
+async fn crash_while_installing(point: &str) {
+    let http = http();
+    let (mut c, lagging, load) = lag_and_restart(&http, &["--crash-point", point]).await;
+    let status = wait_exit(&mut c, lagging).await;
+    load.stop().await;
+    assert_aborted_at(&c, lagging, status, point);
+    assert_crashed_after_a_newer_snapshot(&c, lagging);
+    c.set_flags(lagging, &FLAGS);
+    recover_and_check(&http, &mut c, &[lagging], lagging, point).await;
+}
+
+/// How long the install is held (a `sleep` crash point) while the test
+/// arms the point under test, and the margin within it that the snapshot
+/// and `wal-segments` threads get to finish what they had from before the
+/// install (a small snapshot or a removal: milliseconds).
+const INSTALL_HOLD_MS: u64 = 5000;
+const IN_FLIGHT_MARGIN: Duration = Duration::from_secs(1);
+
+/// The lagging node dies at `point` the first time it reaches it after
+/// installing the leader's snapshot: the install holds at `hold`, and
+/// `point` is armed meanwhile, so that nothing reaches it in between but
+/// work the other threads had from before (given a margin to finish; the
+/// crash is then checked to come after the hold's end).
+async fn crash_after_an_install(hold: &str, point: &str) {
+    let http = http();
+    let flag = format!("{hold}=sleep:{INSTALL_HOLD_MS}");
+    let (mut c, lagging, load) = lag_and_restart(&http, &["--crash-point", &flag]).await;
+    let deadline = Instant::now() + FIRE_WAIT_MAX;
+    loop {
+        let (_, list) = get(&http, &c, lagging, "/crash-points").await;
+        let held = list["points"]
+            .as_array()
+            .is_some_and(|points| points.iter().any(|p| p["name"] == hold && p["fired"] == 1));
+        if held {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never installed\n{}",
+            c.log(lagging)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(IN_FLIGHT_MARGIN).await;
+    arm(&http, &c, lagging, json!({"name": point})).await;
+    let status = wait_exit(&mut c, lagging).await;
+    load.stop().await;
+    assert_aborted_at(&c, lagging, status, point);
+    let events = assert_crashed_after_a_newer_snapshot(&c, lagging);
+    let real_ms = |name: &str| {
+        let e = events
+            .iter()
+            .rev()
+            .find(|e| e["ev"] == "crash_point" && e["name"] == name);
+        e.and_then(|e| e["real_ms"].as_u64()).unwrap()
+    };
+    let (held_at, crashed_at) = (real_ms(hold), real_ms(point));
+    assert!(
+        crashed_at >= held_at + INSTALL_HOLD_MS,
+        "{point} reached {} ms into the install's hold: by work from before the install",
+        crashed_at - held_at
+    );
+    let taken_after_hold = events
+        .iter()
+        .skip_while(|e| e["name"] != hold)
+        .any(|e| e["ev"] == "snapshot" && e["action"] == "taken");
+    assert!(
+        !taken_after_hold,
+        "{point}: not the first after the install"
+    );
     c.set_flags(lagging, &FLAGS);
     recover_and_check(&http, &mut c, &[lagging], lagging, point).await;
 }
@@ -291,6 +374,29 @@ async fn a_crash_between_an_installed_snapshot_and_the_log_rewrite_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_the_log_rewrite_recovers() {
     crash_while_installing("snapshot.install.after-log-rewrite").await;
+}
+
+/// The first snapshot after an install starts a new block store
+/// generation (FAB-18244 on that path): blocks durable, no manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_in_the_first_block_store_append_after_an_install_recovers() {
+    let hold = "snapshot.install.after-log-rewrite";
+    crash_after_an_install(hold, "blockstore.append.after-sync").await;
+}
+
+/// The first manifest after an install renamed into place, not synced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_in_the_first_manifest_rename_after_an_install_recovers() {
+    let hold = "snapshot.install.after-log-rewrite";
+    crash_after_an_install(hold, "snapshot.take.before-dir-fsync").await;
+}
+
+/// The install's log rewrite handed every older segment over for
+/// removal; none removed yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_removing_the_segments_an_install_replaced_recovers() {
+    let hold = "snapshot.install.before-log-rewrite";
+    crash_after_an_install(hold, "wal.compact.before-remove").await;
 }
 
 /// A follower dies right after applying the configuration that adds a
