@@ -256,6 +256,11 @@ pub struct Registry {
 pub static REGISTRY: Registry = Registry::new();
 
 /// Reaches point `p` in the process's registry.
+///
+/// # Panics
+///
+/// When `p` is armed with [`Action::Panic`] and this is its hit; with
+/// [`Action::Abort`] the process ends here.
 #[inline]
 pub fn at(p: Point) {
     REGISTRY.hit(p);
@@ -286,6 +291,10 @@ impl Registry {
     }
 
     /// Counts a hit of `p`; fires it when armed and this is its hit.
+    ///
+    /// # Panics
+    ///
+    /// As [`at`].
     #[inline]
     pub fn hit(&self, p: Point) {
         let word = self.slot(p).word.fetch_add(1, Ordering::Relaxed);
