@@ -2,15 +2,16 @@
 //! and the raw fsync histogram.
 
 use crate::config::Bug;
+use crate::crash_points::{Action, Arming, CrashPointError, Point, REGISTRY};
 use crate::event::{Event, Inbox, MemberChange, MemberReply, Origin, Refused, SubmitReply};
 use crate::ledger::Block;
 use crate::server::{gauges, Shared};
 use crate::tx::{Ack, SubmitRequest, TxError};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -43,6 +44,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/fsync", get(fsync))
         .route("/members", get(members).post(change_members))
         .route("/transfer", post(transfer))
+        .route(
+            "/crash-points",
+            get(crash_points_list)
+                .post(crash_point_arm)
+                .delete(crash_points_disarm_all),
+        )
+        .route("/crash-points/:name", delete(crash_point_disarm))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -375,4 +383,65 @@ async fn transfer(State(state): State<ApiState>, body: Bytes) -> Response {
         reply,
     })
     .await
+}
+
+/// `GET /crash-points`: every point with its hits, arming and firings.
+async fn crash_points_list() -> Json<Value> {
+    Json(json!({"points": REGISTRY.list()}))
+}
+
+fn crash_point_refused(e: CrashPointError) -> Response {
+    let status = match e {
+        CrashPointError::Unknown { .. } => StatusCode::NOT_FOUND,
+        CrashPointError::Invalid { .. } => StatusCode::BAD_REQUEST,
+    };
+    error(status, &e.to_string(), false)
+}
+
+/// `POST /crash-points`: arms one point (docs/node-api.md).
+async fn crash_point_arm(body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Request {
+        name: String,
+        #[serde(default)]
+        action: Option<String>,
+        #[serde(default)]
+        sleep_ms: Option<u64>,
+        #[serde(default)]
+        hit: Option<u64>,
+    }
+    let request: Request = match parse_body(&body) {
+        Ok(r) => r,
+        Err(refused) => return *refused,
+    };
+    if Point::from_name(&request.name).is_none() {
+        let name = request.name;
+        return crash_point_refused(CrashPointError::Unknown { name });
+    }
+    let action = request.action.as_deref().unwrap_or("abort");
+    let arming = Action::new(action, request.sleep_ms).map(|action| Arming {
+        action,
+        hit: request.hit.unwrap_or(1),
+    });
+    match arming.and_then(|a| REGISTRY.arm(&request.name, a)) {
+        Ok(view) => {
+            tracing::warn!(point = view.name, action, hit = ?view.hit, "crash point armed through the API");
+            Json(view).into_response()
+        }
+        Err(e) => crash_point_refused(e),
+    }
+}
+
+/// `DELETE /crash-points/NAME`: disarms one point.
+async fn crash_point_disarm(Path(name): Path<String>) -> Response {
+    match REGISTRY.disarm(&name) {
+        Ok(was_armed) => Json(json!({"name": name, "was_armed": was_armed})).into_response(),
+        Err(e) => crash_point_refused(e),
+    }
+}
+
+/// `DELETE /crash-points`: disarms every point.
+async fn crash_points_disarm_all() -> Json<Value> {
+    Json(json!({"disarmed": REGISTRY.disarm_all()}))
 }

@@ -16,6 +16,7 @@
 //! other generations are removed once a manifest naming a newer one is in
 //! place.
 
+use crate::crash_points::{self, Point};
 use crate::dirs;
 use crate::fsm;
 use crate::ledger::Block;
@@ -110,6 +111,7 @@ pub fn store(
     if fresh {
         dirs::sync_dir(dir).map_err(io(dir))?;
     }
+    crash_points::at(Point::BlockstoreAppendAfterSync);
     Ok(state)
 }
 
@@ -126,6 +128,7 @@ fn put_record(out: &mut Vec<u8>, b: &Block) {
 fn write_synced(file: &mut File, bytes: &[u8], rest: f64) -> std::io::Result<()> {
     let started = Instant::now();
     file.write_all(bytes)?;
+    crash_points::at(Point::BlockstoreAppendBeforeSync);
     file.sync_data()?;
     if rest > 0.0 {
         std::thread::sleep(started.elapsed().mul_f64(rest));

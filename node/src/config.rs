@@ -1,5 +1,6 @@
 //! The node's configuration: flags parsed into plain data, then validated.
 
+use crate::crash_points::{self, Arming, Point};
 use crate::cutter::BatchConfig;
 use crate::tx::TX_BYTES_MAX;
 use clap::{Args, ValueEnum};
@@ -137,6 +138,11 @@ pub struct RunArgs {
     /// Test-only bug switches (repeatable).
     #[arg(long, value_enum)]
     pub bug: Vec<Bug>,
+    /// Test-only: arm a crash point from the start (repeatable):
+    /// `NAME[=abort|panic|sleep:MS][@HIT]`, abort and hit 1 by default
+    /// (docs/crash-points.md; `ordeal-node crash-points` lists the names).
+    #[arg(long = "crash-point", value_name = "NAME[=ACTION][@HIT]")]
+    pub crash_point: Vec<String>,
 }
 
 /// A flag value that cannot work.
@@ -158,6 +164,8 @@ pub struct NodeConfig {
     pub peers: BTreeMap<u64, String>,
     /// Block cutter rules.
     pub batch: BatchConfig,
+    /// Crash points armed at start (`--crash-point`).
+    pub crash_points: Vec<(Point, Arming)>,
 }
 
 impl NodeConfig {
@@ -224,7 +232,21 @@ impl NodeConfig {
             preferred_max_bytes: args.preferred_max_bytes,
             batch_timeout: Duration::from_millis(args.batch_timeout_ms),
         };
-        Ok(NodeConfig { args, peers, batch })
+        let crash_points = args
+            .crash_point
+            .iter()
+            .map(|text| crash_points::parse_flag(text))
+            .collect::<Result<_, _>>()
+            .map_err(|e| ConfigError {
+                flag: "crash-point",
+                problem: e.to_string(),
+            })?;
+        Ok(NodeConfig {
+            args,
+            peers,
+            batch,
+            crash_points,
+        })
     }
 
     /// Whether a bug switch is on.
@@ -328,6 +350,23 @@ mod tests {
         );
         let e = config(&["--trace-digest-every", "0"]).unwrap_err();
         assert_eq!(e.to_string(), "--trace-digest-every: must be positive");
+    }
+
+    #[test]
+    fn crash_points_are_armed_by_name_and_bad_ones_refused_naming_the_flag() {
+        let c = config(&[
+            "--crash-point",
+            "wal.append.before-fsync",
+            "--crash-point",
+            "conf.apply.after=sleep:20@2",
+        ])
+        .unwrap();
+        assert_eq!(c.crash_points.len(), 2);
+        assert_eq!(c.crash_points[1].0, Point::ConfApplyAfter);
+        assert_eq!(c.crash_points[1].1.hit, 2);
+        let e = config(&["--crash-point", "wal.nowhere"]).unwrap_err();
+        assert_eq!(e.flag, "crash-point");
+        assert!(e.to_string().contains("`wal.nowhere`"), "{e}");
     }
 
     #[test]

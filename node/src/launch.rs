@@ -4,6 +4,7 @@
 use crate::api::{self, ApiState};
 use crate::blockstore::{self, StoreState};
 use crate::config::NodeConfig;
+use crate::crash_points;
 use crate::dirs;
 use crate::event::{self, Inbox};
 use crate::fsm::Manifest;
@@ -13,7 +14,7 @@ use crate::server::{self, LoopError, LoopParts, RaftLoop, Shared, StatusView};
 use crate::slog_bridge;
 use crate::snapshotter::Snapshotter;
 use crate::storage::NodeStorage;
-use crate::trace::{Trace, TraceError};
+use crate::trace::{CrashPointFired, CrashSink, Trace, TraceError};
 use crate::transport::{self, Transport};
 use crate::wal::{self, Wal};
 use std::path::Path;
@@ -264,6 +265,13 @@ fn shared_state(config: &NodeConfig, fsm: StateMachine, restarts: u64) -> Arc<Sh
 /// Runs a node until it is told to stop.
 pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
     let args = &config.args;
+    // Before recovery, so that a crash point armed by flag and reached
+    // while recovering is traced too.
+    let trace = match &args.trace {
+        Some(path) => Trace::open(path, args.id)?,
+        None => Trace::off(),
+    };
+    arm_crash_points(&config, &trace);
     let rec = recover(&config)?;
     let peer_listener = bind(args.listen_peer).await?;
     let client_listener = bind(args.listen_client).await?;
@@ -276,10 +284,6 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
         transport.known(),
         events.clone(),
     ));
-    let trace = match &args.trace {
-        Some(path) => Trace::open(path, args.id)?,
-        None => Trace::off(),
-    };
     let raft_loop = RaftLoop::new(
         shared.clone(),
         LoopParts {
@@ -332,6 +336,42 @@ pub async fn run(config: NodeConfig) -> Result<(), LaunchError> {
         what: "client API".into(),
         source,
     })
+}
+
+/// Points the crash points' reporter at the trace, and arms those
+/// `--crash-point` named.
+fn arm_crash_points(config: &NodeConfig, trace: &Trace) {
+    if let Some(sink) = trace.crash_sink() {
+        crash_points::REGISTRY.set_reporter(Box::new(move |f| report_crash_point(&sink, f)));
+    }
+    for (point, arming) in &config.crash_points {
+        match crash_points::REGISTRY.arm(point.name(), *arming) {
+            Ok(view) => tracing::warn!(
+                point = view.name,
+                action = arming.action.name(),
+                hit = arming.hit,
+                "crash point armed by --crash-point"
+            ),
+            Err(e) => tracing::error!(error = %e, "crash point not armed"),
+        }
+    }
+}
+
+/// The trace's `crash_point` event; for an abort the trace stays locked
+/// until the process is gone, so that it is the file's last line.
+fn report_crash_point(sink: &CrashSink, f: &crash_points::Fired) {
+    let event = CrashPointFired {
+        name: f.point.name(),
+        action: f.action.name(),
+        sleep_ms: f.action.sleep_ms(),
+        hit: f.hit,
+        reached: f.reached,
+        thread: &f.thread,
+    };
+    let hold = f.action == crash_points::Action::Abort;
+    if let Err(error) = sink.crash_point(&event, hold) {
+        tracing::error!(%error, "could not write the crash_point event to the trace");
+    }
 }
 
 /// Asks the raft loop to sync and stop, and waits for its thread.

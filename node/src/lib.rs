@@ -18,6 +18,7 @@ pub mod api;
 pub mod bench;
 pub mod blockstore;
 pub mod config;
+pub mod crash_points;
 pub mod cutter;
 mod dirs;
 pub mod event;

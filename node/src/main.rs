@@ -29,6 +29,8 @@ enum Command {
     /// Start a local 3-node cluster with fsync on and measure it; prints one
     /// JSON line last.
     Bench(BenchArgs),
+    /// List the crash points, one name a line (docs/crash-points.md).
+    CrashPoints,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +65,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime
                 .block_on(node::launch::run(config))
                 .with_context(|| format!("node {id}"))
+        }
+        Command::CrashPoints => {
+            for point in node::crash_points::Point::ALL {
+                println!("{}", point.name());
+            }
+            Ok(())
         }
         Command::Bench(args) => {
             let exe = std::env::current_exe().context("locating ordeal-node")?;

@@ -12,6 +12,7 @@
 //! yet): those do not stop it (issue 20, item 1).
 
 use super::RaftLoop;
+use crate::crash_points::{self, Point};
 use crate::event::{MemberChange, MemberOp, MemberReply};
 use crate::transport::Frame;
 use protobuf::Message as PbMessage;
@@ -241,6 +242,7 @@ impl RaftLoop {
                 return;
             }
         };
+        crash_points::at(Point::ConfApplyBefore);
         let cs = match self.raw.apply_conf_change(&cc) {
             Ok(mut cs) => {
                 for ids in [
@@ -263,6 +265,7 @@ impl RaftLoop {
         self.note_membership(&cs, e.index);
         let change = describe(&cc);
         self.trace.conf(e.index, &cs.voters, &cs.learners, &change);
+        crash_points::at(Point::ConfApplyAfter);
         tracing::info!(index = e.index, %change, voters = ?cs.voters, learners = ?cs.learners, "configuration applied");
         self.publish_members();
         if self

@@ -9,6 +9,7 @@
 //! writing into it its name is already durable and the only fsync the
 //! raft thread pays is the one each persist pays anyway.
 
+use crate::crash_points::{self, Point};
 use crate::dirs::sync_dir;
 use crate::record::SEGMENT_MAGIC;
 use std::fs::{self, File, OpenOptions};
@@ -164,8 +165,10 @@ pub fn prepare(dir: &Path, seq: u64) -> std::io::Result<Prepared> {
         .append(true)
         .create_new(true)
         .open(&path)?;
+    crash_points::at(Point::WalPrepareAfterCreate);
     file.write_all(SEGMENT_MAGIC)?;
     file.sync_all()?;
+    crash_points::at(Point::WalPrepareBeforeDirFsync);
     sync_dir(dir)?;
     Ok(Prepared { seq, path, file })
 }
@@ -185,11 +188,13 @@ pub fn write_header(path: &Path) -> std::io::Result<()> {
 /// so a segment holding a reset record never goes while the older
 /// segments it resets could still come back.
 fn remove(dir: &Path, paths: &[PathBuf]) {
+    crash_points::at(Point::WalCompactBeforeRemove);
     for path in paths {
         if let Err(e) = fs::remove_file(path) {
             tracing::warn!(file = %path.display(), error = %e, "could not remove a compacted log segment");
         }
     }
+    crash_points::at(Point::WalCompactAfterRemove);
     if let Err(e) = sync_dir(dir) {
         tracing::warn!(dir = %dir.display(), error = %e, "could not fsync the directory after removing log segments");
     }

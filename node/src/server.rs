@@ -9,6 +9,7 @@
 
 use crate::blockstore::StoreState;
 use crate::config::{Bug, NodeConfig};
+use crate::crash_points::{self, Point};
 use crate::cutter::BlockCutter;
 use crate::event::{Event, MemberReply, Origin, Outbox, SubmitReply};
 use crate::forward::{self, Forwards};
@@ -931,6 +932,7 @@ impl RaftLoop {
         // snapshot's store with the entries').
         let started = Instant::now();
         let bytes = snapshot.data.len();
+        crash_points::at(Point::SnapshotInstallBeforeSave);
         wal::save_snapshot(&self.data_dir, &snapshot)?;
         self.block_store = None;
         self.installed_since_taken = true;
@@ -943,7 +945,9 @@ impl RaftLoop {
         self.shared.height.send_replace(height);
         self.applied_index = index;
         let hs = self.raw.store().hard_state();
+        crash_points::at(Point::SnapshotInstallBeforeLogRewrite);
         self.wal.rewrite(&self.hard_state_to_persist(&hs), &[])?;
+        crash_points::at(Point::SnapshotInstallAfterLogRewrite);
         self.note_synced();
         let took = started.elapsed();
         let mut metrics = self.shared.metrics.lock().expect("metrics lock");

@@ -7,6 +7,7 @@
 //! the file in place and compacts the log.
 
 use crate::blockstore::{self, StoreState};
+use crate::crash_points::{self, Point};
 use crate::fsm::Captured;
 use crate::wal::{self, WalError};
 use raft::prelude::{ConfState, Snapshot};
@@ -53,6 +54,8 @@ pub struct Snapshotter {
     jobs: SyncSender<SnapshotJob>,
     done: Receiver<Result<Written, WalError>>,
     busy: bool,
+    /// The directory it writes into (named when the thread is gone).
+    dir: PathBuf,
 }
 
 impl Snapshotter {
@@ -60,12 +63,13 @@ impl Snapshotter {
     pub fn start(dir: PathBuf) -> std::io::Result<Snapshotter> {
         let (jobs, jobs_rx) = mpsc::sync_channel::<SnapshotJob>(1);
         let (done_tx, done) = mpsc::sync_channel(1);
+        let thread_dir = dir.clone();
         std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
                 lower_priority();
                 for job in jobs_rx {
-                    if done_tx.send(write(&dir, job)).is_err() {
+                    if done_tx.send(write(&thread_dir, job)).is_err() {
                         return;
                     }
                 }
@@ -74,6 +78,7 @@ impl Snapshotter {
             jobs,
             done,
             busy: false,
+            dir,
         })
     }
 
@@ -91,7 +96,9 @@ impl Snapshotter {
         true
     }
 
-    /// The finished job, if there is one.
+    /// The finished job, if there is one; an error once the thread is
+    /// gone (it ends only with this handle, so it panicked): the node must
+    /// stop rather than run on without snapshots (Fabric panics).
     pub fn poll(&mut self) -> Option<Result<Written, WalError>> {
         match self.done.try_recv() {
             Ok(result) => {
@@ -101,7 +108,11 @@ impl Snapshotter {
             Err(TryRecvError::Empty) => None,
             Err(TryRecvError::Disconnected) => {
                 self.busy = false;
-                None
+                let why = "the snapshot thread ended (it panicked: see the log above)";
+                Some(Err(WalError::Io {
+                    path: self.dir.clone(),
+                    source: std::io::Error::other(why),
+                }))
             }
         }
     }
@@ -147,6 +158,7 @@ fn write(dir: &Path, job: SnapshotJob) -> Result<Written, WalError> {
     meta.term = job.term;
     meta.set_conf_state(job.conf_state);
     let file = wal::write_snapshot_file(dir, &manifest, WRITTEN_SUFFIX, wal::SNAPSHOT_PACE)?;
+    crash_points::at(Point::SnapshotTakeAfterWrite);
     let mut snapshot = manifest;
     snapshot.data = job.state.to_snapshot_data().into();
     Ok(Written {

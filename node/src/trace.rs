@@ -12,6 +12,7 @@ use raft::prelude::{Message, MessageType};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How far back from the end a restart looks for the last complete line.
@@ -114,16 +115,33 @@ pub struct LogState {
 }
 
 /// The trace writer; [`Trace::off`] writes nothing and costs a branch.
+///
+/// The file, the buffer and the clocks sit behind a lock shared with
+/// [`CrashSink`], so that a crash point fired on any thread writes its
+/// event after the raft loop's buffered ones, in `seq` order, and flushes
+/// them all (the raft loop is its only other user: the lock is
+/// uncontended but for that moment).
 #[derive(Debug)]
 pub struct Trace {
-    out: Option<(PathBuf, File)>,
+    out: Option<Arc<Mutex<Writer>>>,
+    /// Whether `open` cut a partial last line (reported by `start`).
+    cut: bool,
+}
+
+/// The open file, its buffer of events not yet written, and the clocks.
+#[derive(Debug)]
+struct Writer {
+    path: PathBuf,
+    file: File,
     node: u64,
     seq: u64,
     lamport: u64,
     buf: Vec<u8>,
-    /// Whether `open` cut a partial last line (reported by `start`).
-    cut: bool,
 }
+
+/// Writes the `crash_point` event from any thread (`crash_points.rs`).
+#[derive(Debug, Clone)]
+pub struct CrashSink(Arc<Mutex<Writer>>);
 
 fn unix_ms() -> u64 {
     SystemTime::now()
@@ -192,10 +210,6 @@ impl Trace {
     pub fn off() -> Trace {
         Trace {
             out: None,
-            node: 0,
-            seq: 0,
-            lamport: 0,
-            buf: Vec::new(),
             cut: false,
         }
     }
@@ -254,12 +268,16 @@ impl Trace {
             Some((offset, line)) => Self::resume_from(path, offset, line, node)?,
             None => (0, 0),
         };
-        Ok(Trace {
-            out: Some((path.to_path_buf(), file)),
+        let writer = Writer {
+            path: path.to_path_buf(),
+            file,
             node,
             seq,
             lamport,
             buf: Vec::with_capacity(BUFFER_BYTES_MAX),
+        };
+        Ok(Trace {
+            out: Some(Arc::new(Mutex::new(writer))),
             cut: keep < len,
         })
     }
@@ -295,34 +313,22 @@ impl Trace {
         self.out.is_some()
     }
 
-    /// The Lamport clock now.
+    /// The Lamport clock now (0 when off).
     pub fn lamport(&self) -> u64 {
-        self.lamport
+        self.writer().map_or(0, |w| w.lamport)
     }
 
-    /// Starts an event line with the common fields; `lamport` is the
-    /// clock's new value.
-    fn begin(&mut self, lamport: u64, ev: &str) {
-        self.lamport = lamport;
-        let _ = write!(
-            self.buf,
-            "{{\"node\":{},\"seq\":{},\"lamport\":{},\"time_ms\":{},\"ev\":\"{ev}\"",
-            self.node,
-            self.seq,
-            lamport,
-            unix_ms()
-        );
-        self.seq += 1;
+    /// The writer, locked; `None` when the trace is off. A thread that
+    /// panicked holding it left whole events or a partial one the next
+    /// start cuts: the lock's poison is ignored.
+    fn writer(&self) -> Option<MutexGuard<'_, Writer>> {
+        let out = self.out.as_ref()?;
+        Some(out.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// [`Trace::begin`] and the real clock (`real_ms`).
-    fn begin_real(&mut self, lamport: u64, ev: &str) {
-        self.begin(lamport, ev);
-        let _ = write!(self.buf, ",\"real_ms\":{}", real_unix_ms());
-    }
-
-    fn end(&mut self) {
-        self.buf.extend_from_slice(b"}\n");
+    /// The handle crash points write through (`None` when off).
+    pub fn crash_sink(&self) -> Option<CrashSink> {
+        self.out.clone().map(CrashSink)
     }
 
     /// `start`: what recovery found (`applied`: the index the recovered
@@ -336,31 +342,23 @@ impl Trace {
         voters: &[u64],
         learners: &[u64],
     ) {
-        if !self.is_on() {
+        let cut = std::mem::take(&mut self.cut);
+        let Some(mut w) = self.writer() else {
             return;
-        }
-        self.begin_real(self.lamport + 1, "start");
-        self.log_state(s);
+        };
+        w.begin_real("start");
+        w.log_state(s);
         let _ = write!(
-            self.buf,
+            w.buf,
             ",\"snapshot_index\":{},\"snapshot_term\":{},\"applied\":{applied},\"pid\":{},\"voters\":{},\"learners\":{},\"trace_cut\":{}",
             snapshot.0,
             snapshot.1,
             std::process::id(),
             Ids(voters),
             Ids(learners),
-            self.cut
+            cut
         );
-        self.cut = false;
-        self.end();
-    }
-
-    fn log_state(&mut self, s: &LogState) {
-        let _ = write!(
-            self.buf,
-            ",\"term\":{},\"vote\":{},\"commit\":{},\"first_index\":{},\"last_index\":{},\"last_term\":{}",
-            s.term, s.vote, s.commit, s.first_index, s.last_index, s.last_term
-        );
+        w.end();
     }
 
     /// `persist`: after an fsync of entries and/or hard state, which took
@@ -372,59 +370,197 @@ impl Trace {
         truncated_from: Option<u64>,
         duration_us: u64,
     ) {
-        if !self.is_on() {
+        let Some(mut w) = self.writer() else {
             return;
-        }
-        self.begin_real(self.lamport + 1, "persist");
-        let _ = write!(self.buf, ",\"duration_us\":{duration_us}");
-        self.log_state(s);
-        self.buf.extend_from_slice(b",\"appended\":[");
+        };
+        w.begin_real("persist");
+        let _ = write!(w.buf, ",\"duration_us\":{duration_us}");
+        w.log_state(s);
+        w.buf.extend_from_slice(b",\"appended\":[");
         for (i, (index, term)) in appended.iter().enumerate() {
             let comma = if i > 0 { "," } else { "" };
-            let _ = write!(self.buf, "{comma}[{index},{term}]");
+            let _ = write!(w.buf, "{comma}[{index},{term}]");
         }
-        let _ = write!(self.buf, "],\"truncated_from\":{}", Opt(truncated_from));
-        self.end();
+        let _ = write!(w.buf, "],\"truncated_from\":{}", Opt(truncated_from));
+        w.end();
     }
 
     /// `role`: the node's role or known leader changed.
     pub fn role(&mut self, role: &str, term: u64, leader: u64, reason: Option<Reason>) {
-        if !self.is_on() {
+        let Some(mut w) = self.writer() else {
             return;
-        }
-        self.begin_real(self.lamport + 1, "role");
+        };
+        w.begin_real("role");
         let _ = write!(
-            self.buf,
+            w.buf,
             ",\"role\":\"{role}\",\"term\":{term},\"leader\":{leader},\"reason\":"
         );
         match reason {
             Some(r) => {
-                let _ = write!(self.buf, "\"{}\"", r.name());
+                let _ = write!(w.buf, "\"{}\"", r.name());
             }
-            None => self.buf.extend_from_slice(b"null"),
+            None => w.buf.extend_from_slice(b"null"),
         }
-        self.end();
+        w.end();
     }
 
     /// `send`: returns the Lamport stamp the message carries.
     pub fn send(&mut self, m: &Message) -> u64 {
-        if !self.is_on() {
+        let Some(mut w) = self.writer() else {
             return 0;
-        }
-        self.begin(self.lamport + 1, "send");
-        self.message(m);
-        self.lamport
+        };
+        w.begin("send");
+        w.message(m);
+        w.lamport
     }
 
     /// `recv`: the raft loop is about to step `m`, stamped `stamp` by its
     /// sender.
     pub fn recv(&mut self, m: &Message, stamp: u64) {
-        if !self.is_on() {
+        let Some(mut w) = self.writer() else {
             return;
+        };
+        let lamport = w.lamport.max(stamp) + 1;
+        w.begin_at(lamport, "recv");
+        let _ = write!(w.buf, ",\"send_lamport\":{stamp}");
+        w.message(m);
+    }
+
+    /// `snapshot`: `action` is `taken`, `sent` or `installed`.
+    pub fn snapshot(&mut self, action: &str, index: u64, term: u64, to: Option<u64>) {
+        let Some(mut w) = self.writer() else {
+            return;
+        };
+        w.begin_real("snapshot");
+        let _ = write!(
+            w.buf,
+            ",\"action\":\"{action}\",\"index\":{index},\"term\":{term},\"to\":{}",
+            Opt(to)
+        );
+        w.end();
+    }
+
+    /// `compact`: entries up to `index` were dropped from the log.
+    pub fn compact(&mut self, index: u64) {
+        let Some(mut w) = self.writer() else {
+            return;
+        };
+        w.begin("compact");
+        let _ = write!(w.buf, ",\"index\":{index}");
+        w.end();
+    }
+
+    /// `apply`: an entry applied, with the block it carried.
+    pub fn apply(&mut self, index: u64, term: u64, block: Option<(u64, &[u8; 32])>) {
+        let Some(mut w) = self.writer() else {
+            return;
+        };
+        w.begin("apply");
+        let _ = write!(w.buf, ",\"index\":{index},\"term\":{term},\"block\":");
+        match block {
+            Some((number, hash)) => {
+                let _ = write!(w.buf, "{number},\"hash\":\"{}\"", hex::encode(hash));
+            }
+            None => w.buf.extend_from_slice(b"null,\"hash\":null"),
         }
-        self.begin(self.lamport.max(stamp) + 1, "recv");
-        let _ = write!(self.buf, ",\"send_lamport\":{stamp}");
-        self.message(m);
+        w.end();
+    }
+
+    /// `conf`: a configuration change applied.
+    pub fn conf(&mut self, index: u64, voters: &[u64], learners: &[u64], change: &str) {
+        let Some(mut w) = self.writer() else {
+            return;
+        };
+        w.begin_real("conf");
+        let change = serde_json::to_string(change).expect("a string encodes");
+        let _ = write!(
+            w.buf,
+            ",\"index\":{index},\"voters\":{},\"learners\":{},\"change\":{change}",
+            Ids(voters),
+            Ids(learners),
+        );
+        w.end();
+    }
+
+    /// `digest`: the state machine's digest at applied index `index`.
+    pub fn digest(&mut self, index: u64, d: &StateDigest, cause: DigestCause) {
+        let Some(mut w) = self.writer() else {
+            return;
+        };
+        w.begin_real("digest");
+        let _ = write!(
+            w.buf,
+            ",\"index\":{index},\"height\":{},\"head\":\"",
+            d.height
+        );
+        if let Some(head) = &d.head {
+            let mut hex = [0u8; 64];
+            hex::encode_to_slice(head, &mut hex).expect("64 hex digits for 32 bytes");
+            w.buf.extend_from_slice(&hex);
+        }
+        let _ = write!(
+            w.buf,
+            "\",\"registers\":\"{:016x}\",\"cause\":\"{}\"",
+            d.registers,
+            cause.name()
+        );
+        w.end();
+    }
+
+    /// Writes the buffered events out (one `write(2)`, no fsync).
+    pub fn flush(&mut self) -> Result<(), TraceError> {
+        match self.writer() {
+            Some(mut w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes out early when the buffer is large (called between events).
+    pub fn flush_if_full(&mut self) -> Result<(), TraceError> {
+        match self.writer() {
+            Some(mut w) if w.buf.len() >= BUFFER_BYTES_MAX => w.flush(),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Writer {
+    /// Starts an event line with the common fields, the clock one on.
+    fn begin(&mut self, ev: &str) {
+        self.begin_at(self.lamport + 1, ev);
+    }
+
+    /// Starts an event line with the common fields; `lamport` is the
+    /// clock's new value.
+    fn begin_at(&mut self, lamport: u64, ev: &str) {
+        self.lamport = lamport;
+        let _ = write!(
+            self.buf,
+            "{{\"node\":{},\"seq\":{},\"lamport\":{},\"time_ms\":{},\"ev\":\"{ev}\"",
+            self.node,
+            self.seq,
+            lamport,
+            unix_ms()
+        );
+        self.seq += 1;
+    }
+
+    /// [`Writer::begin`] and the real clock (`real_ms`).
+    fn begin_real(&mut self, ev: &str) {
+        self.begin(ev);
+        let _ = write!(self.buf, ",\"real_ms\":{}", real_unix_ms());
+    }
+
+    fn end(&mut self) {
+        self.buf.extend_from_slice(b"}\n");
+    }
+
+    fn log_state(&mut self, s: &LogState) {
+        let _ = write!(
+            self.buf,
+            ",\"term\":{},\"vote\":{},\"commit\":{},\"first_index\":{},\"last_index\":{},\"last_term\":{}",
+            s.term, s.vote, s.commit, s.first_index, s.last_index, s.last_term
+        );
     }
 
     fn message(&mut self, m: &Message) {
@@ -447,112 +583,63 @@ impl Trace {
         self.end();
     }
 
-    /// `snapshot`: `action` is `taken`, `sent` or `installed`.
-    pub fn snapshot(&mut self, action: &str, index: u64, term: u64, to: Option<u64>) {
-        if !self.is_on() {
-            return;
-        }
-        self.begin_real(self.lamport + 1, "snapshot");
-        let _ = write!(
-            self.buf,
-            ",\"action\":\"{action}\",\"index\":{index},\"term\":{term},\"to\":{}",
-            Opt(to)
-        );
-        self.end();
-    }
-
-    /// `compact`: entries up to `index` were dropped from the log.
-    pub fn compact(&mut self, index: u64) {
-        if !self.is_on() {
-            return;
-        }
-        self.begin(self.lamport + 1, "compact");
-        let _ = write!(self.buf, ",\"index\":{index}");
-        self.end();
-    }
-
-    /// `apply`: an entry applied, with the block it carried.
-    pub fn apply(&mut self, index: u64, term: u64, block: Option<(u64, &[u8; 32])>) {
-        if !self.is_on() {
-            return;
-        }
-        self.begin(self.lamport + 1, "apply");
-        let _ = write!(self.buf, ",\"index\":{index},\"term\":{term},\"block\":");
-        match block {
-            Some((number, hash)) => {
-                let _ = write!(self.buf, "{number},\"hash\":\"{}\"", hex::encode(hash));
-            }
-            None => self.buf.extend_from_slice(b"null,\"hash\":null"),
-        }
-        self.end();
-    }
-
-    /// `conf`: a configuration change applied.
-    pub fn conf(&mut self, index: u64, voters: &[u64], learners: &[u64], change: &str) {
-        if !self.is_on() {
-            return;
-        }
-        self.begin_real(self.lamport + 1, "conf");
-        let change = serde_json::to_string(change).expect("a string encodes");
-        let _ = write!(
-            self.buf,
-            ",\"index\":{index},\"voters\":{},\"learners\":{},\"change\":{change}",
-            Ids(voters),
-            Ids(learners),
-        );
-        self.end();
-    }
-
-    /// `digest`: the state machine's digest at applied index `index`.
-    pub fn digest(&mut self, index: u64, d: &StateDigest, cause: DigestCause) {
-        if !self.is_on() {
-            return;
-        }
-        self.begin_real(self.lamport + 1, "digest");
-        let _ = write!(
-            self.buf,
-            ",\"index\":{index},\"height\":{},\"head\":\"",
-            d.height
-        );
-        if let Some(head) = &d.head {
-            let mut hex = [0u8; 64];
-            hex::encode_to_slice(head, &mut hex).expect("64 hex digits for 32 bytes");
-            self.buf.extend_from_slice(&hex);
-        }
-        let _ = write!(
-            self.buf,
-            "\",\"registers\":\"{:016x}\",\"cause\":\"{}\"",
-            d.registers,
-            cause.name()
-        );
-        self.end();
-    }
-
-    /// Writes the buffered events out (one `write(2)`, no fsync).
-    pub fn flush(&mut self) -> Result<(), TraceError> {
-        let Some((path, file)) = &mut self.out else {
-            return Ok(());
-        };
+    fn flush(&mut self) -> Result<(), TraceError> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let written = file.write_all(&self.buf);
+        let written = self.file.write_all(&self.buf);
         // Cleared either way: after a failed write the node stops, and a
         // retry would write the part that got out twice.
         self.buf.clear();
         written.map_err(|source| TraceError::Io {
-            path: path.clone(),
+            path: self.path.clone(),
             source,
         })
     }
+}
 
-    /// Writes out early when the buffer is large (called between events).
-    pub fn flush_if_full(&mut self) -> Result<(), TraceError> {
-        if self.buf.len() >= BUFFER_BYTES_MAX {
-            self.flush()?;
+impl CrashSink {
+    /// `crash_point`: appends the event after every buffered one and
+    /// writes them all out. With `hold`, the lock is kept for good, so
+    /// that nothing is written after it before the process dies (an
+    /// abort); the thread must then not write to the trace again.
+    pub fn crash_point(&self, f: &CrashPointFired<'_>, hold: bool) -> Result<(), TraceError> {
+        let mut w = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        w.begin_real("crash_point");
+        let thread = serde_json::to_string(f.thread).expect("a string encodes");
+        let _ = write!(
+            w.buf,
+            ",\"name\":\"{}\",\"action\":\"{}\",\"sleep_ms\":{},\"hit\":{},\"reached\":{},\"thread\":{thread}",
+            f.name,
+            f.action,
+            Opt(f.sleep_ms),
+            f.hit,
+            f.reached
+        );
+        w.end();
+        let written = w.flush();
+        if hold {
+            std::mem::forget(w);
         }
-        Ok(())
+        written
     }
+}
+
+/// What the `crash_point` event says (docs/trace.md).
+#[derive(Debug, Clone, Copy)]
+pub struct CrashPointFired<'a> {
+    /// The point's name (from the catalogue: nothing to escape).
+    pub name: &'a str,
+    /// `abort`, `panic` or `sleep`.
+    pub action: &'a str,
+    /// The sleep's length, for `sleep`.
+    pub sleep_ms: Option<u64>,
+    /// The hit after arming it fired on.
+    pub hit: u64,
+    /// Hits since the process started.
+    pub reached: u64,
+    /// The thread that reached it.
+    pub thread: &'a str,
 }
 
 #[cfg(test)]
@@ -707,7 +794,7 @@ mod tests {
         let path = dir.path().join("t.jsonl");
         std::fs::write(&path, b"{\"node\":1,\"se").unwrap();
         let t = Trace::open(&path, 1).unwrap();
-        assert_eq!((t.seq, t.lamport), (0, 0));
+        assert_eq!(t.writer().map(|w| (w.seq, w.lamport)), Some((0, 0)));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         std::fs::write(&path, b"{\"node\":3,\"seq\":4,\"lamport\":9}\n").unwrap();
         let err = Trace::open(&path, 1).unwrap_err().to_string();
@@ -720,12 +807,61 @@ mod tests {
         );
     }
 
+    /// A crash point fired on another thread writes its event after the
+    /// raft loop's buffered ones, flushing them, in `seq` and `lamport`
+    /// order; with `hold` (an abort) nothing can be written after it.
+    #[test]
+    fn a_crash_point_follows_the_buffered_events_from_any_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        let mut t = Trace::open(&path, 3).unwrap();
+        t.start(&LogState::default(), (0, 0), 0, &[3], &[]);
+        t.apply(1, 1, None);
+        let sink = t.crash_sink().unwrap();
+        let fired = CrashPointFired {
+            name: "blockstore.append.after-sync",
+            action: "sleep",
+            sleep_ms: Some(20),
+            hit: 2,
+            reached: 7,
+            thread: "snapshot",
+        };
+        let other = sink.clone();
+        std::thread::spawn(move || other.crash_point(&fired, false).unwrap())
+            .join()
+            .unwrap();
+        let v = lines(&path);
+        assert_eq!(v.len(), 3, "the buffered events went out first");
+        let expect = serde_json::json!({"seq": 2, "lamport": 3, "ev": "crash_point",
+            "name": "blockstore.append.after-sync", "action": "sleep", "sleep_ms": 20,
+            "hit": 2, "reached": 7, "thread": "snapshot"});
+        for (field, value) in expect.as_object().unwrap() {
+            assert_eq!(&v[2][field], value, "{field}");
+        }
+        assert!(v[2]["real_ms"].as_u64().is_some());
+        t.apply(2, 1, None);
+        t.flush().unwrap();
+        let v = lines(&path);
+        assert_eq!(
+            (&v[3]["seq"], &v[3]["lamport"]),
+            (&serde_json::json!(3), &serde_json::json!(4))
+        );
+        let abort = CrashPointFired {
+            action: "abort",
+            sleep_ms: None,
+            ..fired
+        };
+        sink.crash_point(&abort, true).unwrap();
+        assert_eq!(lines(&path).last().unwrap()["action"], "abort");
+        assert!(sink.0.try_lock().is_err(), "held until the process is gone");
+    }
+
     #[test]
     fn off_writes_nothing() {
         let mut t = Trace::off();
         t.start(&LogState::default(), (0, 0), 0, &[1], &[]);
         assert_eq!(t.send(&heartbeat(1, 2)), 0);
-        assert!(t.buf.is_empty());
+        assert!(t.writer().is_none());
         t.flush().unwrap();
     }
 }

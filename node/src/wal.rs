@@ -22,6 +22,7 @@
 //! segment or the snapshot file is created or replaced, so the name
 //! survives a crash as well as the data.
 
+use crate::crash_points::{self, Point};
 use crate::record::{self, End, Record, KIND_ENTRY, KIND_HARD_STATE, KIND_RESET, KIND_SYNCED};
 use crate::segment::{self, Pipeline};
 use protobuf::Message as PbMessage;
@@ -124,6 +125,9 @@ pub struct Wal {
     active_hard_state_synced: bool,
     /// A hard state was written since the last sync.
     hard_state_unsynced: bool,
+    /// A hard state with a new term or vote was written since the last
+    /// sync (the `wal.hard-state.*` crash points).
+    term_vote_unsynced: bool,
     /// The commit index of the last hard state written since the last sync.
     unsynced_commit: Option<u64>,
     /// The commit index of the last hard state a sync covered.
@@ -268,6 +272,7 @@ impl Wal {
             hard_state: recovered.hard_state.clone(),
             active_hard_state_synced: active_hard_state,
             hard_state_unsynced: false,
+            term_vote_unsynced: false,
             unsynced_commit: None,
             synced_commit: recovered.hard_state.as_ref().map_or(0, |hs| hs.commit),
             scratch: Vec::new(),
@@ -316,6 +321,10 @@ impl Wal {
     pub fn set_hard_state(&mut self, hs: &HardState) -> Result<(), WalError> {
         let body = hs.write_to_bytes().expect("a hard state always encodes");
         self.write_record(KIND_HARD_STATE, &body)?;
+        let term_vote = |h: &HardState| (h.term, h.vote);
+        if self.hard_state.as_ref().map(term_vote) != Some(term_vote(hs)) {
+            self.term_vote_unsynced = true;
+        }
         self.hard_state = Some(hs.clone());
         self.hard_state_unsynced = true;
         self.unsynced_commit = Some(hs.commit);
@@ -340,13 +349,22 @@ impl Wal {
 
     fn sync_active(&mut self, fsync: bool) -> Result<(), WalError> {
         self.writer.flush().map_err(io(&self.active.path))?;
+        let term_vote = std::mem::take(&mut self.term_vote_unsynced);
         if fsync {
+            crash_points::at(Point::WalAppendBeforeFsync);
+            if term_vote {
+                crash_points::at(Point::WalHardStateBeforeFsync);
+            }
             self.writer
                 .get_ref()
                 .sync_data()
                 .map_err(io(&self.active.path))?;
             self.durable_seq = self.next_seq;
             self.marker_due = true;
+            crash_points::at(Point::WalAppendAfterFsync);
+            if term_vote {
+                crash_points::at(Point::WalHardStateAfterFsync);
+            }
         }
         if std::mem::take(&mut self.hard_state_unsynced) {
             self.active_hard_state_synced = true;
@@ -365,6 +383,7 @@ impl Wal {
             None => return Ok(()),
             Some(p) => p.map_err(io(&self.dir))?,
         };
+        crash_points::at(Point::WalSegmentBeforeSwitch);
         let next = Segment {
             seq: prepared.seq,
             path: prepared.path,
@@ -380,6 +399,7 @@ impl Wal {
             self.write_record(KIND_HARD_STATE, &body)?;
             self.hard_state_unsynced = true;
         }
+        crash_points::at(Point::WalSegmentAfterSwitch);
         Ok(())
     }
 
@@ -526,7 +546,7 @@ fn apply_record(
 /// Writes a snapshot atomically: `crc32 | protobuf Snapshot`.
 pub fn save_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<(), WalError> {
     let tmp = write_snapshot_file(dir, snapshot, "tmp", 0.0)?;
-    publish_snapshot(dir, &tmp)
+    publish(dir, &tmp, None)
 }
 
 /// Bytes of a snapshot written between two syncs: a whole ledger written
@@ -576,11 +596,33 @@ pub fn write_snapshot_file(
     Ok(tmp)
 }
 
-/// Renames a written snapshot over the real one and fsyncs the directory.
+/// Renames a snapshot this node took (written by
+/// [`write_snapshot_file`]) over the real one and fsyncs the directory,
+/// with the `snapshot.take.*` crash points around both.
 pub fn publish_snapshot(dir: &Path, written: &Path) -> Result<(), WalError> {
+    let points = [
+        Point::SnapshotTakeBeforeRename,
+        Point::SnapshotTakeBeforeDirFsync,
+        Point::SnapshotTakeAfterDirFsync,
+    ];
+    publish(dir, written, Some(points))
+}
+
+/// Renames `written` over the snapshot file and fsyncs the directory,
+/// reaching `points` (before the rename, between, after) when given.
+fn publish(dir: &Path, written: &Path, points: Option<[Point; 3]>) -> Result<(), WalError> {
+    let at = |i: usize| {
+        if let Some(p) = points {
+            crash_points::at(p[i]);
+        }
+    };
     let path = dir.join(SNAPSHOT_FILE);
+    at(0);
     fs::rename(written, &path).map_err(io(&path))?;
-    crate::dirs::sync_dir(dir).map_err(io(dir))
+    at(1);
+    crate::dirs::sync_dir(dir).map_err(io(dir))?;
+    at(2);
+    Ok(())
 }
 
 /// Reads the snapshot, if one was saved. A damaged snapshot is an error:

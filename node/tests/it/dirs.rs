@@ -14,9 +14,11 @@ fn fsynced_paths(strace_out: &str) -> HashSet<PathBuf> {
     let mut open: HashMap<(String, String), String> = HashMap::new();
     let mut synced = HashSet::new();
     for line in strace_out.lines() {
+        // strace pads the pid to five columns: `9453  fsync(9)`.
         let Some((tid, call)) = line.split_once(' ') else {
             continue;
         };
+        let call = call.trim_start();
         if let Some(rest) = call.strip_prefix("openat(AT_FDCWD, \"") {
             let (path, tail) = rest.split_once('"').unwrap_or_default();
             if let Some(fd) = tail.rsplit_once(" = ").map(|(_, fd)| fd.trim()) {

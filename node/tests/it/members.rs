@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// POSTs `body` to `path` on node `i`; the status and the JSON answer.
-async fn post(
+pub(super) async fn post(
     http: &reqwest::Client,
     c: &LocalCluster,
     i: usize,
