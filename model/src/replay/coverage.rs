@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 /// Every coverage name a report holds, with what it counts.
-pub const COVERAGE: [(&str, &str); 21] = [
+pub const COVERAGE: [(&str, &str); 22] = [
     ("elections_started", "a node became candidate"),
     ("pre_votes_lost", "a pre-candidate went back to follower"),
     ("votes_won", "a node became leader"),
@@ -50,6 +50,10 @@ pub const COVERAGE: [(&str, &str); 21] = [
     (
         "applies_checked",
         "an apply checked to follow the one before (or the start's, or a snapshot's index)",
+    ),
+    (
+        "crash_points_fired",
+        "an armed crash point fired in a node (docs/crash-points.md)",
     ),
     (
         "sends_checked",

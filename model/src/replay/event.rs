@@ -76,6 +76,7 @@ pub(crate) enum Kind {
     Apply(Apply),
     Conf(Conf),
     Digest(Digest),
+    CrashPoint(CrashPoint),
     /// An `ev` this reader does not know; counted, never judged.
     #[serde(skip)]
     Unknown(String),
@@ -95,15 +96,25 @@ impl Kind {
             Kind::Apply(_) => "apply",
             Kind::Conf(_) => "conf",
             Kind::Digest(_) => "digest",
+            Kind::CrashPoint(_) => "crash_point",
             Kind::Unknown(name) => name,
         }
         .to_string()
     }
 
     /// Every `ev` this reader knows.
-    pub const KNOWN: [&'static str; 10] = [
-        "start", "persist", "role", "send", "recv", "snapshot", "compact", "apply", "conf",
+    pub const KNOWN: [&'static str; 11] = [
+        "start",
+        "persist",
+        "role",
+        "send",
+        "recv",
+        "snapshot",
+        "compact",
+        "apply",
+        "conf",
         "digest",
+        "crash_point",
     ];
 }
 
@@ -191,6 +202,14 @@ pub(crate) struct Snapshot {
     pub action: SnapshotAction,
     pub index: u64,
     pub term: u64,
+}
+
+/// `crash_point`: an armed crash point fired (docs/crash-points.md); with
+/// `abort` or `panic` it is the process's last event, and the next `start`
+/// recovers from what was durable at that point.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub(crate) struct CrashPoint {
+    pub name: String,
 }
 
 /// `compact`: the log was compacted up to `index`.

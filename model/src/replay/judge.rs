@@ -155,6 +155,7 @@ impl Judge {
                 log.bound(compact.index + 1, log.last_index.max(compact.index));
             }
             Kind::Conf(_) => self.coverage.add("conf_changes", 1),
+            Kind::CrashPoint(_) => self.coverage.add("crash_points_fired", 1),
             Kind::Send(_) | Kind::Recv(_) | Kind::Digest(_) | Kind::Unknown(_) => {}
         }
     }

@@ -366,6 +366,12 @@ fn coverage_counts_the_situations_reached() {
             22,
             "conf",
             r#""index":3,"voters":[1,2,3,4],"learners":[],"change":"add 4""#,
+        )
+        .ev(
+            2,
+            23,
+            "crash_point",
+            r#""name":"wal.append.before-fsync","action":"abort","hit":1"#,
         );
     let report = run.check();
     assert!(report.valid, "{:#?}", report.anomalies);
@@ -391,6 +397,7 @@ fn coverage_counts_the_situations_reached() {
         ("digests_across_restarts", 0),
         ("applies_checked", 0),
         ("sends_checked", 0),
+        ("crash_points_fired", 1),
     ];
     let counted: Vec<_> = report
         .coverage
