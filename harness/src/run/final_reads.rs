@@ -4,7 +4,7 @@
 use crate::cluster::membership::Entry;
 use crate::history::{Kind, Process, Record, Recorder, F};
 use serde_json::{json, Value};
-use workloads::{Op, OrdealClient, Outcome};
+use workloads::{Op, Outcome, SutClient};
 
 /// The argument of the final read of `entry`: a whole chain, and whether
 /// the node is a member at the end (`"member": false` for a removed node,
@@ -16,16 +16,20 @@ pub fn final_read_arg(entry: &Entry) -> Value {
 }
 
 /// Phase five (ordering workload): reads the whole chain of every node
-/// started in the run, removed ones included, recorded as final `deliver`
+/// started in the run (a NATS server's own copy of the stream), removed
+/// ones included, recorded as final `deliver`
 /// ops. These reads are not bound by `p mod n`: process `1_000_000 + i`
 /// reads the `i`-th node started, one process per node, after the
 /// workers' processes are done.
-pub async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[Entry]) {
+pub async fn final_reads(client: &SutClient, recorder: &Recorder, nodes: &[Entry]) {
     for (i, entry) in nodes.iter().enumerate() {
         let node = &entry.name;
         let process = Process::Client(1_000_000 + i as u64);
         let arg = final_read_arg(entry);
-        let index = client.add_node(node, &entry.url);
+        let index = client
+            .add_node(node, &entry.url)
+            .or_else(|| client.index_of(node))
+            .unwrap_or(i);
         recorder.record(&Record {
             process,
             kind: Kind::Invoke,
@@ -208,7 +212,7 @@ mod tests {
         let members = membership.members();
         let soon = Instant::now() + Duration::from_secs(20);
         assert!(probe.wait_recovered_of(soon, &members).await);
-        final_reads(ordeal, &recorder, &membership.all()).await;
+        final_reads(&client, &recorder, &membership.all()).await;
         recorder.flush().unwrap();
         judge_the_history(&path, &gone_name, concurrency);
     }
