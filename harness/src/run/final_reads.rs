@@ -80,7 +80,7 @@ mod tests {
     use std::sync::atomic::AtomicU64;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
-    use workloads::{Ack, OrderingGenerator, SutClient};
+    use workloads::{Ack, OrdealClient, OrderingGenerator, SutClient};
 
     /// The debug `ordeal-node` of this workspace, built if missing.
     fn node_binary() -> PathBuf {
