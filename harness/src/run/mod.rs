@@ -138,7 +138,13 @@ async fn drive(
     heal_and_recover(plan, &runtime, &cluster.probe, &cluster.membership).await?;
     sampler.stop().await?;
     if plan.workload == Workload::Ordering {
-        final_reads(&client, &history.recorder, &cluster.membership.all()).await;
+        final_reads(
+            &client,
+            &cluster.probe,
+            &history.recorder,
+            &cluster.membership.all(),
+        )
+        .await;
     }
     let started: Vec<String> = cluster
         .membership

@@ -158,6 +158,10 @@ impl System for Etcd {
         &[]
     }
 
+    fn absent_copy(&self, _node: &str, _status: &Value, _error: &str) -> Option<Value> {
+        None
+    }
+
     /// etcd's maintenance status with `leader` as the node number and
     /// `height` its applied index.
     async fn status(&self, http: &NodeHttp, node: &str) -> Option<Value> {

@@ -141,6 +141,9 @@ impl System for Sut {
     fn artifacts(&self) -> &'static [(&'static str, &'static str)] {
         dispatch!(self, s => s.artifacts())
     }
+    fn absent_copy(&self, node: &str, status: &Value, error: &str) -> Option<Value> {
+        dispatch!(self, s => s.absent_copy(node, status, error))
+    }
     async fn status(&self, http: &NodeHttp, node: &str) -> Option<Value> {
         dispatch!(self, s => s.status(http, node).await)
     }

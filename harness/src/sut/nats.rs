@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use workloads::nats::{NatsServer, STREAM_NAME};
+use workloads::nats::{NatsServer, CHAIN, STREAM_NAME};
 use workloads::{NatsClient, ReadMode, SutClient};
 
 /// JetStream's Raft election timeout in 2.9, ms: the largest of its random
@@ -24,6 +24,8 @@ pub const NATS_ELECTION_MS: u64 = 5000;
 pub const NATS_IMAGE_NAME: &str = "ordeal-nats";
 /// Where Debian installs the server, when `nats-server` is not on PATH.
 const DEBIAN_BINARY: &str = "/usr/sbin/nats-server";
+/// JetStream's "stream not found".
+const STREAM_NOT_FOUND: u64 = 10059;
 /// The most replicas a JetStream stream may have.
 pub const REPLICAS_MAX: usize = 5;
 
@@ -152,6 +154,19 @@ impl System for Nats {
 
     fn artifacts(&self) -> &'static [(&'static str, &'static str)] {
         &ARTIFACTS
+    }
+
+    /// A server whose read failed because the cluster no longer knows the
+    /// stream (10059, "stream not found", answered by the JetStream meta
+    /// leader), and whose own `/jsz` lists no stream `ordeal`, holds an
+    /// empty copy: every message it held is gone (after a power loss, the
+    /// stream's creation itself may be; docs/nats.md).
+    fn absent_copy(&self, node: &str, status: &Value, error: &str) -> Option<Value> {
+        let not_found = error.contains(&format!("\"err_code\":{STREAM_NOT_FOUND}"));
+        (not_found && status.get("stream").is_some_and(Value::is_null)).then(|| {
+            json!({"from": 1, "chain": CHAIN, "server": node, "blocks": [],
+                   "absent": format!("the cluster answers stream not found ({STREAM_NOT_FOUND}) and {node}'s /jsz lists no stream `{STREAM_NAME}`")})
+        })
     }
 
     /// The node's own view of the stream (`/jsz?streams=true`): `leader`
@@ -317,6 +332,21 @@ mod tests {
             (none["leader"].as_u64(), none["height"].as_u64()),
             (Some(0), Some(0))
         );
+    }
+
+    #[test]
+    fn a_server_without_the_stream_holds_an_empty_copy_only_when_the_cluster_agrees() {
+        let gone = jsz_status(&json!({"account_details": [{"name": "$G"}]}));
+        let here = json!({"stream": {"state": {"last_seq": 3}}});
+        let error = r#"placing a reader on n1: (error {"code":404,"description":"stream not found","err_code":10059})"#;
+        let copy = Nats.absent_copy("n1", &gone, error).unwrap();
+        assert_eq!(copy["blocks"], json!([]));
+        assert_eq!(
+            (copy["from"].as_u64(), copy["chain"].as_str()),
+            (Some(1), Some("positions"))
+        );
+        assert!(Nats.absent_copy("n1", &here, error).is_none());
+        assert!(Nats.absent_copy("n1", &gone, "timed out").is_none());
     }
 
     #[test]

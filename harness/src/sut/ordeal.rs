@@ -167,6 +167,10 @@ impl System for Ordeal {
         &[]
     }
 
+    fn absent_copy(&self, _node: &str, _status: &Value, _error: &str) -> Option<Value> {
+        None
+    }
+
     async fn status(&self, http: &NodeHttp, node: &str) -> Option<Value> {
         http.get_json(node, "/status").await
     }

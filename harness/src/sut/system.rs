@@ -161,6 +161,11 @@ pub trait System {
     /// for its leader (NATS: the stream created, replicated on every
     /// node); `nodes` as [`System::client`] takes them.
     async fn ready(&self, options: &Options, nodes: &[(String, String)]) -> anyhow::Result<()>;
+    /// The value of a final read proving the node holds nothing, when its
+    /// read failed with `error` and its `status` shows it has no copy
+    /// (NATS: the cluster answers "stream not found" and the server's own
+    /// `/jsz` lists no stream); `None` leaves the read a `fail`.
+    fn absent_copy(&self, node: &str, status: &Value, error: &str) -> Option<Value>;
     /// The node's own HTTP documents copied into its store directory at the
     /// end of a run: (path on its HTTP endpoint, file name).
     fn artifacts(&self) -> &'static [(&'static str, &'static str)];
