@@ -83,6 +83,9 @@ fn disk_spec(plan: &Plan) -> anyhow::Result<Option<DiskSpec>> {
     }))
 }
 
+/// A node's name and an address of it.
+type NamedAddress = (String, String);
+
 /// A started cluster with a leader.
 pub struct Cluster {
     /// Each node's name and client URL.
@@ -109,7 +112,7 @@ pub async fn start(
         .start()
         .await
         .context("starting the cluster")?;
-    let (nodes, endpoints): (Vec<(String, String)>, Vec<(String, String)>) = {
+    let (nodes, endpoints): (Vec<NamedAddress>, Vec<NamedAddress>) = {
         let rt = runtime.lock().await;
         rt.nodes()
             .into_iter()
