@@ -188,3 +188,27 @@ pub async fn compare_suts(args: &TestArgs, suts: &str, slot: &RuntimeSlot) -> an
     }
     Ok(exit_code(worst))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn each_system_is_compared_on_a_workload_it_takes() {
+        let cli = crate::cli::Cli::try_parse_from(["harness", "--workload", "ordering"]).unwrap();
+        assert_eq!(bench_workload(&cli.test, Sut::Ordeal), "ordering");
+        assert_eq!(bench_workload(&cli.test, Sut::Nats), "ordering");
+        assert_eq!(bench_workload(&cli.test, Sut::Etcd), "register");
+    }
+
+    #[test]
+    fn latencies_are_read_per_op_kind_from_the_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = json!({"kinds": [{"f": "submit", "latency_ms": {"p50": 2.0, "p99": 9.5, "max": 30.0}}]});
+        std::fs::write(dir.path().join("summary.json"), summary.to_string()).unwrap();
+        let l = latencies(dir.path());
+        assert_eq!(l["submit"], json!({"p50": 2.0, "p99": 9.5, "max": 30.0}));
+        assert_eq!(latencies(&dir.path().join("missing")), json!({}));
+    }
+}
