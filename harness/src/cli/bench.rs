@@ -174,15 +174,16 @@ pub async fn compare_suts(args: &TestArgs, suts: &str, slot: &RuntimeSlot) -> an
         }
     }
     println!("\nsut      workload  clients    ops/s  write p50 ms  write p99 ms  valid");
+    let ms = |v: &Value| v.as_f64().map_or("-".to_string(), |m| format!("{m:.1}"));
     for l in &lines {
         println!(
             "{:<8} {:<9} {:>7} {:>8.0} {:>13} {:>13}  {}",
             l["sut"].as_str().unwrap_or(""),
             l["workload"].as_str().unwrap_or(""),
-            l["clients"],
+            l["clients"].as_u64().unwrap_or(0),
             l["ops_per_s"].as_f64().unwrap_or(0.0),
-            l["write_latency_ms"]["p50"],
-            l["write_latency_ms"]["p99"],
+            ms(&l["write_latency_ms"]["p50"]),
+            ms(&l["write_latency_ms"]["p99"]),
             l["valid"],
         );
     }
