@@ -1,5 +1,6 @@
 //! Phase six of a run: each node's artifacts into its store directory
-//! (metrics, log, Raft trace).
+//! (metrics, the system's own documents such as NATS's `/varz` and `/jsz`,
+//! log, Raft trace).
 
 use crate::cluster::probe::Probe;
 use crate::judge::raft::TRACE_FILE_NAME;
@@ -24,6 +25,12 @@ pub async fn collect(
     for n in nodes {
         let dir = run_dir.node_dir(n)?;
         write_json(&dir.join("metrics.json"), &probe.metrics(n).await)?;
+        for (path, file) in plan.sut.artifacts() {
+            match probe.get_json(n, path).await {
+                Some(doc) => write_json(&dir.join(file), &doc)?,
+                None => tracing::warn!(node = %n, path, "the node did not answer"),
+            }
+        }
         if let Err(e) = runtime
             .lock()
             .await

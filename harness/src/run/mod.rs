@@ -41,7 +41,6 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use workers::Placement;
 use workload::{run_workload, WorkloadRan};
-use workloads::SutClient;
 
 /// How often the history buffer reaches the disk.
 const HISTORY_FLUSH_PERIOD: Duration = Duration::from_millis(100);
@@ -138,8 +137,14 @@ async fn drive(
     let ran = run_workload(plan, test, placement, &history.recorder).await?;
     heal_and_recover(plan, &runtime, &cluster.probe, &cluster.membership).await?;
     sampler.stop().await?;
-    if let (Workload::Ordering, SutClient::Ordeal(client)) = (plan.workload, &*client) {
-        final_reads(client, &history.recorder, &cluster.membership.all()).await;
+    if plan.workload == Workload::Ordering {
+        final_reads(
+            &client,
+            &cluster.probe,
+            &history.recorder,
+            &cluster.membership.all(),
+        )
+        .await;
     }
     let started: Vec<String> = cluster
         .membership

@@ -45,6 +45,8 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 const PEER_PORT: u16 = 7001;
 /// Client port inside every container.
 const CLIENT_PORT: u16 = 8001;
+/// Protocol port inside every container (`Launch::listen_protocol`).
+const PROTOCOL_PORT: u16 = 4222;
 /// Label on everything this runtime creates.
 pub const LABEL: &str = "ordeal";
 /// A node's log from the containers it had before the current one.
@@ -187,6 +189,7 @@ impl DockerRuntime {
             advertise_peer: format!("{host}:{PEER_PORT}"),
             listen_client: format!("0.0.0.0:{CLIENT_PORT}"),
             advertise_client: format!("{host}:{CLIENT_PORT}"),
+            listen_protocol: format!("0.0.0.0:{PROTOCOL_PORT}"),
             peers,
             cluster_token: &self.spec.run_label,
             flags: &self.spec.node_args,
@@ -417,6 +420,13 @@ impl Runtime for DockerRuntime {
         match self.ips.get(node) {
             Some(ip) => format!("http://{ip}:{CLIENT_PORT}"),
             None => format!("http://invalid-node-{node}"),
+        }
+    }
+
+    fn protocol_address(&self, node: &str) -> String {
+        match self.ips.get(node) {
+            Some(ip) => format!("{ip}:{PROTOCOL_PORT}"),
+            None => format!("invalid-node-{node}:0"),
         }
     }
 

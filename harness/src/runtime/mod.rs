@@ -90,6 +90,9 @@ impl Runtime for AnyRuntime {
     fn client_url(&self, node: &str) -> String {
         dispatch!(self, rt => rt.client_url(node))
     }
+    fn protocol_address(&self, node: &str) -> String {
+        dispatch!(self, rt => rt.protocol_address(node))
+    }
     async fn add_node(
         &mut self,
         id: usize,

@@ -62,6 +62,20 @@ struct NodeAddrs {
     ip: Ipv4Addr,
     peer_port: u16,
     client_port: u16,
+    /// [`Launch::listen_protocol`] (NATS's client port).
+    protocol_port: u16,
+}
+
+impl NodeAddrs {
+    /// Three ports free on `ip`, from the pool below the ephemeral range.
+    fn on(ip: Ipv4Addr) -> anyhow::Result<NodeAddrs> {
+        Ok(NodeAddrs {
+            ip,
+            peer_port: free_port(ip)?,
+            client_port: free_port(ip)?,
+            protocol_port: free_port(ip)?,
+        })
+    }
 }
 
 /// One node's process and files.
@@ -184,6 +198,7 @@ impl ProcessRuntime {
             advertise_peer: node.advertised_peer.clone(),
             listen_client: format!("{ip}:{client}"),
             advertise_client: format!("{ip}:{client}"),
+            listen_protocol: format!("{ip}:{}", node.addrs.protocol_port),
             peers: node.peers.clone(),
             cluster_token: &self.spec.run_label,
             flags: &self.spec.node_args,
@@ -466,11 +481,7 @@ impl ProcessRuntime {
             bail!("cannot add {name}: ids run from 1 to {ADDED_ID_MAX} and are used once");
         }
         let ip = Ipv4Addr::new(127, 0, 0, id as u8);
-        let addrs = NodeAddrs {
-            ip,
-            peer_port: free_port(ip)?,
-            client_port: free_port(ip)?,
-        };
+        let addrs = NodeAddrs::on(ip)?;
         let own = SocketAddr::from((ip, addrs.peer_port));
         let inbound = TcpListener::bind((ip, 0))
             .await
@@ -539,11 +550,7 @@ impl Runtime for ProcessRuntime {
         let mut addrs = Vec::new();
         for i in 1..=n {
             let ip = Ipv4Addr::new(127, 0, 0, i as u8);
-            addrs.push(NodeAddrs {
-                ip,
-                peer_port: free_port(ip)?,
-                client_port: free_port(ip)?,
-            });
+            addrs.push(NodeAddrs::on(ip)?);
         }
         let (peers, advertised) = match self.spec.sut.peer_links() {
             PeerLinks::Advertised => {
@@ -592,6 +599,13 @@ impl Runtime for ProcessRuntime {
         match self.find(node) {
             Ok(n) => format!("http://{}:{}", n.addrs.ip, n.addrs.client_port),
             Err(_) => format!("http://invalid-node-{node}"),
+        }
+    }
+
+    fn protocol_address(&self, node: &str) -> String {
+        match self.find(node) {
+            Ok(n) => format!("{}:{}", n.addrs.ip, n.addrs.protocol_port),
+            Err(_) => format!("invalid-node-{node}:0"),
         }
     }
 

@@ -96,6 +96,9 @@ pub trait Runtime {
     /// Base URL of a node's client API, e.g. `http://172.18.0.2:8001`,
     /// reachable from the harness process.
     fn client_url(&self, node: &str) -> String;
+    /// `host:port` of a node's protocol listener (`Launch::listen_protocol`,
+    /// NATS's client port), reachable from the harness process.
+    fn protocol_address(&self, node: &str) -> String;
     /// SIGKILLs the node's process; its data directory is kept. Undone by
     /// [`Runtime::restart`].
     async fn kill(&mut self, node: &str) -> anyhow::Result<()>;

@@ -38,6 +38,9 @@ use std::sync::Arc;
 const PEER_PORT_BASE: u16 = 7100;
 /// Node `i` listens for clients on `CLIENT_PORT_BASE + i`.
 const CLIENT_PORT_BASE: u16 = 8100;
+/// Node `i` listens for its protocol's clients (`Launch::listen_protocol`)
+/// on `PROTOCOL_PORT_BASE + i`.
+const PROTOCOL_PORT_BASE: u16 = 9100;
 /// The run directory's file naming the node's pid.
 const PID_FILE: &str = "node.pid";
 /// Prefix of every nft table the runtime creates.
@@ -76,6 +79,9 @@ impl SshNode {
     }
     fn client_port(&self) -> u16 {
         CLIENT_PORT_BASE + self.id as u16
+    }
+    fn protocol_port(&self) -> u16 {
+        PROTOCOL_PORT_BASE + self.id as u16
     }
     fn host(&self) -> &str {
         self.remote.name()
@@ -320,6 +326,7 @@ impl SshRuntime {
             advertise_peer: addr(node, node.peer_port()),
             listen_client: format!("{any}:{}", node.client_port()),
             advertise_client: addr(node, node.client_port()),
+            listen_protocol: format!("{any}:{}", node.protocol_port()),
             peers,
             cluster_token: &self.spec.run_label,
             flags: &self.spec.node_args,
@@ -423,6 +430,16 @@ impl Runtime for SshRuntime {
         match self.find(node) {
             Ok(n) => format!("http://{}", self.launch(n).advertise_client),
             Err(_) => format!("http://invalid-node-{node}"),
+        }
+    }
+
+    fn protocol_address(&self, node: &str) -> String {
+        match self.find(node) {
+            Ok(n) => match n.remote.address {
+                IpAddr::V4(ip) => format!("{ip}:{}", n.protocol_port()),
+                IpAddr::V6(ip) => format!("[{ip}]:{}", n.protocol_port()),
+            },
+            Err(_) => format!("invalid-node-{node}:0"),
         }
     }
 
