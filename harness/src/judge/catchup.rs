@@ -13,13 +13,76 @@ use std::time::Instant;
 /// `recovery_s` when test.json does not say (the flag's default).
 const RECOVERY_S_DEFAULT: f64 = 10.0;
 
+/// The outcome of the final recovery wait, in the run directory.
+pub const RECOVERY_JSON: &str = "recovery.json";
+
+/// What `recovery.json` holds: whether the members elected a leader and
+/// caught up within `recovery_s` of the final heal.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Recovery {
+    /// Whether they did.
+    pub recovered: bool,
+    /// The wait, seconds (`--recovery-s`).
+    pub recovery_s: f64,
+    /// The members waited for.
+    pub members: Vec<String>,
+}
+
+/// The run's `recovery.json`, `None` when it has none (a run stored
+/// before it was written, or a history judged alone).
+pub fn recovery(run_dir: &Path) -> Option<Recovery> {
+    let value = reports::load::json(&run_dir.join(RECOVERY_JSON))?;
+    serde_json::from_value(value).ok()
+}
+
+/// When the cluster did not recover, the ordering checker's verdict rests
+/// on chains read from nodes that had not caught up: an acknowledged
+/// entry missing from them is a liveness failure (`not-recovered`), not
+/// proof of lost data. Such a result (invalid by `lost` alone) becomes
+/// `unknown`, with the reason in its note.
+pub fn liveness_not_safety(results: &mut [CheckResult], recovery: Option<&Recovery>) {
+    let Some(r) = recovery.filter(|r| !r.recovered) else {
+        return;
+    };
+    for result in results.iter_mut().filter(|c| c.checker == "ordering") {
+        let only_lost = result
+            .anomalies
+            .iter()
+            .filter(|a| a.count > 0)
+            .all(|a| a.kind == "lost");
+        if result.valid == Validity::Invalid && only_lost {
+            result.valid = Validity::Unknown;
+            result.note = Some(format!(
+                "the cluster did not recover within {} s of the final heal (catch-up: not-recovered): \
+                 the `lost` entries may sit on nodes the final reads found behind; a liveness \
+                 failure, not proof of lost data",
+                r.recovery_s
+            ));
+        }
+    }
+}
+
+/// The `not-recovered` anomaly of a run whose final recovery wait failed.
+fn not_recovered(recovery: Option<&Recovery>) -> Anomaly {
+    let mut anomaly = Anomaly::new("not-recovered");
+    if let Some(r) = recovery.filter(|r| !r.recovered) {
+        anomaly.add(json!({"recovery_s": r.recovery_s, "members": r.members,
+            "what": "no leader with every member caught up before the final reads"}));
+    }
+    anomaly
+}
+
 /// Judges the run in `run_dir`; `None` for a run without `status.jsonl`
-/// (stored before the sampler existed).
+/// (stored before the sampler existed) and without `recovery.json`.
 pub fn check(run_dir: &Path) -> anyhow::Result<Option<CheckResult>> {
     let started = Instant::now();
+    let recovery = recovery(run_dir);
     let path = run_dir.join("status.jsonl");
     if !path.exists() {
-        return Ok(None);
+        return Ok(recovery.map(|r| {
+            let anomaly = not_recovered(Some(&r));
+            result(started, BTreeMap::new(), vec![anomaly])
+        }));
     }
     let samples = status::read(&path);
     let history = run_dir.join("history.jsonl");
@@ -52,24 +115,75 @@ pub fn check(run_dir: &Path) -> anyhow::Result<Option<CheckResult>> {
         }
     }
     counts.insert("faults".into(), loaded.windows.len() as u64);
-    Ok(Some(CheckResult {
+    let anomalies = vec![behind, not_recovered(recovery.as_ref())];
+    Ok(Some(result(started, counts, anomalies)))
+}
+
+/// The checker's result: invalid when any anomaly was counted.
+fn result(started: Instant, counts: BTreeMap<String, u64>, anomalies: Vec<Anomaly>) -> CheckResult {
+    CheckResult {
         checker: "catch-up".into(),
-        valid: if behind.count > 0 {
+        valid: if anomalies.iter().any(|a| a.count > 0) {
             Validity::Invalid
         } else {
             Validity::Valid
         },
         check_ms: started.elapsed().as_secs_f64() * 1e3,
         counts,
-        anomalies: vec![behind],
+        anomalies,
         artifacts: vec![],
         note: None,
-    }))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_that_never_recovered_is_a_liveness_failure_not_lost_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let recovery = Recovery {
+            recovered: false,
+            recovery_s: 10.0,
+            members: vec!["n1".into(), "n2".into()],
+        };
+        crate::store::write_json(
+            &dir.path().join(RECOVERY_JSON),
+            &serde_json::to_value(&recovery).unwrap(),
+        )
+        .unwrap();
+        let r = check(dir.path()).unwrap().expect("judged from recovery.json");
+        assert_eq!(r.valid, Validity::Invalid);
+        let not_recovered = r.anomalies.iter().find(|a| a.kind == "not-recovered");
+        assert_eq!(not_recovered.unwrap().count, 1, "{r:?}");
+        let mut lost = Anomaly::new("lost");
+        lost.add(json!({"id": "t1"}));
+        let ordering = CheckResult {
+            checker: "ordering".into(),
+            valid: Validity::Invalid,
+            check_ms: 0.0,
+            counts: BTreeMap::new(),
+            anomalies: vec![lost, Anomaly::new("fork")],
+            artifacts: vec![],
+            note: None,
+        };
+        let mut results = vec![ordering.clone()];
+        liveness_not_safety(&mut results, recovery(dir.path()).as_ref());
+        assert_eq!(results[0].valid, Validity::Unknown);
+        assert!(results[0].note.as_ref().unwrap().contains("not-recovered"));
+        // A fork beside the lost entries stays a safety violation.
+        let mut forked = ordering.clone();
+        forked.anomalies[1].add(json!({}));
+        let mut results = vec![forked];
+        liveness_not_safety(&mut results, recovery(dir.path()).as_ref());
+        assert_eq!(results[0].valid, Validity::Invalid);
+        // A cluster that recovered: lost is lost.
+        let mut results = vec![ordering];
+        let fine = Recovery { recovered: true, ..recovery };
+        liveness_not_safety(&mut results, Some(&fine));
+        assert_eq!(results[0].valid, Validity::Invalid);
+    }
 
     #[test]
     fn a_node_left_behind_after_a_heal_is_an_anomaly_and_a_caught_up_one_is_not() {

@@ -82,6 +82,7 @@ pub fn judge_file(run_dir: &Path, path: &Path, workload: Workload) -> anyhow::Re
         .iter()
         .map(|check| check(run_dir, path))
         .collect::<anyhow::Result<Vec<CheckResult>>>()?;
+    catchup::liveness_not_safety(&mut results, catchup::recovery(run_dir).as_ref());
     // Liveness beside the workload's safety checkers.
     results.extend(catchup::check(run_dir)?);
     let results = Results::from_results(results);

@@ -24,6 +24,8 @@ pub const CHECKER: &str = "raft";
 pub const RAFT_JSON: &str = reports::raft::RAFT_JSON;
 /// A node's trace in its store directory, `nodes/<n>/trace.jsonl`.
 pub const TRACE_FILE_NAME: &str = "trace.jsonl";
+/// Why a node's trace could not be collected, beside where it would be.
+pub const TRACE_ERROR_FILE_NAME: &str = "trace.error";
 /// The coverage name of the situation the nemesis can aim at.
 pub const UNCOMMITTED_TAIL: &str = "restarts_with_uncommitted_tail";
 /// Below this share of restarts, restarts with an uncommitted tail are
@@ -81,16 +83,18 @@ pub fn check(run_dir: &Path, _history: &Path) -> anyhow::Result<CheckResult> {
         .filter(|f| !f.is_file())
         .map(|f| relative(run_dir, f))
         .collect();
-    if missing.len() == files.len() {
+    let collected = nodes.iter().any(|n| run_dir.join("nodes").join(n).is_dir());
+    if missing.len() == files.len() && !collected {
         // A history judged without its run (`harness check --history`, an
-        // EDN file from Jepsen): no node left a trace to replay. A run
-        // that lost some of its traces is `unknown` below instead.
+        // EDN file from Jepsen): no node left anything to replay. A run
+        // that collected its nodes but lost traces is `unknown` below.
         let note = "skipped: no Raft trace in this run directory (nodes/<n>/trace.jsonl)";
         return Ok(result(Validity::Valid, started, Some(note.to_string())));
     }
     if !missing.is_empty() {
+        let why = collect_errors(run_dir, &nodes);
         let note = format!(
-            "no Raft trace for every node: missing {}",
+            "no Raft trace for every node: missing {}{why}",
             missing.join(", ")
         );
         return Ok(result(Validity::Unknown, started, Some(note)));
@@ -119,6 +123,24 @@ pub fn check(run_dir: &Path, _history: &Path) -> anyhow::Result<CheckResult> {
         &artifact(run_dir, &report, &lines),
     )?;
     Ok(to_result(run_dir, &report, &lines, started))
+}
+
+/// Why collecting the traces failed, from each node's
+/// `nodes/<n>/trace.error` (written by the run's collect phase), as a
+/// clause to append to a note; empty when none says.
+fn collect_errors(run_dir: &Path, nodes: &[String]) -> String {
+    let errors: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| {
+            let text = std::fs::read_to_string(run_dir.join("nodes").join(n).join(TRACE_ERROR_FILE_NAME)).ok()?;
+            Some(format!("{n}: {}", text.trim()))
+        })
+        .collect();
+    if errors.is_empty() {
+        String::new()
+    } else {
+        format!(" (collecting failed: {})", errors.join("; "))
+    }
 }
 
 fn read_test(run_dir: &Path) -> anyhow::Result<Value> {
@@ -478,6 +500,27 @@ mod tests {
         let empty = judge(&run_dir("ordeal", &[("n1", ""), ("n2", "{\"node\":2")]));
         assert_eq!(empty.valid, Validity::Unknown);
         assert!(empty.note.unwrap().contains("no whole event"));
+        // A run whose every trace failed to collect is not a history
+        // without its run: unknown, naming the traces and why.
+        let lost = run_dir("ordeal", &[]);
+        for n in ["n1", "n2"] {
+            let node = lost.path().join("nodes").join(n);
+            std::fs::create_dir_all(&node).unwrap();
+            std::fs::write(node.join("node.log"), "").unwrap();
+        }
+        std::fs::write(
+            lost.path().join("nodes/n2").join(TRACE_ERROR_FILE_NAME),
+            "copying: no such file",
+        )
+        .unwrap();
+        let lost = judge(&lost);
+        assert_eq!(lost.valid, Validity::Unknown);
+        let note = lost.note.unwrap();
+        assert!(
+            note.contains("nodes/n1/trace.jsonl, nodes/n2/trace.jsonl")
+                && note.contains("n2: copying: no such file"),
+            "{note}"
+        );
         let dir = run_dir("ordeal", &[("n1", &start(1, 0, 1, 1))]);
         std::fs::write(dir.path().join(RAFT_JSON), "{}").unwrap();
         let missing = judge(&dir);

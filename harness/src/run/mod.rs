@@ -26,7 +26,8 @@ use crate::nemesis::package::FaultPackage;
 use crate::plan::Plan;
 use crate::runtime::verbs::Runtime;
 use crate::runtime::AnyRuntime;
-use crate::store::RunDir;
+use crate::judge::catchup::RECOVERY_JSON;
+use crate::store::{write_json, RunDir};
 use anyhow::Context;
 use assemble::assemble;
 use checker::verdict::Results;
@@ -136,7 +137,11 @@ async fn drive(
         history.recorder.clone(),
     )?;
     let ran = run_workload(plan, test, placement, &history.recorder).await?;
-    heal_and_recover(plan, &runtime, &cluster.probe, &cluster.membership).await?;
+    let recovery = heal_and_recover(plan, &runtime, &cluster.probe, &cluster.membership).await?;
+    write_json(
+        &run_dir.path.join(RECOVERY_JSON),
+        &serde_json::to_value(&recovery)?,
+    )?;
     sampler.stop().await?;
     if let (Workload::Ordering, SutClient::Ordeal(client)) = (plan.workload, &*client) {
         final_reads(client, &history.recorder, &cluster.membership.all()).await;
@@ -175,14 +180,18 @@ impl History {
             loop {
                 tokio::time::sleep(HISTORY_FLUSH_PERIOD).await;
                 if let Err(e) = r.flush() {
+                    // Kept by the recorder: `close` fails the run with it.
                     tracing::error!(error = %e, "history flush failed");
+                    return;
                 }
             }
         });
         Ok(History { recorder, flusher })
     }
 
-    /// Stops the flusher and writes what is buffered.
+    /// Stops the flusher and writes what is buffered; fails, naming the
+    /// file and the error, when any write of the history failed during
+    /// the run (a history with a missing line is not judged: exit 3).
     fn close(&self) -> anyhow::Result<()> {
         self.flusher.abort();
         self.recorder.flush()
