@@ -3,6 +3,7 @@
 //! `status.jsonl` shows (`reports::status::catch_up`). A node that does
 //! not is an anomaly of the run (`not-caught-up`), not a warning.
 
+use crate::judge::crashed;
 use checker::verdict::{Anomaly, CheckResult, Validity};
 use reports::status::{self, CatchUpState};
 use serde_json::json;
@@ -93,11 +94,19 @@ pub fn check(run_dir: &Path) -> anyhow::Result<Option<CheckResult>> {
         .unwrap_or(RECOVERY_S_DEFAULT);
     let mut behind = Anomaly::new("not-caught-up");
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let exits = crashed::load(run_dir).unwrap_or_default();
+    let crashes = crashed::crashes(&exits, &loaded.windows);
     let per_window = status::catch_up(&samples, &loaded.windows, &loaded.changes, recovery_s);
     for (w, nodes) in loaded.windows.iter().zip(&per_window) {
         for c in nodes {
+            // The node's last crash before its catch-up was due: it did
+            // not lag, it was down.
+            let crash = crashes
+                .iter()
+                .rfind(|n| n.exit.node == c.node && n.time_s <= w.end_s + recovery_s);
             let key = match c.state {
                 CatchUpState::CaughtUp => "caught-up",
+                CatchUpState::Behind if crash.is_some() => "crashed",
                 CatchUpState::Behind => "behind",
                 CatchUpState::Interrupted => "interrupted",
                 CatchUpState::Unmeasured => "unmeasured",
@@ -106,11 +115,16 @@ pub fn check(run_dir: &Path) -> anyhow::Result<Option<CheckResult>> {
             };
             *counts.entry(key.into()).or_default() += 1;
             if c.state == CatchUpState::Behind {
-                behind.add(
-                    json!({"fault": w.fault, "targets": w.targets, "heal_s": w.end_s,
+                let mut example = json!({"fault": w.fault, "targets": w.targets, "heal_s": w.end_s,
                     "node": c.node, "height": c.height, "target_height": c.target_height,
-                    "recovery_s": recovery_s}),
-                );
+                    "recovery_s": recovery_s, "why": "behind"});
+                if let Some(n) = crash {
+                    example["why"] = json!(format!(
+                        "crashed at {:.1} s ({}; see the crashed checker)",
+                        n.time_s, n.exit.status
+                    ));
+                }
+                behind.add(example);
             }
         }
     }
@@ -153,7 +167,9 @@ mod tests {
             &serde_json::to_value(&recovery).unwrap(),
         )
         .unwrap();
-        let r = check(dir.path()).unwrap().expect("judged from recovery.json");
+        let r = check(dir.path())
+            .unwrap()
+            .expect("judged from recovery.json");
         assert_eq!(r.valid, Validity::Invalid);
         let not_recovered = r.anomalies.iter().find(|a| a.kind == "not-recovered");
         assert_eq!(not_recovered.unwrap().count, 1, "{r:?}");
@@ -169,18 +185,21 @@ mod tests {
             note: None,
         };
         let mut results = vec![ordering.clone()];
-        liveness_not_safety(&mut results, recovery(dir.path()).as_ref());
+        liveness_not_safety(&mut results, super::recovery(dir.path()).as_ref());
         assert_eq!(results[0].valid, Validity::Unknown);
         assert!(results[0].note.as_ref().unwrap().contains("not-recovered"));
         // A fork beside the lost entries stays a safety violation.
         let mut forked = ordering.clone();
         forked.anomalies[1].add(json!({}));
         let mut results = vec![forked];
-        liveness_not_safety(&mut results, recovery(dir.path()).as_ref());
+        liveness_not_safety(&mut results, super::recovery(dir.path()).as_ref());
         assert_eq!(results[0].valid, Validity::Invalid);
         // A cluster that recovered: lost is lost.
         let mut results = vec![ordering];
-        let fine = Recovery { recovered: true, ..recovery };
+        let fine = Recovery {
+            recovered: true,
+            ..recovery
+        };
         liveness_not_safety(&mut results, Some(&fine));
         assert_eq!(results[0].valid, Validity::Invalid);
     }
@@ -214,6 +233,22 @@ mod tests {
         assert_eq!(r.anomalies[0].count, 1);
         assert_eq!(r.anomalies[0].examples[0]["node"], "n2");
         assert_eq!(r.anomalies[0].examples[0]["target_height"], 40);
+        assert_eq!(r.anomalies[0].examples[0]["why"], "behind");
+        // The same node, known to have crashed meanwhile: it says so.
+        let crashes = json!({"stopping_faults": ["kill"], "exits": [
+            {"time_s": 3.2, "node": "n2", "status": "exit status 101", "log_tail": ["panicked"]}]});
+        std::fs::write(dir.path().join(crashed::CRASHES_JSON), crashes.to_string()).unwrap();
+        let r = check(dir.path()).unwrap().unwrap();
+        assert_eq!((r.counts.get("behind"), r.counts["crashed"]), (None, 1));
+        let why = r.anomalies[0].examples[0]["why"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            why.starts_with("crashed at 3.2 s (exit status 101"),
+            "{why}"
+        );
+        std::fs::remove_file(dir.path().join(crashed::CRASHES_JSON)).unwrap();
         std::fs::write(dir.path().join("status.jsonl"), status(40)).unwrap();
         // Reached 40 only at 5.5 s, after the 2 s of recovery: still behind.
         assert_eq!(check(dir.path()).unwrap().unwrap().valid, Validity::Invalid);

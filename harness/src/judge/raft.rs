@@ -132,7 +132,9 @@ fn collect_errors(run_dir: &Path, nodes: &[String]) -> String {
     let errors: Vec<String> = nodes
         .iter()
         .filter_map(|n| {
-            let text = std::fs::read_to_string(run_dir.join("nodes").join(n).join(TRACE_ERROR_FILE_NAME)).ok()?;
+            let text =
+                std::fs::read_to_string(run_dir.join("nodes").join(n).join(TRACE_ERROR_FILE_NAME))
+                    .ok()?;
             Some(format!("{n}: {}", text.trim()))
         })
         .collect();

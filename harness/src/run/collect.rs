@@ -3,12 +3,12 @@
 
 use crate::cluster::probe::Probe;
 use crate::judge::raft::{TRACE_ERROR_FILE_NAME, TRACE_FILE_NAME};
-use anyhow::Context;
 use crate::plan::Plan;
 use crate::runtime::verbs::Runtime;
 use crate::runtime::AnyRuntime;
 use crate::store::{write_json, RunDir};
 use crate::sut::System;
+use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::Mutex;

@@ -7,6 +7,7 @@ use crate::judge::catchup::Recovery;
 use crate::nemesis::disk::heal_all;
 use crate::nemesis::package::FaultPackage;
 use crate::plan::Plan;
+use crate::run::crashes::CrashWatch;
 use crate::runtime::verbs::Runtime;
 use crate::runtime::AnyRuntime;
 use std::sync::Arc;
@@ -24,9 +25,13 @@ pub async fn heal_and_recover(
     runtime: &Arc<Mutex<AnyRuntime>>,
     probe: &Probe,
     membership: &Membership,
+    crash_watch: &CrashWatch,
 ) -> anyhow::Result<Recovery> {
     {
         let mut rt = runtime.lock().await;
+        // A node that ended by itself is noticed (and counts as down)
+        // before the restarts below bring it back.
+        crash_watch.poll(&mut rt).await;
         rt.heal().await?;
         for n in &rt.nodes() {
             rt.resume(n).await?;

@@ -249,6 +249,10 @@ mod tests {
         let after_drop = ticks.load(Ordering::Relaxed);
         assert!(after_drop > 0);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(ticks.load(Ordering::Relaxed), after_drop, "the strobe still runs");
+        assert_eq!(
+            ticks.load(Ordering::Relaxed),
+            after_drop,
+            "the strobe still runs"
+        );
     }
 }
