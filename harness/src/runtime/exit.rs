@@ -12,7 +12,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// How many lines of a crashed node's log are kept.
-pub const LOG_TAIL_LINES: usize = 20;
+pub const LOG_TAIL_LINES: usize = 30;
 /// How many bytes at the end of a log are read for its last lines.
 const LOG_TAIL_BYTES_MAX: u64 = 16 << 10;
 /// A log line is cut to this many characters (a line can be a whole

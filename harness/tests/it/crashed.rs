@@ -1,0 +1,64 @@
+//! The `crashed` oracle on the real node: a node that panics outside any
+//! fault that stops processes is an anomaly of the run, with its status,
+//! the fault then in force and its panic message; the nemesis's own kills
+//! are not.
+
+use super::run;
+use serde_json::Value;
+
+fn checker<'a>(results: &'a Value, name: &str) -> &'a Value {
+    results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["checker"] == name)
+        .unwrap_or_else(|| panic!("no {name} checker in {results}"))
+}
+
+#[test]
+fn a_node_that_panics_is_a_crash_and_a_killed_one_is_not() {
+    // A lagging follower installs a snapshot; with the bug switch its next
+    // snapshot panics (block store generation reused).
+    let bad = run(&[
+        "--workload",
+        "ordering",
+        "--nemesis",
+        "lag",
+        "--seed",
+        "5",
+        "--snapshot-interval-bytes",
+        "4096",
+        "--time-limit-s",
+        "24",
+        "--bug",
+        "snapshot-after-install-panics",
+    ]);
+    assert_eq!(bad.code(), 1, "{}", bad.explain());
+    let results = bad.json("results.json");
+    let crashed = checker(&results, "crashed");
+    assert_eq!(crashed["valid"], false, "{crashed}");
+    let example = &crashed["anomalies"][0]["examples"][0];
+    assert!(
+        example["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("exit status"),
+        "{example}"
+    );
+    assert!(example["time_s"].as_f64().unwrap() > 0.0);
+    let tail = example["log_tail"].to_string();
+    assert!(
+        tail.contains("panicked") && tail.contains("snapshot-after-install-panics"),
+        "{tail}"
+    );
+    assert!(example["faults_in_force"].is_array());
+    // The same workload under kill, with no bug: every exit was the
+    // nemesis's, none is reported.
+    let good = run(&["--workload", "ordering", "--nemesis", "kill", "--seed", "5"]);
+    assert_eq!(good.code(), 0, "{}", good.explain());
+    let results = good.json("results.json");
+    let crashed = checker(&results, "crashed");
+    assert_eq!(crashed["valid"], true, "{crashed}");
+    assert_eq!(crashed["counts"]["exits"], 0, "{crashed}");
+    assert!(good.restarts() > 0, "the kill nemesis killed nothing");
+}
