@@ -241,7 +241,13 @@ fn anomaly_json(anomaly: &replay::Anomaly, lines: &Lines) -> Value {
         .iter()
         .map(|e| event_json(e, lines))
         .collect();
-    json!({"rule": anomaly.rule, "message": anomaly.message, "events": events})
+    let mut value = json!({"rule": anomaly.rule, "message": anomaly.message, "events": events});
+    if let Some(detail) = &anomaly.detail {
+        // The oracle's figures: index, nodes and digests; node, process
+        // and indices; the message and the persist it ran ahead of.
+        value["detail"] = json!(detail);
+    }
+    value
 }
 
 /// `raft.json`: what the report draws and the soak sums.
@@ -270,6 +276,7 @@ fn artifact(run_dir: &Path, report: &Report, lines: &Lines) -> Value {
         "starts_after_cut": report.starts_after_cut,
         "unknown_events": report.unknown_events,
         "anomalies_not_listed": report.anomalies_not_listed,
+        "notes": report.notes,
         "anomalies": anomalies,
         "coverage": coverage,
     })
@@ -302,13 +309,19 @@ fn to_result(run_dir: &Path, report: &Report, lines: &Lines, started: Instant) -
             report.unknown_events.values().sum(),
         ),
     ]);
-    let note = (!report.truncated.is_empty()).then(|| {
-        let files: Vec<String> = report.truncated.iter().map(|f| relative(run_dir, f)).collect();
-        format!(
+    let mut notes: Vec<String> = report.notes.clone();
+    if !report.truncated.is_empty() {
+        let files: Vec<String> = report
+            .truncated
+            .iter()
+            .map(|f| relative(run_dir, f))
+            .collect();
+        notes.push(format!(
             "read up to the last whole event (a partial last line, from a node killed mid-write): {}",
             files.join(", ")
-        )
-    });
+        ));
+    }
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
     CheckResult {
         checker: CHECKER.into(),
         valid: if report.valid {
@@ -479,6 +492,43 @@ mod tests {
     }
 
     #[test]
+    fn an_oracle_s_figures_reach_results_and_raft_json() {
+        let start = r#"{"node":1,"seq":0,"lamport":1,"time_ms":10,"ev":"start","term":1,"vote":1,"commit":0,"first_index":1,"last_index":0,"last_term":0,"snapshot_index":0,"snapshot_term":0,"voters":[1,2,3],"learners":[],"pid":101,"applied":0}"#;
+        let apply = |seq: u64, index: u64| {
+            format!(
+                r#"{{"node":1,"seq":{seq},"lamport":{},"time_ms":{},"ev":"apply","index":{index},"term":1,"block":{index},"hash":"h{index}"}}"#,
+                seq + 1,
+                (seq + 1) * 10
+            )
+        };
+        let n1 = format!("{start}\n{}\n{}\n", apply(1, 1), apply(2, 4));
+        let dir = run_dir(
+            "ordeal",
+            &[("n1", &n1), ("n2", &super::tests::start(2, 0, 1, 1))],
+        );
+        let result = judge(&dir);
+        assert_eq!(result.valid, Validity::Invalid);
+        let gap = result
+            .anomalies
+            .iter()
+            .find(|a| a.kind == "apply-gap")
+            .unwrap();
+        let detail = &gap.examples[0]["detail"];
+        assert_eq!(
+            (&detail["expected"], &detail["applied"]),
+            (&json!(2), &json!(4)),
+            "{gap:?}"
+        );
+        let raft = reports::raft::load(dir.path()).unwrap();
+        assert_eq!(raft["anomalies"][0]["detail"]["pid"], 101);
+        // Node 2's trace has no pid nor applied: the replay's notes say
+        // what it could not check, in raft.json and the result's note.
+        let notes = raft["notes"].as_array().unwrap();
+        assert!(!notes.is_empty(), "{raft}");
+        assert!(result.note.unwrap().contains(notes[0].as_str().unwrap()));
+    }
+
+    #[test]
     fn consistent_traces_are_valid() {
         let dir = run_dir(
             "ordeal",
@@ -486,7 +536,10 @@ mod tests {
         );
         let result = judge(&dir);
         assert_eq!((result.valid, result.counts["nodes"]), (Validity::Valid, 2));
-        assert!(result.anomalies.is_empty() && result.note.is_none());
+        assert!(result.anomalies.is_empty(), "{result:?}");
+        // Start events alone: the note says only what the oracles could
+        // not check (no digests, no pids), never that a file was cut.
+        assert!(!result.note.unwrap_or_default().contains("partial"));
     }
 
     #[test]
