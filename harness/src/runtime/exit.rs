@@ -1,5 +1,5 @@
 //! A node process that ended without the runtime being asked to stop it
-//! ([`Runtime::exits`](crate::runtime::verbs::Runtime::exits)): how it
+//! (`Runtime::exits` in `verbs.rs`): how it
 //! ended and the last lines of its log, where a panic leaves its message.
 //!
 //! A runtime reports only what it did not do itself: its own `kill` and
