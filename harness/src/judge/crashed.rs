@@ -11,7 +11,7 @@
 //! [`Runtime::exits`]: crate::runtime::verbs::Runtime::exits
 
 use crate::runtime::exit::Exit;
-use checker::verdict::{Anomaly, CheckResult, Validity};
+use checker::verdict::{Anomaly, CheckResult, Results, Validity};
 use reports::load::FaultWindow;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -120,6 +120,32 @@ pub fn check(run_dir: &Path) -> anyhow::Result<Option<CheckResult>> {
         artifacts: vec![],
         note: None,
     }))
+}
+
+/// The crashed checker's lines under the verdict table: each crash's node,
+/// time and status, and the panic message when its log has one.
+pub fn print_details(results: &Results) {
+    for r in results.results.iter().filter(|r| r.checker == CHECKER) {
+        for e in r.anomalies.iter().flat_map(|a| &a.examples) {
+            println!(
+                "crashed: {} at {:.1} s: {}",
+                e["node"].as_str().unwrap_or("?"),
+                e["time_s"].as_f64().unwrap_or(0.0),
+                e["status"].as_str().unwrap_or("?")
+            );
+            let tail: Vec<&str> = e["log_tail"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l.as_str())
+                .collect();
+            if let Some(at) = tail.iter().position(|l| l.contains("panicked at")) {
+                for line in &tail[at..tail.len().min(at + 2)] {
+                    println!("        {line}");
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -52,6 +52,29 @@ fn a_node_that_panics_is_a_crash_and_a_killed_one_is_not() {
         "{tail}"
     );
     assert!(example["faults_in_force"].is_array());
+    assert!(
+        bad.explain().contains("panicked at"),
+        "the panic is printed: {}",
+        bad.explain()
+    );
+    // `harness check` re-judges the stored run with the same oracles.
+    std::fs::remove_file(bad.dir.join("results.json")).unwrap();
+    let out = std::process::Command::new(super::HARNESS)
+        .arg("check")
+        .arg(&bad.dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rejudged = bad.json("results.json");
+    assert_eq!(
+        checker(&rejudged, "crashed")["anomalies"],
+        crashed["anomalies"]
+    );
     // The same workload under kill, with no bug: every exit was the
     // nemesis's, none is reported.
     let good = run(&["--workload", "ordering", "--nemesis", "kill", "--seed", "5"]);
