@@ -17,9 +17,22 @@ fn checker<'a>(results: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn a_node_that_panics_is_a_crash_and_a_killed_one_is_not() {
+    crash_check("process");
+}
+
+#[test]
+fn docker_a_node_that_panics_is_a_crash_and_a_killed_one_is_not() {
+    if super::docker_available("docker_crashed") {
+        crash_check("docker");
+    }
+}
+
+fn crash_check(runtime: &str) {
     // A lagging follower installs a snapshot; with the bug switch its next
     // snapshot panics (block store generation reused).
     let bad = run(&[
+        "--runtime",
+        runtime,
         "--workload",
         "ordering",
         "--nemesis",
@@ -77,7 +90,16 @@ fn a_node_that_panics_is_a_crash_and_a_killed_one_is_not() {
     );
     // The same workload under kill, with no bug: every exit was the
     // nemesis's, none is reported.
-    let good = run(&["--workload", "ordering", "--nemesis", "kill", "--seed", "5"]);
+    let good = run(&[
+        "--runtime",
+        runtime,
+        "--workload",
+        "ordering",
+        "--nemesis",
+        "kill",
+        "--seed",
+        "5",
+    ]);
     assert_eq!(good.code(), 0, "{}", good.explain());
     let results = good.json("results.json");
     let crashed = checker(&results, "crashed");
