@@ -99,6 +99,10 @@ fn crash_check(runtime: &str) {
         "kill",
         "--seed",
         "5",
+        "--time-limit-s",
+        "10",
+        "--nemesis-interval-s",
+        "3",
     ]);
     assert_eq!(good.code(), 0, "{}", good.explain());
     let results = good.json("results.json");
