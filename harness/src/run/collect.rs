@@ -3,12 +3,13 @@
 //! log, Raft trace).
 
 use crate::cluster::probe::Probe;
-use crate::judge::raft::TRACE_FILE_NAME;
+use crate::judge::raft::{TRACE_ERROR_FILE_NAME, TRACE_FILE_NAME};
 use crate::plan::Plan;
 use crate::runtime::verbs::Runtime;
 use crate::runtime::AnyRuntime;
 use crate::store::{write_json, RunDir};
 use crate::sut::System;
+use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -42,6 +43,10 @@ pub async fn collect(
         if plan.sut.traces() {
             if let Err(e) = collect_trace(runtime, n, &dir).await {
                 tracing::warn!(node = %n, error = %e, "could not collect the node's Raft trace");
+                // The raft checker names it in its `unknown` verdict.
+                let why = dir.join(TRACE_ERROR_FILE_NAME);
+                std::fs::write(&why, format!("{e:#}\n"))
+                    .with_context(|| format!("writing {}", why.display()))?;
             }
         }
     }

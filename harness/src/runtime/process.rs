@@ -21,6 +21,7 @@
 
 use crate::runtime::clock::ClockSetting;
 use crate::runtime::disk::Disks;
+use crate::runtime::exit::{describe, log_tail, Exit};
 use crate::runtime::verbs::{Added, ClusterSpec, Grudge, Runtime};
 use crate::sut::{Ability, Launch, PeerLinks, System};
 use anyhow::{bail, Context};
@@ -129,6 +130,9 @@ pub struct ProcessRuntime {
     proxies: Vec<Proxy>,
     /// The nodes' faultfs mounts, when the spec asks for them.
     disks: Option<Disks>,
+    /// Nodes found ended by themselves by [`Runtime::kill`], for the next
+    /// [`Runtime::exits`].
+    ended_unreported: Vec<Exit>,
     torn_down: bool,
 }
 
@@ -141,6 +145,7 @@ impl ProcessRuntime {
             nodes: Vec::new(),
             proxies: Vec::new(),
             disks: None,
+            ended_unreported: Vec::new(),
             torn_down: false,
         }
     }
@@ -623,6 +628,16 @@ impl Runtime for ProcessRuntime {
         let Some(mut child) = proc.child.take() else {
             return Ok(());
         };
+        if let Ok(Some(status)) = child.try_wait() {
+            // It ended by itself before this kill: still reported.
+            let exit = Exit {
+                node: node.to_string(),
+                status: describe(status),
+                log_tail: log_tail(&proc.dir.join("node.log")),
+            };
+            self.ended_unreported.push(exit);
+            return self.write_pid_file();
+        }
         child.kill().with_context(|| format!("killing {node}"))?;
         child.wait().with_context(|| format!("reaping {node}"))?;
         proc.paused = false;
@@ -704,6 +719,31 @@ impl Runtime for ProcessRuntime {
         proc.child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    async fn exits(&mut self) -> Vec<Exit> {
+        let mut exits = std::mem::take(&mut self.ended_unreported);
+        for node in &mut self.nodes {
+            // `kill` takes the child before it signals: a child still here
+            // that has ended, ended by itself.
+            let Some(Ok(Some(status))) = node.child.as_mut().map(|c| c.try_wait()) else {
+                continue;
+            };
+            node.child = None;
+            node.paused = false;
+            tracing::warn!(node = %node.name, status = %status, "node exited by itself");
+            exits.push(Exit {
+                node: node.name.clone(),
+                status: describe(status),
+                log_tail: log_tail(&node.dir.join("node.log")),
+            });
+        }
+        if !exits.is_empty() {
+            if let Err(e) = self.write_pid_file() {
+                tracing::warn!(error = %e, "could not rewrite the pid file");
+            }
+        }
+        exits
     }
 
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {

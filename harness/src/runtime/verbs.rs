@@ -129,6 +129,12 @@ pub trait Runtime {
     /// Whether the node's process (container) runs: false after
     /// [`Runtime::kill`] and after the node stopped by itself.
     async fn running(&mut self, node: &str) -> bool;
+    /// The node processes that ended by themselves since the last call
+    /// (exited, panicked, killed by a signal the runtime did not send),
+    /// each once: never one the runtime stopped ([`Runtime::kill`],
+    /// [`Runtime::teardown`]). A node reported here counts as killed: not
+    /// [`Runtime::running`], and [`Runtime::restart`] starts it again.
+    async fn exits(&mut self) -> Vec<crate::runtime::exit::Exit>;
     /// Copies the node's log (all restarts) to `dest`.
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()>;
     /// Copies the node's Raft trace (`--trace`, all restarts) to `dest`.

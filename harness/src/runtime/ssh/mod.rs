@@ -21,6 +21,7 @@ pub mod hosts;
 pub mod session;
 
 use crate::runtime::clock::{ClockSetting, FAKETIME_LIB};
+use crate::runtime::exit::{tail_lines, Exit, LOG_TAIL_LINES};
 use crate::runtime::label::owner_alive;
 use crate::runtime::ssh::hosts::HostSpec;
 use crate::runtime::ssh::session::{quote, Remote, Trust, COMMAND_TIMEOUT};
@@ -568,6 +569,34 @@ impl Runtime for SshRuntime {
             Some(pid) => n.remote.run(&format!("kill -0 {pid}")).await.is_ok(),
             None => false,
         }
+    }
+
+    /// One command per running node: `kill -0` on its pid, and the log's
+    /// tail when it is gone. Its status is not seen over ssh (the node
+    /// runs in the background of its wrapper).
+    async fn exits(&mut self) -> Vec<Exit> {
+        let mut exits = Vec::new();
+        for node in self.nodes.iter_mut().filter(|n| n.wrapper.is_some()) {
+            let Some(pid) = node.pid else { continue };
+            let script = format!(
+                "kill -0 {pid} 2>/dev/null && echo running || {{ echo ended; tail -n {LOG_TAIL_LINES} {}/node.log; }}",
+                quote(&node.dir)
+            );
+            let Ok(answer) = node.remote.run(&script).await else {
+                continue;
+            };
+            let Some(tail) = answer.trim_start().strip_prefix("ended") else {
+                continue;
+            };
+            tracing::warn!(node = %node.name, "node exited by itself");
+            exits.push(Exit {
+                node: node.name.clone(),
+                status: "ended (its exit status is not seen over ssh)".into(),
+                log_tail: tail_lines(tail.as_bytes(), true),
+            });
+            hang_up(node).await;
+        }
+        exits
     }
 
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
