@@ -6,11 +6,13 @@
 //!
 //! Layers inside: this file, then `faults.rs` (which faults a test gets:
 //! the registry asked what each refuses), `hosts.rs` (the ssh runtime's
-//! hosts) and `args.rs` (the flags as typed).
+//! hosts), `swarm.rs` (the node count and settings each run draws) and
+//! `args.rs` (the flags as typed).
 
 pub mod args;
 pub mod faults;
 pub mod hosts;
+pub mod swarm;
 
 use crate::judge::Workload;
 use crate::nemesis::faults::Fault;
@@ -18,12 +20,13 @@ use crate::nemesis::package::FaultPackage;
 use crate::runtime::ssh::hosts::HostSpec;
 use crate::runtime::ssh::session::Trust;
 use crate::runtime::RuntimeKind;
-use crate::sut::{Asked, Binaries, Options, Sut, System};
+use crate::sut::{Asked, Binaries, Options, Sut, System, Tuning};
 use anyhow::{anyhow, bail, Context};
 use args::TestArgs;
 use rand::RngCore;
 use serde::Serialize;
 use std::path::PathBuf;
+use swarm::{Swarm, SwarmMode};
 use workloads::{Ack, ReadMode};
 
 /// Nodes in a cluster at most (loopback addresses and grudges stay small).
@@ -64,8 +67,10 @@ pub struct Plan {
     pub recovery_s: u64,
     /// Client request timeout, ms.
     pub request_timeout_ms: u64,
-    /// ordeal-node's snapshot interval, bytes of applied transactions.
-    pub snapshot_interval_bytes: u64,
+    /// ordeal-node's settings, drawn or pinned (`swarm`).
+    pub node_config: Tuning,
+    /// What the swarm drew.
+    pub swarm: Swarm,
     /// Raft election timeout the nodes run with, ms.
     pub election_timeout_ms: u64,
     /// Every data directory on faultfs (`--faultfs`, or any disk fault).
@@ -125,9 +130,6 @@ fn check_numbers(args: &TestArgs) -> anyhow::Result<()> {
     if args.time_limit_s == 0 || args.nemesis_interval_s == 0 {
         bail!("--time-limit-s and --nemesis-interval-s must be positive");
     }
-    if args.snapshot_interval_bytes == 0 {
-        bail!("--snapshot-interval-bytes must be positive");
-    }
     Ok(())
 }
 
@@ -155,9 +157,6 @@ impl Plan {
         })?;
         faults::refuse_for_sut(args, sut, &mut nemesis)?;
         faults::refuse_without_faultfs(args, sut, &mut nemesis)?;
-        if args.nodes == 0 || args.nodes > NODES_MAX {
-            bail!("--nodes: {} is out of range 1..={NODES_MAX}", args.nodes);
-        }
         let (runtime, hosts) = hosts::resolve_runtime(args, docker_answers)?;
         faults::refuse_for_runtime(args, runtime, &mut nemesis)?;
         let Some(ack) = Ack::parse(&args.ack) else {
@@ -167,6 +166,15 @@ impl Plan {
         let seed = args
             .seed
             .unwrap_or_else(|| rand::thread_rng().next_u64() >> 12);
+        let mut pins = args.pins();
+        if runtime == RuntimeKind::Ssh {
+            pins.nodes = Some(hosts.len());
+        }
+        let mode = SwarmMode::parse(&args.swarm)?;
+        let (nodes, node_config, swarm) = swarm::configure(mode, &pins, sut, seed)?;
+        if nodes == 0 || nodes > NODES_MAX {
+            bail!("--nodes: {nodes} is out of range 1..={NODES_MAX}");
+        }
         let nemesis_name = if nemesis.is_empty() {
             "none".to_string()
         } else {
@@ -184,7 +192,7 @@ impl Plan {
             workload,
             nemesis,
             runtime,
-            nodes: (1..=args.nodes).map(|i| format!("n{i}")).collect(),
+            nodes: (1..=nodes).map(|i| format!("n{i}")).collect(),
             seed,
             time_limit_s: args.time_limit_s,
             rate: args.rate,
@@ -194,8 +202,9 @@ impl Plan {
             nemesis_interval_s: args.nemesis_interval_s,
             recovery_s: args.recovery_s,
             request_timeout_ms: args.request_timeout_ms,
-            snapshot_interval_bytes: args.snapshot_interval_bytes,
-            election_timeout_ms: sut.election_timeout_ms(),
+            node_config,
+            swarm,
+            election_timeout_ms: 0,
             faultfs: args.faultfs,
             aim_uncommitted_tail: args.aim_uncommitted_tail,
             command_line: String::new(),
@@ -209,6 +218,7 @@ impl Plan {
             host_flags: hosts::host_flags(&args.ssh),
         })
         .map(|mut p| {
+            p.election_timeout_ms = p.sut.election_timeout_ms(&p.sut_options());
             p.command_line = p.rerun_command();
             p
         })
@@ -222,7 +232,7 @@ impl Plan {
             ack: self.ack,
             read_mode: self.read_mode,
             request_timeout_ms: self.request_timeout_ms,
-            snapshot_interval_bytes: self.snapshot_interval_bytes,
+            tuning: self.node_config,
             bugs: self.bugs.clone(),
         }
     }
@@ -356,7 +366,7 @@ mod tests {
         );
         assert!(error(&["--runtime", "ssh"]).contains("needs its hosts"));
         assert!(error(&["--runtime", "process", "--hosts", "a,b,c"]).contains("--runtime ssh only"));
-        assert!(error(&["--hosts", "a,b"]).contains("2 hosts for --nodes 3"));
+        assert!(error(&["--hosts", "a,b", "--nodes", "3"]).contains("2 hosts for --nodes 3"));
         assert!(error(&["--hosts", "a,b,c", "--hosts-file", "f"]).contains("not both"));
     }
 }

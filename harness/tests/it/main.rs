@@ -92,6 +92,7 @@ fn run(args: &[&str]) -> Run {
         ("--nemesis-interval-s", "4"),
         ("--recovery-s", "10"),
         ("--rate", "100"),
+        ("--swarm", "off"),
     ];
     let mut all: Vec<&str> = args.to_vec();
     for (flag, value) in defaults {
@@ -490,6 +491,8 @@ fn a_killed_harness_leaves_nothing_running_and_clean_removes_the_rest() {
     let marker = store.path().to_string_lossy().to_string();
     let mut child = Command::new(HARNESS)
         .args([
+            "--swarm",
+            "off",
             "--runtime",
             "process",
             "--time-limit-s",
@@ -637,6 +640,8 @@ fn docker_run_started(
     }
     let mut child = cmd
         .args([
+            "--swarm",
+            "off",
             "--runtime",
             "docker",
             "--time-limit-s",
@@ -766,6 +771,8 @@ fn a_short_soak_runs_two_tests_and_writes_its_summary() {
     let store = tempfile::tempdir().unwrap();
     let out = Command::new(HARNESS)
         .args([
+            "--swarm",
+            "off",
             "soak",
             "--duration-s",
             "600",
@@ -1020,7 +1027,7 @@ fn lag_makes_the_follower_install_a_snapshot_and_its_catch_up_is_reported() {
     ]);
     assert_eq!(r.code(), 0, "{}", r.explain());
     let test = r.json("test.json");
-    assert_eq!(test["snapshot_interval_bytes"], 4096);
+    assert_eq!(test["node_config"]["snapshot_interval_bytes"], 4096);
     assert!(test["command_line"]
         .as_str()
         .unwrap()
@@ -1370,6 +1377,8 @@ fn a_soak_sums_raft_coverage_and_lists_what_was_never_reached() {
     let store = tempfile::tempdir().unwrap();
     let out = Command::new(HARNESS)
         .args([
+            "--swarm",
+            "off",
             "soak",
             "--duration-s",
             "600",
