@@ -1431,3 +1431,45 @@ fn a_soak_sums_raft_coverage_and_lists_what_was_never_reached() {
         "{never:?}"
     );
 }
+
+/// Issue 29: without `--swarm off` a run draws its node count and the
+/// node's settings from its seed, a flag pins its own value, test.json
+/// records both and which were drawn, the rerun line pins them all, and
+/// the nodes run with them (seed 3 draws five nodes and a 5075-byte
+/// snapshot interval: every node snapshots).
+#[test]
+fn swarm_draws_the_configuration_from_the_seed_and_the_nodes_run_it() {
+    let r = run(&[
+        "--swarm",
+        "on",
+        "--seed",
+        "3",
+        "--nemesis",
+        "kill",
+        "--batch-timeout-ms",
+        "30",
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.explain());
+    let test = r.json("test.json");
+    assert_eq!(test["nodes"].as_array().unwrap().len(), 5, "{test}");
+    assert_eq!(test["node_config"]["snapshot_interval_bytes"], 5075);
+    assert_eq!(test["node_config"]["batch_timeout_ms"], 30);
+    let drawn = test["swarm"]["drawn"].as_array().unwrap();
+    assert!(drawn.contains(&"nodes".into()) && drawn.contains(&"tick_ms".into()));
+    assert!(!drawn.contains(&"batch_timeout_ms".into()));
+    let rerun = test["command_line"].as_str().unwrap();
+    for pinned in [
+        "--nodes 5",
+        "--snapshot-interval-bytes 5075",
+        "--batch-timeout-ms 30",
+    ] {
+        assert!(rerun.contains(pinned), "{rerun}");
+    }
+    for n in 1..=5 {
+        let status = &r.json(&format!("nodes/n{n}/metrics.json"))["status"];
+        assert!(
+            status["snapshots_taken"].as_u64().unwrap() > 0,
+            "n{n}: {status}"
+        );
+    }
+}
