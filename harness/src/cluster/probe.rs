@@ -56,6 +56,18 @@ impl Probe {
         self.http.add_node(name, url);
     }
 
+    /// `method path` with a JSON body on a node: the answer's status and
+    /// body, or why none came (`NodeHttp::send_json`).
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        node: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
+        self.http.send_json(method, node, path, body).await
+    }
+
     /// `GET path` on a node as JSON.
     pub async fn get_json(&self, node: &str, path: &str) -> Option<Value> {
         self.http.get_json(node, path).await

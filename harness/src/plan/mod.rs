@@ -300,7 +300,7 @@ mod tests {
             parse_nemesis("partition,kill").unwrap(),
             vec![Fault::Kill, Fault::Partition]
         );
-        assert_eq!(parse_nemesis("all").unwrap().len(), 11);
+        assert_eq!(parse_nemesis("all").unwrap().len(), 12);
         assert_eq!(
             parse_nemesis("member,transfer").unwrap(),
             vec![Fault::Member, Fault::Transfer]
