@@ -155,16 +155,18 @@ impl Probe {
         false
     }
 
-    /// The node's `metrics.json` (docs/store.md): status, fsync and the
-    /// Prometheus text, each `null` when it did not answer.
+    /// The node's `metrics.json` (docs/store.md): status, fsync, the
+    /// Prometheus text and its crash points' counts (`GET /crash-points`),
+    /// each `null` when it did not answer.
     pub async fn metrics(&self, node: &str) -> Value {
         let status = self.status(node).await;
+        let crash_points = self.http.get_json(node, "/crash-points").await;
         let prometheus = self.http.get_text(node, "/metrics").await;
         let fsync = self
             .sut
             .fsync(&self.http, node, prometheus.as_deref())
             .await;
-        json!({"status": status, "fsync": fsync, "prometheus": prometheus})
+        json!({"status": status, "fsync": fsync, "prometheus": prometheus, "crash_points": crash_points})
     }
 }
 
