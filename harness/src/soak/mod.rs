@@ -3,9 +3,10 @@
 //! valid.
 //!
 //! Layers inside: this file (the soak loop and its summary), then
-//! `rotation.rs` (the turns), `shard.rs` (`--shard I/N`) and `merge.rs`
+//! `rotation.rs` (the turns), `crash_points.rs` (crash points summed), `shard.rs` (`--shard I/N`) and `merge.rs`
 //! (`harness soak-merge`: shards' summaries into one table).
 
+pub mod crash_points;
 pub mod merge;
 pub mod rotation;
 pub mod shard;
@@ -19,6 +20,7 @@ use crate::store::write_json;
 use crate::sut::Sut;
 use anyhow::Context;
 use checker::verdict::Validity;
+use crash_points::CrashPointSum;
 use rand::{RngCore, SeedableRng};
 use rotation::rotation;
 use serde_json::{json, Value};
@@ -108,6 +110,7 @@ pub async fn soak(
     let mut kept_valid: Vec<PathBuf> = Vec::new();
     let mut worst = Validity::Valid;
     let mut coverage = CoverageSum::default();
+    let mut crash_points = CrashPointSum::default();
     let mut turn = 0usize;
     while started.elapsed() < duration && turn < max_runs {
         let (sut, workload, nemesis) = turns[turn % turns.len()].clone();
@@ -125,6 +128,7 @@ pub async fn soak(
             .await
             .with_context(|| format!("soak test {} seed {}", plan.name, plan.seed))?;
         coverage.add_run(&outcome.dir);
+        crash_points.add_run(&outcome.dir);
         let code = exit_code(outcome.results.valid);
         worst = worse(worst, outcome.results.valid);
         let (ok, fail, info) = outcome.counts;
@@ -153,11 +157,12 @@ pub async fn soak(
         rows.push(row);
     }
     print_table(&rows, &coverage);
+    crash_points.print();
     let path = args.store.join("soak-summary.json");
     write_json(
         &path,
         &json!({"master_seed": master, "duration_s": started.elapsed().as_secs(), "runs": rows,
-            "shard": shard.map(|s| s.to_string()), "raft_coverage": coverage.to_json()}),
+            "shard": shard.map(|s| s.to_string()), "raft_coverage": coverage.to_json(), "crash_points": crash_points.to_json()}),
     )?;
     println!("summary: {}", path.display());
     Ok(exit_code(worst))
