@@ -1473,3 +1473,37 @@ fn swarm_draws_the_configuration_from_the_seed_and_the_nodes_run_it() {
         );
     }
 }
+
+/// Issue 29: the `crash` nemesis arms a seeded crash point on a node, the
+/// node dies there and is restarted; the history names the point and the
+/// target, the end says the trace confirmed it, `summary.json` counts the
+/// crash, and the run stays valid.
+#[test]
+fn crash_arms_a_point_the_node_dies_there_and_is_restarted() {
+    let r = run(&[
+        "--nemesis",
+        "crash",
+        "--seed",
+        "2901",
+        "--time-limit-s",
+        "24",
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.explain());
+    let starts = r.nemesis("crash", "start");
+    assert!(!starts.is_empty(), "{}", r.explain());
+    for s in &starts {
+        assert!(s["value"]["point"].is_string() && s["value"]["targets"][0].is_string());
+    }
+    let fired: Vec<String> = r
+        .nemesis("crash", "end")
+        .iter()
+        .filter(|e| e["value"]["fired"] == true)
+        .map(|e| e["value"]["point"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!fired.is_empty(), "no point fired\n{}", r.explain());
+    assert!(r.restarts() >= fired.len() as u64);
+    let summary = r.json("summary.json");
+    for point in &fired {
+        assert!(summary["crash_points"][point]["crashed"].as_u64().unwrap() >= 1);
+    }
+}
