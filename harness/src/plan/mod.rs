@@ -133,6 +133,24 @@ fn check_numbers(args: &TestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The node count and settings (`swarm.rs`): the ssh runtime's hosts pin
+/// the count.
+fn configure_nodes(
+    args: &TestArgs,
+    sut: Sut,
+    ssh_hosts: Option<usize>,
+    seed: u64,
+) -> anyhow::Result<(usize, Tuning, Swarm)> {
+    let mut pins = args.pins();
+    pins.nodes = ssh_hosts.or(pins.nodes);
+    let mode = SwarmMode::parse(&args.swarm)?;
+    let (nodes, tuning, swarm) = swarm::configure(mode, &pins, sut, seed)?;
+    if nodes == 0 || nodes > NODES_MAX {
+        bail!("--nodes: {nodes} is out of range 1..={NODES_MAX}");
+    }
+    Ok((nodes, tuning, swarm))
+}
+
 impl Plan {
     /// Validates flags, resolving `--runtime auto` by asking Docker.
     pub fn resolve(args: &TestArgs) -> anyhow::Result<Plan> {
@@ -166,15 +184,8 @@ impl Plan {
         let seed = args
             .seed
             .unwrap_or_else(|| rand::thread_rng().next_u64() >> 12);
-        let mut pins = args.pins();
-        if runtime == RuntimeKind::Ssh {
-            pins.nodes = Some(hosts.len());
-        }
-        let mode = SwarmMode::parse(&args.swarm)?;
-        let (nodes, node_config, swarm) = swarm::configure(mode, &pins, sut, seed)?;
-        if nodes == 0 || nodes > NODES_MAX {
-            bail!("--nodes: {nodes} is out of range 1..={NODES_MAX}");
-        }
+        let ssh_hosts = (runtime == RuntimeKind::Ssh).then_some(hosts.len());
+        let (nodes, node_config, swarm) = configure_nodes(args, sut, ssh_hosts, seed)?;
         let nemesis_name = if nemesis.is_empty() {
             "none".to_string()
         } else {

@@ -68,6 +68,7 @@ impl CrashPointSum {
         for (name, (reached, crashed)) in &self.points {
             println!("  {name:<40} reached {reached:>9}  crashed {crashed:>4}");
         }
+        println!("crashed at: {}", self.crashed().join(", "));
         println!("never reached: {}", self.never_reached().join(", "));
     }
 

@@ -109,8 +109,7 @@ pub async fn soak(
     let mut rows: Vec<Value> = Vec::new();
     let mut kept_valid: Vec<PathBuf> = Vec::new();
     let mut worst = Validity::Valid;
-    let mut coverage = CoverageSum::default();
-    let mut crash_points = CrashPointSum::default();
+    let (mut coverage, mut crash_points) = (CoverageSum::default(), CrashPointSum::default());
     let mut turn = 0usize;
     while started.elapsed() < duration && turn < max_runs {
         let (sut, workload, nemesis) = turns[turn % turns.len()].clone();
@@ -156,8 +155,7 @@ pub async fn soak(
         );
         rows.push(row);
     }
-    print_table(&rows, &coverage);
-    crash_points.print();
+    print_table(&rows, &coverage, &crash_points);
     let path = args.store.join("soak-summary.json");
     write_json(
         &path,
@@ -205,8 +203,9 @@ fn keep_recent(kept: &mut Vec<PathBuf>, dir: PathBuf, keep: usize) -> anyhow::Re
     Ok(())
 }
 
-/// The runs, then the raft coverage summed over them.
-fn print_table(rows: &[Value], coverage: &CoverageSum) {
+/// The runs, then the raft coverage and the crash points summed over
+/// them.
+fn print_table(rows: &[Value], coverage: &CoverageSum, crash_points: &CrashPointSum) {
     println!(
         "\n{:<44} {:>18} {:>7} {:>8} {:>9}  anomalies",
         "test", "seed", "ops", "verdict", "p99_ms"
@@ -226,4 +225,5 @@ fn print_table(rows: &[Value], coverage: &CoverageSum) {
         );
     }
     coverage.print();
+    crash_points.print();
 }
