@@ -52,6 +52,11 @@ pub struct TestArgs {
     // a comma list (the help lists the registry's names).
     #[arg(long, default_value = "none", help = nemesis_help())]
     pub nemesis: String,
+    /// Faults in force at once at most: each cycle draws this many of
+    /// different kinds (at most the kinds of --nemesis), each on nodes none
+    /// of the others touches, held together (1: one at a time).
+    #[arg(long, default_value_t = 1)]
+    pub nemesis_overlap: usize,
     /// Number of nodes (at least 1, at most 9); drawn, 3 or 5, by the
     /// swarm when absent (3 with `--swarm off`; the host count over ssh).
     #[arg(long)]

@@ -45,6 +45,8 @@ pub struct Plan {
     pub workload: Workload,
     /// Faults, empty for none.
     pub nemesis: Vec<Fault>,
+    /// Faults in force at once at most (`--nemesis-overlap`).
+    pub nemesis_overlap: usize,
     /// Where nodes run (resolved from `auto`).
     pub runtime: RuntimeKind,
     /// Node names.
@@ -127,6 +129,9 @@ fn check_numbers(args: &TestArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 || args.rate < 0.0 || !args.rate.is_finite() {
         bail!("--concurrency must be positive and --rate finite and not negative");
     }
+    if args.nemesis_overlap == 0 {
+        bail!("--nemesis-overlap must be positive (1: one fault at a time)");
+    }
     if args.time_limit_s == 0 || args.nemesis_interval_s == 0 {
         bail!("--time-limit-s and --nemesis-interval-s must be positive");
     }
@@ -202,6 +207,7 @@ impl Plan {
             read_mode,
             workload,
             nemesis,
+            nemesis_overlap: args.nemesis_overlap,
             runtime,
             nodes: (1..=nodes).map(|i| format!("n{i}")).collect(),
             seed,
@@ -293,6 +299,9 @@ impl Plan {
         }
         if self.aim_uncommitted_tail {
             cmd.push_str(" --aim-uncommitted-tail");
+        }
+        if self.nemesis_overlap > 1 {
+            cmd.push_str(&format!(" --nemesis-overlap {}", self.nemesis_overlap));
         }
         cmd
     }

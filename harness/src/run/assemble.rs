@@ -61,6 +61,7 @@ pub fn assemble(
         context,
         active: active.clone(),
         seed: plan.seed,
+        overlap: plan.nemesis_overlap,
     };
     Ok(Assembly {
         client,
