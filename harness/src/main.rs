@@ -112,6 +112,7 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             max_runs,
             suts,
             shard,
+            steer,
             test,
         }) => {
             let shard = shard
@@ -134,6 +135,7 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
                 max_runs.unwrap_or(usize::MAX),
                 &suts,
                 shard,
+                steer,
                 slot,
             )
             .await

@@ -223,7 +223,10 @@ mod tests {
         let taken = [last];
         let next = next_of_round(&mut round, &faults, &taken, &mut rng);
         assert_ne!(next, last);
-        assert!(round.len() == 2 && round.contains(&last), "kept for a later cycle");
+        assert!(
+            round.len() == 2 && round.contains(&last),
+            "kept for a later cycle"
+        );
         // One at a time: the draws the scheduler always made.
         let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(3), ChaCha8Rng::seed_from_u64(3));
         let mut round = Vec::new();

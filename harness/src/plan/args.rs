@@ -166,6 +166,10 @@ pub struct TestArgs {
     /// that situation is rare.
     #[arg(long)]
     pub aim_uncommitted_tail: bool,
+    /// The crash points the `crash` fault arms first, a comma list
+    /// (`harness soak --steer` sets it for points never reached).
+    #[arg(long, default_value = "", hide = true)]
+    pub crash_prefer: String,
 }
 
 impl TestArgs {

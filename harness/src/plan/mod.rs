@@ -79,6 +79,9 @@ pub struct Plan {
     pub faultfs: bool,
     /// Kill and pause prefer a node holding an uncommitted tail.
     pub aim_uncommitted_tail: bool,
+    /// The crash points the `crash` fault arms first (`--crash-prefer`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub crash_prefer: Vec<String>,
     /// The command line, to rerun the test.
     pub command_line: String,
     /// The store root.
@@ -136,6 +139,25 @@ fn check_numbers(args: &TestArgs) -> anyhow::Result<()> {
         bail!("--time-limit-s and --nemesis-interval-s must be positive");
     }
     Ok(())
+}
+
+/// `--crash-prefer`'s names, each in ordeal-node's catalogue.
+fn crash_prefer(list: &str) -> anyhow::Result<Vec<String>> {
+    let names: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Some(bad) = names
+        .iter()
+        .find(|n| node::crash_points::Point::from_name(n).is_none())
+    {
+        bail!(
+            "--crash-prefer: no crash point named `{bad}` (`ordeal-node crash-points` lists them)"
+        );
+    }
+    Ok(names)
 }
 
 /// The node count and settings (`swarm.rs`): the ssh runtime's hosts pin
@@ -224,6 +246,7 @@ impl Plan {
             election_timeout_ms: 0,
             faultfs: args.faultfs,
             aim_uncommitted_tail: args.aim_uncommitted_tail,
+            crash_prefer: crash_prefer(&args.crash_prefer)?,
             command_line: String::new(),
             store: args.store.clone(),
             node_binary: args.node_binary.clone(),
@@ -299,6 +322,9 @@ impl Plan {
         }
         if self.aim_uncommitted_tail {
             cmd.push_str(" --aim-uncommitted-tail");
+        }
+        if !self.crash_prefer.is_empty() {
+            cmd.push_str(&format!(" --crash-prefer {}", self.crash_prefer.join(",")));
         }
         if self.nemesis_overlap > 1 {
             cmd.push_str(&format!(" --nemesis-overlap {}", self.nemesis_overlap));

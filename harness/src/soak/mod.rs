@@ -10,6 +10,7 @@ pub mod crash_points;
 pub mod merge;
 pub mod rotation;
 pub mod shard;
+pub mod steer;
 
 use crate::judge::raft::CoverageSum;
 use crate::judge::verdict::{exit_code, worst as worse};
@@ -92,6 +93,7 @@ pub async fn soak(
     max_runs: usize,
     suts: &[String],
     shard: Option<Shard>,
+    steer: bool,
     slot: &RuntimeSlot,
 ) -> anyhow::Result<u8> {
     refuse_rotated(args)?;
@@ -109,32 +111,26 @@ pub async fn soak(
     let mut rows: Vec<Value> = Vec::new();
     let mut kept_valid: Vec<PathBuf> = Vec::new();
     let mut worst = Validity::Valid;
-    let (mut coverage, mut crash_points) = (CoverageSum::default(), CrashPointSum::default());
+    let mut sums = Steering::new(steer, master);
     let mut turn = 0usize;
     while started.elapsed() < duration && turn < max_runs {
-        let (sut, workload, nemesis) = turns[turn % turns.len()].clone();
+        let seed = seeds.next_u64() >> 12;
+        let (test, gap) = sums.next_test(args, &turns[turn % turns.len()], seed);
         turn += 1;
-        let mut test = args.clone();
-        test.sut = sut;
-        test.workload = workload.into();
-        test.nemesis = nemesis.into();
-        test.seed = Some(seeds.next_u64() >> 12);
-        test.test_count = 1;
-        test.aim_uncommitted_tail |= coverage.uncommitted_tail_rare();
         let plan = Plan::resolve(&test)?;
         let binary = plan.sut_binary()?;
         let outcome = run_test(&plan, &binary, slot)
             .await
             .with_context(|| format!("soak test {} seed {}", plan.name, plan.seed))?;
-        coverage.add_run(&outcome.dir);
-        crash_points.add_run(&outcome.dir);
+        sums.add_run(&outcome.dir);
         let code = exit_code(outcome.results.valid);
         worst = worse(worst, outcome.results.valid);
         let (ok, fail, info) = outcome.counts;
         let verdict = serde_json::to_value(outcome.results.valid)?;
         let row = json!({"test": plan.name, "seed": plan.seed, "ops": ok + fail + info, "ok": ok, "fail": fail, "info": info,
             "verdict": verdict, "anomalies": anomalies(&outcome.results), "p99_ms": p99_ms(&outcome.dir.join("history.jsonl")),
-            "store": outcome.dir, "aim_uncommitted_tail": plan.aim_uncommitted_tail, "rerun": if code == 0 { Value::Null } else { json!(plan.rerun_command()) }});
+            "store": outcome.dir, "aim_uncommitted_tail": plan.aim_uncommitted_tail, "rerun": if code == 0 { Value::Null } else { json!(plan.rerun_command()) },
+            "steered_at": gap, "reached_so_far": sums.reached(), "elapsed_s": started.elapsed().as_secs()});
         if code == 0 {
             keep_recent(&mut kept_valid, outcome.dir.clone(), keep_valid)?;
         } else {
@@ -146,24 +142,98 @@ pub async fn soak(
             );
         }
         println!(
-            "soak: run {turn} {} seed {}: {} ops, {verdict}, anomalies {}, {:.0} s elapsed",
+            "soak: run {turn} {} seed {}: {} ops, {verdict}, anomalies {}, reached {}, {:.0} s elapsed",
             plan.name,
             plan.seed,
             ok + fail + info,
             row["anomalies"].as_str().unwrap_or("-"),
+            row["reached_so_far"],
             started.elapsed().as_secs_f64()
         );
         rows.push(row);
     }
-    print_table(&rows, &coverage, &crash_points);
+    print_table(&rows, &sums.coverage, &sums.crash_points);
     let path = args.store.join("soak-summary.json");
     write_json(
         &path,
         &json!({"master_seed": master, "duration_s": started.elapsed().as_secs(), "runs": rows,
-            "shard": shard.map(|s| s.to_string()), "raft_coverage": coverage.to_json(), "crash_points": crash_points.to_json()}),
+            "shard": shard.map(|s| s.to_string()), "raft_coverage": sums.coverage.to_json(), "crash_points": sums.crash_points.to_json(),
+            "steered": steer}),
     )?;
     println!("summary: {}", path.display());
     Ok(exit_code(worst))
+}
+
+/// Salt that separates the steering's stream from the tests' seeds.
+const STEER_SEED_SALT: u64 = 0x0073_7465_6572;
+
+/// What the soak has summed so far, and how it chooses each test: the
+/// rotation's turn, or with `--steer` a gap of the sums aimed at
+/// (`steer.rs`) with the turn's system and workload.
+struct Steering {
+    coverage: CoverageSum,
+    crash_points: CrashPointSum,
+    /// The steering's seeded stream, when steering.
+    steer: Option<rand_chacha::ChaCha8Rng>,
+}
+
+impl Steering {
+    fn new(steer: bool, master: u64) -> Steering {
+        Steering {
+            coverage: CoverageSum::default(),
+            crash_points: CrashPointSum::default(),
+            steer: steer.then(|| rand_chacha::ChaCha8Rng::seed_from_u64(master ^ STEER_SEED_SALT)),
+        }
+    }
+
+    /// The next test's flags, and the gap it aims at when steered.
+    fn next_test(
+        &mut self,
+        args: &TestArgs,
+        turn: &(String, &'static str, &'static str),
+        seed: u64,
+    ) -> (TestArgs, Option<String>) {
+        let (sut, workload, nemesis) = turn.clone();
+        let mut test = args.clone();
+        test.sut = sut;
+        test.workload = workload.into();
+        test.nemesis = nemesis.into();
+        test.seed = Some(seed);
+        test.test_count = 1;
+        test.aim_uncommitted_tail |= self.coverage.uncommitted_tail_rare();
+        let gap = self.aim(&mut test);
+        (test, gap)
+    }
+
+    /// Aims an ordeal test at a gap, when steering and one is open.
+    fn aim(&mut self, test: &mut TestArgs) -> Option<String> {
+        let rng = self.steer.as_mut()?;
+        if test.sut != "ordeal" {
+            return None;
+        }
+        let situations = self.coverage.never_reached();
+        let points = self.crash_points.never_reached();
+        let aimed = steer::steer(&situations, &points, rng)?;
+        test.nemesis = aimed.nemesis.into();
+        test.nemesis_overlap = aimed.overlap;
+        test.snapshot_interval_bytes = test
+            .snapshot_interval_bytes
+            .or(aimed.snapshot_interval_bytes);
+        test.crash_prefer = aimed.crash_points.join(",");
+        Some(aimed.gap)
+    }
+
+    fn add_run(&mut self, dir: &Path) {
+        self.coverage.add_run(dir);
+        self.crash_points.add_run(dir);
+    }
+
+    /// Coverage so far: the Raft situations and crash points reached.
+    fn reached(&self) -> Value {
+        let situations = model::replay::COVERAGE.len() - self.coverage.never_reached().len();
+        let points = node::crash_points::Point::ALL.len() - self.crash_points.never_reached().len();
+        json!({"situations": situations, "crash_points": points})
+    }
 }
 
 /// The turns this soak runs: the rotation of `suts`, or a shard's part.

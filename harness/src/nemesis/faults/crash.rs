@@ -4,9 +4,10 @@
 //! there (as a SIGKILL at that instant, between two particular writes);
 //! the heal restarts it on its data directory.
 //!
-//! The point is drawn among those the target has reached in its present
-//! process (its `GET /crash-points`; the whole catalogue when it does not
-//! answer), so that the cluster, in this configuration, drives it there
+//! The point is drawn among those `--crash-prefer` names (set by a
+//! steered soak for points no run reached), else among those the target
+//! has reached in its present process (its `GET /crash-points`; the whole
+//! catalogue when it does not answer), so that the cluster, in this configuration, drives it there
 //! again, and the hit (1 to 3, counted from the arming) with it. Held
 //! until the node exits or one more interval passes; a point that did
 //! not fire is disarmed at the heal. The history records the point, the
@@ -66,13 +67,17 @@ impl FaultPackage for Crash {
 
     async fn draw(&self, ctx: &Context, rng: &mut ChaCha8Rng) -> anyhow::Result<Planned> {
         let (targets, choice) = one_node::leader_or_other(ctx, rng).await;
-        let reached = reached_points(ctx, &targets[0]).await;
-        let names: Vec<&str> = if reached.is_empty() {
-            Point::ALL.iter().map(|p| p.name()).collect()
+        let names: Vec<String> = if !ctx.crash_prefer.is_empty() {
+            ctx.crash_prefer.clone()
         } else {
-            reached.iter().map(String::as_str).collect()
+            let reached = reached_points(ctx, &targets[0]).await;
+            if reached.is_empty() {
+                Point::ALL.iter().map(|p| p.name().to_string()).collect()
+            } else {
+                reached
+            }
         };
-        let point = names.choose(rng).expect("a crash point").to_string();
+        let point = names.choose(rng).expect("a crash point").clone();
         let hit = rng.gen_range(1..=HIT_MAX);
         Ok(Planned::new(targets, Arming { choice, point, hit }))
     }
