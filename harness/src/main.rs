@@ -130,9 +130,11 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             };
             soak::soak(
                 &test,
-                std::time::Duration::from_secs(duration_s),
-                keep_valid,
-                max_runs.unwrap_or(usize::MAX),
+                soak::Limits {
+                    duration: std::time::Duration::from_secs(duration_s),
+                    keep_valid,
+                    max_runs: max_runs.unwrap_or(usize::MAX),
+                },
                 &suts,
                 shard,
                 steer,

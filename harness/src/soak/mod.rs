@@ -85,18 +85,32 @@ fn refuse_rotated(args: &TestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long a soak runs and what it keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long to keep starting tests.
+    pub duration: Duration,
+    /// Valid runs whose store is kept (the most recent ones).
+    pub keep_valid: usize,
+    /// Runs at most.
+    pub max_runs: usize,
+}
+
 /// Runs the soak; exit code 1 when any run was invalid.
 pub async fn soak(
     args: &TestArgs,
-    duration: Duration,
-    keep_valid: usize,
-    max_runs: usize,
+    limits: Limits,
     suts: &[String],
     shard: Option<Shard>,
     steer: bool,
     slot: &RuntimeSlot,
 ) -> anyhow::Result<u8> {
     refuse_rotated(args)?;
+    let Limits {
+        duration,
+        keep_valid,
+        max_runs,
+    } = limits;
     let turns = soak_turns(suts, shard)?;
     let master = args
         .seed
