@@ -49,6 +49,7 @@ fn for_situation(situation: &str) -> (&'static str, usize, bool) {
     match situation {
         "snapshots_sent" | "snapshots_installed" => ("lag", 1, true),
         "conf_changes" => ("member", 1, false),
+        "crash_points_fired" => ("crash", 1, true),
         "snapshots_taken" | "compactions" => ("kill", 1, true),
         "check_quorum_step_downs" | "pre_votes_lost" => ("partition", 1, false),
         "restarts" | "restarts_with_uncommitted_tail" => ("kill", 1, false),
@@ -110,6 +111,8 @@ mod tests {
         assert_eq!(s.snapshot_interval_bytes, Some(SMALL_SNAPSHOTS));
         let s = steer(&["conf_changes"], &[], &mut rng).unwrap();
         assert_eq!((s.nemesis, s.crash_points.len()), ("member", 0));
+        let s = steer(&["crash_points_fired"], &[], &mut rng).unwrap();
+        assert_eq!(s.nemesis, "crash");
         let draws = |seed| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             (0..5)
