@@ -53,7 +53,7 @@ pub struct TestArgs {
     #[arg(long, default_value = "none", help = nemesis_help())]
     pub nemesis: String,
     /// Faults in force at once at most: each cycle draws this many of
-    /// different kinds (at most the kinds of --nemesis), each on nodes none
+    /// different kinds (no more than the kinds named), each on nodes none
     /// of the others touches, held together (1: one at a time).
     #[arg(long, default_value_t = 1)]
     pub nemesis_overlap: usize,
