@@ -1429,7 +1429,16 @@ fn a_soak_sums_raft_coverage_and_lists_what_was_never_reached() {
     assert!(
         never.contains(&"restarts") && !never.contains(&"votes_won"),
         "{never:?}"
+    ); // Issue 29: the crash points summed too; every write reaches the log's.
+    let points = &summary["crash_points"];
+    assert_eq!(points["runs"], 2, "{points}");
+    assert!(
+        points["points"]["wal.append.before-fsync"]["reached"]
+            .as_u64()
+            .unwrap()
+            > 0
     );
+    assert!(points["never_reached"].is_array() && stdout.contains("crash points summed"));
 }
 
 /// Issue 29: without `--swarm off` a run draws its node count and the
