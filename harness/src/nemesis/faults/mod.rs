@@ -7,6 +7,7 @@
 //! Adding a fault: its file here, and its line below (`Variant => module::Type`).
 
 pub mod clock;
+pub mod crash;
 pub mod disk_error;
 pub mod kill;
 pub mod lag;
@@ -124,6 +125,8 @@ registry! {
     Member => member::Member,
     /// Leadership moved to a chosen follower.
     Transfer => transfer::Transfer,
+    /// A seeded crash point armed on one node, fired, the node restarted.
+    Crash => crash::Crash,
 }
 
 impl Fault {
@@ -164,7 +167,8 @@ mod tests {
                 "slow-disk",
                 "disk-error",
                 "member",
-                "transfer"
+                "transfer",
+                "crash"
             ]
         );
         let mut sorted = Fault::ALL.to_vec();
