@@ -62,8 +62,11 @@ impl FaultPackage for Crash {
         sut.lacks(Ability::CrashPoints)
     }
 
-    // The crashed oracle (branch oracles) asks `stops_process`: true here,
-    // a fired point ends the target's process; the lead wires it at merge.
+    /// A fired point aborts the target's process: its exit is this
+    /// fault's doing, not a crash of the node (`judge/crashed.rs`).
+    fn stops_process(&self) -> bool {
+        true
+    }
 
     async fn draw(&self, ctx: &Context, rng: &mut ChaCha8Rng) -> anyhow::Result<Planned> {
         let (targets, choice) = one_node::leader_or_other(ctx, rng).await;
