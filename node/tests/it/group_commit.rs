@@ -183,8 +183,10 @@ fn most_in_flight(trace: &[Value]) -> usize {
             "role" => leading = e["role"] == "leader",
             "apply" => applied = e["index"].as_u64().unwrap(),
             "persist" if leading => {
+                // A persist of hard state alone may follow applies.
                 let last = e["last_index"].as_u64().unwrap();
-                most = most.max(with_block.range(applied + 1..=last).count());
+                let unapplied = with_block.range(applied + 1..).take_while(|&&i| i <= last);
+                most = most.max(unapplied.count());
             }
             _ => {}
         }
