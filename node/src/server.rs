@@ -2,10 +2,13 @@
 //! block cutter and the state machine. Everything else talks to it through
 //! a bounded event queue; it publishes what readers need in [`Shared`].
 //!
-//! Each turn: take events, tick, cut and propose blocks, then handle
+//! Each turn: take events, tick, cut (by Fabric's rules, and on a leader
+//! whose pipeline is idle: group commit) and propose blocks, then handle
 //! `Ready` in raft's order — send the leader's messages, install a
 //! snapshot, apply committed entries, persist entries and hard state with
-//! one fsync, only then send the messages that depend on them, advance.
+//! one fsync, only then send the messages that depend on them, advance;
+//! when that `Ready`'s applies emptied the pipeline, cut and handle one
+//! more.
 
 use crate::blockstore::StoreState;
 use crate::config::{Bug, NodeConfig};
