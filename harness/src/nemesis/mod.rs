@@ -28,13 +28,17 @@ pub mod grudge;
 pub mod members;
 pub mod one_node;
 pub mod package;
+pub mod schedule;
+pub mod shrink;
 
 use context::{sleep_or_stop, Context};
 use faults::Fault;
-use package::FaultPackage;
+use package::{FaultPackage, Planned};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use schedule::{Actual, ScheduledFault};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Salt that separates the nemesis's random stream from the generator's.
@@ -50,11 +54,33 @@ pub struct Nemesis {
     pub active: Arc<std::sync::Mutex<Vec<String>>>,
     /// The seed.
     pub seed: u64,
+    /// A schedule to do instead of drawing one (`harness replay`): its
+    /// faults at their offsets from the workload's start.
+    pub script: Option<Vec<ScheduledFault>>,
+    /// What was done, in order (the run's `schedule.json`).
+    pub log: Arc<std::sync::Mutex<Vec<ScheduledFault>>>,
+}
+
+/// A fault being done: when it began, for the schedule's log.
+struct Doing {
+    fault: Fault,
+    planned: Planned,
+    start_ms: u64,
+    in_force_ms: u64,
 }
 
 impl Nemesis {
-    /// Runs fault cycles until `stop` turns true, then heals what is in force.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    /// Runs fault cycles until `stop` turns true, then heals what is in
+    /// force; `started` is the workload's start, which the schedule's
+    /// offsets count from.
+    pub async fn run(
+        self,
+        started: Instant,
+        mut stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        if let Some(script) = self.script.clone() {
+            return self.replay(&script, started, &mut stop).await;
+        }
         if self.faults.is_empty() {
             return Ok(());
         }
@@ -71,7 +97,7 @@ impl Nemesis {
             // targets is what it was before rounds.
             let at = rng.gen_range(0..round.len() as u32) as usize;
             let fault = round.swap_remove(at);
-            if self.cycle(fault, &mut rng, &mut stop).await? {
+            if self.cycle(fault, started, &mut rng, &mut stop).await? {
                 return Ok(());
             }
         }
@@ -82,24 +108,121 @@ impl Nemesis {
     async fn cycle(
         &self,
         fault: Fault,
+        started: Instant,
         rng: &mut ChaCha8Rng,
         stop: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<bool> {
         let ctx = &self.context;
         let planned = fault.draw(ctx, rng).await?;
-        let mut active = fault.inject(ctx, &planned).await?;
-        self.active.lock().expect("active lock").push(format!(
-            "{} {}",
-            fault.name(),
-            active.targets.join(",")
-        ));
+        let (doing, mut active) = self.inject(fault, planned, started).await?;
         let mut stopped = sleep_or_stop(stop, ctx.interval).await;
         if !stopped {
             stopped = fault.hold(ctx, &mut active, stop).await;
         }
         let healing = fault.draw_heal(ctx, &active, rng).await?;
-        fault.heal(ctx, active, healing.as_ref()).await?;
-        self.active.lock().expect("active lock").clear();
+        let end_ms = since(started);
+        self.heal(doing, active, healing, end_ms, end_ms).await?;
         Ok(stopped)
     }
+
+    /// Does `script` (a recorded schedule) without drawing: each fault
+    /// injected at its start offset and healed at its end offset (at once
+    /// when the one before ran late), its heal the recorded one. Faults
+    /// after the stop are not started.
+    async fn replay(
+        &self,
+        script: &[ScheduledFault],
+        started: Instant,
+        stop: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        for s in script {
+            let Some(fault) = Fault::from_name(&s.name) else {
+                anyhow::bail!(
+                    "schedule: unknown fault `{}` (expected one of {})",
+                    s.name,
+                    Fault::names().join(", ")
+                );
+            };
+            if sleep_or_stop(stop, until(started, s.start_ms)).await {
+                return Ok(());
+            }
+            let (doing, active) = self.inject(fault, s.planned(), started).await?;
+            let stopped = sleep_or_stop(stop, until(started, s.end_ms)).await;
+            let actual_end_ms = since(started);
+            self.heal(doing, active, s.heal.clone(), s.end_ms, actual_end_ms)
+                .await?;
+            if stopped {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Injects a planned fault, for the progress bar and the log.
+    async fn inject(
+        &self,
+        fault: Fault,
+        planned: Planned,
+        started: Instant,
+    ) -> anyhow::Result<(Doing, package::Active)> {
+        let start_ms = since(started);
+        let active = fault.inject(&self.context, &planned).await?;
+        self.active.lock().expect("active lock").push(format!(
+            "{} {}",
+            fault.name(),
+            active.targets.join(",")
+        ));
+        let doing = Doing {
+            fault,
+            planned,
+            start_ms,
+            in_force_ms: since(started),
+        };
+        Ok((doing, active))
+    }
+
+    /// Heals a fault and logs it: planned to end at `end_ms`, its heal
+    /// begun at `actual_end_ms`.
+    async fn heal(
+        &self,
+        doing: Doing,
+        active: package::Active,
+        healing: Option<Planned>,
+        end_ms: u64,
+        actual_end_ms: u64,
+    ) -> anyhow::Result<()> {
+        let healed = doing
+            .fault
+            .heal(&self.context, active, healing.as_ref())
+            .await;
+        self.active.lock().expect("active lock").clear();
+        let script_start = self.script.as_ref().and_then(|s| {
+            s.get(self.log.lock().expect("log lock").len())
+                .map(|f| f.start_ms)
+        });
+        self.log.lock().expect("log lock").push(ScheduledFault {
+            name: doing.fault.name().to_string(),
+            targets: doing.planned.targets,
+            params: doing.planned.params,
+            heal: healing,
+            start_ms: script_start.unwrap_or(doing.start_ms),
+            end_ms,
+            actual: Some(Actual {
+                start_ms: doing.start_ms,
+                in_force_ms: doing.in_force_ms,
+                end_ms: actual_end_ms,
+            }),
+        });
+        healed
+    }
+}
+
+/// Milliseconds since `started`.
+fn since(started: Instant) -> u64 {
+    started.elapsed().as_millis() as u64
+}
+
+/// How long until `offset_ms` after `started` (zero when past).
+fn until(started: Instant, offset_ms: u64) -> Duration {
+    (started + Duration::from_millis(offset_ms)).saturating_duration_since(Instant::now())
 }

@@ -15,6 +15,7 @@ pub mod hosts;
 use crate::judge::Workload;
 use crate::nemesis::faults::Fault;
 use crate::nemesis::package::FaultPackage;
+use crate::nemesis::schedule::Schedule;
 use crate::runtime::ssh::hosts::HostSpec;
 use crate::runtime::ssh::session::Trust;
 use crate::runtime::RuntimeKind;
@@ -24,6 +25,7 @@ use args::TestArgs;
 use rand::RngCore;
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use workloads::{Ack, ReadMode};
 
 /// Nodes in a cluster at most (loopback addresses and grudges stay small).
@@ -74,6 +76,12 @@ pub struct Plan {
     pub aim_uncommitted_tail: bool,
     /// The command line, to rerun the test.
     pub command_line: String,
+    /// The schedule this run replays (`harness replay`), a path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<String>,
+    /// The schedule to replay instead of drawing faults.
+    #[serde(skip)]
+    pub script: Option<Arc<Schedule>>,
     /// The store root.
     #[serde(skip)]
     pub store: PathBuf,
@@ -199,6 +207,8 @@ impl Plan {
             faultfs: args.faultfs,
             aim_uncommitted_tail: args.aim_uncommitted_tail,
             command_line: String::new(),
+            replay_of: None,
+            script: None,
             store: args.store.clone(),
             node_binary: args.node_binary.clone(),
             etcd_binary: args.etcd_binary.clone(),
