@@ -13,6 +13,7 @@ mod disk;
 mod layers;
 mod load;
 mod member;
+mod replay;
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_harness");
 
