@@ -44,6 +44,23 @@ pub struct ShrinkArgs {
     /// The node binary (default: the one the workspace builds).
     #[arg(long, env = "ORDEAL_NODE_BIN")]
     pub node_binary: Option<PathBuf>,
+    /// Where the candidates' runs go (default: `shrink/` beside the run's
+    /// test directories, in its store: a short path, as faultfs's socket
+    /// paths must be).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+}
+
+/// Where the candidates' runs go: `--store`, or `<store>/shrink` for a
+/// run directory `<store>/<test>/<timestamp>`.
+fn candidates_store(args: &ShrinkArgs) -> anyhow::Result<PathBuf> {
+    if let Some(store) = &args.store {
+        return Ok(store.clone());
+    }
+    let dir = std::fs::canonicalize(&args.run_dir)
+        .with_context(|| format!("reading {}", args.run_dir.display()))?;
+    let root = dir.parent().and_then(Path::parent).unwrap_or(&dir);
+    Ok(root.join("shrink"))
 }
 
 /// The anomaly kinds of the invalid checkers (`checker:kind`, counted at
@@ -103,20 +120,11 @@ struct Harness<'s> {
 impl Oracle for Harness<'_> {
     async fn run(&mut self, candidate: &Schedule) -> anyhow::Result<Outcome> {
         self.runs += 1;
-        let (outcome, _) = match replay_once(candidate, &self.source, &self.replay, self.slot).await
-        {
-            Ok(done) => done,
-            Err(e) => {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "shrink: a candidate's run failed; counted as not reproduced"
-                );
-                return Ok(Outcome {
-                    reproduced: false,
-                    anomalies: Vec::new(),
-                });
-            }
-        };
+        // A run the harness could not make stops the shrink (the best so
+        // far is in shrunk.json): it says nothing of the candidate.
+        let (outcome, _) = replay_once(candidate, &self.source, &self.replay, self.slot)
+            .await
+            .context("shrink: replaying a candidate")?;
         let found = anomaly_kinds(&outcome.results);
         let reproduced = !found.is_disjoint(&self.targets);
         if !reproduced {
@@ -176,7 +184,7 @@ pub async fn shrink(args: &ShrinkArgs, slot: &RuntimeSlot) -> anyhow::Result<u8>
     let mut harness = Harness {
         source: file,
         replay: ReplayArgs {
-            store: args.run_dir.join("shrink"),
+            store: candidates_store(args)?,
             node_binary: args.node_binary.clone(),
         },
         slot,

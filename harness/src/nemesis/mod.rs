@@ -79,7 +79,7 @@ impl Nemesis {
         mut stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         if let Some(script) = self.script.clone() {
-            return self.replay(&script, started, &mut stop).await;
+            return self.replay(&script, started).await;
         }
         if self.faults.is_empty() {
             return Ok(());
@@ -127,14 +127,11 @@ impl Nemesis {
 
     /// Does `script` (a recorded schedule) without drawing: each fault
     /// injected at its start offset and healed at its end offset (at once
-    /// when the one before ran late), its heal the recorded one. Faults
-    /// after the stop are not started.
-    async fn replay(
-        &self,
-        script: &[ScheduledFault],
-        started: Instant,
-        stop: &mut watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
+    /// when the one before ran late), its heal the recorded one. Every
+    /// fault of the script is done, those after the workload's stop too:
+    /// a drawn run's nemesis starts one more fault while the last
+    /// workers' requests are still out, and a replay must do it as well.
+    async fn replay(&self, script: &[ScheduledFault], started: Instant) -> anyhow::Result<()> {
         for s in script {
             let Some(fault) = Fault::from_name(&s.name) else {
                 anyhow::bail!(
@@ -143,17 +140,12 @@ impl Nemesis {
                     Fault::names().join(", ")
                 );
             };
-            if sleep_or_stop(stop, until(started, s.start_ms)).await {
-                return Ok(());
-            }
+            tokio::time::sleep(until(started, s.start_ms)).await;
             let (doing, active) = self.inject(fault, s.planned(), started).await?;
-            let stopped = sleep_or_stop(stop, until(started, s.end_ms)).await;
+            tokio::time::sleep(until(started, s.end_ms)).await;
             let actual_end_ms = since(started);
             self.heal(doing, active, s.heal.clone(), s.end_ms, actual_end_ms)
                 .await?;
-            if stopped {
-                return Ok(());
-            }
         }
         Ok(())
     }

@@ -22,7 +22,14 @@ fn planned(schedule: &Value) -> Vec<Value> {
         .unwrap()
         .iter()
         .map(|f| {
-            serde_json::json!([f["name"], f["targets"], f["params"], f["heal"], f["start_ms"], f["end_ms"]])
+            serde_json::json!([
+                f["name"],
+                f["targets"],
+                f["params"],
+                f["heal"],
+                f["start_ms"],
+                f["end_ms"]
+            ])
         })
         .collect()
 }
@@ -43,7 +50,10 @@ fn replay_does_the_same_faults_on_the_same_targets_at_the_same_offsets() {
     let schedule = original.json("schedule.json");
     assert!(planned(&schedule).len() >= 3, "{schedule:#}");
     assert_eq!(schedule["seed"], 32);
-    assert_eq!(schedule["plan"]["seed"], 32, "the plan as test.json holds it");
+    assert_eq!(
+        schedule["plan"]["seed"], 32,
+        "the plan as test.json holds it"
+    );
 
     let store = tempfile::tempdir().unwrap();
     let output = Command::new(HARNESS)
@@ -63,17 +73,31 @@ fn replay_does_the_same_faults_on_the_same_targets_at_the_same_offsets() {
     };
     assert_eq!(replay.code(), 0, "{}", replay.explain());
     let stdout = String::from_utf8_lossy(&replay.output.stdout);
-    assert!(stdout.contains("drift of start: median"), "{}", replay.explain());
+    assert!(
+        stdout.contains("drift of start: median"),
+        "{}",
+        replay.explain()
+    );
 
     let again = replay.json("schedule.json");
-    assert_eq!(planned(&again), planned(&schedule), "the same faults, targets, params and offsets");
+    assert_eq!(
+        planned(&again),
+        planned(&schedule),
+        "the same faults, targets, params and offsets"
+    );
     assert_eq!(starts(&replay.history()), starts(&original.history()));
     assert_eq!(
         replay.json("test.json")["replay_of"],
         original.dir.join("schedule.json").display().to_string()
     );
     let drift = replay.json("drift.json");
-    assert_eq!(drift["faults"].as_array().unwrap().len(), planned(&schedule).len());
+    assert_eq!(
+        drift["faults"].as_array().unwrap().len(),
+        planned(&schedule).len()
+    );
     let worst = drift["start_drift_ms_worst"].as_i64().unwrap();
-    assert!(worst.abs() < 1_000, "a fault started {worst} ms off its plan: {drift:#}");
+    assert!(
+        worst.abs() < 1_000,
+        "a fault started {worst} ms off its plan: {drift:#}"
+    );
 }
