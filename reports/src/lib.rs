@@ -23,6 +23,7 @@ pub mod members;
 pub mod persist;
 pub mod plots;
 pub mod raft;
+pub mod schedule;
 pub mod stats;
 pub mod status;
 pub mod synthetic;
@@ -268,6 +269,7 @@ pub fn render(run_dir: &Path) -> Result<Summary, ReportError> {
             results.as_ref(),
             &names,
             &raft_section,
+            &schedule::section(run_dir, html::esc),
             &notes,
         ),
     )?;

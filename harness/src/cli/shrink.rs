@@ -9,6 +9,7 @@
 //! names) comes back, not merely any invalid verdict.
 
 use crate::cli::replay::{replay_once, ReplayArgs};
+use crate::judge::report::report;
 use crate::judge::verdict::{EXIT_UNKNOWN, EXIT_VALID};
 use crate::nemesis::schedule::Schedule;
 use crate::nemesis::shrink::{Oracle, Outcome, Shrinker, Shrunk};
@@ -247,6 +248,7 @@ pub async fn shrink(args: &ShrinkArgs, slot: &RuntimeSlot) -> anyhow::Result<u8>
         json!((args.confirm > 0).then(|| f64::from(failures) / f64::from(args.confirm)));
     doc["reproduced"] = json!(args.confirm == 0 || failures > 0);
     write_json(&out, &doc)?;
+    report(&args.run_dir);
     print_summary(&doc, &shrunk);
     println!("shrunk: {}\nreplay: {replay_command}", out.display());
     Ok(EXIT_VALID)
