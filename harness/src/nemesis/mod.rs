@@ -7,6 +7,11 @@
 //! seeded order, so that a mix of k kinds has shown every one of them
 //! after k cycles.
 //!
+//! Given a schedule instead (`harness replay`, `schedule.rs`), it draws
+//! nothing: each recorded fault is injected and healed at its offsets
+//! from the workload's start. Either way every fault done is logged, with
+//! its planned and actual moments, for the run's `schedule.json`.
+//!
 //! Every fault draws its targets among the nodes that are members now
 //! (the registry, `cluster/membership.rs`), which the `member` fault
 //! changes; `member` and `transfer` record their end as soon as the change
@@ -65,6 +70,8 @@ pub struct Nemesis {
 struct Doing {
     fault: Fault,
     planned: Planned,
+    /// When it was to start (a drawn fault: when it did).
+    planned_start_ms: u64,
     start_ms: u64,
     in_force_ms: u64,
 }
@@ -141,7 +148,8 @@ impl Nemesis {
                 );
             };
             tokio::time::sleep(until(started, s.start_ms)).await;
-            let (doing, active) = self.inject(fault, s.planned(), started).await?;
+            let (mut doing, active) = self.inject(fault, s.planned(), started).await?;
+            doing.planned_start_ms = s.start_ms;
             tokio::time::sleep(until(started, s.end_ms)).await;
             let actual_end_ms = since(started);
             self.heal(doing, active, s.heal.clone(), s.end_ms, actual_end_ms)
@@ -167,6 +175,7 @@ impl Nemesis {
         let doing = Doing {
             fault,
             planned,
+            planned_start_ms: start_ms,
             start_ms,
             in_force_ms: since(started),
         };
@@ -188,16 +197,12 @@ impl Nemesis {
             .heal(&self.context, active, healing.as_ref())
             .await;
         self.active.lock().expect("active lock").clear();
-        let script_start = self.script.as_ref().and_then(|s| {
-            s.get(self.log.lock().expect("log lock").len())
-                .map(|f| f.start_ms)
-        });
         self.log.lock().expect("log lock").push(ScheduledFault {
             name: doing.fault.name().to_string(),
             targets: doing.planned.targets,
             params: doing.planned.params,
             heal: healing,
-            start_ms: script_start.unwrap_or(doing.start_ms),
+            start_ms: doing.planned_start_ms,
             end_ms,
             actual: Some(Actual {
                 start_ms: doing.start_ms,
