@@ -38,6 +38,11 @@ pub struct ShrinkArgs {
     /// fails (0: none).
     #[arg(long, default_value_t = 5)]
     pub confirm: u32,
+    /// A candidate's run ends this long after its last fault's end (never
+    /// later than the original's); default: the nemesis interval. Longer
+    /// runs reproduce more often and cost more.
+    #[arg(long)]
+    pub tail_s: Option<u64>,
     /// The anomaly kind to reproduce (`checker:kind`, as results.json
     /// names them); default: any the original run found.
     #[arg(long)]
@@ -200,6 +205,7 @@ pub async fn shrink(args: &ShrinkArgs, slot: &RuntimeSlot) -> anyhow::Result<u8>
             "seed": original.seed,
             "targets": targets,
             "reruns": args.reruns,
+            "tail_s": args.tail_s.unwrap_or(original.clock.nemesis_interval_s),
             "budget_s": args.budget_s,
             "replay_command": replay_command,
         }),
@@ -230,7 +236,7 @@ pub async fn shrink(args: &ShrinkArgs, slot: &RuntimeSlot) -> anyhow::Result<u8>
     let mut shrinker = Shrinker {
         oracle: &mut harness,
         reruns: args.reruns,
-        tail_ms: original.clock.nemesis_interval_s * 1000,
+        tail_ms: args.tail_s.unwrap_or(original.clock.nemesis_interval_s) * 1000,
         time_limit_ms: original.clock.time_limit_s * 1000,
     };
     let shrunk = shrinker.shrink(original.as_plan(), anomalies).await?;
