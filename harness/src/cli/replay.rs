@@ -8,6 +8,7 @@
 use crate::judge::verdict::{exit_code, print};
 use crate::nemesis::package::FaultPackage;
 use crate::nemesis::schedule::{Drift, Schedule};
+use crate::plan::args::TestArgs;
 use crate::plan::Plan;
 use crate::run::{run_test, RunOutcome, RuntimeSlot};
 use crate::store::write_json;
@@ -27,6 +28,13 @@ pub struct ReplayArgs {
     pub node_binary: Option<PathBuf>,
 }
 
+/// A test's command line (a test's flags only).
+#[derive(Debug, Parser)]
+struct TestLine {
+    #[command(flatten)]
+    test: TestArgs,
+}
+
 /// The plan of `schedule`'s run, to replay it: its command line parsed
 /// again, with its seed and timings, the schedule given to the nemesis.
 pub fn plan_for(schedule: &Schedule, source: &Path, args: &ReplayArgs) -> anyhow::Result<Plan> {
@@ -35,9 +43,9 @@ pub fn plan_for(schedule: &Schedule, source: &Path, args: &ReplayArgs) -> anyhow
         bail!("schedule: command line `{line}` has no ` -- ` before the test's flags");
     };
     let words = std::iter::once("harness").chain(flags.split_whitespace());
-    let cli = crate::cli::Cli::try_parse_from(words)
+    let parsed = TestLine::try_parse_from(words)
         .with_context(|| format!("schedule: parsing the command line `{line}`"))?;
-    let mut test = cli.test;
+    let mut test = parsed.test;
     test.seed = Some(schedule.seed);
     test.time_limit_s = schedule.clock.time_limit_s;
     test.nemesis_interval_s = schedule.clock.nemesis_interval_s;
@@ -124,4 +132,84 @@ pub fn print_drift(drift: &Drift) {
         ms(drift.in_force_drift_ms_worst),
         drift.not_started
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nemesis::schedule::{ScheduleClock, ScheduledFault, SCHEDULE_VERSION};
+    use serde_json::Value;
+
+    fn schedule(command_line: &str, fault: &str) -> Schedule {
+        Schedule {
+            version: SCHEDULE_VERSION,
+            seed: 77,
+            clock: ScheduleClock {
+                time_limit_s: 25,
+                nemesis_interval_s: 4,
+                recovery_s: 6,
+                election_timeout_ms: 1000,
+            },
+            command_line: command_line.into(),
+            plan: Value::Null,
+            replay_of: None,
+            faults: vec![ScheduledFault {
+                name: fault.into(),
+                targets: vec!["n2".into()],
+                params: Value::Null,
+                heal: None,
+                start_ms: 1_000,
+                end_ms: 2_000,
+                actual: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_plan_is_the_original_s_with_the_schedule_s_seed_timings_and_faults() {
+        let line = "cargo run -p harness -- --workload register --nemesis kill,pause --nodes 5 --time-limit-s 60 --runtime process --seed 3 --bug ack-before-commit --snapshot-interval-bytes 4096";
+        let args = ReplayArgs {
+            store: "elsewhere".into(),
+            node_binary: None,
+        };
+        let plan = plan_for(&schedule(line, "kill"), Path::new("s.json"), &args).unwrap();
+        assert_eq!(
+            (
+                plan.seed,
+                plan.time_limit_s,
+                plan.nemesis_interval_s,
+                plan.recovery_s
+            ),
+            (77, 25, 4, 6)
+        );
+        assert_eq!(
+            (
+                plan.nodes.len(),
+                plan.bugs.clone(),
+                plan.snapshot_interval_bytes
+            ),
+            (5, vec!["ack-before-commit".to_string()], 4096)
+        );
+        assert_eq!(plan.store, Path::new("elsewhere"));
+        assert_eq!(plan.replay_of.as_deref(), Some("s.json"));
+        let script = plan.script.unwrap();
+        assert_eq!(
+            (script.faults.len(), script.faults[0].targets.clone()),
+            (1, vec!["n2".to_string()])
+        );
+
+        let e = plan_for(&schedule(line, "partition"), Path::new("s.json"), &args).unwrap_err();
+        assert!(
+            format!("{e:#}")
+                .contains("fault `partition` is not among the plan's faults (kill, pause)"),
+            "{e:#}"
+        );
+        let e = plan_for(
+            &schedule("harness --seed 3", "kill"),
+            Path::new("s.json"),
+            &args,
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("no ` -- `"), "{e:#}");
+    }
 }

@@ -3,7 +3,7 @@
 //! what its heal did when that was drawn too, and when it started and
 //! ended as offsets from the workload's start; with the workload's seed,
 //! the plan (the node configuration) and the run's timings. A schedule
-//! given back to the nemesis ([`crate::nemesis::Nemesis::script`]) is done
+//! given back to the nemesis (its `script`) is done
 //! again without drawing: the same faults on the same targets at the same
 //! offsets (`harness replay`, `harness shrink`).
 //!
