@@ -148,6 +148,10 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             )
             .await
         }
+        Some(Command::Replay { schedule, args }) => {
+            cli::replay::replay(&schedule, &args, slot).await
+        }
+        Some(Command::Shrink(args)) => cli::shrink::shrink(&args, slot).await,
         Some(Command::SoakMerge { files, out }) => soak::merge::merge(&files, out.as_deref()),
     }
 }

@@ -232,6 +232,7 @@ pub fn page(
     results: Option<&Value>,
     nodes: &[String],
     raft: &str,
+    schedule: &str,
     notes: &Notes<'_>,
 ) -> String {
     let (word, colour) = verdict_word(&s.valid);
@@ -272,7 +273,7 @@ pub fn page(
 <h2>Timeline</h2>{timeline}
 <h2>Latency</h2><img src="latency-raw.png" alt="latency of every operation"><img src="latency-quantiles.png" alt="latency quantiles per window">{latency}
 <h2>Throughput</h2><img src="rate.png" alt="throughput per window">
-<h2>Faults and recovery</h2>{faults}{configurations}
+<h2>Faults and recovery</h2>{faults}{schedule}{configurations}
 <h2>Load during faults</h2>{load}
 <h2>Disk: persist (write + fsync) durations, snapshots</h2><img src="fsync.png" alt="persist durations over time"><img src="fsync-distribution.png" alt="persist duration distribution">{fsync}
 <h2>Test</h2>{params}<p>Node logs: {logs}</p>

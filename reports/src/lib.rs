@@ -24,6 +24,7 @@ pub mod members;
 pub mod persist;
 pub mod plots;
 pub mod raft;
+pub mod schedule;
 pub mod stats;
 pub mod status;
 pub mod synthetic;
@@ -273,6 +274,7 @@ pub fn render(run_dir: &Path) -> Result<Summary, ReportError> {
             results.as_ref(),
             &names,
             &raft_section,
+            &schedule::section(run_dir, html::esc),
             &notes,
         ),
     )?;

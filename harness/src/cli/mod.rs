@@ -10,6 +10,8 @@
 pub mod bench;
 pub mod check;
 pub mod clean;
+pub mod replay;
+pub mod shrink;
 pub mod test;
 
 use crate::plan::args::{HostArgs, TestArgs};
@@ -134,6 +136,24 @@ pub enum Command {
         #[command(flatten)]
         test: Box<TestArgs>,
     },
+    /// Run a recorded schedule again: the same faults on the same targets
+    /// at the same offsets from the workload's start, the same seed and
+    /// node configuration; prints how far each fault's start drifted and
+    /// writes drift.json into the new run's store. Exit code as a test's.
+    Replay {
+        /// A run directory (its schedule.json), a schedule.json, or a
+        /// shrunk.json.
+        schedule: PathBuf,
+        /// Where the replay runs and what it runs.
+        #[command(flatten)]
+        args: replay::ReplayArgs,
+    },
+    /// Delta-debug the schedule of a failing run: remove faults, shorten
+    /// them, move them later, replaying each candidate on a real cluster;
+    /// writes RUN_DIR/shrunk.json (after every improvement: Ctrl-C keeps
+    /// the best so far) and prints the command that replays it. Exit 0
+    /// when the shrunk schedule reproduced, 2 when the original did not.
+    Shrink(shrink::ShrinkArgs),
     /// Merge the soak-summary.json of several soaks (the shards of one
     /// nightly) into one table: runs, ops, verdicts and coverage per test.
     /// Exit 1 if any run was invalid.

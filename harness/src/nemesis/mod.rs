@@ -10,6 +10,11 @@
 //! others touches (`overlap.rs`), injects them all, holds them together
 //! and heals them in the reverse order (Jepsen's combined packages).
 //!
+//! Given a schedule instead (`harness replay`, `schedule.rs`), it draws
+//! nothing: each recorded fault is injected and healed at its offsets
+//! from the workload's start. Either way every fault done is logged, with
+//! its planned and actual moments, for the run's `schedule.json`.
+//!
 //! Every fault draws its targets among the nodes that are members now
 //! (the registry, `cluster/membership.rs`), which the `member` fault
 //! changes; `member` and `transfer` record their end as soon as the change
@@ -32,13 +37,17 @@ pub mod members;
 pub mod one_node;
 pub mod overlap;
 pub mod package;
+pub mod schedule;
+pub mod shrink;
 
 use context::{sleep_or_stop, Context};
 use faults::Fault;
 use package::{Active, FaultPackage, Planned};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use schedule::{Actual, ScheduledFault};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Salt that separates the nemesis's random stream from the generator's.
@@ -57,14 +66,38 @@ pub struct Nemesis {
     /// Faults in force at once at most (`--nemesis-overlap`; 1: one at
     /// a time).
     pub overlap: usize,
+    /// A schedule to do instead of drawing one (`harness replay`): its
+    /// faults at their offsets from the workload's start.
+    pub script: Option<Vec<ScheduledFault>>,
+    /// What was done, in order (the run's `schedule.json`).
+    pub log: Arc<std::sync::Mutex<Vec<ScheduledFault>>>,
+}
+
+/// A fault being done: when it began, for the schedule's log.
+struct Doing {
+    fault: Fault,
+    planned: Planned,
+    /// When it was to start (a drawn fault: when it did).
+    planned_start_ms: u64,
+    start_ms: u64,
+    in_force_ms: u64,
 }
 
 /// Draws of a fault that meets others of its cycle before it is left out.
 const OVERLAP_DRAWS_MAX: usize = 3;
 
 impl Nemesis {
-    /// Runs fault cycles until `stop` turns true, then heals what is in force.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    /// Runs fault cycles until `stop` turns true, then heals what is in
+    /// force; `started` is the workload's start, which the schedule's
+    /// offsets count from.
+    pub async fn run(
+        self,
+        started: Instant,
+        mut stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        if let Some(script) = self.script.clone() {
+            return self.replay(&script, started).await;
+        }
         if self.faults.is_empty() {
             return Ok(());
         }
@@ -76,10 +109,11 @@ impl Nemesis {
             }
             let stopped = if self.overlap <= 1 {
                 let fault = next_of_round(&mut round, &self.faults, &[], &mut rng);
-                self.cycle(fault, &mut rng, &mut stop).await?
+                self.cycle(fault, started, &mut rng, &mut stop).await?
             } else {
                 let drawn = self.draw_overlapping(&mut round, &mut rng).await?;
-                self.cycle_overlapping(drawn, &mut rng, &mut stop).await?
+                self.cycle_overlapping(drawn, started, &mut rng, &mut stop)
+                    .await?
             };
             if stopped {
                 return Ok(());
@@ -117,19 +151,19 @@ impl Nemesis {
     async fn cycle_overlapping(
         &self,
         drawn: Vec<(Fault, Planned)>,
+        started: Instant,
         rng: &mut ChaCha8Rng,
         stop: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<bool> {
         let ctx = &self.context;
-        let mut in_force: Vec<(Fault, Active)> = Vec::new();
+        let mut in_force: Vec<(Fault, Doing, Active)> = Vec::new();
         for (fault, planned) in drawn {
-            let active = fault.inject(ctx, &planned).await?;
-            self.show(fault, &active);
-            in_force.push((fault, active));
+            let (doing, active) = self.inject(fault, planned, started).await?;
+            in_force.push((fault, doing, active));
         }
         let mut stopped = sleep_or_stop(stop, ctx.interval).await;
         if !stopped {
-            let holds = in_force.iter_mut().map(|(fault, active)| {
+            let holds = in_force.iter_mut().map(|(fault, _, active)| {
                 let mut stop = stop.clone();
                 async move { fault.hold(ctx, active, &mut stop).await }
             });
@@ -138,11 +172,11 @@ impl Nemesis {
                 .into_iter()
                 .any(|s| s);
         }
-        while let Some((fault, active)) = in_force.pop() {
+        while let Some((fault, doing, active)) = in_force.pop() {
             let healing = fault.draw_heal(ctx, &active, rng).await?;
-            fault.heal(ctx, active, healing.as_ref()).await?;
+            let end_ms = since(started);
+            self.heal(doing, active, healing, end_ms, end_ms).await?;
         }
-        self.active.lock().expect("active lock").clear();
         Ok(stopped)
     }
 
@@ -160,22 +194,109 @@ impl Nemesis {
     async fn cycle(
         &self,
         fault: Fault,
+        started: Instant,
         rng: &mut ChaCha8Rng,
         stop: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<bool> {
         let ctx = &self.context;
         let planned = fault.draw(ctx, rng).await?;
-        let mut active = fault.inject(ctx, &planned).await?;
-        self.show(fault, &active);
+        let (doing, mut active) = self.inject(fault, planned, started).await?;
         let mut stopped = sleep_or_stop(stop, ctx.interval).await;
         if !stopped {
             stopped = fault.hold(ctx, &mut active, stop).await;
         }
         let healing = fault.draw_heal(ctx, &active, rng).await?;
-        fault.heal(ctx, active, healing.as_ref()).await?;
-        self.active.lock().expect("active lock").clear();
+        let end_ms = since(started);
+        self.heal(doing, active, healing, end_ms, end_ms).await?;
         Ok(stopped)
     }
+
+    /// Does `script` (a recorded schedule) without drawing: each fault
+    /// injected at its start offset and healed at its end offset (at once
+    /// when the one before ran late), its heal the recorded one. Every
+    /// fault of the script is done, those after the workload's stop too:
+    /// a drawn run's nemesis starts one more fault while the last
+    /// workers' requests are still out, and a replay must do it as well.
+    async fn replay(&self, script: &[ScheduledFault], started: Instant) -> anyhow::Result<()> {
+        for s in script {
+            let Some(fault) = Fault::from_name(&s.name) else {
+                anyhow::bail!(
+                    "schedule: unknown fault `{}` (expected one of {})",
+                    s.name,
+                    Fault::names().join(", ")
+                );
+            };
+            tokio::time::sleep(until(started, s.start_ms)).await;
+            let (mut doing, active) = self.inject(fault, s.planned(), started).await?;
+            doing.planned_start_ms = s.start_ms;
+            tokio::time::sleep(until(started, s.end_ms)).await;
+            let actual_end_ms = since(started);
+            self.heal(doing, active, s.heal.clone(), s.end_ms, actual_end_ms)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Injects a planned fault, for the progress bar and the log.
+    async fn inject(
+        &self,
+        fault: Fault,
+        planned: Planned,
+        started: Instant,
+    ) -> anyhow::Result<(Doing, Active)> {
+        let start_ms = since(started);
+        let active = fault.inject(&self.context, &planned).await?;
+        self.show(fault, &active);
+        let doing = Doing {
+            fault,
+            planned,
+            planned_start_ms: start_ms,
+            start_ms,
+            in_force_ms: since(started),
+        };
+        Ok((doing, active))
+    }
+
+    /// Heals a fault and logs it: planned to end at `end_ms`, its heal
+    /// begun at `actual_end_ms`.
+    async fn heal(
+        &self,
+        doing: Doing,
+        active: Active,
+        healing: Option<Planned>,
+        end_ms: u64,
+        actual_end_ms: u64,
+    ) -> anyhow::Result<()> {
+        let healed = doing
+            .fault
+            .heal(&self.context, active, healing.as_ref())
+            .await;
+        self.active.lock().expect("active lock").clear();
+        self.log.lock().expect("log lock").push(ScheduledFault {
+            name: doing.fault.name().to_string(),
+            targets: doing.planned.targets,
+            params: doing.planned.params,
+            heal: healing,
+            start_ms: doing.planned_start_ms,
+            end_ms,
+            actual: Some(Actual {
+                start_ms: doing.start_ms,
+                in_force_ms: doing.in_force_ms,
+                end_ms: actual_end_ms,
+            }),
+        });
+        healed
+    }
+}
+
+/// Milliseconds since `started`.
+fn since(started: Instant) -> u64 {
+    started.elapsed().as_millis() as u64
+}
+
+/// How long until `offset_ms` after `started` (zero when past).
+fn until(started: Instant, offset_ms: u64) -> Duration {
+    (started + Duration::from_millis(offset_ms)).saturating_duration_since(Instant::now())
 }
 
 /// The next fault of the round (every kind of the plan once per round, in

@@ -17,6 +17,7 @@ pub mod swarm;
 use crate::judge::Workload;
 use crate::nemesis::faults::Fault;
 use crate::nemesis::package::FaultPackage;
+use crate::nemesis::schedule::Schedule;
 use crate::runtime::ssh::hosts::HostSpec;
 use crate::runtime::ssh::session::Trust;
 use crate::runtime::RuntimeKind;
@@ -26,6 +27,7 @@ use args::TestArgs;
 use rand::RngCore;
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use swarm::{Swarm, SwarmMode};
 use workloads::{Ack, ReadMode};
 
@@ -84,6 +86,12 @@ pub struct Plan {
     pub crash_prefer: Vec<String>,
     /// The command line, to rerun the test.
     pub command_line: String,
+    /// The schedule this run replays (`harness replay`), a path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<String>,
+    /// The schedule to replay instead of drawing faults.
+    #[serde(skip)]
+    pub script: Option<Arc<Schedule>>,
     /// The store root.
     #[serde(skip)]
     pub store: PathBuf,
@@ -251,6 +259,8 @@ impl Plan {
             aim_uncommitted_tail: args.aim_uncommitted_tail,
             crash_prefer: crash_prefer(&args.crash_prefer)?,
             command_line: String::new(),
+            replay_of: None,
+            script: None,
             store: args.store.clone(),
             node_binary: args.node_binary.clone(),
             etcd_binary: args.etcd_binary.clone(),

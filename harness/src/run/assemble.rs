@@ -3,6 +3,7 @@
 use crate::history::Recorder;
 use crate::judge::Workload;
 use crate::nemesis::context::Context;
+use crate::nemesis::schedule::ScheduledFault;
 use crate::nemesis::Nemesis;
 use crate::plan::Plan;
 use crate::run::cluster::Cluster;
@@ -24,6 +25,8 @@ pub struct Assembly {
     pub nemesis: Nemesis,
     /// The faults in force, for the progress bar.
     pub active: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The faults done so far, in order (the run's `schedule.json`).
+    pub log: Arc<std::sync::Mutex<Vec<ScheduledFault>>>,
 }
 
 /// Phase two: the system's client, the workload's generator and the
@@ -57,17 +60,21 @@ pub fn assemble(
         crash_prefer: plan.crash_prefer.clone(),
         tallies: Default::default(),
     };
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
     let nemesis = Nemesis {
         faults: plan.nemesis.clone(),
         context,
         active: active.clone(),
         seed: plan.seed,
         overlap: plan.nemesis_overlap,
+        script: plan.script.as_ref().map(|s| s.faults.clone()),
+        log: log.clone(),
     };
     Ok(Assembly {
         client,
         generator,
         nemesis,
         active,
+        log,
     })
 }

@@ -25,6 +25,9 @@ use crate::judge::catchup::RECOVERY_JSON;
 use crate::judge::report::report;
 use crate::judge::Workload;
 use crate::nemesis::package::FaultPackage;
+use crate::nemesis::schedule::{
+    Schedule, ScheduleClock, ScheduledFault, SCHEDULE_FILE, SCHEDULE_VERSION,
+};
 use crate::plan::Plan;
 use crate::runtime::verbs::Runtime;
 use crate::runtime::AnyRuntime;
@@ -138,7 +141,11 @@ async fn drive(
         history.recorder.clone(),
     )?;
     let crash_watch = CrashWatch::start(runtime.clone(), &history.recorder);
-    let ran = run_workload(plan, test, placement, &history.recorder).await?;
+    let log = test.log.clone();
+    let ran = run_workload(plan, test, placement, &history.recorder).await;
+    let faults = log.lock().expect("log lock").clone();
+    write_schedule(plan, run_dir, faults)?;
+    let ran = ran?;
     let recovery = heal_and_recover(
         plan,
         &runtime,
@@ -175,6 +182,34 @@ async fn drive(
         workload: ran,
         recorder_busy: history.recorder.busy(),
     })
+}
+
+/// Writes the run's `schedule.json`: the faults done, with the plan as
+/// `test.json` holds it.
+fn write_schedule(
+    plan: &Plan,
+    run_dir: &RunDir,
+    faults: Vec<ScheduledFault>,
+) -> anyhow::Result<()> {
+    let test_json = run_dir.path.join("test.json");
+    let text = std::fs::read_to_string(&test_json)
+        .with_context(|| format!("reading {}", test_json.display()))?;
+    let schedule = Schedule {
+        version: SCHEDULE_VERSION,
+        seed: plan.seed,
+        clock: ScheduleClock {
+            time_limit_s: plan.time_limit_s,
+            nemesis_interval_s: plan.nemesis_interval_s,
+            recovery_s: plan.recovery_s,
+            election_timeout_ms: plan.election_timeout_ms,
+        },
+        command_line: plan.command_line.clone(),
+        plan: serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", test_json.display()))?,
+        replay_of: plan.replay_of.clone(),
+        faults,
+    };
+    schedule.write(&run_dir.path.join(SCHEDULE_FILE))
 }
 
 /// The history file and the task that flushes it; the task stops when this

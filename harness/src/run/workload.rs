@@ -63,7 +63,7 @@ pub async fn run_workload(
         .map(|w| tokio::spawn(workers.clone().run(w)))
         .collect();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let nemesis_task = tokio::spawn(test.nemesis.run(stop_rx));
+    let nemesis_task = tokio::spawn(test.nemesis.run(started, stop_rx));
     let progress = crate::run::progress::show(workers.clone(), test.active, deadline);
     for h in handles {
         h.await.context("a worker panicked")?;

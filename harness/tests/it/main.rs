@@ -15,6 +15,7 @@ mod layers;
 mod load;
 mod member;
 mod nats;
+mod replay;
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_harness");
 
