@@ -1,0 +1,158 @@
+//! What the faults that damage or replace a node's durable state share
+//! (`faults/corrupt.rs`, `rollback.rs`, `wipe.rs`): a faultfs checkpoint
+//! named per fault, a node restarted and watched until it runs on or
+//! refuses, the reason it gave (the last error line of its log), and the
+//! operator's repair of a node that refused: its data put back from the
+//! checkpoint, then a restart. `docs/storage-faults.md` says what
+//! ordeal-node must do under each fault.
+
+use crate::nemesis::context::Context;
+use crate::runtime::verbs::Runtime;
+use faultfs::Command as FsCommand;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// How long a node restarted on damaged or lost state is watched: its
+/// recovery, an election timeout and a leader's heartbeats fit in it
+/// (a refusal comes at recovery, or at the first heartbeat).
+pub const WATCH: Duration = Duration::from_secs(5);
+/// How often a watched node is asked whether it runs.
+const WATCH_POLL: Duration = Duration::from_millis(100);
+/// How much of a refusing node's last error line the history keeps.
+const REASON_CHARS_MAX: usize = 400;
+
+/// A faultfs answer as JSON (a string when it is not JSON, `null` when
+/// empty), for the history.
+pub fn answer_json(answer: &str) -> Value {
+    if answer.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(answer).unwrap_or_else(|_| json!(answer))
+}
+
+/// Takes the faultfs checkpoint `name` of `node`'s durable image; returns
+/// faultfs's answer.
+pub async fn checkpoint(ctx: &Context, node: &str, name: &str) -> anyhow::Result<Value> {
+    let mut rt = ctx.runtime.lock().await;
+    let command = FsCommand::Checkpoint { name: name.into() };
+    Ok(answer_json(&rt.disk(node, command).await?))
+}
+
+/// Drops the checkpoint `name` of `node` (a warning when it fails: one
+/// left behind goes with the run's work directory).
+pub async fn drop_checkpoint(ctx: &Context, node: &str, name: &str) {
+    let mut rt = ctx.runtime.lock().await;
+    let command = FsCommand::DropCheckpoint { name: name.into() };
+    if let Err(e) = rt.disk(node, command).await {
+        tracing::warn!(node, checkpoint = name, error = %e, "dropping a checkpoint");
+    }
+}
+
+/// Watches `node` for up to [`WATCH`]: true when it still runs at the
+/// end, false as soon as it has stopped.
+pub async fn stays_up(ctx: &Context, node: &str) -> bool {
+    let deadline = Instant::now() + WATCH;
+    while Instant::now() < deadline {
+        if !ctx.runtime.lock().await.running(node).await {
+            return false;
+        }
+        tokio::time::sleep(WATCH_POLL).await;
+    }
+    ctx.runtime.lock().await.running(node).await
+}
+
+/// The last line of `node`'s log that names an error (what it said when
+/// it refused), shortened; `None` when the log cannot be read or says
+/// none.
+pub async fn refusal_reason(ctx: &Context, node: &str) -> Option<String> {
+    let dir = tempfile::tempdir().ok()?;
+    let path = dir.path().join("node.log");
+    ctx.runtime
+        .lock()
+        .await
+        .collect_log(node, &path)
+        .await
+        .ok()?;
+    let text = std::fs::read_to_string(&path).ok()?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("ERROR") || l.contains("Error") || l.contains("panicked"))?;
+    Some(line.chars().take(REASON_CHARS_MAX).collect())
+}
+
+/// How a node restarted on damaged or lost state fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// It ran on for [`WATCH`] (recovered, cut a torn tail, or rejoined).
+    Runs,
+    /// It stopped (refused to start, or stopped at a leader's heartbeat).
+    Refused,
+}
+
+impl Fate {
+    /// The history's word.
+    pub fn word(self) -> &'static str {
+        match self {
+            Fate::Runs => "runs",
+            Fate::Refused => "refused",
+        }
+    }
+}
+
+/// Records how `node` fared after it was started on damaged or lost
+/// state (`phase: "outcome"`, with its refusal's reason), and returns it.
+pub async fn record_fate(ctx: &Context, fault: &'static str, node: &str) -> Fate {
+    let fate = if stays_up(ctx, node).await {
+        Fate::Runs
+    } else {
+        Fate::Refused
+    };
+    let mut value = json!({"phase": "outcome", "targets": [node], "outcome": fate.word()});
+    if fate == Fate::Refused {
+        value["reason"] = json!(refusal_reason(ctx, node).await);
+    }
+    ctx.record(fault, value);
+    fate
+}
+
+/// Restarts `node` (killed first if it runs) and records how it fared.
+pub async fn restart_and_watch(
+    ctx: &Context,
+    fault: &'static str,
+    node: &str,
+) -> anyhow::Result<Fate> {
+    {
+        let mut rt = ctx.runtime.lock().await;
+        if let Err(e) = rt.kill(node).await {
+            tracing::debug!(node, error = %e, "the node had already stopped");
+        }
+        rt.restart(node).await?;
+    }
+    Ok(record_fate(ctx, fault, node).await)
+}
+
+/// The operator's repair of a node that refused: stopped, its durable
+/// image replaced by the checkpoint `name`, restarted; recorded as
+/// `phase: "repair"` with faultfs's answer.
+pub async fn repair_from(
+    ctx: &Context,
+    fault: &'static str,
+    node: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    let mut rt = ctx.runtime.lock().await;
+    if let Err(e) = rt.kill(node).await {
+        tracing::debug!(node, error = %e, "the node had already stopped");
+    }
+    let answer = rt
+        .disk(node, FsCommand::Restore { name: name.into() })
+        .await?;
+    rt.restart(node).await?;
+    ctx.record(
+        fault,
+        json!({"phase": "repair", "targets": [node], "restored": name,
+            "faultfs": answer_json(&answer)}),
+    );
+    Ok(())
+}
