@@ -77,7 +77,7 @@ pub async fn refusal_reason(ctx: &Context, node: &str) -> Option<String> {
     let line = text
         .lines()
         .rev()
-        .find(|l| l.contains("ERROR") || l.contains("Error") || l.contains("panicked"))?;
+        .find(|l| l.contains(": error:") || l.contains(" ERROR ") || l.contains("panicked"))?;
     Some(line.chars().take(REASON_CHARS_MAX).collect())
 }
 

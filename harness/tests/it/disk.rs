@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// Whether FUSE tests can run; with `ORDEAL_REQUIRE_FUSE=1` (CI) a missing
 /// FUSE is a failure, otherwise the test says loudly it skipped.
-fn fuse_available(test: &str) -> bool {
+pub(super) fn fuse_available(test: &str) -> bool {
     let root =
         std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
     let ok = Path::new("/dev/fuse").exists() && root.unwrap_or(false);
@@ -43,7 +43,7 @@ fn mounts_under(root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn disk_run(args: &[&str]) -> Run {
+pub(super) fn disk_run(args: &[&str]) -> Run {
     std::env::set_var("ORDEAL_FAULTFS_BIN", faultfs_binary());
     let r = run(args);
     assert!(
@@ -55,7 +55,7 @@ fn disk_run(args: &[&str]) -> Run {
 
 /// Whether the run's disk faults happened: a start and an end each, and for
 /// power and torn faultfs's answer.
-fn assert_disk_faults(r: &Run, fault: &str) {
+pub(super) fn assert_disk_faults(r: &Run, fault: &str) {
     let starts = r.nemesis(fault, "start");
     assert!(!starts.is_empty(), "{fault} was injected\n{}", r.explain());
     assert_eq!(

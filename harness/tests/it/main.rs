@@ -13,6 +13,7 @@ mod disk;
 mod layers;
 mod load;
 mod member;
+mod storage;
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_harness");
 
