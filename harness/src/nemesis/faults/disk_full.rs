@@ -2,10 +2,12 @@
 //! after a seeded number of bytes more): writes, fsyncs and creates fail
 //! with ENOSPC for the fault's length. ordeal-node must not acknowledge
 //! what it could not make durable: it stops on the failed write or fsync
-//! (as after a crash). Healed by `enospc off` and, when the node stopped,
-//! a restart on what its disk kept (`docs/storage-faults.md`).
+//! (as after a crash), naming the file. Healed by `enospc off` and, when
+//! the node stopped, a restart on what its disk kept
+//! (`docs/storage-faults.md`).
 
 use crate::nemesis::context::Context;
+use crate::nemesis::damage::stays_up;
 use crate::nemesis::disk::{heal_stopped, one_member};
 use crate::nemesis::package::{Active, FaultPackage, Planned};
 use crate::runtime::verbs::{Runtime, Verb};
@@ -20,14 +22,15 @@ use serde_json::json;
 pub struct DiskFull;
 
 /// The room left, drawn in steps of this many bytes.
-const ROOM_STEP_BYTES: u64 = 64 << 10;
-/// At most this many steps of room.
-const ROOM_STEPS_MAX: u64 = 16;
+const ROOM_STEP_BYTES: u64 = 8 << 10;
+/// At most this many steps of room (64 KiB: a follower of a loaded
+/// cluster writes that much well within a fault's interval).
+const ROOM_STEPS_MAX: u64 = 8;
 
 /// How full.
 #[derive(Debug, Serialize, Deserialize)]
 struct Full {
-    /// Bytes still accepted before writes fail (0 to 1 MiB).
+    /// Bytes still accepted before writes fail (0 to 64 KiB).
     enospc_after_bytes: u64,
 }
 
@@ -70,17 +73,20 @@ impl FaultPackage for DiskFull {
         Ok(Active::new(one.clone(), ()))
     }
 
-    /// Room again; a node that stopped on the full disk is restarted.
+    /// Room again; a node that stopped on the full disk (also a little
+    /// later: its snapshot thread's failed write surfaces at the raft
+    /// loop's next poll) is restarted on what its disk kept.
     async fn heal(&self, ctx: &Context, active: Active, _: Option<&Planned>) -> anyhow::Result<()> {
         let mut stopped = Vec::new();
-        {
-            let mut rt = ctx.runtime.lock().await;
-            for node in &active.targets {
-                rt.disk(node, FsCommand::EnospcOff).await?;
-                if !rt.running(node).await {
-                    stopped.push(node.clone());
-                    heal_stopped(&mut rt, node).await?;
-                }
+        for node in &active.targets {
+            ctx.runtime
+                .lock()
+                .await
+                .disk(node, FsCommand::EnospcOff)
+                .await?;
+            if !stays_up(ctx, node).await {
+                stopped.push(node.clone());
+                heal_stopped(&mut *ctx.runtime.lock().await, node).await?;
             }
         }
         ctx.record(
