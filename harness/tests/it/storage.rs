@@ -119,6 +119,8 @@ fn assert_lost_state_refused(fault: &str) {
     ];
     let r = disk_run(&[&args[..], &["--time-limit-s", "14"]].concat());
     assert_disk_faults(&r, fault);
+    let start = &r.nemesis(fault, "start")[0]["value"];
+    assert_eq!(start["choice"], "random", "a follower: {start}");
     let first = &outcomes(&r, fault)[0]["value"];
     assert_eq!(first["outcome"], "refused", "{first}\n{}", r.explain());
     let reason = first["reason"].as_str().unwrap_or("");

@@ -22,7 +22,7 @@
 use crate::nemesis::context::{sleep_or_stop, Context};
 use crate::nemesis::damage::Fate;
 use crate::nemesis::damage::{answer_json, checkpoint, drop_checkpoint, record_fate, repair_from};
-use crate::nemesis::disk::one_member;
+use crate::nemesis::one_node::{leader_or_other, Choice};
 use crate::nemesis::package::{Active, FaultPackage, Planned};
 use crate::runtime::verbs::{Runtime, Verb};
 use crate::sut::{Ability, Sut, System};
@@ -61,17 +61,21 @@ impl FaultPackage for Rollback {
         false
     }
 
+    /// The leader half the time (its loss is the one no heartbeat
+    /// proves), else any member.
     async fn draw(&self, ctx: &Context, rng: &mut ChaCha8Rng) -> anyhow::Result<Planned> {
-        Ok(Planned::new(one_member(ctx, rng), json!(null)))
+        let (one, choice) = leader_or_other(ctx, rng).await;
+        Ok(Planned::new(one, Choice { choice }))
     }
 
     /// The earlier copy, taken while the node runs.
     async fn inject(&self, ctx: &Context, planned: &Planned) -> anyhow::Result<Active> {
         let one = &planned.targets;
+        let Choice { choice } = planned.params(self.name())?;
         let taken = checkpoint(ctx, &one[0], EARLIER).await?;
         ctx.record(
             self.name(),
-            json!({"phase": "start", "targets": one, "checkpoint": taken}),
+            json!({"phase": "start", "targets": one, "choice": choice, "checkpoint": taken}),
         );
         Ok(Active::new(one.clone(), Undo { restored: false }))
     }

@@ -18,7 +18,7 @@
 
 use crate::nemesis::context::Context;
 use crate::nemesis::damage::{checkpoint, drop_checkpoint, record_fate, repair_from, Fate};
-use crate::nemesis::disk::one_member;
+use crate::nemesis::one_node::{leader_or_other, Choice};
 use crate::nemesis::package::{Active, FaultPackage, Planned};
 use crate::runtime::verbs::{Runtime, Verb};
 use crate::sut::{Ability, Sut, System};
@@ -48,12 +48,16 @@ impl FaultPackage for Wipe {
         false
     }
 
+    /// The leader half the time (its loss is the one no heartbeat
+    /// proves), else any member.
     async fn draw(&self, ctx: &Context, rng: &mut ChaCha8Rng) -> anyhow::Result<Planned> {
-        Ok(Planned::new(one_member(ctx, rng), json!(null)))
+        let (one, choice) = leader_or_other(ctx, rng).await;
+        Ok(Planned::new(one, Choice { choice }))
     }
 
     async fn inject(&self, ctx: &Context, planned: &Planned) -> anyhow::Result<Active> {
         let one = &planned.targets;
+        let Choice { choice } = planned.params(self.name())?;
         let node = &one[0];
         ctx.runtime.lock().await.kill(node).await?;
         let backup = checkpoint(ctx, node, BACKUP).await?;
@@ -61,7 +65,8 @@ impl FaultPackage for Wipe {
         let emptied = rt.empty_disk(node).await?;
         ctx.record(
             self.name(),
-            json!({"phase": "start", "targets": one, "removed": emptied, "backup": backup}),
+            json!({"phase": "start", "targets": one, "choice": choice, "removed": emptied,
+                "backup": backup}),
         );
         rt.restart(node).await?;
         Ok(Active::new(one.clone(), ()))
