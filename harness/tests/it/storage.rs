@@ -113,7 +113,7 @@ fn assert_lost_state_refused(fault: &str) {
         "--nemesis",
         fault,
         "--seed",
-        "1",
+        "3",
         "--nemesis-interval-s",
         "5",
     ];
