@@ -105,9 +105,10 @@ fn a_full_disk_loses_nothing_acknowledged_and_its_node_comes_back() {
     }
 }
 
-/// A node that lost what it acknowledged (`fault`: wipe or rollback) stops
-/// naming it, is repaired, and only the raft checker's rules about the
-/// lost state itself fire: no client lost an acknowledged write.
+/// A follower that lost what it acknowledged (`fault`: wipe or rollback;
+/// seed 3 draws a follower first) stops naming it, is repaired, and only
+/// the raft checker's rules about the lost state itself fire: no client
+/// lost an acknowledged write.
 fn assert_lost_state_refused(fault: &str) {
     let args = [
         "--nemesis",
