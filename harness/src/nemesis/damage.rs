@@ -3,7 +3,8 @@
 //! named per fault, a node restarted and watched until it runs on or
 //! refuses, the reason it gave (the last error line of its log), and the
 //! operator's repair of a node that refused: its data put back from the
-//! checkpoint, then a restart. `docs/storage-faults.md` says what
+//! checkpoint (killed first: a refusing node may still be exiting), then
+//! a restart. `docs/storage-faults.md` says what
 //! ordeal-node must do under each fault.
 
 use crate::nemesis::context::Context;
@@ -61,24 +62,28 @@ pub async fn stays_up(ctx: &Context, node: &str) -> bool {
     ctx.runtime.lock().await.running(node).await
 }
 
-/// The last line of `node`'s log that names an error (what it said when
-/// it refused), shortened; `None` when the log cannot be read or says
-/// none.
-pub async fn refusal_reason(ctx: &Context, node: &str) -> Option<String> {
-    let dir = tempfile::tempdir().ok()?;
+/// Whether a line of a node's log is its fatal error (what `main`
+/// prints as it exits: `ordeal-node: error: …`) or a panic.
+fn fatal(line: &str) -> bool {
+    line.contains(": error:") || line.contains("panicked")
+}
+
+/// The fatal lines of `node`'s log (every start's), in order; empty when
+/// the log cannot be read.
+pub async fn fatal_lines(ctx: &Context, node: &str) -> Vec<String> {
+    let Ok(dir) = tempfile::tempdir() else {
+        return Vec::new();
+    };
     let path = dir.path().join("node.log");
-    ctx.runtime
-        .lock()
-        .await
-        .collect_log(node, &path)
-        .await
-        .ok()?;
-    let text = std::fs::read_to_string(&path).ok()?;
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.contains(": error:") || l.contains(" ERROR ") || l.contains("panicked"))?;
-    Some(line.chars().take(REASON_CHARS_MAX).collect())
+    let collected = ctx.runtime.lock().await.collect_log(node, &path).await;
+    if collected.is_err() {
+        return Vec::new();
+    }
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    text.lines()
+        .filter(|l| fatal(l))
+        .map(|l| l.chars().take(REASON_CHARS_MAX).collect())
+        .collect()
 }
 
 /// How a node restarted on damaged or lost state fared.
@@ -102,15 +107,26 @@ impl Fate {
 
 /// Records how `node` fared after it was started on damaged or lost
 /// state (`phase: "outcome"`, with its refusal's reason), and returns it.
-pub async fn record_fate(ctx: &Context, fault: &'static str, node: &str) -> Fate {
-    let fate = if stays_up(ctx, node).await {
+/// `fatal_before` is how many fatal lines its log held before that start:
+/// one more means it refused even if its process is still exiting (a
+/// stopping node may take seconds to end).
+pub async fn record_fate(
+    ctx: &Context,
+    fault: &'static str,
+    node: &str,
+    fatal_before: usize,
+) -> Fate {
+    let up = stays_up(ctx, node).await;
+    let fatal = fatal_lines(ctx, node).await;
+    let fate = if up && fatal.len() <= fatal_before {
         Fate::Runs
     } else {
         Fate::Refused
     };
     let mut value = json!({"phase": "outcome", "targets": [node], "outcome": fate.word()});
     if fate == Fate::Refused {
-        value["reason"] = json!(refusal_reason(ctx, node).await);
+        value["reason"] = json!(fatal.get(fatal_before).or(fatal.last()));
+        value["exited"] = json!(!up);
     }
     ctx.record(fault, value);
     fate
@@ -122,6 +138,7 @@ pub async fn restart_and_watch(
     fault: &'static str,
     node: &str,
 ) -> anyhow::Result<Fate> {
+    let fatal_before = fatal_lines(ctx, node).await.len();
     {
         let mut rt = ctx.runtime.lock().await;
         if let Err(e) = rt.kill(node).await {
@@ -129,7 +146,7 @@ pub async fn restart_and_watch(
         }
         rt.restart(node).await?;
     }
-    Ok(record_fate(ctx, fault, node).await)
+    Ok(record_fate(ctx, fault, node, fatal_before).await)
 }
 
 /// The operator's repair of a node that refused: stopped, its durable

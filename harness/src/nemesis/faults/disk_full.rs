@@ -7,7 +7,7 @@
 //! (`docs/storage-faults.md`).
 
 use crate::nemesis::context::Context;
-use crate::nemesis::damage::stays_up;
+use crate::nemesis::damage::{fatal_lines, stays_up};
 use crate::nemesis::disk::{heal_stopped, one_member};
 use crate::nemesis::package::{Active, FaultPackage, Planned};
 use crate::runtime::verbs::{Runtime, Verb};
@@ -26,6 +26,10 @@ const ROOM_STEP_BYTES: u64 = 8 << 10;
 /// At most this many steps of room (64 KiB: a follower of a loaded
 /// cluster writes that much well within a fault's interval).
 const ROOM_STEPS_MAX: u64 = 8;
+
+/// How many fatal lines the node's log held at the start (one more at
+/// the heal: it stopped, even if its process is still exiting).
+struct FatalBefore(usize);
 
 /// How full.
 #[derive(Debug, Serialize, Deserialize)]
@@ -61,6 +65,7 @@ impl FaultPackage for DiskFull {
     async fn inject(&self, ctx: &Context, planned: &Planned) -> anyhow::Result<Active> {
         let Full { enospc_after_bytes } = planned.params(self.name())?;
         let one = &planned.targets;
+        let fatal_before = fatal_lines(ctx, &one[0]).await.len();
         let mut rt = ctx.runtime.lock().await;
         ctx.record(
             self.name(),
@@ -70,13 +75,19 @@ impl FaultPackage for DiskFull {
             after_bytes: Some(enospc_after_bytes),
         };
         rt.disk(&one[0], command).await?;
-        Ok(Active::new(one.clone(), ()))
+        Ok(Active::new(one.clone(), FatalBefore(fatal_before)))
     }
 
     /// Room again; a node that stopped on the full disk (also a little
     /// later: its snapshot thread's failed write surfaces at the raft
     /// loop's next poll) is restarted on what its disk kept.
-    async fn heal(&self, ctx: &Context, active: Active, _: Option<&Planned>) -> anyhow::Result<()> {
+    async fn heal(
+        &self,
+        ctx: &Context,
+        mut active: Active,
+        _: Option<&Planned>,
+    ) -> anyhow::Result<()> {
+        let before = active.undo::<FatalBefore>().map_or(0, |f| f.0);
         let mut stopped = Vec::new();
         for node in &active.targets {
             ctx.runtime
@@ -84,7 +95,8 @@ impl FaultPackage for DiskFull {
                 .await
                 .disk(node, FsCommand::EnospcOff)
                 .await?;
-            if !stays_up(ctx, node).await {
+            let up = stays_up(ctx, node).await;
+            if !up || fatal_lines(ctx, node).await.len() > before {
                 stopped.push(node.clone());
                 heal_stopped(&mut *ctx.runtime.lock().await, node).await?;
             }

@@ -20,8 +20,9 @@
 //! the raft checker's durability rule, which is the fault itself.
 
 use crate::nemesis::context::{sleep_or_stop, Context};
-use crate::nemesis::damage::Fate;
-use crate::nemesis::damage::{answer_json, checkpoint, drop_checkpoint, record_fate, repair_from};
+use crate::nemesis::damage::{
+    answer_json, checkpoint, drop_checkpoint, fatal_lines, record_fate, repair_from, Fate,
+};
 use crate::nemesis::one_node::{leader_or_other, Choice};
 use crate::nemesis::package::{Active, FaultPackage, Planned};
 use crate::runtime::verbs::{Runtime, Verb};
@@ -39,9 +40,11 @@ const EARLIER: &str = "ordeal-rollback-earlier";
 /// The newest image, kept for the repair.
 const NEWEST: &str = "ordeal-rollback-newest";
 
-/// Whether the restore was done (the run may stop before it).
+/// Whether the restore was done (the run may stop before it), and how
+/// many fatal lines the node's log held before its restart.
 struct Undo {
     restored: bool,
+    fatal_before: usize,
 }
 
 impl FaultPackage for Rollback {
@@ -77,7 +80,13 @@ impl FaultPackage for Rollback {
             self.name(),
             json!({"phase": "start", "targets": one, "choice": choice, "checkpoint": taken}),
         );
-        Ok(Active::new(one.clone(), Undo { restored: false }))
+        Ok(Active::new(
+            one.clone(),
+            Undo {
+                restored: false,
+                fatal_before: 0,
+            },
+        ))
     }
 
     /// After the interval: the node killed, rolled back, restarted, and
@@ -89,10 +98,12 @@ impl FaultPackage for Rollback {
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         let node = active.targets[0].clone();
+        let fatal_before = fatal_lines(ctx, &node).await.len();
         match roll_back(ctx, &node).await {
             Ok(()) => {
                 if let Some(undo) = active.undo::<Undo>() {
                     undo.restored = true;
+                    undo.fatal_before = fatal_before;
                 }
             }
             Err(e) => tracing::warn!(node, error = %format!("{e:#}"), "rollback: not done"),
@@ -108,10 +119,12 @@ impl FaultPackage for Rollback {
         _: Option<&Planned>,
     ) -> anyhow::Result<()> {
         let node = active.targets[0].clone();
-        let restored = active.undo::<Undo>().is_some_and(|u| u.restored);
+        let (restored, fatal_before) = active
+            .undo::<Undo>()
+            .map_or((false, 0), |u| (u.restored, u.fatal_before));
         let mut value = json!({"phase": "end", "targets": [node], "restored": restored});
         if restored {
-            let fate = record_fate(ctx, self.name(), &node).await;
+            let fate = record_fate(ctx, self.name(), &node, fatal_before).await;
             if fate == Fate::Refused {
                 repair_from(ctx, self.name(), &node, NEWEST).await?;
             }

@@ -17,7 +17,9 @@
 //! rule sees every wipe (`docs/storage-faults.md`).
 
 use crate::nemesis::context::Context;
-use crate::nemesis::damage::{checkpoint, drop_checkpoint, record_fate, repair_from, Fate};
+use crate::nemesis::damage::{
+    checkpoint, drop_checkpoint, fatal_lines, record_fate, repair_from, Fate,
+};
 use crate::nemesis::one_node::{leader_or_other, Choice};
 use crate::nemesis::package::{Active, FaultPackage, Planned};
 use crate::runtime::verbs::{Runtime, Verb};
@@ -30,6 +32,9 @@ pub struct Wipe;
 
 /// The operator's backup, taken as the node is wiped.
 const BACKUP: &str = "ordeal-wipe-backup";
+
+/// How many fatal lines the node's log held before its restart.
+struct FatalBefore(usize);
 
 impl FaultPackage for Wipe {
     fn name(&self) -> &'static str {
@@ -59,6 +64,7 @@ impl FaultPackage for Wipe {
         let one = &planned.targets;
         let Choice { choice } = planned.params(self.name())?;
         let node = &one[0];
+        let fatal_before = fatal_lines(ctx, node).await.len();
         ctx.runtime.lock().await.kill(node).await?;
         let backup = checkpoint(ctx, node, BACKUP).await?;
         let mut rt = ctx.runtime.lock().await;
@@ -69,13 +75,19 @@ impl FaultPackage for Wipe {
                 "backup": backup}),
         );
         rt.restart(node).await?;
-        Ok(Active::new(one.clone(), ()))
+        Ok(Active::new(one.clone(), FatalBefore(fatal_before)))
     }
 
     /// How the node fared; one that stopped is repaired from the backup.
-    async fn heal(&self, ctx: &Context, active: Active, _: Option<&Planned>) -> anyhow::Result<()> {
+    async fn heal(
+        &self,
+        ctx: &Context,
+        mut active: Active,
+        _: Option<&Planned>,
+    ) -> anyhow::Result<()> {
         let node = active.targets[0].clone();
-        let fate = record_fate(ctx, self.name(), &node).await;
+        let before = active.undo::<FatalBefore>().map_or(0, |f| f.0);
+        let fate = record_fate(ctx, self.name(), &node, before).await;
         if fate == Fate::Refused {
             repair_from(ctx, self.name(), &node, BACKUP).await?;
         }
