@@ -62,10 +62,24 @@ pub async fn stays_up(ctx: &Context, node: &str) -> bool {
     ctx.runtime.lock().await.running(node).await
 }
 
-/// Whether a line of a node's log is its fatal error (what `main`
-/// prints as it exits: `ordeal-node: error: …`) or a panic.
+/// The line ordeal-node logs as soon as its raft loop ends, before the
+/// process exits (which waits for its client connections to close).
+const LOOP_STOPPED: &str = "the raft loop stopped";
+
+/// Whether a line of a node's log says it stopped: its raft loop ended,
+/// its fatal error (what `main` prints as it exits: `ordeal-node:
+/// error: …`), or a panic.
 fn fatal(line: &str) -> bool {
-    line.contains(": error:") || line.contains("panicked")
+    line.contains(LOOP_STOPPED) || line.contains(": error:") || line.contains("panicked")
+}
+
+/// The reason among a start's fatal lines: the fatal error when it was
+/// printed, else the first.
+fn reason(lines: &[String]) -> Option<&String> {
+    lines
+        .iter()
+        .find(|l| !l.contains(LOOP_STOPPED))
+        .or(lines.first())
 }
 
 /// The fatal lines of `node`'s log (every start's), in order; empty when
@@ -84,6 +98,23 @@ pub async fn fatal_lines(ctx: &Context, node: &str) -> Vec<String> {
         .filter(|l| fatal(l))
         .map(|l| l.chars().take(REASON_CHARS_MAX).collect())
         .collect()
+}
+
+/// [`fatal_lines`], waiting up to [`WATCH`] more for the fatal error of a
+/// node whose raft loop stopped since `fatal_before` lines but whose
+/// process has not printed why yet (it exits once its client connections
+/// close).
+async fn fatal_error_lines(ctx: &Context, node: &str, fatal_before: usize) -> Vec<String> {
+    let deadline = Instant::now() + WATCH;
+    loop {
+        let lines = fatal_lines(ctx, node).await;
+        let since = lines.get(fatal_before..).unwrap_or_default();
+        let explained = since.iter().any(|l| !l.contains(LOOP_STOPPED));
+        if since.is_empty() || explained || Instant::now() >= deadline {
+            return lines;
+        }
+        tokio::time::sleep(WATCH_POLL * 5).await;
+    }
 }
 
 /// How a node restarted on damaged or lost state fared.
@@ -117,7 +148,7 @@ pub async fn record_fate(
     fatal_before: usize,
 ) -> Fate {
     let up = stays_up(ctx, node).await;
-    let fatal = fatal_lines(ctx, node).await;
+    let fatal = fatal_error_lines(ctx, node, fatal_before).await;
     let fate = if up && fatal.len() <= fatal_before {
         Fate::Runs
     } else {
@@ -125,7 +156,8 @@ pub async fn record_fate(
     };
     let mut value = json!({"phase": "outcome", "targets": [node], "outcome": fate.word()});
     if fate == Fate::Refused {
-        value["reason"] = json!(fatal.get(fatal_before).or(fatal.last()));
+        let since = fatal.get(fatal_before..).unwrap_or_default();
+        value["reason"] = json!(reason(since).or(fatal.last()));
         value["exited"] = json!(!up);
     }
     ctx.record(fault, value);
