@@ -18,7 +18,7 @@ fn nemesis_help() -> String {
             .filter(|f| !f.in_all())
             .map(|f| f.name())
             .collect::<Vec<_>>()
-            .join(" and ")
+            .join(", ")
     )
 }
 

@@ -291,11 +291,12 @@ mod tests {
             vec![Fault::Kill, Fault::Partition]
         );
         let all = parse_nemesis("all").unwrap();
-        assert_eq!(all.len(), 13, "every fault but rollback and wipe");
+        assert_eq!(all.len(), 12, "every fault but corrupt, rollback and wipe");
         assert!(!all.contains(&Fault::Rollback) && !all.contains(&Fault::Wipe));
+        assert!(!all.contains(&Fault::Corrupt));
         assert_eq!(
             parse_nemesis("all,wipe").unwrap().len(),
-            14,
+            13,
             "named, it is run"
         );
         assert_eq!(

@@ -128,7 +128,8 @@ registry! {
     Member => member::Member,
     /// Leadership moved to a chosen follower.
     Transfer => transfer::Transfer,
-    /// Bitflips, zeroes or a cut in a durable file of one node or a minority.
+    /// Bitflips, zeroes or a cut in a durable file of one node or a
+    /// minority (named only).
     Corrupt => corrupt::Corrupt,
     /// A node's data directory replaced by an earlier copy (named only).
     Rollback => rollback::Rollback,
@@ -218,6 +219,6 @@ mod tests {
             .filter(|f| !Fault::all().contains(f))
             .map(|f| f.name())
             .collect();
-        assert_eq!(named_only, ["rollback", "wipe"]);
+        assert_eq!(named_only, ["corrupt", "rollback", "wipe"]);
     }
 }
