@@ -108,14 +108,19 @@ enum LineProcess {
 
 struct Sink {
     index: u64,
-    writer: BufWriter<File>,
-    failed: Option<std::io::Error>,
+    writer: BufWriter<Box<dyn Write + Send>>,
+    /// The first write error. Kept, never cleared: once a line may be
+    /// missing or cut, every later flush and the run's end report it, so
+    /// that no verdict is drawn from a history with holes.
+    failed: Option<String>,
 }
 
 /// Appends events to a history file; cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {
     sink: Arc<Mutex<Sink>>,
+    /// The history file, for the errors.
+    path: Arc<Path>,
     origin: Instant,
     /// The wall clock at `origin`, ms since the Unix epoch: where the
     /// history's time 0 falls on the nodes' `real_ms` (docs/store.md).
@@ -128,16 +133,22 @@ impl Recorder {
     pub fn create(path: &Path) -> anyhow::Result<Recorder> {
         let file =
             File::create(path).map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?;
-        Ok(Recorder {
+        Ok(Recorder::on(path, Box::new(file)))
+    }
+
+    /// A recorder writing to `writer`, whose errors name `path`.
+    fn on(path: &Path, writer: Box<dyn Write + Send>) -> Recorder {
+        Recorder {
             sink: Arc::new(Mutex::new(Sink {
                 index: 0,
-                writer: BufWriter::with_capacity(1 << 20, file),
+                writer: BufWriter::with_capacity(1 << 20, writer),
                 failed: None,
             })),
+            path: Arc::from(path),
             origin: Instant::now(),
             epoch_unix_ms: crate::store::unix_ms(),
             busy_ns: Arc::new(AtomicU64::new(0)),
-        })
+        }
     }
 
     /// The wall clock at the history's time 0, ms since the Unix epoch.
@@ -175,7 +186,7 @@ impl Recorder {
             .map_err(std::io::Error::from)
             .and_then(|()| sink.writer.write_all(b"\n"));
         if let Err(e) = written {
-            sink.failed.get_or_insert(e);
+            sink.failed.get_or_insert(e.to_string());
         }
         drop(sink);
         self.busy_ns
@@ -197,14 +208,21 @@ impl Recorder {
         })
     }
 
-    /// Writes buffered events to the file; reports the first write error.
+    /// Writes buffered events to the file; reports the first write error,
+    /// naming the file, at this and every later call (a history that lost
+    /// a line stays failed).
     pub fn flush(&self) -> anyhow::Result<()> {
         let mut sink = self.sink.lock().expect("recorder lock");
-        if let Err(e) = sink.writer.flush() {
-            sink.failed.get_or_insert(e);
+        if sink.failed.is_none() {
+            if let Err(e) = sink.writer.flush() {
+                sink.failed = Some(e.to_string());
+            }
         }
-        match sink.failed.take() {
-            Some(e) => Err(anyhow::anyhow!("writing the history: {e}")),
+        match &sink.failed {
+            Some(e) => Err(anyhow::anyhow!(
+                "writing the history {}: {e} (lines may be missing: the run cannot be judged)",
+                self.path.display()
+            )),
             None => Ok(()),
         }
     }
@@ -223,6 +241,45 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A writer whose first write fails and whose later ones succeed (a
+    /// disk full for a moment).
+    struct FailsOnce(Arc<Mutex<(bool, Vec<u8>)>>);
+
+    impl Write for FailsOnce {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut state = self.0.lock().unwrap();
+            if !state.0 {
+                state.0 = true;
+                return Err(std::io::Error::other("no space left on device"));
+            }
+            state.1.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_write_error_stays_reported_naming_the_file() {
+        let state = Arc::new(Mutex::new((false, Vec::new())));
+        let r = Recorder::on(
+            Path::new("/store/t/history.jsonl"),
+            Box::new(FailsOnce(state.clone())),
+        );
+        r.nemesis("kill", json!({"phase": "start", "targets": ["n1"]}));
+        let first = r.flush().unwrap_err().to_string();
+        assert!(
+            first.contains("/store/t/history.jsonl") && first.contains("no space left"),
+            "{first}"
+        );
+        // The disk works again: the lost line is still lost, and the run's
+        // last flush must say so rather than end as if nothing happened.
+        r.nemesis("kill", json!({"phase": "end", "targets": ["n1"]}));
+        let last = r.flush().unwrap_err().to_string();
+        assert!(last.contains("/store/t/history.jsonl"), "{last}");
+    }
 
     #[test]
     fn lines_are_indexed_timed_in_order_and_readable() {

@@ -104,7 +104,13 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
         Some(Command::Bench {
             test,
             compare_faultfs: true,
+            ..
         }) => cli::bench::compare_faultfs(&test, slot).await,
+        Some(Command::Bench {
+            test,
+            compare_suts: Some(suts),
+            ..
+        }) => cli::bench::compare_suts(&test, &suts, slot).await,
         Some(Command::Bench { test, .. }) => cli::bench::bench(&test, slot).await,
         Some(Command::Soak {
             duration_s,

@@ -22,6 +22,34 @@ fn verdict_word(v: &Value) -> (&'static str, &'static str) {
     }
 }
 
+/// One anomaly example: its JSON, except a crashed node's (the `crashed`
+/// checker), shown as node, time, status and faults in force, with the
+/// last lines of its log (the panic message) as they were written.
+fn example(e: &Value) -> String {
+    let Some(tail) = e["log_tail"].as_array() else {
+        return format!("<li><code>{}</code></li>", esc(&e.to_string()));
+    };
+    let faults: Vec<String> = e["faults_in_force"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| format!("{} {}", f["fault"].as_str().unwrap_or("?"), f["targets"]))
+        .collect();
+    let lines: Vec<&str> = tail.iter().filter_map(Value::as_str).collect();
+    format!(
+        "<li>{} at {:.1} s: {} (faults in force: {})<pre>{}</pre></li>",
+        esc(e["node"].as_str().unwrap_or("?")),
+        e["time_s"].as_f64().unwrap_or(0.0),
+        esc(e["status"].as_str().unwrap_or("?")),
+        esc(&if faults.is_empty() {
+            "none".to_string()
+        } else {
+            faults.join(", ")
+        }),
+        esc(&lines.join("\n"))
+    )
+}
+
 fn checkers(results: Option<&Value>) -> String {
     let Some(results) = results else {
         return "<p>No <code>results.json</code>: this run was not judged (run <code>harness check DIR</code>).</p>".into();
@@ -46,7 +74,7 @@ fn checkers(results: Option<&Value>) -> String {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|e| format!("<li><code>{}</code></li>", esc(&e.to_string())))
+                .map(example)
                 .collect();
             let _ = write!(
                 anomalies,
@@ -251,4 +279,30 @@ window.addEventListener('load', function () {{
         load = crate::fault_rate::html_table(&s.fault_rates, esc),
         logs = logs.join(" · "),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_crashed_node_shows_its_status_faults_and_panic_message() {
+        let results = json!({"valid": false, "results": [{"checker": "crashed", "valid": false,
+            "check_ms": 0.3, "counts": {"exits": 1}, "artifacts": [],
+            "anomalies": [{"kind": "crashed", "count": 1, "examples": [
+                {"node": "n1", "time_s": 20.56, "status": "exit status 1",
+                 "faults_in_force": [{"fault": "lag", "targets": ["n2"], "start_s": 20.0}],
+                 "log_tail": ["thread 'raft' panicked at node/src/server.rs:980:13:", "generation <1> reused"]}]}]}]});
+        let table = checkers(Some(&results));
+        assert!(
+            table.contains("n1 at 20.6 s: exit status 1 (faults in force: lag [\"n2\"])")
+                || table.contains(
+                    "n1 at 20.6 s: exit status 1 (faults in force: lag [&quot;n2&quot;])"
+                ),
+            "{table}"
+        );
+        assert!(table.contains("<pre>thread &#39;raft&#39; panicked at node/src/server.rs:980:13:\ngeneration &lt;1&gt; reused</pre>")
+            || table.contains("panicked at node/src/server.rs:980:13:\ngeneration &lt;1&gt; reused</pre>"), "{table}");
+    }
 }

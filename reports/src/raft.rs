@@ -70,6 +70,7 @@ pub fn section(
         );
     }
     out.push_str("</p>");
+    out.push_str(&notes(raft));
     out.push_str(&anomalies(raft, started_unix_ms));
     out.push_str(&coverage_table(raft));
     out
@@ -93,9 +94,10 @@ fn anomalies(raft: &Value, started_unix_ms: Option<f64>) -> String {
         let events = anomaly["events"].as_array().cloned().unwrap_or_default();
         let _ = write!(
             out,
-            "<h3 style=\"color:#c81e1e\">{}</h3><p>{}</p>{}{}",
+            "<h3 style=\"color:#c81e1e\">{}</h3><p>{}</p>{}{}{}",
             crate::html::esc(anomaly["rule"].as_str().unwrap_or("?")),
             crate::html::esc(anomaly["message"].as_str().unwrap_or("")),
+            detail_table(&anomaly["detail"]),
             timeline(&events, start),
             events_table(&events, start)
         );
@@ -109,6 +111,70 @@ fn anomalies(raft: &Value, started_unix_ms: Option<f64>) -> String {
         );
     }
     out
+}
+
+/// The checks the oracles skipped for lack of data (traces of older
+/// nodes), as `raft.json`'s `notes` say.
+fn notes(raft: &Value) -> String {
+    let notes: Vec<String> = raft["notes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|n| format!("<li>{}</li>", crate::html::esc(n)))
+        .collect();
+    if notes.is_empty() {
+        return String::new();
+    }
+    format!("<p>Not checked:</p><ul>{}</ul>", notes.join(""))
+}
+
+/// An oracle's figures (`detail`: the index, nodes and digests of a state
+/// divergence; node, process and indices of an apply gap or repeat; the
+/// message and the persist a send ran ahead of), one row per field; a
+/// list of records (the digests) as a table of its own.
+fn detail_table(detail: &Value) -> String {
+    let Some(fields) = detail.as_object() else {
+        return String::new();
+    };
+    let mut out = String::from("<table>");
+    for (key, value) in fields {
+        let shown = match value.as_array() {
+            Some(rows) if rows.iter().all(Value::is_object) && !rows.is_empty() => records(rows),
+            _ => format!("<code>{}</code>", crate::html::esc(&value.to_string())),
+        };
+        let _ = write!(
+            out,
+            "<tr><th>{}</th><td>{shown}</td></tr>",
+            crate::html::esc(key)
+        );
+    }
+    out + "</table>"
+}
+
+/// Records with the same fields as a table, the first one's keys as columns.
+fn records(rows: &[Value]) -> String {
+    let keys: Vec<&String> = rows[0]
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    let mut out = String::from("<table><tr>");
+    for k in &keys {
+        let _ = write!(out, "<th>{}</th>", crate::html::esc(k));
+    }
+    out.push_str("</tr>");
+    for row in rows {
+        out.push_str("<tr>");
+        for k in &keys {
+            let cell = match &row[k.as_str()] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let _ = write!(out, "<td><code>{}</code></td>", crate::html::esc(&cell));
+        }
+        out.push_str("</tr>");
+    }
+    out + "</table>"
 }
 
 /// An inline SVG: one lane per node, a dot per event at its time.
@@ -235,6 +301,24 @@ mod tests {
             coverage(&raft_json()).unwrap(),
             BTreeMap::from([("votes_won".into(), 3), ("compactions".into(), 0)])
         );
+    }
+
+    #[test]
+    fn an_oracle_s_detail_and_the_notes_are_shown() {
+        let mut raft = raft_json();
+        raft["notes"] =
+            json!(["state digests not compared: the traces hold no digest event (older nodes)"]);
+        raft["anomalies"][0]["rule"] = json!("state-divergence");
+        raft["anomalies"][0]["detail"] = json!({"index": 64, "agreeing": [3],
+            "digests": [{"node": 1, "seq": 7, "height": 9, "registers": "00aa"},
+                        {"node": 2, "seq": 9, "height": 9, "registers": "00bb"}]});
+        let page = section(Some(&raft), None, Some(1_000.0));
+        assert!(page.contains("no digest event (older nodes)"), "{page}");
+        assert!(
+            page.contains("<th>index</th><td><code>64</code></td>"),
+            "{page}"
+        );
+        assert!(page.contains("<th>registers</th>") && page.contains("<td><code>00bb</code></td>"));
     }
 
     #[test]

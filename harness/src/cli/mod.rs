@@ -86,6 +86,11 @@ pub enum Command {
         /// alternately, and print the ratio (faultfs / plain).
         #[arg(long)]
         compare_faultfs: bool,
+        /// Run the benchmark on each of these systems (a comma list, e.g.
+        /// `ordeal,nats,etcd`) at 64 and 256 clients, each with the
+        /// workload it takes, and print ops/s and latency side by side.
+        #[arg(long, conflicts_with = "compare_faultfs")]
+        compare_suts: Option<String>,
     },
     /// Run tests back to back for a while, rotating workload × nemesis with
     /// fresh seeds; keep the store of every invalid or unknown run; print

@@ -42,6 +42,13 @@ impl Probe {
         self.sut.status(&self.http, node).await
     }
 
+    /// The final read of a node whose read failed with `error` and whose
+    /// status proves it holds nothing (`System::absent_copy`).
+    pub async fn absent_copy(&self, node: &str, error: &str) -> Option<Value> {
+        let status = self.status(node).await?;
+        self.sut.absent_copy(node, &status, error)
+    }
+
     fn names_urls(&self) -> Vec<(String, String)> {
         self.http.names_urls()
     }

@@ -2,10 +2,11 @@
 //! workload, then `results.json` and the checker's pictures.
 //!
 //! Layers inside: this file (which checkers judge a workload), then the
-//! harness's own checkers (`raft.rs`, `catchup.rs`), verdicts as exit codes
+//! harness's own checkers (`raft.rs`, `catchup.rs`, `crashed.rs`), verdicts as exit codes
 //! (`verdict.rs`) and the report (`report.rs`).
 
 pub mod catchup;
+pub mod crashed;
 pub mod raft;
 pub mod report;
 pub mod verdict;
@@ -82,8 +83,11 @@ pub fn judge_file(run_dir: &Path, path: &Path, workload: Workload) -> anyhow::Re
         .iter()
         .map(|check| check(run_dir, path))
         .collect::<anyhow::Result<Vec<CheckResult>>>()?;
+    catchup::liveness_not_safety(&mut results, catchup::recovery(run_dir).as_ref());
     // Liveness beside the workload's safety checkers.
     results.extend(catchup::check(run_dir)?);
+    // Nodes that ended by themselves.
+    results.extend(crashed::check(run_dir)?);
     let results = Results::from_results(results);
     write_json(
         &run_dir.join("results.json"),

@@ -24,6 +24,8 @@ pub const CHECKER: &str = "raft";
 pub const RAFT_JSON: &str = reports::raft::RAFT_JSON;
 /// A node's trace in its store directory, `nodes/<n>/trace.jsonl`.
 pub const TRACE_FILE_NAME: &str = "trace.jsonl";
+/// Why a node's trace could not be collected, beside where it would be.
+pub const TRACE_ERROR_FILE_NAME: &str = "trace.error";
 /// The coverage name of the situation the nemesis can aim at.
 pub const UNCOMMITTED_TAIL: &str = "restarts_with_uncommitted_tail";
 /// Below this share of restarts, restarts with an uncommitted tail are
@@ -81,16 +83,18 @@ pub fn check(run_dir: &Path, _history: &Path) -> anyhow::Result<CheckResult> {
         .filter(|f| !f.is_file())
         .map(|f| relative(run_dir, f))
         .collect();
-    if missing.len() == files.len() {
+    let collected = nodes.iter().any(|n| run_dir.join("nodes").join(n).is_dir());
+    if missing.len() == files.len() && !collected {
         // A history judged without its run (`harness check --history`, an
-        // EDN file from Jepsen): no node left a trace to replay. A run
-        // that lost some of its traces is `unknown` below instead.
+        // EDN file from Jepsen): no node left anything to replay. A run
+        // that collected its nodes but lost traces is `unknown` below.
         let note = "skipped: no Raft trace in this run directory (nodes/<n>/trace.jsonl)";
         return Ok(result(Validity::Valid, started, Some(note.to_string())));
     }
     if !missing.is_empty() {
+        let why = collect_errors(run_dir, &nodes);
         let note = format!(
-            "no Raft trace for every node: missing {}",
+            "no Raft trace for every node: missing {}{why}",
             missing.join(", ")
         );
         return Ok(result(Validity::Unknown, started, Some(note)));
@@ -119,6 +123,26 @@ pub fn check(run_dir: &Path, _history: &Path) -> anyhow::Result<CheckResult> {
         &artifact(run_dir, &report, &lines),
     )?;
     Ok(to_result(run_dir, &report, &lines, started))
+}
+
+/// Why collecting the traces failed, from each node's
+/// `nodes/<n>/trace.error` (written by the run's collect phase), as a
+/// clause to append to a note; empty when none says.
+fn collect_errors(run_dir: &Path, nodes: &[String]) -> String {
+    let errors: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| {
+            let text =
+                std::fs::read_to_string(run_dir.join("nodes").join(n).join(TRACE_ERROR_FILE_NAME))
+                    .ok()?;
+            Some(format!("{n}: {}", text.trim()))
+        })
+        .collect();
+    if errors.is_empty() {
+        String::new()
+    } else {
+        format!(" (collecting failed: {})", errors.join("; "))
+    }
 }
 
 fn read_test(run_dir: &Path) -> anyhow::Result<Value> {
@@ -217,7 +241,13 @@ fn anomaly_json(anomaly: &replay::Anomaly, lines: &Lines) -> Value {
         .iter()
         .map(|e| event_json(e, lines))
         .collect();
-    json!({"rule": anomaly.rule, "message": anomaly.message, "events": events})
+    let mut value = json!({"rule": anomaly.rule, "message": anomaly.message, "events": events});
+    if let Some(detail) = &anomaly.detail {
+        // The oracle's figures: index, nodes and digests; node, process
+        // and indices; the message and the persist it ran ahead of.
+        value["detail"] = json!(detail);
+    }
+    value
 }
 
 /// `raft.json`: what the report draws and the soak sums.
@@ -246,6 +276,7 @@ fn artifact(run_dir: &Path, report: &Report, lines: &Lines) -> Value {
         "starts_after_cut": report.starts_after_cut,
         "unknown_events": report.unknown_events,
         "anomalies_not_listed": report.anomalies_not_listed,
+        "notes": report.notes,
         "anomalies": anomalies,
         "coverage": coverage,
     })
@@ -278,13 +309,19 @@ fn to_result(run_dir: &Path, report: &Report, lines: &Lines, started: Instant) -
             report.unknown_events.values().sum(),
         ),
     ]);
-    let note = (!report.truncated.is_empty()).then(|| {
-        let files: Vec<String> = report.truncated.iter().map(|f| relative(run_dir, f)).collect();
-        format!(
+    let mut notes: Vec<String> = report.notes.clone();
+    if !report.truncated.is_empty() {
+        let files: Vec<String> = report
+            .truncated
+            .iter()
+            .map(|f| relative(run_dir, f))
+            .collect();
+        notes.push(format!(
             "read up to the last whole event (a partial last line, from a node killed mid-write): {}",
             files.join(", ")
-        )
-    });
+        ));
+    }
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
     CheckResult {
         checker: CHECKER.into(),
         valid: if report.valid {
@@ -455,6 +492,43 @@ mod tests {
     }
 
     #[test]
+    fn an_oracle_s_figures_reach_results_and_raft_json() {
+        let start = r#"{"node":1,"seq":0,"lamport":1,"time_ms":10,"ev":"start","term":1,"vote":1,"commit":0,"first_index":1,"last_index":0,"last_term":0,"snapshot_index":0,"snapshot_term":0,"voters":[1,2,3],"learners":[],"pid":101,"applied":0}"#;
+        let apply = |seq: u64, index: u64| {
+            format!(
+                r#"{{"node":1,"seq":{seq},"lamport":{},"time_ms":{},"ev":"apply","index":{index},"term":1,"block":{index},"hash":"h{index}"}}"#,
+                seq + 1,
+                (seq + 1) * 10
+            )
+        };
+        let n1 = format!("{start}\n{}\n{}\n", apply(1, 1), apply(2, 4));
+        let dir = run_dir(
+            "ordeal",
+            &[("n1", &n1), ("n2", &super::tests::start(2, 0, 1, 1))],
+        );
+        let result = judge(&dir);
+        assert_eq!(result.valid, Validity::Invalid);
+        let gap = result
+            .anomalies
+            .iter()
+            .find(|a| a.kind == "apply-gap")
+            .unwrap();
+        let detail = &gap.examples[0]["detail"];
+        assert_eq!(
+            (&detail["expected"], &detail["applied"]),
+            (&json!(2), &json!(4)),
+            "{gap:?}"
+        );
+        let raft = reports::raft::load(dir.path()).unwrap();
+        assert_eq!(raft["anomalies"][0]["detail"]["pid"], 101);
+        // Node 2's trace has no pid nor applied: the replay's notes say
+        // what it could not check, in raft.json and the result's note.
+        let notes = raft["notes"].as_array().unwrap();
+        assert!(!notes.is_empty(), "{raft}");
+        assert!(result.note.unwrap().contains(notes[0].as_str().unwrap()));
+    }
+
+    #[test]
     fn consistent_traces_are_valid() {
         let dir = run_dir(
             "ordeal",
@@ -462,7 +536,10 @@ mod tests {
         );
         let result = judge(&dir);
         assert_eq!((result.valid, result.counts["nodes"]), (Validity::Valid, 2));
-        assert!(result.anomalies.is_empty() && result.note.is_none());
+        assert!(result.anomalies.is_empty(), "{result:?}");
+        // Start events alone: the note says only what the oracles could
+        // not check (no digests, no pids), never that a file was cut.
+        assert!(!result.note.unwrap_or_default().contains("partial"));
     }
 
     #[test]
@@ -478,6 +555,27 @@ mod tests {
         let empty = judge(&run_dir("ordeal", &[("n1", ""), ("n2", "{\"node\":2")]));
         assert_eq!(empty.valid, Validity::Unknown);
         assert!(empty.note.unwrap().contains("no whole event"));
+        // A run whose every trace failed to collect is not a history
+        // without its run: unknown, naming the traces and why.
+        let lost = run_dir("ordeal", &[]);
+        for n in ["n1", "n2"] {
+            let node = lost.path().join("nodes").join(n);
+            std::fs::create_dir_all(&node).unwrap();
+            std::fs::write(node.join("node.log"), "").unwrap();
+        }
+        std::fs::write(
+            lost.path().join("nodes/n2").join(TRACE_ERROR_FILE_NAME),
+            "copying: no such file",
+        )
+        .unwrap();
+        let lost = judge(&lost);
+        assert_eq!(lost.valid, Validity::Unknown);
+        let note = lost.note.unwrap();
+        assert!(
+            note.contains("nodes/n1/trace.jsonl, nodes/n2/trace.jsonl")
+                && note.contains("n2: copying: no such file"),
+            "{note}"
+        );
         let dir = run_dir("ordeal", &[("n1", &start(1, 0, 1, 1))]);
         std::fs::write(dir.path().join(RAFT_JSON), "{}").unwrap();
         let missing = judge(&dir);

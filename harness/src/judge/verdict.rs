@@ -64,6 +64,7 @@ pub fn print(results: &Results) {
         );
     }
     crate::judge::raft::print_details(results);
+    crate::judge::crashed::print_details(results);
 }
 
 #[cfg(test)]

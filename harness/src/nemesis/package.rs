@@ -128,6 +128,17 @@ pub trait FaultPackage {
         Ok(())
     }
 
+    /// Whether it stops its targets' processes, so that one ending while
+    /// it is in force (or within `judge::crashed::GRACE_S` of its end) is
+    /// expected, not a crash: `kill`, `power`, `torn` (SIGKILLs through
+    /// the runtime, never reported as exits anyway), `disk-error` (a node
+    /// stops itself on a failed fsync), and a fault that fires a crash
+    /// point. Every other exit of a node outside the run's teardown is an
+    /// anomaly `crashed` (`run/crashes.rs`). By default, false.
+    fn stops_process(&self) -> bool {
+        false
+    }
+
     /// Draws its targets and parameters from `rng` (asking the cluster
     /// what it must: the leader, the members). Records nothing and does
     /// nothing to the cluster. Every draw takes from `rng` in the same

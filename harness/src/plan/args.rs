@@ -42,8 +42,10 @@ pub struct HostArgs {
 /// The flags of one test, as typed.
 #[derive(Debug, Clone, Args)]
 pub struct TestArgs {
-    /// The system under test: ordeal (our ordering node) or etcd (the
-    /// host's etcd 3.4, Debian's etcd-server; register workload only).
+    /// The system under test: ordeal (our ordering node), etcd (the
+    /// host's etcd 3.4, Debian's etcd-server; register workload only) or
+    /// nats (the host's nats-server 2.9 with JetStream; ordering workload
+    /// only).
     #[arg(long, default_value = "ordeal")]
     pub sut: String,
     /// How etcd serves reads: linearizable (through the leader) or
@@ -117,6 +119,10 @@ pub struct TestArgs {
     /// The etcd binary for `--sut etcd` (default: `etcd` on PATH).
     #[arg(long, env = "ORDEAL_ETCD_BIN")]
     pub etcd_binary: Option<PathBuf>,
+    /// The nats-server binary for `--sut nats` (default: `nats-server` on
+    /// PATH, else /usr/sbin/nats-server).
+    #[arg(long, env = "ORDEAL_NATS_BIN")]
+    pub nats_binary: Option<PathBuf>,
     /// The hosts of `--runtime ssh`.
     #[command(flatten)]
     pub ssh: HostArgs,
@@ -143,6 +149,7 @@ impl TestArgs {
         Binaries {
             node: self.node_binary.clone(),
             etcd: self.etcd_binary.clone(),
+            nats: self.nats_binary.clone(),
         }
     }
 }

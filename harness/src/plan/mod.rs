@@ -83,6 +83,9 @@ pub struct Plan {
     /// The etcd binary.
     #[serde(skip)]
     pub etcd_binary: Option<PathBuf>,
+    /// The nats-server binary.
+    #[serde(skip)]
+    pub nats_binary: Option<PathBuf>,
     /// `--runtime ssh`: one host per node.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<HostSpec>,
@@ -202,6 +205,7 @@ impl Plan {
             store: args.store.clone(),
             node_binary: args.node_binary.clone(),
             etcd_binary: args.etcd_binary.clone(),
+            nats_binary: args.nats_binary.clone(),
             hosts,
             ssh_trust: Trust {
                 known_hosts: args.ssh.ssh_known_hosts.clone(),
@@ -232,6 +236,7 @@ impl Plan {
         Binaries {
             node: self.node_binary.clone(),
             etcd: self.etcd_binary.clone(),
+            nats: self.nats_binary.clone(),
         }
     }
 

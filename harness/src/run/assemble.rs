@@ -37,7 +37,7 @@ pub fn assemble(
 ) -> anyhow::Result<Assembly> {
     let client = Arc::new(
         plan.sut
-            .client(&plan.sut_options(), cluster.nodes.clone())?,
+            .client(&plan.sut_options(), cluster.endpoints.clone())?,
     );
     let generator: Box<dyn Generator> = match plan.workload {
         Workload::Ordering => Box::new(OrderingGenerator::new(plan.seed)),

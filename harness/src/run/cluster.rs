@@ -83,10 +83,16 @@ fn disk_spec(plan: &Plan) -> anyhow::Result<Option<DiskSpec>> {
     }))
 }
 
+/// A node's name and an address of it.
+type NamedAddress = (String, String);
+
 /// A started cluster with a leader.
 pub struct Cluster {
     /// Each node's name and client URL.
     pub nodes: Vec<(String, String)>,
+    /// Each node's name and what the system's client dials
+    /// (`System::client_endpoint`).
+    pub endpoints: Vec<(String, String)>,
     /// Status queries against the nodes.
     pub probe: Probe,
     /// Every node started in the run and its standing (the `member`
@@ -106,13 +112,23 @@ pub async fn start(
         .start()
         .await
         .context("starting the cluster")?;
-    let nodes: Vec<(String, String)> = {
+    let (nodes, endpoints): (Vec<NamedAddress>, Vec<NamedAddress>) = {
         let rt = runtime.lock().await;
         rt.nodes()
             .into_iter()
-            .map(|n| (n.clone(), rt.client_url(&n)))
-            .collect()
+            .map(|n| {
+                let url = rt.client_url(&n);
+                let endpoint = plan
+                    .sut
+                    .client_endpoint(url.clone(), rt.protocol_address(&n));
+                ((n.clone(), url), (n, endpoint))
+            })
+            .unzip()
     };
+    plan.sut
+        .ready(&plan.sut_options(), &endpoints)
+        .await
+        .with_context(|| format!("readying the {} cluster", plan.sut.name()))?;
     let probe = Probe::new(nodes.clone(), plan.sut)?;
     if !probe
         .wait_recovered(Instant::now() + FIRST_LEADER_WAIT_MAX)
@@ -125,6 +141,7 @@ pub async fn start(
     let membership = Membership::founders(&nodes);
     Ok(Cluster {
         nodes,
+        endpoints,
         probe,
         membership,
     })

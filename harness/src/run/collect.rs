@@ -1,13 +1,15 @@
 //! Phase six of a run: each node's artifacts into its store directory
-//! (metrics, log, Raft trace).
+//! (metrics, the system's own documents such as NATS's `/varz` and `/jsz`,
+//! log, Raft trace).
 
 use crate::cluster::probe::Probe;
-use crate::judge::raft::TRACE_FILE_NAME;
+use crate::judge::raft::{TRACE_ERROR_FILE_NAME, TRACE_FILE_NAME};
 use crate::plan::Plan;
 use crate::runtime::verbs::Runtime;
 use crate::runtime::AnyRuntime;
 use crate::store::{write_json, RunDir};
 use crate::sut::System;
+use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -24,6 +26,12 @@ pub async fn collect(
     for n in nodes {
         let dir = run_dir.node_dir(n)?;
         write_json(&dir.join("metrics.json"), &probe.metrics(n).await)?;
+        for (path, file) in plan.sut.artifacts() {
+            match probe.get_json(n, path).await {
+                Some(doc) => write_json(&dir.join(file), &doc)?,
+                None => tracing::warn!(node = %n, path, "the node did not answer"),
+            }
+        }
         if let Err(e) = runtime
             .lock()
             .await
@@ -35,6 +43,10 @@ pub async fn collect(
         if plan.sut.traces() {
             if let Err(e) = collect_trace(runtime, n, &dir).await {
                 tracing::warn!(node = %n, error = %e, "could not collect the node's Raft trace");
+                // The raft checker names it in its `unknown` verdict.
+                let why = dir.join(TRACE_ERROR_FILE_NAME);
+                std::fs::write(&why, format!("{e:#}\n"))
+                    .with_context(|| format!("writing {}", why.display()))?;
             }
         }
     }

@@ -2,9 +2,10 @@
 //! and recorded as final `deliver` ops.
 
 use crate::cluster::membership::Entry;
+use crate::cluster::probe::Probe;
 use crate::history::{Kind, Process, Record, Recorder, F};
 use serde_json::{json, Value};
-use workloads::{Op, OrdealClient, Outcome};
+use workloads::{Op, Outcome, SutClient};
 
 /// The argument of the final read of `entry`: a whole chain, and whether
 /// the node is a member at the end (`"member": false` for a removed node,
@@ -16,16 +17,22 @@ pub fn final_read_arg(entry: &Entry) -> Value {
 }
 
 /// Phase five (ordering workload): reads the whole chain of every node
-/// started in the run, removed ones included, recorded as final `deliver`
+/// started in the run (a NATS server's own copy of the stream), removed
+/// ones included, recorded as final `deliver`
 /// ops. These reads are not bound by `p mod n`: process `1_000_000 + i`
 /// reads the `i`-th node started, one process per node, after the
-/// workers' processes are done.
-pub async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[Entry]) {
+/// workers' processes are done. A node whose read fails but whose status
+/// proves it holds nothing (`System::absent_copy`) is recorded holding an
+/// empty chain.
+pub async fn final_reads(client: &SutClient, probe: &Probe, recorder: &Recorder, nodes: &[Entry]) {
     for (i, entry) in nodes.iter().enumerate() {
         let node = &entry.name;
         let process = Process::Client(1_000_000 + i as u64);
         let arg = final_read_arg(entry);
-        let index = client.add_node(node, &entry.url);
+        let index = client
+            .add_node(node, &entry.url)
+            .or_else(|| client.index_of(node))
+            .unwrap_or(i);
         recorder.record(&Record {
             process,
             kind: Kind::Invoke,
@@ -35,7 +42,14 @@ pub async fn final_reads(client: &OrdealClient, recorder: &Recorder, nodes: &[En
             node: Some(node),
             error: None,
         });
-        match client.deliver_chain(index).await {
+        let outcome = match client.deliver_chain(index).await {
+            Outcome::Fail(e) => match probe.absent_copy(node, &e).await {
+                Some(empty) => Outcome::Ok(empty),
+                None => Outcome::Fail(e),
+            },
+            outcome => outcome,
+        };
+        match outcome {
             Outcome::Ok(mut v) => {
                 v["final"] = Value::Bool(true);
                 v["member"] = arg["member"].clone();
@@ -76,7 +90,7 @@ mod tests {
     use std::sync::atomic::AtomicU64;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
-    use workloads::{Ack, OrderingGenerator, SutClient};
+    use workloads::{Ack, OrdealClient, OrderingGenerator, SutClient};
 
     /// The debug `ordeal-node` of this workspace, built if missing.
     fn node_binary() -> PathBuf {
@@ -208,7 +222,7 @@ mod tests {
         let members = membership.members();
         let soon = Instant::now() + Duration::from_secs(20);
         assert!(probe.wait_recovered_of(soon, &members).await);
-        final_reads(ordeal, &recorder, &membership.all()).await;
+        final_reads(&client, &probe, &recorder, &membership.all()).await;
         recorder.flush().unwrap();
         judge_the_history(&path, &gone_name, concurrency);
     }

@@ -6,11 +6,12 @@
 //! phase (`cluster.rs`, `assemble.rs`, `workload.rs`, `recover.rs`,
 //! `final_reads.rs`, `collect.rs`), then what the phases use (`workers.rs`:
 //! the client workers; `progress.rs`: the bar; `sampler.rs`: the status
-//! sampler).
+//! sampler; `crashes.rs`: the watch on nodes that end by themselves).
 
 pub mod assemble;
 pub mod cluster;
 pub mod collect;
+pub mod crashes;
 pub mod final_reads;
 pub mod progress;
 pub mod recover;
@@ -20,18 +21,20 @@ pub mod workload;
 
 use crate::history::Recorder;
 use crate::judge;
+use crate::judge::catchup::RECOVERY_JSON;
 use crate::judge::report::report;
 use crate::judge::Workload;
 use crate::nemesis::package::FaultPackage;
 use crate::plan::Plan;
 use crate::runtime::verbs::Runtime;
 use crate::runtime::AnyRuntime;
-use crate::store::RunDir;
+use crate::store::{write_json, RunDir};
 use anyhow::Context;
 use assemble::assemble;
 use checker::verdict::Results;
 use cluster::{build_runtime, start};
 use collect::collect;
+use crashes::CrashWatch;
 use final_reads::final_reads;
 use recover::heal_and_recover;
 use sampler::Sampler;
@@ -41,7 +44,6 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use workers::Placement;
 use workload::{run_workload, WorkloadRan};
-use workloads::SutClient;
 
 /// How often the history buffer reaches the disk.
 const HISTORY_FLUSH_PERIOD: Duration = Duration::from_millis(100);
@@ -135,12 +137,31 @@ async fn drive(
         cluster.probe.clone(),
         history.recorder.clone(),
     )?;
+    let crash_watch = CrashWatch::start(runtime.clone(), &history.recorder);
     let ran = run_workload(plan, test, placement, &history.recorder).await?;
-    heal_and_recover(plan, &runtime, &cluster.probe, &cluster.membership).await?;
+    let recovery = heal_and_recover(
+        plan,
+        &runtime,
+        &cluster.probe,
+        &cluster.membership,
+        &crash_watch,
+    )
+    .await?;
+    write_json(
+        &run_dir.path.join(RECOVERY_JSON),
+        &serde_json::to_value(&recovery)?,
+    )?;
     sampler.stop().await?;
-    if let (Workload::Ordering, SutClient::Ordeal(client)) = (plan.workload, &*client) {
-        final_reads(client, &history.recorder, &cluster.membership.all()).await;
+    if plan.workload == Workload::Ordering {
+        final_reads(
+            &client,
+            &cluster.probe,
+            &history.recorder,
+            &cluster.membership.all(),
+        )
+        .await;
     }
+    crash_watch.finish(plan, &runtime, &run_dir.path).await?;
     let started: Vec<String> = cluster
         .membership
         .all()
@@ -175,14 +196,18 @@ impl History {
             loop {
                 tokio::time::sleep(HISTORY_FLUSH_PERIOD).await;
                 if let Err(e) = r.flush() {
+                    // Kept by the recorder: `close` fails the run with it.
                     tracing::error!(error = %e, "history flush failed");
+                    return;
                 }
             }
         });
         Ok(History { recorder, flusher })
     }
 
-    /// Stops the flusher and writes what is buffered.
+    /// Stops the flusher and writes what is buffered; fails, naming the
+    /// file and the error, when any write of the history failed during
+    /// the run (a history with a missing line is not judged: exit 3).
     fn close(&self) -> anyhow::Result<()> {
         self.flusher.abort();
         self.recorder.flush()

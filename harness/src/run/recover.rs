@@ -3,9 +3,11 @@
 
 use crate::cluster::membership::Membership;
 use crate::cluster::probe::Probe;
+use crate::judge::catchup::Recovery;
 use crate::nemesis::disk::heal_all;
 use crate::nemesis::package::FaultPackage;
 use crate::plan::Plan;
+use crate::run::crashes::CrashWatch;
 use crate::runtime::verbs::Runtime;
 use crate::runtime::AnyRuntime;
 use std::sync::Arc;
@@ -15,16 +17,21 @@ use tokio::sync::Mutex;
 /// Phase four: undoes every fault, whatever the nemesis left, on every
 /// node the runtime runs (those the `member` nemesis started included),
 /// and gives the members `recovery_s` to elect a leader and catch up;
-/// returns whether they did. Removed nodes are not waited for: they
-/// halted and never catch up.
+/// returns whether they did (`recovery.json`: the catch-up checker judges
+/// a failure as the liveness failure it is). Removed nodes are not waited
+/// for: they halted and never catch up.
 pub async fn heal_and_recover(
     plan: &Plan,
     runtime: &Arc<Mutex<AnyRuntime>>,
     probe: &Probe,
     membership: &Membership,
-) -> anyhow::Result<bool> {
+    crash_watch: &CrashWatch,
+) -> anyhow::Result<Recovery> {
     {
         let mut rt = runtime.lock().await;
+        // A node that ended by itself is noticed (and counts as down)
+        // before the restarts below bring it back.
+        crash_watch.poll(&mut rt).await;
         rt.heal().await?;
         for n in &rt.nodes() {
             rt.resume(n).await?;
@@ -51,5 +58,9 @@ pub async fn heal_and_recover(
             "cluster did not fully recover before the final reads"
         );
     }
-    Ok(recovered)
+    Ok(Recovery {
+        recovered,
+        recovery_s: plan.recovery_s as f64,
+        members,
+    })
 }

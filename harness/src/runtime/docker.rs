@@ -18,6 +18,7 @@
 
 use crate::runtime::clock::{ClockSetting, FAKETIME_LIB};
 use crate::runtime::disk::Disks;
+use crate::runtime::exit::{tail_lines, Exit};
 use crate::runtime::image::ensure_image;
 use crate::runtime::label::owner_alive;
 use crate::runtime::reaper::{
@@ -45,6 +46,8 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 const PEER_PORT: u16 = 7001;
 /// Client port inside every container.
 const CLIENT_PORT: u16 = 8001;
+/// Protocol port inside every container (`Launch::listen_protocol`).
+const PROTOCOL_PORT: u16 = 4222;
 /// Label on everything this runtime creates.
 pub const LABEL: &str = "ordeal";
 /// A node's log from the containers it had before the current one.
@@ -68,6 +71,14 @@ pub struct DockerRuntime {
     joined: BTreeMap<String, Vec<usize>>,
     ips: BTreeMap<String, IpAddr>,
     partitioned: BTreeSet<String>,
+    /// Nodes whose container stopped or started since their partition
+    /// rules went in: their network namespace, rules included, is gone
+    /// (a heal that cannot reach them has nothing to remove).
+    namespace_lost: BTreeSet<String>,
+    /// Nodes whose container is stopped, and known to be: killed by
+    /// [`Runtime::kill`], or already reported by [`Runtime::exits`].
+    /// Cleared when the node starts again.
+    stopped_known: BTreeSet<String>,
     /// The nodes' faultfs mounts on the host, bound at `/data`.
     disks: Option<Disks>,
     torn_down: bool,
@@ -104,10 +115,19 @@ impl DockerRuntime {
             joined: BTreeMap::new(),
             ips: BTreeMap::new(),
             partitioned: BTreeSet::new(),
+            namespace_lost: BTreeSet::new(),
+            stopped_known: BTreeSet::new(),
             disks: None,
             torn_down: false,
         })
     }
+}
+
+/// Why a heal that could not remove `node`'s rules failed, or `None` when
+/// the rules went with the container's network namespace (`namespace_lost`:
+/// the container stopped, or was started again, since they went in).
+fn heal_failure(node: &str, error: &anyhow::Error, namespace_lost: bool) -> Option<String> {
+    (!namespace_lost).then(|| format!("could not remove the partition rules of {node}: {error:#}"))
 }
 
 /// Whether a Docker daemon answers on its socket.
@@ -187,6 +207,7 @@ impl DockerRuntime {
             advertise_peer: format!("{host}:{PEER_PORT}"),
             listen_client: format!("0.0.0.0:{CLIENT_PORT}"),
             advertise_client: format!("{host}:{CLIENT_PORT}"),
+            listen_protocol: format!("0.0.0.0:{PROTOCOL_PORT}"),
             peers,
             cluster_token: &self.spec.run_label,
             flags: &self.spec.node_args,
@@ -420,12 +441,21 @@ impl Runtime for DockerRuntime {
         }
     }
 
+    fn protocol_address(&self, node: &str) -> String {
+        match self.ips.get(node) {
+            Some(ip) => format!("{ip}:{PROTOCOL_PORT}"),
+            None => format!("invalid-node-{node}:0"),
+        }
+    }
+
     async fn kill(&mut self, node: &str) -> anyhow::Result<()> {
         let id = self.container(node)?.id().to_string();
         self.docker
             .kill_container(&id, Some(KillContainerOptions { signal: "SIGKILL" }))
             .await
             .with_context(|| format!("killing {node}"))?;
+        self.stopped_known.insert(node.to_string());
+        self.namespace_lost.insert(node.to_string());
         tracing::info!(node, "container killed");
         Ok(())
     }
@@ -442,6 +472,8 @@ impl Runtime for DockerRuntime {
         if running {
             return Ok(());
         }
+        self.stopped_known.remove(node);
+        self.namespace_lost.insert(node.to_string());
         if let Some(args) = self.current_args(node) {
             if self.launched.get(node) != Some(&args) {
                 return self.recreate(node, args).await;
@@ -522,14 +554,21 @@ impl Runtime for DockerRuntime {
             match result {
                 // Rules that went in are healed later even when another
                 // node's failed.
-                Ok(()) => _ = self.partitioned.insert(node),
+                Ok(()) => {
+                    self.namespace_lost.remove(&node);
+                    self.partitioned.insert(node);
+                }
                 Err(e) => failed = failed.or(Some(e)),
             }
         }
         failed.map_or(Ok(()), Err)
     }
 
-    /// Removes every node's rules at once, as [`Runtime::partition`] puts them.
+    /// Removes every node's rules at once, as [`Runtime::partition`] puts
+    /// them. A node whose rules could not be removed is an error of the
+    /// run (its partition would go on after the history says it ended),
+    /// unless its namespace went with its container (stopped, or started
+    /// since: [`heal_failure`]); it is kept for the next heal.
     async fn heal(&mut self) -> anyhow::Result<()> {
         let nodes: Vec<String> = std::mem::take(&mut self.partitioned).into_iter().collect();
         let removed = futures_util::future::join_all(nodes.iter().map(|node| {
@@ -537,14 +576,24 @@ impl Runtime for DockerRuntime {
             self.exec(node, vec!["/usr/sbin/nft".into(), delete])
         }))
         .await;
-        for (node, result) in nodes.iter().zip(removed) {
-            if let Err(e) = result {
-                // A node killed and restarted since lost its rules with its
-                // namespace; anything else is worth knowing.
-                tracing::warn!(node, error = %e, "could not remove partition rules");
+        let mut failures = Vec::new();
+        for (node, result) in nodes.into_iter().zip(removed) {
+            let Err(e) = result else { continue };
+            let lost = self.namespace_lost.contains(&node) || !self.running(&node).await;
+            match heal_failure(&node, &e, lost) {
+                Some(failure) => {
+                    failures.push(failure);
+                    self.partitioned.insert(node);
+                }
+                None => {
+                    tracing::debug!(node, error = %e, "partition rules gone with the container's namespace")
+                }
             }
         }
-        Ok(())
+        if failures.is_empty() {
+            return Ok(());
+        }
+        bail!("healing the partition: {}", failures.join("; "))
     }
 
     async fn set_clock(&mut self, node: &str, setting: ClockSetting) -> anyhow::Result<()> {
@@ -580,6 +629,41 @@ impl Runtime for DockerRuntime {
             .and_then(|i| i.state)
             .and_then(|s| s.running)
             .unwrap_or(false)
+    }
+
+    async fn exits(&mut self) -> Vec<Exit> {
+        let mut exits = Vec::new();
+        let nodes: Vec<String> = self
+            .containers
+            .keys()
+            .filter(|n| !self.stopped_known.contains(*n))
+            .cloned()
+            .collect();
+        for node in nodes {
+            let Ok(id) = self.container(&node).map(|c| c.id().to_string()) else {
+                continue;
+            };
+            let Ok(info) = self.docker.inspect_container(&id, None).await else {
+                continue;
+            };
+            let Some(state) = info.state.filter(|s| s.running == Some(false)) else {
+                continue;
+            };
+            let mut status = format!("exit status {}", state.exit_code.unwrap_or(-1));
+            if state.oom_killed == Some(true) {
+                status.push_str(" (killed for lack of memory)");
+            }
+            let log = self.container_log(&node).await.unwrap_or_default();
+            tracing::warn!(node, status, "node exited by itself");
+            self.stopped_known.insert(node.clone());
+            self.namespace_lost.insert(node.clone());
+            exits.push(Exit {
+                log_tail: tail_lines(&log, true),
+                node,
+                status,
+            });
+        }
+        exits
     }
 
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
@@ -749,4 +833,21 @@ pub async fn clean_leftovers() -> anyhow::Result<Vec<String>> {
         bail!("the Docker daemon does not answer");
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heal_that_left_rules_in_a_live_namespace_is_an_error_naming_the_node() {
+        let error = anyhow::anyhow!("docker exec /usr/sbin/nft delete table in n2: exit code 1");
+        let failure = heal_failure("n2", &error, false).expect("an error of the run");
+        assert!(
+            failure.contains("n2") && failure.contains("exit code 1"),
+            "{failure}"
+        );
+        // Killed or restarted since the rules went in: nothing left to remove.
+        assert_eq!(heal_failure("n2", &error, true), None);
+    }
 }

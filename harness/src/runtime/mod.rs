@@ -8,11 +8,13 @@
 //! the runtimes (`process.rs`, `docker.rs` with `image.rs` and
 //! `reaper.rs`, `ssh/`), then what they implement and share (`verbs.rs`:
 //! the [`Runtime`] trait; `disk.rs`: faultfs mounts; `clock.rs`: clock
-//! settings; `label.rs`: run labels).
+//! settings; `label.rs`: run labels; `exit.rs`: a node that ended by
+//! itself).
 
 pub mod clock;
 pub mod disk;
 pub mod docker;
+pub mod exit;
 pub mod image;
 pub mod label;
 pub mod process;
@@ -90,6 +92,9 @@ impl Runtime for AnyRuntime {
     fn client_url(&self, node: &str) -> String {
         dispatch!(self, rt => rt.client_url(node))
     }
+    fn protocol_address(&self, node: &str) -> String {
+        dispatch!(self, rt => rt.protocol_address(node))
+    }
     async fn add_node(
         &mut self,
         id: usize,
@@ -130,6 +135,9 @@ impl Runtime for AnyRuntime {
     }
     async fn running(&mut self, node: &str) -> bool {
         dispatch!(self, rt => rt.running(node).await)
+    }
+    async fn exits(&mut self) -> Vec<exit::Exit> {
+        dispatch!(self, rt => rt.exits().await)
     }
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
         dispatch!(self, rt => rt.collect_log(node, dest).await)

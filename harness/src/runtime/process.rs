@@ -21,6 +21,7 @@
 
 use crate::runtime::clock::ClockSetting;
 use crate::runtime::disk::Disks;
+use crate::runtime::exit::{describe, log_tail, Exit};
 use crate::runtime::verbs::{Added, ClusterSpec, Grudge, Runtime};
 use crate::sut::{Ability, Launch, PeerLinks, System};
 use anyhow::{bail, Context};
@@ -62,6 +63,20 @@ struct NodeAddrs {
     ip: Ipv4Addr,
     peer_port: u16,
     client_port: u16,
+    /// [`Launch::listen_protocol`] (NATS's client port).
+    protocol_port: u16,
+}
+
+impl NodeAddrs {
+    /// Three ports free on `ip`, from the pool below the ephemeral range.
+    fn on(ip: Ipv4Addr) -> anyhow::Result<NodeAddrs> {
+        Ok(NodeAddrs {
+            ip,
+            peer_port: free_port(ip)?,
+            client_port: free_port(ip)?,
+            protocol_port: free_port(ip)?,
+        })
+    }
 }
 
 /// One node's process and files.
@@ -115,6 +130,9 @@ pub struct ProcessRuntime {
     proxies: Vec<Proxy>,
     /// The nodes' faultfs mounts, when the spec asks for them.
     disks: Option<Disks>,
+    /// Nodes found ended by themselves by [`Runtime::kill`], for the next
+    /// [`Runtime::exits`].
+    ended_unreported: Vec<Exit>,
     torn_down: bool,
 }
 
@@ -127,6 +145,7 @@ impl ProcessRuntime {
             nodes: Vec::new(),
             proxies: Vec::new(),
             disks: None,
+            ended_unreported: Vec::new(),
             torn_down: false,
         }
     }
@@ -184,6 +203,7 @@ impl ProcessRuntime {
             advertise_peer: node.advertised_peer.clone(),
             listen_client: format!("{ip}:{client}"),
             advertise_client: format!("{ip}:{client}"),
+            listen_protocol: format!("{ip}:{}", node.addrs.protocol_port),
             peers: node.peers.clone(),
             cluster_token: &self.spec.run_label,
             flags: &self.spec.node_args,
@@ -466,11 +486,7 @@ impl ProcessRuntime {
             bail!("cannot add {name}: ids run from 1 to {ADDED_ID_MAX} and are used once");
         }
         let ip = Ipv4Addr::new(127, 0, 0, id as u8);
-        let addrs = NodeAddrs {
-            ip,
-            peer_port: free_port(ip)?,
-            client_port: free_port(ip)?,
-        };
+        let addrs = NodeAddrs::on(ip)?;
         let own = SocketAddr::from((ip, addrs.peer_port));
         let inbound = TcpListener::bind((ip, 0))
             .await
@@ -539,11 +555,7 @@ impl Runtime for ProcessRuntime {
         let mut addrs = Vec::new();
         for i in 1..=n {
             let ip = Ipv4Addr::new(127, 0, 0, i as u8);
-            addrs.push(NodeAddrs {
-                ip,
-                peer_port: free_port(ip)?,
-                client_port: free_port(ip)?,
-            });
+            addrs.push(NodeAddrs::on(ip)?);
         }
         let (peers, advertised) = match self.spec.sut.peer_links() {
             PeerLinks::Advertised => {
@@ -595,6 +607,13 @@ impl Runtime for ProcessRuntime {
         }
     }
 
+    fn protocol_address(&self, node: &str) -> String {
+        match self.find(node) {
+            Ok(n) => format!("{}:{}", n.addrs.ip, n.addrs.protocol_port),
+            Err(_) => format!("invalid-node-{node}:0"),
+        }
+    }
+
     async fn add_node(
         &mut self,
         id: usize,
@@ -609,6 +628,16 @@ impl Runtime for ProcessRuntime {
         let Some(mut child) = proc.child.take() else {
             return Ok(());
         };
+        if let Ok(Some(status)) = child.try_wait() {
+            // It ended by itself before this kill: still reported.
+            let exit = Exit {
+                node: node.to_string(),
+                status: describe(status),
+                log_tail: log_tail(&proc.dir.join("node.log")),
+            };
+            self.ended_unreported.push(exit);
+            return self.write_pid_file();
+        }
         child.kill().with_context(|| format!("killing {node}"))?;
         child.wait().with_context(|| format!("reaping {node}"))?;
         proc.paused = false;
@@ -694,6 +723,31 @@ impl Runtime for ProcessRuntime {
         proc.child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    async fn exits(&mut self) -> Vec<Exit> {
+        let mut exits = std::mem::take(&mut self.ended_unreported);
+        for node in &mut self.nodes {
+            // `kill` takes the child before it signals: a child still here
+            // that has ended, ended by itself.
+            let Some(Ok(Some(status))) = node.child.as_mut().map(|c| c.try_wait()) else {
+                continue;
+            };
+            node.child = None;
+            node.paused = false;
+            tracing::warn!(node = %node.name, status = %status, "node exited by itself");
+            exits.push(Exit {
+                node: node.name.clone(),
+                status: describe(status),
+                log_tail: log_tail(&node.dir.join("node.log")),
+            });
+        }
+        if !exits.is_empty() {
+            if let Err(e) = self.write_pid_file() {
+                tracing::warn!(error = %e, "could not rewrite the pid file");
+            }
+        }
+        exits
     }
 
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {

@@ -96,6 +96,9 @@ pub trait Runtime {
     /// Base URL of a node's client API, e.g. `http://172.18.0.2:8001`,
     /// reachable from the harness process.
     fn client_url(&self, node: &str) -> String;
+    /// `host:port` of a node's protocol listener (`Launch::listen_protocol`,
+    /// NATS's client port), reachable from the harness process.
+    fn protocol_address(&self, node: &str) -> String;
     /// SIGKILLs the node's process; its data directory is kept. Undone by
     /// [`Runtime::restart`].
     async fn kill(&mut self, node: &str) -> anyhow::Result<()>;
@@ -131,6 +134,12 @@ pub trait Runtime {
     /// Whether the node's process (container) runs: false after
     /// [`Runtime::kill`] and after the node stopped by itself.
     async fn running(&mut self, node: &str) -> bool;
+    /// The node processes that ended by themselves since the last call
+    /// (exited, panicked, killed by a signal the runtime did not send),
+    /// each once: never one the runtime stopped ([`Runtime::kill`],
+    /// [`Runtime::teardown`]). A node reported here counts as killed: not
+    /// [`Runtime::running`], and [`Runtime::restart`] starts it again.
+    async fn exits(&mut self) -> Vec<crate::runtime::exit::Exit>;
     /// Copies the node's log (all restarts) to `dest`.
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()>;
     /// Copies the node's Raft trace (`--trace`, all restarts) to `dest`.

@@ -146,6 +146,22 @@ impl System for Etcd {
         Ok(SutClient::Etcd(client))
     }
 
+    fn client_endpoint(&self, url: String, _protocol: String) -> String {
+        url
+    }
+
+    async fn ready(&self, _options: &Options, _nodes: &[(String, String)]) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn artifacts(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    fn absent_copy(&self, _node: &str, _status: &Value, _error: &str) -> Option<Value> {
+        None
+    }
+
     /// etcd's maintenance status with `leader` as the node number and
     /// `height` its applied index.
     async fn status(&self, http: &NodeHttp, node: &str) -> Option<Value> {

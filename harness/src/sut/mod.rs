@@ -8,11 +8,12 @@
 //! and its arm in `dispatch!` (the two registration lines), then its client
 //! in `workloads` (a variant of `SutClient`).
 //!
-//! Layers inside: this registry, then the systems (`ordeal.rs`, `etcd.rs`),
+//! Layers inside: this registry, then the systems (`ordeal.rs`, `etcd.rs`, `nats.rs`),
 //! then what they implement and use (`system.rs`, `http.rs`).
 
 pub mod etcd;
 pub mod http;
+pub mod nats;
 pub mod ordeal;
 pub mod system;
 
@@ -30,8 +31,11 @@ use workloads::{ReadMode, SutClient};
 pub enum Sut {
     /// Our own `ordeal-node`.
     Ordeal,
-    /// Debian's etcd (the third-party system under test).
+    /// Debian's etcd (a third-party system under test).
     Etcd,
+    /// Debian's nats-server with JetStream (a third-party ordering
+    /// service).
+    Nats,
 }
 
 /// Runs `$body` with `$s` bound to the implementation of the [`Sut`].
@@ -44,6 +48,10 @@ macro_rules! dispatch {
             }
             Sut::Etcd => {
                 let $s = etcd::Etcd;
+                $body
+            }
+            Sut::Nats => {
+                let $s = nats::Nats;
                 $body
             }
         }
@@ -121,8 +129,20 @@ impl System for Sut {
     fn lacks(&self, ability: Ability) -> Option<&'static str> {
         dispatch!(self, s => s.lacks(ability))
     }
+    fn client_endpoint(&self, url: String, protocol: String) -> String {
+        dispatch!(self, s => s.client_endpoint(url, protocol))
+    }
     fn client(&self, options: &Options, nodes: Vec<(String, String)>) -> anyhow::Result<SutClient> {
         dispatch!(self, s => s.client(options, nodes))
+    }
+    async fn ready(&self, options: &Options, nodes: &[(String, String)]) -> anyhow::Result<()> {
+        dispatch!(self, s => s.ready(options, nodes).await)
+    }
+    fn artifacts(&self) -> &'static [(&'static str, &'static str)] {
+        dispatch!(self, s => s.artifacts())
+    }
+    fn absent_copy(&self, node: &str, status: &Value, error: &str) -> Option<Value> {
+        dispatch!(self, s => s.absent_copy(node, status, error))
     }
     async fn status(&self, http: &NodeHttp, node: &str) -> Option<Value> {
         dispatch!(self, s => s.status(http, node).await)

@@ -155,6 +155,22 @@ impl System for Ordeal {
         Ok(SutClient::Ordeal(client))
     }
 
+    fn client_endpoint(&self, url: String, _protocol: String) -> String {
+        url
+    }
+
+    async fn ready(&self, _options: &Options, _nodes: &[(String, String)]) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn artifacts(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    fn absent_copy(&self, _node: &str, _status: &Value, _error: &str) -> Option<Value> {
+        None
+    }
+
     async fn status(&self, http: &NodeHttp, node: &str) -> Option<Value> {
         http.get_json(node, "/status").await
     }

@@ -34,6 +34,8 @@ pub struct Binaries {
     pub node: Option<PathBuf>,
     /// etcd's.
     pub etcd: Option<PathBuf>,
+    /// nats-server's.
+    pub nats: Option<PathBuf>,
 }
 
 /// What the flags ask of a system beyond faults, for it to allow or
@@ -96,6 +98,11 @@ pub struct Launch<'a> {
     pub listen_client: String,
     /// Where clients reach this node.
     pub advertise_client: String,
+    /// Where the node listens for clients of its own wire protocol, when
+    /// that is not the HTTP endpoint at `listen_client` (NATS: its client
+    /// port, while `listen_client` serves its monitoring). Ignored by a
+    /// system whose clients speak HTTP ([`System::client_endpoint`]).
+    pub listen_protocol: String,
     /// Every member (itself included): id and the address this node dials.
     pub peers: Vec<(usize, String)>,
     /// A token unique to the run (etcd's cluster token).
@@ -143,8 +150,25 @@ pub trait System {
     /// Why the system lacks an ability some faults need, or `None` when
     /// it has it (each fault asks for the abilities it needs).
     fn lacks(&self, ability: Ability) -> Option<&'static str>;
-    /// The client the workers use.
+    /// What its client dials of a node: its HTTP base URL (`url`, the
+    /// runtime's `client_url`) or its protocol listener (`protocol`,
+    /// `host:port`, [`Launch::listen_protocol`] as the harness reaches it).
+    fn client_endpoint(&self, url: String, protocol: String) -> String;
+    /// The client the workers use, given each node's name and
+    /// [`System::client_endpoint`].
     fn client(&self, options: &Options, nodes: Vec<(String, String)>) -> anyhow::Result<SutClient>;
+    /// Readies a started cluster for the workload before the harness waits
+    /// for its leader (NATS: the stream created, replicated on every
+    /// node); `nodes` as [`System::client`] takes them.
+    async fn ready(&self, options: &Options, nodes: &[(String, String)]) -> anyhow::Result<()>;
+    /// The value of a final read proving the node holds nothing, when its
+    /// read failed with `error` and its `status` shows it has no copy
+    /// (NATS: the cluster answers "stream not found" and the server's own
+    /// `/jsz` lists no stream); `None` leaves the read a `fail`.
+    fn absent_copy(&self, node: &str, status: &Value, error: &str) -> Option<Value>;
+    /// The node's own HTTP documents copied into its store directory at the
+    /// end of a run: (path on its HTTP endpoint, file name).
+    fn artifacts(&self) -> &'static [(&'static str, &'static str)];
     /// A node's status in ordeal-node's shape (`leader` as a node number,
     /// `height`), `None` when it does not answer.
     async fn status(&self, http: &NodeHttp, node: &str) -> Option<Value>;

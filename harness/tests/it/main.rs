@@ -9,10 +9,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod crashed;
 mod disk;
 mod layers;
 mod load;
 mod member;
+mod nats;
 mod storage;
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_harness");

@@ -141,8 +141,8 @@ impl FaultPackage for Clock {
         mut active: Active,
         _: Option<&Planned>,
     ) -> anyhow::Result<()> {
-        if let Some(Some(strobe)) = active.undo::<Option<JoinHandle<()>>>() {
-            strobe.abort();
+        if let Some(strobe) = active.undo::<Option<Strobe>>() {
+            drop(strobe.take());
         }
         {
             let mut rt = ctx.runtime.lock().await;
@@ -159,12 +159,24 @@ impl FaultPackage for Clock {
     }
 }
 
+/// The task strobing a clock, aborted when dropped: by the heal, and on
+/// every other way the fault in force is dropped (the nemesis failing
+/// between inject and heal), so that the task never outlives the fault
+/// (nor holds the runtime past the run's teardown).
+struct Strobe(JoinHandle<()>);
+
+impl Drop for Strobe {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Switches the node's clock between the offset and real time every
-/// second, until aborted.
-fn strobe(ctx: &Context, target: &str, setting: ClockSetting) -> JoinHandle<()> {
+/// second, until dropped.
+fn strobe(ctx: &Context, target: &str, setting: ClockSetting) -> Strobe {
     let runtime = ctx.runtime.clone();
     let target = target.to_string();
-    tokio::spawn(async move {
+    Strobe(tokio::spawn(async move {
         let mut on = false;
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -175,7 +187,7 @@ fn strobe(ctx: &Context, target: &str, setting: ClockSetting) -> JoinHandle<()> 
             let _ = runtime.lock().await.set_clock(&target, s).await;
             on = !on;
         }
-    })
+    }))
 }
 
 /// What the node's clock shows once libfaketime reread its file (about
@@ -211,4 +223,36 @@ async fn observe(
         }
     }
     (observed, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_strobe_dropped_with_its_fault_unhealed_stops() {
+        let ticks = Arc::new(AtomicU64::new(0));
+        let counted = ticks.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        // What inject returns; the nemesis fails before the heal and drops it.
+        let active = Active::new(vec!["n1".to_string()], Some(Strobe(task)));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        drop(active);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let after_drop = ticks.load(Ordering::Relaxed);
+        assert!(after_drop > 0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            ticks.load(Ordering::Relaxed),
+            after_drop,
+            "the strobe still runs"
+        );
+    }
 }

@@ -84,6 +84,12 @@ impl FaultPackage for Corrupt {
         sut.lacks(Ability::Faultfs)
     }
 
+    /// Its nodes stop themselves on the damage, the lost state or the
+    /// full disk (and `corrupt` kills stopped targets).
+    fn stops_process(&self) -> bool {
+        true
+    }
+
     /// Run only when named: a cut at the end of the newest log segment
     /// cannot be told from a torn write, the node recovers less than it
     /// persisted, and the raft checker reports that (rightly) as

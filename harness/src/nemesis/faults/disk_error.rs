@@ -23,6 +23,11 @@ impl FaultPackage for DiskError {
         &[Verb::Disk]
     }
 
+    /// A node stops itself when an fsync fails.
+    fn stops_process(&self) -> bool {
+        true
+    }
+
     fn refused_by(&self, sut: Sut) -> Option<&'static str> {
         sut.lacks(Ability::Faultfs)
     }

@@ -51,6 +51,12 @@ impl FaultPackage for DiskFull {
         sut.lacks(Ability::Faultfs)
     }
 
+    /// Its nodes stop themselves on the damage, the lost state or the
+    /// full disk (and `corrupt` kills stopped targets).
+    fn stops_process(&self) -> bool {
+        true
+    }
+
     async fn draw(&self, ctx: &Context, rng: &mut ChaCha8Rng) -> anyhow::Result<Planned> {
         let one = one_member(ctx, rng);
         let room = rng.gen_range(0..=ROOM_STEPS_MAX) * ROOM_STEP_BYTES;

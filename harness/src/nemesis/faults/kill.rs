@@ -20,6 +20,11 @@ impl FaultPackage for Kill {
         &[Verb::Kill]
     }
 
+    /// SIGKILL (through the runtime).
+    fn stops_process(&self) -> bool {
+        true
+    }
+
     fn refused_by(&self, _sut: Sut) -> Option<&'static str> {
         None
     }

@@ -68,6 +68,9 @@ macro_rules! registry {
             fn check_here(&self, runtime: RuntimeKind) -> anyhow::Result<()> {
                 match self { $(Fault::$variant => $package.check_here(runtime)),* }
             }
+            fn stops_process(&self) -> bool {
+                match self { $(Fault::$variant => $package.stops_process()),* }
+            }
             async fn draw(&self, ctx: &Context, rng: &mut ChaCha8Rng) -> anyhow::Result<Planned> {
                 match self { $(Fault::$variant => $package.draw(ctx, rng).await),* }
             }

@@ -21,6 +21,11 @@ impl FaultPackage for Power {
         &[Verb::Kill, Verb::Disk]
     }
 
+    /// SIGKILL (through the runtime) and the disk's unsynced writes lost.
+    fn stops_process(&self) -> bool {
+        true
+    }
+
     fn refused_by(&self, sut: Sut) -> Option<&'static str> {
         sut.lacks(Ability::Faultfs)
     }

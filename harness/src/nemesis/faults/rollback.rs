@@ -60,6 +60,12 @@ impl FaultPackage for Rollback {
         sut.lacks(Ability::Faultfs)
     }
 
+    /// Its nodes stop themselves on the damage, the lost state or the
+    /// full disk (and `corrupt` kills stopped targets).
+    fn stops_process(&self) -> bool {
+        true
+    }
+
     fn in_all(&self) -> bool {
         false
     }

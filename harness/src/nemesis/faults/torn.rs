@@ -21,6 +21,11 @@ impl FaultPackage for Torn {
         &[Verb::Kill, Verb::Disk]
     }
 
+    /// SIGKILL (through the runtime) and a torn disk.
+    fn stops_process(&self) -> bool {
+        true
+    }
+
     fn refused_by(&self, sut: Sut) -> Option<&'static str> {
         sut.lacks(Ability::Faultfs)
     }

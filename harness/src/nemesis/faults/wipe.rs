@@ -49,6 +49,12 @@ impl FaultPackage for Wipe {
         sut.lacks(Ability::Faultfs)
     }
 
+    /// Its nodes stop themselves on the damage, the lost state or the
+    /// full disk (and `corrupt` kills stopped targets).
+    fn stops_process(&self) -> bool {
+        true
+    }
+
     fn in_all(&self) -> bool {
         false
     }

@@ -21,6 +21,7 @@ pub mod hosts;
 pub mod session;
 
 use crate::runtime::clock::{ClockSetting, FAKETIME_LIB};
+use crate::runtime::exit::{tail_lines, Exit, LOG_TAIL_LINES};
 use crate::runtime::label::owner_alive;
 use crate::runtime::ssh::hosts::HostSpec;
 use crate::runtime::ssh::session::{quote, Remote, Trust, COMMAND_TIMEOUT};
@@ -38,6 +39,9 @@ use std::sync::Arc;
 const PEER_PORT_BASE: u16 = 7100;
 /// Node `i` listens for clients on `CLIENT_PORT_BASE + i`.
 const CLIENT_PORT_BASE: u16 = 8100;
+/// Node `i` listens for its protocol's clients (`Launch::listen_protocol`)
+/// on `PROTOCOL_PORT_BASE + i`.
+const PROTOCOL_PORT_BASE: u16 = 9100;
 /// The run directory's file naming the node's pid.
 const PID_FILE: &str = "node.pid";
 /// Prefix of every nft table the runtime creates.
@@ -76,6 +80,9 @@ impl SshNode {
     }
     fn client_port(&self) -> u16 {
         CLIENT_PORT_BASE + self.id as u16
+    }
+    fn protocol_port(&self) -> u16 {
+        PROTOCOL_PORT_BASE + self.id as u16
     }
     fn host(&self) -> &str {
         self.remote.name()
@@ -320,6 +327,7 @@ impl SshRuntime {
             advertise_peer: addr(node, node.peer_port()),
             listen_client: format!("{any}:{}", node.client_port()),
             advertise_client: addr(node, node.client_port()),
+            listen_protocol: format!("{any}:{}", node.protocol_port()),
             peers,
             cluster_token: &self.spec.run_label,
             flags: &self.spec.node_args,
@@ -423,6 +431,16 @@ impl Runtime for SshRuntime {
         match self.find(node) {
             Ok(n) => format!("http://{}", self.launch(n).advertise_client),
             Err(_) => format!("http://invalid-node-{node}"),
+        }
+    }
+
+    fn protocol_address(&self, node: &str) -> String {
+        match self.find(node) {
+            Ok(n) => match n.remote.address {
+                IpAddr::V4(ip) => format!("{ip}:{}", n.protocol_port()),
+                IpAddr::V6(ip) => format!("[{ip}]:{}", n.protocol_port()),
+            },
+            Err(_) => format!("invalid-node-{node}:0"),
         }
     }
 
@@ -556,6 +574,34 @@ impl Runtime for SshRuntime {
             Some(pid) => n.remote.run(&format!("kill -0 {pid}")).await.is_ok(),
             None => false,
         }
+    }
+
+    /// One command per running node: `kill -0` on its pid, and the log's
+    /// tail when it is gone. Its status is not seen over ssh (the node
+    /// runs in the background of its wrapper).
+    async fn exits(&mut self) -> Vec<Exit> {
+        let mut exits = Vec::new();
+        for node in self.nodes.iter_mut().filter(|n| n.wrapper.is_some()) {
+            let Some(pid) = node.pid else { continue };
+            let script = format!(
+                "kill -0 {pid} 2>/dev/null && echo running || {{ echo ended; tail -n {LOG_TAIL_LINES} {}/node.log; }}",
+                quote(&node.dir)
+            );
+            let Ok(answer) = node.remote.run(&script).await else {
+                continue;
+            };
+            let Some(tail) = answer.trim_start().strip_prefix("ended") else {
+                continue;
+            };
+            tracing::warn!(node = %node.name, "node exited by itself");
+            exits.push(Exit {
+                node: node.name.clone(),
+                status: "ended (its exit status is not seen over ssh)".into(),
+                log_tail: tail_lines(tail.as_bytes(), true),
+            });
+            hang_up(node).await;
+        }
+        exits
     }
 
     async fn collect_log(&mut self, node: &str, dest: &Path) -> anyhow::Result<()> {
