@@ -42,9 +42,32 @@ fn raft_anomalies(r: &Run) -> Vec<String> {
         .collect()
 }
 
+/// Every checker valid but `raft`, whose anomalies, if any, are only
+/// the lost state itself (a rollback, a wipe, or a cut at the end of the
+/// newest log segment the node cannot tell from a torn write,
+/// `docs/storage-faults.md`): no acknowledged write lost, every node
+/// caught up, no crash.
+fn assert_only_lost_state(r: &Run) {
+    let results = r.json("results.json");
+    for c in results["results"].as_array().unwrap() {
+        if c["checker"] != "raft" {
+            assert_eq!(c["valid"], true, "{}\n{}", c["checker"], r.explain());
+        }
+    }
+    for kind in raft_anomalies(r) {
+        assert!(
+            ["Durability", "Commit Monotone", "Vote Kept"].contains(&kind.as_str()),
+            "only the lost state itself: {kind}\n{}",
+            r.explain()
+        );
+    }
+}
+
 #[test]
-fn a_corrupted_node_is_refused_by_name_repaired_and_the_run_stays_valid() {
-    if !fuse_available("a_corrupted_node_is_refused_by_name_repaired_and_the_run_stays_valid") {
+fn a_corrupted_node_is_refused_by_name_repaired_and_loses_no_acknowledged_write() {
+    if !fuse_available(
+        "a_corrupted_node_is_refused_by_name_repaired_and_loses_no_acknowledged_write",
+    ) {
         return;
     }
     let args = [
@@ -56,7 +79,7 @@ fn a_corrupted_node_is_refused_by_name_repaired_and_the_run_stays_valid() {
         "5",
     ];
     let r = disk_run(&[&args[..], &["--time-limit-s", "20"]].concat());
-    assert_eq!(r.code(), 0, "valid\n{}", r.explain());
+    assert_only_lost_state(&r);
     assert_disk_faults(&r, "corrupt");
     for d in r.nemesis("corrupt", "damage") {
         let c = &d["value"]["damage"];
@@ -128,21 +151,7 @@ fn assert_lost_state_refused(fault: &str) {
     assert!(reason.contains("lost acknowledged state"), "{reason}");
     assert!(no_commit_panic(&r), "no raft-rs panic on the commit index");
     assert!(!r.nemesis(fault, "repair").is_empty(), "repaired");
-    let results = r.json("results.json");
-    let ordering = results["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["checker"] == "ordering")
-        .unwrap();
-    assert_eq!(ordering["valid"], true, "no acknowledged write lost");
-    for kind in raft_anomalies(&r) {
-        assert!(
-            ["Durability", "Commit Monotone", "Vote Kept"].contains(&kind.as_str()),
-            "only the lost state itself: {kind}\n{}",
-            r.explain()
-        );
-    }
+    assert_only_lost_state(&r);
 }
 
 #[test]
