@@ -118,6 +118,7 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             max_runs,
             suts,
             shard,
+            steer,
             test,
         }) => {
             let shard = shard
@@ -135,11 +136,14 @@ async fn dispatch(cli: Cli, slot: &RuntimeSlot) -> anyhow::Result<u8> {
             };
             soak::soak(
                 &test,
-                std::time::Duration::from_secs(duration_s),
-                keep_valid,
-                max_runs.unwrap_or(usize::MAX),
+                soak::Limits {
+                    duration: std::time::Duration::from_secs(duration_s),
+                    keep_valid,
+                    max_runs: max_runs.unwrap_or(usize::MAX),
+                },
                 &suts,
                 shard,
+                steer,
                 slot,
             )
             .await

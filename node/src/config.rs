@@ -114,6 +114,13 @@ pub struct RunArgs {
     /// Block cutter: cut a non-empty batch after this many ms.
     #[arg(long, default_value_t = 20)]
     pub batch_timeout_ms: u64,
+    /// Block cutter: cut the pending batch as soon as the leader's
+    /// proposal pipeline is idle (no block proposed and not yet applied,
+    /// none waiting to be proposed): group commit. Count, bytes and
+    /// timeout stay upper bounds. `false`: cut only by those three (a
+    /// lone transaction then waits for the timeout).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub cut_when_idle: bool,
     /// Blocks proposed but not yet applied, at most.
     #[arg(long, default_value_t = 5)]
     pub max_inflight_blocks: usize,
@@ -231,6 +238,7 @@ impl NodeConfig {
             max_message_count: args.max_message_count,
             preferred_max_bytes: args.preferred_max_bytes,
             batch_timeout: Duration::from_millis(args.batch_timeout_ms),
+            cut_when_idle: args.cut_when_idle,
         };
         let crash_points = args
             .crash_point
@@ -311,6 +319,31 @@ mod tests {
         ];
         let argv = base.iter().chain(&more).chain(extra);
         NodeConfig::from_args(Cli::parse_from(argv).args)
+    }
+
+    /// Issue 33: group commit is on by default and `--cut-when-idle
+    /// false` turns it off; a value is required.
+    #[test]
+    fn cutting_when_idle_is_the_default_and_can_be_turned_off() {
+        assert!(config(&[]).unwrap().batch.cut_when_idle);
+        let off = config(&["--cut-when-idle", "false"]).unwrap();
+        assert!(!off.batch.cut_when_idle);
+        assert!(
+            config(&["--cut-when-idle", "true"])
+                .unwrap()
+                .batch
+                .cut_when_idle
+        );
+        let argv = [
+            "node",
+            "--id",
+            "1",
+            "--peers",
+            "1=a:1",
+            "--cut-when-idle",
+            "maybe",
+        ];
+        assert!(Cli::try_parse_from(argv).is_err());
     }
 
     /// Issue 20 (smaller items): `--absolute-max-bytes` above what a log

@@ -2,10 +2,13 @@
 //! block cutter and the state machine. Everything else talks to it through
 //! a bounded event queue; it publishes what readers need in [`Shared`].
 //!
-//! Each turn: take events, tick, cut and propose blocks, then handle
+//! Each turn: take events, tick, cut (by Fabric's rules, and on a leader
+//! whose pipeline is idle: group commit) and propose blocks, then handle
 //! `Ready` in raft's order — send the leader's messages, install a
 //! snapshot, apply committed entries, persist entries and hard state with
-//! one fsync, only then send the messages that depend on them, advance.
+//! one fsync, only then send the messages that depend on them, advance;
+//! when that `Ready`'s applies emptied the pipeline, cut and handle one
+//! more.
 
 use crate::blockstore::StoreState;
 use crate::config::{Bug, NodeConfig};
@@ -411,9 +414,17 @@ impl RaftLoop {
         if let Some(batch) = self.cutter.cut_if_due(now) {
             self.enqueue(batch);
         }
+        self.cut_if_idle();
         self.propose_queued();
         self.fail_member_if_not_leading();
         self.on_ready()?;
+        // Applying in this Ready may have emptied the pipeline: what
+        // gathered in the cutter meanwhile is proposed now, not at the
+        // next event (up to the waker's period later).
+        if self.cut_if_idle() {
+            self.propose_queued();
+            self.on_ready()?;
+        }
         self.trace.flush()?;
         self.publish_status();
         Ok(())
@@ -616,6 +627,23 @@ impl RaftLoop {
     fn backlog_bytes_max(&self) -> usize {
         let args = &self.shared.config.args;
         (args.max_inflight_blocks * args.preferred_max_bytes).max(args.absolute_max_bytes)
+    }
+
+    /// Group commit (`--cut-when-idle`): on a leader with no block
+    /// proposed and not yet applied and none waiting for a slot, cuts what
+    /// is pending; true when it cut. Blocks are still proposed in the
+    /// order they were cut, and the cutter still takes transactions in the
+    /// order they arrived: only when a block ends moves.
+    fn cut_if_idle(&mut self) -> bool {
+        let idle =
+            self.role == StateRole::Leader && self.inflight.is_empty() && self.queued.is_empty();
+        match self.cutter.cut_if_idle(idle) {
+            Some(batch) => {
+                self.enqueue(batch);
+                true
+            }
+            None => false,
+        }
     }
 
     fn enqueue(&mut self, batch: Vec<Tx>) {

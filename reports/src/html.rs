@@ -131,6 +131,26 @@ fn params_table(test: Option<&Value>) -> String {
     params
 }
 
+/// Each crash point's hits and crashes over the run's nodes (none for a
+/// system without crash points).
+fn crash_points_table(s: &Summary) -> String {
+    let Some(points) = &s.crash_points else {
+        return String::new();
+    };
+    let mut out =
+        String::from("<table><tr><th>crash point</th><th>reached</th><th>crashed a node</th></tr>");
+    for (name, c) in points {
+        let _ = write!(
+            out,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            esc(name),
+            c.reached,
+            c.crashed
+        );
+    }
+    out + "</table>"
+}
+
 /// Where a node's persist figures come from, for its row.
 fn fsync_source(n: &crate::NodeFsync) -> String {
     let processes = n.processes.map_or(String::new(), |p| {
@@ -230,7 +250,8 @@ pub fn page(
         faults.push_str("<tr><td colspan=9>no faults were injected</td></tr>");
     }
     faults.push_str("</table>");
-    let fsync = fsync_table(s) + &crate::status::snapshots_table(&s.snapshots);
+    let fsync =
+        fsync_table(s) + &crate::status::snapshots_table(&s.snapshots) + &crash_points_table(s);
     let logs: Vec<String> = nodes
         .iter()
         .map(|n| format!("<a href=\"nodes/{0}/node.log\">{0}</a>", esc(n)))

@@ -14,6 +14,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod crash_points;
 pub mod disk;
 pub mod epoch;
 pub mod fault_rate;
@@ -88,6 +89,9 @@ pub struct Summary {
     /// The Raft situations the run reached, by name (from the `raft`
     /// checker's `raft.json`; `null` when its traces were not checked).
     pub raft_coverage: Option<std::collections::BTreeMap<String, u64>>,
+    /// Each crash point's hits and crashes (`crash_points.rs`; `null`
+    /// when no node listed them: etcd).
+    pub crash_points: Option<std::collections::BTreeMap<String, crash_points::PointCounts>>,
 }
 
 fn write(path: &Path, text: &str) -> Result<(), ReportError> {
@@ -251,6 +255,7 @@ pub fn render(run_dir: &Path) -> Result<Summary, ReportError> {
         configurations: loaded.changes.clone(),
         skipped_lines: loaded.skipped_lines,
         raft_coverage: raft.as_ref().and_then(raft::coverage),
+        crash_points: crash_points::crash_points(&nodes.metrics, &nodes.traces),
     };
     stats::recovery(&mut summary.faults, &loaded, &samples, recovery_s);
     let raft_section = raft::section(raft.as_ref(), results.as_ref(), epoch_ms);

@@ -85,6 +85,7 @@ mod tests {
             confs: vec![],
             placed_by_node_clock: 0,
             bad_lines: 0,
+            crash_points: vec![],
         }
     }
 

@@ -1,13 +1,14 @@
 //! What the report takes from a node's Raft trace (`nodes/<n>/trace.jsonl`,
 //! `docs/trace.md`): every process's `start`, every `persist` with its
-//! `duration_us`, the `role` changes and the `conf` changes, placed on the
+//! `duration_us`, the `role` changes, the `conf` changes and the
+//! `crash_point` events, placed on the
 //! run's time axis by their `real_ms` (the host's real clock), or by
 //! `time_ms` (the node's own clock, skewed under a clock fault) when an
 //! event has no `real_ms`.
 //!
 //! A soak's trace is hundreds of MB, mostly `send` and `recv`: the file is
 //! streamed line by line, each line's `ev` is found by a byte scan, and
-//! only the four kinds above are parsed, into a typed event (no map per
+//! only the five kinds above are parsed, into a typed event (no map per
 //! line).
 
 use crate::epoch::Epoch;
@@ -75,6 +76,9 @@ pub struct NodeTrace {
     pub placed_by_node_clock: u64,
     /// Lines that are not events (the last one cut by a kill included).
     pub bad_lines: u64,
+    /// Every `crash_point` event: the point, its action, and its hits
+    /// in that process (`reached`).
+    pub crash_points: Vec<(String, String, u64)>,
 }
 
 impl NodeTrace {
@@ -109,6 +113,11 @@ struct Event<'a> {
     leader: Option<u64>,
     voters: Option<Vec<u64>>,
     learners: Option<Vec<u64>>,
+    #[serde(borrow)]
+    name: Option<&'a str>,
+    #[serde(borrow)]
+    action: Option<&'a str>,
+    reached: Option<u64>,
 }
 
 /// The event kinds the report reads.
@@ -118,6 +127,7 @@ enum Kind {
     Persist,
     Role,
     Conf,
+    CrashPoint,
 }
 
 const EV_KEY: &[u8] = b"\"ev\":\"";
@@ -145,6 +155,7 @@ fn kind_of(line: &[u8]) -> Option<Kind> {
         b"role" => Some(Kind::Role),
         b"start" => Some(Kind::Start),
         b"conf" => Some(Kind::Conf),
+        b"crash_point" => Some(Kind::CrashPoint),
         _ => None,
     }
 }
@@ -171,6 +182,7 @@ pub fn read(path: &Path, epoch: &Epoch) -> Result<Option<NodeTrace>, TraceError>
         confs: Vec::new(),
         placed_by_node_clock: 0,
         bad_lines: 0,
+        crash_points: Vec::new(),
     };
     let mut line = Vec::with_capacity(512);
     loop {
@@ -211,6 +223,14 @@ fn take(out: &mut NodeTrace, kind: Kind, line: &[u8], epoch: &Epoch) {
                 stats::record(&mut out.histogram, ms);
             }
         }
+        Kind::CrashPoint => match (e.name, e.action) {
+            (Some(name), Some(action)) => {
+                let reached = e.reached.unwrap_or(0);
+                out.crash_points
+                    .push((name.to_string(), action.to_string(), reached));
+            }
+            _ => out.bad_lines += 1,
+        },
         Kind::Role => match e.role.and_then(Role::parse) {
             Some(role) => out.roles.push((t_s, role, e.leader.unwrap_or(0))),
             None => out.bad_lines += 1,

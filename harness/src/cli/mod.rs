@@ -123,6 +123,13 @@ pub enum Command {
         /// split the rotation between them, disjoint and covering.
         #[arg(long)]
         shard: Option<String>,
+        /// Aim each ordeal turn at what the summed coverage has not reached
+        /// yet (a Raft situation or a crash point: its faults, overlap,
+        /// snapshot interval and crash points), drawn from the master seed,
+        /// instead of the rotation's faults; each row says what it aimed at
+        /// and what was reached so far.
+        #[arg(long)]
+        steer: bool,
         /// Flags of every test (--time-limit-s is per test).
         #[command(flatten)]
         test: Box<TestArgs>,

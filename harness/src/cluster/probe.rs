@@ -63,6 +63,18 @@ impl Probe {
         self.http.add_node(name, url);
     }
 
+    /// `method path` with a JSON body on a node: the answer's status and
+    /// body, or why none came (`NodeHttp::send_json`).
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        node: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
+        self.http.send_json(method, node, path, body).await
+    }
+
     /// `GET path` on a node as JSON.
     pub async fn get_json(&self, node: &str, path: &str) -> Option<Value> {
         self.http.get_json(node, path).await
@@ -150,16 +162,18 @@ impl Probe {
         false
     }
 
-    /// The node's `metrics.json` (docs/store.md): status, fsync and the
-    /// Prometheus text, each `null` when it did not answer.
+    /// The node's `metrics.json` (docs/store.md): status, fsync, the
+    /// Prometheus text and its crash points' counts (`GET /crash-points`),
+    /// each `null` when it did not answer.
     pub async fn metrics(&self, node: &str) -> Value {
         let status = self.status(node).await;
+        let crash_points = self.http.get_json(node, "/crash-points").await;
         let prometheus = self.http.get_text(node, "/metrics").await;
         let fsync = self
             .sut
             .fsync(&self.http, node, prometheus.as_deref())
             .await;
-        json!({"status": status, "fsync": fsync, "prometheus": prometheus})
+        json!({"status": status, "fsync": fsync, "prometheus": prometheus, "crash_points": crash_points})
     }
 }
 

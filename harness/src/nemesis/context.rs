@@ -36,6 +36,8 @@ pub struct Context {
     /// Kill and pause prefer a node holding an uncommitted tail when they
     /// do not take the leader (`--aim-uncommitted-tail`).
     pub aim_uncommitted_tail: bool,
+    /// The crash points the `crash` fault arms first (`--crash-prefer`).
+    pub crash_prefer: Vec<String>,
     /// Counts faults keep across their injections in one run.
     pub tallies: Tallies,
 }

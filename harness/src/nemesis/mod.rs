@@ -5,7 +5,10 @@
 //! plan's set and inject it, hold it for an interval (a lag fault longer),
 //! heal it. Faults are drawn in rounds, each kind once per round in a
 //! seeded order, so that a mix of k kinds has shown every one of them
-//! after k cycles.
+//! after k cycles. With `--nemesis-overlap N` a cycle draws up to N
+//! faults of different kinds from the rounds, each on nodes none of the
+//! others touches (`overlap.rs`), injects them all, holds them together
+//! and heals them in the reverse order (Jepsen's combined packages).
 //!
 //! Every fault draws its targets among the nodes that are members now
 //! (the registry, `cluster/membership.rs`), which the `member` fault
@@ -28,11 +31,12 @@ pub mod faults;
 pub mod grudge;
 pub mod members;
 pub mod one_node;
+pub mod overlap;
 pub mod package;
 
 use context::{sleep_or_stop, Context};
 use faults::Fault;
-use package::FaultPackage;
+use package::{Active, FaultPackage, Planned};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
@@ -51,7 +55,13 @@ pub struct Nemesis {
     pub active: Arc<std::sync::Mutex<Vec<String>>>,
     /// The seed.
     pub seed: u64,
+    /// Faults in force at once at most (`--nemesis-overlap`; 1: one at
+    /// a time).
+    pub overlap: usize,
 }
+
+/// Draws of a fault that meets others of its cycle before it is left out.
+const OVERLAP_DRAWS_MAX: usize = 3;
 
 impl Nemesis {
     /// Runs fault cycles until `stop` turns true, then heals what is in force.
@@ -65,17 +75,85 @@ impl Nemesis {
             if sleep_or_stop(&mut stop, self.context.interval / 2).await {
                 return Ok(());
             }
-            if round.is_empty() {
-                round.clone_from(&self.faults);
-            }
-            // Drawn as `choose` draws (a u32), so a single kind's schedule of
-            // targets is what it was before rounds.
-            let at = rng.gen_range(0..round.len() as u32) as usize;
-            let fault = round.swap_remove(at);
-            if self.cycle(fault, &mut rng, &mut stop).await? {
+            let stopped = if self.overlap <= 1 {
+                let fault = next_of_round(&mut round, &self.faults, &[], &mut rng);
+                self.cycle(fault, &mut rng, &mut stop).await?
+            } else {
+                let drawn = self.draw_overlapping(&mut round, &mut rng).await?;
+                self.cycle_overlapping(drawn, &mut rng, &mut stop).await?
+            };
+            if stopped {
                 return Ok(());
             }
         }
+    }
+
+    /// Up to `overlap` faults of different kinds drawn for one cycle, each
+    /// on nodes none of the others touches (`overlap.rs`): a fault whose
+    /// draws meet the others [`OVERLAP_DRAWS_MAX`] times is left out.
+    async fn draw_overlapping(
+        &self,
+        round: &mut Vec<Fault>,
+        rng: &mut ChaCha8Rng,
+    ) -> anyhow::Result<Vec<(Fault, Planned)>> {
+        let kinds = self.overlap.min(self.faults.len());
+        let mut drawn: Vec<(Fault, Planned)> = Vec::new();
+        for _ in 0..kinds {
+            let taken: Vec<Fault> = drawn.iter().map(|(f, _)| *f).collect();
+            let fault = next_of_round(round, &self.faults, &taken, rng);
+            for _ in 0..OVERLAP_DRAWS_MAX {
+                let planned = fault.draw(&self.context, rng).await?;
+                if overlap::fits(fault, &planned, &drawn) {
+                    drawn.push((fault, planned));
+                    break;
+                }
+            }
+        }
+        Ok(drawn)
+    }
+
+    /// Several faults at once: injected in their order, held together,
+    /// healed in the reverse order. Returns true when told to stop
+    /// meanwhile (every fault is healed all the same).
+    async fn cycle_overlapping(
+        &self,
+        drawn: Vec<(Fault, Planned)>,
+        rng: &mut ChaCha8Rng,
+        stop: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<bool> {
+        let ctx = &self.context;
+        let mut in_force: Vec<(Fault, Active)> = Vec::new();
+        for (fault, planned) in drawn {
+            let active = fault.inject(ctx, &planned).await?;
+            self.show(fault, &active);
+            in_force.push((fault, active));
+        }
+        let mut stopped = sleep_or_stop(stop, ctx.interval).await;
+        if !stopped {
+            let holds = in_force.iter_mut().map(|(fault, active)| {
+                let mut stop = stop.clone();
+                async move { fault.hold(ctx, active, &mut stop).await }
+            });
+            stopped = futures_util::future::join_all(holds)
+                .await
+                .into_iter()
+                .any(|s| s);
+        }
+        while let Some((fault, active)) = in_force.pop() {
+            let healing = fault.draw_heal(ctx, &active, rng).await?;
+            fault.heal(ctx, active, healing.as_ref()).await?;
+        }
+        self.active.lock().expect("active lock").clear();
+        Ok(stopped)
+    }
+
+    /// Shows a fault in force on the progress bar.
+    fn show(&self, fault: Fault, active: &Active) {
+        self.active.lock().expect("active lock").push(format!(
+            "{} {}",
+            fault.name(),
+            active.targets.join(",")
+        ));
     }
 
     /// One fault: drawn, injected, held, healed. Returns true when told
@@ -89,11 +167,7 @@ impl Nemesis {
         let ctx = &self.context;
         let planned = fault.draw(ctx, rng).await?;
         let mut active = fault.inject(ctx, &planned).await?;
-        self.active.lock().expect("active lock").push(format!(
-            "{} {}",
-            fault.name(),
-            active.targets.join(",")
-        ));
+        self.show(fault, &active);
         let mut stopped = sleep_or_stop(stop, ctx.interval).await;
         if !stopped {
             stopped = fault.hold(ctx, &mut active, stop).await;
@@ -102,5 +176,69 @@ impl Nemesis {
         fault.heal(ctx, active, healing.as_ref()).await?;
         self.active.lock().expect("active lock").clear();
         Ok(stopped)
+    }
+}
+
+/// The next fault of the round (every kind of the plan once per round, in
+/// a seeded order; a new round when it is empty), skipping the kinds
+/// `taken` already in this cycle (left in the round for a later cycle).
+fn next_of_round(
+    round: &mut Vec<Fault>,
+    faults: &[Fault],
+    taken: &[Fault],
+    rng: &mut ChaCha8Rng,
+) -> Fault {
+    if round.iter().all(|f| taken.contains(f)) {
+        let fresh: Vec<Fault> = faults
+            .iter()
+            .copied()
+            .filter(|f| !round.contains(f))
+            .collect();
+        round.extend(fresh);
+    }
+    let open: Vec<usize> = (0..round.len())
+        .filter(|i| !taken.contains(&round[*i]))
+        .collect();
+    // Drawn as `choose` draws (a u32), so a single kind's schedule of
+    // targets is what it was before rounds.
+    let at = open[rng.gen_range(0..open.len() as u32) as usize];
+    round.swap_remove(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cycle_takes_kinds_of_the_round_it_has_not_taken_and_one_at_a_time_draws_as_before() {
+        let faults = [Fault::Kill, Fault::Pause, Fault::Partition];
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut round = Vec::new();
+        let mut cycle = Vec::new();
+        for _ in 0..2 {
+            cycle.push(next_of_round(&mut round, &faults, &cycle, &mut rng));
+        }
+        assert_ne!(cycle[0], cycle[1]);
+        // The round's last kind, then a fresh round without it this cycle.
+        let last = next_of_round(&mut round, &faults, &[], &mut rng);
+        let taken = [last];
+        let next = next_of_round(&mut round, &faults, &taken, &mut rng);
+        assert_ne!(next, last);
+        assert!(
+            round.len() == 2 && round.contains(&last),
+            "kept for a later cycle"
+        );
+        // One at a time: the draws the scheduler always made.
+        let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(3), ChaCha8Rng::seed_from_u64(3));
+        let mut round = Vec::new();
+        let mut old_round: Vec<Fault> = Vec::new();
+        for _ in 0..7 {
+            if old_round.is_empty() {
+                old_round = faults.to_vec();
+            }
+            let at = b.gen_range(0..old_round.len() as u32) as usize;
+            let old = old_round.swap_remove(at);
+            assert_eq!(next_of_round(&mut round, &faults, &[], &mut a), old);
+        }
     }
 }

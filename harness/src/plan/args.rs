@@ -4,6 +4,7 @@
 
 use crate::nemesis::faults::Fault;
 use crate::nemesis::package::FaultPackage;
+use crate::plan::swarm::Pins;
 use crate::sut::Binaries;
 use clap::Args;
 use std::path::PathBuf;
@@ -60,9 +61,21 @@ pub struct TestArgs {
     // a comma list (the help lists the registry's names).
     #[arg(long, default_value = "none", help = nemesis_help())]
     pub nemesis: String,
-    /// Number of nodes (3 or 5 are typical; at least 1, at most 9).
-    #[arg(long, default_value_t = 3)]
-    pub nodes: usize,
+    /// Faults in force at once at most: each cycle draws this many of
+    /// different kinds (no more than the kinds named), each on nodes none
+    /// of the others touches, held together (1: one at a time).
+    #[arg(long, default_value_t = 1)]
+    pub nemesis_overlap: usize,
+    /// Number of nodes (at least 1, at most 9); drawn, 3 or 5, by the
+    /// swarm when absent (3 with `--swarm off`; the host count over ssh).
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// on: each run draws from its seed what no flag pins: the node count
+    /// and ordeal-node's settings (snapshot interval, catch-up entries,
+    /// block cutter, in-flight blocks, tick and election timeout); off:
+    /// the defaults (test.json's `swarm` says which were drawn).
+    #[arg(long, default_value = "on")]
+    pub swarm: String,
     /// How long the workload runs before the final heal and reads.
     #[arg(long, default_value_t = 60)]
     pub time_limit_s: u64,
@@ -127,10 +140,35 @@ pub struct TestArgs {
     #[command(flatten)]
     pub ssh: HostArgs,
     /// ordeal-node's `--snapshot-interval-bytes`: a snapshot (and log
-    /// compaction) after this many bytes of applied transactions; small
-    /// enough that a 60 s run at 200 ops/s takes several on every node.
-    #[arg(long, default_value_t = 32_768)]
-    pub snapshot_interval_bytes: u64,
+    /// compaction) after this many bytes of applied transactions (swarm:
+    /// drawn 4 KiB … 20 MiB; off: 32 KiB, several a run on every node).
+    #[arg(long)]
+    pub snapshot_interval_bytes: Option<u64>,
+    /// ordeal-node's `--snapshot-catchup-entries` (swarm: drawn 0 … 1000;
+    /// off: 4).
+    #[arg(long)]
+    pub snapshot_catchup_entries: Option<u64>,
+    /// ordeal-node's `--max-message-count`, transactions per block (swarm:
+    /// drawn 1 … 500; off: 500).
+    #[arg(long)]
+    pub max_message_count: Option<u64>,
+    /// ordeal-node's `--preferred-max-bytes` (swarm: drawn 4 KiB … 2 MiB;
+    /// off: 2 MiB).
+    #[arg(long)]
+    pub preferred_max_bytes: Option<u64>,
+    /// ordeal-node's `--batch-timeout-ms` (swarm: drawn 2 … 1000; off: 20).
+    #[arg(long)]
+    pub batch_timeout_ms: Option<u64>,
+    /// ordeal-node's `--max-inflight-blocks` (swarm: drawn 1 … 10; off: 5).
+    #[arg(long)]
+    pub max_inflight_blocks: Option<u64>,
+    /// ordeal-node's `--tick-ms` (swarm: drawn 20 … 500; off: 100).
+    #[arg(long)]
+    pub tick_ms: Option<u64>,
+    /// ordeal-node's `--election-tick` (swarm: drawn for an election
+    /// timeout of 0.3 … 2.5 s; off: 10, 1 s).
+    #[arg(long)]
+    pub election_tick: Option<u64>,
     /// Put every node's data directory on its own faultfs mount even
     /// without a disk fault (the disk faults always do; docs/faultfs.md).
     #[arg(long)]
@@ -141,9 +179,28 @@ pub struct TestArgs {
     /// that situation is rare.
     #[arg(long)]
     pub aim_uncommitted_tail: bool,
+    /// The crash points the `crash` fault arms first, a comma list
+    /// (`harness soak --steer` sets it for points never reached).
+    #[arg(long, default_value = "", hide = true)]
+    pub crash_prefer: String,
 }
 
 impl TestArgs {
+    /// The settings the flags pin (`plan/swarm.rs` draws the others).
+    pub fn pins(&self) -> Pins {
+        Pins {
+            nodes: self.nodes,
+            snapshot_interval_bytes: self.snapshot_interval_bytes,
+            snapshot_catchup_entries: self.snapshot_catchup_entries,
+            max_message_count: self.max_message_count,
+            preferred_max_bytes: self.preferred_max_bytes,
+            batch_timeout_ms: self.batch_timeout_ms,
+            max_inflight_blocks: self.max_inflight_blocks,
+            tick_ms: self.tick_ms,
+            election_tick: self.election_tick,
+        }
+    }
+
     /// The binaries the flags name, for the system under test.
     pub fn binaries(&self) -> Binaries {
         Binaries {

@@ -59,7 +59,7 @@ pub fn resolve_runtime(
 fn check_hosts(
     runtime: RuntimeKind,
     hosts: Option<Vec<HostSpec>>,
-    nodes: usize,
+    nodes: Option<usize>,
 ) -> anyhow::Result<Vec<HostSpec>> {
     let Some(hosts) = hosts else {
         if runtime == RuntimeKind::Ssh {
@@ -70,7 +70,7 @@ fn check_hosts(
     if runtime != RuntimeKind::Ssh {
         bail!("--hosts and --hosts-file apply to --runtime ssh only");
     }
-    if hosts.len() != nodes {
+    if let Some(nodes) = nodes.filter(|n| *n != hosts.len()) {
         bail!(
             "--hosts: {} hosts for --nodes {nodes} (one host per node; a host may be listed twice)",
             hosts.len()

@@ -6,11 +6,13 @@
 //!
 //! Layers inside: this file, then `faults.rs` (which faults a test gets:
 //! the registry asked what each refuses), `hosts.rs` (the ssh runtime's
-//! hosts) and `args.rs` (the flags as typed).
+//! hosts), `swarm.rs` (the node count and settings each run draws) and
+//! `args.rs` (the flags as typed).
 
 pub mod args;
 pub mod faults;
 pub mod hosts;
+pub mod swarm;
 
 use crate::judge::Workload;
 use crate::nemesis::faults::Fault;
@@ -18,12 +20,13 @@ use crate::nemesis::package::FaultPackage;
 use crate::runtime::ssh::hosts::HostSpec;
 use crate::runtime::ssh::session::Trust;
 use crate::runtime::RuntimeKind;
-use crate::sut::{Asked, Binaries, Options, Sut, System};
+use crate::sut::{Asked, Binaries, Options, Sut, System, Tuning};
 use anyhow::{anyhow, bail, Context};
 use args::TestArgs;
 use rand::RngCore;
 use serde::Serialize;
 use std::path::PathBuf;
+use swarm::{Swarm, SwarmMode};
 use workloads::{Ack, ReadMode};
 
 /// Nodes in a cluster at most (loopback addresses and grudges stay small).
@@ -42,6 +45,8 @@ pub struct Plan {
     pub workload: Workload,
     /// Faults, empty for none.
     pub nemesis: Vec<Fault>,
+    /// Faults in force at once at most (`--nemesis-overlap`).
+    pub nemesis_overlap: usize,
     /// Where nodes run (resolved from `auto`).
     pub runtime: RuntimeKind,
     /// Node names.
@@ -64,14 +69,19 @@ pub struct Plan {
     pub recovery_s: u64,
     /// Client request timeout, ms.
     pub request_timeout_ms: u64,
-    /// ordeal-node's snapshot interval, bytes of applied transactions.
-    pub snapshot_interval_bytes: u64,
+    /// ordeal-node's settings, drawn or pinned (`swarm`).
+    pub node_config: Tuning,
+    /// What the swarm drew.
+    pub swarm: Swarm,
     /// Raft election timeout the nodes run with, ms.
     pub election_timeout_ms: u64,
     /// Every data directory on faultfs (`--faultfs`, or any disk fault).
     pub faultfs: bool,
     /// Kill and pause prefer a node holding an uncommitted tail.
     pub aim_uncommitted_tail: bool,
+    /// The crash points the `crash` fault arms first (`--crash-prefer`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub crash_prefer: Vec<String>,
     /// The command line, to rerun the test.
     pub command_line: String,
     /// The store root.
@@ -125,13 +135,50 @@ fn check_numbers(args: &TestArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 || args.rate < 0.0 || !args.rate.is_finite() {
         bail!("--concurrency must be positive and --rate finite and not negative");
     }
+    if args.nemesis_overlap == 0 {
+        bail!("--nemesis-overlap must be positive (1: one fault at a time)");
+    }
     if args.time_limit_s == 0 || args.nemesis_interval_s == 0 {
         bail!("--time-limit-s and --nemesis-interval-s must be positive");
     }
-    if args.snapshot_interval_bytes == 0 {
-        bail!("--snapshot-interval-bytes must be positive");
-    }
     Ok(())
+}
+
+/// `--crash-prefer`'s names, each in ordeal-node's catalogue.
+fn crash_prefer(list: &str) -> anyhow::Result<Vec<String>> {
+    let names: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Some(bad) = names
+        .iter()
+        .find(|n| node::crash_points::Point::from_name(n).is_none())
+    {
+        bail!(
+            "--crash-prefer: no crash point named `{bad}` (`ordeal-node crash-points` lists them)"
+        );
+    }
+    Ok(names)
+}
+
+/// The node count and settings (`swarm.rs`): the ssh runtime's hosts pin
+/// the count.
+fn configure_nodes(
+    args: &TestArgs,
+    sut: Sut,
+    ssh_hosts: Option<usize>,
+    seed: u64,
+) -> anyhow::Result<(usize, Tuning, Swarm)> {
+    let mut pins = args.pins();
+    pins.nodes = ssh_hosts.or(pins.nodes);
+    let mode = SwarmMode::parse(&args.swarm)?;
+    let (nodes, tuning, swarm) = swarm::configure(mode, &pins, sut, seed)?;
+    if nodes == 0 || nodes > NODES_MAX {
+        bail!("--nodes: {nodes} is out of range 1..={NODES_MAX}");
+    }
+    Ok((nodes, tuning, swarm))
 }
 
 impl Plan {
@@ -158,9 +205,6 @@ impl Plan {
         })?;
         faults::refuse_for_sut(args, sut, &mut nemesis)?;
         faults::refuse_without_faultfs(args, sut, &mut nemesis)?;
-        if args.nodes == 0 || args.nodes > NODES_MAX {
-            bail!("--nodes: {} is out of range 1..={NODES_MAX}", args.nodes);
-        }
         let (runtime, hosts) = hosts::resolve_runtime(args, docker_answers)?;
         faults::refuse_for_runtime(args, runtime, &mut nemesis)?;
         let Some(ack) = Ack::parse(&args.ack) else {
@@ -170,6 +214,8 @@ impl Plan {
         let seed = args
             .seed
             .unwrap_or_else(|| rand::thread_rng().next_u64() >> 12);
+        let ssh_hosts = (runtime == RuntimeKind::Ssh).then_some(hosts.len());
+        let (nodes, node_config, swarm) = configure_nodes(args, sut, ssh_hosts, seed)?;
         let nemesis_name = if nemesis.is_empty() {
             "none".to_string()
         } else {
@@ -186,8 +232,9 @@ impl Plan {
             read_mode,
             workload,
             nemesis,
+            nemesis_overlap: args.nemesis_overlap,
             runtime,
-            nodes: (1..=args.nodes).map(|i| format!("n{i}")).collect(),
+            nodes: (1..=nodes).map(|i| format!("n{i}")).collect(),
             seed,
             time_limit_s: args.time_limit_s,
             rate: args.rate,
@@ -197,10 +244,12 @@ impl Plan {
             nemesis_interval_s: args.nemesis_interval_s,
             recovery_s: args.recovery_s,
             request_timeout_ms: args.request_timeout_ms,
-            snapshot_interval_bytes: args.snapshot_interval_bytes,
-            election_timeout_ms: sut.election_timeout_ms(),
+            node_config,
+            swarm,
+            election_timeout_ms: 0,
             faultfs: args.faultfs,
             aim_uncommitted_tail: args.aim_uncommitted_tail,
+            crash_prefer: crash_prefer(&args.crash_prefer)?,
             command_line: String::new(),
             store: args.store.clone(),
             node_binary: args.node_binary.clone(),
@@ -213,6 +262,7 @@ impl Plan {
             host_flags: hosts::host_flags(&args.ssh),
         })
         .map(|mut p| {
+            p.election_timeout_ms = p.sut.election_timeout_ms(&p.sut_options());
             p.command_line = p.rerun_command();
             p
         })
@@ -226,7 +276,7 @@ impl Plan {
             ack: self.ack,
             read_mode: self.read_mode,
             request_timeout_ms: self.request_timeout_ms,
-            snapshot_interval_bytes: self.snapshot_interval_bytes,
+            tuning: self.node_config,
             bugs: self.bugs.clone(),
         }
     }
@@ -278,6 +328,12 @@ impl Plan {
         if self.aim_uncommitted_tail {
             cmd.push_str(" --aim-uncommitted-tail");
         }
+        if !self.crash_prefer.is_empty() {
+            cmd.push_str(&format!(" --crash-prefer {}", self.crash_prefer.join(",")));
+        }
+        if self.nemesis_overlap > 1 {
+            cmd.push_str(&format!(" --nemesis-overlap {}", self.nemesis_overlap));
+        }
         cmd
     }
 }
@@ -296,12 +352,12 @@ mod tests {
             vec![Fault::Kill, Fault::Partition]
         );
         let all = parse_nemesis("all").unwrap();
-        assert_eq!(all.len(), 12, "every fault but corrupt, rollback and wipe");
+        assert_eq!(all.len(), 13, "every fault but corrupt, rollback and wipe");
         assert!(!all.contains(&Fault::Rollback) && !all.contains(&Fault::Wipe));
         assert!(!all.contains(&Fault::Corrupt));
         assert_eq!(
             parse_nemesis("all,wipe").unwrap().len(),
-            13,
+            14,
             "named, it is run"
         );
         assert_eq!(
@@ -369,7 +425,7 @@ mod tests {
         );
         assert!(error(&["--runtime", "ssh"]).contains("needs its hosts"));
         assert!(error(&["--runtime", "process", "--hosts", "a,b,c"]).contains("--runtime ssh only"));
-        assert!(error(&["--hosts", "a,b"]).contains("2 hosts for --nodes 3"));
+        assert!(error(&["--hosts", "a,b", "--nodes", "3"]).contains("2 hosts for --nodes 3"));
         assert!(error(&["--hosts", "a,b,c", "--hosts-file", "f"]).contains("not both"));
     }
 }

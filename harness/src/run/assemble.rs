@@ -54,6 +54,7 @@ pub fn assemble(
         interval: Duration::from_secs(plan.nemesis_interval_s),
         election_timeout_ms: plan.election_timeout_ms,
         aim_uncommitted_tail: plan.aim_uncommitted_tail,
+        crash_prefer: plan.crash_prefer.clone(),
         tallies: Default::default(),
     };
     let nemesis = Nemesis {
@@ -61,6 +62,7 @@ pub fn assemble(
         context,
         active: active.clone(),
         seed: plan.seed,
+        overlap: plan.nemesis_overlap,
     };
     Ok(Assembly {
         client,

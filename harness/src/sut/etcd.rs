@@ -75,7 +75,7 @@ impl System for Etcd {
         ]
     }
 
-    fn election_timeout_ms(&self) -> u64 {
+    fn election_timeout_ms(&self, _options: &Options) -> u64 {
         ETCD_ELECTION_MS
     }
 
@@ -136,6 +136,8 @@ impl System for Etcd {
             // (`SnapshotCatchUpEntries`), more than a run's lag leaves.
             Ability::SnapshotCatchUp => "etcd 3.4 keeps 5,000 entries behind every snapshot, so a run never compacts past a follower",
             Ability::MembershipApi => "the harness changes membership through ordeal-node's POST /members and /transfer; etcd's member API is not driven",
+            Ability::Tuning => "etcd takes none of ordeal-node's settings (block cutter, snapshot bytes, catch-up entries, tick); the swarm draws only its node count",
+            Ability::CrashPoints => "the harness arms ordeal-node's crash points (POST /crash-points); etcd's gofail failpoints exist only in a build made with them",
         })
     }
 

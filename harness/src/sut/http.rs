@@ -62,6 +62,31 @@ impl NodeHttp {
         answer_json(self.http.post(format!("{url}{path}")).json(&json!({}))).await
     }
 
+    /// `method path` with a JSON body (none for `DELETE`) on a node: the
+    /// answer's status and body (`null` when not JSON), or why no answer
+    /// came.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        node: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
+        let url = self
+            .url(node)
+            .ok_or_else(|| format!("{node} is not a node of this run"))?;
+        let mut request = self.http.request(method.clone(), format!("{url}{path}"));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let answer = request
+            .send()
+            .await
+            .map_err(|e| format!("{method} {path} on {node}: {e}"))?;
+        let status = answer.status().as_u16();
+        Ok((status, answer.json().await.unwrap_or(Value::Null)))
+    }
+
     /// `GET path` on a node as text (Prometheus metrics).
     pub async fn get_text(&self, node: &str, path: &str) -> Option<String> {
         let url = self.url(node)?;

@@ -20,7 +20,7 @@ pub mod system;
 use http::NodeHttp;
 use serde_json::Value;
 use std::path::PathBuf;
-pub use system::{Ability, Asked, Binaries, Launch, Options, PeerLinks, System};
+pub use system::{Ability, Asked, Binaries, Launch, Options, PeerLinks, System, Tuning};
 use workloads::{ReadMode, SutClient};
 
 /// Which system runs on the nodes.
@@ -111,8 +111,8 @@ impl System for Sut {
     fn node_flags(&self, options: &Options) -> Vec<String> {
         dispatch!(self, s => s.node_flags(options))
     }
-    fn election_timeout_ms(&self) -> u64 {
-        dispatch!(self, s => s.election_timeout_ms())
+    fn election_timeout_ms(&self, options: &Options) -> u64 {
+        dispatch!(self, s => s.election_timeout_ms(options))
     }
     fn command(&self, launch: &Launch) -> Vec<String> {
         dispatch!(self, s => s.command(launch))

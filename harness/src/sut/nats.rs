@@ -89,7 +89,7 @@ impl System for Nats {
         Vec::new()
     }
 
-    fn election_timeout_ms(&self) -> u64 {
+    fn election_timeout_ms(&self, _options: &Options) -> u64 {
         NATS_ELECTION_MS
     }
 
@@ -123,6 +123,8 @@ impl System for Nats {
             Ability::Faketime => Some("Go reads the clock through the vDSO, past libfaketime"),
             Ability::SnapshotCatchUp => Some("JetStream's Raft neither reports nor lets the harness drive its compactions (2.9's /jsz has no snapshot counter), so a follower cannot be held until the leader compacts past it"),
             Ability::MembershipApi => Some("the harness changes membership through ordeal-node's POST /members and /transfer; JetStream's peer removal and leader step-down are not mapped onto them"),
+            Ability::Tuning => Some("nats-server takes none of ordeal-node's settings (block cutter, snapshot bytes, catch-up entries, tick); the swarm draws only its node count"),
+            Ability::CrashPoints => Some("the harness arms ordeal-node's crash points (POST /crash-points); nats-server has none"),
         }
     }
 

@@ -1,16 +1,12 @@
 //! `ordeal-node`, our own ordering node: every workload, every fault.
 
 use crate::sut::http::NodeHttp;
-use crate::sut::system::{Ability, Asked, Binaries, Launch, Options, PeerLinks, System};
+use crate::sut::system::{Ability, Asked, Binaries, Launch, Options, PeerLinks, System, Tuning};
 use anyhow::{bail, Context};
 use serde_json::Value;
 use std::path::PathBuf;
 use workloads::{OrdealClient, ReadMode, SutClient};
 
-/// Raft tick the harness gives nodes, ms.
-pub const NODE_TICK_MS: u64 = 100;
-/// Election timeout in ticks the harness gives nodes.
-pub const NODE_ELECTION_TICK: u64 = 10;
 /// The node image's repository name (`runtime/image.rs` builds it).
 pub const IMAGE_NAME: &str = "ordeal-node";
 
@@ -42,6 +38,34 @@ pub fn submit_timeout_ms(request_timeout_ms: u64) -> u64 {
     (request_timeout_ms * 2 / 3).max(1)
 }
 
+/// The node's flags for `tuning`, flag and value in turn (the harness's
+/// and the node's flags have the same names).
+fn tuning_flags(tuning: &Tuning) -> Vec<String> {
+    let Tuning {
+        snapshot_interval_bytes,
+        snapshot_catchup_entries,
+        max_message_count,
+        preferred_max_bytes,
+        batch_timeout_ms,
+        max_inflight_blocks,
+        tick_ms,
+        election_tick,
+    } = *tuning;
+    [
+        ("--snapshot-interval-bytes", snapshot_interval_bytes),
+        ("--snapshot-catchup-entries", snapshot_catchup_entries),
+        ("--max-message-count", max_message_count),
+        ("--preferred-max-bytes", preferred_max_bytes),
+        ("--batch-timeout-ms", batch_timeout_ms),
+        ("--max-inflight-blocks", max_inflight_blocks),
+        ("--tick-ms", tick_ms),
+        ("--election-tick", election_tick),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+    .collect()
+}
+
 /// `ordeal-node`.
 #[derive(Debug, Clone, Copy)]
 pub struct Ordeal;
@@ -67,31 +91,21 @@ impl System for Ordeal {
     }
 
     fn rerun_flags(&self, options: &Options) -> (String, String) {
-        (
-            String::new(),
-            format!(
-                " --snapshot-interval-bytes {}",
-                options.snapshot_interval_bytes
-            ),
-        )
+        let flags = tuning_flags(&options.tuning)
+            .chunks(2)
+            .map(|pair| format!(" {} {}", pair[0], pair[1]))
+            .collect();
+        (String::new(), flags)
     }
 
     fn node_flags(&self, options: &Options) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "--tick-ms",
-            &NODE_TICK_MS.to_string(),
-            "--election-tick",
-            &NODE_ELECTION_TICK.to_string(),
-            "--heartbeat-tick",
-            "1",
-            "--snapshot-interval-bytes",
-            &options.snapshot_interval_bytes.to_string(),
-            "--submit-timeout-ms",
-            &submit_timeout_ms(options.request_timeout_ms).to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args = tuning_flags(&options.tuning);
+        args.extend([
+            "--heartbeat-tick".to_string(),
+            "1".to_string(),
+            "--submit-timeout-ms".to_string(),
+            submit_timeout_ms(options.request_timeout_ms).to_string(),
+        ]);
         for bug in &options.bugs {
             args.push("--bug".into());
             args.push(bug.clone());
@@ -99,8 +113,8 @@ impl System for Ordeal {
         args
     }
 
-    fn election_timeout_ms(&self) -> u64 {
-        NODE_TICK_MS * NODE_ELECTION_TICK
+    fn election_timeout_ms(&self, options: &Options) -> u64 {
+        options.tuning.election_timeout_ms()
     }
 
     fn command(&self, launch: &Launch) -> Vec<String> {

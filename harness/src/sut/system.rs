@@ -24,6 +24,12 @@ pub enum Ability {
     /// A leader compacts past a follower cut off within a run, so that it
     /// catches up by snapshot (the lag fault).
     SnapshotCatchUp,
+    /// It takes ordeal-node's settings ([`Tuning`]: block cutter,
+    /// snapshot interval, catch-up entries, tick), which the swarm draws.
+    Tuning,
+    /// Named crash points the harness can arm at run time (ordeal-node's
+    /// `POST /crash-points`, docs/crash-points.md).
+    CrashPoints,
 }
 
 /// The binaries the flags name (`--node-binary`, `--etcd-binary`), each
@@ -62,10 +68,41 @@ pub struct Options {
     pub read_mode: ReadMode,
     /// Client request timeout, ms.
     pub request_timeout_ms: u64,
-    /// ordeal-node's snapshot interval, bytes of applied transactions.
-    pub snapshot_interval_bytes: u64,
+    /// ordeal-node's settings (drawn per run by the swarm, or pinned).
+    pub tuning: Tuning,
     /// Node bug switches.
     pub bugs: Vec<String>,
+}
+
+/// ordeal-node's settings a run draws or pins (`plan/swarm.rs`), each
+/// the node's flag of the same name (docs/node-api.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tuning {
+    /// `--snapshot-interval-bytes`: a snapshot after this many bytes of
+    /// applied transactions.
+    pub snapshot_interval_bytes: u64,
+    /// `--snapshot-catchup-entries`: entries kept behind a snapshot.
+    pub snapshot_catchup_entries: u64,
+    /// `--max-message-count`: transactions per block at most.
+    pub max_message_count: u64,
+    /// `--preferred-max-bytes`: the block cutter's preferred block size.
+    pub preferred_max_bytes: u64,
+    /// `--batch-timeout-ms`: a non-empty batch cut after this long.
+    pub batch_timeout_ms: u64,
+    /// `--max-inflight-blocks`: blocks proposed and not applied, at most.
+    pub max_inflight_blocks: u64,
+    /// `--tick-ms`: the raft tick.
+    pub tick_ms: u64,
+    /// `--election-tick`: ticks without a leader before an election
+    /// (the heartbeat is always one tick).
+    pub election_tick: u64,
+}
+
+impl Tuning {
+    /// The election timeout these settings give, ms.
+    pub fn election_timeout_ms(&self) -> u64 {
+        self.tick_ms * self.election_tick
+    }
 }
 
 /// How a node reaches its peers, which decides how a runtime can cut links.
@@ -137,7 +174,7 @@ pub trait System {
     /// The flags every node gets (test timings, bug switches).
     fn node_flags(&self, options: &Options) -> Vec<String>;
     /// The election timeout the nodes run with, ms.
-    fn election_timeout_ms(&self) -> u64;
+    fn election_timeout_ms(&self, options: &Options) -> u64;
     /// The node's command line (after the program).
     fn command(&self, launch: &Launch) -> Vec<String>;
     /// How nodes dial each other.

@@ -182,6 +182,8 @@ fn a_failing_disk_stops_its_node_and_nothing_unpersisted_is_acknowledged() {
 fn disk_faults_are_refused_by_name_where_faultfs_cannot_reach() {
     let out = Command::new(HARNESS)
         .args([
+            "--swarm",
+            "off",
             "--sut",
             "etcd",
             "--workload",
@@ -206,6 +208,8 @@ fn start_long_run(store: &Path) -> std::process::Child {
     std::env::set_var("ORDEAL_FAULTFS_BIN", faultfs_binary());
     let child = Command::new(HARNESS)
         .args([
+            "--swarm",
+            "off",
             "--runtime",
             "process",
             "--time-limit-s",

@@ -95,6 +95,7 @@ fn run(args: &[&str]) -> Run {
         ("--nemesis-interval-s", "4"),
         ("--recovery-s", "10"),
         ("--rate", "100"),
+        ("--swarm", "off"),
     ];
     let mut all: Vec<&str> = args.to_vec();
     for (flag, value) in defaults {
@@ -493,6 +494,8 @@ fn a_killed_harness_leaves_nothing_running_and_clean_removes_the_rest() {
     let marker = store.path().to_string_lossy().to_string();
     let mut child = Command::new(HARNESS)
         .args([
+            "--swarm",
+            "off",
             "--runtime",
             "process",
             "--time-limit-s",
@@ -640,6 +643,8 @@ fn docker_run_started(
     }
     let mut child = cmd
         .args([
+            "--swarm",
+            "off",
             "--runtime",
             "docker",
             "--time-limit-s",
@@ -769,6 +774,8 @@ fn a_short_soak_runs_two_tests_and_writes_its_summary() {
     let store = tempfile::tempdir().unwrap();
     let out = Command::new(HARNESS)
         .args([
+            "--swarm",
+            "off",
             "soak",
             "--duration-s",
             "600",
@@ -1023,7 +1030,7 @@ fn lag_makes_the_follower_install_a_snapshot_and_its_catch_up_is_reported() {
     ]);
     assert_eq!(r.code(), 0, "{}", r.explain());
     let test = r.json("test.json");
-    assert_eq!(test["snapshot_interval_bytes"], 4096);
+    assert_eq!(test["node_config"]["snapshot_interval_bytes"], 4096);
     assert!(test["command_line"]
         .as_str()
         .unwrap()
@@ -1373,6 +1380,8 @@ fn a_soak_sums_raft_coverage_and_lists_what_was_never_reached() {
     let store = tempfile::tempdir().unwrap();
     let out = Command::new(HARNESS)
         .args([
+            "--swarm",
+            "off",
             "soak",
             "--duration-s",
             "600",
@@ -1423,5 +1432,128 @@ fn a_soak_sums_raft_coverage_and_lists_what_was_never_reached() {
     assert!(
         never.contains(&"restarts") && !never.contains(&"votes_won"),
         "{never:?}"
+    ); // Issue 29: the crash points summed too; every write reaches the log's.
+    let points = &summary["crash_points"];
+    assert_eq!(points["runs"], 2, "{points}");
+    assert!(
+        points["points"]["wal.append.before-fsync"]["reached"]
+            .as_u64()
+            .unwrap()
+            > 0
     );
+    assert!(points["never_reached"].is_array() && stdout.contains("crash points summed"));
+}
+
+/// Issue 29: without `--swarm off` a run draws its node count and the
+/// node's settings from its seed, a flag pins its own value, test.json
+/// records both and which were drawn, the rerun line pins them all, and
+/// the nodes run with them (seed 3 draws five nodes and a 5075-byte
+/// snapshot interval: every node snapshots).
+#[test]
+fn swarm_draws_the_configuration_from_the_seed_and_the_nodes_run_it() {
+    let r = run(&[
+        "--swarm",
+        "on",
+        "--seed",
+        "3",
+        "--nemesis",
+        "kill",
+        "--batch-timeout-ms",
+        "30",
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.explain());
+    let test = r.json("test.json");
+    assert_eq!(test["nodes"].as_array().unwrap().len(), 5, "{test}");
+    assert_eq!(test["node_config"]["snapshot_interval_bytes"], 5075);
+    assert_eq!(test["node_config"]["batch_timeout_ms"], 30);
+    let drawn = test["swarm"]["drawn"].as_array().unwrap();
+    assert!(drawn.contains(&"nodes".into()) && drawn.contains(&"tick_ms".into()));
+    assert!(!drawn.contains(&"batch_timeout_ms".into()));
+    let rerun = test["command_line"].as_str().unwrap();
+    for pinned in [
+        "--nodes 5",
+        "--snapshot-interval-bytes 5075",
+        "--batch-timeout-ms 30",
+    ] {
+        assert!(rerun.contains(pinned), "{rerun}");
+    }
+    for n in 1..=5 {
+        let status = &r.json(&format!("nodes/n{n}/metrics.json"))["status"];
+        assert!(
+            status["snapshots_taken"].as_u64().unwrap() > 0,
+            "n{n}: {status}"
+        );
+    }
+}
+
+/// Issue 29: the `crash` nemesis arms a seeded crash point on a node, the
+/// node dies there and is restarted; the history names the point and the
+/// target, the end says the trace confirmed it, `summary.json` counts the
+/// crash, and the run stays valid.
+#[test]
+fn crash_arms_a_point_the_node_dies_there_and_is_restarted() {
+    let r = run(&[
+        "--nemesis",
+        "crash",
+        "--seed",
+        "2901",
+        "--time-limit-s",
+        "24",
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.explain());
+    let starts = r.nemesis("crash", "start");
+    assert!(!starts.is_empty(), "{}", r.explain());
+    for s in &starts {
+        assert!(s["value"]["point"].is_string() && s["value"]["targets"][0].is_string());
+    }
+    let fired: Vec<String> = r
+        .nemesis("crash", "end")
+        .iter()
+        .filter(|e| e["value"]["fired"] == true)
+        .map(|e| e["value"]["point"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!fired.is_empty(), "no point fired\n{}", r.explain());
+    assert!(r.restarts() >= fired.len() as u64);
+    let summary = r.json("summary.json");
+    for point in &fired {
+        assert!(summary["crash_points"][point]["crashed"].as_u64().unwrap() >= 1);
+    }
+}
+
+/// Issue 29: with `--nemesis-overlap 2` two faults of different kinds are
+/// in force at once, on different nodes, each recorded as it is alone,
+/// and the run stays valid; the rerun line keeps the overlap.
+#[test]
+fn overlapping_faults_are_in_force_together_on_different_nodes() {
+    let r = run(&[
+        "--nemesis",
+        "kill,pause,clock",
+        "--nemesis-overlap",
+        "2",
+        "--seed",
+        "2904",
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.explain());
+    let mut open: Vec<(String, String)> = Vec::new();
+    let mut overlapped = 0;
+    for e in r.history().iter().filter(|e| e["process"] == "nemesis") {
+        let (f, v) = (e["f"].as_str().unwrap().to_string(), &e["value"]);
+        let target = v["targets"][0].as_str().unwrap_or("").to_string();
+        match v["phase"].as_str() {
+            Some("start") => {
+                assert!(open.iter().all(|(_, t)| *t != target), "{target} twice");
+                overlapped += usize::from(!open.is_empty());
+                open.push((f, target));
+            }
+            Some("end") => open.retain(|(g, _)| *g != f),
+            _ => {}
+        }
+    }
+    assert!(overlapped >= 1, "no two faults overlapped\n{}", r.explain());
+    let test = r.json("test.json");
+    assert_eq!(test["nemesis_overlap"], 2);
+    assert!(test["command_line"]
+        .as_str()
+        .unwrap()
+        .contains("--nemesis-overlap 2"));
 }

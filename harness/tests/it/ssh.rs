@@ -485,6 +485,7 @@ fn start_partitioning(lab: &Lab, store: &Path) -> Child {
     let harness = Command::new(HARNESS)
         .args(lab.flags())
         .args(["--nemesis", "partition", "--nemesis-interval-s", "1"])
+        .args(["--swarm", "off"])
         .args(["--time-limit-s", "60", "--rate", "50", "--store"])
         .arg(store)
         .arg("--node-binary")

@@ -1003,6 +1003,7 @@ async fn compaction_with_the_default_catch_up_margin_keeps_the_cluster_ordering(
 
 mod crash_points;
 mod dirs;
+mod group_commit;
 mod members;
 mod oracles;
 mod wal;

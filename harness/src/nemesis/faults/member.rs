@@ -561,6 +561,7 @@ mod proof {
                 interval: Duration::from_secs(10),
                 election_timeout_ms: ELECTION_MS,
                 aim_uncommitted_tail: false,
+                crash_prefer: Vec::new(),
                 tallies: Default::default(),
             };
             let first = Instant::now() + Duration::from_secs(30);

@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod corrupt;
+pub mod crash;
 pub mod disk_error;
 pub mod disk_full;
 pub mod kill;
@@ -131,6 +132,8 @@ registry! {
     Member => member::Member,
     /// Leadership moved to a chosen follower.
     Transfer => transfer::Transfer,
+    /// A seeded crash point armed on one node, fired, the node restarted.
+    Crash => crash::Crash,
     /// Bitflips, zeroes or a cut in a durable file of one node or a
     /// minority (named only).
     Corrupt => corrupt::Corrupt,
@@ -186,6 +189,7 @@ mod tests {
                 "disk-error",
                 "member",
                 "transfer",
+                "crash",
                 "corrupt",
                 "rollback",
                 "wipe",
