@@ -110,6 +110,28 @@ pub enum LoopError {
     /// Raft adopted a snapshot whose data this node cannot use.
     #[error("snapshot at index {0}: {1}")]
     Snapshot(u64, fsm::SnapshotDataError),
+    /// A leader's heartbeat says entries are committed on this node that
+    /// its log does not hold: the data directory lost what this node
+    /// acknowledged (emptied, rolled back to an older copy, or a fsynced
+    /// tail cut off as torn). Raft would panic here ("to_commit out of
+    /// range", Fabric's #3639); the node stops naming it instead.
+    #[error(
+        "lost acknowledged state: leader {leader} (term {term}) says index {commit} is committed \
+         on this node, but its log ends at {last_index}; the data directory lost entries this \
+         node acknowledged (emptied, rolled back or damaged), and a node that forgot what it \
+         acknowledged or voted must not rejoin under its id: restore its newest data, or remove \
+         it (POST /members) and add a fresh node"
+    )]
+    LostState {
+        /// The leader that sent the heartbeat.
+        leader: u64,
+        /// Its term.
+        term: u64,
+        /// The commit index it sent.
+        commit: u64,
+        /// This node's last log index.
+        last_index: u64,
+    },
 }
 
 /// What the raft loop is built from (recovered by `launch`).
@@ -319,7 +341,7 @@ impl RaftLoop {
                 return Ok(self.wal.close()?);
             };
             for ev in batch.events {
-                self.handle(ev);
+                self.handle(ev)?;
             }
             self.turn()?;
             if let Some(done) = batch.shutdown {
@@ -426,12 +448,13 @@ impl RaftLoop {
         }
     }
 
-    fn handle(&mut self, ev: Event) {
+    fn handle(&mut self, ev: Event) -> Result<(), LoopError> {
         match ev {
             Event::Peer { msg, lamport } => {
                 if !self.snapshot_usable(&msg) || self.tell_if_removed(msg.from) {
-                    return;
+                    return Ok(());
                 }
+                self.refuse_commit_beyond_log(&msg)?;
                 self.trace.recv(&msg, lamport);
                 if let Err(e) = self.raw.step(msg) {
                     tracing::debug!(error = %e, "raft refused a peer message");
@@ -462,6 +485,28 @@ impl RaftLoop {
             Event::Removed { from, index } => self.heard_removed(from, index),
             Event::Wake => {}
         }
+        Ok(())
+    }
+
+    /// Stops the node when a leader's heartbeat commits past the end of
+    /// its log (`LoopError::LostState`), before raft would panic on it. A
+    /// leader only sends a commit as high as this node acknowledged
+    /// (`min(matched, committed)`), so the log lost acknowledged entries.
+    /// A heartbeat of an older term is ignored by raft, and checked here
+    /// no more.
+    fn refuse_commit_beyond_log(&self, msg: &Message) -> Result<(), LoopError> {
+        let raft = &self.raw.raft;
+        let last_index = raft.raft_log.last_index();
+        let heartbeat = msg.get_msg_type() == raft::prelude::MessageType::MsgHeartbeat;
+        if heartbeat && msg.term >= raft.term && msg.commit > last_index {
+            return Err(LoopError::LostState {
+                leader: msg.from,
+                term: msg.term,
+                commit: msg.commit,
+                last_index,
+            });
+        }
+        Ok(())
     }
 
     /// Decodes a snapshot before raft may adopt it (issue 13, defect 7):

@@ -13,7 +13,10 @@
 //! had load, not the seconds after. "Outside" is the span less every
 //! window. Within a window, the ops of its *live* nodes are counted apart
 //! too: a killed, paused, powered-off (`power`, `torn`) or stopped
-//! (`disk-error`) node is not live, nor is a node on the minority side of a
+//! (`disk-error`, `disk-full`) node is not live, nor is a node whose
+//! durable state a fault damaged or replaced (`wipe`, `corrupt` of a
+//! stopped node; a `rollback` window is mostly its node running before
+//! the rollback, and counts it live), nor is a node on the minority side of a
 //! partition's grudge, nor a node a `member` change removes (it halts);
 //! every other fault (a clock bump, a slow disk, a leader transfer) leaves
 //! every node live. A window that leaves no majority live (a power loss of
@@ -96,7 +99,10 @@ fn done_s(op: &OpRecord) -> f64 {
 /// The nodes a fault window cut off (see the module's doc).
 pub fn cut_off(w: &FaultWindow) -> Vec<String> {
     match w.fault.as_str() {
-        "kill" | "pause" | "power" | "torn" | "disk-error" => w.targets.clone(),
+        "kill" | "pause" | "power" | "torn" | "disk-error" | "disk-full" | "wipe" => {
+            w.targets.clone()
+        }
+        "corrupt" if w.start["node"] == "stopped" => w.targets.clone(),
         "partition" => minority(&w.start["grudge"]),
         "member" => w.start["remove"]
             .as_array()

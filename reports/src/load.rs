@@ -223,6 +223,7 @@ fn nemesis_event(
                 .as_str()
                 .or(v["mode"].as_str())
                 .or(v["choice"].as_str())
+                .or(v["kind"].as_str())
                 .unwrap_or("")
                 .to_string();
             open.insert(

@@ -30,6 +30,7 @@
 //! [`FaultPackage`]: package::FaultPackage
 
 pub mod context;
+pub mod damage;
 pub mod disk;
 pub mod faults;
 pub mod grudge;

@@ -115,6 +115,13 @@ pub trait FaultPackage {
         self.verbs().contains(&Verb::Disk)
     }
 
+    /// Whether `--nemesis all` includes it; by default it does. A fault
+    /// that breaks an assumption the system is entitled to (a node's
+    /// durable state kept: `rollback`, `wipe`) is run only when named.
+    fn in_all(&self) -> bool {
+        true
+    }
+
     /// What this machine must have for it on `runtime`, checked before
     /// the cluster starts.
     fn check_here(&self, _runtime: RuntimeKind) -> anyhow::Result<()> {

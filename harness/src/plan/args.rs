@@ -3,6 +3,7 @@
 //! hosts of the ssh runtime.
 
 use crate::nemesis::faults::Fault;
+use crate::nemesis::package::FaultPackage;
 use crate::plan::swarm::Pins;
 use crate::sut::Binaries;
 use clap::Args;
@@ -11,8 +12,14 @@ use std::path::PathBuf;
 /// `--nemesis`'s help: the registry's faults by name.
 fn nemesis_help() -> String {
     format!(
-        "Faults to inject: none, {}, all, or a comma-separated list (kill,partition). The disk faults need FUSE (root and /dev/fuse)",
-        Fault::names().join(", ")
+        "Faults to inject: none, {}, all (every fault but {}, run only when named), or a comma-separated list (kill,partition). The disk faults need FUSE (root and /dev/fuse)",
+        Fault::names().join(", "),
+        Fault::ALL
+            .iter()
+            .filter(|f| !f.in_all())
+            .map(|f| f.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 

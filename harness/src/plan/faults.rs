@@ -13,14 +13,15 @@ use crate::sut::{Sut, System};
 use anyhow::bail;
 use std::collections::BTreeSet;
 
-/// Parses `none`, `all`, a fault's name, or a comma list of them; the
+/// Parses `none`, `all` (every fault but those run only when named:
+/// `FaultPackage::in_all`), a fault's name, or a comma list of them; the
 /// faults in registry order.
 pub fn parse_nemesis(text: &str) -> anyhow::Result<Vec<Fault>> {
     let mut set = BTreeSet::new();
     for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         match (word, Fault::from_name(word)) {
             ("none", _) => {}
-            ("all", _) => set.extend(Fault::ALL),
+            ("all", _) => set.extend(Fault::all()),
             (_, Some(fault)) => _ = set.insert(fault),
             (other, None) => bail!(
                 "--nemesis: unknown fault `{other}` (expected none, {}, all or a comma list)",

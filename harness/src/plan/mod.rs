@@ -361,7 +361,15 @@ mod tests {
             parse_nemesis("partition,kill").unwrap(),
             vec![Fault::Kill, Fault::Partition]
         );
-        assert_eq!(parse_nemesis("all").unwrap().len(), 12);
+        let all = parse_nemesis("all").unwrap();
+        assert_eq!(all.len(), 13, "every fault but corrupt, rollback and wipe");
+        assert!(!all.contains(&Fault::Rollback) && !all.contains(&Fault::Wipe));
+        assert!(!all.contains(&Fault::Corrupt));
+        assert_eq!(
+            parse_nemesis("all,wipe").unwrap().len(),
+            14,
+            "named, it is run"
+        );
         assert_eq!(
             parse_nemesis("member,transfer").unwrap(),
             vec![Fault::Member, Fault::Transfer]

@@ -161,6 +161,21 @@ impl Disks {
             .with_context(|| format!("faultfs of {node}: `{line}`"))
     }
 
+    /// Empties the node's data directory through its mount, as an
+    /// operator's `rm -rf data/*` would, then fsyncs the directory so the
+    /// emptiness is durable (faultfs commits the removals with it); the
+    /// node must be stopped. Returns what was removed.
+    pub async fn empty(&self, node: &str) -> anyhow::Result<Emptied> {
+        let dir = self.find(node)?.mountpoint.clone();
+        let node = node.to_string();
+        tokio::task::spawn_blocking(move || {
+            empty_dir(&dir)
+                .with_context(|| format!("emptying {node}'s data directory {}", dir.display()))
+        })
+        .await
+        .context("the emptying thread panicked")?
+    }
+
     /// Stops every faultfs process and waits until its mount is gone.
     pub fn unmount(&mut self) -> anyhow::Result<()> {
         let mut failed = Vec::new();
@@ -195,6 +210,48 @@ impl Drop for Disks {
             tracing::warn!(error = %e, "unmounting faultfs on drop");
         }
     }
+}
+
+/// What emptying a data directory removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Emptied {
+    /// Files removed (in subdirectories too).
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Removes everything in `dir` and fsyncs it.
+fn empty_dir(dir: &Path) -> anyhow::Result<Emptied> {
+    let mut emptied = Emptied::default();
+    count_files(dir, &mut emptied)?;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("removing {}", path.display()))?;
+    }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("fsyncing {}", dir.display()))?;
+    Ok(emptied)
+}
+
+fn count_files(dir: &Path, into: &mut Emptied) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            count_files(&entry.path(), into)?;
+        } else {
+            into.files += 1;
+            into.bytes += meta.len();
+        }
+    }
+    Ok(())
 }
 
 /// Starts one node's faultfs from a thread that keeps it until told to
@@ -304,6 +361,15 @@ fn kill_faultfs_serving(mountpoint: &Path) {
             );
         }
     }
+}
+
+/// A runtime's `Runtime::empty_disk` (`verbs.rs`): the node's data
+/// directory emptied, or an error when the run has no faultfs mounts.
+pub async fn empty_on(disks: Option<&Disks>, node: &str) -> anyhow::Result<Emptied> {
+    disks
+        .context("this run has no faultfs mounts")?
+        .empty(node)
+        .await
 }
 
 /// A runtime's `Runtime::disk` (`verbs.rs`): the

@@ -483,8 +483,16 @@ impl Runtime for DockerRuntime {
             .start_container::<String>(&id, None)
             .await
             .with_context(|| format!("restarting {node}"))?;
-        let ip = self.container(node)?.get_bridge_ip_address().await?;
-        self.ips.insert(node.to_string(), ip);
+        match self.container(node)?.get_bridge_ip_address().await {
+            Ok(ip) => _ = self.ips.insert(node.to_string(), ip),
+            // A node that refuses its data (a storage fault) exits at once
+            // and has no address; it keeps its last one, for the restart
+            // after its repair.
+            Err(e) if !self.running(node).await => {
+                tracing::warn!(node, error = %e, "the node stopped right after its start");
+            }
+            Err(e) => return Err(e.into()),
+        }
         Ok(())
     }
 
@@ -604,6 +612,10 @@ impl Runtime for DockerRuntime {
 
     async fn disk(&mut self, node: &str, command: faultfs::Command) -> anyhow::Result<String> {
         crate::runtime::disk::command_on(self.disks.as_ref(), node, command).await
+    }
+
+    async fn empty_disk(&mut self, node: &str) -> anyhow::Result<crate::runtime::disk::Emptied> {
+        crate::runtime::disk::empty_on(self.disks.as_ref(), node).await
     }
 
     async fn running(&mut self, node: &str) -> bool {

@@ -130,6 +130,9 @@ impl Runtime for AnyRuntime {
     async fn disk(&mut self, node: &str, command: faultfs::Command) -> anyhow::Result<String> {
         dispatch!(self, rt => rt.disk(node, command).await)
     }
+    async fn empty_disk(&mut self, node: &str) -> anyhow::Result<disk::Emptied> {
+        dispatch!(self, rt => rt.empty_disk(node).await)
+    }
     async fn running(&mut self, node: &str) -> bool {
         dispatch!(self, rt => rt.running(node).await)
     }

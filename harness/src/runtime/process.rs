@@ -712,6 +712,10 @@ impl Runtime for ProcessRuntime {
         crate::runtime::disk::command_on(self.disks.as_ref(), node, command).await
     }
 
+    async fn empty_disk(&mut self, node: &str) -> anyhow::Result<crate::runtime::disk::Emptied> {
+        crate::runtime::disk::empty_on(self.disks.as_ref(), node).await
+    }
+
     async fn running(&mut self, node: &str) -> bool {
         let Ok(proc) = self.find_mut(node) else {
             return false;

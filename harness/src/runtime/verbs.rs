@@ -6,7 +6,7 @@
 //! [`Verb`]s a fault declares it uses.
 
 use crate::runtime::clock::ClockSetting;
-use crate::runtime::disk::DiskSpec;
+use crate::runtime::disk::{DiskSpec, Emptied};
 use crate::sut::Sut;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -126,6 +126,11 @@ pub trait Runtime {
     /// losses, undone by [`Runtime::restart`] on what they left. Fails when
     /// the run has no faultfs mounts.
     async fn disk(&mut self, node: &str, command: faultfs::Command) -> anyhow::Result<String>;
+    /// Empties the node's data directory on its faultfs mount (the node
+    /// stopped), durably, as an operator wiping it would; not undone (a
+    /// faultfs `checkpoint` taken before can be `restore`d). Fails when
+    /// the run has no faultfs mounts.
+    async fn empty_disk(&mut self, node: &str) -> anyhow::Result<Emptied>;
     /// Whether the node's process (container) runs: false after
     /// [`Runtime::kill`] and after the node stopped by itself.
     async fn running(&mut self, node: &str) -> bool;

@@ -55,7 +55,7 @@ pub(super) fn disk_run(args: &[&str]) -> Run {
 
 /// Whether the run's disk faults happened: a start and an end each, and for
 /// power and torn faultfs's answer.
-fn assert_disk_faults(r: &Run, fault: &str) {
+pub(super) fn assert_disk_faults(r: &Run, fault: &str) {
     let starts = r.nemesis(fault, "start");
     assert!(!starts.is_empty(), "{fault} was injected\n{}", r.explain());
     assert_eq!(

@@ -117,3 +117,28 @@ async fn a_node_refuses_to_start_on_damage_to_fsynced_log_records() {
     );
     assert_eq!(std::fs::read(&segment).unwrap(), bytes, "nothing was cut");
 }
+
+/// A follower whose data directory is emptied and that is restarted under
+/// its old id (Fabric #3639): the leader, which saw it acknowledge
+/// entries, sends heartbeats committing past its empty log. The node
+/// stops naming the lost state. Before, raft-rs panicked ("to_commit N is
+/// out of range [last_index 0]").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_follower_stops_naming_its_lost_state_instead_of_panicking() {
+    let mut c = LocalCluster::start(Path::new(EXE), 3, &[]).unwrap();
+    let http = http();
+    let leader = c.wait_leader(&http).await.unwrap();
+    submit_many(&http, &c, "a", 10).await;
+    let follower = (leader + 1) % 3;
+    c.kill(follower);
+    for entry in std::fs::read_dir(c.data_dir(follower)).unwrap().flatten() {
+        std::fs::remove_file(entry.path()).unwrap();
+    }
+    c.restart(follower).unwrap();
+    let exit = c.wait_exit(follower, Duration::from_secs(15));
+    let log = c.log(follower);
+    let exit = exit.unwrap_or_else(|| panic!("the wiped follower kept running\n{log}"));
+    assert!(!exit.success(), "{exit:?}\n{log}");
+    assert!(log.contains("lost acknowledged state"), "{log}");
+    assert!(!log.contains("out of range"), "{log}");
+}

@@ -171,8 +171,15 @@ pub fn segments(f: &NodeFacts, end_s: f64) -> Vec<Segment> {
     out
 }
 
-/// Faults that stop a node's process until it is started again.
-const STOPPING: [&str; 4] = ["kill", "power", "torn", "disk-error"];
+/// Faults that stop a node's process until it is started again (a
+/// corruption only when done to a stopped node; a wipe restarts its node
+/// at once, a full disk may stop it).
+const STOPPING: [&str; 6] = ["kill", "power", "torn", "disk-error", "disk-full", "wipe"];
+
+/// Whether the window stopped its targets' processes.
+fn stops(w: &FaultWindow) -> bool {
+    STOPPING.contains(&w.fault.as_str()) || (w.fault == "corrupt" && w.start["node"] == "stopped")
+}
 
 /// Spans the node's process was stopped: from each stopping fault aimed
 /// at it to its next `start` (`starts_s`, from its trace), or to the
@@ -180,7 +187,7 @@ const STOPPING: [&str; 4] = ["kill", "power", "torn", "disk-error"];
 pub fn down_spans(windows: &[FaultWindow], node: &str, starts_s: &[f64]) -> Vec<(f64, f64)> {
     windows
         .iter()
-        .filter(|w| STOPPING.contains(&w.fault.as_str()) && w.targets.iter().any(|t| t == node))
+        .filter(|w| stops(w) && w.targets.iter().any(|t| t == node))
         .map(|w| {
             let restart = starts_s.iter().copied().find(|s| *s > w.start_s);
             (w.start_s, restart.unwrap_or(w.end_s))

@@ -7,17 +7,21 @@
 //! Adding a fault: its file here, and its line below (`Variant => module::Type`).
 
 pub mod clock;
+pub mod corrupt;
 pub mod crash;
 pub mod disk_error;
+pub mod disk_full;
 pub mod kill;
 pub mod lag;
 pub mod member;
 pub mod partition;
 pub mod pause;
 pub mod power;
+pub mod rollback;
 pub mod slow_disk;
 pub mod torn;
 pub mod transfer;
+pub mod wipe;
 
 use crate::nemesis::context::Context;
 use crate::nemesis::package::{Active, FaultPackage, Planned};
@@ -58,6 +62,9 @@ macro_rules! registry {
             }
             fn needs_faultfs(&self) -> bool {
                 match self { $(Fault::$variant => $package.needs_faultfs()),* }
+            }
+            fn in_all(&self) -> bool {
+                match self { $(Fault::$variant => $package.in_all()),* }
             }
             fn check_here(&self, runtime: RuntimeKind) -> anyhow::Result<()> {
                 match self { $(Fault::$variant => $package.check_here(runtime)),* }
@@ -127,12 +134,26 @@ registry! {
     Transfer => transfer::Transfer,
     /// A seeded crash point armed on one node, fired, the node restarted.
     Crash => crash::Crash,
+    /// Bitflips, zeroes or a cut in a durable file of one node or a
+    /// minority (named only).
+    Corrupt => corrupt::Corrupt,
+    /// A node's data directory replaced by an earlier copy (named only).
+    Rollback => rollback::Rollback,
+    /// A node's data directory emptied, the node restarted (named only).
+    Wipe => wipe::Wipe,
+    /// A node's disk full (ENOSPC) for the fault's length.
+    DiskFull => disk_full::DiskFull,
 }
 
 impl Fault {
     /// The fault named `word` in `--nemesis`, if any.
     pub fn from_name(word: &str) -> Option<Fault> {
         Fault::ALL.iter().copied().find(|f| f.name() == word)
+    }
+
+    /// The faults `--nemesis all` names, in registry order.
+    pub fn all() -> Vec<Fault> {
+        Fault::ALL.iter().copied().filter(|f| f.in_all()).collect()
     }
 
     /// Every fault's name, in registry order.
@@ -168,7 +189,11 @@ mod tests {
                 "disk-error",
                 "member",
                 "transfer",
-                "crash"
+                "crash",
+                "corrupt",
+                "rollback",
+                "wipe",
+                "disk-full"
             ]
         );
         let mut sorted = Fault::ALL.to_vec();
@@ -183,6 +208,24 @@ mod tests {
             .filter(|f| f.needs_faultfs())
             .map(|f| f.name())
             .collect();
-        assert_eq!(disk, ["power", "torn", "slow-disk", "disk-error"]);
+        assert_eq!(
+            disk,
+            [
+                "power",
+                "torn",
+                "slow-disk",
+                "disk-error",
+                "corrupt",
+                "rollback",
+                "wipe",
+                "disk-full"
+            ]
+        );
+        let named_only: Vec<&str> = Fault::ALL
+            .iter()
+            .filter(|f| !Fault::all().contains(f))
+            .map(|f| f.name())
+            .collect();
+        assert_eq!(named_only, ["corrupt", "rollback", "wipe"]);
     }
 }

@@ -561,6 +561,11 @@ impl Runtime for SshRuntime {
         anyhow::bail!("{node}: the ssh runtime has no faultfs mounts (disk faults are not supported over ssh)")
     }
 
+    async fn empty_disk(&mut self, node: &str) -> anyhow::Result<crate::runtime::disk::Emptied> {
+        // The plan refuses disk faults over ssh; nothing should ask.
+        anyhow::bail!("{node}: the ssh runtime has no faultfs mounts (disk faults are not supported over ssh)")
+    }
+
     async fn running(&mut self, node: &str) -> bool {
         let Ok(n) = self.find(node) else {
             return false;
