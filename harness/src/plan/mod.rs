@@ -224,18 +224,8 @@ impl Plan {
             .unwrap_or_else(|| rand::thread_rng().next_u64() >> 12);
         let ssh_hosts = (runtime == RuntimeKind::Ssh).then_some(hosts.len());
         let (nodes, node_config, swarm) = configure_nodes(args, sut, ssh_hosts, seed)?;
-        let nemesis_name = if nemesis.is_empty() {
-            "none".to_string()
-        } else {
-            nemesis
-                .iter()
-                .map(|f| f.name())
-                .collect::<Vec<_>>()
-                .join("+")
-        };
-        let wl = workload.name();
         Ok::<Plan, anyhow::Error>(Plan {
-            name: format!("{}-{wl}-{nemesis_name}", sut.name()),
+            name: test_name(sut, workload, &nemesis),
             sut,
             read_mode,
             workload,
@@ -346,6 +336,20 @@ impl Plan {
         }
         cmd
     }
+}
+
+/// `<sut>-<workload>-<nemeses joined by +>` (`none` without faults).
+fn test_name(sut: Sut, workload: Workload, nemesis: &[Fault]) -> String {
+    let nemesis_name = if nemesis.is_empty() {
+        "none".to_string()
+    } else {
+        nemesis
+            .iter()
+            .map(|f| f.name())
+            .collect::<Vec<_>>()
+            .join("+")
+    };
+    format!("{}-{}-{nemesis_name}", sut.name(), workload.name())
 }
 
 #[cfg(test)]
