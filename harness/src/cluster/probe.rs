@@ -37,6 +37,11 @@ impl Probe {
         })
     }
 
+    /// The system the nodes run.
+    pub fn sut(&self) -> Sut {
+        self.sut
+    }
+
     /// A node's status in ordeal-node's shape.
     pub async fn status(&self, node: &str) -> Option<Value> {
         self.sut.status(&self.http, node).await

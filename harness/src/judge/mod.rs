@@ -7,6 +7,7 @@
 
 pub mod catchup;
 pub mod crashed;
+pub mod halted;
 pub mod raft;
 pub mod report;
 pub mod verdict;
@@ -88,6 +89,8 @@ pub fn judge_file(run_dir: &Path, path: &Path, workload: Workload) -> anyhow::Re
     results.extend(catchup::check(run_dir)?);
     // Nodes that ended by themselves.
     results.extend(crashed::check(run_dir)?);
+    // Members that say they were removed (they halt).
+    results.extend(halted::check(run_dir)?);
     let results = Results::from_results(results);
     write_json(
         &run_dir.join("results.json"),

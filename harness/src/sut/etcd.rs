@@ -207,6 +207,11 @@ impl System for Etcd {
         // skips its runs and says so.
         false
     }
+
+    /// None: `corrupt` is refused for etcd (its bbolt file is mmapped).
+    fn durable_files(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
 }
 
 /// The etcd binary: `explicit` when given, else `etcd` on `PATH`.

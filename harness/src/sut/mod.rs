@@ -156,4 +156,7 @@ impl System for Sut {
     fn traces(&self) -> bool {
         dispatch!(self, s => s.traces())
     }
+    fn durable_files(&self) -> &'static [(&'static str, &'static str)] {
+        dispatch!(self, s => s.durable_files())
+    }
 }

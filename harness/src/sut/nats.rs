@@ -196,6 +196,17 @@ impl System for Nats {
     fn traces(&self) -> bool {
         false
     }
+
+    /// JetStream's file store under the store directory: the stream's
+    /// message blocks, the stream group's Raft log (its own message
+    /// blocks), and the stream's metadata (docs/nats.md).
+    fn durable_files(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("stream", "jetstream/*/streams/*/msgs/*.blk"),
+            ("raft", "jetstream/*/_js_/*/msgs/*.blk"),
+            ("meta", "jetstream/*/streams/*/meta.inf"),
+        ]
+    }
 }
 
 /// The server of `launch`: clients at `listen_protocol`, monitoring at

@@ -200,4 +200,14 @@ impl System for Ordeal {
     fn traces(&self) -> bool {
         true
     }
+
+    /// The WAL's segments, the snapshot and the block store
+    /// (docs/storage-faults.md).
+    fn durable_files(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("wal", "wal.log*"),
+            ("snapshot", "snapshot.bin"),
+            ("blocks", "blocks.*"),
+        ]
+    }
 }

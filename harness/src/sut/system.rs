@@ -217,4 +217,8 @@ pub trait System {
     /// Whether the nodes write a Raft trace (`Launch::trace_file`) for
     /// the `raft` checker.
     fn traces(&self) -> bool;
+    /// The durable files the `corrupt` fault damages, by kind: (kind,
+    /// glob from the data directory's root, faultfs's `corrupt-pick`
+    /// syntax). Empty for a system `corrupt` cannot reach.
+    fn durable_files(&self) -> &'static [(&'static str, &'static str)];
 }

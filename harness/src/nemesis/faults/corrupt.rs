@@ -34,20 +34,14 @@ pub struct Corrupt;
 
 /// The checkpoint of a stopped target's image before the damage.
 const CHECKPOINT: &str = "ordeal-corrupt";
-/// ordeal-node's durable files by kind: what `file` names, and the glob
-/// `corrupt-pick` chooses among.
-const FILES: [(&str, &str); 3] = [
-    ("wal", "wal.log*"),
-    ("snapshot", "snapshot.bin"),
-    ("blocks", "blocks.*"),
-];
 
 /// A drawn corruption.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Plan {
     /// `one node` or `minority`.
     scope: String,
-    /// The kind of file aimed at (`wal`, `snapshot`, `blocks`); another
+    /// The kind of file aimed at (ordeal-node: `wal`, `snapshot`,
+    /// `blocks`; NATS: `stream`, `raft`, `meta`); another
     /// kind is damaged when the node has none of it yet.
     file: String,
     /// What is done to it.
@@ -106,7 +100,13 @@ impl FaultPackage for Corrupt {
         let minority = ((members.len().saturating_sub(1)) / 2).max(1);
         let count = if rng.gen_bool(0.5) { 1 } else { minority };
         let targets: Vec<String> = members.choose_multiple(rng, count).cloned().collect();
-        let file = FILES.choose(rng).expect("files").0;
+        let files = ctx.probe.sut().durable_files();
+        let Some(&(file, _)) = files.choose(rng) else {
+            anyhow::bail!(
+                "corrupt: {} names no durable file to damage",
+                ctx.probe.sut().name()
+            );
+        };
         let running = rng.gen_bool(0.5);
         let kind = if running {
             CorruptKind::Bitflip
@@ -184,7 +184,7 @@ impl FaultPackage for Corrupt {
 }
 
 /// Damages one of `node`'s files of the planned kind (another kind, in
-/// [`FILES`]' order, when it has none yet); `None` when it has no durable
+/// the system's `durable_files` order, when it has none yet); `None` when it has no durable
 /// file at all.
 async fn damage(
     ctx: &Context,
@@ -192,8 +192,9 @@ async fn damage(
     plan: &Plan,
     seed: u64,
 ) -> anyhow::Result<Option<Corruption>> {
-    let aimed = FILES.iter().filter(|f| f.0 == plan.file);
-    let others = FILES.iter().filter(|f| f.0 != plan.file);
+    let files = ctx.probe.sut().durable_files();
+    let aimed = files.iter().filter(|f| f.0 == plan.file);
+    let others = files.iter().filter(|f| f.0 != plan.file);
     let mut rt = ctx.runtime.lock().await;
     for (_, glob) in aimed.chain(others) {
         let command = FsCommand::CorruptPick {
