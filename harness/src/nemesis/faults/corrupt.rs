@@ -78,8 +78,8 @@ impl FaultPackage for Corrupt {
         sut.lacks(Ability::Faultfs)
     }
 
-    /// Its nodes stop themselves on the damage, the lost state or the
-    /// full disk (and `corrupt` kills stopped targets).
+    /// A stopped target is killed before the damage, and a running one
+    /// stops itself when it reads it: the fault's doing, not a crash.
     fn stops_process(&self) -> bool {
         true
     }

@@ -51,8 +51,8 @@ impl FaultPackage for DiskFull {
         sut.lacks(Ability::Faultfs)
     }
 
-    /// Its nodes stop themselves on the damage, the lost state or the
-    /// full disk (and `corrupt` kills stopped targets).
+    /// The target stops itself on a write the full disk refused: the
+    /// fault's doing, not a crash.
     fn stops_process(&self) -> bool {
         true
     }

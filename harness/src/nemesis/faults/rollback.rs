@@ -60,8 +60,8 @@ impl FaultPackage for Rollback {
         sut.lacks(Ability::Faultfs)
     }
 
-    /// Its nodes stop themselves on the damage, the lost state or the
-    /// full disk (and `corrupt` kills stopped targets).
+    /// The target is killed to restore its earlier image, and may stop
+    /// itself on the state it lost: the fault's doing, not a crash.
     fn stops_process(&self) -> bool {
         true
     }

@@ -49,8 +49,8 @@ impl FaultPackage for Wipe {
         sut.lacks(Ability::Faultfs)
     }
 
-    /// Its nodes stop themselves on the damage, the lost state or the
-    /// full disk (and `corrupt` kills stopped targets).
+    /// The target is killed to empty its data directory, and may stop
+    /// itself on the state it lost: the fault's doing, not a crash.
     fn stops_process(&self) -> bool {
         true
     }
