@@ -169,6 +169,10 @@ pub struct TestArgs {
     /// timeout of 0.3 … 2.5 s; off: 10, 1 s).
     #[arg(long)]
     pub election_tick: Option<u64>,
+    /// ordeal-node's `--cut-when-idle` (group commit; swarm: drawn, off a
+    /// third of the time; off: true, the node's default).
+    #[arg(long, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub cut_when_idle: Option<bool>,
     /// Put every node's data directory on its own faultfs mount even
     /// without a disk fault (the disk faults always do; docs/faultfs.md).
     #[arg(long)]
@@ -198,6 +202,7 @@ impl TestArgs {
             max_inflight_blocks: self.max_inflight_blocks,
             tick_ms: self.tick_ms,
             election_tick: self.election_tick,
+            cut_when_idle: self.cut_when_idle,
         }
     }
 

@@ -35,6 +35,7 @@ pub const TUNING_DEFAULT: Tuning = Tuning {
     max_inflight_blocks: 5,
     tick_ms: 100,
     election_tick: 10,
+    cut_when_idle: true,
 };
 
 /// The node's own default snapshot interval (20 MiB), drawn as itself a
@@ -91,6 +92,8 @@ pub struct Pins {
     pub tick_ms: Option<u64>,
     /// `--election-tick`.
     pub election_tick: Option<u64>,
+    /// `--cut-when-idle`.
+    pub cut_when_idle: Option<bool>,
 }
 
 /// What a run's nodes run with, and which of it was drawn (`test.json`'s
@@ -116,7 +119,7 @@ pub fn configure(
 ) -> anyhow::Result<(usize, Tuning, Swarm)> {
     let not_applying = sut.lacks(Ability::Tuning);
     if not_applying.is_some() && pinned_tuning(pins) {
-        bail!("the ordeal-node settings (--snapshot-interval-bytes, --snapshot-catchup-entries, --max-message-count, --preferred-max-bytes, --batch-timeout-ms, --max-inflight-blocks, --tick-ms, --election-tick) apply to --sut ordeal only");
+        bail!("the ordeal-node settings (--snapshot-interval-bytes, --snapshot-catchup-entries, --max-message-count, --preferred-max-bytes, --batch-timeout-ms, --max-inflight-blocks, --tick-ms, --election-tick, --cut-when-idle) apply to --sut ordeal only");
     }
     let (nodes, tuning) = match mode {
         SwarmMode::On => draw(&mut ChaCha8Rng::seed_from_u64(seed ^ SWARM_SEED_SALT)),
@@ -130,52 +133,9 @@ pub fn configure(
         pin.unwrap_or(value)
     };
     let nodes = pick("nodes", pins.nodes.map(|n| n as u64), nodes as u64, true) as usize;
-    let ours = not_applying.is_none();
-    let tuning = Tuning {
-        snapshot_interval_bytes: pick(
-            "snapshot_interval_bytes",
-            pins.snapshot_interval_bytes,
-            tuning.snapshot_interval_bytes,
-            ours,
-        ),
-        snapshot_catchup_entries: pick(
-            "snapshot_catchup_entries",
-            pins.snapshot_catchup_entries,
-            tuning.snapshot_catchup_entries,
-            ours,
-        ),
-        max_message_count: pick(
-            "max_message_count",
-            pins.max_message_count,
-            tuning.max_message_count,
-            ours,
-        ),
-        preferred_max_bytes: pick(
-            "preferred_max_bytes",
-            pins.preferred_max_bytes,
-            tuning.preferred_max_bytes,
-            ours,
-        ),
-        batch_timeout_ms: pick(
-            "batch_timeout_ms",
-            pins.batch_timeout_ms,
-            tuning.batch_timeout_ms,
-            ours,
-        ),
-        max_inflight_blocks: pick(
-            "max_inflight_blocks",
-            pins.max_inflight_blocks,
-            tuning.max_inflight_blocks,
-            ours,
-        ),
-        tick_ms: pick("tick_ms", pins.tick_ms, tuning.tick_ms, ours),
-        election_tick: pick(
-            "election_tick",
-            pins.election_tick,
-            tuning.election_tick,
-            ours,
-        ),
-    };
+    let tuning = pinned_or(pins, &tuning, |name, pin, value| {
+        pick(name, pin, value, not_applying.is_none())
+    });
     check(&tuning)?;
     let swarm = Swarm {
         mode,
@@ -183,6 +143,52 @@ pub fn configure(
         not_applying,
     };
     Ok((nodes, tuning, swarm))
+}
+
+/// Each setting of `drawn` unless `pins` pins it, through `pick` (which
+/// is given the setting's name, its pin and the drawn value).
+fn pinned_or(
+    pins: &Pins,
+    drawn: &Tuning,
+    mut pick: impl FnMut(&'static str, Option<u64>, u64) -> u64,
+) -> Tuning {
+    let p = pins;
+    let t = drawn;
+    Tuning {
+        snapshot_interval_bytes: pick(
+            "snapshot_interval_bytes",
+            p.snapshot_interval_bytes,
+            t.snapshot_interval_bytes,
+        ),
+        snapshot_catchup_entries: pick(
+            "snapshot_catchup_entries",
+            p.snapshot_catchup_entries,
+            t.snapshot_catchup_entries,
+        ),
+        max_message_count: pick(
+            "max_message_count",
+            p.max_message_count,
+            t.max_message_count,
+        ),
+        preferred_max_bytes: pick(
+            "preferred_max_bytes",
+            p.preferred_max_bytes,
+            t.preferred_max_bytes,
+        ),
+        batch_timeout_ms: pick("batch_timeout_ms", p.batch_timeout_ms, t.batch_timeout_ms),
+        max_inflight_blocks: pick(
+            "max_inflight_blocks",
+            p.max_inflight_blocks,
+            t.max_inflight_blocks,
+        ),
+        tick_ms: pick("tick_ms", p.tick_ms, t.tick_ms),
+        election_tick: pick("election_tick", p.election_tick, t.election_tick),
+        cut_when_idle: pick(
+            "cut_when_idle",
+            p.cut_when_idle.map(u64::from),
+            u64::from(t.cut_when_idle),
+        ) != 0,
+    }
 }
 
 /// Whether any ordeal-node setting was given.
@@ -199,6 +205,7 @@ fn pinned_tuning(p: &Pins) -> bool {
     ]
     .iter()
     .any(Option::is_some)
+        || p.cut_when_idle.is_some()
 }
 
 /// Refuses settings the node would refuse, naming the flag.
@@ -243,6 +250,8 @@ fn draw(rng: &mut ChaCha8Rng) -> (usize, Tuning) {
     let low = ELECTION_MS.0.div_ceil(tick_ms).max(3);
     let high = (ELECTION_MS.1 / tick_ms).clamp(low, 20);
     let election_tick = rng.gen_range(low..=high);
+    // Drawn last, so that the draws before it are those of earlier rounds.
+    let cut_when_idle = !rng.gen_bool(1.0 / 3.0);
     let tuning = Tuning {
         snapshot_interval_bytes,
         snapshot_catchup_entries,
@@ -252,6 +261,7 @@ fn draw(rng: &mut ChaCha8Rng) -> (usize, Tuning) {
         max_inflight_blocks,
         tick_ms,
         election_tick,
+        cut_when_idle,
     };
     (nodes, tuning)
 }
@@ -265,13 +275,15 @@ mod tests {
         let on = |seed, pins: &Pins| configure(SwarmMode::On, pins, Sut::Ordeal, seed).unwrap();
         let mut seen_nodes = std::collections::BTreeSet::new();
         let mut snapshots = Vec::new();
+        let mut cuts = std::collections::BTreeSet::new();
         for seed in 0..200 {
             let (nodes, t, swarm) = on(seed, &Pins::default());
             assert_eq!(
                 (nodes, t),
                 (on(seed, &Pins::default()).0, on(seed, &Pins::default()).1)
             );
-            assert_eq!(swarm.drawn.len(), 9);
+            assert_eq!(swarm.drawn.len(), 10);
+            cuts.insert(t.cut_when_idle);
             seen_nodes.insert(nodes);
             snapshots.push(t.snapshot_interval_bytes);
             assert!((4 << 10..=20 << 20).contains(&t.snapshot_interval_bytes));
@@ -292,6 +304,7 @@ mod tests {
             assert!(!swarm.drawn.contains(&"tick_ms") && !swarm.drawn.contains(&"nodes"));
         }
         assert_eq!(seen_nodes.into_iter().collect::<Vec<_>>(), [3, 5]);
+        assert_eq!(cuts.len(), 2, "group commit is drawn both on and off");
         assert!(snapshots.contains(&SNAPSHOT_NODE_DEFAULT));
         assert!(snapshots.iter().any(|s| *s < 64 << 10));
     }

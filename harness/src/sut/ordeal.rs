@@ -50,6 +50,7 @@ fn tuning_flags(tuning: &Tuning) -> Vec<String> {
         max_inflight_blocks,
         tick_ms,
         election_tick,
+        cut_when_idle,
     } = *tuning;
     [
         ("--snapshot-interval-bytes", snapshot_interval_bytes),
@@ -62,7 +63,9 @@ fn tuning_flags(tuning: &Tuning) -> Vec<String> {
         ("--election-tick", election_tick),
     ]
     .into_iter()
-    .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+    .map(|(flag, value)| (flag, value.to_string()))
+    .chain([("--cut-when-idle", cut_when_idle.to_string())])
+    .flat_map(|(flag, value)| [flag.to_string(), value])
     .collect()
 }
 

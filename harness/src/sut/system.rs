@@ -96,6 +96,16 @@ pub struct Tuning {
     /// `--election-tick`: ticks without a leader before an election
     /// (the heartbeat is always one tick).
     pub election_tick: u64,
+    /// `--cut-when-idle`: group commit, a batch cut as soon as the
+    /// leader has no block in flight (false: only count, bytes and the
+    /// timeout cut). Runs stored before it existed had it on.
+    #[serde(default = "group_commit_on")]
+    pub cut_when_idle: bool,
+}
+
+/// ordeal-node's default for `--cut-when-idle`.
+fn group_commit_on() -> bool {
+    true
 }
 
 impl Tuning {

@@ -397,9 +397,13 @@ fn stale_reads_are_caught_and_the_same_run_without_the_bug_is_valid() {
 
 #[test]
 fn acknowledging_before_commit_loses_transactions_under_kill() {
-    // A loss needs a kill to catch the leader with acknowledged entries no
-    // follower has; up to three runs (fresh seeds after the first) give
-    // the kills that chance whatever the timing of snapshots.
+    // A loss needs a kill to catch the leader with acknowledged
+    // transactions still in its block cutter. Group commit (the default)
+    // cuts as soon as the leader is idle, which leaves a window of one
+    // block's round trip; the timer-only cutter with a 200 ms timeout
+    // holds each transaction that long, the window a slow Fabric
+    // configuration gives. Up to three runs (fresh seeds after the first)
+    // give the kills that chance whatever the timing of snapshots.
     let bad = run(&[
         "--workload",
         "ordering",
@@ -411,6 +415,10 @@ fn acknowledging_before_commit_loses_transactions_under_kill() {
         "3",
         "--nemesis-interval-s",
         "2",
+        "--cut-when-idle",
+        "false",
+        "--batch-timeout-ms",
+        "200",
         "--bug",
         "ack-before-commit",
     ]);
