@@ -92,6 +92,33 @@ pub struct CheckResult {
     pub note: Option<String>,
 }
 
+impl CheckResult {
+    /// The result of a checker that looks for one kind of anomaly:
+    /// invalid when it counted any, valid otherwise; `check_ms` since
+    /// `started`.
+    pub fn of_one_kind(
+        checker: &str,
+        anomaly: Anomaly,
+        counts: &[(&str, u64)],
+        started: std::time::Instant,
+    ) -> CheckResult {
+        let valid = if anomaly.count == 0 {
+            Validity::Valid
+        } else {
+            Validity::Invalid
+        };
+        CheckResult {
+            checker: checker.to_string(),
+            valid,
+            check_ms: started.elapsed().as_secs_f64() * 1e3,
+            counts: counts.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            anomalies: vec![anomaly],
+            artifacts: Vec::new(),
+            note: None,
+        }
+    }
+}
+
 /// Every checker's result and the worst verdict (`results.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Results {

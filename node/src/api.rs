@@ -4,6 +4,7 @@
 use crate::config::Bug;
 use crate::crash_points::{Action, Arming, CrashPointError, Point, REGISTRY};
 use crate::event::{Event, Inbox, MemberChange, MemberReply, Origin, Refused, SubmitReply};
+use crate::fsm::StateDigest;
 use crate::ledger::Block;
 use crate::server::{gauges, Shared};
 use crate::tx::{Ack, SubmitRequest, TxError};
@@ -272,11 +273,23 @@ async fn status(State(state): State<ApiState>) -> Json<Value> {
         "started_ms": state.shared.started_ms,
         "restarts": state.shared.restarts,
         "bugs": bugs,
+        "state": s.state.map(|d| state_json(s.applied_index, &d)),
     });
     v.as_object_mut()
         .expect("an object")
         .extend(extra.as_object().expect("an object").clone());
     Json(v)
+}
+
+/// `/status`'s `state`: the digest of the state machine at the applied
+/// index, as the trace's `digest` event writes it (docs/trace.md).
+fn state_json(index: u64, d: &StateDigest) -> Value {
+    json!({
+        "index": index,
+        "height": d.height,
+        "head": d.head.map(hex::encode).unwrap_or_default(),
+        "registers": format!("{:016x}", d.registers),
+    })
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {

@@ -74,6 +74,10 @@ pub struct StatusView {
     pub cluster_size: u64,
     /// Whether the applied configuration removed this node.
     pub removed: bool,
+    /// The state machine's digest at `applied_index`, taken with it on
+    /// the raft thread (`/status`'s `state`, docs/node-api.md).
+    #[serde(skip)]
+    pub state: Option<StateDigest>,
 }
 
 /// State shared between the raft loop and the API.
@@ -1128,6 +1132,7 @@ impl RaftLoop {
             0
         };
         let height = *self.shared.height.borrow();
+        let state = self.shared.fsm.read().expect("fsm lock").digest();
         let mut s = self.shared.status.lock().expect("status lock");
         *s = StatusView {
             id: self.shared.config.args.id,
@@ -1141,6 +1146,7 @@ impl RaftLoop {
             active_nodes: active,
             cluster_size: r.prs().conf().voters().ids().len() as u64,
             removed: self.removed.is_some(),
+            state: Some(state),
         };
     }
 }

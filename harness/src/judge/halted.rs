@@ -11,7 +11,7 @@
 //! applies it, so a sample counts only when the node is still a member
 //! [`GRACE_S`] after it.
 
-use checker::verdict::{Anomaly, CheckResult, Validity};
+use checker::verdict::{Anomaly, CheckResult};
 use reports::members::{standing_at, ConfigChange};
 use reports::status::{self, Sample};
 use serde_json::json;
@@ -71,23 +71,15 @@ fn judge(samples: &[Sample], changes: &[ConfigChange], started: Instant) -> Chec
             "why": format!("{node} reports itself removed (it halts and answers 410) while the committed configuration ({config}) names it"),
         }));
     }
-    let valid = if anomaly.count == 0 {
-        Validity::Valid
-    } else {
-        Validity::Invalid
-    };
-    let mut counts = BTreeMap::new();
-    counts.insert("removed-samples".to_string(), reported);
-    counts.insert("halted-members".to_string(), seen.len() as u64);
-    CheckResult {
-        checker: CHECKER.into(),
-        valid,
-        check_ms: started.elapsed().as_secs_f64() * 1e3,
-        counts,
-        anomalies: vec![anomaly],
-        artifacts: Vec::new(),
-        note: None,
-    }
+    CheckResult::of_one_kind(
+        CHECKER,
+        anomaly,
+        &[
+            ("removed-samples", reported),
+            ("halted-members", seen.len() as u64),
+        ],
+        started,
+    )
 }
 
 /// Whether the history names `node` a voter or learner at `t_s` (every
@@ -99,6 +91,7 @@ fn member_at(changes: &[ConfigChange], node: &str, t_s: f64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use checker::verdict::Validity;
     use reports::members::Config;
 
     fn sample(t_s: f64, node: &str, removed: bool) -> Sample {

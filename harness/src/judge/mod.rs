@@ -2,13 +2,15 @@
 //! workload, then `results.json` and the checker's pictures.
 //!
 //! Layers inside: this file (which checkers judge a workload), then the
-//! harness's own checkers (`raft.rs`, `catchup.rs`, `crashed.rs`), verdicts as exit codes
+//! harness's own checkers (`raft.rs`, `catchup.rs`, `crashed.rs`, `halted.rs`,
+//! `replicas.rs`), verdicts as exit codes
 //! (`verdict.rs`) and the report (`report.rs`).
 
 pub mod catchup;
 pub mod crashed;
 pub mod halted;
 pub mod raft;
+pub mod replicas;
 pub mod report;
 pub mod verdict;
 
@@ -91,6 +93,8 @@ pub fn judge_file(run_dir: &Path, path: &Path, workload: Workload) -> anyhow::Re
     results.extend(crashed::check(run_dir)?);
     // Members that say they were removed (they halt).
     results.extend(halted::check(run_dir)?);
+    // Replicas whose states differ at one height (registers included).
+    results.extend(replicas::check(run_dir)?);
     let results = Results::from_results(results);
     write_json(
         &run_dir.join("results.json"),
