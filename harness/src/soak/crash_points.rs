@@ -41,6 +41,30 @@ impl CrashPointSum {
         }
     }
 
+    /// Adds another soak's sum (its soak-summary.json's `crash_points`,
+    /// as [`CrashPointSum::to_json`] writes it); an error names the field
+    /// that is not a count.
+    pub fn add_sum(&mut self, sum: &Value) -> Result<(), String> {
+        self.runs += sum["runs"]
+            .as_u64()
+            .ok_or("`crash_points.runs` is not a count")?;
+        let points = sum["points"]
+            .as_object()
+            .ok_or("`crash_points.points` is not an object")?;
+        for (name, counts) in points {
+            let count = |field: &str| {
+                counts[field]
+                    .as_u64()
+                    .ok_or_else(|| format!("`crash_points.points.{name}.{field}` is not a count"))
+            };
+            let (reached, crashed) = (count("reached")?, count("crashed")?);
+            let slot = self.points.entry(name.clone()).or_default();
+            slot.0 += reached;
+            slot.1 += crashed;
+        }
+        Ok(())
+    }
+
     /// The catalogue's points no run reached.
     pub fn never_reached(&self) -> Vec<&'static str> {
         Point::ALL

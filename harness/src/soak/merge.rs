@@ -3,6 +3,7 @@
 //! verdicts, and coverage where runs carry it (a `coverage` object of
 //! counters per run, summed; the table shows how many were reached).
 
+use crate::soak::crash_points::CrashPointSum;
 use anyhow::{bail, Context};
 use checker::verdict::Validity;
 use serde_json::{json, Map, Value};
@@ -32,6 +33,8 @@ struct Merged {
     failed: Vec<Value>,
     /// Each file's master seed and shard.
     shards: Vec<Value>,
+    /// Crash points summed over every shard's runs.
+    crash_points: CrashPointSum,
 }
 
 fn verdict_of(value: &Value) -> Option<Validity> {
@@ -54,6 +57,11 @@ impl Merged {
             json!({"file": name.to_string(), "master_seed": summary["master_seed"],
             "shard": summary["shard"], "runs": runs.len()}),
         );
+        if !summary["crash_points"].is_null() {
+            self.crash_points
+                .add_sum(&summary["crash_points"])
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        }
         for (i, run) in runs.iter().enumerate() {
             let test = run["test"]
                 .as_str()
@@ -118,6 +126,7 @@ impl Merged {
             .collect();
         let total = |f: fn(&Row) -> u64| self.tests.values().map(f).sum::<u64>();
         json!({"shards": self.shards, "tests": tests, "failed": self.failed,
+            "crash_points": self.crash_points.to_json(),
             "totals": {"runs": total(|r| r.runs), "ops": total(|r| r.ops), "valid": total(|r| r.valid),
                 "invalid": total(|r| r.invalid), "unknown": total(|r| r.unknown)}})
     }
@@ -149,6 +158,7 @@ impl Merged {
             "{:<44} {:>5} {:>9} {:>6} {:>8} {:>8}",
             "total", total.runs, total.ops, total.valid, total.invalid, total.unknown
         );
+        self.crash_points.print();
         for f in &self.failed {
             println!(
                 "not valid: {} seed {} ({}): {}",
@@ -248,6 +258,11 @@ mod tests {
                 "`ops` is not a count",
             ),
             ("not json".to_string(), "not JSON"),
+            (
+                json!({"runs": [], "crash_points": {"runs": 1, "points": {"wal-append": {"reached": "x"}}}})
+                    .to_string(),
+                "`crash_points.points.wal-append.reached` is not a count",
+            ),
         ] {
             std::fs::write(&a, text).unwrap();
             let error = format!("{:#}", merge(std::slice::from_ref(&a), None).unwrap_err());
@@ -256,5 +271,33 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn soak_merge_sums_the_shards_crash_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let sum = |runs: u64, reached: u64, crashed: u64| {
+            json!({"runs": [], "crash_points": {"runs": runs, "points": {
+                "wal.append.before-fsync": {"reached": reached, "crashed": crashed}}}})
+        };
+        let (a, b, out) = (
+            dir.path().join("a.json"),
+            dir.path().join("b.json"),
+            dir.path().join("m.json"),
+        );
+        std::fs::write(&a, sum(2, 10, 0).to_string()).unwrap();
+        std::fs::write(&b, sum(3, 5, 1).to_string()).unwrap();
+        merge(&[a, b], Some(&out)).unwrap();
+        let merged: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let points = &merged["crash_points"];
+        assert_eq!(points["runs"], 5);
+        assert_eq!(
+            points["points"]["wal.append.before-fsync"],
+            json!({"reached": 15, "crashed": 1})
+        );
+        assert!(!points["never_reached"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("wal.append.before-fsync")));
     }
 }
