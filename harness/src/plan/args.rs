@@ -126,7 +126,8 @@ pub struct TestArgs {
     #[arg(long, default_value_t = workloads::REQUEST_TIMEOUT_DEFAULT.as_millis() as u64)]
     pub request_timeout_ms: u64,
     /// The node binary to run (default: built from this workspace with
-    /// `cargo build --release -p node`, or found next to the harness).
+    /// `cargo build --release --workspace --bin ordeal-node`, or found next
+    /// to the harness).
     #[arg(long, env = "ORDEAL_NODE_BIN")]
     pub node_binary: Option<PathBuf>,
     /// The etcd binary for `--sut etcd` (default: `etcd` on PATH).
