@@ -7,14 +7,22 @@
 //! A run reproduces when one of the anomaly kinds the original found
 //! (`checker:kind`, from its `results.json`; or the one `--anomaly`
 //! names) comes back, not merely any invalid verdict.
+//!
+//! The shrinker's last step puts the node settings the run drew back to
+//! the swarm's defaults ([`config_defaults`]: `--swarm off`'s node count
+//! and settings, as a rerun command writes them), each in the candidate's
+//! command line, which `shrunk.json`'s schedule carries to its replay.
 
 use crate::cli::replay::{replay_once, ReplayArgs};
 use crate::judge::report::report;
 use crate::judge::verdict::{EXIT_UNKNOWN, EXIT_VALID};
 use crate::nemesis::schedule::Schedule;
 use crate::nemesis::shrink::{Oracle, Outcome, Shrinker, Shrunk};
+use crate::nemesis::shrink_config::{ConfigShrink, Setting, NODES};
+use crate::plan::swarm::{NODES_DEFAULT, TUNING_DEFAULT};
 use crate::run::RuntimeSlot;
 use crate::store::write_json;
+use crate::sut::{Options, Sut, System};
 use anyhow::{bail, Context};
 use checker::verdict::{Results, Validity};
 use serde_json::{json, Value};
@@ -110,6 +118,44 @@ fn targets(run_dir: &Path, asked: Option<&str>) -> anyhow::Result<BTreeSet<Strin
     }
 }
 
+/// Each node setting the `config` step may put back, with its default:
+/// the node count ([`NODES_DEFAULT`]), then ordeal-node's settings as an
+/// ordeal rerun command writes [`TUNING_DEFAULT`] (so a setting the swarm
+/// gains is here without a change).
+pub fn config_defaults() -> Vec<Setting> {
+    let options = Options {
+        seed: 0,
+        ack: workloads::Ack::Committed,
+        read_mode: workloads::ReadMode::Linearizable,
+        request_timeout_ms: 0,
+        tuning: TUNING_DEFAULT,
+        bugs: Vec::new(),
+    };
+    let (_, flags) = Sut::Ordeal.rerun_flags(&options);
+    let words: Vec<&str> = flags.split_whitespace().collect();
+    let mut out = vec![Setting {
+        name: NODES.into(),
+        flag: "--nodes".into(),
+        default: NODES_DEFAULT.to_string(),
+    }];
+    for pair in words.chunks(2) {
+        if let [flag, default] = pair {
+            out.push(Setting {
+                name: flag.trim_start_matches("--").replace('-', "_"),
+                flag: flag.to_string(),
+                default: default.to_string(),
+            });
+        }
+    }
+    out
+}
+
+/// The plan in `dir`'s `test.json`, when it reads.
+fn run_plan(dir: &Path) -> Option<Value> {
+    let text = std::fs::read_to_string(dir.join("test.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
 /// Candidates replayed on real clusters.
 struct Harness<'s> {
     source: PathBuf,
@@ -133,6 +179,7 @@ impl Oracle for Harness<'_> {
             .context("shrink: replaying a candidate")?;
         let found = anomaly_kinds(&outcome.results);
         let reproduced = !found.is_disjoint(&self.targets);
+        let plan = reproduced.then(|| run_plan(&outcome.dir)).flatten();
         if !reproduced {
             if let Err(e) = std::fs::remove_dir_all(&outcome.dir) {
                 tracing::warn!(dir = %outcome.dir.display(), error = %e, "shrink: removing a passing candidate's run");
@@ -141,6 +188,7 @@ impl Oracle for Harness<'_> {
         Ok(Outcome {
             reproduced,
             anomalies: found.into_iter().collect(),
+            plan,
         })
     }
 
@@ -176,6 +224,7 @@ fn fill(doc: &mut Value, shrunk: &Shrunk) {
     doc["one_minimal"] = json!(shrunk.one_minimal);
     doc["out_of_budget"] = json!(shrunk.out_of_budget);
     doc["trials"] = json!(shrunk.trials);
+    doc["config"] = json!(shrunk.config);
 }
 
 /// `harness shrink`: exit 0 when the shrunk schedule reproduced, 2 when
@@ -219,6 +268,11 @@ pub async fn shrink(args: &ShrinkArgs, slot: &RuntimeSlot) -> anyhow::Result<u8>
         args.reruns,
         args.budget_s
     );
+    let defaults = config_defaults();
+    eprintln!(
+        "ordeal: configuration: {}",
+        ConfigShrink::untried(&original.command_line, &defaults).describe()
+    );
     let Some(anomalies) = baseline(&mut harness, &original, args.reruns).await? else {
         let mut doc = harness.header.clone();
         doc["finished"] = json!(true);
@@ -238,6 +292,7 @@ pub async fn shrink(args: &ShrinkArgs, slot: &RuntimeSlot) -> anyhow::Result<u8>
         reruns: args.reruns,
         tail_ms: args.tail_s.unwrap_or(original.clock.nemesis_interval_s) * 1000,
         time_limit_ms: original.clock.time_limit_s * 1000,
+        defaults,
     };
     let shrunk = shrinker.shrink(original.as_plan(), anomalies).await?;
     let shrink_s = started.elapsed().as_secs();
@@ -256,7 +311,11 @@ pub async fn shrink(args: &ShrinkArgs, slot: &RuntimeSlot) -> anyhow::Result<u8>
     write_json(&out, &doc)?;
     report(&args.run_dir);
     print_summary(&doc, &shrunk);
-    println!("shrunk: {}\nreplay: {replay_command}", out.display());
+    println!(
+        "shrunk: {}\nreplay: {replay_command}\n  (which runs: {})",
+        out.display(),
+        shrunk.schedule.command_line
+    );
     Ok(EXIT_VALID)
 }
 
@@ -315,4 +374,5 @@ fn print_summary(doc: &Value, shrunk: &Shrunk) {
         shrunk.schedule.clock.time_limit_s,
         shrunk.anomalies.join(", ")
     );
+    println!("  configuration: {}", shrunk.config.describe());
 }
