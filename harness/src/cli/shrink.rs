@@ -376,3 +376,64 @@ fn print_summary(doc: &Value, shrunk: &Shrunk) {
     );
     println!("  configuration: {}", shrunk.config.describe());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::replay::plan_for;
+    use crate::nemesis::schedule::{ScheduleClock, SCHEDULE_VERSION};
+    use crate::nemesis::shrink_config::{differing, with_flag};
+
+    #[test]
+    fn the_defaults_are_the_swarm_s_and_a_reset_line_replays_with_them() {
+        let defaults = config_defaults();
+        let get = |name: &str| {
+            defaults
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| (s.flag.as_str(), s.default.as_str()))
+        };
+        assert_eq!(get("nodes"), Some(("--nodes", "3")));
+        assert_eq!(get("tick_ms"), Some(("--tick-ms", "100")));
+        assert_eq!(
+            get("snapshot_interval_bytes"),
+            Some(("--snapshot-interval-bytes", "32768"))
+        );
+        assert_eq!(get("election_tick"), Some(("--election-tick", "10")));
+        assert!(defaults.len() >= 9, "{defaults:?}");
+
+        // A swarm's rerun line (`--swarm off` so that a setting it does
+        // not name gets its default): three settings drawn unlike it.
+        let line = "cargo run -p harness -- --swarm off --workload register --nemesis kill --nodes 5 --time-limit-s 30 --runtime process --seed 3 --snapshot-interval-bytes 4096 --snapshot-catchup-entries 4 --max-message-count 500 --preferred-max-bytes 2097152 --batch-timeout-ms 20 --max-inflight-blocks 5 --tick-ms 50 --election-tick 10";
+        let names: Vec<&str> = differing(line, &defaults)
+            .iter()
+            .map(|(s, _)| s.name.as_str())
+            .collect();
+        assert_eq!(names, ["nodes", "snapshot_interval_bytes", "tick_ms"]);
+        let mut reset = line.to_string();
+        for (s, _) in differing(line, &defaults) {
+            reset = with_flag(&reset, &s.flag, &s.default);
+        }
+        let schedule = Schedule {
+            version: SCHEDULE_VERSION,
+            seed: 3,
+            clock: ScheduleClock {
+                time_limit_s: 20,
+                nemesis_interval_s: 5,
+                recovery_s: 5,
+                election_timeout_ms: 500,
+            },
+            command_line: reset,
+            plan: Value::Null,
+            replay_of: None,
+            faults: Vec::new(),
+        };
+        let args = ReplayArgs {
+            store: "elsewhere".into(),
+            node_binary: None,
+        };
+        let plan = plan_for(&schedule, Path::new("shrunk.json"), &args).unwrap();
+        assert_eq!(plan.nodes.len(), 3);
+        assert_eq!(plan.node_config, TUNING_DEFAULT);
+    }
+}

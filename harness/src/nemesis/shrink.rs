@@ -21,7 +21,9 @@
 //! spent is the [`Oracle`]'s: this module is pure and does no IO.
 
 use crate::nemesis::schedule::{Schedule, ScheduledFault};
-use crate::nemesis::shrink_config::{blocked, flag_value, pair, with_flag, ConfigShrink, Setting, Skipped};
+use crate::nemesis::shrink_config::{
+    blocked, flag_value, pair, with_flag, ConfigShrink, Setting, Skipped,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -270,8 +272,9 @@ impl<O: Oracle> Shrinker<'_, O> {
                     self.oracle.improved(best)?;
                 }
                 Tried::Passes => {
-                    self.oracle
-                        .note(&format!("config: {name} {drawn} kept: the failure needs it"));
+                    self.oracle.note(&format!(
+                        "config: {name} {drawn} kept: the failure needs it"
+                    ));
                     best.config.needed.insert(name, [d, v]);
                     self.oracle.improved(best)?;
                 }
@@ -302,8 +305,7 @@ impl<O: Oracle> Shrinker<'_, O> {
             described.join("; "),
             best.schedule.faults.len()
         );
-        self.try_candidate(best, step, candidate, None, &what)
-            .await
+        self.try_candidate(best, step, candidate, None, &what).await
     }
 
     /// Runs `candidate` up to `reruns` times; when one reproduces it
@@ -317,8 +319,10 @@ impl<O: Oracle> Shrinker<'_, O> {
         setting: Option<String>,
         what: &str,
     ) -> anyhow::Result<Tried> {
-        self.oracle
-            .note(&format!("{step}: trying {what}, up to {} runs", self.reruns));
+        self.oracle.note(&format!(
+            "{step}: trying {what}, up to {} runs",
+            self.reruns
+        ));
         let mut runs = 0;
         let mut tried = Tried::Passes;
         while runs < self.reruns {

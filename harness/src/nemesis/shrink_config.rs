@@ -181,23 +181,25 @@ pub fn blocked(setting: &Setting, schedule: &Schedule) -> Option<String> {
     }
     let default: u64 = setting.default.parse().ok()?;
     let high = highest_node(&schedule.faults)?;
-    (high > default).then(|| {
-        format!("a fault names n{high}, which {default} nodes lack")
-    })
+    (high > default).then(|| format!("a fault names n{high}, which {default} nodes lack"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nemesis::shrink::{Oracle, Outcome, Shrinker, Shrunk};
     use crate::nemesis::schedule::{ScheduleClock, SCHEDULE_VERSION};
+    use crate::nemesis::shrink::{Oracle, Outcome, Shrinker, Shrunk};
 
     const LINE: &str = "cargo run -p harness -- --workload ordering --nemesis kill --nodes 5 --seed 3 --snapshot-interval-bytes 4096 --max-message-count 500 --tick-ms 50 --election-tick 8";
 
     fn defaults() -> Vec<Setting> {
         [
             (NODES, "--nodes", "3"),
-            ("snapshot_interval_bytes", "--snapshot-interval-bytes", "32768"),
+            (
+                "snapshot_interval_bytes",
+                "--snapshot-interval-bytes",
+                "32768",
+            ),
             ("max_message_count", "--max-message-count", "500"),
             ("tick_ms", "--tick-ms", "100"),
             ("election_tick", "--election-tick", "10"),
@@ -314,7 +316,10 @@ mod tests {
         // snapshot interval (1), tick (3 reruns, all passing), election
         // tick (1); max_message_count is already its default.
         assert_eq!(fake.runs, 3 + 3 + 1 + 1 + 1 + 3 + 1);
-        assert_eq!(fake.runs as usize, shrunk.trials.iter().map(|t| t.runs as usize).sum::<usize>());
+        assert_eq!(
+            fake.runs as usize,
+            shrunk.trials.iter().map(|t| t.runs as usize).sum::<usize>()
+        );
         let config: Vec<(&str, bool)> = shrunk
             .trials
             .iter()
@@ -334,7 +339,10 @@ mod tests {
         assert_eq!(shrunk.schedule.plan["command_line"], json!(line));
         assert!(shrunk.one_minimal && !shrunk.out_of_budget);
         assert_eq!(fake.saved.last(), Some(&shrunk.config));
-        assert!(fake.lines.iter().all(|l| l.contains("--max-message-count 500")));
+        assert!(fake
+            .lines
+            .iter()
+            .all(|l| l.contains("--max-message-count 500")));
         assert!(shrunk.config.describe().starts_with(
             "reset election_tick 8 → 10, nodes 5 → 3, snapshot_interval_bytes 4096 → 32768; needed tick_ms 50 → 100"
         ));
@@ -344,11 +352,20 @@ mod tests {
     fn the_node_count_stays_when_a_fault_names_a_node_the_default_lacks() {
         let (shrunk, fake) = shrink("n5", 1, 1_000);
         let c = &shrunk.config;
-        assert_eq!(c.skipped["nodes"].why, "a fault names n5, which 3 nodes lack");
+        assert_eq!(
+            c.skipped["nodes"].why,
+            "a fault names n5, which 3 nodes lack"
+        );
         assert_eq!(c.skipped["nodes"].drawn, json!(5));
         assert!(!c.reset.contains_key("nodes") && !c.needed.contains_key("nodes"));
-        assert_eq!(flag_value(&shrunk.schedule.command_line, "--nodes"), Some("5"));
-        assert!(fake.lines.iter().all(|l| l.contains("--nodes 5")), "no run spent on it");
+        assert_eq!(
+            flag_value(&shrunk.schedule.command_line, "--nodes"),
+            Some("5")
+        );
+        assert!(
+            fake.lines.iter().all(|l| l.contains("--nodes 5")),
+            "no run spent on it"
+        );
         assert_eq!(c.reset.len(), 2);
     }
 
@@ -379,11 +396,20 @@ mod tests {
         let reset = with_flag(LINE, "--tick-ms", "100");
         assert_eq!(reset, LINE.replace("--tick-ms 50", "--tick-ms 100"));
         assert_eq!(with_flag(LINE, "--absent", "1"), LINE);
-        let names: Vec<&str> = differing(LINE, &defaults())
+        let all = defaults();
+        let names: Vec<&str> = differing(LINE, &all)
             .iter()
             .map(|(s, _)| s.name.as_str())
             .collect();
-        assert_eq!(names, ["nodes", "snapshot_interval_bytes", "tick_ms", "election_tick"]);
+        assert_eq!(
+            names,
+            [
+                "nodes",
+                "snapshot_interval_bytes",
+                "tick_ms",
+                "election_tick"
+            ]
+        );
         let mut faults = schedule("n2").faults;
         faults[0].params = json!({"sides": [["n1"], ["n4", "n3"]], "note": "nope"});
         assert_eq!(highest_node(&faults), Some(4));
