@@ -227,6 +227,46 @@ fn fill(doc: &mut Value, shrunk: &Shrunk) {
     doc["config"] = json!(shrunk.config);
 }
 
+/// `shrunk.json`'s fields known before any run.
+fn header(
+    args: &ShrinkArgs,
+    original: &Schedule,
+    targets: &BTreeSet<String>,
+    replay_command: &str,
+) -> Value {
+    json!({
+        "original": args.run_dir.display().to_string(),
+        "original_faults": original.faults.len(),
+        "seed": original.seed,
+        "targets": targets,
+        "reruns": args.reruns,
+        "tail_s": args.tail_s.unwrap_or(original.clock.nemesis_interval_s),
+        "budget_s": args.budget_s,
+        "replay_command": replay_command,
+    })
+}
+
+/// The original did not reproduce: `shrunk.json` says so, holding the
+/// original schedule; [`EXIT_UNKNOWN`].
+fn not_reproduced(harness: &Harness<'_>, original: &Schedule, reruns: u32) -> anyhow::Result<u8> {
+    let mut doc = harness.header.clone();
+    doc["finished"] = json!(true);
+    doc["reproduced"] = json!(false);
+    doc["schedule"] = json!(original.as_plan());
+    write_json(&harness.out, &doc)?;
+    println!(
+        "the original schedule did not reproduce {} in {reruns} runs: nothing shrunk; {}",
+        harness
+            .targets
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" or "),
+        harness.out.display()
+    );
+    Ok(EXIT_UNKNOWN)
+}
+
 /// `harness shrink`: exit 0 when the shrunk schedule reproduced, 2 when
 /// the original's failure did not come back in its reruns.
 pub async fn shrink(args: &ShrinkArgs, slot: &RuntimeSlot) -> anyhow::Result<u8> {
@@ -248,16 +288,7 @@ pub async fn shrink(args: &ShrinkArgs, slot: &RuntimeSlot) -> anyhow::Result<u8>
         deadline: started + budget,
         runs: 0,
         out: out.clone(),
-        header: json!({
-            "original": args.run_dir.display().to_string(),
-            "original_faults": original.faults.len(),
-            "seed": original.seed,
-            "targets": targets,
-            "reruns": args.reruns,
-            "tail_s": args.tail_s.unwrap_or(original.clock.nemesis_interval_s),
-            "budget_s": args.budget_s,
-            "replay_command": replay_command,
-        }),
+        header: header(args, &original, &targets, &replay_command),
     };
     eprintln!(
         "ordeal: shrinking {} ({} faults, seed {}) to reproduce {}; up to {} runs per candidate, budget {} s",
@@ -274,18 +305,7 @@ pub async fn shrink(args: &ShrinkArgs, slot: &RuntimeSlot) -> anyhow::Result<u8>
         ConfigShrink::untried(&original.command_line, &defaults).describe()
     );
     let Some(anomalies) = baseline(&mut harness, &original, args.reruns).await? else {
-        let mut doc = harness.header.clone();
-        doc["finished"] = json!(true);
-        doc["reproduced"] = json!(false);
-        doc["schedule"] = json!(original.as_plan());
-        write_json(&out, &doc)?;
-        println!(
-            "the original schedule did not reproduce {} in {} runs: nothing shrunk; {}",
-            targets.iter().cloned().collect::<Vec<_>>().join(" or "),
-            args.reruns,
-            out.display()
-        );
-        return Ok(EXIT_UNKNOWN);
+        return not_reproduced(&harness, &original, args.reruns);
     };
     let mut shrinker = Shrinker {
         oracle: &mut harness,
