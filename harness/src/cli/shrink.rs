@@ -300,9 +300,15 @@ pub async fn shrink(args: &ShrinkArgs, slot: &RuntimeSlot) -> anyhow::Result<u8>
         args.budget_s
     );
     let defaults = config_defaults();
+    let differing = ConfigShrink::untried(&original.command_line, &defaults).untried;
+    let differing: Vec<String> = differing
+        .iter()
+        .map(|(name, [drawn, default])| format!("{name} {drawn} (default {default})"))
+        .collect();
     eprintln!(
-        "ordeal: configuration: {}",
-        ConfigShrink::untried(&original.command_line, &defaults).describe()
+        "ordeal: {} node settings differ from their defaults, tried last: {}",
+        differing.len(),
+        differing.join(", ")
     );
     let Some(anomalies) = baseline(&mut harness, &original, args.reruns).await? else {
         return not_reproduced(&harness, &original, args.reruns);

@@ -268,6 +268,10 @@ impl<O: Oracle> Shrinker<'_, O> {
                 .await?
             {
                 Tried::Fails(_) => {
+                    self.oracle.note(&format!(
+                        "config: {name} back to its default {}",
+                        setting.default
+                    ));
                     best.config.reset.insert(name, [d, v]);
                     self.oracle.improved(best)?;
                 }
