@@ -1,8 +1,9 @@
 //! `harness shrink` (issue 32) interrupted: Ctrl-C while a candidate runs
 //! keeps the best schedule so far in `shrunk.json` and leaves no node and
 //! no faultfs mount behind. Short on purpose (one 12 s failing run, its
-//! baseline replay, the first candidate's start): the whole shrink is
-//! measured by hand (README, "Shrinking a failing run").
+//! baseline replay, the first candidate's start; about 45 s): the
+//! shrinker's steps are tested with a fake oracle (`nemesis/shrink.rs`,
+//! `nemesis/shrink_config.rs`).
 
 use super::disk::{faultfs_binary, fuse_available, mounts_under};
 use super::{node_binary, ordeal_processes, run, HARNESS};
