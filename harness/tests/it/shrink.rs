@@ -95,6 +95,10 @@ fn ctrl_c_keeps_the_best_schedule_so_far_and_leaves_nothing_running() {
         ordeal_processes(&marker) >= 3
     });
     assert!(candidate, "no candidate started:\n{}", text(log.path()));
+    if fuse {
+        let mounts = mounts_under(&store);
+        assert!(mounts.len() >= 3, "the candidate's disks: {mounts:?}");
+    }
 
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
