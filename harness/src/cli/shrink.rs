@@ -426,16 +426,25 @@ mod tests {
             Some(("--snapshot-interval-bytes", "32768"))
         );
         assert_eq!(get("election_tick"), Some(("--election-tick", "10")));
+        assert_eq!(get("cut_when_idle"), Some(("--cut-when-idle", "true")));
         assert!(defaults.len() >= 9, "{defaults:?}");
 
         // A swarm's rerun line (`--swarm off` so that a setting it does
-        // not name gets its default): three settings drawn unlike it.
-        let line = "cargo run -p harness -- --swarm off --workload register --nemesis kill --nodes 5 --time-limit-s 30 --runtime process --seed 3 --snapshot-interval-bytes 4096 --snapshot-catchup-entries 4 --max-message-count 500 --preferred-max-bytes 2097152 --batch-timeout-ms 20 --max-inflight-blocks 5 --tick-ms 50 --election-tick 10";
+        // not name gets its default): four settings drawn unlike it.
+        let line = "cargo run -p harness -- --swarm off --workload register --nemesis kill --nodes 5 --time-limit-s 30 --runtime process --seed 3 --snapshot-interval-bytes 4096 --snapshot-catchup-entries 4 --max-message-count 500 --preferred-max-bytes 2097152 --batch-timeout-ms 20 --max-inflight-blocks 5 --tick-ms 50 --election-tick 10 --cut-when-idle false";
         let names: Vec<&str> = differing(line, &defaults)
             .iter()
             .map(|(s, _)| s.name.as_str())
             .collect();
-        assert_eq!(names, ["nodes", "snapshot_interval_bytes", "tick_ms"]);
+        assert_eq!(
+            names,
+            [
+                "nodes",
+                "snapshot_interval_bytes",
+                "tick_ms",
+                "cut_when_idle"
+            ]
+        );
         let mut reset = line.to_string();
         for (s, _) in differing(line, &defaults) {
             reset = with_flag(&reset, &s.flag, &s.default);
