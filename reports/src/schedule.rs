@@ -1,8 +1,9 @@
 //! The page's schedule section: the run's faults as `schedule.json`
 //! holds them, and beside them the schedule `harness shrink` shrank them
-//! to (`shrunk.json`), with how often it failed and the command that
-//! replays it; a replay's drift (`drift.json`) under them. Formats in
-//! docs/store.md. Nothing without `schedule.json` (older runs).
+//! to (`shrunk.json`), with how often it failed, the node settings it put
+//! back to their defaults and those the failure needs, and the command
+//! that replays it; a replay's drift (`drift.json`) under them. Formats
+//! in docs/store.md. Nothing without `schedule.json` (older runs).
 
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -28,7 +29,7 @@ pub fn section(run_dir: &Path, esc: fn(&str) -> String) -> String {
     if let Some(shrunk) = read("shrunk.json") {
         let _ = write!(
             out,
-            "<div><p>Shrunk (<a href=\"shrunk.json\">shrunk.json</a>): {} of {} faults, {} s; reproduces {}: failed {} of {} replays{}{}</p>{}<p><code>{}</code></p></div>",
+            "<div><p>Shrunk (<a href=\"shrunk.json\">shrunk.json</a>): {} of {} faults, {} s; reproduces {}: failed {} of {} replays{}{}</p>{}{}<p><code>{}</code></p></div>",
             shrunk["shrunk_faults"],
             shrunk["original_faults"],
             shrunk["schedule"]["clock"]["time_limit_s"],
@@ -38,6 +39,7 @@ pub fn section(run_dir: &Path, esc: fn(&str) -> String) -> String {
             if shrunk["one_minimal"] == true { "; 1-minimal" } else { "" },
             if shrunk["finished"] == true { "" } else { " (unfinished: the best so far)" },
             table(&shrunk["schedule"], esc),
+            config(&shrunk["config"], esc),
             esc(shrunk["replay_command"].as_str().unwrap_or_default())
         );
     }
@@ -54,6 +56,48 @@ pub fn section(run_dir: &Path, esc: fn(&str) -> String) -> String {
         );
     }
     out
+}
+
+/// The node settings the shrink put back and those it kept (`config`,
+/// each `name: [drawn, default]`); nothing for an older `shrunk.json`.
+fn config(config: &Value, esc: fn(&str) -> String) -> String {
+    if !config.is_object() {
+        return String::new();
+    }
+    let show = |key: &str, item: fn(&str, &Value) -> String| -> Vec<String> {
+        config[key]
+            .as_object()
+            .map(|m| m.iter().map(|(name, v)| item(name, v)).collect())
+            .unwrap_or_default()
+    };
+    let parts: Vec<String> = [
+        (
+            "put back to their defaults",
+            show("reset", |n, v| format!("{n} {} → {}", v[0], v[1])),
+        ),
+        (
+            "kept, the failure needs them",
+            show("needed", |n, v| format!("{n} {} (default {})", v[0], v[1])),
+        ),
+        (
+            "not tried",
+            show("skipped", |n, v| {
+                format!("{n} {} ({})", v["drawn"], v["why"].as_str().unwrap_or("?"))
+            }),
+        ),
+        (
+            "not tried, out of budget",
+            show("untried", |n, v| format!("{n} {}", v[0])),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, items)| !items.is_empty())
+    .map(|(label, items)| format!("{label}: {}", items.join(", ")))
+    .collect();
+    if parts.is_empty() {
+        return "<p>Node settings: the defaults.</p>".into();
+    }
+    format!("<p>Node settings {}.</p>", esc(&parts.join("; ")))
 }
 
 /// `a or b` of a list of anomaly kinds.
@@ -111,6 +155,9 @@ mod tests {
         let shrunk = json!({"shrunk_faults": 1, "original_faults": 2, "targets": ["ordering:lost"],
             "confirm_failures": 4, "confirm_runs": 5, "one_minimal": true, "finished": true,
             "schedule": {"clock": {"time_limit_s": 25}, "faults": [fault("pause", 20_000)]},
+            "config": {"reset": {"nodes": [5, 3]}, "needed": {"tick_ms": [500, 100]},
+                "skipped": {"cut_when_idle": {"drawn": false, "default": true, "why": "because"}},
+                "untried": {"election_tick": [4, 10]}},
             "replay_command": "cargo run -p harness -- replay x/shrunk.json"});
         std::fs::write(dir.path().join("shrunk.json"), shrunk.to_string()).unwrap();
         let html = section(dir.path(), esc);
@@ -122,6 +169,10 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("replay x/shrunk.json"));
+        assert!(
+            html.contains("Node settings put back to their defaults: nodes 5 → 3; kept, the failure needs them: tick_ms 500 (default 100); not tried: cut_when_idle false (because); not tried, out of budget: election_tick 4."),
+            "{html}"
+        );
         assert_eq!(html.matches("<td>pause</td>").count(), 2);
         assert_eq!(html.matches("<td>kill</td>").count(), 1);
     }

@@ -7,14 +7,22 @@
 //! A run reproduces when one of the anomaly kinds the original found
 //! (`checker:kind`, from its `results.json`; or the one `--anomaly`
 //! names) comes back, not merely any invalid verdict.
+//!
+//! The shrinker's last step puts the node settings the run drew back to
+//! the swarm's defaults ([`config_defaults`]: `--swarm off`'s node count
+//! and settings, as a rerun command writes them), each in the candidate's
+//! command line, which `shrunk.json`'s schedule carries to its replay.
 
 use crate::cli::replay::{replay_once, ReplayArgs};
 use crate::judge::report::report;
 use crate::judge::verdict::{EXIT_UNKNOWN, EXIT_VALID};
 use crate::nemesis::schedule::Schedule;
 use crate::nemesis::shrink::{Oracle, Outcome, Shrinker, Shrunk};
+use crate::nemesis::shrink_config::{ConfigShrink, Setting, NODES};
+use crate::plan::swarm::{NODES_DEFAULT, TUNING_DEFAULT};
 use crate::run::RuntimeSlot;
 use crate::store::write_json;
+use crate::sut::{Options, Sut, System};
 use anyhow::{bail, Context};
 use checker::verdict::{Results, Validity};
 use serde_json::{json, Value};
@@ -110,6 +118,44 @@ fn targets(run_dir: &Path, asked: Option<&str>) -> anyhow::Result<BTreeSet<Strin
     }
 }
 
+/// Each node setting the `config` step may put back, with its default:
+/// the node count ([`NODES_DEFAULT`]), then ordeal-node's settings as an
+/// ordeal rerun command writes [`TUNING_DEFAULT`] (so a setting the swarm
+/// gains is here without a change).
+pub fn config_defaults() -> Vec<Setting> {
+    let options = Options {
+        seed: 0,
+        ack: workloads::Ack::Committed,
+        read_mode: workloads::ReadMode::Linearizable,
+        request_timeout_ms: 0,
+        tuning: TUNING_DEFAULT,
+        bugs: Vec::new(),
+    };
+    let (_, flags) = Sut::Ordeal.rerun_flags(&options);
+    let words: Vec<&str> = flags.split_whitespace().collect();
+    let mut out = vec![Setting {
+        name: NODES.into(),
+        flag: "--nodes".into(),
+        default: NODES_DEFAULT.to_string(),
+    }];
+    for pair in words.chunks(2) {
+        if let [flag, default] = pair {
+            out.push(Setting {
+                name: flag.trim_start_matches("--").replace('-', "_"),
+                flag: flag.to_string(),
+                default: default.to_string(),
+            });
+        }
+    }
+    out
+}
+
+/// The plan in `dir`'s `test.json`, when it reads.
+fn run_plan(dir: &Path) -> Option<Value> {
+    let text = std::fs::read_to_string(dir.join("test.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
 /// Candidates replayed on real clusters.
 struct Harness<'s> {
     source: PathBuf,
@@ -133,6 +179,7 @@ impl Oracle for Harness<'_> {
             .context("shrink: replaying a candidate")?;
         let found = anomaly_kinds(&outcome.results);
         let reproduced = !found.is_disjoint(&self.targets);
+        let plan = reproduced.then(|| run_plan(&outcome.dir)).flatten();
         if !reproduced {
             if let Err(e) = std::fs::remove_dir_all(&outcome.dir) {
                 tracing::warn!(dir = %outcome.dir.display(), error = %e, "shrink: removing a passing candidate's run");
@@ -141,6 +188,7 @@ impl Oracle for Harness<'_> {
         Ok(Outcome {
             reproduced,
             anomalies: found.into_iter().collect(),
+            plan,
         })
     }
 
@@ -176,6 +224,47 @@ fn fill(doc: &mut Value, shrunk: &Shrunk) {
     doc["one_minimal"] = json!(shrunk.one_minimal);
     doc["out_of_budget"] = json!(shrunk.out_of_budget);
     doc["trials"] = json!(shrunk.trials);
+    doc["config"] = json!(shrunk.config);
+}
+
+/// `shrunk.json`'s fields known before any run.
+fn header(
+    args: &ShrinkArgs,
+    original: &Schedule,
+    targets: &BTreeSet<String>,
+    replay_command: &str,
+) -> Value {
+    json!({
+        "original": args.run_dir.display().to_string(),
+        "original_faults": original.faults.len(),
+        "seed": original.seed,
+        "targets": targets,
+        "reruns": args.reruns,
+        "tail_s": args.tail_s.unwrap_or(original.clock.nemesis_interval_s),
+        "budget_s": args.budget_s,
+        "replay_command": replay_command,
+    })
+}
+
+/// The original did not reproduce: `shrunk.json` says so, holding the
+/// original schedule; [`EXIT_UNKNOWN`].
+fn not_reproduced(harness: &Harness<'_>, original: &Schedule, reruns: u32) -> anyhow::Result<u8> {
+    let mut doc = harness.header.clone();
+    doc["finished"] = json!(true);
+    doc["reproduced"] = json!(false);
+    doc["schedule"] = json!(original.as_plan());
+    write_json(&harness.out, &doc)?;
+    println!(
+        "the original schedule did not reproduce {} in {reruns} runs: nothing shrunk; {}",
+        harness
+            .targets
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" or "),
+        harness.out.display()
+    );
+    Ok(EXIT_UNKNOWN)
 }
 
 /// `harness shrink`: exit 0 when the shrunk schedule reproduced, 2 when
@@ -199,16 +288,7 @@ pub async fn shrink(args: &ShrinkArgs, slot: &RuntimeSlot) -> anyhow::Result<u8>
         deadline: started + budget,
         runs: 0,
         out: out.clone(),
-        header: json!({
-            "original": args.run_dir.display().to_string(),
-            "original_faults": original.faults.len(),
-            "seed": original.seed,
-            "targets": targets,
-            "reruns": args.reruns,
-            "tail_s": args.tail_s.unwrap_or(original.clock.nemesis_interval_s),
-            "budget_s": args.budget_s,
-            "replay_command": replay_command,
-        }),
+        header: header(args, &original, &targets, &replay_command),
     };
     eprintln!(
         "ordeal: shrinking {} ({} faults, seed {}) to reproduce {}; up to {} runs per candidate, budget {} s",
@@ -219,25 +299,26 @@ pub async fn shrink(args: &ShrinkArgs, slot: &RuntimeSlot) -> anyhow::Result<u8>
         args.reruns,
         args.budget_s
     );
+    let defaults = config_defaults();
+    let differing = ConfigShrink::untried(&original.command_line, &defaults).untried;
+    let differing: Vec<String> = differing
+        .iter()
+        .map(|(name, [drawn, default])| format!("{name} {drawn} (default {default})"))
+        .collect();
+    eprintln!(
+        "ordeal: {} node settings differ from their defaults, tried last: {}",
+        differing.len(),
+        differing.join(", ")
+    );
     let Some(anomalies) = baseline(&mut harness, &original, args.reruns).await? else {
-        let mut doc = harness.header.clone();
-        doc["finished"] = json!(true);
-        doc["reproduced"] = json!(false);
-        doc["schedule"] = json!(original.as_plan());
-        write_json(&out, &doc)?;
-        println!(
-            "the original schedule did not reproduce {} in {} runs: nothing shrunk; {}",
-            targets.iter().cloned().collect::<Vec<_>>().join(" or "),
-            args.reruns,
-            out.display()
-        );
-        return Ok(EXIT_UNKNOWN);
+        return not_reproduced(&harness, &original, args.reruns);
     };
     let mut shrinker = Shrinker {
         oracle: &mut harness,
         reruns: args.reruns,
         tail_ms: args.tail_s.unwrap_or(original.clock.nemesis_interval_s) * 1000,
         time_limit_ms: original.clock.time_limit_s * 1000,
+        defaults,
     };
     let shrunk = shrinker.shrink(original.as_plan(), anomalies).await?;
     let shrink_s = started.elapsed().as_secs();
@@ -256,7 +337,11 @@ pub async fn shrink(args: &ShrinkArgs, slot: &RuntimeSlot) -> anyhow::Result<u8>
     write_json(&out, &doc)?;
     report(&args.run_dir);
     print_summary(&doc, &shrunk);
-    println!("shrunk: {}\nreplay: {replay_command}", out.display());
+    println!(
+        "shrunk: {}\nreplay: {replay_command}\n  (which runs: {})",
+        out.display(),
+        shrunk.schedule.command_line
+    );
     Ok(EXIT_VALID)
 }
 
@@ -315,4 +400,75 @@ fn print_summary(doc: &Value, shrunk: &Shrunk) {
         shrunk.schedule.clock.time_limit_s,
         shrunk.anomalies.join(", ")
     );
+    println!("  configuration: {}", shrunk.config.describe());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::replay::plan_for;
+    use crate::nemesis::schedule::{ScheduleClock, SCHEDULE_VERSION};
+    use crate::nemesis::shrink_config::{differing, with_flag};
+
+    #[test]
+    fn the_defaults_are_the_swarm_s_and_a_reset_line_replays_with_them() {
+        let defaults = config_defaults();
+        let get = |name: &str| {
+            defaults
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| (s.flag.as_str(), s.default.as_str()))
+        };
+        assert_eq!(get("nodes"), Some(("--nodes", "3")));
+        assert_eq!(get("tick_ms"), Some(("--tick-ms", "100")));
+        assert_eq!(
+            get("snapshot_interval_bytes"),
+            Some(("--snapshot-interval-bytes", "32768"))
+        );
+        assert_eq!(get("election_tick"), Some(("--election-tick", "10")));
+        assert_eq!(get("cut_when_idle"), Some(("--cut-when-idle", "true")));
+        assert!(defaults.len() >= 9, "{defaults:?}");
+
+        // A swarm's rerun line (`--swarm off` so that a setting it does
+        // not name gets its default): four settings drawn unlike it.
+        let line = "cargo run -p harness -- --swarm off --workload register --nemesis kill --nodes 5 --time-limit-s 30 --runtime process --seed 3 --snapshot-interval-bytes 4096 --snapshot-catchup-entries 4 --max-message-count 500 --preferred-max-bytes 2097152 --batch-timeout-ms 20 --max-inflight-blocks 5 --tick-ms 50 --election-tick 10 --cut-when-idle false";
+        let names: Vec<&str> = differing(line, &defaults)
+            .iter()
+            .map(|(s, _)| s.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "nodes",
+                "snapshot_interval_bytes",
+                "tick_ms",
+                "cut_when_idle"
+            ]
+        );
+        let mut reset = line.to_string();
+        for (s, _) in differing(line, &defaults) {
+            reset = with_flag(&reset, &s.flag, &s.default);
+        }
+        let schedule = Schedule {
+            version: SCHEDULE_VERSION,
+            seed: 3,
+            clock: ScheduleClock {
+                time_limit_s: 20,
+                nemesis_interval_s: 5,
+                recovery_s: 5,
+                election_timeout_ms: 500,
+            },
+            command_line: reset,
+            plan: Value::Null,
+            replay_of: None,
+            faults: Vec::new(),
+        };
+        let args = ReplayArgs {
+            store: "elsewhere".into(),
+            node_binary: None,
+        };
+        let plan = plan_for(&schedule, Path::new("shrunk.json"), &args).unwrap();
+        assert_eq!(plan.nodes.len(), 3);
+        assert_eq!(plan.node_config, TUNING_DEFAULT);
+    }
 }

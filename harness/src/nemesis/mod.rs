@@ -40,6 +40,7 @@ pub mod overlap;
 pub mod package;
 pub mod schedule;
 pub mod shrink;
+pub mod shrink_config;
 
 use context::{sleep_or_stop, Context};
 use faults::Fault;

@@ -10,7 +10,10 @@
 //! 2. shorten: each fault's hold halved while the candidate still fails,
 //!    down to [`FAULT_MS_MIN`];
 //! 3. move later: each fault, last first, moved as late as it goes
-//!    before the next one (or the run's end), else half as far.
+//!    before the next one (or the run's end), else half as far;
+//! 4. configuration: each node setting the run drew unlike its default
+//!    put back to the default, one at a time, in the candidate's command
+//!    line; kept when the candidate still fails (`shrink_config.rs`).
 //!
 //! Every candidate's run is cut [`Shrinker::tail_ms`] after its last
 //! fault's end (never longer than the original), so that fewer faults run
@@ -18,7 +21,11 @@
 //! spent is the [`Oracle`]'s: this module is pure and does no IO.
 
 use crate::nemesis::schedule::{Schedule, ScheduledFault};
+use crate::nemesis::shrink_config::{
+    blocked, flag_value, pair, with_flag, ConfigShrink, Setting, Skipped,
+};
 use serde::Serialize;
+use serde_json::Value;
 
 /// The shortest hold a fault is shortened to, ms.
 pub const FAULT_MS_MIN: u64 = 1_000;
@@ -32,6 +39,10 @@ pub struct Outcome {
     pub reproduced: bool,
     /// The anomaly kinds the run found (`checker:kind`).
     pub anomalies: Vec<String>,
+    /// The run's plan as its `test.json` holds it, when the oracle has
+    /// one: a reproducing candidate's replaces the schedule's `plan`, so
+    /// that the shrunk schedule names the configuration it ran with.
+    pub plan: Option<Value>,
 }
 
 /// What runs candidates: the harness (real runs) or a test's fake.
@@ -50,8 +61,11 @@ pub trait Oracle {
 /// One candidate tried.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Trial {
-    /// The step that made it (`remove`, `shorten`, `later`).
+    /// The step that made it (`remove`, `shorten`, `later`, `config`).
     pub step: &'static str,
+    /// The `config` step's setting, as `name drawn → default`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setting: Option<String>,
     /// Its faults.
     pub faults: usize,
     /// Runs made (at most `reruns`; fewer when one reproduced).
@@ -74,6 +88,9 @@ pub struct Shrunk {
     pub one_minimal: bool,
     /// The budget ran out before the steps ended.
     pub out_of_budget: bool,
+    /// The node settings the run drew unlike their defaults: which were
+    /// put back, which the failure needs, which were not tried.
+    pub config: ConfigShrink,
 }
 
 /// The delta debugger.
@@ -86,6 +103,9 @@ pub struct Shrinker<'o, O: Oracle> {
     pub tail_ms: u64,
     /// The original run's length, ms (no candidate runs longer).
     pub time_limit_ms: u64,
+    /// Each node setting's flag and default, in the order the `config`
+    /// step tries them (empty: that step does nothing).
+    pub defaults: Vec<Setting>,
 }
 
 /// A candidate's verdict: fails, passes, or the budget ran out first.
@@ -96,7 +116,7 @@ enum Tried {
 }
 
 impl<O: Oracle> Shrinker<'_, O> {
-    /// Shrinks `failing` (which reproduced, with `anomalies`): the three
+    /// Shrinks `failing` (which reproduced, with `anomalies`): the four
     /// steps in order, each candidate judged by the oracle; stops early
     /// when the budget is spent, keeping the best so far.
     pub async fn shrink(
@@ -104,17 +124,21 @@ impl<O: Oracle> Shrinker<'_, O> {
         failing: Schedule,
         anomalies: Vec<String>,
     ) -> anyhow::Result<Shrunk> {
+        let config = ConfigShrink::untried(&failing.command_line, &self.defaults);
         let mut best = Shrunk {
             schedule: self.cut(failing),
             anomalies,
             trials: Vec::new(),
             one_minimal: false,
             out_of_budget: false,
+            config,
         };
         self.oracle.improved(&best)?;
-        let done = self.remove(&mut best).await? && self.shorten(&mut best).await?;
+        let done = self.remove(&mut best).await?
+            && self.shorten(&mut best).await?
+            && self.later(&mut best).await?;
         if done {
-            self.later(&mut best).await?;
+            self.reset_config(&mut best).await?;
         }
         Ok(best)
     }
@@ -208,6 +232,66 @@ impl<O: Oracle> Shrinker<'_, O> {
         Ok(true)
     }
 
+    /// Step 4: each setting unlike its default put back, one at a time;
+    /// kept when the candidate still fails. Returns false when out of
+    /// budget (what was not tried stays in `config.untried`).
+    async fn reset_config(&mut self, best: &mut Shrunk) -> anyhow::Result<bool> {
+        let defaults = self.defaults.clone();
+        for setting in &defaults {
+            let line = best.schedule.command_line.clone();
+            let Some(drawn) = flag_value(&line, &setting.flag).map(str::to_string) else {
+                continue;
+            };
+            if drawn == setting.default {
+                continue;
+            }
+            let [d, v] = pair(&drawn, &setting.default);
+            let name = setting.name.clone();
+            best.config.untried.remove(&name);
+            if let Some(why) = blocked(setting, &best.schedule) {
+                self.oracle
+                    .note(&format!("config: {name} stays {drawn}, not tried: {why}"));
+                let skipped = Skipped {
+                    drawn: d,
+                    default: v,
+                    why,
+                };
+                best.config.skipped.insert(name, skipped);
+                continue;
+            }
+            let mut candidate = best.schedule.clone();
+            candidate.command_line = with_flag(&line, &setting.flag, &setting.default);
+            let change = format!("{name} {drawn} → {}", setting.default);
+            let what = format!("{change} ({} faults)", candidate.faults.len());
+            match self
+                .try_candidate(best, "config", candidate, Some(change), &what)
+                .await?
+            {
+                Tried::Fails(_) => {
+                    self.oracle.note(&format!(
+                        "config: {name} back to its default {}",
+                        setting.default
+                    ));
+                    best.config.reset.insert(name, [d, v]);
+                    self.oracle.improved(best)?;
+                }
+                Tried::Passes => {
+                    self.oracle.note(&format!(
+                        "config: {name} {drawn} kept: the failure needs it"
+                    ));
+                    best.config.needed.insert(name, [d, v]);
+                    self.oracle.improved(best)?;
+                }
+                Tried::OutOfBudget => {
+                    best.config.untried.insert(name, [d, v]);
+                    self.oracle.improved(best)?;
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Tries `best` with `faults` instead; keeps it when it fails.
     async fn try_faults(
         &mut self,
@@ -219,11 +303,28 @@ impl<O: Oracle> Shrinker<'_, O> {
         candidate.faults = faults;
         let candidate = self.cut(candidate);
         let described: Vec<String> = candidate.faults.iter().map(|f| f.describe()).collect();
-        self.oracle.note(&format!(
-            "{step}: trying {} faults [{}] (best {}), up to {} runs",
+        let what = format!(
+            "{} faults [{}] (best {})",
             candidate.faults.len(),
             described.join("; "),
-            best.schedule.faults.len(),
+            best.schedule.faults.len()
+        );
+        self.try_candidate(best, step, candidate, None, &what).await
+    }
+
+    /// Runs `candidate` up to `reruns` times; when one reproduces it
+    /// becomes `best` (and the oracle hears of it). `setting` names the
+    /// `config` step's change, `what` the candidate in the progress.
+    async fn try_candidate(
+        &mut self,
+        best: &mut Shrunk,
+        step: &'static str,
+        mut candidate: Schedule,
+        setting: Option<String>,
+        what: &str,
+    ) -> anyhow::Result<Tried> {
+        self.oracle.note(&format!(
+            "{step}: trying {what}, up to {} runs",
             self.reruns
         ));
         let mut runs = 0;
@@ -236,12 +337,16 @@ impl<O: Oracle> Shrinker<'_, O> {
             runs += 1;
             let outcome = self.oracle.run(&candidate).await?;
             if outcome.reproduced {
+                if let Some(plan) = outcome.plan {
+                    candidate.plan = plan;
+                }
                 tried = Tried::Fails(outcome.anomalies);
                 break;
             }
         }
         best.trials.push(Trial {
             step,
+            setting,
             faults: candidate.faults.len(),
             runs,
             reproduced: matches!(tried, Tried::Fails(_)),
@@ -342,6 +447,7 @@ mod tests {
                 } else {
                     vec![]
                 },
+                plan: None,
             })
         }
         fn exhausted(&self) -> bool {
@@ -378,6 +484,7 @@ mod tests {
             reruns,
             tail_ms: 10_000,
             time_limit_ms: 120_000,
+            defaults: Vec::new(),
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -27,12 +27,12 @@ pub(super) fn fuse_available(test: &str) -> bool {
 
 /// The debug faultfs beside the test binaries (built if missing), given to
 /// the harness through `ORDEAL_FAULTFS_BIN`.
-fn faultfs_binary() -> PathBuf {
+pub(super) fn faultfs_binary() -> PathBuf {
     super::workspace_binary("faultfs", "faultfs")
 }
 
 /// faultfs mounts whose mount point is under `root`.
-fn mounts_under(root: &Path) -> Vec<PathBuf> {
+pub(super) fn mounts_under(root: &Path) -> Vec<PathBuf> {
     let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     std::fs::read_to_string("/proc/mounts")
         .unwrap()

@@ -16,6 +16,7 @@ mod load;
 mod member;
 mod nats;
 mod replay;
+mod shrink;
 mod storage;
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_harness");
