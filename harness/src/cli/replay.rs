@@ -46,6 +46,12 @@ pub fn plan_for(schedule: &Schedule, source: &Path, args: &ReplayArgs) -> anyhow
     let parsed = TestLine::try_parse_from(words)
         .with_context(|| format!("schedule: parsing the command line `{line}`"))?;
     let mut test = parsed.test;
+    // The line pins every setting the run had; one it does not name is a
+    // setting the harness gained since, which the run ran at its default
+    // (rerun lines from before `--swarm off` was written into them).
+    if !flags.split_whitespace().any(|w| w == "--swarm") {
+        test.swarm = "off".into();
+    }
     test.seed = Some(schedule.seed);
     test.time_limit_s = schedule.clock.time_limit_s;
     test.nemesis_interval_s = schedule.clock.nemesis_interval_s;

@@ -318,6 +318,9 @@ impl Plan {
             self.request_timeout_ms
         ));
         cmd.push_str(&sut_after);
+        // Every setting is pinned above: a setting a later harness adds
+        // is then its default, not drawn, when this line is run again.
+        cmd.push_str(" --swarm off");
         for bug in &self.bugs {
             cmd.push_str(&format!(" --bug {bug}"));
         }
