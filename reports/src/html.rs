@@ -27,7 +27,7 @@ fn verdict_word(v: &Value) -> (&'static str, &'static str) {
 /// last lines of its log (the panic message) as they were written.
 fn example(e: &Value) -> String {
     let Some(tail) = e["log_tail"].as_array() else {
-        return format!("<li><code>{}</code></li>", esc(&e.to_string()));
+        return explained(e);
     };
     let faults: Vec<String> = e["faults_in_force"]
         .as_array()
@@ -47,6 +47,22 @@ fn example(e: &Value) -> String {
             faults.join(", ")
         }),
         esc(&lines.join("\n"))
+    )
+}
+
+/// An example that says `why`: the sentence, then its other fields as a
+/// table (the states of a `replica-divergence`, a `halted-member`'s
+/// samples); any other example as its JSON.
+fn explained(e: &Value) -> String {
+    let (Some(why), Some(fields)) = (e["why"].as_str(), e.as_object()) else {
+        return format!("<li><code>{}</code></li>", esc(&e.to_string()));
+    };
+    let mut rest = fields.clone();
+    rest.remove("why");
+    format!(
+        "<li>{}{}</li>",
+        esc(why),
+        crate::detail::table(&Value::Object(rest), esc)
     )
 }
 

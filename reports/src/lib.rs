@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod crash_points;
+mod detail;
 pub mod disk;
 pub mod epoch;
 pub mod fault_rate;

@@ -131,50 +131,10 @@ fn notes(raft: &Value) -> String {
 
 /// An oracle's figures (`detail`: the index, nodes and digests of a state
 /// divergence; node, process and indices of an apply gap or repeat; the
-/// message and the persist a send ran ahead of), one row per field; a
-/// list of records (the digests) as a table of its own.
+/// message and the persist a send ran ahead of), as `detail::table` shows
+/// them.
 fn detail_table(detail: &Value) -> String {
-    let Some(fields) = detail.as_object() else {
-        return String::new();
-    };
-    let mut out = String::from("<table>");
-    for (key, value) in fields {
-        let shown = match value.as_array() {
-            Some(rows) if rows.iter().all(Value::is_object) && !rows.is_empty() => records(rows),
-            _ => format!("<code>{}</code>", crate::html::esc(&value.to_string())),
-        };
-        let _ = write!(
-            out,
-            "<tr><th>{}</th><td>{shown}</td></tr>",
-            crate::html::esc(key)
-        );
-    }
-    out + "</table>"
-}
-
-/// Records with the same fields as a table, the first one's keys as columns.
-fn records(rows: &[Value]) -> String {
-    let keys: Vec<&String> = rows[0]
-        .as_object()
-        .map(|o| o.keys().collect())
-        .unwrap_or_default();
-    let mut out = String::from("<table><tr>");
-    for k in &keys {
-        let _ = write!(out, "<th>{}</th>", crate::html::esc(k));
-    }
-    out.push_str("</tr>");
-    for row in rows {
-        out.push_str("<tr>");
-        for k in &keys {
-            let cell = match &row[k.as_str()] {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let _ = write!(out, "<td><code>{}</code></td>", crate::html::esc(&cell));
-        }
-        out.push_str("</tr>");
-    }
-    out + "</table>"
+    crate::detail::table(detail, crate::html::esc)
 }
 
 /// An inline SVG: one lane per node, a dot per event at its time.

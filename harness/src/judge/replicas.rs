@@ -55,7 +55,7 @@ impl Said {
     fn json(&self) -> Value {
         json!({
             "node": self.node,
-            "when": self.t_s.map_or_else(|| json!("final"), |t| json!(t)),
+            "when": self.t_s.map_or_else(|| json!("final"), |t| json!((t * 1e3).round() / 1e3)),
             "index": self.index, "height": self.height,
             "head": self.head, "registers": self.registers,
         })
