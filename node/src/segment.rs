@@ -84,6 +84,28 @@ pub struct Pipeline {
     prepared: Receiver<std::io::Result<Prepared>>,
     /// The number of the segment asked for and not yet taken.
     pending: Option<u64>,
+    /// The thread, joined on drop.
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Pipeline {
+    /// Lets the thread finish the jobs it was given and joins it, so that
+    /// no removal handed over goes on after the log is closed (a log
+    /// opened again in the same directory would see a segment vanish
+    /// while it replays it). A segment prepared after this is left for
+    /// the next open, as one a crash left.
+    fn drop(&mut self) {
+        drop(std::mem::replace(&mut self.jobs, mpsc::sync_channel(0).0));
+        drop(std::mem::replace(
+            &mut self.prepared,
+            mpsc::sync_channel(1).1,
+        ));
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::warn!("the wal-segments thread had panicked");
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Job {
@@ -103,15 +125,16 @@ impl Pipeline {
     pub fn start(dir: PathBuf) -> std::io::Result<Pipeline> {
         let (jobs, jobs_rx) = mpsc::sync_channel::<Job>(JOBS_MAX);
         let (prepared_tx, prepared) = mpsc::sync_channel(1);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("wal-segments".into())
             .spawn(move || {
                 for job in jobs_rx {
                     match job {
+                        // Nobody to take it (the log was dropped): the
+                        // file stays, as after a crash, and the jobs
+                        // after it still run.
                         Job::Prepare(seq) => {
-                            if prepared_tx.send(prepare(&dir, seq)).is_err() {
-                                return;
-                            }
+                            let _ = prepared_tx.send(prepare(&dir, seq));
                         }
                         Job::Remove(paths) => remove(&dir, &paths),
                     }
@@ -121,6 +144,7 @@ impl Pipeline {
             jobs,
             prepared,
             pending: None,
+            thread: Some(thread),
         })
     }
 
