@@ -56,10 +56,12 @@ async fn lag_behind_the_compaction(
     )
     .await;
     c.kill(lagging);
-    // Not `k0` while it is down: the register `install-drops-register`
-    // drops (the first) is then written by nothing the lagging node
-    // applies after the snapshot, so the loss stays in its state.
-    let spare_k0 = register_writes("bb", 40).filter(|tx| tx["ops"][0]["key"] != "k0");
+    // Not `k0` while it is down (40 writes, as many bytes as before the
+    // filter, so that the leader compacts past it as often): the register
+    // `install-drops-register` drops (the first) is then written by
+    // nothing the lagging node applies after the snapshot, so the loss
+    // stays in its state.
+    let spare_k0 = register_writes("bb", 50).filter(|tx| tx["ops"][0]["key"] != "k0");
     submit_bodies_to(http, &c, &[leader, other], spare_k0).await;
     c.restart(lagging).unwrap();
     (c, leader, lagging)
@@ -425,8 +427,18 @@ async fn snapshot_after_install_panics_when_the_node_next_snapshots() {
     let flags = [&FLAGS[..], &["--bug", "snapshot-after-install-panics"]].concat();
     let (mut c, leader, lagging) = lag_behind_the_compaction(&http, &flags).await;
     let other = 3 - leader - lagging;
-    submit_bodies_to(&http, &c, &[leader, other], register_writes("ccc", 40)).await;
-    let exit = c.wait_exit(lagging, Duration::from_secs(30));
+    // Writes until the lagging node has applied a snapshot interval's
+    // bytes after its install (which may come late, when the leader's
+    // snapshot it gets is a recent one) and so snapshots, and dies.
+    let mut exit = None;
+    for round in 0..8 {
+        let prefix = "c".repeat(round + 3);
+        submit_bodies_to(&http, &c, &[leader, other], register_writes(&prefix, 20)).await;
+        exit = c.wait_exit(lagging, Duration::from_secs(3));
+        if exit.is_some() {
+            break;
+        }
+    }
     let log = c.log(lagging);
     let exit = exit.unwrap_or_else(|| panic!("node {} still runs\n{log}", lagging + 1));
     assert!(!exit.success(), "{exit:?}\n{log}");
