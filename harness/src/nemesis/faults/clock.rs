@@ -192,8 +192,8 @@ fn strobe(ctx: &Context, target: &str, setting: ClockSetting) -> Strobe {
 
 /// What the node's clock shows once libfaketime reread its file (about
 /// once a second): its offset from ours, ms, and for a rate its speed
-/// measured over [`CLOCK_SETTLE`] / 2 (an offset agreeing with zero
-/// says nothing about a rate that has not been read yet).
+/// ([`observe_rate`]; an offset agreeing with zero says nothing about a
+/// rate that has not been read yet).
 async fn observe(
     ctx: &Context,
     target: &str,
@@ -203,15 +203,7 @@ async fn observe(
     let injected_ms = (setting.offset_s * 1e3) as i64;
     if mode == ClockMode::Rate {
         tokio::time::sleep(CLOCK_SETTLE).await;
-        let first = ctx.probe.clock_offset_ms(target).await;
-        let from = std::time::Instant::now();
-        tokio::time::sleep(CLOCK_SETTLE / 2).await;
-        let second = ctx.probe.clock_offset_ms(target).await;
-        let real_ms = from.elapsed().as_secs_f64() * 1e3;
-        let rate = first
-            .zip(second)
-            .map(|(a, b)| ((1.0 + (b - a) as f64 / real_ms) * 100.0).round() / 100.0);
-        return (second, rate);
+        return observe_rate(ctx, target).await;
     }
     let started = std::time::Instant::now();
     let mut observed = None;
@@ -223,6 +215,39 @@ async fn observe(
         }
     }
     (observed, None)
+}
+
+/// Rate windows measured at most before two in a row agree.
+const RATE_WINDOWS_MAX: usize = 4;
+/// How far two windows' rates may differ and still agree.
+const RATE_AGREEMENT: f64 = 0.05;
+
+/// The node's clock speed, measured over windows of [`CLOCK_SETTLE`] / 2
+/// until two in a row agree: a window in which libfaketime rereads its
+/// file holds the jump the new setting makes (seen over ssh under load:
+/// rate 2 measured as 5.57), the next one does not. The last offset and
+/// the last window's rate (`None` when the node did not answer).
+async fn observe_rate(ctx: &Context, target: &str) -> (Option<i64>, Option<f64>) {
+    let mut before = ctx.probe.clock_offset_ms(target).await;
+    let mut from = std::time::Instant::now();
+    let mut last_rate: Option<f64> = None;
+    for _ in 0..RATE_WINDOWS_MAX {
+        tokio::time::sleep(CLOCK_SETTLE / 2).await;
+        let after = ctx.probe.clock_offset_ms(target).await;
+        let real_ms = from.elapsed().as_secs_f64() * 1e3;
+        from = std::time::Instant::now();
+        let rate = before
+            .zip(after)
+            .map(|(a, b)| ((1.0 + (b - a) as f64 / real_ms) * 100.0).round() / 100.0);
+        before = after;
+        if let (Some(a), Some(b)) = (last_rate, rate) {
+            if (a - b).abs() <= RATE_AGREEMENT * b.abs().max(1.0) {
+                return (after, rate);
+            }
+        }
+        last_rate = rate;
+    }
+    (before, last_rate)
 }
 
 #[cfg(test)]
