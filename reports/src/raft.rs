@@ -97,7 +97,10 @@ fn anomalies(raft: &Value, started_unix_ms: Option<f64>) -> String {
             "<h3 style=\"color:#c81e1e\">{}</h3><p>{}</p>{}{}{}",
             crate::html::esc(anomaly["rule"].as_str().unwrap_or("?")),
             crate::html::esc(anomaly["message"].as_str().unwrap_or("")),
-            detail_table(&anomaly["detail"]),
+            // An oracle's figures: the index, nodes and digests of a state
+            // divergence; the indices of an apply gap; the send and the
+            // persist it ran ahead of.
+            crate::detail::table(&anomaly["detail"], crate::html::esc),
             timeline(&events, start),
             events_table(&events, start)
         );
@@ -127,14 +130,6 @@ fn notes(raft: &Value) -> String {
         return String::new();
     }
     format!("<p>Not checked:</p><ul>{}</ul>", notes.join(""))
-}
-
-/// An oracle's figures (`detail`: the index, nodes and digests of a state
-/// divergence; node, process and indices of an apply gap or repeat; the
-/// message and the persist a send ran ahead of), as `detail::table` shows
-/// them.
-fn detail_table(detail: &Value) -> String {
-    crate::detail::table(detail, crate::html::esc)
 }
 
 /// An inline SVG: one lane per node, a dot per event at its time.
